@@ -1,0 +1,87 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection options shared by every module (argspec: module_utils/_module_kit.py)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+    DOCUMENTATION = r"""
+options:
+  redis_url:
+    description:
+      - Redis URL, V(redis://[[username]:password@]host:port/db), or V(rediss://...) for TLS.
+      - When neither O(redis_url) nor O(host) is given, the E(REDIS_URL) environment variable is used,
+        then V(redis://localhost:6379/0). This lets an AWX/Tower credential inject the URL without extra vars.
+      - A password inside the URL is never logged or returned.
+      - Mutually exclusive with O(host).
+    type: str
+  host:
+    description:
+      - Host name or address of the Redis server, used with O(port) and O(db).
+      - Mutually exclusive with O(redis_url).
+    type: str
+  port:
+    description:
+      - TCP port of the Redis server, used with O(host).
+    type: int
+    default: 6379
+  db:
+    description:
+      - Database number, used with O(host). Search indexes live in database 0 on most servers.
+    type: int
+    default: 0
+  username:
+    description:
+      - ACL user name. Defaults to the E(REDIS_USERNAME) environment variable, then the server's default user.
+    type: str
+  password:
+    description:
+      - Password of the ACL user (or the C(requirepass) password).
+      - Defaults to the E(REDIS_PASSWORD) environment variable.
+      - Never logged or returned. A password inside O(redis_url) takes precedence.
+    type: str
+  tls:
+    description:
+      - Connect with TLS when using O(host). A V(rediss://) O(redis_url) always uses TLS.
+    type: bool
+    default: false
+  tls_ca_cert:
+    description:
+      - CA certificate (PEM) used to verify the server.
+    type: path
+  tls_client_cert:
+    description:
+      - Client certificate (PEM) for mutual TLS. Requires O(tls_client_key).
+    type: path
+  tls_client_key:
+    description:
+      - Private key (PEM) of O(tls_client_cert).
+    type: path
+  tls_verify:
+    description:
+      - Verify the server's certificate and host name. Set to V(false) only for test servers.
+    type: bool
+    default: true
+  connect_timeout:
+    description:
+      - Seconds to wait for the TCP (and TLS) connection.
+    type: float
+    default: 10.0
+  socket_timeout:
+    description:
+      - Seconds to wait for any single reply.
+    type: float
+    default: 60.0
+  protocol:
+    description:
+      - Redis protocol version to speak. Both are supported; replies are parsed for the one chosen.
+    type: int
+    choices: [2, 3]
+    default: 2
+requirements:
+  - redis (Python library) >= 5.0
+  - pydantic >= 2.5
+  - PyYAML
+notes:
+  - The server must have the search module (Redis 8, Redis Stack or Redis Enterprise with search).
+  - Modules run where the task runs; delegate to a host that can reach Redis (often C(localhost)).
+"""

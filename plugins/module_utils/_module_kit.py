@@ -1,0 +1,116 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module of this collection shares with Ansible: connection options, building the
+AnsibleModule, dependency checks and turning library errors into `fail_json`, in one place.
+
+The migration library under `_migration/` knows nothing about Ansible; this file is the only
+module_utils file that imports it.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any, Callable
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import missing
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+
+PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}
+ENV_URL = "REDIS_URL"
+
+
+def connection_argument_spec() -> dict[str, Any]:
+    """Connection options, documented in the indexops.redis_search.connection doc fragment."""
+    return {
+        "redis_url": {"type": "str", "no_log": True},
+        "host": {"type": "str"},
+        "port": {"type": "int", "default": 6379},
+        "db": {"type": "int", "default": 0},
+        "username": {"type": "str", "fallback": (env_fallback, ["REDIS_USERNAME"])},
+        "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["REDIS_PASSWORD"])},
+        "tls": {"type": "bool", "default": False},
+        "tls_ca_cert": {"type": "path"},
+        "tls_client_cert": {"type": "path"},
+        "tls_client_key": {"type": "path", "no_log": False},
+        "tls_verify": {"type": "bool", "default": True},
+        "connect_timeout": {"type": "float", "default": 10.0},
+        "socket_timeout": {"type": "float", "default": 60.0},
+        "protocol": {"type": "int", "default": 2, "choices": [2, 3]},
+    }
+
+
+CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host"]]
+CONNECTION_REQUIRED_TOGETHER = [["tls_client_cert", "tls_client_key"]]
+
+
+def build_module(argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"),
+                 **kwargs: Any) -> AnsibleModule:
+    """AnsibleModule with the connection options merged in; fails early on missing libraries."""
+    spec = connection_argument_spec()
+    spec.update(argument_spec)
+    kwargs["mutually_exclusive"] = CONNECTION_MUTUALLY_EXCLUSIVE + kwargs.get("mutually_exclusive", [])
+    kwargs["required_together"] = CONNECTION_REQUIRED_TOGETHER + kwargs.get("required_together", [])
+    module = AnsibleModule(argument_spec=spec, **kwargs)
+    for name, trace in missing(*libraries).items():
+        module.fail_json(msg=missing_required_lib(PIP_NAMES.get(name, name)), exception=trace)
+    return module
+
+
+def connection_settings(module: AnsibleModule):
+    """ConnectionSettings from the module's options; every secret is registered with no_log.
+
+    Precedence: redis_url, then host/port/db, then the REDIS_URL environment variable, then
+    localhost:6379. (REDIS_URL is read here, not as an option fallback, so that it never
+    conflicts with an explicit host.)
+    """
+    params = module.params
+    url = params["redis_url"] or (None if params["host"] else os.environ.get(ENV_URL) or None)
+    settings = ConnectionSettings(
+        url=url,
+        host=params["host"] or "localhost",
+        port=params["port"],
+        db=params["db"],
+        username=params["username"],
+        password=params["password"],
+        tls=params["tls"],
+        tls_ca_cert=params["tls_ca_cert"],
+        tls_client_cert=params["tls_client_cert"],
+        tls_client_key=params["tls_client_key"],
+        tls_verify=params["tls_verify"],
+        connect_timeout=params["connect_timeout"],
+        socket_timeout=params["socket_timeout"],
+        protocol=params["protocol"],
+    )
+    for secret in settings.secrets():
+        module.no_log_values.add(secret)
+    return settings
+
+
+def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str, index: str | None = None,
+                        **result: Any) -> None:
+    """The one place an exception becomes a failed task: one-line msg, structure in keys."""
+    where = f"{endpoint} index {index!r}" if index else endpoint
+    if isinstance(err, IndexOpsError):
+        result.update(err.details)
+        module.fail_json(msg=f"{where}: {err}", error_type=err.kind, hint=err.hint, **result)
+    module.fail_json(
+        msg=f"{where}: unexpected {type(err).__name__}: {err}",
+        error_type="unexpected",
+        exception=traceback.format_exc(),
+        **result,
+    )
+
+
+def run_with_client(module: AnsibleModule, action: Callable[[Any, Any], dict[str, Any]],
+                    index: str | None = None) -> None:
+    """Connect, run `action(client, settings)` and exit with its result, or fail readably."""
+    settings = connection_settings(module)
+    try:
+        client = connect(settings)
+        result = action(client, settings)
+    except Exception as err:  # pylint: disable=broad-exception-caught
+        fail_from_exception(module, err, settings.endpoint, index)
+        return
+    module.exit_json(**result)

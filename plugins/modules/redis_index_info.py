@@ -1,0 +1,292 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: read-only facts about a Redis server's search indexes."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: redis_index_info
+short_description: List Redis search indexes, or show one index's full schema and stats
+version_added: 0.1.0
+description:
+  - Lists the search indexes of a Redis server with their aliases, storage, prefixes and document counts.
+  - With O(index), returns that index's schema captured losslessly (every index option and every field
+    attribute, including vector parameters that C(FT.INFO) does not show), its statistics, and the
+    C(FT.CREATE) command that recreates it.
+  - Always returns the server's capabilities - Redis and module versions, and which vector datatypes and
+    algorithms the server accepts (probed without creating anything).
+  - Read-only. Never changes the server.
+author:
+  - indexops maintainers
+extends_documentation_fragment:
+  - indexops.redis_search.connection
+attributes:
+  check_mode:
+    support: full
+    description: Runs the same read-only commands in check mode.
+  diff_mode:
+    support: none
+options:
+  index:
+    description:
+      - Name (or alias) of one index to describe in full.
+      - When the index does not exist the module succeeds with RV(exists=false).
+    type: str
+  aliases:
+    description:
+      - Alias names to resolve.
+      - Servers before search 8.10 have no command that lists aliases, so the module cannot find them by
+        itself there; the aliases given here are resolved and reported with the index they point at.
+    type: list
+    elements: str
+    default: []
+  probe_capabilities:
+    description:
+      - Probe which vector datatypes and algorithms the server accepts, with C(FT.CREATE) commands built
+        to fail (nothing is created). When V(false), or when the probe is not permitted, the search
+        module's version decides.
+    type: bool
+    default: true
+seealso:
+  - module: indexops.redis_search.redis_index_plan
+"""
+
+EXAMPLES = r"""
+- name: List every search index on the server
+  indexops.redis_search.redis_index_info:
+    redis_url: redis://localhost:6379/0
+  register: search
+
+- name: Show the products index with the aliases the application uses
+  indexops.redis_search.redis_index_info:
+    host: redis.internal
+    password: "{{ vault_redis_password }}"
+    index: products
+    aliases: [products_current]
+  register: products
+
+- name: Fail early when the server cannot store float16 vectors
+  ansible.builtin.assert:
+    that: "'float16' in products.server.vector_datatypes"
+    fail_msg: "{{ products.server.redis_version }} with search {{ products.server.search_version }} lacks float16"
+
+- name: Print the embedding field's datatype
+  ansible.builtin.debug:
+    msg: "{{ (products.index.schema.fields | selectattr('name', 'equalto', 'embedding') | first).attrs.datatype }}"
+"""
+
+RETURN = r"""
+indexes:
+  description: Every index on the server, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Index name.
+      type: str
+    aliases:
+      description: Aliases of the index (see RV(indexes[].aliases_complete)).
+      type: list
+      elements: str
+    aliases_complete:
+      description: V(true) when the server listed the aliases itself (FT.ALIASLIST); V(false) when only
+        the O(aliases) given were checked.
+      type: bool
+    storage_type:
+      description: V(hash) or V(json).
+      type: str
+    prefixes:
+      description: Key prefixes the index covers.
+      type: list
+      elements: str
+    num_docs:
+      description: Documents in the index.
+      type: int
+    hash_indexing_failures:
+      description: Documents the index failed to index, over its whole life (this counter never decreases).
+      type: int
+    indexing:
+      description: Whether the index is still building.
+      type: bool
+    percent_indexed:
+      description: Fraction of the key space scanned, V(1.0) when done.
+      type: float
+    field_count:
+      description: Number of fields.
+      type: int
+    vector_fields:
+      description: Vector fields with their algorithm, datatype, dims and distance metric.
+      type: list
+      elements: dict
+  sample:
+    - name: products
+      aliases: []
+      aliases_complete: false
+      storage_type: hash
+      prefixes: [product]
+      num_docs: 600
+      hash_indexing_failures: 0
+      indexing: false
+      percent_indexed: 1.0
+      field_count: 3
+      vector_fields: [{name: embedding, algorithm: flat, datatype: float32, dims: 8, distance_metric: cosine}]
+exists:
+  description: Whether O(index) exists (as an index or an alias).
+  returned: when O(index) is given
+  type: bool
+index:
+  description: The index named by O(index), in full. V(null) when it does not exist.
+  returned: when O(index) is given
+  type: dict
+  contains:
+    name:
+      description: The index's real name (O(index) may have been an alias).
+      type: str
+    requested_as:
+      description: The name O(index) gave.
+      type: str
+    aliases:
+      description: Aliases of the index.
+      type: list
+      elements: str
+    aliases_complete:
+      description: See RV(indexes[].aliases_complete).
+      type: bool
+    schema:
+      description:
+        - The schema in the C(index)/C(fields) shape used for target schemas and plans. Every index option
+          (prefix, storage_type, filter, language, language_field, score, score_field, payload_field,
+          max_text_fields, no_offsets, no_highlight, no_fields, no_freqs, stopwords) and every field
+          attribute is explicit.
+      type: dict
+    ft_create:
+      description: The C(FT.CREATE) command that recreates this index exactly.
+      type: str
+    unobserved:
+      description: Settings no server command reports (for example C(fields.embedding.initial_cap)); a
+        migration carries them only when the target schema sets them.
+      type: list
+      elements: str
+    unrecognized:
+      description: Settings the server reports that this collection does not understand; migrations of
+        such an index are refused rather than dropping them.
+      type: list
+      elements: str
+    stats:
+      description: num_docs, max_doc_id, num_terms, num_records, hash_indexing_failures, indexing,
+        percent_indexed, total_indexing_time_ms, memory_mb (every size FT.INFO reports), vector_index_bytes,
+        index_bytes, last_indexing_error and last_indexing_error_key.
+      type: dict
+alias_targets:
+  description: For each name in O(aliases), the index it points at, or V(null) when it is not an alias.
+  returned: always
+  type: dict
+  sample: {products_current: products}
+server:
+  description: The server's identity and capabilities.
+  returned: always
+  type: dict
+  contains:
+    redis_version:
+      description: Redis server version.
+      type: str
+    redis_mode:
+      description: V(standalone), V(cluster) or V(sentinel).
+      type: str
+    cluster_enabled:
+      description: Whether Redis Cluster is enabled.
+      type: bool
+    modules:
+      description: Loaded modules and their versions.
+      type: dict
+    search_version:
+      description: Version of the search module.
+      type: str
+    json_version:
+      description: Version of the JSON module, V(null) when not loaded.
+      type: str
+    vector_datatypes:
+      description: Vector datatypes the server accepts.
+      type: list
+      elements: str
+    vector_algorithms:
+      description: Vector index algorithms the server accepts.
+      type: list
+      elements: str
+    detected_by:
+      description: V(probe) when datatypes and algorithms were probed, V(version) when inferred from versions.
+      type: str
+    alias_listing:
+      description: Whether the server can list an index's aliases (FT.ALIASLIST).
+      type: bool
+    aof_enabled:
+      description: Whether the append-only file is on (affects the disk cost of a migration).
+      type: bool
+    rdb_save_configured:
+      description: Whether RDB snapshots are scheduled (V(null) when CONFIG is not permitted).
+      type: bool
+    used_memory_bytes:
+      description: Memory used by the server.
+      type: int
+    maxmemory_bytes:
+      description: The server's memory limit, V(0) when unlimited.
+      type: int
+"""
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.catalog import (
+    alias_targets,
+    aliases_of,
+    catalog,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexNotFound
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftcreate import create_command
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
+
+
+def describe(client, params: dict) -> dict:
+    caps = detect_capabilities(client, probe=params["probe_capabilities"])
+    declared = alias_targets(client, params["aliases"])
+    result = {
+        "changed": False,
+        "server": caps.model_dump(),
+        "alias_targets": declared,
+        "indexes": [summary.model_dump() for summary in catalog(client, caps, declared)],
+    }
+    if params["index"]:
+        try:
+            snap = snapshot_index(client, params["index"])
+        except IndexNotFound:
+            result.update(exists=False, index=None)
+            return result
+        aliases, complete = aliases_of(client, snap.name, caps, declared)
+        schema = snap.snapshot.index_schema
+        result.update(exists=True, index={
+            "name": snap.name,
+            "requested_as": snap.requested_as,
+            "aliases": aliases,
+            "aliases_complete": complete,
+            "schema": schema.to_dict(),
+            "ft_create": create_command(schema),
+            "unobserved": snap.snapshot.unobserved,
+            "unrecognized": snap.snapshot.unrecognized,
+            "stats": snap.stats.model_dump(),
+        })
+    return result
+
+
+def main() -> None:
+    module = build_module(
+        {
+            "index": {"type": "str"},
+            "aliases": {"type": "list", "elements": "str", "default": []},
+            "probe_capabilities": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    run_with_client(module, lambda client, _settings: describe(client, module.params), index=module.params["index"])
+
+
+if __name__ == "__main__":
+    main()
