@@ -64,40 +64,61 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _send(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """Send one command in RESP and return the raw reply (no client library needed)."""
-    payload = f"*{len(args)}\r\n".encode()
-    for arg in args:
-        data = arg.encode()
-        payload += b"$%d\r\n%s\r\n" % (len(data), data)
+class ReplyError(Exception):
+    """An error reply (-ERR ...) from the server."""
+
+
+def _read_reply(stream):
+    """Read one RESP2 reply from a buffered socket file."""
+    line = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise OSError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        return ReplyError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        length = int(rest)
+        return None if length < 0 else stream.read(length + 2)[:-2]
+    if kind == b"*":
+        return [_read_reply(stream) for _index in range(max(int(rest), 0))]
+    raise OSError(f"unexpected reply type {kind!r}")
+
+
+def _send(port: int, *args: str, password: str | None = None, timeout: float = 2.0):
+    """Send one command (after AUTH when a password is set) without any client library."""
+    commands = ([("AUTH", password)] if password else []) + [args]
+    payload = b""
+    for command in commands:
+        payload += f"*{len(command)}\r\n".encode()
+        for arg in command:
+            data = arg.encode()
+            payload += b"$%d\r\n%s\r\n" % (len(data), data)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(payload)
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-            if _complete(reply):
-                break
-    return reply
+        stream = sock.makefile("rb")
+        replies = [_read_reply(stream) for _command in commands]
+    for reply in replies:
+        if isinstance(reply, ReplyError):
+            raise OSError(f"server replied {reply}")
+    return replies[-1]
 
 
-def _complete(reply: bytes) -> bool:
-    if reply[:1] in (b"+", b"-", b":"):
-        return reply.endswith(b"\r\n")
-    if reply[:1] == b"$":
-        header, _, rest = reply.partition(b"\r\n")
-        length = int(header[1:])
-        return length < 0 or len(rest) >= length + 2
-    return reply.endswith(b"\r\n")
+def _flatten(reply) -> str:
+    if isinstance(reply, list):
+        return " ".join(_flatten(r) for r in reply)
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
 class RedisSearchServer:
     """One private redis-server process with the search and JSON modules loaded."""
 
-    def __init__(self, data_dir: str | None = None, extra_args: tuple[str, ...] = ()):
+    def __init__(self, data_dir: str | None = None, extra_args: tuple[str, ...] = (), password: str | None = None):
         self._own_dir = data_dir is None
+        self.password = password
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="indexops-redis-")
         self.extra_args = extra_args
         self.port: int | None = None
@@ -106,6 +127,7 @@ class RedisSearchServer:
 
     @property
     def url(self) -> str:
+        """URL without the password (pass it separately)."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0, attempts: int = 5) -> "RedisSearchServer":
@@ -114,7 +136,7 @@ class RedisSearchServer:
             raise ServerError(f"data directory {self.data_dir} is not empty")
         paths = locate_binaries()
         last_error = ""
-        for _ in range(attempts):
+        for _attempt in range(attempts):
             self.port = free_port()
             cmd = [
                 paths["server"], "--port", str(self.port), "--bind", "127.0.0.1",
@@ -123,6 +145,8 @@ class RedisSearchServer:
                 "--loadmodule", paths["search"], "TIMEOUT", "0",
                 "--loadmodule", paths["json"], *self.extra_args,
             ]
+            if self.password:
+                cmd += ["--requirepass", self.password]
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.STDOUT, cwd=self.data_dir)
             try:
@@ -140,7 +164,7 @@ class RedisSearchServer:
             if self.process.poll() is not None:
                 raise ServerError(f"redis-server exited with {self.process.returncode}; log: {self._log_tail()}")
             try:
-                info = _send(self.port, "INFO", "server").decode(errors="replace")
+                info = _send(self.port, "INFO", "server", password=self.password).decode(errors="replace")
             except OSError:
                 time.sleep(0.02)
                 continue
@@ -149,7 +173,7 @@ class RedisSearchServer:
                 raise ServerError(f"port {self.port} is answered by another process")
             if fields.get("tcp_port", "").strip() != str(self.port):
                 raise ServerError(f"server on {self.port} reports another port")
-            modules = _send(self.port, "MODULE", "LIST").decode(errors="replace")
+            modules = _flatten(_send(self.port, "MODULE", "LIST", password=self.password))
             if "search" not in modules or "ReJSON" not in modules:
                 raise ServerError(f"modules not loaded: {modules!r}; log: {self._log_tail()}")
             return
@@ -170,7 +194,7 @@ class RedisSearchServer:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             try:
-                _send(self.port, "SHUTDOWN", "NOSAVE")
+                _send(self.port, "SHUTDOWN", "NOSAVE", password=self.password)
             except OSError:
                 pass
             try:

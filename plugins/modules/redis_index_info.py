@@ -16,7 +16,7 @@ description:
     algorithms the server accepts (probed without creating anything).
   - Read-only. Never changes the server.
 author:
-  - indexops maintainers
+  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
 attributes:
@@ -25,6 +25,7 @@ attributes:
     description: Runs the same read-only commands in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 options:
   index:
     description:

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import traceback
 
+__all__ = [
+    "MISSING", "BaseModel", "ConfigDict", "Field", "ValidationError", "field_validator", "model_validator",
+    "missing", "numpy", "redis", "redis_exceptions", "yaml",
+]
+
 # Library name (as pip knows it) -> traceback of the failed import.
 MISSING: dict[str, str] = {}
 

@@ -7,6 +7,7 @@ where RESP3 sends doubles. These helpers give one shape whichever protocol was c
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -51,6 +52,6 @@ def as_float(value: Any, default: float | None = None) -> float | None:
 
 def as_int(value: Any, default: int | None = None) -> int | None:
     number = as_float(value)
-    if number is None or number != number:  # NaN
+    if number is None or math.isnan(number):
         return default
     return int(number)

@@ -1,0 +1,49 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make demo   - venv, a local Redis with search, the demo index, the demo playbook
+#   make test   - venv, then every suite: unit, integration (real Redis), sanity, lint
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+COLLECTIONS := $(CURDIR)/.build/collections
+LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test test-units test-integration test-sanity test-lint venv clean
+
+venv: $(STAMP) $(LINK)
+
+$(STAMP): requirements.txt tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r tests/requirements.txt
+	touch $@
+
+# ansible and ansible-doc find the collection through ANSIBLE_COLLECTIONS_PATH and this link.
+$(LINK):
+	mkdir -p $(dir $(LINK))
+	ln -sfn $(CURDIR) $(LINK)
+
+demo: venv
+	$(BIN)/python tools/redis_search_server.py run -- sh -c '\
+	  $(BIN)/python tools/load_demo_data.py && \
+	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
+
+test: test-units test-integration test-sanity test-lint
+
+test-units: venv
+	$(BIN)/pytest tests/unit
+
+test-integration: venv
+	$(BIN)/pytest tests/integration
+
+test-sanity: venv
+	VENV_BIN=$(BIN) tests/sanity/run_sanity.sh
+
+test-lint: venv
+	$(BIN)/ansible-lint --profile production
+
+clean:
+	rm -rf .build .ansible tests/output
