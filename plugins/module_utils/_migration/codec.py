@@ -400,7 +400,8 @@ def _bfloat16_from_float32(values):
 
 
 def _float32_from_bfloat16(bits):
-    return (bits.astype("<u4") << 16).view("<f4")
+    # Native dtypes on both sides of the view: shifts yield native integers on any host.
+    return (bits.astype(numpy.uint32) << 16).view(numpy.float32)
 
 
 def _quantize(values, params: Optional[QuantParams], target: str):
@@ -451,10 +452,10 @@ def _stored(values, datatype: str, params: Optional[QuantParams]):
     """Float values -> stored elements of `datatype`."""
     if datatype in INT_DATATYPES:
         return _quantize(values, params, datatype)
-    if datatype == "bfloat16":
-        with numpy.errstate(over="ignore"):
+    # Overflow is checked afterwards (VectorOverflow); a signalling NaN stays a NaN.
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        if datatype == "bfloat16":
             return _bfloat16_from_float32(values.astype("<f4", copy=False))
-    with numpy.errstate(over="ignore"):
         return values.astype(_STORAGE[datatype], copy=False)
 
 
@@ -632,7 +633,7 @@ def describe_conversion(source: str, target: str) -> dict[str, Any]:
                 "precision": note if exact else f"{note}: {_PRECISION[target]}"}
     if target == "int8":
         return {"lossy": True, "supported": True,
-                "precision": ("256 levels (codes -127..127) over [-c, c], c fitted to the data (the 99.99th percentile "
+                "precision": ("255 levels (codes -127..127, symmetric so that zero stays zero) over [-c, c], c fitted to the data (the 99.99th percentile "
                               "of |v| by default); absolute error <= scale/2 = c/254 within the range, values beyond "
                               "it are clipped; about 2 significant decimal digits for the largest values")}
     if target == "uint8":

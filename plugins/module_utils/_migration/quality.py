@@ -40,8 +40,9 @@ def _metric(metric: str) -> str:
 
 def distances(queries: Any, data: Any, metric: str):
     """(queries x data) distances as RediSearch defines them: l2 squared Euclidean, ip 1 - dot,
-    cosine 1 - cosine similarity (a zero vector has similarity 0 to everything). NaN becomes inf,
-    so a vector spoilt by non-finite values is never anyone's neighbour."""
+    cosine 1 - cosine similarity (a zero vector has similarity 0 to everything). A NaN distance
+    becomes inf: never a neighbour. (An infinite ip dot product stays -inf, the best match, as a
+    server would rank it.)"""
     _need_numpy()
     metric = _metric(metric)
     queries, data = _matrix(queries, "queries"), _matrix(data, "data")
