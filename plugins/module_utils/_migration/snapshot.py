@@ -189,6 +189,8 @@ def schema_from_info(client, info: FtInfo, key_separator: str = ":") -> SchemaSn
                 field.attrs.phonetic_matcher = "dm:en"
         fields.append(field)
     schema = IndexSchema(index=settings, fields=fields)
+    # The key separator is an application convention, not server state.
+    unobserved.append("index.key_separator")
     return SchemaSnapshot(index_schema=schema, unobserved=unobserved, unrecognized=unrecognized)
 
 

@@ -507,8 +507,8 @@ def test_precision_texts_name_the_numbers():
     assert "255 levels" in describe_conversion("float32", "int8")["precision"]
     assert "256 levels" in describe_conversion("float16", "uint8")["precision"]
     assert describe_conversion("int8", "float32")["lossy"] is False
-    assert describe_conversion("float32", "float32") == {"lossy": False, "supported": True,
-                                                        "precision": "unchanged (same datatype)"}
+    same = {"lossy": False, "supported": True, "precision": "unchanged (same datatype)"}
+    assert describe_conversion("float32", "float32") == same
 
 
 @pytest.mark.parametrize("target, metric", [("int8", "cosine"), ("uint8", "l2")])

@@ -1,0 +1,63 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options that describe a change to plan (argspec: module_utils/_plan_inputs.py)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+    DOCUMENTATION = r"""
+options:
+  index:
+    description:
+      - Name (or alias) of the index to change.
+    type: str
+  patch:
+    description:
+      - The change as a schema patch (inline), in the reference migrator's format -
+        C(version=1) and C(changes) with any of C(add_fields), C(remove_fields), C(update_fields),
+        C(rename_fields) and C(index).
+      - Unknown sections, keys, attributes and fields are errors that name the valid choices.
+      - Mutually exclusive with O(patch_file), O(target_schema) and O(target_schema_file).
+    type: dict
+  patch_file:
+    description:
+      - Path of a YAML schema patch (same format as O(patch)), on the host running the module.
+    type: path
+  target_schema:
+    description:
+      - The complete schema the index should have (C(index) and C(fields) sections, as C(redis_index_info) returns
+        it). Changes are derived from the difference; renaming fields needs a patch.
+    type: dict
+  target_schema_file:
+    description:
+      - Path of a YAML target schema (same format as O(target_schema)).
+    type: path
+  aliases:
+    description:
+      - Aliases of the index. FT.DROPINDEX drops every alias of an index, and servers before search 8.10 cannot
+        list them, so name them here to have them moved to the new index. Each must point at O(index).
+    type: list
+    elements: str
+    default: []
+  audit_sample_size:
+    description:
+      - How many documents to read to check their vectors' sizes and measure key lengths (bounded, read-only).
+        V(0) skips the audit. An index with no more documents than this is audited completely.
+    type: int
+    default: 1000
+  audit_all:
+    description:
+      - Audit every document of the index instead of a sample (reads the whole index; slow on large ones).
+        Makes the backup size estimate exact.
+    type: bool
+    default: false
+  key_sample_size:
+    description:
+      - How many document keys the plan records, for validation after the migration.
+    type: int
+    default: 20
+  batch_size:
+    description:
+      - Documents per pipelined batch (and per backup block).
+    type: int
+    default: 500
+"""

@@ -1,0 +1,111 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The keys an index covers: prefix arithmetic and bounded sampling.
+
+Planning must stay fast on an index of any size, so sampling reads a bounded number of keys: the
+first documents by the index's own order (FT.SEARCH, NOCONTENT) and a bounded SCAN over the index's
+prefixes, whose hash-table order spreads the sample over the whole key space. Keys are bytes:
+Redis keys need not be valid UTF-8.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any, Iterator, List
+
+from .resp import as_map
+
+# SCAN calls spent on one sample; each examines about COUNT keys of the whole database.
+SCAN_CALLS = 20
+SCAN_COUNT = 1000
+_GLOB_SPECIAL = b"*?[]\\"
+
+
+def prefixes_overlap(left: str, right: str) -> bool:
+    """FT.CREATE PREFIX semantics: a key matches a prefix when it starts with it."""
+    return left.startswith(right) or right.startswith(left)
+
+
+def covered_by(key: bytes, prefixes: List[str]) -> bool:
+    return any(key.startswith(p.encode()) for p in prefixes)
+
+
+def renamed_key(key: bytes, old_prefix: str, new_prefix: str) -> bytes:
+    return new_prefix.encode() + key[len(old_prefix.encode()):]
+
+
+def glob_escape(prefix: bytes) -> bytes:
+    return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in prefix)
+
+
+def key_to_text(key: bytes) -> Any:
+    """A key as YAML/JSON can hold it: the string when it is UTF-8, else {base64: ...}."""
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(key).decode()}
+
+
+def key_from_text(value: Any) -> bytes:
+    if isinstance(value, dict):
+        return base64.b64decode(value["base64"])
+    return str(value).encode("utf-8")
+
+
+def _search_keys(client, index: str, count: int) -> List[bytes]:
+    reply = client.execute_command("FT.SEARCH", index, "*", "NOCONTENT", "LIMIT", "0", str(count), "DIALECT", "2")
+    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
+        top = as_map(reply[0] if isinstance(reply, list) else reply)
+        return [as_map(r)["id"] for r in top.get("results", [])]
+    return list(reply[1:])
+
+
+def _scan_keys(client, prefixes: List[str], storage: str, count: int) -> List[bytes]:
+    wanted = "ReJSON-RL" if storage == "json" else "hash"
+    found: List[bytes] = []
+    for prefix in prefixes:
+        cursor = 0
+        for _call in range(SCAN_CALLS):
+            cursor, keys = client.scan(cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=SCAN_COUNT,
+                                       _type=wanted)
+            found.extend(keys)
+            if int(cursor) == 0 or len(found) >= count:
+                break
+    return found[:count]
+
+
+def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int) -> List[bytes]:
+    """Up to `size` distinct document keys: half from the index, half from a bounded SCAN."""
+    if size <= 0:
+        return []
+    head = _search_keys(client, index, max(1, size // 2))
+    spread = _scan_keys(client, prefixes, storage, size)
+    seen, sample = set(), []
+    for key in head + spread:
+        if key not in seen:
+            seen.add(key)
+            sample.append(key)
+        if len(sample) >= size:
+            break
+    return sample
+
+
+def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[bytes]]:
+    """Every document key of the index, in batches, through an FT.AGGREGATE cursor."""
+    reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(batch),
+                                   "DIALECT", "2")
+    while True:
+        rows, cursor = reply
+        yield _aggregate_keys(rows)
+        if not int(cursor):
+            return
+        reply = client.execute_command("FT.CURSOR", "READ", index, str(cursor), "COUNT", str(batch))
+
+
+def _aggregate_keys(rows: Any) -> List[bytes]:
+    if isinstance(rows, dict) or (not isinstance(rows, list)):
+        rows = as_map(rows).get("results", [])
+        return [as_map(as_map(r)["extra_attributes"])["__key"] for r in rows]
+    keys = []
+    for row in rows[1:]:  # RESP2: [count, [field, value, ...], ...]
+        row = as_map(row)
+        keys.append(row["__key"])
+    return keys

@@ -1,0 +1,153 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Build a migration plan. Read-only: nothing here writes to Redis or to disk.
+
+snapshot -> merge patch (or take the target schema) -> diff -> per-document rewrites -> live
+context -> classify -> sample and audit -> estimate -> warnings -> sealed plan. Every read is
+bounded (a key sample, FT.INFO of each index), so planning takes the same time on any index size,
+unless the caller asks for a full audit.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, List, Optional
+
+from .audit import AuditResult, audit_keys
+from .capabilities import ServerCapabilities, detect_capabilities
+from .catalog import alias_targets, aliases_of
+from .changes import INDEX_RENAME, diff
+from .classify import LiveContext, OtherIndex, classify
+from .errors import SchemaInvalid
+from .estimate import estimate
+from .keyspace import iter_index_keys, key_to_text, sample_keys
+from .patch import SchemaPatch, merge
+from .plan import MigrationPlan, Renames, SourceState
+from .plan_warnings import collect_warnings
+from .rewrites import document_rewrites
+from .schema import IndexSchema
+from .snapshot import index_exists, list_indexes, read_info, snapshot_index
+
+DEFAULT_BATCH_SIZE = 500
+
+
+def _other_indexes(client, source_name: str) -> List[OtherIndex]:
+    others = []
+    for name in list_indexes(client):
+        if name == source_name:
+            continue
+        info = read_info(client, name)
+        locations = {}
+        for attr in info.attributes:
+            kind = attr.type.lower()
+            locations[attr.identifier] = f"vector:{str(attr.params.get('data_type', '')).lower()}" if kind == "vector" else kind
+        others.append(OtherIndex(name=info.name, storage=str(info.definition.get("key_type", "HASH")).lower(),
+                                 prefixes=[str(p) for p in info.definition.get("prefixes") or [""]],
+                                 locations=locations))
+    return others
+
+
+def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all: bool, measure: List[str],
+           batch: int = 1000) -> AuditResult:
+    if not audit_all:
+        result = audit_keys(client, source, keys, measure)
+        result.mode = "sample" if keys or source.vector_fields() else "skipped"
+        return result
+    total = AuditResult(mode="all")
+    total.value_bytes = {location: [0, 0] for location in measure}
+    for chunk in iter_index_keys(client, index, batch):
+        total.add(audit_keys(client, source, chunk, measure))
+    total.mode = "all"
+    return total
+
+
+def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, target_schema: Optional[IndexSchema] = None,
+                aliases: List[str] = (), audit_sample: int = 1000, audit_all: bool = False, key_sample: int = 20,
+                backup_dir: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
+                capabilities: Optional[ServerCapabilities] = None, created_at: Optional[str] = None) -> MigrationPlan:
+    """Plan the change of `index` described by `patch` or by a full `target_schema`."""
+    if (patch is None) == (target_schema is None):
+        raise SchemaInvalid("give either a patch or a target schema")
+    snap = snapshot_index(client, index)
+    source = snap.snapshot.index_schema
+    caps = capabilities or detect_capabilities(client)
+
+    if patch is not None:
+        target, patch = merge(source, patch)
+        renames = patch.rename_fields
+        requested: dict[str, Any] = {"patch": patch.to_dict()}
+    else:
+        # No server reports a key separator (it is how applications build keys), so a full target
+        # schema states it for both sides; only a patch can ask to change it.
+        source.index.key_separator = target_schema.index.key_separator
+        target, renames = target_schema, []
+        requested = {"target_schema": target_schema.to_dict()}
+
+    changes = diff(source, target, renames)
+    rewrites = document_rewrites(source, target, changes, renames)
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    live = LiveContext(capabilities=caps, others=_other_indexes(client, snap.name),
+                       target_name_taken=renamed and index_exists(client, target.name))
+    classification = classify(source, target, changes, rewrites, live, snap.snapshot.unrecognized)
+
+    # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
+    audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
+    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample))
+    measure = [m.old_location for m in rewrites.moves]
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure) if (
+        audit_sample or audit_all) else AuditResult(mode="skipped")
+    cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
+
+    declared = alias_targets(client, list(aliases))
+    missing = [a for a, t in declared.items() if t != snap.name]
+    if missing:
+        raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {snap.name}",
+                            hint="list only aliases of the index being migrated")
+    alias_names, complete = aliases_of(client, snap.name, caps, declared)
+    warnings = collect_warnings(source, target, snap.stats, changes, rewrites, classification, audit, cost, caps,
+                                live.others, alias_names, complete, snap.snapshot.unobserved)
+
+    prefix_change = rewrites.prefix.model_dump() if rewrites.prefix else None
+    plan = MigrationPlan(
+        created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source=SourceState(
+            index=snap.name, requested_as=index, endpoint=endpoint, index_schema=source.to_dict(),
+            unobserved=snap.snapshot.unobserved, unrecognized=snap.snapshot.unrecognized,
+            stats=snap.stats.model_dump(), key_sample=[key_to_text(k) for k in keys[:key_sample]],
+            aliases=alias_names, aliases_complete=complete,
+        ),
+        requested_changes=requested,
+        target_schema=target.to_dict(),
+        changes=changes,
+        renames=Renames(index={"from": source.name, "to": target.name} if renamed else None,
+                        prefix=prefix_change, fields=renames),
+        rewrites=rewrites,
+        classification=classification,
+        warnings=warnings,
+        audit=audit,
+        estimate=cost,
+        server=caps,
+    )
+    return plan.seal()
+
+
+def summarize(plan: MigrationPlan) -> List[str]:
+    """A few lines a person can read in a job log."""
+    source = plan.source.index
+    lines = []
+    if plan.classification.nothing_to_do:
+        return [f"{source}: nothing to do - the live index already has the requested schema"]
+    state = "supported" if plan.classification.supported else "BLOCKED"
+    lines.append(f"{source}: {len(plan.changes)} change(s), {state}, mode {plan.mode}, "
+                 f"{plan.source.stats.get('num_docs', 0)} documents")
+    lines += [f"  - {c.describe()}" + (f"  [blocked: {c.reason}]" if c.blocked else "") for c in plan.changes]
+    for reason in plan.classification.blocked_reasons:
+        if not any(reason.endswith(c.reason or "\0") for c in plan.changes):
+            lines.append(f"  blocked: {reason}")
+    if plan.estimate.documents_rewritten:
+        exact = "exact" if plan.estimate.backup_bytes_exact else "estimated from a sample"
+        lines.append(f"  backup: {plan.estimate.backup_bytes} bytes ({exact}) for {plan.estimate.documents_rewritten} "
+                     "rewritten documents")
+    if plan.audit.mode != "skipped":
+        lines.append(f"  audit ({plan.audit.mode}): {plan.audit.documents} documents, "
+                     f"{plan.audit.malformed_count} malformed vectors")
+    lines += [f"  warning: {w}" for w in plan.warnings]
+    return lines

@@ -1,0 +1,58 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning options (doc fragment indexops.redis_search.planning) -> a migration plan."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import dump_yaml, read_yaml
+
+CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
+
+
+def planning_argument_spec() -> dict[str, Any]:
+    return {
+        "index": {"type": "str"},
+        "patch": {"type": "dict"},
+        "patch_file": {"type": "path"},
+        "target_schema": {"type": "dict"},
+        "target_schema_file": {"type": "path"},
+        "aliases": {"type": "list", "elements": "str", "default": []},
+        "audit_sample_size": {"type": "int", "default": 1000},
+        "audit_all": {"type": "bool", "default": False},
+        "key_sample_size": {"type": "int", "default": 20, "no_log": False},
+        "batch_size": {"type": "int", "default": 500},
+    }
+
+
+def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: Optional[str] = None) -> MigrationPlan:
+    """Read the patch or target schema the options name and plan it."""
+    patch = target = None
+    if params.get("patch") is not None:
+        patch = parse_patch(params["patch"], "patch")
+    elif params.get("patch_file"):
+        patch = parse_patch(read_yaml(params["patch_file"], "patch"), f"patch file {params['patch_file']}")
+    elif params.get("target_schema") is not None:
+        target = parse_schema(params["target_schema"], "target_schema")
+    else:
+        path = params["target_schema_file"]
+        target = parse_schema(read_yaml(path, "target schema"), f"target schema file {path}")
+    return create_plan(
+        client, params["index"], patch=patch, target_schema=target, aliases=params["aliases"],
+        audit_sample=params["audit_sample_size"], audit_all=params["audit_all"],
+        key_sample=params["key_sample_size"], backup_dir=backup_dir, batch_size=params["batch_size"],
+        endpoint=endpoint,
+    )
+
+
+def schema_diff(plan: MigrationPlan) -> dict[str, str]:
+    """Ansible's --diff payload: the schema before and after, as YAML."""
+    return {
+        "before_header": f"{plan.source.index} (live)",
+        "after_header": f"{plan.target_index} (planned)",
+        "before": dump_yaml(plan.source.index_schema),
+        "after": dump_yaml(plan.target_schema),
+    }

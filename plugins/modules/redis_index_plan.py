@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: plan a schema change of a Redis search index (read-only)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: redis_index_plan
+short_description: Plan a schema change of a Redis search index, with its cost and risks
+version_added: 0.1.0
+description:
+  - Snapshots the live index losslessly, applies a schema patch (or compares with a full target schema), and
+    classifies every change as supported or blocked, with the reason and the way out.
+  - Blocks, among others, vector dimension changes, storage type and key separator changes, field type or path
+    changes, adding a vector field, prefix changes of multi-prefix indexes, a target name that is taken, a vector
+    datatype or algorithm the server does not accept (probed), and quantizing vectors another live index reads.
+  - Audits a bounded sample of documents for vectors of the wrong size, estimates the exact backup size, memory
+    before and after, AOF growth and whether the backup directory has room, and lists every warning.
+  - Writes the plan as YAML (O(plan_out)) sealed by a checksum; C(redis_index_migrate) refuses an edited plan.
+  - Never writes to Redis. Reads are bounded, so planning takes the same time on an index of any size (unless
+    O(audit_all=true)).
+author:
+  - indexops maintainers (@indexops)
+extends_documentation_fragment:
+  - indexops.redis_search.connection
+  - indexops.redis_search.planning
+attributes:
+  check_mode:
+    support: full
+    description: Plans the same way and writes nothing, not even O(plan_out); RV(changed) says whether it would.
+  diff_mode:
+    support: full
+    description: Shows the index schema before and after the change, as YAML.
+options:
+  index:
+    required: true
+  plan_out:
+    description:
+      - Where to write the plan (YAML). Written atomically, and only when its content changed, so a second
+        identical run reports RV(changed=false).
+    type: path
+  backup_dir:
+    description:
+      - The directory the migration will back up to. When given, the estimate says whether it has room.
+    type: path
+  fail_on_blocked:
+    description:
+      - Fail the task when a change is blocked (the plan and the reasons are still returned, O(plan_out) is not
+        written). With V(false) the task succeeds and RV(supported=false) says so.
+    type: bool
+    default: true
+seealso:
+  - module: indexops.redis_search.redis_index_info
+"""
+
+EXAMPLES = r"""
+- name: Plan quantizing the embeddings to float16 (a dry run changes nothing anywhere)
+  indexops.redis_search.redis_index_plan:
+    index: products
+    patch:
+      version: 1
+      changes:
+        update_fields:
+          - name: embedding
+            attrs:
+              datatype: float16
+    plan_out: /var/lib/indexops/products-plan.yaml
+    backup_dir: /var/lib/indexops/backups
+  check_mode: true
+  diff: true
+  register: plan
+
+- name: Show what will happen
+  ansible.builtin.debug:
+    var: plan.summary
+
+- name: Plan from a patch file, renaming a field and the index
+  indexops.redis_search.redis_index_plan:
+    index: products
+    patch_file: files/products-v2.yaml
+    aliases: [products_live]
+    plan_out: plans/products-v2.yaml
+
+- name: Plan towards a full target schema, reporting blocked changes without failing
+  indexops.redis_search.redis_index_plan:
+    index: products
+    target_schema_file: schemas/products.yaml
+    fail_on_blocked: false
+  register: candidate
+
+- name: Stop the play when the plan needs more disk than the backup directory has
+  ansible.builtin.assert:
+    that: candidate.plan.estimate.backup_fits is not false
+"""
+
+RETURN = r"""
+changed:
+  description: Whether O(plan_out) was (or, in check mode, would be) written. Planning itself changes nothing.
+  returned: always
+  type: bool
+supported:
+  description: Whether every change can be applied.
+  returned: always
+  type: bool
+nothing_to_do:
+  description: The live index already has the requested schema.
+  returned: always
+  type: bool
+blocked_reasons:
+  description: Why changes are refused, one sentence each with the way out.
+  returned: always
+  type: list
+  elements: str
+plan_warnings:
+  description:
+    - What the operator must know (downtime, lossy quantization and its precision, aliases, failures, ...).
+    - Each is also shown as an Ansible warning.
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: A short human-readable account of the plan, one line per item.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "products: 1 change(s), supported, mode drop_recreate, 600 documents"
+    - "  - field 'embedding': datatype 'float32' -> 'float16'"
+    - "  backup: 41438 bytes (exact) for 600 rewritten documents"
+plan_path:
+  description: The path of the plan file, when O(plan_out) is given.
+  returned: when O(plan_out) is given
+  type: str
+plan:
+  description:
+    - The plan (what O(plan_out) holds). Keys - C(format), C(format_version), C(checksum), C(created_at), C(mode),
+      C(source) (index, schema, unobserved, unrecognized, stats, key_sample, aliases), C(requested_changes),
+      C(target_schema), C(changes), C(renames), C(rewrites), C(classification), C(warnings), C(audit),
+      C(estimate) and C(server).
+  returned: always
+  type: dict
+  contains:
+    checksum:
+      description: SHA-256 over the plan's content; an edited plan is refused.
+      type: str
+    changes:
+      description: Every change with its kind, field, before and after values, whether it rewrites documents,
+        and whether it is blocked and why.
+      type: list
+      elements: dict
+    estimate:
+      description: backup_bytes (and whether exact), backup_breakdown, documents_rewritten, vector_fields,
+        memory_before_bytes, memory_after_bytes, memory_delta_bytes, rdb_delta_bytes, aof_enabled,
+        aof_growth_bytes, backup_dir_free_bytes, backup_dir_required_bytes and backup_fits.
+      type: dict
+    audit:
+      description: Documents audited, in which mode (sample or all), and the vectors of the wrong size found.
+      type: dict
+diff:
+  description: The schema before and after (with C(--diff)).
+  returned: when diff mode is on
+  type: dict
+"""
+
+import os
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    CHANGE_OPTIONS,
+    plan_from_params,
+    planning_argument_spec,
+    schema_diff,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanBlocked, PlanInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
+
+
+def plan_index(module, client, settings) -> dict:
+    params = module.params
+    plan = plan_from_params(client, params, settings.endpoint, params["backup_dir"])
+    result = {
+        "changed": False,
+        "supported": plan.classification.supported,
+        "nothing_to_do": plan.classification.nothing_to_do,
+        "blocked_reasons": plan.classification.blocked_reasons,
+        "plan_warnings": plan.warnings,
+        "summary": summarize(plan),
+        "plan": plan.to_dict(),
+    }
+    if module._diff:  # pylint: disable=protected-access
+        result["diff"] = schema_diff(plan)
+    if not plan.classification.supported and params["fail_on_blocked"]:
+        raise PlanBlocked(f"{len(plan.classification.blocked_reasons)} change(s) blocked: "
+                          + "; ".join(plan.classification.blocked_reasons),
+                          hint="see blocked_reasons; set fail_on_blocked=false to keep the plan anyway",
+                          details={k: v for k, v in result.items() if k not in ("changed", "plan")})
+    for warning in plan.warnings:
+        module.warn(warning)
+    path = params["plan_out"]
+    if path:
+        result["plan_path"] = path
+        try:
+            unchanged = os.path.exists(path) and read_plan(path).same_content(plan)
+        except PlanInvalid:
+            unchanged = False  # an unreadable or edited file is replaced
+        result["changed"] = not unchanged
+        if not unchanged and not module.check_mode:
+            write_plan(plan, path)
+    return result
+
+
+def main() -> None:
+    spec = planning_argument_spec()
+    spec["index"]["required"] = True
+    spec.update({
+        "plan_out": {"type": "path"},
+        "backup_dir": {"type": "path"},
+        "fail_on_blocked": {"type": "bool", "default": True},
+    })
+    module = build_module(
+        spec,
+        mutually_exclusive=[CHANGE_OPTIONS],
+        required_one_of=[CHANGE_OPTIONS],
+        supports_check_mode=True,
+    )
+    run_with_client(module, lambda client, settings: plan_index(module, client, settings), index=module.params["index"])
+
+
+if __name__ == "__main__":
+    main()
