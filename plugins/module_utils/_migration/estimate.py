@@ -79,7 +79,10 @@ def _origin(source: IndexSchema, location: str, quant) -> Optional[FieldSpec]:
 def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites,
              audit: AuditResult, aof_enabled: bool, batch_size: int, backup_dir: Optional[str] = None) -> Estimate:
     docs = stats.num_docs
-    rewritten = docs if rewrites.any else 0
+    # A complete audit walked exactly the documents the migration will walk (with a SCAN of the
+    # prefixes this includes documents the index failed); otherwise the index's count stands in.
+    walked = audit.documents - audit.missing_keys if audit.mode == "all" else docs
+    rewritten = walked if rewrites.any else 0
     result = Estimate(documents=docs, documents_rewritten=rewritten, batch_size=batch_size, aof_enabled=aof_enabled)
 
     # Backup data file, byte for byte.

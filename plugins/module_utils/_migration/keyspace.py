@@ -100,6 +100,34 @@ def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[byte
         reply = client.execute_command("FT.CURSOR", "READ", index, str(cursor), "COUNT", str(batch))
 
 
+def iter_prefix_keys(client, prefixes: List[str], storage: str, batch: int = 1000) -> Iterator[List[bytes]]:
+    """Every key of the index's type under its prefixes, in batches, by SCAN. A key under two
+    overlapping prefixes is yielded once (under the first); SCAN itself may repeat a key, which
+    callers tolerate (every rewrite is idempotent)."""
+    wanted = "ReJSON-RL" if storage == "json" else "hash"
+    for position, prefix in enumerate(prefixes):
+        earlier = [p.encode() for p in prefixes[:position]]
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=batch,
+                                       _type=wanted)
+            keys = [k for k in keys if not any(k.startswith(e) for e in earlier)]
+            if keys:
+                yield keys
+            if int(cursor) == 0:
+                return
+
+
+def iter_keys(client, index: str, prefixes: List[str], storage: str, whole_prefix: bool,
+              batch: int = 1000) -> Iterator[List[bytes]]:
+    """The documents a migration must cover: the index's own (FT.AGGREGATE cursor), or with
+    `whole_prefix` every key under its prefixes (SCAN), which includes documents the index failed
+    to index or has not reached yet."""
+    if whole_prefix:
+        return iter_prefix_keys(client, prefixes, storage, batch)
+    return iter_index_keys(client, index, batch)
+
+
 def _aggregate_keys(rows: Any) -> List[bytes]:
     if isinstance(rows, dict) or (not isinstance(rows, list)):
         rows = as_map(rows).get("results", [])

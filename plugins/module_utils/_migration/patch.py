@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from .deps import BaseModel, ConfigDict, Field
 from .errors import SchemaInvalid
-from .schema import ATTRS_BY_TYPE, FIELD_TYPES, INDEX_KEYS, FieldSpec, IndexSchema, check_keys, parse_field, parse_index_settings
+from .schema import ALGORITHM_ONLY_ATTRS, ATTRS_BY_TYPE, FIELD_TYPES, INDEX_KEYS, FieldSpec, IndexSchema, check_keys, parse_field, parse_index_settings
 
 PATCH_SECTIONS = ("add_fields", "remove_fields", "update_fields", "rename_fields", "index")
 UPDATE_KEYS = ("name", "type", "path", "attrs", "options")
@@ -175,11 +175,11 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
     for rename in patch.rename_fields:
         if rename.old_name not in fields:
             raise _unknown_field(rename.old_name, source, f"{where}: rename_fields")
+        if rename.old_name == rename.new_name:
+            raise SchemaInvalid(f"{where}: rename_fields: {rename.old_name!r} is renamed to itself")
         if rename.new_name in fields or rename.new_name in renamed_to.values():
             raise SchemaInvalid(f"{where}: rename_fields: cannot rename {rename.old_name!r} to {rename.new_name!r}, "
                                 "a field of that name exists")
-        if rename.old_name == rename.new_name:
-            raise SchemaInvalid(f"{where}: rename_fields: {rename.old_name!r} is renamed to itself")
         field = fields.pop(rename.old_name)
         fields[rename.new_name] = _rename_field(source, field, rename)
         order[order.index(rename.old_name)] = rename.new_name
@@ -196,6 +196,12 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
         check_keys(update.attrs, tuple(ATTRS_BY_TYPE[kind].model_fields), f"{where}: update_fields ({update.name}).attrs",
                    f"{kind} field attribute")
         attrs = current.attrs.model_dump() if kind == current.type else {}
+        if kind == "vector" and "algorithm" in update.attrs and update.attrs["algorithm"] != attrs.get("algorithm"):
+            # Parameters of the old algorithm do not apply to the new one (FLAT's block_size on HNSW, ...).
+            old_only = set(ALGORITHM_ONLY_ATTRS.get(str(attrs.get("algorithm")), ()))
+            old_only -= set(ALGORITHM_ONLY_ATTRS.get(str(update.attrs["algorithm"]).lower(), ()))
+            for attr in old_only:
+                attrs.pop(attr, None)
         attrs.update(update.attrs)
         data = {"name": name, "type": kind, "path": update.path if update.path is not None else current.path, "attrs": attrs}
         fields[name] = parse_field(data, f"{where}: update_fields ({update.name})", source.storage)

@@ -18,7 +18,7 @@ from .changes import INDEX_RENAME, diff
 from .classify import LiveContext, OtherIndex, classify
 from .errors import SchemaInvalid
 from .estimate import estimate
-from .keyspace import iter_index_keys, key_to_text, sample_keys
+from .keyspace import iter_keys, key_to_text, sample_keys
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
@@ -45,15 +45,22 @@ def _other_indexes(client, source_name: str) -> List[OtherIndex]:
     return others
 
 
+def whole_prefix(source: IndexSchema, stats) -> bool:
+    """Whether a migration must walk every key under the prefixes rather than the index's own
+    documents: when the index failed some of them or has not reached them all. Not with a FILTER,
+    whose excluded keys may belong to other applications."""
+    return (stats.hash_indexing_failures > 0 or not stats.fully_indexed) and not source.index.filter
+
+
 def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all: bool, measure: List[str],
-           batch: int = 1000) -> AuditResult:
+           scan: bool, batch: int = 1000) -> AuditResult:
     if not audit_all:
         result = audit_keys(client, source, keys, measure)
         result.mode = "sample" if keys or source.vector_fields() else "skipped"
         return result
     total = AuditResult(mode="all")
     total.value_bytes = {location: [0, 0] for location in measure}
-    for chunk in iter_index_keys(client, index, batch):
+    for chunk in iter_keys(client, index, source.index.prefix, source.storage, scan, batch):
         total.add(audit_keys(client, source, chunk, measure))
     total.mode = "all"
     return total
@@ -92,7 +99,8 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
     keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample))
     measure = [m.old_location for m in rewrites.moves]
-    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure) if (
+    scan = whole_prefix(source, snap.stats)
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan) if (
         audit_sample or audit_all) else AuditResult(mode="skipped")
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
 

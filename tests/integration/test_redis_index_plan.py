@@ -1,0 +1,390 @@
+"""redis_index_plan and the planner against the real server."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy
+import pytest
+import yaml
+from module_runner import run_module
+from playbook_runner import run_playbook
+from redis_search_server import RedisSearchServer
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration import estimate as estimate_module
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanInvalid, SchemaInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import read_info, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import stats_from_info
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_plan
+
+QUANTIZE = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
+
+
+def load_products(client, count=600, dims=8, index="products", prefix="product", storage="hash", algorithm="FLAT"):
+    """The reference walkthrough's catalogue (hash) or its JSON twin."""
+    rng = numpy.random.default_rng(42)
+    vectors = rng.random((count, dims), dtype=numpy.float32)
+    vector_args = [algorithm, "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
+    if storage == "hash":
+        client.execute_command("FT.CREATE", index, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA",
+                               "name", "TEXT", "category", "TAG", "embedding", "VECTOR", *vector_args)
+    else:
+        client.execute_command("FT.CREATE", index, "ON", "JSON", "PREFIX", "1", prefix, "SCHEMA",
+                               "$.name", "AS", "name", "TEXT", "$.category", "AS", "category", "TAG",
+                               "$.embedding", "AS", "embedding", "VECTOR", *vector_args)
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        doc = {"name": f"product {i}", "category": "electronics" if i % 2 == 0 else "books"}
+        if storage == "hash":
+            pipe.hset(f"{prefix}:{i}", mapping={**doc, "embedding": vectors[i].tobytes()})
+        else:
+            pipe.execute_command("JSON.SET", f"{prefix}:{i}", "$", json.dumps({**doc, "embedding": vectors[i].tolist()}))
+    pipe.execute()
+    wait_indexed(client, index, count)
+    return vectors
+
+
+def wait_indexed(client, index, count):
+    import time  # pylint: disable=import-outside-toplevel
+    for _attempt in range(400):
+        stats = stats_from_info(read_info(client, index))
+        if stats.num_docs == count and stats.fully_indexed:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{index} did not index {count} documents")
+
+
+def plan(client, changes, index="products", **kwargs):
+    return create_plan(client, index, patch=parse_patch({"version": 1, "changes": changes}), **kwargs)
+
+
+def server_state(client):
+    """Everything a read-only operation must leave as it was."""
+    return (client.execute_command("FT._LIST"), client.dbsize(),
+            client.info("persistence")["rdb_changes_since_last_save"],
+            client.info("commandstats").get("cmdstat_hset"),
+            snapshot_index(client, "products").snapshot.index_schema.to_dict())
+
+
+# --- the reference walkthrough ------------------------------------------------------------------
+
+def test_reference_patch_is_supported_with_downtime_warning(client):
+    load_products(client)
+    result = plan(client, QUANTIZE["changes"])
+    assert result.classification.supported and not result.classification.nothing_to_do
+    assert [(c.kind, c.field, c.before, c.after, c.rewrites_documents) for c in result.changes] == [
+        ("vector_datatype_change", "embedding", "float32", "float16", True)]
+    assert any(w.startswith("Downtime:") for w in result.warnings)
+    lossy = next(w for w in result.warnings if w.startswith("Lossy quantization of 'embedding'"))
+    assert "2^-11" in lossy and "65504" in lossy
+    assert result.rewrites.quantize[0].location == "embedding"
+    # 600 documents is below the audit sample, so every one was read and the backup size is exact.
+    assert result.audit.mode == "all" and result.audit.documents == 600
+    assert result.estimate.backup_bytes_exact
+    keys = sum(len(f"product:{i}") for i in range(600))
+    framing = 16 + 2 * 52 + 600 * (4 + 2 + 4) + 600 * (2 + 4 + len("embedding") + 8 * 4)
+    assert result.estimate.backup_bytes == keys + framing
+    assert result.estimate.vector_fields[0].target_bytes_per_doc == 16
+    assert result.estimate.rdb_delta_bytes == -600 * 16
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_same_plan_under_both_protocols(clean_redis, redis_url, protocol):
+    import redis  # pylint: disable=import-outside-toplevel
+    load_products(clean_redis)
+    reference = plan(redis.Redis.from_url(redis_url, protocol=2), QUANTIZE["changes"])
+    other = plan(redis.Redis.from_url(redis_url, protocol=protocol), QUANTIZE["changes"])
+    assert reference.same_content(other)
+
+
+@pytest.mark.playbook
+def test_check_mode_playbook_changes_nothing(tmp_path):
+    """The walkthrough's patch planned in check mode: nothing in Redis, nothing on disk."""
+    with RedisSearchServer() as server:
+        import redis  # pylint: disable=import-outside-toplevel
+        client = redis.Redis.from_url(server.url)
+        load_products(client)
+        backup_dir = tmp_path / "backups"
+        backup_dir.mkdir()
+        before = server_state(client)
+        playbook = f"""
+- name: Dry run of the walkthrough's migration
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan embedding float32 -> float16
+      indexops.redis_search.redis_index_plan:
+        redis_url: {server.url}
+        index: products
+        patch_file: schema_patch.yaml
+        plan_out: {tmp_path}/migration_plan.yaml
+        backup_dir: {backup_dir}
+      check_mode: true
+      diff: true
+      register: dry
+    - name: It is supported, would write the plan, and says downtime is needed
+      ansible.builtin.assert:
+        that:
+          - dry.supported
+          - dry.changed
+          - dry.plan.classification.mode == 'drop_recreate'
+          - dry.plan_warnings | select('match', '^Downtime') | list | length == 1
+          - dry.plan.estimate.backup_fits
+"""
+        done = run_playbook(playbook, files={"schema_patch.yaml": yaml.safe_dump(QUANTIZE)}, args=("--diff",))
+        after = server_state(client)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "-    datatype: float32" in done.stdout and "+    datatype: float16" in done.stdout
+    assert before == after
+    assert not os.path.exists(tmp_path / "migration_plan.yaml")
+    assert os.listdir(backup_dir) == []
+
+
+# --- blocked rules -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"update_fields": [{"name": "embedding", "attrs": {"dims": 16}}]}, "new dimensions need new embeddings"),
+    ({"index": {"storage_type": "json"}}, "changing the storage type"),
+    ({"index": {"key_separator": "-"}}, "the key separator is how applications build keys"),
+    ({"add_fields": [{"name": "v2", "type": "vector", "attrs": {"dims": 8, "algorithm": "flat"}}]},
+     "the documents hold no vectors for it"),
+    ({"update_fields": [{"name": "category", "type": "text"}]}, "cannot follow a type change"),
+    ({"update_fields": [{"name": "name", "path": "title"}]}, "use rename_fields to move a field"),
+    ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "int8"}}]}, "does not accept INT8 vectors"),
+    ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "uint8"}}]}, "does not accept UINT8 vectors"),
+    ({"update_fields": [{"name": "embedding", "attrs": {"algorithm": "svs-vamana"}}]},
+     "does not accept the SVS-VAMANA algorithm"),
+])
+def test_blocked_changes(clean_redis, changes, fragment):
+    load_products(clean_redis, count=50)
+    result = plan(clean_redis, changes)
+    assert not result.classification.supported
+    assert any(fragment in reason for reason in result.classification.blocked_reasons), \
+        result.classification.blocked_reasons
+
+
+def test_json_path_change_is_blocked(clean_redis):
+    load_products(clean_redis, count=20, storage="json", prefix="jp")
+    result = plan(clean_redis, {"update_fields": [{"name": "name", "path": "$.title"}]})
+    assert not result.classification.supported
+    assert result.changes[0].kind == "field_path_change" and result.changes[0].after == "$.title"
+
+
+def test_prefix_change_of_multi_prefix_index_is_blocked(clean_redis):
+    clean_redis.execute_command("FT.CREATE", "multi", "ON", "HASH", "PREFIX", "2", "a:", "b:", "SCHEMA", "t", "TEXT")
+    result = plan(clean_redis, {"index": {"prefix": "c:"}}, index="multi")
+    assert "several prefixes" in result.classification.blocked_reasons[0]
+
+
+def test_single_prefix_change_is_supported_and_renames_keys(clean_redis):
+    load_products(clean_redis, count=20)
+    result = plan(clean_redis, {"index": {"prefix": "item"}})
+    assert result.classification.supported
+    assert result.rewrites.prefix.model_dump() == {"old": "product", "new": "item"}
+    assert result.renames.prefix == {"old": "product", "new": "item"}
+
+
+@pytest.mark.parametrize("taken", ["other", "other_alias"])
+def test_index_rename_to_a_taken_name_is_blocked(clean_redis, taken):
+    load_products(clean_redis, count=10)
+    clean_redis.execute_command("FT.CREATE", "other", "ON", "HASH", "PREFIX", "1", "zzz:", "SCHEMA", "t", "TEXT")
+    clean_redis.execute_command("FT.ALIASADD", "other_alias", "other")
+    result = plan(clean_redis, {"index": {"name": taken}})
+    assert f"an index or alias named {taken!r} already exists" in result.classification.blocked_reasons[0]
+    free = plan(clean_redis, {"index": {"name": "products_v2"}})
+    assert free.classification.supported and free.renames.index == {"from": "products", "to": "products_v2"}
+
+
+def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
+    load_products(clean_redis, count=20)
+    clean_redis.execute_command("FT.CREATE", "shadow", "ON", "HASH", "PREFIX", "1", "product:1", "SCHEMA",
+                                "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command("FT.CREATE", "names_only", "ON", "HASH", "PREFIX", "1", "product", "SCHEMA", "name", "TEXT")
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert result.classification.shared_key_indexes == ["shadow"]
+    assert "index 'shadow'" in result.classification.blocked_reasons[0]
+    # An index on the same keys that does not read the vector is no obstacle to quantization...
+    clean_redis.execute_command("FT.DROPINDEX", "shadow")
+    assert plan(clean_redis, QUANTIZE["changes"]).classification.supported
+    # ...but renaming the keys changes what it indexes: a warning.
+    renamed = plan(clean_redis, {"index": {"prefix": "item"}})
+    assert any("Index 'names_only' covers some of the same keys" in w for w in renamed.warnings)
+
+
+# --- warnings ------------------------------------------------------------------------------------
+
+def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
+    load_products(clean_redis, count=30)
+    clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
+    wait_indexed(clean_redis, "products", 30)
+    result = plan(clean_redis, {"remove_fields": ["embedding"]})
+    assert result.source.stats["hash_indexing_failures"] == 1
+    assert any("1 indexing failure(s)" in w for w in result.warnings)
+    assert any("Removing vector field 'embedding'" in w for w in result.warnings)
+    assert any(w.startswith("INITIAL_CAP of embedding") for w in result.warnings)
+    # The bounded sample includes a SCAN of the prefix, so it finds the document the index rejected.
+    assert result.audit.malformed_count == 1
+    assert result.audit.malformed[0].model_dump() == {"key": "product:bad", "field": "embedding", "found": 12,
+                                                      "expected": 32, "unit": "bytes"}
+    assert any("1 of" in w and "wrong size" in w for w in result.warnings)
+
+
+def test_audit_finds_malformed_json_vector(clean_redis):
+    load_products(clean_redis, count=10, storage="json", prefix="j")
+    clean_redis.execute_command("JSON.SET", "j:odd", "$", json.dumps({"name": "odd", "embedding": [1.0, 2.0]}))
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert [m.key for m in result.audit.malformed] == ["j:odd"]
+    assert result.audit.malformed[0].unit == "elements" and result.audit.malformed[0].found == 2
+
+
+def test_json_datatype_change_rewrites_nothing(client):
+    load_products(client, count=40, storage="json", prefix="j")
+    result = plan(client, QUANTIZE["changes"])
+    assert result.classification.supported and not result.classification.rewrites_documents
+    assert result.changes[0].rewrites_documents is False
+    assert result.estimate.backup_bytes == 0 and result.estimate.documents_rewritten == 0
+    assert any("JSON documents keep their numbers unchanged" in w for w in result.warnings)
+
+
+def test_aliases_declared_and_undeclared(clean_redis):
+    load_products(clean_redis, count=10)
+    clean_redis.execute_command("FT.ALIASADD", "live", "products")
+    result = plan(clean_redis, QUANTIZE["changes"], aliases=["live"])
+    assert result.source.aliases == ["live"] and result.source.aliases_complete is False
+    assert any("Declared aliases that will be moved: live" in w for w in result.warnings)
+    with pytest.raises(SchemaInvalid, match="do not point at products"):
+        plan(clean_redis, QUANTIZE["changes"], aliases=["nope"])
+
+
+def test_aof_growth_warning():
+    with RedisSearchServer(extra_args=("--appendonly", "yes")) as server:
+        import redis  # pylint: disable=import-outside-toplevel
+        client = redis.Redis.from_url(server.url)
+        load_products(client, count=100)
+        result = plan(client, QUANTIZE["changes"])
+    assert result.estimate.aof_enabled and result.estimate.aof_growth_bytes > 100 * 16
+    assert any(w.startswith("AOF is on: rewriting 100 documents") for w in result.warnings)
+
+
+def test_backup_dir_without_room(clean_redis, tmp_path, monkeypatch):
+    load_products(clean_redis, count=50)
+    fits = plan(clean_redis, QUANTIZE["changes"], backup_dir=str(tmp_path))
+    assert fits.estimate.backup_fits is True and fits.estimate.backup_dir_free_bytes > 0
+
+    class Usage:  # a nearly full disk; the real one cannot be filled in a test
+        free = 100
+    monkeypatch.setattr(estimate_module.shutil, "disk_usage", lambda path: Usage)
+    full = plan(clean_redis, QUANTIZE["changes"], backup_dir=str(tmp_path))
+    assert full.estimate.backup_fits is False
+    assert any(w.startswith("The backup directory has 100 B free") for w in full.warnings)
+
+
+def test_nothing_to_do(client):
+    load_products(client, count=10)
+    result = plan(client, {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float32"}}]})
+    assert result.classification.nothing_to_do and result.classification.supported
+    assert result.changes == [] and result.warnings == [] and result.estimate.backup_bytes == 0
+
+
+def test_renames_of_field_index_and_prefix(clean_redis):
+    load_products(clean_redis, count=10)
+    result = plan(clean_redis, {"rename_fields": [{"old_name": "name", "new_name": "title"}],
+                                "index": {"name": "catalog", "prefix": "item"}})
+    assert result.classification.supported
+    move = result.rewrites.moves[0]
+    assert (move.old_location, move.new_location) == ("name", "title")
+    assert result.renames.index == {"from": "products", "to": "catalog"}
+    assert [f["name"] for f in result.target_schema["fields"]] == ["title", "category", "embedding"]
+    # The backup keeps each moved value and marks its destination: the estimate measured the values.
+    assert result.audit.value_bytes == {"name": [sum(len(f"product {i}") for i in range(10)), 10]}
+
+
+def test_target_schema_input(clean_redis):
+    load_products(clean_redis, count=10)
+    target = snapshot_index(clean_redis, "products").snapshot.index_schema.to_dict()
+    target["fields"][2]["attrs"].update(algorithm="hnsw", m=32)
+    del target["fields"][2]["attrs"]["block_size"]
+    target["fields"].append({"name": "price", "type": "numeric", "attrs": {"sortable": True}})
+    result = create_plan(clean_redis, "products", target_schema=parse_schema(target))
+    kinds = sorted((c.kind, c.attribute) for c in result.changes)
+    assert ("field_add", None) in kinds and ("vector_algorithm_change", "algorithm") in kinds
+    assert ("field_attribute", "m") in kinds
+    assert result.classification.supported and not result.classification.rewrites_documents
+    assert any("numeric field 'price'" in w for w in result.warnings)
+
+
+# --- the module: plan file, idempotence, strict errors --------------------------------------------
+
+def test_plan_file_written_once_and_edits_refused(clean_redis, redis_url, capsys, tmp_path):
+    load_products(clean_redis, count=30)
+    path = tmp_path / "plan.yaml"
+    args = {"redis_url": redis_url, "index": "products", "patch": QUANTIZE, "plan_out": str(path)}
+    first = run_module(redis_index_plan, args, capsys)
+    assert first["changed"] and path.exists()
+    assert read_plan(str(path)).checksum == first["plan"]["checksum"]
+    second = run_module(redis_index_plan, args, capsys)
+    assert second["changed"] is False
+    text = path.read_text()
+    path.write_text(text.replace("datatype: float16", "datatype: bfloat16"))
+    with pytest.raises(PlanInvalid, match="changed after it was written"):
+        read_plan(str(path))
+    third = run_module(redis_index_plan, args, capsys)  # an edited file is replaced
+    assert third["changed"] and path.read_text() != text.replace("datatype: float16", "datatype: bfloat16")
+
+
+def test_plan_round_trips_through_yaml(clean_redis, tmp_path):
+    load_products(clean_redis, count=30)
+    original = plan(clean_redis, {"rename_fields": [{"old_name": "name", "new_name": "title"}]})
+    write_plan(original, str(tmp_path / "p.yaml"))
+    loaded = read_plan(str(tmp_path / "p.yaml"))
+    assert loaded.to_dict() == original.to_dict()
+    assert loaded.target().field("title").type == "text"
+
+
+def test_blocked_plan_fails_the_task_unless_asked_not_to(clean_redis, redis_url, capsys, tmp_path):
+    load_products(clean_redis, count=10)
+    args = {"redis_url": redis_url, "index": "products", "plan_out": str(tmp_path / "p.yaml"),
+            "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}}}
+    failed = run_module(redis_index_plan, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "plan_blocked" and "new dimensions need new embeddings" in failed["msg"]
+    assert not (tmp_path / "p.yaml").exists()
+    kept = run_module(redis_index_plan, {**args, "fail_on_blocked": False}, capsys)
+    assert kept["supported"] is False and kept["changed"] and (tmp_path / "p.yaml").exists()
+
+
+@pytest.mark.parametrize("patch_data, message", [
+    ({"version": 1, "chnages": {}}, "unknown key 'chnages'"),
+    ({"version": 1, "changes": {"update_feilds": []}}, "unknown section 'update_feilds'"),
+    ({"version": 1, "changes": {"update_fields": [{"name": "embeding", "attrs": {"datatype": "float16"}}]}},
+     "the index has no field 'embeding'; fields of products: name, category, embedding"),
+    ({"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"data_type": "float16"}}]}},
+     "unknown vector field attribute 'data_type'; did you mean 'datatype'?"),
+    ({"version": 1, "changes": {"index": {"prefixes": "x"}}}, "unknown index option 'prefixes'; did you mean 'prefix'?"),
+    ({"version": 1, "changes": {"rename_fields": [{"old_name": "name", "new_name": "category"}]}},
+     "a field of that name exists"),
+    ({"version": 2, "changes": {}}, "unsupported version 2"),
+])
+def test_strict_input_errors(clean_redis, redis_url, capsys, patch_data, message):
+    load_products(clean_redis, count=5)
+    before = clean_redis.dbsize()
+    failed = run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch": patch_data}, capsys,
+                        expect_failure=True)
+    assert message in failed["msg"]
+    assert failed["error_type"] == "invalid_input"
+    assert clean_redis.dbsize() == before
+
+
+def test_patch_file_errors_name_the_file(clean_redis, redis_url, capsys, tmp_path):
+    load_products(clean_redis, count=5)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nchanges:\n  update_fields: [\n")
+    failed = run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch_file": str(bad)},
+                        capsys, expect_failure=True)
+    assert f"patch file {bad} is not valid YAML at line" in failed["msg"]
+    missing = run_module(redis_index_plan, {"redis_url": redis_url, "index": "nope", "patch": QUANTIZE}, capsys,
+                         expect_failure=True)
+    assert missing["error_type"] == "index_not_found" and "no index or alias named 'nope'" in missing["msg"]

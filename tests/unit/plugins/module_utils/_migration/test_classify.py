@@ -1,0 +1,54 @@
+"""Classification and warnings for states that are hard to produce on a live server."""
+from __future__ import annotations
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.audit import AuditResult
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import ServerCapabilities
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.changes import diff
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.classify import LiveContext, classify
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.estimate import estimate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import merge, parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan_warnings import collect_warnings
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rewrites import document_rewrites
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import IndexStats
+
+CAPS = ServerCapabilities(search_version="2.10.5", vector_datatypes=["float32", "float16"], vector_algorithms=["flat"])
+SOURCE = parse_schema({"index": {"name": "idx"}, "fields": [
+    {"name": "v", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}}]})
+
+
+def run(changes, stats=None, unrecognized=(), caps=CAPS):
+    target, patch = merge(SOURCE, parse_patch({"version": 1, "changes": changes}))
+    found = diff(SOURCE, target, patch.rename_fields)
+    rewrites = document_rewrites(SOURCE, target, found, patch.rename_fields)
+    classification = classify(SOURCE, target, found, rewrites, LiveContext(capabilities=caps), list(unrecognized))
+    stats = stats or IndexStats(num_docs=10)
+    cost = estimate(SOURCE, target, stats, rewrites, AuditResult(), False, 500)
+    warnings = collect_warnings(SOURCE, target, stats, found, rewrites, classification, AuditResult(), cost, caps, [],
+                                [], False, [])
+    return classification, warnings
+
+
+def test_unrecognized_server_settings_block_recreation():
+    classification, _ = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
+                            unrecognized=["field v: FUTUREFLAG"])
+    assert not classification.supported
+    assert "does not understand (field v: FUTUREFLAG)" in classification.blocked_reasons[0]
+
+
+def test_still_building_warns():
+    _, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
+                      stats=IndexStats(num_docs=10, indexing=True, percent_indexed=0.4))
+    assert any("still indexing (40%)" in w for w in warnings)
+
+
+def test_unchanged_vector_of_an_unaccepted_datatype_is_reported():
+    caps = CAPS.model_copy(update={"vector_datatypes": ["float16"]})
+    classification, _ = run({"add_fields": [{"name": "t", "type": "text"}]}, caps=caps)
+    assert "does not accept FLOAT32 vectors" in classification.blocked_reasons[0]
+
+
+def test_blocked_changes_carry_no_warnings_of_their_own():
+    classification, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "bfloat16"}}]})
+    assert not classification.supported
+    assert not any("Lossy" in w for w in warnings)
