@@ -41,6 +41,15 @@ def connection_argument_spec() -> dict[str, Any]:
     }
 
 
+def backup_argument_spec() -> dict[str, Any]:
+    """Options documented in the indexops.redis_search.backup doc fragment."""
+    return {
+        "backup_dir": {"type": "path", "required": True},
+        "workers": {"type": "int", "default": 1},
+        "wait_timeout": {"type": "float", "default": 600.0},
+    }
+
+
 CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host"]]
 CONNECTION_REQUIRED_TOGETHER = [["tls_client_cert", "tls_client_key"]]
 

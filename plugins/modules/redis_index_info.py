@@ -40,6 +40,12 @@ options:
     type: list
     elements: str
     default: []
+  backup_dir:
+    description:
+      - A backup directory of C(redis_index_migrate). When given, RV(migrations) reports every migration backed up
+        there (limited to O(index) when set) with its status, phase and progress - the way to follow a migration
+        that runs with C(async), from another task or job.
+    type: path
   probe_capabilities:
     description:
       - Probe which vector datatypes and algorithms the server accepts, with C(FT.CREATE) commands built
@@ -178,6 +184,46 @@ index:
         percent_indexed, total_indexing_time_ms, memory_mb (every size FT.INFO reports), vector_index_bytes,
         index_bytes, last_indexing_error and last_indexing_error_key.
       type: dict
+migrations:
+  description: Migrations found in O(backup_dir), oldest first. A backup whose header cannot be read is listed with
+    RV(migrations[].status=unreadable) and its RV(migrations[].error).
+  returned: when O(backup_dir) is given
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The migration's backup directory.
+      type: str
+    source_index:
+      description: Index migrated.
+      type: str
+    target_index:
+      description: Index it becomes.
+      type: str
+    status:
+      description: V(running), V(failed), V(completed), V(rolling_back), V(rolled_back) or V(unreadable).
+      type: str
+    phase:
+      description: The phase running, or the one it stopped in.
+      type: str
+    phases_done:
+      description: Phases completed, in order.
+      type: list
+      elements: str
+    progress:
+      description: Counters of each phase so far (documents backed up, blocks done of blocks, documents indexed, ...).
+      type: dict
+    error:
+      description: Where and why it failed, when it did.
+      type: dict
+  sample:
+    - path: /var/lib/indexops/backups/products-0a3e27b8c1d2
+      source_index: products
+      target_index: products
+      status: running
+      phase: quantize
+      phases_done: [backup, drop, move_fields, rename_keys]
+      progress: {backup: {documents: 1000000, blocks: 2000}, quantize: {blocks_done: 812, blocks: 2000}}
 alias_targets:
   description: For each name in O(aliases), the index it points at, or V(null) when it is not an alias.
   returned: always
@@ -235,6 +281,7 @@ server:
 """
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import describe_backups
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.catalog import (
     alias_targets,
@@ -255,6 +302,8 @@ def describe(client, params: dict) -> dict:
         "alias_targets": declared,
         "indexes": [summary.model_dump() for summary in catalog(client, caps, declared)],
     }
+    if params["backup_dir"]:
+        result["migrations"] = describe_backups(params["backup_dir"], params["index"])
     if params["index"]:
         try:
             snap = snapshot_index(client, params["index"])
@@ -282,6 +331,7 @@ def main() -> None:
         {
             "index": {"type": "str"},
             "aliases": {"type": "list", "elements": "str", "default": []},
+            "backup_dir": {"type": "path"},
             "probe_capabilities": {"type": "bool", "default": True},
         },
         supports_check_mode=True,

@@ -161,6 +161,36 @@ def iter_blocks(stream: BinaryIO, limit_bytes: Optional[int] = None) -> Iterator
         offset += BLOCK_HEADER_SIZE + length
 
 
+def read_block_at(stream: BinaryIO, offset: int) -> Block:
+    """The block starting at `offset` (as recorded by block_offsets)."""
+    stream.seek(offset)
+    head = stream.read(BLOCK_HEADER_SIZE)
+    if len(head) < BLOCK_HEADER_SIZE:
+        raise FormatError(f"block header at byte {offset} is cut short (truncated file)")
+    magic, block_no, count, length, digest = _BLOCK_HEAD.unpack(head)
+    if magic != BLOCK_MAGIC:
+        raise FormatError(f"no block at byte {offset} (damaged file)")
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise FormatError(f"block {block_no} is cut short (truncated file)", block_no)
+    return Block(block_no, offset, count, payload, hashlib.sha256(payload).digest() == digest)
+
+
+def block_offsets(stream: BinaryIO, limit_bytes: int) -> List[int]:
+    """Offsets of every block up to `limit_bytes`, reading only the block headers."""
+    offsets = []
+    offset = len(FILE_MAGIC)
+    while offset < limit_bytes:
+        stream.seek(offset)
+        head = stream.read(BLOCK_HEADER_SIZE)
+        if len(head) < BLOCK_HEADER_SIZE:
+            raise FormatError(f"block header at byte {offset} is cut short (truncated file)")
+        length = _BLOCK_HEAD.unpack(head)[3]
+        offsets.append(offset)
+        offset += BLOCK_HEADER_SIZE + length
+    return offsets
+
+
 def block_digest(block_bytes: bytes) -> bytes:
     """The SHA-256 a block header carries (bytes 20..52 of the encoded block)."""
     return block_bytes[BLOCK_HEADER_SIZE - 32:BLOCK_HEADER_SIZE]

@@ -1,0 +1,51 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Phase `drop`: last checks, then FT.DROPINDEX (the documents stay).
+
+Before the drop: every key a prefix change will create must be free, and a new index name must
+still be free - found now, they cost nothing; found after the drop, they would stop the migration
+with the index gone.
+"""
+from __future__ import annotations
+
+from .. import failpoints
+from ..errors import PreflightFailed
+from ..keyspace import key_to_text, renamed_key
+from ..snapshot import index_exists
+from .context import Context
+
+MAX_LISTED = 10
+
+
+def _collisions(ctx: Context) -> list:
+    prefix = ctx.plan.rewrites.prefix
+    found = []
+    for _block_no, records in ctx.store.iter_blocks():
+        pipe = ctx.client.pipeline(transaction=False)
+        pairs = [(r.key, renamed_key(r.key, prefix.old, prefix.new)) for r in records if r is not None]
+        for old, new in pairs:
+            pipe.exists(old)
+            pipe.exists(new)
+        replies = pipe.execute()
+        for (old, new), old_exists, new_exists in zip(pairs, replies[::2], replies[1::2]):
+            if old_exists and new_exists:
+                found.append(key_to_text(new))
+    return found
+
+
+def run(ctx: Context) -> None:
+    plan = ctx.plan
+    if plan.rewrites.prefix:
+        taken = _collisions(ctx)
+        if taken:
+            raise PreflightFailed(
+                f"{len(taken)} key(s) the prefix change would create already exist (first: {taken[0]}); "
+                "nothing was changed", hint="delete or move them, or choose another prefix",
+                details={"colliding_keys": taken[:MAX_LISTED]})
+    if ctx.target.name != ctx.source.name and index_exists(ctx.client, ctx.target.name):
+        raise PreflightFailed(f"an index or alias named {ctx.target.name!r} now exists; nothing was changed",
+                              hint="choose another name or drop it first")
+    ctx.store.header.aliases = list(plan.source.aliases)
+    ctx.store.save()
+    failpoints.hit("drop", 0)
+    if index_exists(ctx.client, ctx.source.name):
+        ctx.client.execute_command("FT.DROPINDEX", ctx.source.name)

@@ -1,0 +1,97 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Server-side scripts that make every document mutation conditional, atomic per key and replayable.
+
+Each takes what the document held before the migration (from the backup) into account, so that
+running it twice is harmless, a key deleted meanwhile is never recreated, and a value someone else
+changed meanwhile is never overwritten (it is reported as a conflict instead).
+Return codes: 2 written, 1 already done, 0 key gone (skipped), -1 conflict (nothing written).
+"""
+from __future__ import annotations
+
+# KEYS[1] key; ARGV: location, sha1 of the original bytes, new bytes, [location, sha1, new]...
+QUANTIZE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local pending = {}
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current ~= ARGV[i + 2] then
+    if not current or redis.sha1hex(current) ~= ARGV[i + 1] then return -1 end
+    table.insert(pending, i)
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
+return 2
+"""
+
+# KEYS[1] key; ARGV: old field, new field, [old, new]...
+HASH_MOVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local moved = 0
+for i = 1, #ARGV, 2 do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value then
+    local there = redis.call('HGET', KEYS[1], ARGV[i + 1])
+    if there and there ~= value then return -1 end
+    redis.call('HSET', KEYS[1], ARGV[i + 1], value)
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    moved = 1
+  end
+end
+if moved == 1 then return 2 end
+return 1
+"""
+
+# KEYS[1] key; ARGV: old JSONPath, new JSONPath, [old, new]... The value is moved as the exact JSON
+# text the server returns (no decoding in Lua, which would round numbers).
+JSON_MOVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local moved = 0
+for i = 1, #ARGV, 2 do
+  local found = redis.call('JSON.GET', KEYS[1], ARGV[i])
+  if found and found ~= '[]' then
+    local there = redis.call('JSON.GET', KEYS[1], ARGV[i + 1])
+    if there and there ~= '[]' and there ~= found then return -1 end
+    redis.call('JSON.SET', KEYS[1], ARGV[i + 1], string.sub(found, 2, -2))
+    redis.call('JSON.DEL', KEYS[1], ARGV[i])
+    moved = 1
+  end
+end
+if moved == 1 then return 2 end
+return 1
+"""
+
+# KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
+KEY_RENAME = """
+local old = redis.call('EXISTS', KEYS[1])
+local new = redis.call('EXISTS', KEYS[2])
+if old == 1 and new == 1 then return -1 end
+if old == 1 then redis.call('RENAME', KEYS[1], KEYS[2]); return 2 end
+if new == 1 then return 1 end
+return 0
+"""
+
+# Rollback: KEYS[1] key; ARGV: field, original bytes (or the empty marker + absent flag), ...
+# Writes only where the key still exists.
+HASH_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 2
+"""
+
+
+class Scripts:
+    """The scripts registered on one client (EVALSHA, loaded on first use, pipeline-safe)."""
+
+    def __init__(self, client):
+        self.quantize = client.register_script(QUANTIZE)
+        self.hash_move = client.register_script(HASH_MOVE)
+        self.json_move = client.register_script(JSON_MOVE)
+        self.key_rename = client.register_script(KEY_RENAME)
+        self.hash_restore = client.register_script(HASH_RESTORE)
