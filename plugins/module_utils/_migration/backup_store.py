@@ -242,8 +242,14 @@ class BackupStore:
 
     @classmethod
     def for_plan(cls, backup_dir: str, plan_checksum: str) -> Optional["BackupStore"]:
-        """The newest attempt's backup of this plan, if any."""
-        mine = [(h.attempt, d, h) for d, h, _err in list_backups(backup_dir) if h and h.plan_checksum == plan_checksum]
+        """The newest attempt's backup of this plan, if any. A damaged backup whose directory carries
+        this plan's id is refused (BackupInvalid): resuming or restarting over it could lose data."""
+        plan_id = plan_checksum.split(":", 1)[-1][:12]
+        entries = list_backups(backup_dir)
+        for directory, header, error in entries:
+            if header is None and plan_id in os.path.basename(directory):
+                raise BackupInvalid(error, hint="nothing was written; restore the backup directory from a copy")
+        mine = [(h.attempt, d, h) for d, h, _err in entries if h and h.plan_checksum == plan_checksum]
         if not mine:
             return None
         _attempt, directory, header = max(mine, key=lambda item: item[0])

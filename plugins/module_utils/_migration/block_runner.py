@@ -25,6 +25,7 @@ from .errors import BackupInvalid, MigrationFailed
 # (client, block number, records) -> counters to add up
 BlockFunction = Callable[[Any, int, list], Dict[str, int]]
 PROGRESS_SECONDS = 2.0
+LISTED = 100  # keys listed per outcome (gone, conflict); counters count them all
 
 
 def _die_with_parent() -> None:
@@ -40,7 +41,7 @@ def _add(total: Dict[str, int], part: Dict[str, int]) -> None:
     for key, value in part.items():
         if isinstance(value, list):
             total.setdefault(key, [])
-            total[key].extend(value[: max(0, 20 - len(total[key]))])
+            total[key].extend(value[: max(0, LISTED - len(total[key]))])
         else:
             total[key] = total.get(key, 0) + value
 

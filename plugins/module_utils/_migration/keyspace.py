@@ -73,13 +73,14 @@ def _scan_keys(client, prefixes: List[str], storage: str, count: int) -> List[by
 
 
 def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int) -> List[bytes]:
-    """Up to `size` distinct document keys: half from the index, half from a bounded SCAN."""
+    """Up to `size` distinct document keys, mostly from a bounded SCAN (hash order: spread over the
+    whole key space, so lengths and values are representative) and a tenth from the index's head."""
     if size <= 0:
         return []
-    head = _search_keys(client, index, max(1, size // 2))
+    head = _search_keys(client, index, max(1, size // 10))
     spread = _scan_keys(client, prefixes, storage, size)
     seen, sample = set(), []
-    for key in head + spread:
+    for key in spread[:size - len(head)] + head + spread[size - len(head):]:
         if key not in seen:
             seen.add(key)
             sample.append(key)
@@ -94,7 +95,9 @@ def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[byte
                                    "DIALECT", "2")
     while True:
         rows, cursor = reply
-        yield _aggregate_keys(rows)
+        keys = _aggregate_keys(rows)
+        if keys:  # the last read of a cursor may be empty
+            yield keys
         if not int(cursor):
             return
         reply = client.execute_command("FT.CURSOR", "READ", index, str(cursor), "COUNT", str(batch))

@@ -23,6 +23,7 @@ import shutil
 import time
 from typing import Callable, Optional
 
+from . import failpoints
 from .backup_store import BackupHeader, BackupStore, check_backup_dir
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
@@ -127,7 +128,10 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
             raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
                                   f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
     need = int(plan.estimate.backup_bytes * FREE_SPACE_MARGIN)
-    free = shutil.disk_usage(backup_root).free
+    existing = backup_root
+    while not os.path.isdir(existing):  # check mode: the directory is not created
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
     if need > free:
         raise PreflightFailed(f"backup_dir {backup_root} has {free} bytes free, the backup needs about {need}",
                               hint="free space or choose another backup_dir")
@@ -202,6 +206,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             store.header.phase = phase
             state.started_at = state.started_at or _now()
             store.save()
+            failpoints.hit(phase, "start")
             began = time.monotonic()
             if _needed(plan, phase):
                 run(ctx)
@@ -223,10 +228,13 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
             report_out: Optional[str]) -> IndexOpsError:
     """Record where it stopped and return the error to raise, with what the operator needs."""
     message = str(err.message if isinstance(err, IndexOpsError) else f"{type(err).__name__}: {err}")
+    dropped = store is not None and store.phase("drop").done
     try:
-        source_exists = index_exists(client, plan.source.index)
+        # After the drop, a target of the same name may hold the name: the old index is gone all the same.
+        source_exists = not dropped and index_exists(client, plan.source.index)
+        target_exists = dropped and index_exists(client, plan.target_index)
     except Exception:  # pylint: disable=broad-exception-caught
-        source_exists = None
+        source_exists = target_exists = None
     report_path = None
     if store is not None:
         store.header.status = "failed"
@@ -234,7 +242,7 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
         store.save()
         report_path = store.path(REPORT_FILE)
         save_report(build_report(plan, "failed", store), report_path, report_out)
-    details = {"phase": phase, "source_index_exists": source_exists,
+    details = {"phase": phase, "source_index_exists": source_exists, "target_index_exists": target_exists,
                "backup_path": store.directory if store else None, "report_path": report_out or report_path}
     if isinstance(err, IndexOpsError):
         err.details.update(details)

@@ -22,13 +22,13 @@ OUTCOME = {2: "written", 1: "already", 0: "gone", -1: "conflict"}
 
 def _tally(results: List[int], keys: List[bytes]) -> Dict[str, object]:
     counts: Dict[str, object] = {name: 0 for name in OUTCOME.values()}
-    conflicts = []
+    listed: Dict[str, List] = {"conflict": [], "gone": []}
     for key, result in zip(keys, results):
         name = OUTCOME.get(int(result), "conflict")
         counts[name] += 1
-        if name == "conflict":
-            conflicts.append(key_to_text(key))
-    counts["conflict_keys"] = conflicts
+        if name in listed:
+            listed[name].append(key_to_text(key))
+    counts["conflict_keys"], counts["gone_keys"] = listed["conflict"], listed["gone"]
     return counts
 
 

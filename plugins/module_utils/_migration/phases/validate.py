@@ -38,6 +38,8 @@ class ValidationResult(BaseModel):
     keys_missing: List[Any] = Field(default_factory=list)
     knn_checked: int = 0
     knn_missed: List[Any] = Field(default_factory=list)
+    documents_gone: int = 0
+    documents_conflicting: int = 0
     problems: List[str] = Field(default_factory=list)
 
 
@@ -74,9 +76,16 @@ def run(ctx: Context) -> ValidationResult:
                                             NOT_REPORTED + tuple(live.snapshot.unobserved))
     result.schema_match = not result.schema_differences
     result.doc_count_actual = stats_from_info(read_info(client, target.name)).num_docs
-    result.doc_count_expected = int(ctx.store.phase("backup").counters.get("source_num_docs",
-                                                                           ctx.plan.source.stats.get("num_docs", 0)))
+    source_docs = int(ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0)))
+    # Keys deleted during the window stay deleted, and documents someone else changed meanwhile were
+    # left as they made them (they may or may not fit the new index): both are reported, not failures.
+    rewrite_counters = [ctx.store.phase(p).counters for p in ("move_fields", "rename_keys", "quantize")]
+    gone = max([int(c.get("gone", 0)) for c in rewrite_counters] or [0])
+    conflicts = sum(int(c.get("conflict", 0)) for c in rewrite_counters)
+    gone_keys = {str(k) for c in rewrite_counters for k in c.get("gone_keys", [])}
+    result.doc_count_expected = source_docs - gone
     result.doc_count_checked = not _membership_changes(ctx)
+    result.documents_gone, result.documents_conflicting = gone, conflicts
 
     prefix = ctx.plan.rewrites.prefix
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
@@ -86,7 +95,7 @@ def run(ctx: Context) -> ValidationResult:
         pipe.exists(key)
     exists = pipe.execute() if keys else []
     result.keys_checked = len(keys)
-    result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e]
+    result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
 
     present = [k for k, e in zip(keys, exists) if e][:KNN_SAMPLE]
     for field in target.vector_fields():
@@ -103,8 +112,10 @@ def run(ctx: Context) -> ValidationResult:
 
     if not result.schema_match:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
-    if result.doc_count_checked and result.doc_count_actual != result.doc_count_expected:
-        result.problems.append(f"{result.doc_count_actual} documents indexed, {result.doc_count_expected} expected")
+    low = result.doc_count_expected - conflicts
+    if result.doc_count_checked and not low <= result.doc_count_actual <= result.doc_count_expected:
+        expected = f"{low} to {result.doc_count_expected}" if conflicts else str(result.doc_count_expected)
+        result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected")
     if result.keys_missing:
         result.problems.append(f"{len(result.keys_missing)} sampled key(s) missing (first: {result.keys_missing[0]})")
     if result.knn_missed:

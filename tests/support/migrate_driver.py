@@ -1,0 +1,29 @@
+"""Run one migration in a process of its own (so a test can SIGKILL it): argv[1] is a JSON object
+with url, plan (path), backup_dir and options."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), ".build", "collections"))
+
+import redis  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan  # noqa: E402
+
+
+def main() -> int:
+    args = json.loads(sys.argv[1])
+    client = redis.Redis.from_url(args["url"])
+    outcome = migrate(client, lambda: redis.Redis.from_url(args["url"]), read_plan(args["plan"]), args["backup_dir"],
+                      MigrateOptions(**args.get("options", {})))
+    print(json.dumps({"changed": outcome.changed, "result": outcome.report.result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
