@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backup and execution options of the modules that change data (argspec: module_utils/_module_kit.py)."""
+"""Backup options of the modules that change data (argspec: module_utils/_module_kit.py)."""
 from __future__ import annotations
 
 
@@ -15,11 +15,6 @@ options:
       - Must be a directory (it is created when missing) that the module's user can write.
     type: path
     required: true
-  workers:
-    description:
-      - Processes that rewrite documents in parallel (each with its own connection). V(1) works in-process.
-    type: int
-    default: 1
   wait_timeout:
     description:
       - Seconds to wait for an index to finish indexing (the source before starting, the new index at the end).

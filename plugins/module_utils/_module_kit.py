@@ -45,7 +45,6 @@ def backup_argument_spec() -> dict[str, Any]:
     """Options documented in the indexops.redis_search.backup doc fragment."""
     return {
         "backup_dir": {"type": "path", "required": True},
-        "workers": {"type": "int", "default": 1},
         "wait_timeout": {"type": "float", "default": 600.0},
     }
 

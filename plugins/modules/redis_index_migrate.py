@@ -46,6 +46,11 @@ options:
     description:
       - A plan as returned by C(redis_index_plan) (its RV(indexops.redis_search.redis_index_plan#module:plan)).
     type: dict
+  workers:
+    description:
+      - Processes that rewrite documents in parallel, each with its own connection. V(1) works in-process.
+    type: int
+    default: 1
   accept_data_loss:
     description:
       - Required when the migration converts vectors to a type that cannot hold every value exactly (for example
@@ -201,6 +206,7 @@ def main() -> None:
     spec.update({
         "plan_file": {"type": "path"},
         "plan": {"type": "dict"},
+        "workers": {"type": "int", "default": 1},
         "accept_data_loss": {"type": "bool", "default": False},
         "report_out": {"type": "path"},
     })

@@ -52,7 +52,8 @@ PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", 
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    # Microseconds: two migrations of one index in the same second must still sort by age.
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def fsync_dir(path: str) -> None:
@@ -143,6 +144,15 @@ def check_backup_dir(path: Optional[str]) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise PreflightFailed(f"backup_dir {path} is not writable by this user",
                               hint="fix its permissions or choose another directory")
+    return path
+
+
+def existing_backup_dir(path: str) -> str:
+    """A backup directory that must already exist (rollback reads it; it never creates one)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise BackupInvalid(f"backup_dir {path} does not exist or is not a directory",
+                            hint="point backup_dir at the directory the migration used")
     return path
 
 
@@ -304,10 +314,13 @@ class BackupStore:
                     running = chain(running, hashlib.sha256(block.payload).digest())
                     if not block.digest_ok:
                         result.bad_blocks.append(block.block_no)
-                    for index, record in decode_records(block.payload, block.record_count, block.block_no):
-                        result.records += 1
-                        if record is None:
-                            result.bad_records.append([block.block_no, index])
+                    try:
+                        for index, record in decode_records(block.payload, block.record_count, block.block_no):
+                            result.records += 1
+                            if record is None:
+                                result.bad_records.append([block.block_no, index])
+                    except FormatError as err:
+                        result.problems.append(str(err))
         except FormatError as err:
             result.truncated = result.truncated or "cut short" in str(err)
             result.problems.append(str(err))

@@ -173,6 +173,9 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
     if store is not None and store.header.status == "completed" and _target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
+    if store is not None and store.header.status == "rolling_back":
+        raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "
+                              "two states", hint="run redis_index_rollback again to finish it, then migrate")
     resume = store is not None and store.header.status in ("running", "failed")
     if check_mode:
         if not resume:

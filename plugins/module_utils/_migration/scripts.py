@@ -71,19 +71,37 @@ if new == 1 then return 1 end
 return 0
 """
 
-# Rollback: KEYS[1] key; ARGV: field, original bytes (or the empty marker + absent flag), ...
-# Writes only where the key still exists.
-HASH_RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 1, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
+# Rollback. KEYS[1] the original key, KEYS[2] its renamed form (the same key when there was no prefix
+# change); ARGV: location, original value, "1" when the location held nothing, ... Writes only where
+# the document still exists, under either name, then gives it back its original name.
+_RESTORE_KEY = """
+local key = KEYS[1]
+if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  key = KEYS[2]
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
 end
+"""
+_RENAME_BACK = """
+if key ~= KEYS[1] then redis.call('RENAME', key, KEYS[1]) end
 return 2
 """
+HASH_RESTORE = _RESTORE_KEY + """
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+""" + _RENAME_BACK
+# JSON values are stored as the JSON.GET reply of their path: '[value]'.
+JSON_RESTORE = _RESTORE_KEY + """
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('JSON.DEL', key, ARGV[i])
+  else
+    redis.call('JSON.SET', key, ARGV[i], string.sub(ARGV[i + 1], 2, -2))
+  end
+end
+""" + _RENAME_BACK
 
 
 class Scripts:
@@ -95,3 +113,4 @@ class Scripts:
         self.json_move = client.register_script(JSON_MOVE)
         self.key_rename = client.register_script(KEY_RENAME)
         self.hash_restore = client.register_script(HASH_RESTORE)
+        self.json_restore = client.register_script(JSON_RESTORE)

@@ -30,21 +30,21 @@ def run(changes, stats=None, unrecognized=(), caps=CAPS):
 
 
 def test_unrecognized_server_settings_block_recreation():
-    classification, _ = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
+    classification, dummy = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
                             unrecognized=["field v: FUTUREFLAG"])
     assert not classification.supported
     assert "does not understand (field v: FUTUREFLAG)" in classification.blocked_reasons[0]
 
 
 def test_still_building_warns():
-    _, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
+    dummy, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
                       stats=IndexStats(num_docs=10, indexing=True, percent_indexed=0.4))
     assert any("still indexing (40%)" in w for w in warnings)
 
 
 def test_unchanged_vector_of_an_unaccepted_datatype_is_reported():
     caps = CAPS.model_copy(update={"vector_datatypes": ["float16"]})
-    classification, _ = run({"add_fields": [{"name": "t", "type": "text"}]}, caps=caps)
+    classification, dummy = run({"add_fields": [{"name": "t", "type": "text"}]}, caps=caps)
     assert "does not accept FLOAT32 vectors" in classification.blocked_reasons[0]
 
 

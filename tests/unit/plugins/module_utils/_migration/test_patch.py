@@ -37,13 +37,13 @@ def test_rename_moves_data_only_when_the_location_follows_the_name(storage, fiel
 
 
 def test_update_may_name_a_field_by_its_new_name_and_options_merge_into_attrs():
-    target, _ = patched({"rename_fields": [{"old_name": "title", "new_name": "headline"}],
+    target, dummy = patched({"rename_fields": [{"old_name": "title", "new_name": "headline"}],
                          "update_fields": [{"name": "headline", "attrs": {"weight": 2}, "options": {"sortable": True}}]})
     assert target.field("headline").attrs.weight == 2 and target.field("headline").attrs.sortable
 
 
 def test_algorithm_change_drops_the_old_algorithms_parameters():
-    target, _ = patched({"update_fields": [{"name": "vec", "attrs": {"algorithm": "flat"}}]})
+    target, dummy = patched({"update_fields": [{"name": "vec", "attrs": {"algorithm": "flat"}}]})
     attrs = target.field("vec").attrs
     assert attrs.algorithm == "flat" and attrs.m is None and attrs.dims == 4
 
@@ -66,5 +66,5 @@ def test_reference_wizard_output_is_accepted():
     patch = parse_patch({"version": 1, "changes": {
         "add_fields": [], "remove_fields": [], "rename_fields": [], "index": {},
         "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}, "options": {}}]}})
-    target, _ = merge(schema(), patch)
+    target, dummy = merge(schema(), patch)
     assert target.field("vec").attrs.datatype == "float16"

@@ -1,0 +1,198 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: roll a Redis search index migration back, fully and verifiably, from its backup."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: redis_index_rollback
+short_description: Roll a Redis search index migration back to exactly where it started
+version_added: 0.1.0
+description:
+  - Finds the migration's backup in O(backup_dir) - by O(plan_file) or O(plan) exactly, or the newest one of
+    O(index) not yet rolled back. Several backups of other indexes or plans may share the directory; a damaged
+    backup of another index does not get in the way.
+  - Verifies the backup before writing anything - the header's checksum, the record count, every record's CRC,
+    every block's SHA-256 and the fingerprint over all blocks. A truncated or tampered backup is refused and nothing
+    is written, unless O(partial=true), which restores the verified records and lists the others.
+  - Restores the original bytes of every document the migration touched, bit for bit - vectors, renamed fields
+    and renamed keys - atomically per key and only where the document still exists, so a document deleted after
+    the backup was taken stays deleted (counted in RV(skipped_deleted)).
+  - Drops the target index (only when it is the plan's target), creates the source index again from the plan's
+    exact definition (every option), re-points its aliases, waits until it has indexed everything and checks
+    its schema, its document count and the restored bytes.
+  - Works after a migration that completed, failed, or was killed in any phase. A second run reports
+    C(changed=false). The backup is kept (marked rolled back); applying the same plan again afterwards makes a new
+    backup and leaves this one intact.
+author:
+  - indexops maintainers (@indexops)
+extends_documentation_fragment:
+  - indexops.redis_search.connection
+  - indexops.redis_search.backup
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the backup and reports what would be restored; writes nothing.
+  diff_mode:
+    support: none
+    description: The schemas involved are in RV(source_index) and the backup's plan.
+options:
+  index:
+    description:
+      - The index whose newest migration to roll back (its name before or after the migration).
+    type: str
+  plan_file:
+    description:
+      - The plan of the migration to roll back (selects its backup exactly).
+    type: path
+  plan:
+    description:
+      - The plan of the migration to roll back, as C(redis_index_plan) returned it.
+    type: dict
+  partial:
+    description:
+      - When the backup fails verification, restore the records that pass it instead of refusing, and list the
+        others in RV(unverified). The document count is then not validated.
+    type: bool
+    default: false
+seealso:
+  - module: indexops.redis_search.redis_index_migrate
+"""
+
+EXAMPLES = r"""
+- name: Roll back the latest migration of products
+  indexops.redis_search.redis_index_rollback:
+    index: products
+    backup_dir: /var/lib/indexops/backups
+  register: undo
+
+- name: Roll back one specific migration
+  indexops.redis_search.redis_index_rollback:
+    plan_file: /var/lib/indexops/products-plan.yaml
+    backup_dir: /var/lib/indexops/backups
+
+- name: See what a rollback would restore (the backup is verified, nothing is written)
+  indexops.redis_search.redis_index_rollback:
+    index: products
+    backup_dir: /var/lib/indexops/backups
+  check_mode: true
+  register: preview
+
+- name: Salvage what a damaged backup still holds
+  indexops.redis_search.redis_index_rollback:
+    index: products
+    backup_dir: /var/lib/indexops/backups
+    partial: true
+  register: salvage
+"""
+
+RETURN = r"""
+result:
+  description: V(rolled_back), V(already_rolled_back), or in check mode V(would_roll_back).
+  returned: always
+  type: str
+backup_path:
+  description: The backup that was used.
+  returned: always
+  type: str
+source_index:
+  description: The index as it was before the migration, now restored.
+  returned: always
+  type: str
+target_index:
+  description: The index the migration had created.
+  returned: always
+  type: str
+records:
+  description: Documents in the backup (in check mode, that would be restored).
+  returned: always
+  type: int
+restored:
+  description: Documents whose original bytes were written back.
+  returned: always
+  type: int
+skipped_deleted:
+  description: Documents deleted after the backup was taken; they were left deleted.
+  returned: always
+  type: int
+skipped_keys:
+  description: The first of those keys.
+  returned: always
+  type: list
+  elements: raw
+conflicts:
+  description: Documents that could not be renamed back because a key of their original name exists.
+  returned: always
+  type: int
+unverified:
+  description: With O(partial), records that failed verification and were not restored (block, record, key).
+  returned: always
+  type: list
+  elements: dict
+verification:
+  description: What the verification found (blocks, records, problems, truncated, bad blocks and records).
+  returned: always
+  type: dict
+dropped_target:
+  description: Whether the target index was dropped.
+  returned: always
+  type: bool
+recreated_source:
+  description: Whether the source index was created again.
+  returned: always
+  type: bool
+aliases:
+  description: Aliases pointed back at the source index.
+  returned: always
+  type: list
+  elements: str
+validation:
+  description: Schema match, document count expected and found, restored values read back and compared.
+  returned: always
+  type: dict
+"""
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
+    backup_argument_spec,
+    build_module,
+    run_with_client,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import existing_backup_dir
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
+
+
+def roll_back(module, client) -> dict:
+    params = module.params
+    backup_dir = existing_backup_dir(params["backup_dir"])
+    checksum = None
+    if params["plan_file"]:
+        checksum = read_plan(params["plan_file"]).checksum
+    elif params["plan"] is not None:
+        checksum = plan_from_dict(params["plan"], "plan").checksum
+    store = choose_backup(backup_dir, params["index"], checksum)
+    cluster = detect_capabilities(client, probe=False).cluster_enabled
+    changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
+                               check_mode=module.check_mode, cluster=cluster)
+    return {"changed": changed, **result.model_dump(mode="json")}
+
+
+def main() -> None:
+    spec = backup_argument_spec()
+    spec.update({
+        "index": {"type": "str"},
+        "plan_file": {"type": "path"},
+        "plan": {"type": "dict"},
+        "partial": {"type": "bool", "default": False},
+    })
+    module = build_module(
+        spec,
+        mutually_exclusive=[["index", "plan_file", "plan"]],
+        required_one_of=[["index", "plan_file", "plan"]],
+        supports_check_mode=True,
+    )
+    run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
+
+
+if __name__ == "__main__":
+    main()
