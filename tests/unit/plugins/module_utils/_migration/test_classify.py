@@ -52,3 +52,25 @@ def test_blocked_changes_carry_no_warnings_of_their_own():
     classification, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "bfloat16"}}]})
     assert not classification.supported
     assert not any("Lossy" in w for w in warnings)
+
+
+def test_warnings_a_live_test_cannot_reach():
+    """uint8 (the test server rejects it), a FILTER change, parameters hidden from us, keys vanishing."""
+    caps = CAPS.model_copy(update={"vector_datatypes": ["float32", "uint8"]})
+    source = parse_schema({"index": {"name": "idx"}, "fields": [
+        {"name": "v", "type": "vector", "attrs": {"algorithm": "hnsw", "dims": 4, "distance_metric": "ip"}}]})
+    target, patch = merge(source, parse_patch({"version": 1, "changes": {
+        "update_fields": [{"name": "v", "attrs": {"datatype": "uint8"}}], "index": {"filter": "@x>1"}}}))
+    found = diff(source, target, patch.rename_fields)
+    rewrites = document_rewrites(source, target, found, patch.rename_fields)
+    classification = classify(source, target, found, rewrites, LiveContext(capabilities=caps))
+    stats = IndexStats(num_docs=10)
+    audit = AuditResult(documents=10, missing_keys=2)
+    cost = estimate(source, target, stats, rewrites, audit, False, 500)
+    warnings = collect_warnings(source, target, stats, found, rewrites, classification, audit, cost, caps, [], [],
+                                False, ["fields.v.ef_runtime", "fields.v.epsilon"])
+    assert classification.supported
+    assert any(w.startswith("uint8 with the ip metric needs non-negative values") for w in warnings)
+    assert any(w.startswith("The FILTER changes which documents are indexed") for w in warnings)
+    assert any("did not report fields.v.ef_runtime, fields.v.epsilon" in w for w in warnings)
+    assert any(w.startswith("2 sampled keys vanished while planning") for w in warnings)
