@@ -11,7 +11,7 @@ LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-units test-integration test-sanity test-lint venv clean
+.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench
 
 venv: $(STAMP) $(LINK)
 
@@ -27,7 +27,8 @@ $(LINK):
 	ln -sfn $(CURDIR) $(LINK)
 
 demo: venv
-	$(BIN)/python tools/redis_search_server.py run -- sh -c '\
+	rm -rf .build/demo
+	DEMO_BACKUP_DIR=$(CURDIR)/.build/demo/backups $(BIN)/python tools/redis_search_server.py run -- sh -c '\
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
@@ -44,6 +45,21 @@ test-sanity: venv
 
 test-lint: venv
 	$(BIN)/ansible-lint --profile production
+
+# Planning latency next to the redisvl migrator (docs/benchmarks.md), in a venv of its own:
+# redisvl is a benchmark peer, never a dependency of the collection. BENCH_ARGS="--sizes 10000,100000"
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(CURDIR)/$(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements.txt tests/requirements.txt benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -r requirements.txt -r tests/requirements.txt -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP) $(LINK)
+	$(BENCH_BIN)/python benchmarks/plan_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .ansible tests/output

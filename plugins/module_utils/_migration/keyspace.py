@@ -50,12 +50,15 @@ def key_from_text(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
-def _search_keys(client, index: str, count: int) -> List[bytes]:
-    reply = client.execute_command("FT.SEARCH", index, "*", "NOCONTENT", "LIMIT", "0", str(count), "DIALECT", "2")
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        return [as_map(r)["id"] for r in top.get("results", [])]
-    return list(reply[1:])
+def _head_keys(client, index: str, count: int) -> List[bytes]:
+    """The first `count` documents of the index. An FT.AGGREGATE cursor reads only what it returns;
+    FT.SEARCH would count every document of the index first, whatever its LIMIT."""
+    reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(count),
+                                   "DIALECT", "2")
+    rows, cursor = reply
+    if int(cursor):
+        client.execute_command("FT.CURSOR", "DEL", index, str(cursor))
+    return _aggregate_keys(rows)[:count]
 
 
 def _scan_keys(client, prefixes: List[str], storage: str, count: int) -> List[bytes]:
@@ -72,15 +75,16 @@ def _scan_keys(client, prefixes: List[str], storage: str, count: int) -> List[by
     return found[:count]
 
 
-def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int) -> List[bytes]:
-    """Up to `size` distinct document keys, mostly from a bounded SCAN (hash order: spread over the
-    whole key space, so lengths and values are representative) and a tenth from the index's head."""
+def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int, head: int = 0) -> List[bytes]:
+    """Up to `size` distinct document keys: first `head` (at least a tenth) from the index's own
+    order, which is stable from run to run, then from a bounded SCAN, whose hash-table order spreads
+    the rest over the whole key space so that lengths and values are representative."""
     if size <= 0:
         return []
-    head = _search_keys(client, index, max(1, size // 10))
+    first = _head_keys(client, index, min(size, max(head, size // 10, 1)))
     spread = _scan_keys(client, prefixes, storage, size)
     seen, sample = set(), []
-    for key in spread[:size - len(head)] + head + spread[size - len(head):]:
+    for key in first + spread:
         if key not in seen:
             seen.add(key)
             sample.append(key)

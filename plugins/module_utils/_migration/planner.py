@@ -97,7 +97,8 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
 
     # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
-    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample))
+    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
+                       head=key_sample)
     measure = [m.old_location for m in rewrites.moves]
     scan = whole_prefix(source, snap.stats)
     audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan) if (

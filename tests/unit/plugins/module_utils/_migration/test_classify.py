@@ -31,14 +31,14 @@ def run(changes, stats=None, unrecognized=(), caps=CAPS):
 
 def test_unrecognized_server_settings_block_recreation():
     classification, dummy = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
-                            unrecognized=["field v: FUTUREFLAG"])
+                                unrecognized=["field v: FUTUREFLAG"])
     assert not classification.supported
     assert "does not understand (field v: FUTUREFLAG)" in classification.blocked_reasons[0]
 
 
 def test_still_building_warns():
     dummy, warnings = run({"update_fields": [{"name": "v", "attrs": {"datatype": "float16"}}]},
-                      stats=IndexStats(num_docs=10, indexing=True, percent_indexed=0.4))
+                          stats=IndexStats(num_docs=10, indexing=True, percent_indexed=0.4))
     assert any("still indexing (40%)" in w for w in warnings)
 
 

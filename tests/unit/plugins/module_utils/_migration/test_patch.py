@@ -38,7 +38,7 @@ def test_rename_moves_data_only_when_the_location_follows_the_name(storage, fiel
 
 def test_update_may_name_a_field_by_its_new_name_and_options_merge_into_attrs():
     target, dummy = patched({"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                         "update_fields": [{"name": "headline", "attrs": {"weight": 2}, "options": {"sortable": True}}]})
+                             "update_fields": [{"name": "headline", "attrs": {"weight": 2}, "options": {"sortable": True}}]})
     assert target.field("headline").attrs.weight == 2 and target.field("headline").attrs.sortable
 
 
