@@ -11,6 +11,7 @@ import sys
 import numpy
 import pytest
 import redis
+from datasets import wait_for
 from module_runner import run_module
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
@@ -79,16 +80,6 @@ def load(client, datatype="float32", algorithm="FLAT", storage="hash", index="id
     pipe.execute()
     wait_for(client, index, docs)
     return vectors
-
-
-def wait_for(client, index, docs):
-    import time  # pylint: disable=import-outside-toplevel
-    for _attempt in range(500):
-        stats = snapshot_index(client, index).stats
-        if stats.num_docs == docs and stats.fully_indexed:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{index} not indexed")
 
 
 def make_plan(client, changes, index="idx", **kwargs):

@@ -7,6 +7,7 @@ import os
 import numpy
 import pytest
 import yaml
+from datasets import wait_for
 from module_runner import run_module
 from playbook_runner import run_playbook
 from redis_search_server import RedisSearchServer
@@ -17,8 +18,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import read_info, snapshot_index
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import stats_from_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_plan
 
 QUANTIZE = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
@@ -44,18 +44,8 @@ def load_products(client, count=600, dims=8, index="products", prefix="product",
         else:
             pipe.execute_command("JSON.SET", f"{prefix}:{i}", "$", json.dumps({**doc, "embedding": vectors[i].tolist()}))
     pipe.execute()
-    wait_indexed(client, index, count)
+    wait_for(client, index, count)
     return vectors
-
-
-def wait_indexed(client, index, count):
-    import time  # pylint: disable=import-outside-toplevel
-    for _attempt in range(400):
-        stats = stats_from_info(read_info(client, index))
-        if stats.num_docs == count and stats.fully_indexed:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{index} did not index {count} documents")
 
 
 def plan(client, changes, index="products", **kwargs):
@@ -220,7 +210,7 @@ def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
 def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     load_products(clean_redis, count=30)
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
-    wait_indexed(clean_redis, "products", 30)
+    wait_for(clean_redis, "products", 30)
     result = plan(clean_redis, {"remove_fields": ["embedding"]})
     assert result.source.stats["hash_indexing_failures"] == 1
     assert any("1 indexing failure(s)" in w for w in result.warnings)

@@ -7,6 +7,7 @@ import signal
 
 import numpy
 import pytest
+from datasets import wait_for
 from module_runner import run_module
 from test_redis_index_migrate import (
     BATCH,
@@ -48,7 +49,6 @@ def rich(client, docs=200):
         pipe.hset(f"doc:{i}", mapping={"title": f"titel {i}", "tag": f"a;b{i % 4}",
                                        "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes()})
     pipe.execute()
-    from test_redis_index_migrate import wait_for  # pylint: disable=import-outside-toplevel
     wait_for(client, "idx", docs)
 
 

@@ -136,6 +136,23 @@ def write_file_magic(stream: BinaryIO) -> None:
     stream.write(FILE_MAGIC)
 
 
+def _read_block(stream: BinaryIO, offset: int) -> Optional[Block]:
+    """The block at `offset` (the stream is positioned there), or None at the end of the file."""
+    head = stream.read(BLOCK_HEADER_SIZE)
+    if not head:
+        return None
+    if len(head) < BLOCK_HEADER_SIZE:
+        raise FormatError(f"block header at byte {offset} is cut short (truncated file)")
+    magic, block_no, count, length, digest = _BLOCK_HEAD.unpack(head)
+    if magic != BLOCK_MAGIC:
+        raise FormatError(f"no block at byte {offset} (damaged file)")
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise FormatError(f"block {block_no} is cut short: {len(payload)} of {length} bytes (truncated file)",
+                          block_no)
+    return Block(block_no, offset, count, payload, hashlib.sha256(payload).digest() == digest)
+
+
 def iter_blocks(stream: BinaryIO, limit_bytes: Optional[int] = None) -> Iterator[Block]:
     """Read blocks from a data file (after checking its magic). Stops at `limit_bytes` when given.
 
@@ -145,35 +162,20 @@ def iter_blocks(stream: BinaryIO, limit_bytes: Optional[int] = None) -> Iterator
         raise FormatError("not an indexops backup data file (bad magic)")
     offset = len(FILE_MAGIC)
     while limit_bytes is None or offset < limit_bytes:
-        head = stream.read(BLOCK_HEADER_SIZE)
-        if not head:
+        block = _read_block(stream, offset)
+        if block is None:
             return
-        if len(head) < BLOCK_HEADER_SIZE:
-            raise FormatError(f"block header at byte {offset} is cut short (truncated file)")
-        magic, block_no, count, length, digest = _BLOCK_HEAD.unpack(head)
-        if magic != BLOCK_MAGIC:
-            raise FormatError(f"no block at byte {offset} (damaged file)")
-        payload = stream.read(length)
-        if len(payload) < length:
-            raise FormatError(f"block {block_no} is cut short: {len(payload)} of {length} bytes (truncated file)",
-                              block_no)
-        yield Block(block_no, offset, count, payload, hashlib.sha256(payload).digest() == digest)
-        offset += BLOCK_HEADER_SIZE + length
+        yield block
+        offset += BLOCK_HEADER_SIZE + len(block.payload)
 
 
 def read_block_at(stream: BinaryIO, offset: int) -> Block:
     """The block starting at `offset` (as recorded by block_offsets)."""
     stream.seek(offset)
-    head = stream.read(BLOCK_HEADER_SIZE)
-    if len(head) < BLOCK_HEADER_SIZE:
-        raise FormatError(f"block header at byte {offset} is cut short (truncated file)")
-    magic, block_no, count, length, digest = _BLOCK_HEAD.unpack(head)
-    if magic != BLOCK_MAGIC:
-        raise FormatError(f"no block at byte {offset} (damaged file)")
-    payload = stream.read(length)
-    if len(payload) < length:
-        raise FormatError(f"block {block_no} is cut short (truncated file)", block_no)
-    return Block(block_no, offset, count, payload, hashlib.sha256(payload).digest() == digest)
+    block = _read_block(stream, offset)
+    if block is None:
+        raise FormatError(f"no block at byte {offset} (truncated file)")
+    return block
 
 
 def block_offsets(stream: BinaryIO, limit_bytes: int) -> List[int]:

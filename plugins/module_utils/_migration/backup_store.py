@@ -51,7 +51,7 @@ FILE_MODE = 0o600
 PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate")
 
 
-def _now() -> str:
+def utc_now() -> str:
     # Microseconds: two migrations of one index in the same second must still sort by age.
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -101,8 +101,8 @@ class BackupHeader(BaseModel):
     target_index: str
     storage: str
     batch_size: int
-    created_at: str = Field(default_factory=_now)
-    updated_at: str = Field(default_factory=_now)
+    created_at: str = Field(default_factory=utc_now)
+    updated_at: str = Field(default_factory=utc_now)
     host: str = Field(default_factory=socket.gethostname)
     pid: int = Field(default_factory=os.getpid)
     status: str = "running"  # running | failed | completed | rolling_back | rolled_back
@@ -270,7 +270,7 @@ class BackupStore:
 
     # -- header ------------------------------------------------------------------------------------
     def save(self) -> None:
-        self.header.updated_at = _now()
+        self.header.updated_at = utc_now()
         self.header.checksum = self.header.content_checksum()
         write_atomic(self.path(HEADER), json.dumps(self.header.model_dump(mode="json"), indent=1).encode("utf-8"))
 

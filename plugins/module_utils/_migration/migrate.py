@@ -17,14 +17,13 @@ stays for audits and rollback, and a failure leaves a header that says where it 
 """
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import time
 from typing import Callable, Optional
 
 from . import failpoints
-from .backup_store import BackupHeader, BackupStore, check_backup_dir
+from .backup_store import BackupHeader, BackupStore, check_backup_dir, utc_now
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
@@ -38,8 +37,8 @@ from .plan import MigrationPlan
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
 from .schema import differences
 from .scripts import Scripts
-from .snapshot import index_exists, read_info, snapshot_index
-from .stats import stats_from_info
+from .snapshot import index_exists, snapshot_index
+from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = create.NOT_REPORTED
 
@@ -47,10 +46,6 @@ NOT_REPORTED = create.NOT_REPORTED
 class Outcome(BaseModel):
     changed: bool
     report: MigrationReport
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _needed(plan: MigrationPlan, phase: str) -> bool:
@@ -104,15 +99,11 @@ def _source_unchanged(client, plan: MigrationPlan) -> None:
 
 
 def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = stats_from_info(read_info(client, plan.source.index))
-        if stats.fully_indexed:
-            return stats.num_docs
-        if time.monotonic() > deadline:
-            raise PreflightFailed(f"{plan.source.index} is still indexing ({stats.percent_indexed:.0%}) after "
-                                  f"{timeout:.0f} s; nothing was changed", hint="wait for it, or raise wait_timeout")
-        time.sleep(0.2)
+    try:
+        return wait_until_indexed(client, plan.source.index, timeout, steady=False).num_docs
+    except StillIndexing as err:
+        raise PreflightFailed(f"{plan.source.index} is still indexing after {timeout:.0f} s ({err}); nothing was "
+                              "changed", hint="wait for it, or raise wait_timeout") from None
 
 
 def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str) -> int:
@@ -207,13 +198,13 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             if state.done:
                 continue
             store.header.phase = phase
-            state.started_at = state.started_at or _now()
+            state.started_at = state.started_at or utc_now()
             store.save()
             failpoints.hit(phase, "start")
             began = time.monotonic()
             if _needed(plan, phase):
                 run(ctx)
-            state.done, state.finished_at = True, _now()
+            state.done, state.finished_at = True, utc_now()
             state.seconds += round(time.monotonic() - began, 3)
             store.save()
         store.header.status, store.header.phase = "completed", "completed"
@@ -241,7 +232,7 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
     report_path = None
     if store is not None:
         store.header.status = "failed"
-        store.header.error = {"phase": phase, "message": message, "at": _now()}
+        store.header.error = {"phase": phase, "message": message, "at": utc_now()}
         store.save()
         report_path = store.path(REPORT_FILE)
         save_report(build_report(plan, "failed", store), report_path, report_out)

@@ -19,7 +19,6 @@ changes nothing. The backup is kept, and marked rolled back, so the same plan ca
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 from . import failpoints
@@ -33,8 +32,8 @@ from .lock import IndexLock
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
-from .snapshot import index_exists, read_info, snapshot_index
-from .stats import stats_from_info
+from .snapshot import index_exists, snapshot_index
+from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = ("index.key_separator",)
 LISTED = 100
@@ -197,20 +196,6 @@ def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: Rollba
         client.execute_command("FT.ALIASUPDATE", alias, source.name)
 
 
-def _wait(client, index: str, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    previous = None
-    while True:
-        stats = stats_from_info(read_info(client, index))
-        if stats.fully_indexed and stats.num_docs == previous:
-            return stats.num_docs
-        previous = stats.num_docs if stats.fully_indexed else None
-        if time.monotonic() > deadline:
-            raise RollbackFailed(f"{index} was still indexing after {timeout:.0f} s",
-                                 hint="re-run the same task to keep waiting")
-        time.sleep(0.1)
-
-
 def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, docs: int) -> None:
     source = plan.source_schema()
     live = snapshot_index(client, source.name).snapshot
@@ -286,7 +271,11 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         store.save()
         _restore_documents(client, store, plan, partial, result, cluster)
         _index_steps(client, plan, store, result)
-        docs = _wait(client, plan.source.index, wait_timeout)
+        try:
+            docs = wait_until_indexed(client, plan.source.index, wait_timeout).num_docs
+        except StillIndexing as err:
+            raise RollbackFailed(f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
+                                 hint="re-run the same task to keep waiting") from None
         _validate(client, plan, store, result, docs)
         store.header.status = "rolled_back"
         store.header.rollback = result.model_dump(mode="json")

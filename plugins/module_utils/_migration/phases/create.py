@@ -2,17 +2,14 @@
 """Phases `create` (FT.CREATE of the exact target schema, aliases re-pointed) and `wait`."""
 from __future__ import annotations
 
-import time
-
 from .. import failpoints
 from ..errors import MigrationFailed
 from ..ftcreate import create_args
 from ..schema import differences
-from ..snapshot import index_exists, read_info, snapshot_index
-from ..stats import stats_from_info
+from ..snapshot import index_exists, snapshot_index
+from ..waiting import StillIndexing, wait_until_indexed
 from .context import Context
 
-POLL_SECONDS = 0.1
 # Settings no server reports; the comparison of a live index with a schema must skip them.
 NOT_REPORTED = ("index.key_separator",)
 
@@ -35,17 +32,11 @@ def run_create(ctx: Context) -> None:
 
 def run_wait(ctx: Context) -> None:
     """Until the target has indexed everything: not indexing, 100% scanned, the count steady."""
-    deadline = time.monotonic() + ctx.options.wait_timeout
-    previous = None
-    while True:
-        stats = stats_from_info(read_info(ctx.client, ctx.target.name))
+    def report(stats) -> None:
         ctx.progress("wait", num_docs=stats.num_docs, percent_indexed=stats.percent_indexed)
-        if stats.fully_indexed and stats.num_docs == previous:
-            return
-        previous = stats.num_docs if stats.fully_indexed else None
-        if time.monotonic() > deadline:
-            raise MigrationFailed(
-                f"{ctx.target.name} was still indexing after {ctx.options.wait_timeout:.0f} s "
-                f"({stats.percent_indexed:.0%}, {stats.num_docs} documents)",
-                hint="re-run the same task to keep waiting, or raise wait_timeout")
-        time.sleep(POLL_SECONDS)
+
+    try:
+        wait_until_indexed(ctx.client, ctx.target.name, ctx.options.wait_timeout, on_poll=report)
+    except StillIndexing as err:
+        raise MigrationFailed(f"{ctx.target.name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err})",
+                              hint="re-run the same task to keep waiting, or raise wait_timeout") from None

@@ -1,0 +1,18 @@
+"""Helpers the integration tests share for setting up data."""
+from __future__ import annotations
+
+import time
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import read_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import stats_from_info
+
+
+def wait_for(client, index: str, docs: int, timeout: float = 10.0) -> None:
+    """Until `index` holds `docs` documents and is done indexing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = stats_from_info(read_info(client, index))
+        if stats.num_docs == docs and stats.fully_indexed:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{index} did not index {docs} documents within {timeout} s")
