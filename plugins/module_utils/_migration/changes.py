@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 from .deps import BaseModel
 from .patch import FieldRename
-from .schema import FieldSpec, IndexSchema
+from .schema import UNOBSERVABLE_ATTRS, FieldSpec, IndexSchema
 
 INDEX_RENAME = "index_rename"
 PREFIX_CHANGE = "prefix_change"
@@ -56,7 +56,9 @@ def _attr_changes(name: str, before: FieldSpec, after: FieldSpec, json_storage: 
     old = before.attrs.model_dump()
     new = after.attrs.model_dump()
     for attr in sorted(set(old) | set(new)):
-        if old.get(attr) == new.get(attr):
+        if old.get(attr) == new.get(attr) or attr in UNOBSERVABLE_ATTRS:
+            # No server reports INITIAL_CAP: it cannot be compared, so it is never a change by itself
+            # (a target that sets it still carries it into FT.CREATE).
             continue
         if before.type == "vector" and attr == "dims":
             found.append(Change(kind=VECTOR_DIMS, field=name, attribute=attr, before=old[attr], after=new[attr]))

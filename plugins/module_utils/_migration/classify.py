@@ -126,6 +126,10 @@ def classify(source: IndexSchema, target: IndexSchema, changes: List[Change], re
         unchanged = all(c.field != vector.name or c.kind not in (VECTOR_DATATYPE, VECTOR_ALGORITHM) for c in changes)
         if unchanged and not live.capabilities.accepts_datatype(vector.attrs.datatype):
             reasons.append(f"field {vector.name!r}: the server does not accept {vector.attrs.datatype.upper()} vectors")
+    crashing = ("max_text_fields", "no_fields")  # together they crashed search 2.10.5 when indexing
+    if all(getattr(target.index, o) for o in crashing) and not all(getattr(source.index, o) for o in crashing):
+        reasons.append("MAXTEXTFIELDS together with NOFIELDS crashed redis-server (search 2.10.5) on the first "
+                       "document indexed in our tests; keep one of them")
     if unrecognized:
         reasons.append("the server reports settings this collection does not understand ("
                        + "; ".join(unrecognized) + "); recreating the index would drop them")

@@ -6,7 +6,7 @@ from typing import List
 
 from .audit import AuditResult
 from .capabilities import ServerCapabilities
-from .changes import FIELD_ADD, FIELD_REMOVE, INDEX_OPTION, VECTOR_DATATYPE, Change
+from .changes import FIELD_ADD, FIELD_REMOVE, VECTOR_DATATYPE, Change
 from .classify import Classification, OtherIndex
 from .codec import describe_conversion
 from .estimate import Estimate
@@ -58,9 +58,14 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
         elif change.kind == FIELD_ADD and change.after in ("numeric", "geo", "geoshape"):
             found.append(f"Adding {change.after} field {change.field!r}: documents whose value there cannot be "
                          "parsed fail indexing and drop out of the index.")
-        elif change.kind == INDEX_OPTION and change.attribute == "filter":
-            found.append("The FILTER changes which documents are indexed: the document count after the migration "
-                         "cannot be predicted and is not validated.")
+
+    if target.index.filter:
+        found.append("The index has a FILTER: a new index's first scan can skip documents that were indexed when "
+                     "written (for example ones missing the filtered field), so the document count is not validated.")
+    if target.index.max_text_fields and target.index.no_fields and source.index.max_text_fields and \
+            source.index.no_fields:
+        found.append("MAXTEXTFIELDS with NOFIELDS crashed redis-server (search 2.10.5) when indexing in our tests; "
+                     "recreating this index repeats that combination.")
     if stats.hash_indexing_failures:
         found.append(f"The source index reports {stats.hash_indexing_failures} indexing failure(s) over its life "
                      "(this counter never decreases); documents that failed are not in it. The migration also scans "

@@ -95,6 +95,7 @@ class GeoAttrs(_CommonAttrs):
 
 class GeoShapeAttrs(_CommonAttrs):
     coord_system: str = "spherical"
+    unf: bool = False  # accepted with SORTABLE and reported by FT.INFO like on GEO
 
     @field_validator("coord_system", mode="before")
     @classmethod
@@ -273,7 +274,8 @@ class IndexSchema(_Strict):
         if index["no_offsets"]:
             index["no_highlight"] = True
         if index["stopwords"] is not None:
-            index["stopwords"] = sorted(set(index["stopwords"]))
+            # The server stores stopwords lower-cased and once each.
+            index["stopwords"] = sorted({word.lower() for word in index["stopwords"]})
         json_storage = index["storage_type"] == "json"
         for field in data["fields"]:
             _normalize_field(field, json_storage)
@@ -320,11 +322,16 @@ def _normalize_field(field: dict[str, Any], json_storage: bool) -> None:
     if kind == "text":
         attrs["weight"] = float(attrs["weight"])
         if attrs["phonetic_matcher"]:
-            attrs["phonetic_matcher"] = attrs["phonetic_matcher"].lower()
+            # The server checks the matcher (dm:en, dm:fr, dm:pt, dm:es) but keeps only "phonetic on".
+            attrs["phonetic_matcher"] = "dm:en"
+        if attrs["no_index"]:
+            # Nothing is indexed, so PHONETIC has no effect, and no query can tell whether it is set.
+            attrs["phonetic_matcher"] = None
     if kind == "tag" and attrs["separator"] is None:
         attrs["separator"] = "" if json_storage else ","
     if "unf" in attrs:
-        if attrs["sortable"] and (json_storage or kind == "numeric"):
+        # The server never normalizes these sort values: SORTABLE reports UNF even when not given.
+        if attrs["sortable"] and (json_storage or kind == "numeric" or (kind == "tag" and attrs["case_sensitive"])):
             attrs["unf"] = True
         if not attrs["sortable"]:
             attrs["unf"] = False

@@ -67,7 +67,7 @@ def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
     kind = _TYPES[attr.type]
     params = attr.params
     attrs: dict[str, Any] = _flags_attrs(attr, _COMMON_FLAGS) if kind != "vector" else {}
-    if kind in ("text", "tag", "numeric", "geo"):
+    if kind in ("text", "tag", "numeric", "geo", "geoshape"):
         attrs["unf"] = "UNF" in attr.flags
     if kind == "text":
         attrs.update(_flags_attrs(attr, {"NOSTEM": "no_stem", "WITHSUFFIXTRIE": "withsuffixtrie",
@@ -138,7 +138,8 @@ def _has_phonetic(client, index: str, field: str) -> Optional[bool]:
 def _index_settings(info: FtInfo) -> IndexSettings:
     definition = info.definition
     options = set(info.options)
-    score = as_float(definition.get("default_score"))
+    # FT.INFO leaves default_score out exactly when it is 0 (`if (rule->score_default)`).
+    score = as_float(definition.get("default_score"), 0.0)
     return IndexSettings(
         name=info.name,
         prefix=[str(p) for p in definition.get("prefixes") or [""]],

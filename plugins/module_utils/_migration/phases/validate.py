@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, List
 
-from ..changes import FIELD_ADD, INDEX_OPTION
+from ..changes import FIELD_ADD
 from ..codec import QuantParams, encode_batch
 from ..deps import BaseModel, Field, numpy
 from ..keyspace import key_from_text, key_to_text, renamed_key
@@ -64,8 +64,10 @@ def _query_vector(client, ctx: Context, key: bytes, field) -> bytes:
 
 
 def _membership_changes(ctx: Context) -> bool:
-    return any((c.kind == INDEX_OPTION and c.attribute == "filter") or
-               (c.kind == FIELD_ADD and c.after in ("numeric", "geo", "geoshape")) for c in ctx.plan.changes)
+    """Whether the new index may hold other documents than the old: with any FILTER (a first scan skips
+    documents a live write indexed), or new numeric/geo fields whose values may not parse."""
+    return bool(ctx.target.index.filter) or any(c.kind == FIELD_ADD and c.after in ("numeric", "geo", "geoshape")
+                                                for c in ctx.plan.changes)
 
 
 def run(ctx: Context) -> ValidationResult:

@@ -71,6 +71,16 @@ def test_warnings_a_live_test_cannot_reach():
                                 False, ["fields.v.ef_runtime", "fields.v.epsilon"])
     assert classification.supported
     assert any(w.startswith("uint8 with the ip metric needs non-negative values") for w in warnings)
-    assert any(w.startswith("The FILTER changes which documents are indexed") for w in warnings)
+    assert any(w.startswith("The index has a FILTER") for w in warnings)
     assert any("did not report fields.v.ef_runtime, fields.v.epsilon" in w for w in warnings)
     assert any(w.startswith("2 sampled keys vanished while planning") for w in warnings)
+
+
+def test_maxtextfields_with_nofields_is_not_introduced():
+    classification, dummy = run({"index": {"max_text_fields": True, "no_fields": True}})
+    assert "MAXTEXTFIELDS together with NOFIELDS crashed redis-server" in classification.blocked_reasons[0]
+
+
+def test_initial_cap_alone_is_not_a_change():
+    classification, dummy = run({"update_fields": [{"name": "v", "attrs": {"initial_cap": 5000}}]})
+    assert classification.nothing_to_do
