@@ -11,7 +11,7 @@ LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench
+.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate
 
 venv: $(STAMP) $(LINK)
 
@@ -60,6 +60,11 @@ $(BENCH_STAMP): requirements.txt tests/requirements.txt benchmarks/requirements.
 
 bench: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/plan_latency.py $(BENCH_ARGS)
+
+# Apply speed and peak RSS of a float32 -> float16 migration, ours next to redisvl's (docs/benchmarks.md).
+# Same venv. BENCH_ARGS="--sizes 20000,100000,200000 --algorithm hnsw --workers 1,2 --runs 3"
+bench-migrate: $(BENCH_STAMP) $(LINK)
+	$(BENCH_BIN)/python benchmarks/migrate_throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .ansible tests/output

@@ -28,15 +28,18 @@ MAX_LISTED = 10
 def _read(client, keys: List[bytes], locations: List[str], json_storage: bool) -> List[List[Optional[bytes]]]:
     """Values at `locations` for each key, one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
+    single = len(locations) == 1
     for key in keys:
         if json_storage:
             for location in locations:
                 pipe.execute_command("JSON.GET", key, location)
+        elif single:
+            pipe.hget(key, locations[0])  # a bulk reply parses faster than a one-element array
         else:
             pipe.hmget(key, locations)
     replies = pipe.execute()
     if not json_storage:
-        return [list(row) for row in replies]
+        return [[row] for row in replies] if single else [list(row) for row in replies]
     step = len(locations)
     rows = []
     for i in range(len(keys)):
