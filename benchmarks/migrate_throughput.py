@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,7 +42,8 @@ sys.path.insert(0, COLLECTIONS)
 
 from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
-INDEX = "bench_docs"
+from bench_common import INDEX, BenchError, environment, ft_info, int_list, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
+
 PREFIX = "bench:doc:"
 LOAD_BATCH = 5000
 BATCH_SIZE = 500
@@ -65,10 +65,6 @@ PEER_TIMINGS = ("drop", "quantize", "recreate", "initial_indexing", "validation"
 # would not add twice that get no verdict.
 KEY_LIST_MB_PER_10K = 0.5
 NOISE_MB = 1.5
-
-
-class BenchError(RuntimeError):
-    """The benchmark itself cannot run (as opposed to a migration being slow or wrong)."""
 
 
 # ---- data (the parent: server, documents, checks) -------------------------------------------------
@@ -104,23 +100,6 @@ def load(client, docs: int, dims: int, seed: int) -> None:
             pipe.hset(f"{PREFIX}{block * LOAD_BATCH + row}",
                       mapping={"title": titles[row], "genre": genres[row], "embedding": vectors[row].tobytes()})
         pipe.execute()
-
-
-def ft_info(client) -> dict:
-    reply = client.execute_command("FT.INFO", INDEX)
-    return {str(k, "utf-8") if isinstance(k, bytes) else str(k): v for k, v in zip(reply[::2], reply[1::2])}
-
-
-def wait_indexed(client, expected: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = ft_info(client)
-        if int(info["num_docs"]) == expected and int(info["indexing"]) == 0 and float(info["percent_indexed"]) >= 1.0:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"index not fully indexed after {timeout:.0f}s: num_docs={info['num_docs']}, "
-                             f"indexing={info['indexing']}, percent_indexed={info['percent_indexed']}")
-        time.sleep(0.05)
 
 
 def vector_datatype(info: dict) -> str:
@@ -496,31 +475,6 @@ def print_memory(rows: dict, sizes: list, dims_list: list, workers_list: list):
     return flat
 
 
-def environment(peer_version: str) -> str:
-    with RedisSearchServer() as server:
-        client = redis.Redis.from_url(server.url, protocol=2)
-        info = client.info("server")
-        search = 0
-        for module in client.execute_command("MODULE", "LIST"):
-            fields = dict(zip(module[::2], module[1::2]))
-            if fields.get(b"name") == b"search":
-                search = int(fields[b"ver"])
-        client.close()
-    return (f"Python {platform.python_version()}, redis-py {metadata.version('redis')}, numpy {numpy.__version__}, "
-            f"redisvl {peer_version}; Redis {info['redis_version']} with search "
-            f"{search // 10000}.{search // 100 % 100}.{search % 100}; {os.cpu_count()} CPUs ({platform.machine()})")
-
-
-def int_list(text: str) -> list:
-    try:
-        values = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants comma-separated integers, not {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError("wants positive integers")
-    return values
-
-
 def run(args) -> int:
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench-migrate` (it creates the collection link)")
@@ -528,7 +482,10 @@ def run(args) -> int:
         peer_version = metadata.version("redisvl")
     except metadata.PackageNotFoundError:
         raise BenchError("redisvl is not installed; install benchmarks/requirements.txt (make bench-migrate)") from None
-    print(f"migrate_throughput: {environment(peer_version)}")
+    with RedisSearchServer() as server:
+        probe = redis.Redis.from_url(server.url, protocol=2)
+        print(f"migrate_throughput: {environment(probe, peer_version)}")
+        probe.close()
     print(f"migrate_throughput: patch {PATCH}; sizes {args.sizes}, dims {args.dims}, {args.algorithm}, "
           f"workers {args.workers}, runs {args.runs}, seed {args.seed}; a fresh private server per measurement")
     rows: dict = {}

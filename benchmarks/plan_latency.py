@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,8 +37,9 @@ sys.path.insert(0, COLLECTIONS)
 
 from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
+from bench_common import INDEX, BenchError, environment, int_list, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
+
 TARGET_SECONDS = 0.5
-INDEX = "bench_docs"
 PREFIX = "bench:doc:"
 DIMS = 384
 LOAD_BATCH = 5000
@@ -52,10 +52,6 @@ GROWTH_MIN_DOCS = 100_000
 # Functions of planner.py timed one by one in the breakdown (names missing from planner.py are skipped).
 PHASES = ("snapshot_index", "detect_capabilities", "_other_indexes", "index_exists", "classify", "sample_keys",
           "_audit", "estimate", "alias_targets", "aliases_of", "collect_warnings")
-
-
-class BenchError(RuntimeError):
-    """The benchmark itself cannot run (as opposed to a planner being slow)."""
 
 
 def _ours():
@@ -101,24 +97,6 @@ def load(client, start: int, stop: int, rng) -> None:
                 "embedding": vectors[row].tobytes(),
             })
         pipe.execute()
-
-
-def ft_info(client) -> dict:
-    reply = client.execute_command("FT.INFO", INDEX)
-    return {str(k, "utf-8") if isinstance(k, bytes) else str(k): v for k, v in zip(reply[::2], reply[1::2])}
-
-
-def wait_indexed(client, expected: int, timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = ft_info(client)
-        done = int(info["num_docs"]) == expected and int(info["indexing"]) == 0 and float(info["percent_indexed"]) >= 1.0
-        if done:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"index not fully indexed after {timeout:.0f}s: num_docs={info['num_docs']}, "
-                             f"indexing={info['indexing']}, percent_indexed={info['percent_indexed']}")
-        time.sleep(0.05)
 
 
 # ---- measurement ----------------------------------------------------------------------------------
@@ -321,28 +299,6 @@ def print_table(rows: list, runs: int) -> bool:
     return passed
 
 
-def environment(client, peer_version) -> str:
-    server = client.info("server")
-    search = 0
-    for module in client.execute_command("MODULE", "LIST"):
-        fields = dict(zip(module[::2], module[1::2]))
-        if fields.get(b"name") == b"search":
-            search = int(fields[b"ver"])
-    return (f"Python {platform.python_version()}, redis-py {metadata.version('redis')}, numpy {numpy.__version__}, "
-            f"redisvl {peer_version or 'unavailable'}; Redis {server['redis_version']} with search "
-            f"{search // 10000}.{search // 100 % 100}.{search % 100}; {os.cpu_count()} CPUs ({platform.machine()})")
-
-
-def parse_sizes(text: str) -> list:
-    try:
-        sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes wants comma-separated integers, not {text!r}") from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError("--sizes wants positive document counts")
-    return sizes
-
-
 def run(args) -> int:
     rng = numpy.random.default_rng(args.seed)
     rows = []
@@ -381,7 +337,7 @@ def run(args) -> int:
 
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10000,100000,500000"),
+    parser.add_argument("--sizes", type=int_list, default=int_list("10000,100000,500000"),
                         help="document counts, comma-separated (default 10000,100000,500000)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per planner and size (default 20)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the random documents")
