@@ -431,3 +431,38 @@ def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, caps
     resumed = run_module(redis_index_migrate, args, capsys)
     assert resumed["changed"] and resumed["result"] == "succeeded"
     assert resumed["report"]["phases"]["quantize"]["counters"]["written"] == 40
+
+
+def load_wide_hnsw(client, docs=5000, dims=384):
+    """An HNSW index big enough to be approximate (self-queries miss at the default EF_RUNTIME)."""
+    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "vec", "VECTOR", "HNSW",
+                           "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE")
+    vectors = numpy.random.default_rng(1).random((docs, dims), dtype=numpy.float32)
+    pipe = client.pipeline(transaction=False)
+    for i in range(docs):
+        pipe.hset(f"doc:{i}", "vec", vectors[i].tobytes())
+    pipe.execute()
+    wait_for(client, "idx", docs, 120)
+
+
+def test_hnsw_validation_at_a_realistic_scale(clean_redis, redis_url, tmp_path):
+    load_wide_hnsw(clean_redis)
+    outcome = run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path, batch_size=500)
+    validation = outcome.report.validation
+    assert validation["passed"] and validation["knn_checked"] == 10
+    assert len(validation["knn_missed"]) <= validation["knn_allowed_misses"] == 2
+
+
+def test_hnsw_validation_still_catches_garbled_vectors(clean_redis, redis_url, tmp_path):
+    load_wide_hnsw(clean_redis)
+    plan = make_plan(clean_redis, QUANT16)
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "validate:start",
+                      batch_size=500).returncode == -signal.SIGKILL
+    rng = numpy.random.default_rng(99)  # right length, wrong content: what a broken encoder would write
+    for key in clean_redis.scan_iter(match="doc:*"):
+        clean_redis.hset(key, "vec", rng.random(384).astype(numpy.float16).tobytes())
+    from datasets import wait_for as settle  # pylint: disable=import-outside-toplevel
+    settle(clean_redis, "idx", 5000, 120)
+    with pytest.raises(Exception, match="KNN self-queries did not find their own document"):
+        run(clean_redis, redis_url, plan, tmp_path / "b", batch_size=500)
