@@ -96,9 +96,9 @@ def backup_plan(store: BackupStore) -> MigrationPlan:
 
 # -- verification -----------------------------------------------------------------------------------------
 
-def _usable_records(store: BackupStore, partial: bool, result: RollbackResult):
+def _usable_records(store: BackupStore, partial: bool, unverified: list):
     """Records to restore, block by block. Without `partial` the whole backup was verified first;
-    with it, records of damaged blocks are listed in result.unverified instead."""
+    with it, records of damaged blocks are appended to `unverified` instead."""
     if not store.has_data():
         return
     with open(store.path(DATA), "rb") as stream:
@@ -107,24 +107,24 @@ def _usable_records(store: BackupStore, partial: bool, result: RollbackResult):
                 try:
                     decoded = list(decode_records(block.payload, block.record_count, block.block_no))
                 except FormatError as err:  # framing broken inside this block: the block's length still holds
-                    result.unverified.extend({"block": block.block_no, "record": i, "key": None, "reason": str(err)}
-                                             for i in range(block.record_count))
+                    unverified.extend({"block": block.block_no, "record": i, "key": None, "reason": str(err)}
+                                      for i in range(block.record_count))
                     continue
                 if not block.digest_ok:
-                    result.unverified.extend({"block": block.block_no, "record": i,
-                                              "key": key_to_text(r.key) if r else None} for i, r in decoded)
+                    unverified.extend({"block": block.block_no, "record": i,
+                                       "key": key_to_text(r.key) if r else None} for i, r in decoded)
                     continue
                 good = []
                 for i, record in decoded:
                     if record is None:
-                        result.unverified.append({"block": block.block_no, "record": i, "key": None})
+                        unverified.append({"block": block.block_no, "record": i, "key": None})
                     else:
                         good.append(record)
                 yield good
         except FormatError as err:
             if not partial:
                 raise BackupInvalid(f"backup data unreadable: {err}") from None
-            result.unverified.append({"block": err.block, "record": None, "key": None, "reason": str(err)})
+            unverified.append({"block": err.block, "record": None, "key": None, "reason": str(err)})
 
 
 # -- the steps ------------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def _restore_documents(client, store: BackupStore, plan: MigrationPlan, partial:
     prefix = plan.rewrites.prefix
     scripts = Scripts(client)
     script = scripts.json_restore if plan.rewrites.storage == "json" else scripts.hash_restore
-    for records in _usable_records(store, partial, result):
+    for records in _usable_records(store, partial, result.unverified):
         if cluster and prefix:
             outcomes = [_restore_across_slots(client, script, r, prefix) for r in records]
         else:
@@ -210,8 +210,7 @@ def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackR
         problems.append(f"{docs} documents indexed, {expected} expected")
     # Read back the first restored documents: the bytes must be the backup's, bit for bit.
     checked = mismatched = 0
-    for records in _usable_records(store, True, RollbackResult(result="", backup_path="", source_index="",
-                                                               target_index="")):
+    for records in _usable_records(store, True, []):
         for record in records[:20]:
             if not client.exists(record.key):
                 continue
@@ -262,7 +261,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
     if check_mode:
         result.result = "would_roll_back"
         if partial:
-            list(_usable_records(store, True, result))
+            list(_usable_records(store, True, result.unverified))
         return True, result
     result.records = 0
     lock = IndexLock(client, plan.source.index, "rollback", plan.plan_id)

@@ -18,8 +18,7 @@ from ..deps import BaseModel, Field, numpy
 from ..keyspace import key_from_text, key_to_text, renamed_key
 from ..resp import as_float, as_map
 from ..schema import differences
-from ..snapshot import query_escape, read_info, snapshot_index
-from ..stats import stats_from_info
+from ..snapshot import query_escape, snapshot_index
 from .context import Context
 from .create import NOT_REPORTED
 
@@ -137,7 +136,7 @@ def run(ctx: Context) -> ValidationResult:
     result.schema_differences = differences(target, live.snapshot.index_schema,
                                             NOT_REPORTED + tuple(live.snapshot.unobserved))
     result.schema_match = not result.schema_differences
-    result.doc_count_actual = stats_from_info(read_info(client, target.name)).num_docs
+    result.doc_count_actual = live.stats.num_docs
     source_docs = int(ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0)))
     # Keys deleted during the window stay deleted, and documents someone else changed meanwhile were
     # left as they made them (they may or may not fit the new index): both are reported, not failures.
