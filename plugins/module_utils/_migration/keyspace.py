@@ -13,6 +13,9 @@ from typing import Any, Iterator, List
 
 from .resp import as_map
 
+# Per-query timeout override: 0 means none. The module's default (500 ms, or less where an operator
+# lowered it) silently returns partial results, which would leave documents out of a backup.
+NO_TIMEOUT = ("TIMEOUT", "0")
 # SCAN calls spent on one sample; each examines about COUNT keys of the whole database.
 SCAN_CALLS = 20
 SCAN_COUNT = 1000
@@ -54,7 +57,7 @@ def _head_keys(client, index: str, count: int) -> List[bytes]:
     """The first `count` documents of the index. An FT.AGGREGATE cursor reads only what it returns;
     FT.SEARCH would count every document of the index first, whatever its LIMIT."""
     reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(count),
-                                   "DIALECT", "2")
+                                   *NO_TIMEOUT, "DIALECT", "2")
     rows, cursor = reply
     if int(cursor):
         client.execute_command("FT.CURSOR", "DEL", index, str(cursor))
@@ -96,7 +99,7 @@ def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int
 def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[bytes]]:
     """Every document key of the index, in batches, through an FT.AGGREGATE cursor."""
     reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(batch),
-                                   "DIALECT", "2")
+                                   *NO_TIMEOUT, "DIALECT", "2")
     while True:
         rows, cursor = reply
         keys = _aggregate_keys(rows)
@@ -122,7 +125,7 @@ def iter_prefix_keys(client, prefixes: List[str], storage: str, batch: int = 100
             if keys:
                 yield keys
             if int(cursor) == 0:
-                return
+                break  # on to the next prefix
 
 
 def iter_keys(client, index: str, prefixes: List[str], storage: str, whole_prefix: bool,

@@ -15,7 +15,7 @@ from typing import Any, List
 from ..changes import FIELD_ADD
 from ..codec import QuantParams, convert_batch, encode_batch
 from ..deps import BaseModel, Field, numpy
-from ..keyspace import key_from_text, key_to_text, renamed_key
+from ..keyspace import NO_TIMEOUT, key_from_text, key_to_text, renamed_key
 from ..resp import as_float, as_map
 from ..schema import differences
 from ..snapshot import query_escape, snapshot_index
@@ -90,7 +90,7 @@ def _finds_itself(client, index: str, field, key: bytes, vector: bytes) -> bool:
         params += ["ef", str(APPROXIMATE_EF_RUNTIME)]
     reply = client.execute_command("FT.SEARCH", index, query + " AS __self_distance]", "PARAMS", str(len(params)),
                                    *params, "SORTBY", "__self_distance", "RETURN", "1", "__self_distance",
-                                   "LIMIT", "0", str(KNN_K), "DIALECT", "2")
+                                   "LIMIT", "0", str(KNN_K), *NO_TIMEOUT, "DIALECT", "2")
     hits = _hits(reply)
     if key in hits:
         return True
