@@ -14,12 +14,23 @@ description:
   - Verifies the backup before writing anything - the header's checksum, the record count, every record's CRC,
     every block's SHA-256 and the fingerprint over all blocks. A truncated or tampered backup is refused and nothing
     is written, unless O(partial=true), which restores the verified records and lists the others.
+  - In the same pass, every record must name a key under the source index's prefixes and only locations (fields or
+    JSONPaths) the plan changes. The checksums can be recomputed by anyone who can write the backup directory, so
+    this is what stops a forged backup from writing outside the index - it is refused, even with O(partial=true),
+    and nothing is written.
   - Restores the original bytes of every document the migration touched, bit for bit - vectors, renamed fields
-    and renamed keys - atomically per key and only where the document still exists, so a document deleted after
-    the backup was taken stays deleted (counted in RV(skipped_deleted)).
+    and renamed keys - atomically per key, by compare-and-set. A document is written only while it is in a state the
+    migration left it in (or already in its original state); one the application changed since (or during) the
+    migration is left exactly as it is, under whichever name it has, and counted in RV(conflicts). A document deleted
+    after the backup was taken stays deleted (counted in RV(skipped_deleted)).
   - Drops the target index (only when it is the plan's target), creates the source index again from the plan's
     exact definition (every option), re-points its aliases, waits until it has indexed everything and checks
-    its schema, its document count and the restored bytes.
+    its schema, its document count and the restored bytes. Documents added after the migration are reported
+    (C(documents_added) in RV(validation)), not refused; conflicts may or may not fit the restored index and are
+    discounted.
+  - When that validation fails the task fails, the backup stays marked as rolling back (so C(redis_index_migrate)
+    refuses to apply the plan again), and re-running changes nothing that is already restored. Fix the cause and
+    re-run, or set O(accept_validation_failure=true) to finish the rollback with the problems recorded.
   - Works after a migration that completed, failed, or was killed in any phase. A second run reports
     C(changed=false). The backup is kept (marked rolled back); applying the same plan again afterwards makes a new
     backup and leaves this one intact.
@@ -54,6 +65,16 @@ options:
         others in RV(unverified). The document count is then not validated.
     type: bool
     default: false
+  accept_validation_failure:
+    description:
+      - Finish a rollback whose validation fails instead of failing the task - for example when the source index
+        was changed by hand in between, or documents changed by the application no longer fit it.
+      - The documents are restored exactly as without this option (it never overwrites a conflict and never lifts
+        the backup verification); only the outcome differs. The backup is marked rolled back with the failed
+        validation recorded, RV(result) is V(rolled_back_validation_failed) and RV(problems) lists what failed, so
+        the plan can be applied again or the problems fixed by hand.
+    type: bool
+    default: false
 seealso:
   - module: indexops.redis_search.redis_index_migrate
 """
@@ -77,6 +98,13 @@ EXAMPLES = r"""
   check_mode: true
   register: preview
 
+- name: Finish a rollback whose validation keeps failing, and keep the problems on record
+  indexops.redis_search.redis_index_rollback:
+    index: products
+    backup_dir: /var/lib/indexops/backups
+    accept_validation_failure: true
+  register: finished
+
 - name: Salvage what a damaged backup still holds
   indexops.redis_search.redis_index_rollback:
     index: products
@@ -87,7 +115,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 result:
-  description: V(rolled_back), V(already_rolled_back), or in check mode V(would_roll_back).
+  description:
+    - V(rolled_back), V(already_rolled_back), or in check mode V(would_roll_back).
+    - V(rolled_back_validation_failed) when O(accept_validation_failure=true) finished a rollback whose validation
+      failed (see RV(problems)).
   returned: always
   type: str
 backup_path:
@@ -107,7 +138,12 @@ records:
   returned: always
   type: int
 restored:
-  description: Documents whose original bytes were written back.
+  description: Documents whose original bytes (and key name) were written back.
+  returned: always
+  type: int
+already_restored:
+  description: Documents that already held their original bytes under their original name (an earlier run restored
+    them, or the migration never got to them); nothing was written to them.
   returned: always
   type: int
 skipped_deleted:
@@ -120,9 +156,17 @@ skipped_keys:
   type: list
   elements: raw
 conflicts:
-  description: Documents that could not be renamed back because a key of their original name exists.
+  description:
+    - Documents left exactly as they are because they are in no state the migration left them in - the application
+      changed (or deleted) a backed-up field or vector since the backup was taken - or because keys of both their
+      original and their new name exist. They may not fit the restored index; validation discounts them.
   returned: always
   type: int
+conflict_keys:
+  description: The first 100 of those documents, by their original key name.
+  returned: always
+  type: list
+  elements: raw
 unverified:
   description: With O(partial), records that failed verification and were not restored (block, record, key).
   returned: always
@@ -146,9 +190,18 @@ aliases:
   type: list
   elements: str
 validation:
-  description: Schema match, document count expected and found, restored values read back and compared.
+  description:
+    - Schema match and differences, document count expected (before the migration, less deleted documents) and
+      found, C(documents_added) (indexed beyond that, written after the backup), C(documents_conflicting),
+      C(documents_deleted), restored values read back and compared (conflicts are not read back), C(passed) and
+      C(problems).
   returned: always
   type: dict
+problems:
+  description: What validation found wrong, one sentence each; empty when it passed.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
@@ -173,7 +226,8 @@ def roll_back(module, client) -> dict:
     store = choose_backup(backup_dir, params["index"], checksum)
     cluster = detect_capabilities(client, probe=False).cluster_enabled
     changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
-                               check_mode=module.check_mode, cluster=cluster)
+                               check_mode=module.check_mode, cluster=cluster,
+                               accept_validation_failure=params["accept_validation_failure"])
     return {"changed": changed, **result.model_dump(mode="json")}
 
 
@@ -184,6 +238,7 @@ def main() -> None:
         "plan_file": {"type": "path"},
         "plan": {"type": "dict"},
         "partial": {"type": "bool", "default": False},
+        "accept_validation_failure": {"type": "bool", "default": False},
     })
     module = build_module(
         spec,

@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .backup_format import (
     BLOCK_HEADER_SIZE,
@@ -291,8 +291,9 @@ class BackupStore:
                 records = [r for _i, r in decode_records(block.payload, block.record_count, block.block_no)]
                 yield block.block_no, records
 
-    def verify(self) -> VerifyResult:
-        """Check data.bin against the header: size, block count, every block digest and record CRC."""
+    def verify(self, check_record: Optional[Callable[[Record], None]] = None) -> VerifyResult:
+        """Check data.bin against the header: size, block count, every block digest and record CRC.
+        `check_record` sees every intact record in the same pass (it raises to refuse the backup)."""
         header = self.header
         result = VerifyResult(ok=True)
         path = self.path(DATA)
@@ -319,6 +320,8 @@ class BackupStore:
                             result.records += 1
                             if record is None:
                                 result.bad_records.append([block.block_no, index])
+                            elif check_record is not None:
+                                check_record(record)
                     except FormatError as err:
                         result.problems.append(str(err))
         except FormatError as err:

@@ -71,10 +71,15 @@ if new == 1 then return 1 end
 return 0
 """
 
-# Rollback. KEYS[1] the original key, KEYS[2] its renamed form (the same key when there was no prefix
-# change); ARGV: location, original value, "1" when the location held nothing, ... Writes only where
-# the document still exists, under either name, then gives it back its original name.
-_RESTORE_KEY = """
+# Rollback: compare-and-set back to the backup's originals. KEYS[1] the original key, KEYS[2] its renamed
+# form (the same key when there was no prefix change). ARGV[1] the SHA1 of the document's original state,
+# ARGV[2] how many other states are acceptable, then their SHA1s, then per backed-up location: location,
+# original value, "1" when the location held nothing. A state is the document's values at those
+# locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
+# Only a document in its original state (already restored) or in a state the migration produced is
+# written; anything else was changed by someone else and is left alone (-1). Returns 2 restored,
+# 1 already restored, 0 deleted (never recreated), -1 conflict (including both names existing).
+_RESTORE_HEAD = """
 local key = KEYS[1]
 if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
   if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
@@ -82,26 +87,51 @@ if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
 elseif redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
+local first = 3 + tonumber(ARGV[2])
 """
-_RENAME_BACK = """
+_RESTORE_STATE = """
+local state = {}
+for i = first, #ARGV, 3 do
+  local value = read(key, ARGV[i])
+  if value then state[#state + 1] = '+' .. #value .. ':' .. value else state[#state + 1] = '-' end
+end
+local digest = redis.sha1hex(table.concat(state))
+if digest == ARGV[1] then
+  if key == KEYS[1] then return 1 end
+else
+  local known = false
+  for i = 3, first - 1 do
+    if ARGV[i] == digest then known = true break end
+  end
+  if not known then return -1 end
+  for i = first, #ARGV, 3 do write(key, ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1') end
+end
 if key ~= KEYS[1] then redis.call('RENAME', key, KEYS[1]) end
 return 2
 """
-HASH_RESTORE = _RESTORE_KEY + """
-for i = 1, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+HASH_RESTORE = _RESTORE_HEAD + """
+if redis.call('TYPE', key).ok ~= 'hash' then return -1 end
+local function read(k, location) return redis.call('HGET', k, location) end
+local function write(k, location, value, absent)
+  if absent then redis.call('HDEL', k, location) else redis.call('HSET', k, location, value) end
 end
-""" + _RENAME_BACK
-# JSON values are stored as the JSON.GET reply of their path: '[value]'.
-JSON_RESTORE = _RESTORE_KEY + """
-for i = 1, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('JSON.DEL', key, ARGV[i])
+""" + _RESTORE_STATE
+# JSON values are stored as the JSON.GET reply of their path, '[value]'; '[]' means nothing is there.
+JSON_RESTORE = _RESTORE_HEAD + """
+if redis.call('TYPE', key).ok ~= 'ReJSON-RL' then return -1 end
+local function read(k, location)
+  local found = redis.call('JSON.GET', k, location)
+  if not found or found == '[]' then return false end
+  return found
+end
+local function write(k, location, value, absent)
+  if absent then
+    redis.call('JSON.DEL', k, location)
   else
-    redis.call('JSON.SET', key, ARGV[i], string.sub(ARGV[i + 1], 2, -2))
+    redis.call('JSON.SET', k, location, string.sub(value, 2, -2))
   end
 end
-""" + _RENAME_BACK
+""" + _RESTORE_STATE
 
 
 class Scripts:
