@@ -164,6 +164,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     planning_argument_spec,
     schema_diff,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply_checks import require_requested_index
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import connect
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
@@ -179,10 +180,11 @@ def apply(module, client, settings) -> dict:
         plan = plan_from_dict(params["plan"], "plan")
     else:
         plan = plan_from_params(client, params, settings.endpoint, params["backup_dir"])
+    require_requested_index(plan, params["index"])
     options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],
                              wait_timeout=params["wait_timeout"], accept_data_loss=params["accept_data_loss"])
     outcome = migrate(client, lambda: connect(settings), plan, params["backup_dir"], options,
-                      check_mode=module.check_mode, report_out=params["report_out"])
+                      check_mode=module.check_mode, report_out=params["report_out"], endpoint=settings.endpoint)
     report = outcome.report
     result = {
         "changed": outcome.changed,

@@ -7,14 +7,31 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import numpy
 import pytest
+import redis
 from datasets import wait_for
+from module_runner import run_module
+from redis_search_server import RedisSearchServer
 from test_redis_index_migrate import DIMS, QUANT16, dump_hashes, load, make_plan, run, run_killed
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
+    LockHeld,
+    PlanBlocked,
+    PlanInvalid,
+    PreflightFailed,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftcreate import create_args
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan, write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate
 
 
 def f16(raw: bytes) -> bytes:
@@ -71,3 +88,330 @@ def test_low_server_query_timeout_does_not_fail_a_correct_migration(clean_redis,
     assert outcome.report.documents == docs
     assert outcome.report.validation["passed"] and outcome.report.validation["knn_missed"] == []
     assert clean_redis.hget("doc:39999", "vec") == vectors[39999].astype(numpy.float16).tobytes()
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+DRIVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "migrate_driver.py")
+
+
+def driver_args(url, plan_path, backup_dir, fsize_limit=None, **options):
+    args = {"url": url, "plan": str(plan_path), "backup_dir": str(backup_dir), "fsize_limit": fsize_limit,
+            "options": {"batch_size": 50, "accept_data_loss": True, **options}}
+    return [sys.executable, DRIVER, json.dumps(args)]
+
+
+def start_paused(url, plan_path, backup_dir, failpoint):
+    """A migration in a process of its own, paused at `failpoint` (phase:point:pause=seconds)."""
+    return subprocess.Popen(driver_args(url, plan_path, backup_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, INDEXOPS_FAILPOINT=failpoint))
+
+
+def backing_up(backup_dir) -> bool:
+    """Whether a migration into `backup_dir` passed its preflight and is writing its backup."""
+    return any(os.path.exists(os.path.join(backup_dir, d, "data.bin")) for d in
+               (os.listdir(backup_dir) if os.path.isdir(backup_dir) else []))
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def server_state(client):
+    """Every key's DUMP and every index's definition: what 'nothing was changed' compares."""
+    keys = {k: client.dump(k) for k in client.scan_iter(count=1000) if not k.startswith(b"indexops:lock:")}
+    indexes = {name: snapshot_index(client, name).snapshot.index_schema.to_dict()
+               for name in sorted(client.execute_command("FT._LIST"))}
+    return keys, indexes
+
+
+def planned(client, tmp_path, changes, **kwargs):
+    plan = make_plan(client, changes, **kwargs)
+    path = tmp_path / "plan.yaml"
+    write_plan(plan, str(path))
+    return plan, path
+
+
+def second_index(client, name="other", prefix="doc:", vector=True):
+    schema = ["tag", "TAG"] + (["vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC",
+                                "COSINE"] if vector else [])
+    client.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA", *schema)
+
+
+# --- 7. other indexes that read the keys or fields a migration changes -------------------------------------
+
+def test_prefix_change_into_another_indexs_prefix_is_blocked(clean_redis):
+    load(clean_redis, docs=20)
+    second_index(clean_redis, "items", prefix="item:", vector=False)
+    plan = make_plan(clean_redis, {"index": {"prefix": "item:"}})
+    assert not plan.classification.supported
+    assert any("covers the new prefix 'item:'" in r for r in plan.classification.blocked_reasons)
+
+
+def test_prefix_change_under_another_index_is_blocked(clean_redis):
+    load(clean_redis, docs=20)
+    second_index(clean_redis, "titles", prefix="doc:", vector=False)
+    plan = make_plan(clean_redis, {"index": {"prefix": "moved:"}})
+    assert any("would take its documents away" in r for r in plan.classification.blocked_reasons)
+
+
+def test_field_move_read_by_another_index_is_blocked(clean_redis):
+    load(clean_redis, docs=20)
+    clean_redis.execute_command("FT.CREATE", "titles", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT")
+    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}]})
+    assert any("also reads title of the same keys" in r for r in plan.classification.blocked_reasons)
+
+
+def test_sibling_index_created_after_planning_is_refused_before_anything(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=60)
+    plan, _path = planned(clean_redis, tmp_path, QUANT16)
+    assert plan.classification.supported
+    second_index(clean_redis, "sibling")  # reads the vectors the plan rewrites
+    before = server_state(clean_redis)
+    with pytest.raises(PlanBlocked, match="index 'sibling'.*also indexes vec of the same keys"):
+        run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert server_state(clean_redis) == before
+    assert not (tmp_path / "b").exists() or os.listdir(tmp_path / "b") == []
+
+
+def test_sibling_index_created_during_the_backup_is_refused_before_the_drop(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=300)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    before = server_state(clean_redis)
+    worker = start_paused(redis_url, path, tmp_path / "b", "backup:2:pause=3")
+    wait_until(lambda: backing_up(tmp_path / "b"))
+    second_index(clean_redis, "sibling")
+    out, _err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    failure = json.loads(out)["failed"]
+    assert "migration stopped in phase drop: another index now shares the keys" in failure
+    assert "nothing was changed" in failure
+    clean_redis.execute_command("FT.DROPINDEX", "sibling")
+    assert server_state(clean_redis) == before
+
+
+# --- 8. an index planned through an alias keeps the alias ---------------------------------------------------
+
+def test_migration_through_an_alias_keeps_and_restores_the_alias(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=40)
+    clean_redis.execute_command("FT.ALIASADD", "live", "idx")
+    plan = make_plan(clean_redis, QUANT16, index="live")  # no `aliases` given: the requested alias counts
+    assert plan.source.index == "idx" and plan.source.aliases == ["live"]
+    run(clean_redis, redis_url, plan, tmp_path)
+    assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx"
+    assert snapshot_index(clean_redis, "live").snapshot.index_schema.field("vec").attrs.datatype == "float16"
+    _changed, result = rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
+    assert result.aliases == ["live"]
+    assert snapshot_index(clean_redis, "live").snapshot.index_schema.field("vec").attrs.datatype == "float32"
+
+
+# --- 9. permissions are checked before anything changes -------------------------------------------------------
+
+@pytest.fixture
+def acl_users(clean_redis, redis_url):
+    """make(name, *rules): an ACL user with those rules, and a client connected as it."""
+    made = []
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+
+    def make(name, *rules):
+        clean_redis.execute_command("ACL", "SETUSER", name, "reset", "on", ">secret-pw", *rules)
+        made.append(name)
+        return redis.Redis.from_url(f"redis://{name}:secret-pw@127.0.0.1:{port}/0")
+    yield make
+    for name in made:
+        clean_redis.execute_command("ACL", "DELUSER", name)
+
+
+@pytest.mark.parametrize("rules, missing", [
+    (("~*", "+@all", "-ft.dropindex"), "FT.DROPINDEX"),
+    (("~*", "+@all", "-hset"), "HSET"),
+    (("~*", "+@all", "-evalsha", "-eval"), "EVAL, EVALSHA"),
+    (("~doc:*", "~indexops:lock:*", "+@all"), "FT.AGGREGATE"),  # search commands treat index names as keys
+])
+def test_missing_permissions_are_refused_before_anything(clean_redis, redis_url, tmp_path, acl_users, rules, missing):
+    load(clean_redis, docs=60)
+    plan = make_plan(clean_redis, QUANT16)
+    user = acl_users("migrator", *rules)
+    before = server_state(clean_redis)
+    with pytest.raises(PreflightFailed) as err:
+        run(user, redis_url, plan, tmp_path / "b")
+    assert "the Redis user may not run" in err.value.message and missing in err.value.message
+    assert "nothing was changed" in err.value.message and "ACL SETUSER" in err.value.hint
+    assert server_state(clean_redis) == before
+
+
+def test_user_with_every_permission_it_needs_migrates(clean_redis, redis_url, tmp_path, acl_users):
+    load(clean_redis, docs=60)
+    plan = make_plan(clean_redis, QUANT16)
+    user = acl_users("migrator", "~doc:*", "~idx", "~indexops:lock:*", "+@all")
+    assert run(user, redis_url, plan, tmp_path / "b").report.validation["passed"]
+
+
+# --- 10. resuming after the server went back to an older snapshot -----------------------------------------------
+
+def snapshot_keys(client, pattern=b"doc:*"):
+    return {k: (client.dump(k), client.pttl(k)) for k in client.scan_iter(match=pattern)}
+
+
+def restore_keys(client, dumps):
+    for key, (payload, ttl) in dumps.items():
+        client.restore(key, max(ttl, 0), payload, replace=True)
+
+
+@pytest.mark.parametrize("index_back", [True, False])
+def test_resume_refuses_a_keyspace_older_than_its_ledger(clean_redis, redis_url, tmp_path, index_back):
+    load(clean_redis)
+    originals = dump_hashes(clean_redis, b"doc:*")
+    old = snapshot_keys(clean_redis)
+    definition = snapshot_index(clean_redis, "idx").snapshot.index_schema
+    plan, path = planned(clean_redis, tmp_path, QUANT16)
+    killed = run_killed(redis_url, path, tmp_path / "b", "quantize:3")
+    assert killed.returncode == -signal.SIGKILL
+    # The server comes back from a snapshot taken before the migration: documents (and index) as they were.
+    restore_keys(clean_redis, old)
+    if index_back:
+        clean_redis.execute_command("FT.CREATE", *create_args(definition))
+        wait_for(clean_redis, "idx", 300)
+    before = server_state(clean_redis)
+    with pytest.raises(PreflightFailed) as err:
+        run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert "cannot resume" in err.value.message and "older snapshot" in err.value.message
+    assert ("is back" if index_back else "holds its original bytes") in err.value.message
+    assert "redis_index_rollback" in err.value.hint
+    assert server_state(clean_redis) == before
+    # The way out: roll back, then apply again.
+    rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"))
+    assert dump_hashes(clean_redis, b"doc:*") == originals
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert outcome.report.result == "succeeded" and outcome.report.attempt == 2
+    assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in originals.items()}
+
+
+# --- 11. two renames to the same new name ---------------------------------------------------------------------
+
+def test_two_renames_to_the_same_name_cannot_both_drop(clean_redis, redis_url, tmp_path):
+    load(clean_redis, index="a", prefix="a:", docs=100)
+    load(clean_redis, index="b", prefix="b:", docs=100, seed=8)
+    (tmp_path / "pa").mkdir()
+    _plan_a, path_a = planned(clean_redis, tmp_path / "pa", {"index": {"name": "shared"}, **QUANT16}, index="a")
+    plan_b = make_plan(clean_redis, {"index": {"name": "shared"}, **QUANT16}, index="b")
+    worker = start_paused(redis_url, path_a, tmp_path / "ba", "backup:1:pause=3")
+    wait_until(lambda: backing_up(tmp_path / "ba"))
+    before_b = dump_hashes(clean_redis, b"b:*")
+    with pytest.raises(LockHeld, match="shared"):
+        run(clean_redis, redis_url, plan_b, tmp_path / "bb")
+    assert index_exists(clean_redis, "b") and dump_hashes(clean_redis, b"b:*") == before_b
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, out + err
+    assert index_exists(clean_redis, "shared") and not index_exists(clean_redis, "a")
+    with pytest.raises(PreflightFailed, match="an index or alias named 'shared' exists"):
+        run(clean_redis, redis_url, plan_b, tmp_path / "bb")
+    assert index_exists(clean_redis, "b")
+
+
+# --- 12. a forged plan is judged by what it asks, not by what it says of itself --------------------------------
+
+def reseal(plan, edit):
+    """The plan edited by `edit` and sealed again, as anyone can (the checksum is a plain SHA-256)."""
+    data = plan.to_dict()
+    edit(data)
+    return MigrationPlan.model_validate(data).seal()
+
+
+def test_resealed_plan_with_a_blocked_change_is_refused(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=40)
+    plan = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"dims": DIMS * 2}}]})
+    assert not plan.classification.supported
+
+    def unblock(data):
+        data["classification"].update(supported=True, blocked_reasons=[])
+        for change in data["changes"]:
+            change.update(blocked=False, reason=None)
+    forged = reseal(plan, unblock)
+    before = server_state(clean_redis)
+    with pytest.raises(PlanBlocked, match="new dimensions need new embeddings"):
+        run(clean_redis, redis_url, forged, tmp_path / "b")
+    assert server_state(clean_redis) == before
+
+
+def test_resealed_plan_with_edited_rewrites_is_refused(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=40)
+    plan = make_plan(clean_redis, QUANT16)
+
+    def other_bytes(data):
+        data["rewrites"]["quantize"][0]["target"] = "bfloat16"  # the index says float16, the bytes would not
+    forged = reseal(plan, other_bytes)
+    before = server_state(clean_redis)
+    with pytest.raises(PlanInvalid, match="document rewrites do not follow"):
+        run(clean_redis, redis_url, forged, tmp_path / "b")
+    assert server_state(clean_redis) == before
+
+
+# --- errors that refuse before anything changes ------------------------------------------------------------------
+
+def module_args(redis_url, tmp_path, **extra):
+    return {"redis_url": redis_url, "index": "idx", "patch": {"version": 1, "changes": QUANT16},
+            "backup_dir": str(tmp_path / "b"), "accept_data_loss": True, **extra}
+
+
+def test_report_out_in_a_missing_directory_is_refused_first(clean_redis, redis_url, capsys, tmp_path):
+    load(clean_redis, docs=20)
+    before = server_state(clean_redis)
+    failed = run_module(redis_index_migrate, module_args(redis_url, tmp_path, report_out=str(tmp_path / "no" / "r.yaml")),
+                        capsys, expect_failure=True)
+    assert "the directory of report_out" in failed["msg"] and "does not exist" in failed["msg"]
+    assert "\n" not in failed["msg"]
+    assert server_state(clean_redis) == before
+
+
+def test_index_next_to_a_plan_of_another_index_is_refused(clean_redis, redis_url, capsys, tmp_path):
+    load(clean_redis, docs=20)
+    load(clean_redis, index="other", prefix="o:", docs=20)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16, index="other")
+    before = server_state(clean_redis)
+    failed = run_module(redis_index_migrate, {"redis_url": redis_url, "index": "idx", "plan_file": str(path),
+                                              "backup_dir": str(tmp_path / "b"), "accept_data_loss": True},
+                        capsys, expect_failure=True)
+    assert "the plan is for index 'other', not 'idx'" in failed["msg"]
+    assert server_state(clean_redis) == before
+
+
+def test_plan_from_another_server_is_refused(clean_redis, redis_url, capsys, tmp_path):
+    load(clean_redis, docs=20)
+    with RedisSearchServer() as elsewhere:
+        other = redis.Redis.from_url(elsewhere.url)
+        load(other, docs=20)
+        plan = create_plan(other, "idx", patch=parse_patch({"version": 1, "changes": QUANT16}),
+                           endpoint=elsewhere.url.split("//")[1])
+        write_plan(plan, str(tmp_path / "plan.yaml"))
+        other.close()
+    before = server_state(clean_redis)
+    failed = run_module(redis_index_migrate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
+                                              "backup_dir": str(tmp_path / "b"), "accept_data_loss": True},
+                        capsys, expect_failure=True)
+    assert "the plan was made against 127.0.0.1:" in failed["msg"] and "this connection is" in failed["msg"]
+    assert server_state(clean_redis) == before
+
+
+def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis_url, tmp_path):
+    load(clean_redis)
+    before = dump_hashes(clean_redis, b"doc:*")
+    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    state = server_state(clean_redis)
+    full = subprocess.run(driver_args(redis_url, path, tmp_path / "b", fsize_limit=8000), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert full.returncode == 1, full.stdout + full.stderr
+    failure = json.loads(full.stdout)["failed"]
+    assert failure.startswith("migration stopped in phase backup: cannot write the backup in ")
+    assert ": File too large; nothing in Redis was changed yet" in failure
+    assert "nothing in Redis was changed yet" in failure and "backup " + str(tmp_path / "b") in failure
+    assert server_state(clean_redis) == state
+    resumed = subprocess.run(driver_args(redis_url, path, tmp_path / "b"), capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert json.loads(resumed.stdout)["result"] == "succeeded", resumed.stdout + resumed.stderr
+    assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in before.items()}

@@ -200,9 +200,9 @@ def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
     # An index on the same keys that does not read the vector is no obstacle to quantization...
     clean_redis.execute_command("FT.DROPINDEX", "shadow")
     assert plan(clean_redis, QUANTIZE["changes"]).classification.supported
-    # ...but renaming the keys changes what it indexes: a warning.
+    # ...but renaming the keys would take its documents away: blocked.
     renamed = plan(clean_redis, {"index": {"prefix": "item"}})
-    assert any("Index 'names_only' covers some of the same keys" in w for w in renamed.warnings)
+    assert renamed.classification.shared_key_indexes == ["names_only"]
 
 
 # --- warnings ------------------------------------------------------------------------------------

@@ -35,13 +35,12 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
 
 RENAME_VEC = {"rename_fields": [{"old_name": "vec", "new_name": "embedding"}]}
+EMBEDDING16 = {"name": "embedding", "attrs": {"datatype": "float16"}}
 RENAME_TITLE = {"rename_fields": [{"old_name": "title", "new_name": "headline"}]}
 SCENARIOS = {
     # name: (storage, changes, new prefix, vector field after the migration, cluster path)
     "hash_quantize": ("hash", QUANT16, None, "vec", False),
-    "hash_move_quantize": ("hash", {**RENAME_VEC, "update_fields": [{"name": "embedding", "attrs": {"datatype":
-                                                                                                   "float16"}}]},
-                           None, "embedding", False),
+    "hash_move_quantize": ("hash", {**RENAME_VEC, "update_fields": [EMBEDDING16]}, None, "embedding", False),
     "hash_prefix_quantize": ("hash", {"index": {"prefix": "item:"}, **QUANT16}, "item:", "vec", False),
     "hash_prefix_quantize_cluster_path": ("hash", {"index": {"prefix": "item:"}, **QUANT16}, "item:", "vec", True),
     "json_move": ("json", RENAME_VEC, None, "embedding", False),
@@ -369,8 +368,8 @@ def _forge(store, extra: bytes) -> None:
     (b"\xffdoc", [(b"vec", None)], "base64"),
 ])
 @pytest.mark.parametrize("partial", [False, True])
-def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, tmp_path, capsys, key, entries,
-                                                      named, partial):
+def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, tmp_path, capsys, key, entries, named,
+                                                       partial):
     load(clean_redis)
     run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
     clean_redis.hset("other:1", mapping={"vec": b"keep me", "note": "not the index's"})

@@ -8,9 +8,10 @@ names the operator declares, each checked with FT.INFO (which resolves an alias 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from .capabilities import ServerCapabilities
+from .classify import OtherIndex
 from .deps import BaseModel, Field
 from .errors import IndexNotFound
 from .resp import decode
@@ -94,3 +95,25 @@ def catalog(client, caps: ServerCapabilities, declared: Dict[str, Optional[str]]
         except IndexNotFound:
             continue  # dropped between FT._LIST and FT.INFO
     return summaries
+
+
+def other_indexes(client, exclude: Iterable[str]) -> List[OtherIndex]:
+    """Every live index but `exclude`, as far as shared keys are concerned: its key type, prefixes and
+    what it reads from each document location."""
+    skip = set(exclude)
+    found = []
+    for name in list_indexes(client):
+        if name in skip:
+            continue
+        try:
+            info = read_info(client, name)
+        except IndexNotFound:
+            continue  # dropped between FT._LIST and FT.INFO
+        locations = {}
+        for attr in info.attributes:
+            kind = attr.type.lower()
+            locations[attr.identifier] = f"vector:{str(attr.params.get('data_type', '')).lower()}" if kind == "vector" else kind
+        found.append(OtherIndex(name=info.name, storage=str(info.definition.get("key_type", "HASH")).lower(),
+                                prefixes=[str(p) for p in info.definition.get("prefixes") or [""]],
+                                locations=locations))
+    return found

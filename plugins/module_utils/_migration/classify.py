@@ -99,21 +99,39 @@ def _rule(change: Change, source: IndexSchema, live: LiveContext) -> None:
                        f"(it accepts {', '.join(caps.vector_algorithms)})")
 
 
+def _shares_keys(prefixes: List[str], other: OtherIndex) -> bool:
+    return any(prefixes_overlap(mine, theirs) for mine in prefixes for theirs in other.prefixes)
+
+
 def shared_key_conflicts(source: IndexSchema, rewrites: DocumentRewrites,
                          others: List[OtherIndex]) -> Dict[str, str]:
-    """{other index: why} for indexes that read vector bytes this migration rewrites in the same keys."""
+    """{other index: why} for indexes whose documents this migration would change under them: keys
+    renamed away from (or into) their prefixes, fields moved, vector bytes rewritten in the same keys."""
     found = {}
     rewritten = {q.source_location for q in rewrites.quantize}
+    moved = {m.old_location for m in rewrites.moves} | {m.new_location for m in rewrites.moves}
     for other in others:
-        if other.storage != source.storage or not rewritten:
-            continue
-        if not any(prefixes_overlap(mine, theirs) for mine in source.index.prefix for theirs in other.prefixes):
-            continue
-        hit = sorted(loc for loc in rewritten if other.locations.get(loc, "").startswith("vector"))
-        if hit:
-            found[other.name] = (f"index {other.name!r} (prefixes {other.prefixes}) also indexes {', '.join(hit)} of "
-                                 "the same keys; rewriting those vector bytes would break it. Move the shared "
-                                 "documents to keys of their own, or change both indexes' datatype together by hand")
+        if other.storage != source.storage:
+            continue  # a hash index never reads JSON keys, and the other way round
+        where = f"index {other.name!r} (prefixes {other.prefixes})"
+        if rewrites.prefix and _shares_keys(source.index.prefix, other):
+            found[other.name] = (f"{where} also covers keys under {rewrites.prefix.old!r}; renaming them to "
+                                 f"{rewrites.prefix.new!r} would take its documents away. Give it prefixes of its "
+                                 "own first, or change both indexes by hand")
+        elif rewrites.prefix and _shares_keys([rewrites.prefix.new], other):
+            found[other.name] = (f"{where} covers the new prefix {rewrites.prefix.new!r}; the renamed documents "
+                                 "would be indexed by it too. Choose a prefix no other index covers")
+        elif _shares_keys(source.index.prefix, other):
+            hit = sorted(loc for loc in rewritten if other.locations.get(loc, "").startswith("vector"))
+            shifted = sorted(loc for loc in moved if loc in other.locations)
+            if hit:
+                found[other.name] = (f"{where} also indexes {', '.join(hit)} of the same keys; rewriting those vector "
+                                     "bytes would break it. Move the shared documents to keys of their own, or change "
+                                     "both indexes' datatype together by hand")
+            elif shifted:
+                found[other.name] = (f"{where} also reads {', '.join(shifted)} of the same keys; moving that field "
+                                     "would change what it indexes. Rename the field in both indexes together, or "
+                                     "rename only the attribute (keep the document field with `path`)")
     return found
 
 

@@ -23,6 +23,7 @@ import time
 from typing import Callable, Optional
 
 from . import failpoints
+from .apply_checks import require_same_server, require_supported_live, require_writable_file, verify_derivation
 from .backup_store import BackupHeader, BackupStore, check_backup_dir, utc_now
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
@@ -31,7 +32,8 @@ from .deps import BaseModel
 from .errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from .estimate import FREE_SPACE_MARGIN
 from .lock import IndexLock
-from .phases import backup, create, drop, rewrite, validate
+from .permissions import migration_commands, require_permissions
+from .phases import backup, create, drop, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
 from .plan import MigrationPlan
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
@@ -90,12 +92,14 @@ def lossy_changes(plan: MigrationPlan) -> list:
             and describe_conversion(c.before, c.after)["lossy"]]
 
 
-def _source_unchanged(client, plan: MigrationPlan) -> None:
+def _source_unchanged(client, plan: MigrationPlan):
+    """The live source index's snapshot, which must equal the plan's."""
     live = snapshot_index(client, plan.source.index).snapshot
     found = differences(plan.source_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
     if found:
         raise PreflightFailed(f"{plan.source.index} changed since the plan was made: {'; '.join(found[:3])}",
                               hint="re-run redis_index_plan and review the new plan")
+    return live
 
 
 def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
@@ -108,9 +112,11 @@ def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
 
 def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str) -> int:
     """Read-only checks before the first write. Returns the source's document count."""
+    # First: without the rights to read the index, nothing below could even look.
+    require_permissions(client, migration_commands(plan, plan.server.cluster_enabled), "migration")
     if not index_exists(client, plan.source.index):
         raise PreflightFailed(f"index {plan.source.index} does not exist", hint="check the plan's index")
-    _source_unchanged(client, plan)
+    live = _source_unchanged(client, plan)
     if plan.target_index != plan.source.index and index_exists(client, plan.target_index):
         raise PreflightFailed(f"an index or alias named {plan.target_index!r} exists", hint="choose another name")
     caps = detect_capabilities(client)
@@ -118,6 +124,8 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
         if not caps.accepts_datatype(field.attrs.datatype) or not caps.accepts_algorithm(field.attrs.algorithm):
             raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
                                   f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
+    # The plan's own verdict is never trusted: its changes are classified again against the server as it is.
+    require_supported_live(client, plan, caps, live.unrecognized)
     need = int(plan.estimate.backup_bytes * FREE_SPACE_MARGIN)
     existing = backup_root
     while not os.path.isdir(existing):  # check mode: the directory is not created
@@ -149,10 +157,30 @@ def _target_matches(client, plan: MigrationPlan) -> bool:
     return not differences(plan.target(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
 
 
+def _locks(client, plan: MigrationPlan) -> list:
+    """The source index's lock and, for a rename, the target name's: it reserves the name, so that two
+    migrations renaming different indexes to the same name cannot both drop theirs."""
+    names = [plan.source.index] + ([plan.target_index] if plan.target_index != plan.source.index else [])
+    taken = []
+    try:
+        for name in names:
+            lock = IndexLock(client, name, "migration", plan.plan_id)
+            lock.acquire()
+            taken.append(lock)
+    except Exception:
+        for lock in taken:
+            lock.release()
+        raise
+    return taken
+
+
 def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
-            options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None) -> Outcome:
+            options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None,
+            endpoint: Optional[str] = None) -> Outcome:
     if plan.classification.nothing_to_do:
         return Outcome(changed=False, report=build_report(plan, "nothing_to_do"))
+    require_same_server(plan, endpoint)
+    verify_derivation(plan)
     if not plan.classification.supported:
         raise PlanBlocked("the plan has blocked changes: " + "; ".join(plan.classification.blocked_reasons))
     lossy = lossy_changes(plan)
@@ -160,6 +188,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
         raise PreflightFailed(
             "lossy conversion(s) " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in lossy)
             + " need accept_data_loss=true", hint="read the plan's warnings; the originals are kept in the backup")
+    require_writable_file(report_out, "report_out")
     root = _check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
     store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
     if store is not None and store.header.status == "completed" and _target_matches(client, plan):
@@ -173,15 +202,17 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root)
         return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
 
-    lock = IndexLock(client, plan.source.index, "migration", plan.plan_id)
-    lock.acquire()
+    locks = _locks(client, plan)
     phase = "preflight"
     try:
         if resume:
             if store.phase("backup").done:
                 store.require_intact()
             if not store.phase("drop").done and index_exists(client, plan.source.index):
-                _source_unchanged(client, plan)
+                live = _source_unchanged(client, plan)
+                caps = detect_capabilities(client)
+                require_supported_live(client, plan, caps, live.unrecognized)
+                require_permissions(client, migration_commands(plan, caps.cluster_enabled), "migration")
         else:
             docs = preflight(client, plan, options, root)
             attempt = store.header.attempt + 1 if store is not None else 1
@@ -190,9 +221,11 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
                                   storage=plan.rewrites.storage, batch_size=options.batch_size)
             header.phases["backup"].counters["source_num_docs"] = docs
             store = BackupStore.create(root, header, plan.to_yaml())
-        store.header.status, store.header.error = "running", None
         ctx = Context(client=client, connect=connect, plan=plan, source=plan.source_schema(), target=plan.target(),
-                      store=store, options=options, lock=lock, scripts=Scripts(client))
+                      store=store, options=options, lock=locks[0], scripts=Scripts(client))
+        if resume:
+            resume_check.check(ctx)
+        store.header.status, store.header.error = "running", None
         for phase, run in PHASES:
             state = store.phase(phase)
             if state.done:
@@ -209,19 +242,42 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             store.save()
         store.header.status, store.header.phase = "completed", "completed"
         store.save()
-        report = build_report(plan, "succeeded", store)
-        save_report(report, store.path(REPORT_FILE), report_out)
-        return Outcome(changed=True, report=report)
     except Exception as err:  # pylint: disable=broad-exception-caught
         raise _failed(client, plan, store, phase, err, report_out) from None
     finally:
-        lock.release()
+        for lock in reversed(locks):
+            lock.release()
+    report = build_report(plan, "succeeded", store)
+    _save_completed_report(report, store, report_out)
+    return Outcome(changed=True, report=report)
+
+
+def _save_completed_report(report: MigrationReport, store: BackupStore, report_out: Optional[str]) -> None:
+    """The migration is complete whatever happens here: a report that cannot be written is a warning."""
+    for path in (store.path(REPORT_FILE), report_out):
+        if not path:
+            continue
+        try:
+            save_report(report, path)
+        except OSError as err:
+            report.warnings.append(f"the migration completed, but its report could not be written to {path}: "
+                                   f"{err.strerror}")
+
+
+def _describe(err: Exception, phase: str, store: Optional[BackupStore]) -> str:
+    if isinstance(err, IndexOpsError):
+        return err.message
+    if isinstance(err, OSError) and store is not None:
+        # Every file a running phase writes is in the backup directory (a full disk, a quota, a file-size limit).
+        return f"cannot write the backup in {store.directory}: {err.strerror or err}"
+    return f"{type(err).__name__}: {err}"
 
 
 def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: str, err: Exception,
             report_out: Optional[str]) -> IndexOpsError:
-    """Record where it stopped and return the error to raise, with what the operator needs."""
-    message = str(err.message if isinstance(err, IndexOpsError) else f"{type(err).__name__}: {err}")
+    """Record where it stopped and return the error to raise, with what the operator needs: the phase,
+    whether Redis was changed, the backup and how to go on."""
+    message = _describe(err, phase, store)
     dropped = store is not None and store.phase("drop").done
     try:
         # After the drop, a target of the same name may hold the name: the old index is gone all the same.
@@ -230,17 +286,30 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
     except Exception:  # pylint: disable=broad-exception-caught
         source_exists = target_exists = None
     report_path = None
+    recorded = True
     if store is not None:
         store.header.status = "failed"
         store.header.error = {"phase": phase, "message": message, "at": utc_now()}
-        store.save()
-        report_path = store.path(REPORT_FILE)
-        save_report(build_report(plan, "failed", store), report_path, report_out)
+        try:
+            store.save()
+            report_path = store.path(REPORT_FILE)
+            save_report(build_report(plan, "failed", store), report_path, report_out)
+        except OSError as save_err:
+            # A full disk: the header on disk still says where it was; the re-run works from that.
+            recorded = False
+            message += f" (the backup header could not be updated either: {save_err.strerror})"
     details = {"phase": phase, "source_index_exists": source_exists, "target_index_exists": target_exists,
-               "backup_path": store.directory if store else None, "report_path": report_out or report_path}
+               "backup_path": store.directory if store else None, "report_path": report_out or report_path,
+               "failure_recorded": recorded}
+    said = "nothing was changed" in message
+    changed = "the index was dropped" if dropped else ("" if said else "nothing in Redis was changed yet")
+    where = "".join(f"; {part}" for part in (changed, f"backup {store.directory}" if store else "") if part)
+    hint = getattr(err, "hint", None) or "fix the cause, then re-run the same task: it resumes from this phase"
+    if dropped and "redis_index_rollback" not in hint:
+        hint += "; or roll back with redis_index_rollback"
     if isinstance(err, IndexOpsError):
         err.details.update(details)
-        err.message = f"migration stopped in phase {phase}: {err.message}"
+        err.message = f"migration stopped in phase {phase}: {message}{where}"
+        err.hint = hint
         return err
-    return MigrationFailed(f"migration stopped in phase {phase}: {message}",
-                           hint="re-run the same task to resume from this phase", details=details)
+    return MigrationFailed(f"migration stopped in phase {phase}: {message}{where}", hint=hint, details=details)

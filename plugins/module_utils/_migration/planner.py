@@ -13,9 +13,9 @@ from typing import Any, List, Optional
 
 from .audit import AuditResult, audit_keys
 from .capabilities import ServerCapabilities, detect_capabilities
-from .catalog import alias_targets, aliases_of
+from .catalog import alias_targets, aliases_of, other_indexes
 from .changes import INDEX_RENAME, diff
-from .classify import LiveContext, OtherIndex, classify
+from .classify import LiveContext, classify
 from .errors import SchemaInvalid
 from .estimate import estimate
 from .keyspace import iter_keys, key_to_text, sample_keys
@@ -24,25 +24,9 @@ from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
 from .rewrites import document_rewrites
 from .schema import IndexSchema
-from .snapshot import index_exists, list_indexes, read_info, snapshot_index
+from .snapshot import index_exists, snapshot_index
 
 DEFAULT_BATCH_SIZE = 500
-
-
-def _other_indexes(client, source_name: str) -> List[OtherIndex]:
-    others = []
-    for name in list_indexes(client):
-        if name == source_name:
-            continue
-        info = read_info(client, name)
-        locations = {}
-        for attr in info.attributes:
-            kind = attr.type.lower()
-            locations[attr.identifier] = f"vector:{str(attr.params.get('data_type', '')).lower()}" if kind == "vector" else kind
-        others.append(OtherIndex(name=info.name, storage=str(info.definition.get("key_type", "HASH")).lower(),
-                                 prefixes=[str(p) for p in info.definition.get("prefixes") or [""]],
-                                 locations=locations))
-    return others
 
 
 def whole_prefix(source: IndexSchema, stats) -> bool:
@@ -91,7 +75,7 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     changes = diff(source, target, renames)
     rewrites = document_rewrites(source, target, changes, renames)
     renamed = any(c.kind == INDEX_RENAME for c in changes)
-    live = LiveContext(capabilities=caps, others=_other_indexes(client, snap.name),
+    live = LiveContext(capabilities=caps, others=other_indexes(client, [snap.name]),
                        target_name_taken=renamed and index_exists(client, target.name))
     classification = classify(source, target, changes, rewrites, live, snap.snapshot.unrecognized)
 
@@ -105,7 +89,9 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
         audit_sample or audit_all) else AuditResult(mode="skipped")
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
 
-    declared = alias_targets(client, list(aliases))
+    # An index planned through an alias keeps that alias: FT.DROPINDEX would drop it with the index.
+    requested_alias = [index] if index != snap.name and index not in aliases else []
+    declared = alias_targets(client, list(aliases) + requested_alias)
     missing = [a for a, t in declared.items() if t != snap.name]
     if missing:
         raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {snap.name}",

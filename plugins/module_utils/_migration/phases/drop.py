@@ -1,13 +1,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Phase `drop`: last checks, then FT.DROPINDEX (the documents stay).
 
-Before the drop: every key a prefix change will create must be free, and a new index name must
-still be free - found now, they cost nothing; found after the drop, they would stop the migration
-with the index gone.
+Before the drop: every key a prefix change will create must be free, a new index name must still
+be free, and no other index may have started to read the keys or fields this migration changes (one
+created while the backup ran, say) - found now, they cost nothing; found after the drop, they would
+stop the migration with the index gone, or break the other index.
 """
 from __future__ import annotations
 
 from .. import failpoints
+from ..catalog import other_indexes
+from ..classify import shared_key_conflicts
 from ..errors import PreflightFailed
 from ..keyspace import key_to_text, renamed_key
 from ..snapshot import index_exists
@@ -44,6 +47,12 @@ def run(ctx: Context) -> None:
     if ctx.target.name != ctx.source.name and index_exists(ctx.client, ctx.target.name):
         raise PreflightFailed(f"an index or alias named {ctx.target.name!r} now exists; nothing was changed",
                               hint="choose another name or drop it first")
+    others = other_indexes(ctx.client, {ctx.source.name, ctx.target.name})
+    conflicts = shared_key_conflicts(ctx.source, plan.rewrites, others)
+    if conflicts:
+        raise PreflightFailed("another index now shares the keys this migration changes: "
+                              + "; ".join(conflicts.values()) + "; nothing was changed",
+                              hint="resolve it, then re-run the same task", details={"shared_key_indexes": sorted(conflicts)})
     ctx.store.header.aliases = list(plan.source.aliases)
     ctx.store.save()
     failpoints.hit("drop", 0)

@@ -97,6 +97,19 @@ def _finds_itself(client, index: str, field, key: bytes, vector: bytes) -> bool:
     return len(hits) == KNN_K and all(abs(distance) <= 1e-6 for distance in hits.values())
 
 
+def _indexed(client, index: str, keys: List[bytes]) -> set:
+    """Which of `keys` the index holds: a document it refused (a value it cannot parse) is no KNN
+    sample - it cannot find itself, however right its vector is."""
+    if not keys:
+        return set()
+    reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(keys)), *keys, "NOCONTENT",
+                                   "LIMIT", "0", str(len(keys)), *NO_TIMEOUT, "DIALECT", "2")
+    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
+        top = as_map(reply[0] if isinstance(reply, list) else reply)
+        return {as_map(row)["id"] for row in top.get("results", [])}
+    return set(reply[1:])
+
+
 def _expected_vectors(ctx: Context) -> dict:
     """{field: [(final key, expected bytes)]} for the first documents of the backup, converted from their
     originals by the codec, for every quantized field (documents deleted meanwhile are skipped)."""
@@ -112,7 +125,8 @@ def _expected_vectors(ctx: Context) -> dict:
     for key in finals:
         pipe.exists(key)
     alive = pipe.execute() if finals else []
-    chosen = [(k, r) for k, r, a in zip(finals, records, alive) if a][:KNN_SAMPLE]
+    indexed = _indexed(ctx.client, ctx.target.name, [k for k, a in zip(finals, alive) if a])
+    chosen = [(k, r) for k, r in zip(finals, records) if k in indexed][:KNN_SAMPLE]
     found = {}
     for quant in rewrites.quantize:
         pairs = [(k, r.value(quant.source_location.encode())) for k, r in chosen]
@@ -159,7 +173,8 @@ def run(ctx: Context) -> ValidationResult:
     result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
 
     expected = _expected_vectors(ctx)
-    present = [k for k, e in zip(keys, exists) if e][:KNN_SAMPLE]
+    indexed = _indexed(client, target.name, [k for k, e in zip(keys, exists) if e])
+    present = [k for k in keys if k in indexed][:KNN_SAMPLE]
     allowed_misses = 0
     for field in target.vector_fields():
         checked_before = result.knn_checked

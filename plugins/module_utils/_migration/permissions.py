@@ -1,0 +1,183 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whether the connected user may send every command a migration or rollback will send, found
+before anything changes.
+
+Each command is queued inside MULTI with its real arguments (index names, document keys, the lock
+keys) and the transaction is then discarded: the server checks ACL rules - the command and every
+key it names, and search commands treat index names as keys - when it queues a command, so a
+refusal shows without anything running. Commands that Lua scripts send are checked the same way,
+because scripts run with the caller's permissions. Where MULTI itself is denied, ACL DRYRUN
+answers the same question for a user allowed to run it; where neither is allowed, the check
+refuses rather than guess.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+from .deps import redis_exceptions
+from .errors import PreflightFailed
+from .keyspace import key_from_text, renamed_key
+from .lock import lock_key
+from .plan import MigrationPlan
+
+Command = Tuple[object, ...]
+_ANY_SHA = "0" * 40
+
+
+def _document_keys(plan: MigrationPlan) -> Tuple[bytes, bytes]:
+    """A document key as it is before the migration and as it is after (they differ on a prefix change)."""
+    if plan.source.key_sample:
+        key = key_from_text(plan.source.key_sample[0])
+    else:
+        key = (plan.source_schema().index.prefix[0] + "__indexops_probe").encode()
+    prefix = plan.rewrites.prefix
+    return key, renamed_key(key, prefix.old, prefix.new) if prefix else key
+
+
+def _lock_commands(name: str) -> List[Command]:
+    key = lock_key(name)
+    return [("SET", key, "x", "NX", "PX", "1"), ("GET", key), ("PEXPIRE", key, "1"), ("PTTL", key), ("DEL", key),
+            ("EVAL", "return 0", "1", key)]
+
+
+def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool) -> List[Command]:
+    rewrites = plan.rewrites
+    json_storage = rewrites.storage == "json"
+    found: List[Command] = []
+    if rewrites.any:
+        found += [("EVALSHA", _ANY_SHA, "1", old), ("SCRIPT", "LOAD", "return 0")]
+        for location, _size, _absent in rewrites.backup_entries():
+            found.append(("JSON.GET", old, location) if json_storage else ("HGET", old, location))
+        found.append(("SCAN", "0", "COUNT", "1"))
+    for move in rewrites.moves:
+        if json_storage:
+            found += [("JSON.GET", old, move.old_location), ("JSON.SET", old, move.new_location, "0"),
+                      ("JSON.DEL", old, move.old_location)]
+        else:
+            found += [("HGET", old, move.new_location), ("HSET", old, move.new_location, "x"),
+                      ("HDEL", old, move.old_location)]
+        found.append(("EXISTS", old))
+    if rewrites.prefix:
+        found += [("EXISTS", old), ("EXISTS", new)]
+        if cluster:
+            found += [("DUMP", old), ("PTTL", old), ("RESTORE", new, "0", "x"), ("DEL", old)]
+        else:
+            found.append(("RENAME", old, new))
+    for quant in rewrites.quantize:
+        found += [("EXISTS", new), ("HGET", new, quant.location), ("HSET", new, quant.location, "x")]
+    return found
+
+
+def migration_commands(plan: MigrationPlan, cluster: bool = False) -> List[Command]:
+    """Every command (with representative arguments) that applying `plan` sends."""
+    source, target = plan.source.index, plan.target_index
+    old, new = _document_keys(plan)
+    found: List[Command] = [("FT._LIST",), ("FT.INFO", source), ("FT.AGGREGATE", source, "*"),
+                            ("FT.CURSOR", "READ", source, "0"), ("FT.CURSOR", "DEL", source, "0")]
+    found += _lock_commands(source)
+    if target != source:
+        found += _lock_commands(target) + [("FT.INFO", target)]
+    found += _rewrite_commands(plan, old, new, cluster)
+    found += [("FT.DROPINDEX", source), ("FT.CREATE", target, "SCHEMA", "f", "TEXT")]
+    found += [("FT.ALIASUPDATE", alias, target) for alias in plan.source.aliases]
+    json_storage = plan.rewrites.storage == "json"
+    found += [("FT.SEARCH", target, "*"), ("EXISTS", new)]
+    for field in plan.target().vector_fields():
+        location = plan.target().identifier(field)
+        found.append(("JSON.GET", new, location) if json_storage else ("HGET", new, location))
+    return found
+
+
+def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Command]:
+    """Every command (with representative arguments) that rolling `plan` back sends."""
+    source, target = plan.source.index, plan.target_index
+    old, new = _document_keys(plan)
+    json_storage = plan.rewrites.storage == "json"
+    found: List[Command] = [("FT.INFO", source), ("FT.INFO", target), ("EVALSHA", _ANY_SHA, "2", old, new),
+                            ("SCRIPT", "LOAD", "return 0"), ("EXISTS", old), ("EXISTS", new)]
+    found += _lock_commands(source)
+    if target != source:
+        found += _lock_commands(target)
+    for location, _size, _absent in plan.rewrites.backup_entries():
+        if json_storage:
+            found += [("JSON.GET", new, location), ("JSON.SET", new, location, "0"), ("JSON.DEL", new, location)]
+        else:
+            found += [("HGET", new, location), ("HSET", new, location, "x"), ("HDEL", new, location)]
+    if plan.rewrites.prefix:
+        found += [("DUMP", new), ("PTTL", new), ("RESTORE", old, "0", "x"), ("DEL", new)] if cluster else [
+            ("RENAME", new, old)]
+    found += [("FT.DROPINDEX", target), ("FT.CREATE", source, "SCHEMA", "f", "TEXT")]
+    found += [("FT.ALIASUPDATE", alias, source) for alias in plan.source.aliases]
+    return found
+
+
+def _name(command: Command) -> str:
+    first = command[0]
+    name = first.decode() if isinstance(first, bytes) else str(first)
+    if name.upper() in ("FT.CURSOR", "SCRIPT"):
+        second = command[1]
+        return f"{name} {second.decode() if isinstance(second, bytes) else second}".upper()
+    return name.upper()
+
+
+def _refusals_by_multi(client, commands: Sequence[Command]) -> Optional[List[Tuple[str, str]]]:
+    """(command, the server's reason) for each command ACL refuses, or None when MULTI is denied."""
+    pool = client.connection_pool
+    try:
+        connection = pool.get_connection()
+    except TypeError:  # redis-py < 6 wants a command name
+        connection = pool.get_connection("MULTI")
+    refused: List[Tuple[str, str]] = []
+    try:
+        connection.send_command("MULTI")
+        try:
+            connection.read_response()
+        except redis_exceptions.NoPermissionError:
+            return None
+        for command in commands:
+            connection.send_command(*command)
+            try:
+                connection.read_response()
+            except redis_exceptions.NoPermissionError as err:
+                refused.append((_name(command), str(err)))
+            except redis_exceptions.ResponseError:
+                pass  # a command this server lacks (or a queueing rule): not a permission problem
+        connection.send_command("DISCARD")
+        connection.read_response()
+    finally:
+        # A connection closed in MULTI drops the transaction, whatever DISCARD did.
+        connection.disconnect()
+        pool.release(connection)
+    return refused
+
+
+def _refusals_by_dryrun(client, commands: Sequence[Command]) -> Optional[List[Tuple[str, str]]]:
+    try:
+        user = client.execute_command("ACL", "WHOAMI")
+        refused = []
+        for command in commands:
+            reply = client.execute_command("ACL", "DRYRUN", user, *command)
+            if reply not in (b"OK", "OK"):
+                refused.append((_name(command), reply.decode() if isinstance(reply, bytes) else str(reply)))
+        return refused
+    except redis_exceptions.ResponseError:
+        return None
+
+
+def require_permissions(client, commands: Sequence[Command], what: str) -> None:
+    """Raise PreflightFailed naming every command (or key) the user may not use; nothing is run."""
+    refused = _refusals_by_multi(client, commands)
+    if refused is None:
+        refused = _refusals_by_dryrun(client, commands)
+    if refused is None:
+        raise PreflightFailed(f"cannot check this user's permissions for the {what}: MULTI and ACL DRYRUN are both "
+                              "denied; nothing was changed",
+                              hint="grant the user +multi +discard (or +acl|dryrun)")
+    if refused:
+        names = sorted({name for name, _reason in refused})
+        keys = any("key" in reason.lower() for _name, reason in refused)
+        raise PreflightFailed(
+            f"the Redis user may not run {', '.join(names)}, which the {what} needs; nothing was changed",
+            hint="grant those commands" + (" and access to the index names and document keys" if keys else "")
+                 + " to the user (ACL SETUSER), or connect as a user that has them",
+            details={"refused": [{"command": name, "reason": reason} for name, reason in refused]})
