@@ -415,3 +415,28 @@ def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis
                              timeout=120, check=False)
     assert json.loads(resumed.stdout)["result"] == "succeeded", resumed.stdout + resumed.stderr
     assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in before.items()}
+
+
+# --- rollback: the same permission check and the target name's lock ---------------------------------------------
+
+def test_rollback_without_the_permissions_it_needs_is_refused_before_anything(clean_redis, redis_url, tmp_path,
+                                                                              acl_users):
+    load(clean_redis, docs=60)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    user = acl_users("restorer", "~*", "+@all", "-hset")
+    before = server_state(clean_redis)
+    with pytest.raises(PreflightFailed, match="may not run HSET, which the rollback needs"):
+        rollback(user, choose_backup(str(tmp_path), "idx"))
+    assert server_state(clean_redis) == before
+
+
+def test_rollback_of_a_rename_waits_for_a_run_holding_the_target_name(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=60)
+    run(clean_redis, redis_url, make_plan(clean_redis, {"index": {"name": "renamed"}, **QUANT16}), tmp_path)
+    clean_redis.set("indexops:lock:renamed", json.dumps({"token": "x", "host": "elsewhere", "pid": 1,
+                                                         "purpose": "migration"}), px=60_000)
+    before = server_state(clean_redis)
+    with pytest.raises(LockHeld, match="another migration of renamed holds the lock"):
+        rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
+    assert server_state(clean_redis) == before
+    assert not clean_redis.exists("indexops:lock:idx")  # the first lock was given back

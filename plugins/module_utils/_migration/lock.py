@@ -15,7 +15,7 @@ import secrets
 import socket
 import threading
 import time
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from .errors import LockHeld, MigrationFailed
 
@@ -123,3 +123,24 @@ class IndexLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def acquire_locks(client, names: Sequence[str], purpose: str, plan_id: str = "") -> List[IndexLock]:
+    """Locks on several names, all or none (each released again when a later one is held elsewhere).
+    A migration or rollback that renames an index holds its target name too: that reserves the name, so
+    two runs renaming different indexes to the same name cannot both drop theirs."""
+    taken: List[IndexLock] = []
+    try:
+        for name in dict.fromkeys(names):
+            lock = IndexLock(client, name, purpose, plan_id)
+            lock.acquire()
+            taken.append(lock)
+    except Exception:
+        release_locks(taken)
+        raise
+    return taken
+
+
+def release_locks(locks: Sequence[IndexLock]) -> None:
+    for lock in reversed(list(locks)):
+        lock.release()

@@ -31,7 +31,7 @@ from .codec import describe_conversion
 from .deps import BaseModel
 from .errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from .estimate import FREE_SPACE_MARGIN
-from .lock import IndexLock
+from .lock import acquire_locks, release_locks
 from .permissions import migration_commands, require_permissions
 from .phases import backup, create, drop, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
@@ -157,23 +157,6 @@ def _target_matches(client, plan: MigrationPlan) -> bool:
     return not differences(plan.target(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
 
 
-def _locks(client, plan: MigrationPlan) -> list:
-    """The source index's lock and, for a rename, the target name's: it reserves the name, so that two
-    migrations renaming different indexes to the same name cannot both drop theirs."""
-    names = [plan.source.index] + ([plan.target_index] if plan.target_index != plan.source.index else [])
-    taken = []
-    try:
-        for name in names:
-            lock = IndexLock(client, name, "migration", plan.plan_id)
-            lock.acquire()
-            taken.append(lock)
-    except Exception:
-        for lock in taken:
-            lock.release()
-        raise
-    return taken
-
-
 def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
             options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None,
             endpoint: Optional[str] = None) -> Outcome:
@@ -195,14 +178,16 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     if store is not None and store.header.status == "rolling_back":
         raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "
-                              "two states", hint="run redis_index_rollback again to finish it, then migrate")
+                              "two states", hint="run redis_index_rollback again to finish it (with "
+                                                 "accept_validation_failure=true if its validation keeps failing), "
+                                                 "then migrate")
     resume = store is not None and store.header.status in ("running", "failed")
     if check_mode:
         if not resume:
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root)
         return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
 
-    locks = _locks(client, plan)
+    locks = acquire_locks(client, [plan.source.index, plan.target_index], "migration", plan.plan_id)
     phase = "preflight"
     try:
         if resume:
@@ -245,8 +230,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     except Exception as err:  # pylint: disable=broad-exception-caught
         raise _failed(client, plan, store, phase, err, report_out) from None
     finally:
-        for lock in reversed(locks):
-            lock.release()
+        release_locks(locks)
     report = build_report(plan, "succeeded", store)
     _save_completed_report(report, store, report_out)
     return Outcome(changed=True, report=report)

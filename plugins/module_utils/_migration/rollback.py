@@ -37,7 +37,8 @@ from .deps import BaseModel, Field, redis_exceptions
 from .errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
 from .ftcreate import create_args
 from .keyspace import covered_by, key_to_text, renamed_key
-from .lock import IndexLock
+from .lock import acquire_locks, release_locks
+from .permissions import require_permissions, rollback_commands
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
@@ -415,14 +416,14 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
                                  "restore the verified records and list the rest",
                             details={"verification": result.verification})
     result.records = verification.records
+    require_permissions(client, rollback_commands(plan, cluster), "rollback")
     if check_mode:
         result.result = "would_roll_back"
         if partial:
             list(_usable_records(store, True, result.unverified))
         return True, result
     result.records = 0
-    lock = IndexLock(client, plan.source.index, "rollback", plan.plan_id)
-    lock.acquire()
+    locks = acquire_locks(client, [plan.source.index, plan.target_index], "rollback", plan.plan_id)
     try:
         store.header.status = "rolling_back"
         store.save()
@@ -450,5 +451,5 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         _record_failure(store, result, err)
         raise
     finally:
-        lock.release()
+        release_locks(locks)
     return True, result
