@@ -8,7 +8,8 @@ class ModuleDocFragment:  # pylint: disable=too-few-public-methods
 options:
   redis_url:
     description:
-      - Redis URL, V(redis://[[username]:password@]host:port/db), or V(rediss://...) for TLS.
+      - Redis URL, V(redis://[[username]:password@]host:port/0), or V(rediss://...) for TLS.
+      - The database must be V(0) (V(/0), or no path); any other is refused before connecting, see O(db).
       - When neither O(redis_url) nor O(host) is given, the E(REDIS_URL) environment variable is used,
         then V(redis://localhost:6379/0). This lets an AWX/Tower credential inject the URL without extra vars.
       - A password inside the URL is never logged or returned.
@@ -21,12 +22,13 @@ options:
     type: str
   port:
     description:
-      - TCP port of the Redis server, used with O(host).
+      - TCP port of the Redis server, used with O(host). From V(1) to V(65535).
     type: int
     default: 6379
   db:
     description:
-      - Database number, used with O(host). Search indexes live in database 0 on most servers.
+      - Database number, used with O(host). Must be V(0) - search indexes live in database 0, and through another
+        database the documents read are not the ones the index returns. Any other value is refused before connecting.
     type: int
     default: 0
   username:
@@ -63,12 +65,15 @@ options:
     default: true
   connect_timeout:
     description:
-      - Seconds to wait for the TCP (and TLS) connection.
+      - Seconds to wait for each step of connecting - the TCP connection, the TLS handshake and the server's first
+        replies. Must be more than V(0).
+      - The first connection is tried once, so an endpoint that does not speak Redis (or TLS) fails within about this
+        time; later commands retry a dropped connection three times.
     type: float
     default: 10.0
   socket_timeout:
     description:
-      - Seconds to wait for any single reply.
+      - Seconds to wait for any single reply once connected. Must be more than V(0).
     type: float
     default: 60.0
   protocol:

@@ -16,6 +16,14 @@ options:
         C(version=1) and C(changes) with any of C(add_fields), C(remove_fields), C(update_fields),
         C(rename_fields) and C(index).
       - Unknown sections, keys, attributes and fields are errors that name the valid choices.
+      - Every value must be within what the server safely accepts, measured on redis-server 8.2.3 with search 2.10.5 -
+        for example C(dims) 1-32768, HNSW C(m) 2-4096 (M 1 and M 32768 or more crash the server),
+        C(ef_construction) and C(ef_runtime) 1-1048576, C(block_size) 1-1048576, C(initial_cap) 0-4194304 (and at
+        most 1 GiB of vectors allocated at once), finite C(weight) 0-1000000, finite C(epsilon) 0-1000, finite
+        C(score) 0-1, a C(language) the server knows, C(phonetic_matcher) V(dm:en), V(dm:fr), V(dm:pt) or V(dm:es), a
+        C(separator) that is a space, a tab or ASCII punctuation, and names, prefixes, filters and stopwords without
+        control characters. A value outside is an error naming the attribute, the value and the accepted range.
+      - The same applies to the whole target, including values carried over from the live index.
       - Mutually exclusive with O(patch_file), O(target_schema) and O(target_schema_file).
     type: dict
   patch_file:
@@ -26,6 +34,7 @@ options:
     description:
       - The complete schema the index should have (C(index) and C(fields) sections, as C(redis_index_info) returns
         it). Changes are derived from the difference; renaming fields needs a patch.
+      - Every value must be within what the server safely accepts (see O(patch)).
     type: dict
   target_schema_file:
     description:
@@ -41,7 +50,7 @@ options:
   audit_sample_size:
     description:
       - How many documents to read to check their vectors' sizes and measure key lengths (bounded, read-only).
-        V(0) skips the audit. An index with no more documents than this is audited completely.
+        V(0) skips the audit. An index with no more documents than this is audited completely. Not negative.
     type: int
     default: 1000
   audit_all:
@@ -52,12 +61,12 @@ options:
     default: false
   key_sample_size:
     description:
-      - How many document keys the plan records, for validation after the migration.
+      - How many document keys the plan records, for validation after the migration. Not negative.
     type: int
     default: 20
   batch_size:
     description:
-      - Documents per pipelined batch (and per backup block).
+      - Documents per pipelined batch (and per backup block). From V(1) to V(100000).
     type: int
     default: 500
 """

@@ -14,8 +14,9 @@ from typing import Any, Callable
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import missing
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import explain_options
 
 PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}
 ENV_URL = "REDIS_URL"
@@ -51,6 +52,33 @@ def backup_argument_spec() -> dict[str, Any]:
 
 CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host"]]
 CONNECTION_REQUIRED_TOGETHER = [["tls_client_cert", "tls_client_key"]]
+# Library field names that differ from the option names.
+OPTION_NAMES = {"url": "redis_url"}
+
+
+def _option_models() -> tuple:
+    """The library models that hold the bounds of the operations' options (limits.py)."""
+    # pylint: disable=import-outside-toplevel  (only the modules that have such options need them)
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import PlanningOptions
+    return PlanningOptions, MigrateOptions
+
+
+def check_options(module: AnsibleModule) -> None:
+    """Refuse out-of-bounds options with one line, before anything connects or runs.
+
+    The rules are the library's (ConnectionSettings, PlanningOptions, MigrateOptions): each option a
+    module has is validated by the model that uses it, so every module applies the same bound."""
+    params = module.params
+    try:
+        connection_settings(module)
+        for model in _option_models():
+            given = {name: params[name] for name in model.model_fields if params.get(name) is not None}
+            if given:
+                model.model_validate(given)
+    except ValidationError as err:
+        problem = explain_options(err, OPTION_NAMES)
+        module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
 
 
 def build_module(argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"),
@@ -63,6 +91,7 @@ def build_module(argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("r
     module = AnsibleModule(argument_spec=spec, **kwargs)
     for name, trace in missing(*libraries).items():
         module.fail_json(msg=missing_required_lib(PIP_NAMES.get(name, name)), exception=trace)
+    check_options(module)
     return module
 
 
@@ -114,7 +143,12 @@ def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str
 def run_with_client(module: AnsibleModule, action: Callable[[Any, Any], dict[str, Any]],
                     index: str | None = None) -> None:
     """Connect, run `action(client, settings)` and exit with its result, or fail readably."""
-    settings = connection_settings(module)
+    try:
+        settings = connection_settings(module)
+    except ValidationError as err:  # build_module refused these already; for callers that did not use it
+        problem = explain_options(err, OPTION_NAMES)
+        module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
+        return
     try:
         client = connect(settings)
         result = action(client, settings)

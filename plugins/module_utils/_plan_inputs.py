@@ -7,13 +7,14 @@ from typing import Any, Optional
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_target_schema
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import dump_yaml, read_yaml
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 
 
 def planning_argument_spec() -> dict[str, Any]:
+    """Planning options; their bounds are planner.PlanningOptions', checked by _module_kit.check_options."""
     return {
         "index": {"type": "str"},
         "patch": {"type": "dict"},
@@ -36,10 +37,10 @@ def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: 
     elif params.get("patch_file"):
         patch = parse_patch(read_yaml(params["patch_file"], "patch"), f"patch file {params['patch_file']}")
     elif params.get("target_schema") is not None:
-        target = parse_schema(params["target_schema"], "target_schema")
+        target = parse_target_schema(params["target_schema"], "target_schema")
     else:
         path = params["target_schema_file"]
-        target = parse_schema(read_yaml(path, "target schema"), f"target schema file {path}")
+        target = parse_target_schema(read_yaml(path, "target schema"), f"target schema file {path}")
     return create_plan(
         client, params["index"], patch=patch, target_schema=target, aliases=params["aliases"],
         audit_sample=params["audit_sample_size"], audit_all=params["audit_all"],

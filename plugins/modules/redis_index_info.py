@@ -45,6 +45,7 @@ options:
       - A backup directory of C(redis_index_migrate). When given, RV(migrations) reports every migration backed up
         there (limited to O(index) when set) with its status, phase and progress - the way to follow a migration
         that runs with C(async), from another task or job.
+      - A path that exists but is not a directory is refused.
     type: path
   probe_capabilities:
     description:
@@ -280,6 +281,8 @@ server:
       type: int
 """
 
+import os
+
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import describe_backups
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
@@ -336,6 +339,11 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    backup_dir = module.params["backup_dir"]
+    if backup_dir and os.path.exists(backup_dir) and not os.path.isdir(backup_dir):
+        module.fail_json(msg=f"backup_dir {backup_dir} is a file, not a directory; give the backup directory of "
+                             "redis_index_migrate (the directory holding <index>-<plan id> subdirectories)",
+                         error_type="invalid_input")
     run_with_client(module, lambda client, _settings: describe(client, module.params), index=module.params["index"])
 
 

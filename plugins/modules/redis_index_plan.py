@@ -16,8 +16,14 @@ description:
   - Audits a bounded sample of documents for vectors of the wrong size, estimates the exact backup size, memory
     before and after, AOF growth and whether the backup directory has room, and lists every warning.
   - Writes the plan as YAML (O(plan_out)) sealed by a checksum; C(redis_index_migrate) refuses an edited plan.
-  - Never writes to Redis. Reads are bounded, so planning takes the same time on an index of any size (unless
-    O(audit_all=true)).
+  - Every value of the patch or target schema must be within what the server safely accepts (for example HNSW
+    C(m) 2 to 4096, a C(language) the server knows, a finite C(weight)); a value outside is an error naming the
+    attribute, the value and the accepted range.
+  - Proves that the server accepts the target definition by creating it exactly, under a throwaway name
+    (C(__indexops_check_<random>)) on a prefix no key has, and dropping it at once; a definition the server refuses
+    (for example a C(filter) it cannot parse) is blocked with the server's message. That empty index is the only
+    thing written to Redis, and it is created C(TEMPORARY), so even an interrupted run leaves nothing behind.
+    Reads are bounded, so planning takes the same time on an index of any size (unless O(audit_all=true)).
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
@@ -26,7 +32,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Plans the same way and writes nothing, not even O(plan_out); RV(changed) says whether it would.
+    description:
+      - Plans the same way and writes nothing, not even O(plan_out) (the create check's throwaway index is created and
+        dropped as in a normal run).
+      - RV(changed) is V(true) when O(plan_out) would be written or the planned (supported) migration would change
+        the index, so that C(--check --diff) shows the schema diff (Ansible shows the diff of changed tasks only).
   diff_mode:
     support: full
     description: Shows the index schema before and after the change, as YAML.
@@ -37,6 +47,7 @@ options:
     description:
       - Where to write the plan (YAML). Written atomically, and only when its content changed, so a second
         identical run reports RV(changed=false).
+      - Must be a file path in an existing, writable directory; checked before anything else.
     type: path
   backup_dir:
     description:
@@ -94,7 +105,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether O(plan_out) was (or, in check mode, would be) written. Planning itself changes nothing.
+  description:
+    - Whether O(plan_out) was written. Planning itself changes nothing.
+    - In check mode, whether O(plan_out) would be written or the planned migration would change the index.
   returned: always
   type: bool
 supported:
@@ -206,7 +219,26 @@ def plan_index(module, client, settings) -> dict:
         result["changed"] = not unchanged
         if not unchanged and not module.check_mode:
             write_plan(plan, path)
+    if module.check_mode and plan.classification.supported and not plan.classification.nothing_to_do:
+        # A dry run reports what applying would do; Ansible only shows the diff of a changed task.
+        result["changed"] = True
     return result
+
+
+def plan_out_problem(path: str | None) -> str | None:
+    """Why `path` cannot receive the plan (one line with the fix), or None."""
+    if not path:
+        return None
+    if os.path.isdir(path):
+        return f"plan_out {path} is a directory; give the path of a file in it, for example {os.path.join(path, 'plan.yaml')}"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"plan_out {path}: the directory {directory} does not exist; create it first or choose another path"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"plan_out {path}: the directory {directory} is not writable; choose a writable directory"
+    if os.path.exists(path) and not os.path.isfile(path):
+        return f"plan_out {path} is not a regular file; choose a file path"
+    return None
 
 
 def main() -> None:
@@ -223,6 +255,9 @@ def main() -> None:
         required_one_of=[CHANGE_OPTIONS],
         supports_check_mode=True,
     )
+    problem = plan_out_problem(module.params["plan_out"])
+    if problem:
+        module.fail_json(msg=problem, error_type="invalid_input")
     run_with_client(module, lambda client, settings: plan_index(module, client, settings), index=module.params["index"])
 
 

@@ -53,9 +53,9 @@ def plan(client, changes, index="products", **kwargs):
 
 
 def server_state(client):
-    """Everything a read-only operation must leave as it was."""
-    return (client.execute_command("FT._LIST"), client.dbsize(),
-            client.info("persistence")["rdb_changes_since_last_save"],
+    """Everything planning must leave as it was: the indexes, every key's bytes, the schema. (Not the
+    dirty counter: the create check's throwaway FT.CREATE and FT.DROPINDEX count as two changes.)"""
+    return (sorted(client.execute_command("FT._LIST")), {key: client.dump(key) for key in client.scan_iter()},
             client.info("commandstats").get("cmdstat_hset"),
             snapshot_index(client, "products").snapshot.index_schema.to_dict())
 
@@ -132,6 +132,90 @@ def test_check_mode_playbook_changes_nothing(tmp_path):
     assert before == after
     assert not os.path.exists(tmp_path / "migration_plan.yaml")
     assert os.listdir(backup_dir) == []
+
+
+@pytest.mark.playbook
+def test_check_diff_shows_the_diff_without_plan_out(tmp_path):
+    """`ansible-playbook --check --diff` with no plan_out: the task would write nothing, but the dry
+    run must still show the schema diff (Ansible prints diffs of changed tasks only)."""
+    with RedisSearchServer() as server:
+        import redis  # pylint: disable=import-outside-toplevel
+        client = redis.Redis.from_url(server.url)
+        load_products(client, count=50)
+        before = server_state(client)
+        playbook = f"""
+- name: Dry run without a plan file
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan embedding float32 -> float16
+      indexops.redis_search.redis_index_plan:
+        redis_url: {server.url}
+        index: products
+        patch: {json.dumps(QUANTIZE)}
+      register: dry
+    - name: Nothing to do is not a change, even in check mode
+      indexops.redis_search.redis_index_plan:
+        redis_url: {server.url}
+        index: products
+        patch: {json.dumps({"version": 1, "changes": {"update_fields": [
+            {"name": "embedding", "attrs": {"datatype": "float32"}}]}})}
+      register: same
+    - name: The first would change the index, the second would not
+      ansible.builtin.assert:
+        that:
+          - dry is changed and dry.supported
+          - same is not changed and same.nothing_to_do
+"""
+        done = run_playbook(playbook, args=("--check", "--diff"))
+        after = server_state(client)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "--- before: products (live)" in done.stdout and "+++ after: products (planned)" in done.stdout
+    assert "-    datatype: float32" in done.stdout and "+    datatype: float16" in done.stdout
+    assert before == after
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_mode_reports_changed_only_for_a_real_change(clean_redis, redis_url, capsys):
+    load_products(clean_redis, count=10)
+    args = {"redis_url": redis_url, "index": "products", "patch": QUANTIZE}
+    assert run_module(redis_index_plan, args, capsys, check_mode=True, diff=True)["changed"] is True
+    # Outside check mode the same plan without plan_out writes nothing: not a change.
+    assert run_module(redis_index_plan, args, capsys)["changed"] is False
+    blocked = {**args, "fail_on_blocked": False,
+               "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}}}
+    assert run_module(redis_index_plan, blocked, capsys, check_mode=True)["changed"] is False
+
+
+# --- the create check --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, server_says", [
+    ({"index": {"filter": "@name=="}}, "Syntax error"),
+    ({"index": {"filter": "nosuchfunction(@name)"}}, "Unknown function"),
+])
+def test_a_target_the_server_refuses_is_blocked_with_its_message(clean_redis, changes, server_says):
+    load_products(clean_redis, count=10)
+    lists_before = clean_redis.execute_command("FT._LIST")
+    result = plan(clean_redis, changes)
+    assert not result.classification.supported
+    reason = next(r for r in result.classification.blocked_reasons if "the server refuses the target definition" in r)
+    assert server_says in reason
+    assert clean_redis.execute_command("FT._LIST") == lists_before
+
+
+def test_a_target_the_server_accepts_is_not_blocked(clean_redis):
+    load_products(clean_redis, count=10)
+    result = plan(clean_redis, {"index": {"filter": "@name!=''", "language": "german"}})
+    assert result.classification.supported, result.classification.blocked_reasons
+
+
+def test_planning_options_are_checked_by_the_library(clean_redis):
+    load_products(clean_redis, count=5)
+    for kwargs, message in [({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
+                            ({"audit_sample": -1}, "audit_sample_size must be 0 or more, not -1"),
+                            ({"key_sample": -2}, "key_sample_size must be 0 or more, not -2")]:
+        with pytest.raises(SchemaInvalid, match=message):
+            plan(clean_redis, QUANTIZE["changes"], **kwargs)
 
 
 # --- blocked rules -----------------------------------------------------------------------------

@@ -18,9 +18,21 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .deps import BaseModel, ConfigDict, Field
+from . import limits
+from .deps import BaseModel, ConfigDict, Field, ValidationError
 from .errors import SchemaInvalid
-from .schema import ALGORITHM_ONLY_ATTRS, ATTRS_BY_TYPE, FIELD_TYPES, INDEX_KEYS, FieldSpec, IndexSchema, check_keys, parse_field, parse_index_settings
+from .schema import (
+    ALGORITHM_ONLY_ATTRS,
+    ATTRS_BY_TYPE,
+    FIELD_TYPES,
+    INDEX_KEYS,
+    FieldSpec,
+    IndexSchema,
+    check_keys,
+    explain,
+    parse_field,
+    parse_index_settings,
+)
 
 PATCH_SECTIONS = ("add_fields", "remove_fields", "update_fields", "rename_fields", "index")
 UPDATE_KEYS = ("name", "type", "path", "attrs", "options")
@@ -84,7 +96,8 @@ def _list(data: Any, where: str) -> list:
 
 
 def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
-    """Parse a patch strictly: unknown sections and keys are errors naming the valid choices."""
+    """Parse a patch strictly: unknown sections and keys are errors naming the valid choices, and
+    every value it sets must be within what the server safely accepts (limits.py)."""
     check_keys(data, ("version", "changes"), where, "key")
     version = data.get("version", 1)
     if version != 1:
@@ -96,7 +109,7 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
 
     adds = []
     for i, item in enumerate(_list(changes.get("add_fields"), f"{where}: add_fields")):
-        adds.append(parse_field(item, f"{where}: add_fields[{i}]"))
+        adds.append(parse_field(item, f"{where}: add_fields[{i}]", check_limits=True))
 
     removes = []
     for i, name in enumerate(_list(changes.get("remove_fields"), f"{where}: remove_fields")):
@@ -104,6 +117,7 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
             name = name["name"]
         if not isinstance(name, str):
             raise SchemaInvalid(f"{where}: remove_fields[{i}] must be a field name")
+        limits.check_text(name, "field name", f"{where}: remove_fields[{i}]")
         removes.append(name)
 
     updates = []
@@ -112,8 +126,12 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
         check_keys(item, UPDATE_KEYS, label)
         if not isinstance(item.get("name"), str):
             raise SchemaInvalid(f"{label}: needs the 'name' of the field to update")
+        limits.check_text(item["name"], "field name", label)
         attrs = dict(item.get("attrs") or {})
         attrs.update(item.get("options") or {})
+        limits.check_attrs(attrs, f"{label} ({item['name']})")
+        if item.get("path") is not None:
+            limits.check_text(item["path"], "path", f"{label} ({item['name']})")
         kind = item.get("type")
         if kind is not None and str(kind).lower() not in FIELD_TYPES:
             raise SchemaInvalid(f"{label} ({item['name']}): unknown field type {kind!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}")
@@ -126,10 +144,13 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
         check_keys(item, RENAME_KEYS, label)
         if not isinstance(item.get("old_name"), str) or not isinstance(item.get("new_name"), str):
             raise SchemaInvalid(f"{label}: needs 'old_name' and 'new_name'")
+        limits.check_text(item["old_name"], "old_name", label)
+        limits.check_text(item["new_name"], "new_name", label)
         renames.append(FieldRename(old_name=item["old_name"], new_name=item["new_name"]))
 
     index = changes.get("index") or {}
     check_keys(index, INDEX_KEYS, f"{where}: changes.index", "index option")
+    limits.check_index_options(index, f"{where}: changes.index")
     return SchemaPatch(version=1, add_fields=adds, remove_fields=removes, update_fields=updates,
                        rename_fields=renames, index=dict(index))
 
@@ -159,8 +180,9 @@ def _rename_field(schema: IndexSchema, field: FieldSpec, rename: FieldRename) ->
 def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tuple[IndexSchema, SchemaPatch]:
     """Apply `patch` to `source`; return the target schema and the patch with renames resolved.
 
-    Raises SchemaInvalid for references to fields that do not exist, names that collide, and
-    attributes that do not belong to the field's type."""
+    Raises SchemaInvalid for references to fields that do not exist, names that collide, attributes
+    that do not belong to the field's type, and a target with a value outside the server's limits
+    (including one the source already had: the migration would create it again)."""
     patch = patch.model_copy(deep=True)
     fields: dict[str, FieldSpec] = {f.name: f for f in source.fields}
     order = [f.name for f in source.fields]
@@ -171,6 +193,10 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
             raise _unknown_field(name, source, f"{where}: remove_fields")
         del fields[name]
         order.remove(name)
+    if not order and not patch.add_fields:
+        raise SchemaInvalid(f"{where}: remove_fields removes every field of {source.name}, and an index needs at "
+                            "least one", hint="keep at least one field (or add one), or drop the index with "
+                                              "FT.DROPINDEX yourself")
 
     for rename in patch.rename_fields:
         if rename.old_name not in fields:
@@ -218,6 +244,7 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
     settings = parse_index_settings(index, f"{where}: changes.index")
     try:
         target = IndexSchema(index=settings, fields=[fields[name] for name in order])
-    except ValueError as err:
-        raise SchemaInvalid(f"{where}: the merged schema is invalid: {err}") from None
+    except ValidationError as err:
+        raise explain(err, f"{where}: the merged schema") from None
+    limits.check_schema(target, f"{where}: the target schema")
     return target, patch

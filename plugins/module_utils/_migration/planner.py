@@ -1,10 +1,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Build a migration plan. Read-only: nothing here writes to Redis or to disk.
+"""Build a migration plan. Nothing here writes to disk, and the only write to Redis is the create
+check: the target definition is created under a throwaway name on a prefix no key has and dropped
+at once (create_check.py), so that a definition the server refuses is blocked now, not after the drop.
 
 snapshot -> merge patch (or take the target schema) -> diff -> per-document rewrites -> live
-context -> classify -> sample and audit -> estimate -> warnings -> sealed plan. Every read is
-bounded (a key sample, FT.INFO of each index), so planning takes the same time on any index size,
-unless the caller asks for a full audit.
+context -> classify -> create check -> sample and audit -> estimate -> warnings -> sealed plan.
+Every read is bounded (a key sample, FT.INFO of each index), so planning takes the same time on
+any index size, unless the caller asks for a full audit.
 """
 from __future__ import annotations
 
@@ -16,9 +18,12 @@ from .capabilities import ServerCapabilities, detect_capabilities
 from .catalog import alias_targets, aliases_of, other_indexes
 from .changes import INDEX_RENAME, diff
 from .classify import LiveContext, classify
+from .create_check import CreateCheckUnavailable, check_create
+from .deps import BaseModel, ValidationError
 from .errors import SchemaInvalid
 from .estimate import estimate
 from .keyspace import iter_keys, key_to_text, sample_keys
+from .limits import BatchSize, SampleSize, check_schema, explain_options
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
@@ -27,6 +32,25 @@ from .schema import IndexSchema
 from .snapshot import index_exists, snapshot_index
 
 DEFAULT_BATCH_SIZE = 500
+
+
+class PlanningOptions(BaseModel):
+    """The bounds of the planning options (named as the modules' options), checked by create_plan
+    and, through this model, by the modules before they connect."""
+
+    audit_sample_size: SampleSize = 1000
+    audit_all: bool = False
+    key_sample_size: SampleSize = 20
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE
+
+
+def _target_refusal(client, target: IndexSchema) -> tuple[Optional[str], Optional[str]]:
+    """(the server's refusal of the target definition or None, a warning when it could not be asked)."""
+    try:
+        return check_create(client, target), None
+    except CreateCheckUnavailable as err:
+        return None, (f"Whether the server accepts the target definition could not be checked ({err.message}); "
+                      "redis_index_migrate checks it again before dropping anything")
 
 
 def whole_prefix(source: IndexSchema, stats) -> bool:
@@ -54,9 +78,19 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
                 aliases: List[str] = (), audit_sample: int = 1000, audit_all: bool = False, key_sample: int = 20,
                 backup_dir: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
                 capabilities: Optional[ServerCapabilities] = None, created_at: Optional[str] = None) -> MigrationPlan:
-    """Plan the change of `index` described by `patch` or by a full `target_schema`."""
+    """Plan the change of `index` described by `patch` or by a full `target_schema`.
+
+    Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
+    server refuses (create check) is a blocked reason quoting the server."""
     if (patch is None) == (target_schema is None):
         raise SchemaInvalid("give either a patch or a target schema")
+    try:
+        PlanningOptions(audit_sample_size=audit_sample, audit_all=audit_all, key_sample_size=key_sample,
+                        batch_size=batch_size)
+    except ValidationError as err:
+        raise explain_options(err) from None
+    if target_schema is not None:
+        check_schema(target_schema, "target schema")
     snap = snapshot_index(client, index)
     source = snap.snapshot.index_schema
     caps = capabilities or detect_capabilities(client)
@@ -78,6 +112,12 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     live = LiveContext(capabilities=caps, others=other_indexes(client, [snap.name]),
                        target_name_taken=renamed and index_exists(client, target.name))
     classification = classify(source, target, changes, rewrites, live, snap.snapshot.unrecognized)
+    refusal, unchecked = _target_refusal(client, target) if changes else (None, None)
+    if refusal:
+        classification.blocked_reasons.append(
+            f"the server refuses the target definition: {refusal} (a throwaway FT.CREATE of the exact target, "
+            "dropped at once); correct the schema")
+        classification.supported = False
 
     # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
@@ -99,6 +139,8 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     alias_names, complete = aliases_of(client, snap.name, caps, declared)
     warnings = collect_warnings(source, target, snap.stats, changes, rewrites, classification, audit, cost, caps,
                                 live.others, alias_names, complete, snap.snapshot.unobserved)
+    if unchecked:
+        warnings.append(unchecked)
 
     prefix_change = rewrites.prefix.model_dump() if rewrites.prefix else None
     plan = MigrationPlan(

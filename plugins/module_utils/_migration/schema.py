@@ -14,13 +14,14 @@ from __future__ import annotations
 import difflib
 from typing import Any, List, Optional, Union
 
+from . import limits
 from .deps import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .errors import SchemaInvalid
 
 STORAGE_TYPES = ("hash", "json")
 FIELD_TYPES = ("text", "tag", "numeric", "geo", "geoshape", "vector")
 VECTOR_DATATYPES = ("float32", "float64", "float16", "bfloat16", "int8", "uint8")
-DATATYPE_WIDTH = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
+DATATYPE_WIDTH = limits.DATATYPE_WIDTH
 VECTOR_ALGORITHMS = ("flat", "hnsw", "svs-vamana")
 DISTANCE_METRICS = ("cosine", "l2", "ip")
 COORD_SYSTEMS = ("spherical", "flat")
@@ -69,6 +70,12 @@ class TextAttrs(_CommonAttrs):
     index_empty: bool = False
     unf: bool = False
 
+    @field_validator("phonetic_matcher", mode="before")
+    @classmethod
+    def _matcher_lower(cls, value):
+        # The server accepts only lower case ("dm:en"); "DM:EN" means the same to a reader.
+        return value.lower() if isinstance(value, str) else value
+
 
 class TagAttrs(_CommonAttrs):
     separator: Optional[str] = None
@@ -114,7 +121,7 @@ class VectorAttrs(_Strict):
     m: Optional[int] = Field(default=None, gt=0)
     ef_construction: Optional[int] = Field(default=None, gt=0)
     ef_runtime: Optional[int] = Field(default=None, gt=0)
-    epsilon: Optional[float] = Field(default=None, gt=0)
+    epsilon: Optional[float] = Field(default=None, ge=0)  # the server accepts 0 (limits.py)
     graph_max_degree: Optional[int] = None
     construction_window_size: Optional[int] = None
     search_window_size: Optional[int] = None
@@ -402,12 +409,18 @@ INDEX_KEYS = tuple(IndexSettings.model_fields) if hasattr(IndexSettings, "model_
 FIELD_KEYS = ("name", "type", "path", "attrs")
 
 
-def parse_field(data: Any, where: str, storage: str | None = None) -> FieldSpec:
-    """Parse one field definition strictly (reference shape: name, type, path, attrs)."""
+def parse_field(data: Any, where: str, storage: str | None = None, check_limits: bool = False) -> FieldSpec:
+    """Parse one field definition strictly (reference shape: name, type, path, attrs).
+
+    With `check_limits`, every value must also be within what the server safely accepts (limits.py):
+    for user input. A schema read back from a server or a plan is parsed without it."""
     check_keys(data, FIELD_KEYS, where)
     if "name" not in data or "type" not in data:
         raise SchemaInvalid(f"{where}: a field needs 'name' and 'type'")
-    label = f"{where} ({data['name']})"
+    name = str(data["name"])
+    label = f"{where} ({name if name.isprintable() else repr(name)})"
+    if check_limits:
+        limits.check_field(data, label)
     kind = str(data["type"]).strip().lower()
     if kind not in FIELD_TYPES:
         raise SchemaInvalid(f"{label}: unknown field type {data['type']!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}")
@@ -422,24 +435,38 @@ def parse_field(data: Any, where: str, storage: str | None = None) -> FieldSpec:
         raise explain(err, label) from None
 
 
-def parse_index_settings(data: Any, where: str) -> IndexSettings:
+def parse_index_settings(data: Any, where: str, check_limits: bool = False) -> IndexSettings:
     check_keys(data, INDEX_KEYS, where, "index option")
+    if check_limits:
+        limits.check_index_options(data, where)
     try:
         return IndexSettings.model_validate(data)
     except ValidationError as err:
         raise explain(err, where) from None
 
 
-def parse_schema(data: Any, where: str = "schema") -> IndexSchema:
-    """Parse a full schema in the reference shape ({index: ..., fields: [...]}) strictly."""
+def parse_schema(data: Any, where: str = "schema", check_limits: bool = False) -> IndexSchema:
+    """Parse a full schema in the reference shape ({index: ..., fields: [...]}) strictly.
+
+    `check_limits` for a schema a user wrote (a target schema): see parse_field."""
     check_keys(data, ("version", "index", "fields"), where, "section")
     if "index" not in data or "fields" not in data:
         raise SchemaInvalid(f"{where}: needs both an 'index' and a 'fields' section")
-    index = parse_index_settings(data["index"], f"{where}: index")
+    index = parse_index_settings(data["index"], f"{where}: index", check_limits)
     if not isinstance(data["fields"], list):
         raise SchemaInvalid(f"{where}: fields must be a list")
-    fields = [parse_field(f, f"{where}: fields[{i}]", index.storage_type) for i, f in enumerate(data["fields"])]
+    fields = [parse_field(f, f"{where}: fields[{i}]", index.storage_type, check_limits)
+              for i, f in enumerate(data["fields"])]
     try:
-        return IndexSchema(index=index, fields=fields)
+        schema = IndexSchema(index=index, fields=fields)
     except ValidationError as err:
         raise explain(err, where) from None
+    if check_limits:
+        # The same again on the parsed values (e.g. dims x block_size once defaults are in).
+        limits.check_schema(schema, where)
+    return schema
+
+
+def parse_target_schema(data: Any, where: str = "target schema") -> IndexSchema:
+    """A target schema a user wrote: parsed strictly and checked against the server's limits."""
+    return parse_schema(data, where, check_limits=True)

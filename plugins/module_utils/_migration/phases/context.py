@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 
 from ..backup_store import BackupStore
 from ..deps import BaseModel
+from ..limits import BatchSize, WaitSeconds, Workers
 from ..lock import IndexLock
 from ..plan import MigrationPlan
 from ..schema import IndexSchema
@@ -17,9 +18,12 @@ PROGRESS_SECONDS = 2.0
 
 
 class MigrateOptions(BaseModel):
-    batch_size: int = 500
-    workers: int = 1
-    wait_timeout: float = 600.0
+    """How to run a migration. The bounds (limits.py) are checked when the options are built, by the
+    library and, through this model, by the modules before they connect."""
+
+    batch_size: BatchSize = 500
+    workers: Workers = 1
+    wait_timeout: WaitSeconds = 600.0
     accept_data_loss: bool = False
     # "auto" uses RENAME on a standalone server and DUMP/RESTORE/DEL on a cluster (keys of other slots).
     key_rename_method: str = "auto"
