@@ -20,7 +20,7 @@ description:
     C(m) 2 to 4096, a C(language) the server knows, a finite C(weight)); a value outside is an error naming the
     attribute, the value and the accepted range.
   - Proves that the server accepts the target definition by creating it exactly, under a throwaway name
-    (C(__indexops_check_<random>)) on a prefix no key has, and dropping it at once; a definition the server refuses
+    (C(<index>__indexops_check_<random>)) on a prefix no key has, and dropping it at once; a definition the server refuses
     (for example a C(filter) it cannot parse) is blocked with the server's message. That empty index is the only
     thing written to Redis, and it is created C(TEMPORARY), so even an interrupted run leaves nothing behind.
     Reads are bounded, so planning takes the same time on an index of any size (unless O(audit_all=true)).

@@ -248,7 +248,7 @@ def test_missing_permissions_are_refused_before_anything(clean_redis, redis_url,
 def test_user_with_every_permission_it_needs_migrates(clean_redis, redis_url, tmp_path, acl_users):
     load(clean_redis, docs=60)
     plan = make_plan(clean_redis, QUANT16)
-    user = acl_users("migrator", "~doc:*", "~idx", "~indexops:lock:*", "+@all")
+    user = acl_users("migrator", "~doc:*", "~idx*", "~indexops:lock:*", "+@all")
     assert run(user, redis_url, plan, tmp_path / "b").report.validation["passed"]
 
 
@@ -440,3 +440,23 @@ def test_rollback_of_a_rename_waits_for_a_run_holding_the_target_name(clean_redi
         rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
     assert server_state(clean_redis) == before
     assert not clean_redis.exists("indexops:lock:idx")  # the first lock was given back
+
+
+# --- 4. the exact target definition is proven to be accepted before the drop -----------------------------------
+
+def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, redis_url, tmp_path):
+    load(clean_redis, docs=40)
+    plan = make_plan(clean_redis, {"index": {"filter": "@title=='x'"}})
+    assert plan.classification.supported
+
+    def unparsable_filter(data):  # a consistent plan (request and target agree) the server cannot parse
+        data["requested_changes"]["patch"]["changes"]["index"]["filter"] = "@title=="
+        data["target_schema"]["index"]["filter"] = "@title=="
+        for change in data["changes"]:
+            if change["attribute"] == "filter":
+                change["after"] = "@title=="
+    forged = reseal(plan, unparsable_filter)
+    before = server_state(clean_redis)
+    with pytest.raises(PreflightFailed, match="the server refuses the target definition"):
+        run(clean_redis, redis_url, forged, tmp_path / "b")
+    assert server_state(clean_redis) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from module_runner import run_module
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 FULL_INDEX = [
@@ -123,3 +124,11 @@ def test_unreachable_server_fails_readably(capsys):
                         expect_failure=True)
     assert result["msg"].startswith("127.0.0.1:1/0: cannot connect to 127.0.0.1:1/0")
     assert result["error_type"] == "connection_failed"
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r", "\t", "\\", "\x01"])
+def test_tag_separators_the_server_escapes_are_read_back_exactly(clean_redis, separator):
+    clean_redis.execute_command("FT.CREATE", "seps", "ON", "HASH", "PREFIX", "1", "s:", "SCHEMA", "t", "TAG",
+                                "SEPARATOR", separator)
+    schema = snapshot_index(clean_redis, "seps").snapshot.index_schema
+    assert schema.field("t").attrs.separator == separator

@@ -120,7 +120,8 @@ WRITE_COMMANDS = ("hset", "hdel", "del", "unlink", "set", "rename", "restore", "
 def write_counters(client) -> Dict[str, int]:
     """Calls (including rejected and failed ones) of every command that can write, and the server's
     count of changes since its last save."""
-    stats = client.info("commandstats")
+    # Lower-case keys: the server names module commands in upper case (cmdstat_FT.CREATE) but not JSON's.
+    stats = {key.lower(): value for key, value in client.info("commandstats").items()}
     counters = {}
     for name in WRITE_COMMANDS:
         entry = stats.get(f"cmdstat_{name}") or {}

@@ -16,6 +16,7 @@ from .capabilities import ServerCapabilities
 from .catalog import other_indexes
 from .changes import INDEX_RENAME, Change, diff
 from .classify import Classification, LiveContext, classify
+from .create_check import CreateCheckUnavailable, check_create
 from .errors import PlanBlocked, PlanInvalid, PreflightFailed
 from .patch import FieldRename, merge, parse_patch
 from .plan import MigrationPlan
@@ -108,3 +109,15 @@ def require_writable_file(path: Optional[str], what: str) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PreflightFailed(f"{what} {path} cannot be written by this user; nothing was changed",
                               hint="fix the directory's permissions or choose another path")
+
+
+def require_create_accepted(client, plan: MigrationPlan) -> None:
+    """The server accepts the exact target definition (created under a throwaway name and dropped):
+    a refusal found after the drop would leave no index at all."""
+    try:
+        refusal = check_create(client, plan.target())
+    except CreateCheckUnavailable as err:
+        raise PreflightFailed(f"{err.message}; nothing was changed", hint=err.hint) from None
+    if refusal:
+        raise PreflightFailed(f"the server refuses the target definition: {refusal}; nothing was changed",
+                              hint="correct the patch or target schema and plan again")

@@ -10,8 +10,10 @@ The definition is first checked against limits.py, because some values the serve
 it (HNSW M 32768, ...): the throwaway FT.CREATE must not be the thing that brings it down.
 
 Nothing is left behind: the throwaway index is created TEMPORARY (the server drops it by itself
-after CHECK_TTL_SECONDS without use), and its name starts with CHECK_PREFIX, so that a later call
-drops any index a process killed between the create and the drop left.
+after CHECK_TTL_SECONDS without use), and its name holds CHECK_PREFIX, so that a later call drops
+any index a process killed between the create and the drop left. The name starts with the target's
+own name: search commands treat index names as keys, and a user whose ACL key patterns cover the
+index (`~products*`) may then create the throwaway one too.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class CreateCheckUnavailable(ServerUnsupported):
 def leftover_checks(client) -> List[str]:
     """Throwaway indexes of earlier checks that were interrupted between create and drop."""
     return sorted(name for name in (str(n) for n in decode(client.execute_command("FT._LIST")))
-                  if name.startswith(CHECK_PREFIX))
+                  if CHECK_PREFIX in name)
 
 
 def _drop(client, name: str) -> None:
@@ -54,11 +56,16 @@ def _drop(client, name: str) -> None:
 
 
 def drop_leftover_checks(client) -> List[str]:
-    """Drop every throwaway index a check left; return their names. Only names with CHECK_PREFIX."""
+    """Drop every throwaway index a check left; return their names. Only names holding CHECK_PREFIX."""
     found = leftover_checks(client)
     for name in found:
         _drop(client, name)
     return found
+
+
+def check_name(target: str, token: Optional[str] = None) -> str:
+    """A throwaway index name for checking `target`'s definition."""
+    return f"{target}{CHECK_PREFIX}{token or secrets.token_hex(8)}"
 
 
 def check_create(client, schema: IndexSchema) -> Optional[str]:
@@ -70,7 +77,7 @@ def check_create(client, schema: IndexSchema) -> Optional[str]:
     Connection errors propagate. Leaves no index behind (see the module docstring)."""
     limits.check_schema(schema, "target")
     drop_leftover_checks(client)
-    name = f"{CHECK_PREFIX}{secrets.token_hex(8)}"
+    name = check_name(schema.name)
     probe = schema.model_copy(deep=True)
     # A prefix no key has, so the server indexes nothing; one prefix is enough to test the rest.
     probe.index.prefix = [f"{name}:"]

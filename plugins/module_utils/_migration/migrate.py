@@ -23,7 +23,13 @@ import time
 from typing import Callable, Optional
 
 from . import failpoints
-from .apply_checks import require_same_server, require_supported_live, require_writable_file, verify_derivation
+from .apply_checks import (
+    require_create_accepted,
+    require_same_server,
+    require_supported_live,
+    require_writable_file,
+    verify_derivation,
+)
 from .backup_store import BackupHeader, BackupStore, check_backup_dir, utc_now
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
@@ -110,8 +116,9 @@ def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
                               "changed", hint="wait for it, or raise wait_timeout") from None
 
 
-def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str) -> int:
-    """Read-only checks before the first write. Returns the source's document count."""
+def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str, check_mode: bool = False) -> int:
+    """Checks before the first write. Returns the source's document count. Read-only but for the create
+    check's throwaway index, which check mode leaves to redis_index_plan."""
     # First: without the rights to read the index, nothing below could even look.
     require_permissions(client, migration_commands(plan, plan.server.cluster_enabled), "migration")
     if not index_exists(client, plan.source.index):
@@ -126,6 +133,8 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
                                   f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
     # The plan's own verdict is never trusted: its changes are classified again against the server as it is.
     require_supported_live(client, plan, caps, live.unrecognized)
+    if not check_mode:
+        require_create_accepted(client, plan)
     need = int(plan.estimate.backup_bytes * FREE_SPACE_MARGIN)
     existing = backup_root
     while not os.path.isdir(existing):  # check mode: the directory is not created
@@ -184,7 +193,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     resume = store is not None and store.header.status in ("running", "failed")
     if check_mode:
         if not resume:
-            preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root)
+            preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
         return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
 
     locks = acquire_locks(client, [plan.source.index, plan.target_index], "migration", plan.plan_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
+from .create_check import check_name
 from .deps import redis_exceptions
 from .errors import PreflightFailed
 from .keyspace import key_from_text, renamed_key
@@ -78,6 +79,8 @@ def migration_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comma
     if target != source:
         found += _lock_commands(target) + [("FT.INFO", target)]
     found += _rewrite_commands(plan, old, new, cluster)
+    probe = check_name(target, "0" * 16)  # the create check's throwaway index
+    found += [("FT.CREATE", probe, "SCHEMA", "f", "TEXT"), ("FT.DROPINDEX", probe)]
     found += [("FT.DROPINDEX", source), ("FT.CREATE", target, "SCHEMA", "f", "TEXT")]
     found += [("FT.ALIASUPDATE", alias, target) for alias in plan.source.aliases]
     json_storage = plan.rewrites.storage == "json"

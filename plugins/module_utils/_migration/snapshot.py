@@ -63,6 +63,14 @@ def _flags_attrs(attr: Attribute, names: dict[str, str]) -> dict[str, bool]:
 _COMMON_FLAGS = {"SORTABLE": "sortable", "NOINDEX": "no_index", "INDEXMISSING": "index_missing"}
 
 
+# FT.INFO escapes the two separators a RESP simple string cannot hold (search 2.10.5).
+_ESCAPED_SEPARATORS = {"\\n": "\n", "\\r": "\r"}
+
+
+def _separator(reported: str) -> str:
+    return _ESCAPED_SEPARATORS.get(reported, reported)
+
+
 def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
     kind = _TYPES[attr.type]
     params = attr.params
@@ -76,7 +84,7 @@ def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
     elif kind == "tag":
         attrs.update(_flags_attrs(attr, {"CASESENSITIVE": "case_sensitive", "WITHSUFFIXTRIE": "withsuffixtrie",
                                          "INDEXEMPTY": "index_empty"}))
-        attrs["separator"] = str(text(params.get("SEPARATOR", "")))
+        attrs["separator"] = _separator(str(text(params.get("SEPARATOR", ""))))
     elif kind == "geoshape":
         attrs["coord_system"] = str(params.get("coord_system", "SPHERICAL")).lower()
     elif kind == "vector":

@@ -2,13 +2,14 @@
 """Phase `drop`: last checks, then FT.DROPINDEX (the documents stay).
 
 Before the drop: every key a prefix change will create must be free, a new index name must still
-be free, and no other index may have started to read the keys or fields this migration changes (one
+be free, the server must still accept the target definition (create_check.py), and no other index may have started to read the keys or fields this migration changes (one
 created while the backup ran, say) - found now, they cost nothing; found after the drop, they would
 stop the migration with the index gone, or break the other index.
 """
 from __future__ import annotations
 
 from .. import failpoints
+from ..apply_checks import require_create_accepted
 from ..catalog import other_indexes
 from ..classify import shared_key_conflicts
 from ..errors import PreflightFailed
@@ -53,6 +54,7 @@ def run(ctx: Context) -> None:
         raise PreflightFailed("another index now shares the keys this migration changes: "
                               + "; ".join(conflicts.values()) + "; nothing was changed",
                               hint="resolve it, then re-run the same task", details={"shared_key_indexes": sorted(conflicts)})
+    require_create_accepted(ctx.client, plan)
     ctx.store.header.aliases = list(plan.source.aliases)
     ctx.store.save()
     failpoints.hit("drop", 0)
