@@ -2,12 +2,12 @@
 """Planning options (doc fragment indexops.redis_search.planning) -> a migration plan."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import SchemaPatch, parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_target_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan, requested_changes
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import IndexSchema, parse_target_schema
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import dump_yaml, read_yaml
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
@@ -29,8 +29,8 @@ def planning_argument_spec() -> dict[str, Any]:
     }
 
 
-def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: Optional[str] = None) -> MigrationPlan:
-    """Read the patch or target schema the options name and plan it."""
+def change_from_params(params: dict[str, Any]) -> Tuple[Optional[SchemaPatch], Optional[IndexSchema]]:
+    """The patch or the target schema the options name (one of the two is None)."""
     patch = target = None
     if params.get("patch") is not None:
         patch = parse_patch(params["patch"], "patch")
@@ -41,6 +41,17 @@ def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: 
     else:
         path = params["target_schema_file"]
         target = parse_target_schema(read_yaml(path, "target schema"), f"target schema file {path}")
+    return patch, target
+
+
+def requested_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    """What a plan of these options records as asked for (to find an unfinished one of the same request)."""
+    return requested_changes(*change_from_params(params))
+
+
+def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: Optional[str] = None) -> MigrationPlan:
+    """Read the patch or target schema the options name and plan it."""
+    patch, target = change_from_params(params)
     return create_plan(
         client, params["index"], patch=patch, target_schema=target, aliases=params["aliases"],
         audit_sample=params["audit_sample_size"], audit_all=params["audit_all"],

@@ -162,6 +162,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     CHANGE_OPTIONS,
     plan_from_params,
     planning_argument_spec,
+    requested_from_params,
     schema_diff,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply_checks import require_requested_index
@@ -170,6 +171,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.m
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resume_lookup import unfinished_plan
 
 
 def apply(module, client, settings) -> dict:
@@ -179,7 +181,9 @@ def apply(module, client, settings) -> dict:
     elif params["plan"] is not None:
         plan = plan_from_dict(params["plan"], "plan")
     else:
-        plan = plan_from_params(client, params, settings.endpoint, params["backup_dir"])
+        # Re-running the same task after its migration changed Redis continues that migration.
+        plan = unfinished_plan(params["backup_dir"], params["index"], requested_from_params(params)) or \
+            plan_from_params(client, params, settings.endpoint, params["backup_dir"])
     require_requested_index(plan, params["index"])
     options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],
                              wait_timeout=params["wait_timeout"], accept_data_loss=params["accept_data_loss"])

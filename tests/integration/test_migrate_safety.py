@@ -460,3 +460,42 @@ def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, red
     with pytest.raises(PreflightFailed, match="the server refuses the target definition"):
         run(clean_redis, redis_url, forged, tmp_path / "b")
     assert server_state(clean_redis) == before
+
+
+# --- 6. an on-the-fly task (index + patch) resumes its own migration -------------------------------------------
+
+@pytest.mark.parametrize("failpoint", ["drop:start", "quantize:2", "create:0", "validate:start"])
+def test_on_the_fly_task_rerun_resumes_after_a_crash(clean_redis, redis_url, capsys, tmp_path, failpoint):
+    load(clean_redis)
+    originals = dump_hashes(clean_redis, b"doc:*")
+    _plan, path = planned(clean_redis, tmp_path, QUANT16)  # what the task plans on the fly
+    killed = run_killed(redis_url, path, tmp_path / "b", failpoint)
+    assert killed.returncode == -signal.SIGKILL
+    args = module_args(redis_url, tmp_path)
+    again = run_module(redis_index_migrate, args, capsys)
+    assert again["changed"] and again["result"] == "succeeded"
+    assert again["report"]["plan_checksum"] == _plan.checksum  # its own plan, not a new one
+    assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in originals.items()}
+    assert run_module(redis_index_migrate, args, capsys)["changed"] is False
+
+
+def test_on_the_fly_task_with_other_changes_waits_for_the_unfinished_one(clean_redis, redis_url, capsys, tmp_path):
+    load(clean_redis)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    assert run_killed(redis_url, path, tmp_path / "b", "quantize:2").returncode == -signal.SIGKILL
+    before = server_state(clean_redis)
+    other = module_args(redis_url, tmp_path, patch={"version": 1, "changes": {
+        "update_fields": [{"name": "vec", "attrs": {"datatype": "bfloat16"}}]}})
+    failed = run_module(redis_index_migrate, other, capsys, expect_failure=True)
+    assert "an unfinished migration of idx" in failed["msg"] and "asked for other changes" in failed["msg"]
+    assert "plan_file" in failed["hint"] and "redis_index_rollback" in failed["hint"]
+    assert server_state(clean_redis) == before
+
+
+def test_on_the_fly_task_that_stopped_before_changing_anything_plans_again(clean_redis, redis_url, capsys, tmp_path):
+    load(clean_redis)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    assert run_killed(redis_url, path, tmp_path / "b", "backup:2").returncode == -signal.SIGKILL
+    clean_redis.hset("doc:1", "title", "changed since")  # a fresh plan sees the index as it is now
+    done = run_module(redis_index_migrate, module_args(redis_url, tmp_path), capsys)
+    assert done["result"] == "succeeded" and done["report"]["plan_checksum"] != _plan.checksum

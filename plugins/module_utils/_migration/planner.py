@@ -11,7 +11,7 @@ any index size, unless the caller asks for a full audit.
 from __future__ import annotations
 
 import datetime
-from typing import Any, List, Optional
+from typing import List, Optional
 
 from .audit import AuditResult, audit_keys
 from .capabilities import ServerCapabilities, detect_capabilities
@@ -74,6 +74,11 @@ def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all
     return total
 
 
+def requested_changes(patch: Optional[SchemaPatch], target_schema: Optional[IndexSchema]) -> dict:
+    """What a plan records as asked for: the patch in its file shape, or the full target schema."""
+    return {"patch": patch.to_dict()} if patch is not None else {"target_schema": target_schema.to_dict()}
+
+
 def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, target_schema: Optional[IndexSchema] = None,
                 aliases: List[str] = (), audit_sample: int = 1000, audit_all: bool = False, key_sample: int = 20,
                 backup_dir: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
@@ -95,16 +100,15 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     source = snap.snapshot.index_schema
     caps = capabilities or detect_capabilities(client)
 
+    requested = requested_changes(patch, target_schema)
     if patch is not None:
         target, patch = merge(source, patch)
         renames = patch.rename_fields
-        requested: dict[str, Any] = {"patch": patch.to_dict()}
     else:
         # No server reports a key separator (it is how applications build keys), so a full target
         # schema states it for both sides; only a patch can ask to change it.
         source.index.key_separator = target_schema.index.key_separator
         target, renames = target_schema, []
-        requested = {"target_schema": target_schema.to_dict()}
 
     changes = diff(source, target, renames)
     rewrites = document_rewrites(source, target, changes, renames)
