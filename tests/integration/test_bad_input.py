@@ -182,6 +182,13 @@ MIGRATE_CASES = CONNECTION_CASES + PLANNING_CASES + [
          ["the server refuses the target definition", "Syntax error"]),
     Case("target-filter-unparsable", {"target_schema": target(lambda d: d["index"].update(filter="hasprefix("))},
          ["the server refuses the target definition", "Syntax error"]),
+    # A report that could not be written used to turn a completed migration into a failed one.
+    Case("report-out-in-missing-directory", {"patch": update("name", weight=2), "report_out": "$tmp/no/report.yaml"},
+         ["the directory of report_out $tmp/no/report.yaml does not exist", "create it, or choose another path"]),
+    Case("report-out-is-a-directory", {"patch": update("name", weight=2), "report_out": "$tmp"},
+         ["report_out $tmp is a directory", "give report_out a file name"]),
+    # Cases that need more than options (a plan file of another index, a plan from a second server, a
+    # full disk in a process of its own) are in test_migrate_safety.py, with the same assertions.
 ]
 
 ROLLBACK_CASES = CONNECTION_CASES + [
