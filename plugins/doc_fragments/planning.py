@@ -26,6 +26,22 @@ options:
       - The same applies to the whole target, including values carried over from the live index.
       - Mutually exclusive with O(patch_file), O(target_schema) and O(target_schema_file).
     type: dict
+  mode:
+    description:
+      - How the migration reaches the target.
+      - V(online) builds the target beside the live index, from the same documents, validates it against the live
+        index and swaps it in with one MULTI/EXEC - queries by the index's name (and aliases) never fail. The new
+        index gets a name of its own (V(products--v2), or the new name of a rename) and the old name becomes an alias
+        of it. It needs the documents to stay as they are (no hash vector datatype change, no field rename that
+        moves data, no prefix change) and room in memory for a second index while it builds (below 90% of
+        C(maxmemory)); otherwise the plan is blocked.
+      - V(drop_recreate) drops the index, rewrites the documents and creates the target; queries fail until the new
+        index has indexed everything.
+      - V(auto) is V(online) where possible and V(drop_recreate) otherwise (with a warning when only memory stood in
+        the way). The plan says which, why, and what online costs.
+    type: str
+    choices: [auto, online, drop_recreate]
+    default: auto
   patch_file:
     description:
       - Path of a YAML schema patch (same format as O(patch)), on the host running the module.

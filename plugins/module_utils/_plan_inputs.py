@@ -26,6 +26,7 @@ def planning_argument_spec() -> dict[str, Any]:
         "audit_all": {"type": "bool", "default": False},
         "key_sample_size": {"type": "int", "default": 20, "no_log": False},
         "batch_size": {"type": "int", "default": 500},
+        "mode": {"type": "str", "default": "auto", "choices": ["auto", "online", "drop_recreate"]},
     }
 
 
@@ -56,7 +57,7 @@ def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: 
         client, params["index"], patch=patch, target_schema=target, aliases=params["aliases"],
         audit_sample=params["audit_sample_size"], audit_all=params["audit_all"],
         key_sample=params["key_sample_size"], backup_dir=backup_dir, batch_size=params["batch_size"],
-        endpoint=endpoint,
+        endpoint=endpoint, mode=params["mode"],
     )
 
 

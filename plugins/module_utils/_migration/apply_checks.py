@@ -56,6 +56,8 @@ def verify_derivation(plan: MigrationPlan) -> None:
         differing.append("document rewrites")
     if _dumped(renames) != _dumped(plan.renames.fields):
         differing.append("field renames")
+    if plan.mode not in ("online", "drop_recreate") or (plan.mode == "online" and (rewrites.any or not plan.online)):
+        differing.append("mode")
     if differing:
         raise PlanInvalid(f"the plan's {', '.join(differing)} do not follow from its source schema and requested "
                           "changes (edited and sealed again?); nothing was changed",

@@ -48,7 +48,8 @@ PLAN = "plan.yaml"
 DATA = "data.bin"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate")
+# Every phase either mode can run (an online migration: create, wait, validate, swap).
+PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap")
 
 
 def utc_now() -> str:
@@ -174,12 +175,32 @@ def read_header(directory: str) -> BackupHeader:
 
 
 def list_backups(backup_dir: str) -> List[Tuple[str, Optional[BackupHeader], Optional[str]]]:
-    """(directory, header or None, error or None) for every backup in `backup_dir`; a damaged
-    backup is listed with its error instead of stopping the listing."""
+    """(directory, header or None, error or None) for every backup in `backup_dir`, oldest first (by
+    creation time, then attempt - never by name: a plan id says nothing about age); a damaged backup
+    is listed with its error instead of stopping the listing."""
+    def age(entry: Tuple[str, Optional[BackupHeader], Optional[str]]) -> Tuple[datetime.datetime, int, str]:
+        # A backup whose header cannot be read sorts by its directory's last change (each header save
+        # of a running migration renames a file into it), so a damaged running one still sorts last.
+        directory, header, _error = entry
+        when = None
+        if header is not None:
+            try:
+                when = datetime.datetime.fromisoformat(header.created_at)
+            except ValueError:
+                pass
+        if when is None:
+            try:
+                when = datetime.datetime.fromtimestamp(os.stat(directory).st_mtime, datetime.timezone.utc)
+            except OSError:
+                when = datetime.datetime.min
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return when, header.attempt if header is not None else 0, os.path.basename(directory)
+
     found = []
     if not os.path.isdir(backup_dir):
         return found
-    for name in sorted(os.listdir(backup_dir)):
+    for name in os.listdir(backup_dir):
         directory = os.path.join(backup_dir, name)
         if not os.path.isfile(os.path.join(directory, HEADER)):
             continue
@@ -187,11 +208,13 @@ def list_backups(backup_dir: str) -> List[Tuple[str, Optional[BackupHeader], Opt
             found.append((directory, read_header(directory), None))
         except BackupInvalid as err:
             found.append((directory, None, str(err)))
+    found.sort(key=age)
     return found
 
 
 def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Each backup's identity, status, phase and progress (for redis_index_info), newest last."""
+    """Each backup's identity, status, phase and progress (for redis_index_info), oldest first by
+    creation time, so `last` is the newest migration."""
     found = []
     for directory, header, error in list_backups(backup_dir):
         if header is None:
@@ -199,12 +222,12 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
             continue
         if index and index not in (header.source_index, header.target_index):
             continue
-        done = [name for name in PHASES if header.phases[name].done]
+        done = [name for name in PHASES if name in header.phases and header.phases[name].done]
         found.append({
             "path": directory, "source_index": header.source_index, "target_index": header.target_index,
             "plan_id": header.plan_id, "attempt": header.attempt, "status": header.status, "phase": header.phase,
             "phases_done": done, "progress": {name: header.phases[name].counters for name in PHASES
-                                              if header.phases[name].counters},
+                                              if name in header.phases and header.phases[name].counters},
             "documents": header.data_records, "backup_bytes": header.data_bytes,
             "created_at": header.created_at, "updated_at": header.updated_at, "error": header.error,
         })
@@ -275,7 +298,8 @@ class BackupStore:
         write_atomic(self.path(HEADER), json.dumps(self.header.model_dump(mode="json"), indent=1).encode("utf-8"))
 
     def phase(self, name: str) -> PhaseState:
-        return self.header.phases[name]
+        # A header written before a phase existed (swap) has no state for it yet.
+        return self.header.phases.setdefault(name, PhaseState())
 
     # -- data file ---------------------------------------------------------------------------------
     def data_writer(self) -> "DataWriter":

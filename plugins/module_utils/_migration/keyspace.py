@@ -147,3 +147,15 @@ def _aggregate_keys(rows: Any) -> List[bytes]:
         row = as_map(row)
         keys.append(row["__key"])
     return keys
+
+
+def indexed_keys(client, index: str, keys: List[bytes]) -> set:
+    """Which of `keys` the index holds (a document it refused - a value it cannot parse - is not)."""
+    if not keys:
+        return set()
+    reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(keys)), *keys, "NOCONTENT",
+                                   "LIMIT", "0", str(len(keys)), *NO_TIMEOUT, "DIALECT", "2")
+    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
+        top = as_map(reply[0] if isinstance(reply, list) else reply)
+        return {as_map(row)["id"] for row in top.get("results", [])}
+    return set(reply[1:])

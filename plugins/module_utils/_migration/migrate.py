@@ -30,7 +30,7 @@ from .apply_checks import (
     require_writable_file,
     verify_derivation,
 )
-from .backup_store import BackupHeader, BackupStore, check_backup_dir, utc_now
+from .backup_store import BackupHeader, BackupStore, PhaseState, check_backup_dir, utc_now
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
@@ -39,13 +39,14 @@ from .errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from .estimate import FREE_SPACE_MARGIN
 from .lock import acquire_locks, release_locks
 from .permissions import migration_commands, require_permissions
-from .phases import backup, create, drop, resume_check, rewrite, validate
+from .modes import ONLINE, memory_now_fits
+from .phases import backup, create, drop, online, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
 from .plan import MigrationPlan
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
 from .schema import differences
 from .scripts import Scripts
-from .snapshot import index_exists, snapshot_index
+from .snapshot import index_exists, real_name, snapshot_index
 from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = create.NOT_REPORTED
@@ -81,7 +82,7 @@ def _count(phase: str, function: Callable[[Context], dict]) -> Callable[[Context
     return run
 
 
-PHASES = [
+DROP_RECREATE_PHASES = [
     ("backup", backup.run),
     ("drop", drop.run),
     ("move_fields", _count("move_fields", rewrite.move_fields)),
@@ -91,6 +92,18 @@ PHASES = [
     ("wait", create.run_wait),
     ("validate", _run_validate),
 ]
+ONLINE_PHASES = [
+    ("create", online.run_create),
+    ("wait", online.run_wait),
+    ("validate", online.run_validate),
+    ("swap", online.run_swap),
+]
+# Phases an online migration redoes after a failure before its swap, once the new index is dropped.
+ONLINE_BUILD = ("create", "wait", "validate")
+
+
+def phases_of(plan: MigrationPlan) -> list:
+    return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
 
 
 def lossy_changes(plan: MigrationPlan) -> list:
@@ -124,9 +137,15 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
     if not index_exists(client, plan.source.index):
         raise PreflightFailed(f"index {plan.source.index} does not exist", hint="check the plan's index")
     live = _source_unchanged(client, plan)
-    if plan.target_index != plan.source.index and index_exists(client, plan.target_index):
-        raise PreflightFailed(f"an index or alias named {plan.target_index!r} exists", hint="choose another name")
+    for name in dict.fromkeys([plan.target_index, plan.final_index]):
+        if name != plan.source.index and index_exists(client, name):
+            raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
     caps = detect_capabilities(client)
+    if plan.mode == ONLINE:
+        fits, why = memory_now_fits(plan.online, caps)
+        if not fits:
+            raise PreflightFailed(f"the online build no longer fits: {why}; nothing was changed",
+                                  hint="free memory or raise maxmemory, or plan again with mode drop_recreate")
     for field in plan.target().vector_fields():
         if not caps.accepts_datatype(field.attrs.datatype) or not caps.accepts_algorithm(field.attrs.algorithm):
             raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
@@ -160,10 +179,31 @@ def _check_dir_readonly(path: Optional[str]) -> str:
 
 
 def _target_matches(client, plan: MigrationPlan) -> bool:
-    if not index_exists(client, plan.target_index):
+    if not index_exists(client, plan.final_index):
         return False
-    live = snapshot_index(client, plan.target_index).snapshot
-    return not differences(plan.target(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    live = snapshot_index(client, plan.final_index).snapshot
+    return not differences(plan.final_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+
+
+def _resume_checks(client, plan: MigrationPlan, store: BackupStore) -> None:
+    """Before continuing a migration that stopped: the source, where nothing was changed yet, must be as
+    planned, and allowed; what was changed is checked against the server by resume_check."""
+    if store.phase("backup").done:
+        store.require_intact()
+    if plan.mode == ONLINE:
+        started = store.phase("create").started_at
+        if store.phase("swap").done or real_name(client, plan.source.index) != plan.source.index:
+            return  # swapped (or the source is gone: the swap phase tells which)
+        live = _source_unchanged(client, plan)
+        if not started:
+            caps = detect_capabilities(client)
+            require_supported_live(client, plan, caps, live.unrecognized)
+        return
+    if not store.phase("drop").done and index_exists(client, plan.source.index):
+        live = _source_unchanged(client, plan)
+        caps = detect_capabilities(client)
+        require_supported_live(client, plan, caps, live.unrecognized)
+        require_permissions(client, migration_commands(plan, caps.cluster_enabled), "migration")
 
 
 def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
@@ -196,17 +236,11 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
         return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
 
-    locks = acquire_locks(client, [plan.source.index, plan.target_index], "migration", plan.plan_id)
+    locks = acquire_locks(client, [plan.source.index, plan.target_index, plan.final_index], "migration", plan.plan_id)
     phase = "preflight"
     try:
         if resume:
-            if store.phase("backup").done:
-                store.require_intact()
-            if not store.phase("drop").done and index_exists(client, plan.source.index):
-                live = _source_unchanged(client, plan)
-                caps = detect_capabilities(client)
-                require_supported_live(client, plan, caps, live.unrecognized)
-                require_permissions(client, migration_commands(plan, caps.cluster_enabled), "migration")
+            _resume_checks(client, plan, store)
         else:
             docs = preflight(client, plan, options, root)
             attempt = store.header.attempt + 1 if store is not None else 1
@@ -220,7 +254,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
         if resume:
             resume_check.check(ctx)
         store.header.status, store.header.error = "running", None
-        for phase, run in PHASES:
+        for phase, run in phases_of(plan):
             state = store.phase(phase)
             if state.done:
                 continue
@@ -237,12 +271,35 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
         store.header.status, store.header.phase = "completed", "completed"
         store.save()
     except Exception as err:  # pylint: disable=broad-exception-caught
+        if plan.mode == ONLINE:
+            _clean_up_online(client, plan, store)
         raise _failed(client, plan, store, phase, err, report_out) from None
     finally:
         release_locks(locks)
     report = build_report(plan, "succeeded", store)
     _save_completed_report(report, store, report_out)
     return Outcome(changed=True, report=report)
+
+
+def _clean_up_online(client, plan: MigrationPlan, store: Optional[BackupStore]) -> None:
+    """An online migration that failed before its swap drops the index it built (the source served all
+    along), so that nothing is left beside the source; the next run builds it again."""
+    if store is None or store.phase("swap").done:
+        return
+    try:
+        if real_name(client, plan.source.index) != plan.source.index:
+            return  # the swap happened after all (or the source is gone): keep what serves
+        name = plan.final_index
+        if real_name(client, name) == name:
+            live = snapshot_index(client, name).snapshot
+            if differences(plan.final_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved)):
+                return  # not ours
+            client.execute_command("FT.DROPINDEX", name)
+        for phase in ONLINE_BUILD:
+            store.header.phases[phase] = PhaseState()
+        store.header.phases["create"].counters["dropped_after_failure"] = name
+    except Exception:  # pylint: disable=broad-exception-caught
+        pass  # the re-run finds the index and goes on with it, or a rollback drops it
 
 
 def _save_completed_report(report: MigrationReport, store: BackupStore, report_out: Optional[str]) -> None:

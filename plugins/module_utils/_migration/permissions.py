@@ -19,9 +19,11 @@ from .deps import redis_exceptions
 from .errors import PreflightFailed
 from .keyspace import key_from_text, renamed_key
 from .lock import lock_key
+from .modes import stem
 from .plan import MigrationPlan
 
 Command = Tuple[object, ...]
+_NEVER_QUEUED = ("MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "RESET", "QUIT")
 _ANY_SHA = "0" * 40
 
 
@@ -71,20 +73,24 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
 
 def migration_commands(plan: MigrationPlan, cluster: bool = False) -> List[Command]:
     """Every command (with representative arguments) that applying `plan` sends."""
-    source, target = plan.source.index, plan.target_index
+    source, target, final = plan.source.index, plan.target_index, plan.final_index
     old, new = _document_keys(plan)
     found: List[Command] = [("FT._LIST",), ("FT.INFO", source), ("FT.AGGREGATE", source, "*"),
                             ("FT.CURSOR", "READ", source, "0"), ("FT.CURSOR", "DEL", source, "0")]
     found += _lock_commands(source)
-    if target != source:
-        found += _lock_commands(target) + [("FT.INFO", target)]
+    for name in dict.fromkeys([target, final]):
+        if name != source:
+            found += _lock_commands(name) + [("FT.INFO", name)]
     found += _rewrite_commands(plan, old, new, cluster)
     probe = check_name(target, "0" * 16)  # the create check's throwaway index
     found += [("FT.CREATE", probe, "SCHEMA", "f", "TEXT"), ("FT.DROPINDEX", probe)]
-    found += [("FT.DROPINDEX", source), ("FT.CREATE", target, "SCHEMA", "f", "TEXT")]
-    found += [("FT.ALIASUPDATE", alias, target) for alias in plan.source.aliases]
+    found += [("FT.DROPINDEX", source), ("FT.CREATE", final, "SCHEMA", "f", "TEXT")]
+    names = plan.online.names if plan.mode == "online" and plan.online else plan.source.aliases
+    found += [("FT.ALIASUPDATE", alias, final) for alias in names]
+    if plan.mode == "online":
+        found.append(("FT.DROPINDEX", final))  # dropping the new index after a failure before the swap
     json_storage = plan.rewrites.storage == "json"
-    found += [("FT.SEARCH", target, "*"), ("EXISTS", new)]
+    found += [("FT.SEARCH", final, "*"), ("EXISTS", new)]
     for field in plan.target().vector_fields():
         location = plan.target().identifier(field)
         found.append(("JSON.GET", new, location) if json_storage else ("HGET", new, location))
@@ -109,6 +115,13 @@ def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comman
     if plan.rewrites.prefix:
         found += [("DUMP", new), ("PTTL", new), ("RESTORE", old, "0", "x"), ("DEL", new)] if cluster else [
             ("RENAME", new, old)]
+    if plan.mode == "online" and plan.online:
+        # Rebuilt beside the migration's index under the next generation name, then swapped in.
+        rebuilt = f"{stem(plan.final_index)}--v0"
+        found += _lock_commands(plan.final_index) + [("FT.INFO", plan.final_index), ("FT.DROPINDEX", plan.final_index),
+                                                     ("FT.CREATE", rebuilt, "SCHEMA", "f", "TEXT")]
+        found += [("FT.ALIASUPDATE", name, rebuilt) for name in plan.online.names]
+        return found
     found += [("FT.DROPINDEX", target), ("FT.CREATE", source, "SCHEMA", "f", "TEXT")]
     found += [("FT.ALIASUPDATE", alias, source) for alias in plan.source.aliases]
     return found
@@ -138,6 +151,8 @@ def _refusals_by_multi(client, commands: Sequence[Command]) -> Optional[List[Tup
         except redis_exceptions.NoPermissionError:
             return None
         for command in commands:
+            if _name(command) in _NEVER_QUEUED:
+                continue  # EXEC here would run everything queued so far
             connection.send_command(*command)
             try:
                 connection.read_response()

@@ -20,6 +20,7 @@ from .classify import Classification
 from .deps import BaseModel, ConfigDict, Field, ValidationError, yaml
 from .errors import PlanInvalid
 from .estimate import Estimate
+from .modes import OnlineSwap
 from .patch import FieldRename
 from .rewrites import DocumentRewrites
 from .schema import IndexSchema, parse_schema
@@ -33,7 +34,7 @@ VOLATILE = (
     ("source", "stats", "vector_index_bytes"), ("source", "stats", "index_bytes"),
     ("source", "stats", "total_indexing_time_ms"), ("estimate", "memory_before_bytes"),
     ("estimate", "memory_after_bytes"), ("estimate", "memory_delta_bytes"), ("estimate", "backup_dir_free_bytes"),
-    ("estimate", "backup_fits"),
+    ("estimate", "backup_fits"), ("online", "memory_used_bytes"),
 )
 
 
@@ -66,7 +67,10 @@ class MigrationPlan(BaseModel):
     checksum: str = ""
     created_at: str
     collection_version: str = COLLECTION_VERSION
-    mode: str = "drop_recreate"
+    mode: str = "drop_recreate"  # or online (modes.py)
+    requested_mode: str = "auto"
+    mode_reason: str = ""
+    online: Optional[OnlineSwap] = None
     source: SourceState
     requested_changes: Dict[str, Any]
     target_schema: Dict[str, Any]
@@ -107,6 +111,17 @@ class MigrationPlan(BaseModel):
     @property
     def target_index(self) -> str:
         return self.target_schema["index"]["name"]
+
+    @property
+    def final_index(self) -> str:
+        """The new index's own name: the target's, or for an online migration the one it is built under."""
+        return self.online.index if self.mode == "online" and self.online else self.target_index
+
+    def final_schema(self) -> IndexSchema:
+        """The target schema under the name the new index really has."""
+        schema = self.target()
+        schema.index.name = self.final_index
+        return schema
 
     def same_content(self, other: "MigrationPlan") -> bool:
         """Equal but for volatile figures (memory, disk free, timestamps): nothing to rewrite."""

@@ -2,7 +2,7 @@
 """Everything the operator must know before applying a plan, as one sentence each."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 from .audit import AuditResult
 from .capabilities import ServerCapabilities
@@ -11,6 +11,7 @@ from .classify import Classification, OtherIndex
 from .codec import describe_conversion
 from .estimate import Estimate
 from .keyspace import prefixes_overlap
+from .modes import OnlineSwap
 from .rewrites import DocumentRewrites
 from .schema import IndexSchema
 from .stats import IndexStats
@@ -27,16 +28,24 @@ def _size(num: float) -> str:
 def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats, changes: List[Change],
                      rewrites: DocumentRewrites, classification: Classification, audit: AuditResult,
                      estimate: Estimate, caps: ServerCapabilities, others: List[OtherIndex],
-                     aliases: List[str], aliases_complete: bool, unobserved: List[str]) -> List[str]:
+                     aliases: List[str], aliases_complete: bool, unobserved: List[str],
+                     online: Optional[OnlineSwap] = None) -> List[str]:
     found: List[str] = []
     if classification.nothing_to_do:
         return found
-    found.append(
-        f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
-        f"indexed all {stats.num_docs} documents, and writes in that window are not indexed"
-        + (" and may be overwritten by the rewrite" if rewrites.any else "")
-        + ". Stop reads and writes for the migration window."
-    )
+    if online is not None and classification.mode == "online":
+        found.append(
+            f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} keeps "
+            f"serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then swapped in at once: "
+            f"{', '.join(online.names)} lead to {online.index} from then on. Writes go on; documents written during "
+            "the build are indexed by both.")
+    else:
+        found.append(
+            f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
+            f"indexed all {stats.num_docs} documents, and writes in that window are not indexed"
+            + (" and may be overwritten by the rewrite" if rewrites.any else "")
+            + ". Stop reads and writes for the migration window."
+        )
     for change in changes:
         if change.blocked:
             continue

@@ -19,10 +19,11 @@ from .catalog import alias_targets, aliases_of, other_indexes
 from .changes import INDEX_RENAME, diff
 from .classify import LiveContext, classify
 from .create_check import CreateCheckUnavailable, check_create
-from .deps import BaseModel, ValidationError
+from .deps import BaseModel, ValidationError, field_validator
 from .errors import SchemaInvalid
 from .estimate import estimate
 from .keyspace import iter_keys, key_to_text, sample_keys
+from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
 from .limits import BatchSize, SampleSize, check_schema, explain_options
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
@@ -42,6 +43,14 @@ class PlanningOptions(BaseModel):
     audit_all: bool = False
     key_sample_size: SampleSize = 20
     batch_size: BatchSize = DEFAULT_BATCH_SIZE
+    mode: str = AUTO
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
 
 
 def _target_refusal(client, target: IndexSchema) -> tuple[Optional[str], Optional[str]]:
@@ -82,7 +91,8 @@ def requested_changes(patch: Optional[SchemaPatch], target_schema: Optional[Inde
 def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, target_schema: Optional[IndexSchema] = None,
                 aliases: List[str] = (), audit_sample: int = 1000, audit_all: bool = False, key_sample: int = 20,
                 backup_dir: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
-                capabilities: Optional[ServerCapabilities] = None, created_at: Optional[str] = None) -> MigrationPlan:
+                capabilities: Optional[ServerCapabilities] = None, created_at: Optional[str] = None,
+                mode: str = AUTO) -> MigrationPlan:
     """Plan the change of `index` described by `patch` or by a full `target_schema`.
 
     Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
@@ -91,7 +101,7 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
         raise SchemaInvalid("give either a patch or a target schema")
     try:
         PlanningOptions(audit_sample_size=audit_sample, audit_all=audit_all, key_sample_size=key_sample,
-                        batch_size=batch_size)
+                        batch_size=batch_size, mode=mode)
     except ValidationError as err:
         raise explain_options(err) from None
     if target_schema is not None:
@@ -133,18 +143,27 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
         audit_sample or audit_all) else AuditResult(mode="skipped")
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
 
-    # An index planned through an alias keeps that alias: FT.DROPINDEX would drop it with the index.
-    requested_alias = [index] if index != snap.name and index not in aliases else []
-    declared = alias_targets(client, list(aliases) + requested_alias)
+    declared = alias_targets(client, list(aliases))
     missing = [a for a, t in declared.items() if t != snap.name]
     if missing:
         raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {snap.name}",
                             hint="list only aliases of the index being migrated")
+    # Aliases found without being named: the one the index was planned through, and the name an index made
+    # by an online migration goes by (`products` for `products--v2`). FT.DROPINDEX would drop them.
+    probed = [name for name in dict.fromkeys([index, stem(snap.name)]) if name != snap.name and name not in declared]
+    declared.update({a: t for a, t in alias_targets(client, probed).items() if t == snap.name})
     alias_names, complete = aliases_of(client, snap.name, caps, declared)
+
+    decision = choose_mode(mode, source, target, rewrites, cost, caps, alias_names,
+                           lambda name: index_exists(client, name)) if changes else ModeDecision(
+        mode=DROP_RECREATE, reason="nothing to change")
+    classification.mode = decision.mode
+    if decision.blocked:
+        classification.blocked_reasons.append(decision.blocked)
+        classification.supported = False
     warnings = collect_warnings(source, target, snap.stats, changes, rewrites, classification, audit, cost, caps,
-                                live.others, alias_names, complete, snap.snapshot.unobserved)
-    if unchecked:
-        warnings.append(unchecked)
+                                live.others, alias_names, complete, snap.snapshot.unobserved, decision.online)
+    warnings += [w for w in (decision.warning, unchecked) if w]
 
     prefix_change = rewrites.prefix.model_dump() if rewrites.prefix else None
     plan = MigrationPlan(
@@ -162,6 +181,10 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
                         prefix=prefix_change, fields=renames),
         rewrites=rewrites,
         classification=classification,
+        mode=decision.mode,
+        requested_mode=mode,
+        mode_reason=decision.reason,
+        online=decision.online,
         warnings=warnings,
         audit=audit,
         estimate=cost,

@@ -17,6 +17,7 @@ class MigrationReport(BaseModel):
     format: str = REPORT_FORMAT
     format_version: int = 1
     result: str  # succeeded | failed | nothing_to_do | already_completed | would_migrate | would_resume
+    mode: str = "drop_recreate"
     source_index: str
     target_index: str
     plan_checksum: str
@@ -36,8 +37,8 @@ class MigrationReport(BaseModel):
 
 
 def build_report(plan: MigrationPlan, result: str, store: Optional[BackupStore] = None) -> MigrationReport:
-    report = MigrationReport(result=result, source_index=plan.source.index, target_index=plan.target_index,
-                             plan_checksum=plan.checksum, warnings=list(plan.warnings))
+    report = MigrationReport(result=result, mode=plan.mode, source_index=plan.source.index,
+                             target_index=plan.final_index, plan_checksum=plan.checksum, warnings=list(plan.warnings))
     if store is None:
         return report
     header = store.header
@@ -54,7 +55,10 @@ def build_report(plan: MigrationPlan, result: str, store: Optional[BackupStore] 
     report.conflicts = sum(int(state.counters.get("conflict", 0)) for state in header.phases.values())
     # The index is unavailable from the drop until the new one has indexed everything.
     window = ("drop", "move_fields", "rename_keys", "quantize", "create", "wait")
-    if header.phases["drop"].started_at:
+    if plan.mode == "online":
+        # The source serves until the swap's EXEC and the new index from then on: no read gap.
+        report.downtime_seconds = 0.0 if header.phases.get("swap") and header.phases["swap"].done else None
+    elif header.phases["drop"].started_at:
         report.downtime_seconds = round(sum(header.phases[p].seconds for p in window), 3)
     return report
 

@@ -29,7 +29,7 @@ import hashlib
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import failpoints
+from . import failpoints, rollback_online
 from .backup_format import FormatError, Record, decode_records, iter_blocks
 from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, utc_now
 from .codec import QuantParams, convert_batch
@@ -375,17 +375,31 @@ def _already_rolled_back(client, plan: MigrationPlan, store: BackupStore) -> boo
         return False
     if store.header.rollback.get("result") == FINISHED_WITH_PROBLEMS:
         return True  # finished on purpose despite its validation: the source may differ, as accepted
+    if plan.mode == "online":
+        return rollback_online.rolled_back(client, plan)
     if not index_exists(client, plan.source.index):
         return False
     live = snapshot_index(client, plan.source.index).snapshot
     return not differences(plan.source_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
 
 
+def _recorded(store: BackupStore, result: RollbackResult) -> Dict[str, Any]:
+    """The result for the header, keeping what a resumed rollback needs (the online rollback's index)."""
+    kept = {key: store.header.rollback[key] for key in ("online_index",) if key in store.header.rollback}
+    return {**result.model_dump(mode="json"), **kept}
+
+
+def _finish(store: BackupStore, result: RollbackResult) -> None:
+    store.header.status, store.header.error = "rolled_back", None
+    store.header.rollback = _recorded(store, result)
+    store.save()
+
+
 def _record_failure(store: BackupStore, result: RollbackResult, err: Exception) -> None:
     """Leave in the header why the rollback stopped (redis_index_info shows it); it stays rolling_back."""
     message = err.message if isinstance(err, IndexOpsError) else f"{type(err).__name__}: {err}"
     store.header.error = {"phase": "rollback", "message": message, "at": utc_now()}
-    store.header.rollback = result.model_dump(mode="json")
+    store.header.rollback = _recorded(store, result)
     try:
         store.save()
     except OSError:
@@ -402,7 +416,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
     store.header = read_header(store.directory)
     plan = backup_plan(store)
     result = RollbackResult(result="rolled_back", backup_path=store.directory, source_index=plan.source.index,
-                            target_index=plan.target_index)
+                            target_index=plan.final_index)
     if _already_rolled_back(client, plan, store):
         result.result = "already_rolled_back"
         result.validation = store.header.rollback.get("validation", {})
@@ -423,10 +437,14 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
             list(_usable_records(store, True, result.unverified))
         return True, result
     result.records = 0
-    locks = acquire_locks(client, [plan.source.index, plan.target_index], "rollback", plan.plan_id)
+    locks = acquire_locks(client, [plan.source.index, plan.target_index, plan.final_index], "rollback", plan.plan_id)
     try:
         store.header.status = "rolling_back"
         store.save()
+        if plan.mode == "online":
+            rollback_online.run(client, store, plan, result, wait_timeout)
+            _finish(store, result)
+            return True, result
         read_back = _restore_documents(client, store, plan, partial, result, cluster)
         _index_steps(client, plan, store, result)
         try:
@@ -444,9 +462,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
                 details={"validation": result.validation, "problems": result.problems})
         if result.problems:
             result.result = FINISHED_WITH_PROBLEMS
-        store.header.status, store.header.error = "rolled_back", None
-        store.header.rollback = result.model_dump(mode="json")
-        store.save()
+        _finish(store, result)
     except Exception as err:
         _record_failure(store, result, err)
         raise

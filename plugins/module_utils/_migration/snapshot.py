@@ -48,6 +48,14 @@ def read_info(client, name: str) -> FtInfo:
     return parse_ft_info(reply)
 
 
+def real_name(client, name: str) -> Optional[str]:
+    """The index a name leads to: itself, or the index an alias points at; None when it leads nowhere."""
+    try:
+        return read_info(client, name).name
+    except IndexNotFound:
+        return None
+
+
 def index_exists(client, name: str) -> bool:
     try:
         read_info(client, name)

@@ -1,0 +1,52 @@
+"""Query an index by name every few milliseconds, in a process of its own, until told to stop.
+
+argv[1] is a JSON object: url, index, interval (s), stop_file, out (path of the JSON result), and
+optionally field + vector (hex) for a KNN query instead of `*`. The result: queries sent, answered
+(a reply with at least one document), empty replies, errors (first few listed) and the longest time
+between two answered queries - what a client of the index would have seen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import redis
+
+
+def main() -> int:
+    args = json.loads(sys.argv[1])
+    client = redis.Redis.from_url(args["url"], protocol=2, socket_timeout=5)
+    query = ["FT.SEARCH", args["index"], "*", "NOCONTENT", "LIMIT", "0", "1", "TIMEOUT", "0"]
+    if args.get("field"):
+        query = ["FT.SEARCH", args["index"], f"*=>[KNN 3 @{args['field']} $v]", "PARAMS", "2", "v",
+                 bytes.fromhex(args["vector"]), "NOCONTENT", "LIMIT", "0", "3", "TIMEOUT", "0", "DIALECT", "2"]
+    sent = answered = empty = 0
+    errors = []
+    last = first = None
+    longest = 0.0
+    while not os.path.exists(args["stop_file"]):
+        sent += 1
+        try:
+            reply = client.execute_command(*query)
+            if reply and int(reply[0]) > 0:
+                answered += 1
+                now = time.monotonic()
+                if last is not None:
+                    longest = max(longest, now - last)
+                first = first or now
+                last = now
+            else:
+                empty += 1
+        except redis.RedisError as err:
+            errors.append(str(err))
+        time.sleep(args.get("interval", 0.005))
+    with open(args["out"], "w", encoding="utf-8") as handle:
+        json.dump({"sent": sent, "answered": answered, "empty": empty, "errors": len(errors),
+                   "first_errors": sorted(set(errors))[:5], "longest_gap_ms": round(longest * 1000, 1)}, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
