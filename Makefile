@@ -11,7 +11,7 @@ LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate
+.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate bench-batch
 
 venv: $(STAMP) $(LINK)
 
@@ -65,6 +65,11 @@ bench: $(BENCH_STAMP) $(LINK)
 # Same venv. BENCH_ARGS="--sizes 20000,100000,200000 --algorithm hnsw --workers 1,2 --runs 3"
 bench-migrate: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/migrate_throughput.py $(BENCH_ARGS)
+
+# Planning latency of a batch of small indexes (target: 20 in under 2 s). Same venv.
+# BENCH_ARGS="--indexes 50 --docs 1000 --runs 10"
+bench-batch: $(BENCH_STAMP) $(LINK)
+	$(BENCH_BIN)/python benchmarks/batch_plan_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .ansible tests/output

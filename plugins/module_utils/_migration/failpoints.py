@@ -5,7 +5,9 @@ INDEXOPS_FAILPOINT=<phase>:<n> sends SIGKILL to the process when `phase` reaches
 (before the phase does anything), a number of blocks done, or `0` for a phase's own critical point
 (drop: after its checks, before FT.DROPINDEX; create: after FT.CREATE, before the aliases).
 <phase>:<n>:pause=<seconds> sleeps there instead (to hold the lock while a test starts another
-run). Unset in normal use, where `hit` costs one environment lookup.
+run); <phase>:<n>:raise raises InjectedFailure there, once (the variable is then removed from this
+process, so that a retry or the next index of a batch runs through). Unset in normal use, where
+`hit` costs one environment lookup.
 """
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ import signal
 import time
 
 ENV = "INDEXOPS_FAILPOINT"
+
+
+class InjectedFailure(RuntimeError):
+    """An ordinary error at a chosen point, for tests of what happens after a failure (not a crash)."""
 
 
 def hit(phase: str, point) -> None:
@@ -27,4 +33,7 @@ def hit(phase: str, point) -> None:
     if action.startswith("pause="):
         time.sleep(float(action.split("=", 1)[1]))
         return
+    if action == "raise":
+        del os.environ[ENV]
+        raise InjectedFailure(f"failure injected at {phase}:{point}")
     os.kill(os.getpid(), signal.SIGKILL)

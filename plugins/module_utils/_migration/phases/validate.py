@@ -6,6 +6,16 @@
   change alters membership: a new FILTER, or new numeric/geo fields whose values may not parse);
 - the plan's sampled keys exist (under their new names after a prefix change);
 - a KNN query with each sampled document's own stored vector finds that document.
+
+An approximate source (HNSW, SVS-VAMANA) may have counted fewer documents than its keys: documents it
+failed to index count as indexing failures, and the new index (FLAT, or one with room) may index them.
+So the new index may hold up to the source's indexing failures more documents; that is reported
+(`documents_beyond_source`), not refused.
+
+Standalone validation (redis_index_validate, `standalone=True`) also refuses more indexing failures
+than the source had: validating later, a document count alone may hide documents the new index
+refused. The migration's own validation reports the figures without judging them (the source could
+gain failures between planning and the run, which the plan does not record).
 """
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from typing import Any, List
 from ..changes import FIELD_ADD
 from ..codec import QuantParams, convert_batch, encode_batch
 from ..deps import BaseModel, Field, numpy
-from ..keyspace import NO_TIMEOUT, key_from_text, key_to_text, renamed_key
+from ..keyspace import NO_TIMEOUT, indexed_keys, key_from_text, key_to_text, renamed_key
 from ..resp import as_float, as_map
 from ..schema import differences
 from ..snapshot import query_escape, snapshot_index
@@ -47,6 +57,11 @@ class ValidationResult(BaseModel):
     vectors_differing: List[Any] = Field(default_factory=list)
     documents_gone: int = 0
     documents_conflicting: int = 0
+    documents_beyond_source: int = 0
+    source_approximate: bool = False
+    indexing_failures_before: int = 0
+    indexing_failures_after: int = 0
+    indexing_failures_checked: bool = False
     problems: List[str] = Field(default_factory=list)
 
 
@@ -97,19 +112,6 @@ def _finds_itself(client, index: str, field, key: bytes, vector: bytes) -> bool:
     return len(hits) == KNN_K and all(abs(distance) <= 1e-6 for distance in hits.values())
 
 
-def _indexed(client, index: str, keys: List[bytes]) -> set:
-    """Which of `keys` the index holds: a document it refused (a value it cannot parse) is no KNN
-    sample - it cannot find itself, however right its vector is."""
-    if not keys:
-        return set()
-    reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(keys)), *keys, "NOCONTENT",
-                                   "LIMIT", "0", str(len(keys)), *NO_TIMEOUT, "DIALECT", "2")
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        return {as_map(row)["id"] for row in top.get("results", [])}
-    return set(reply[1:])
-
-
 def _expected_vectors(ctx: Context) -> dict:
     """{field: [(final key, expected bytes)]} for the first documents of the backup, converted from their
     originals by the codec, for every quantized field (documents deleted meanwhile are skipped)."""
@@ -125,7 +127,7 @@ def _expected_vectors(ctx: Context) -> dict:
     for key in finals:
         pipe.exists(key)
     alive = pipe.execute() if finals else []
-    indexed = _indexed(ctx.client, ctx.target.name, [k for k, a in zip(finals, alive) if a])
+    indexed = indexed_keys(ctx.client, ctx.target.name, [k for k, a in zip(finals, alive) if a])
     chosen = [(k, r) for k, r in zip(finals, records) if k in indexed][:KNN_SAMPLE]
     found = {}
     for quant in rewrites.quantize:
@@ -143,7 +145,12 @@ def _membership_changes(ctx: Context) -> bool:
                                                 for c in ctx.plan.changes)
 
 
-def run(ctx: Context) -> ValidationResult:
+def _approximate(ctx: Context) -> bool:
+    """Whether the source index counted documents through an approximate vector index."""
+    return any(field.attrs.algorithm != "flat" for field in ctx.source.vector_fields())
+
+
+def run(ctx: Context, standalone: bool = False) -> ValidationResult:
     client, target = ctx.client, ctx.target
     result = ValidationResult()
     live = snapshot_index(client, target.name)
@@ -161,6 +168,13 @@ def run(ctx: Context) -> ValidationResult:
     result.doc_count_expected = source_docs - gone
     result.doc_count_checked = not _membership_changes(ctx)
     result.documents_gone, result.documents_conflicting = gone, conflicts
+    result.indexing_failures_before = int(ctx.plan.source.stats.get("hash_indexing_failures", 0))
+    result.indexing_failures_after = live.stats.hash_indexing_failures
+    result.indexing_failures_checked = standalone and result.doc_count_checked
+    result.source_approximate = _approximate(ctx)
+    # The documents an approximate source failed may be indexed now: at most that many more.
+    beyond = result.indexing_failures_before if result.source_approximate else 0
+    result.documents_beyond_source = max(0, min(result.doc_count_actual - result.doc_count_expected, beyond))
 
     prefix = ctx.plan.rewrites.prefix
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
@@ -173,7 +187,7 @@ def run(ctx: Context) -> ValidationResult:
     result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
 
     expected = _expected_vectors(ctx)
-    indexed = _indexed(client, target.name, [k for k, e in zip(keys, exists) if e])
+    indexed = indexed_keys(client, target.name, [k for k, e in zip(keys, exists) if e])
     present = [k for k in keys if k in indexed][:KNN_SAMPLE]
     allowed_misses = 0
     for field in target.vector_fields():
@@ -198,10 +212,15 @@ def run(ctx: Context) -> ValidationResult:
 
     if not result.schema_match:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
-    low = result.doc_count_expected - conflicts
-    if result.doc_count_checked and not low <= result.doc_count_actual <= result.doc_count_expected:
-        expected = f"{low} to {result.doc_count_expected}" if conflicts else str(result.doc_count_expected)
+    low, high = result.doc_count_expected - conflicts, result.doc_count_expected + beyond
+    if result.doc_count_checked and not low <= result.doc_count_actual <= high:
+        expected = f"{low} to {high}" if low != high else str(high)
         result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected")
+    # Conflicting documents hold what the application wrote: the new index may refuse them.
+    if result.indexing_failures_checked and \
+            result.indexing_failures_after > result.indexing_failures_before + conflicts:
+        result.problems.append(f"indexing failures rose from {result.indexing_failures_before} (source) to "
+                               f"{result.indexing_failures_after}: the new index refuses documents the source indexed")
     if result.keys_missing:
         result.problems.append(f"{len(result.keys_missing)} sampled key(s) missing (first: {result.keys_missing[0]})")
     if result.vectors_differing:
