@@ -286,7 +286,7 @@ def read_during(redis_url, tmp_path, vector, action):
 
 @pytest.mark.parametrize("mode", ["online", "drop_recreate"])
 def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise(clean_redis, redis_url, tmp_path,
-                                                                                  mode):
+                                                                                 mode):
     vectors = load_big(clean_redis)
     plan = make_plan(clean_redis, {"add_fields": [{"name": "colour", "type": "tag"}],
                                    "update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode=mode)

@@ -2,9 +2,10 @@
 """Phase `drop`: last checks, then FT.DROPINDEX (the documents stay).
 
 Before the drop: every key a prefix change will create must be free, a new index name must still
-be free, the server must still accept the target definition (create_check.py), and no other index may have started to read the keys or fields this migration changes (one
-created while the backup ran, say) - found now, they cost nothing; found after the drop, they would
-stop the migration with the index gone, or break the other index.
+be free, the server must still accept the target definition (create_check.py), and no other index
+may have started to read the keys or fields this migration changes (one created while the backup
+ran, say) - found now, they cost nothing; found after the drop, they would stop the migration with
+the index gone, or break the other index.
 """
 from __future__ import annotations
 
