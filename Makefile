@@ -11,9 +11,20 @@ LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate bench-batch
+# Ansible state stays in the checkout: a copy of the collection in ~/.ansible/collections would
+# shadow later installs and edits. `make test` (after all its steps) and test-lint fail when
+# anything wrote under USER_COPY since this make started.
+ANSIBLE_STATE := $(CURDIR)/.build/ansible
+USER_COPY := $(HOME)/.ansible/collections/ansible_collections/indexops
+STARTED := .build/make.started
+CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cnewer $(STARTED) -print -quit)" ]; then \
+	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
+	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
+
+.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate bench-batch redis
 
 venv: $(STAMP) $(LINK)
+	@mkdir -p .build && touch $(STARTED)
 
 $(STAMP): requirements.txt tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +44,7 @@ demo: venv
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
 test: test-units test-integration test-sanity test-lint
+	$(CHECK_USER_COPY)
 
 test-units: venv
 	$(BIN)/pytest tests/unit
@@ -43,8 +55,15 @@ test-integration: venv
 test-sanity: venv
 	VENV_BIN=$(BIN) tests/sanity/run_sanity.sh
 
+# A private Redis with search to try the modules on: prints `export REDIS_URL=...`; Ctrl-C stops it.
+redis: venv
+	$(BIN)/python tools/redis_search_server.py serve
+
+# ANSIBLE_COLLECTIONS_PATH makes ansible-lint install the collection into ANSIBLE_HOME/collections;
+# --offline lints the checkout through $(LINK) instead, and ANSIBLE_HOME keeps the rest under .build/.
 test-lint: venv
-	$(BIN)/ansible-lint --profile production
+	ANSIBLE_HOME=$(ANSIBLE_STATE) $(BIN)/ansible-lint --profile production --offline
+	$(CHECK_USER_COPY)
 
 # Planning latency next to the redisvl migrator (docs/benchmarks.md), in a venv of its own:
 # redisvl is a benchmark peer, never a dependency of the collection. BENCH_ARGS="--sizes 10000,100000"

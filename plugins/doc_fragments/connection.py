@@ -82,10 +82,6 @@ options:
     type: int
     choices: [2, 3]
     default: 2
-requirements:
-  - redis (Python library) >= 5.0
-  - pydantic >= 2.5
-  - PyYAML
 notes:
   - The server must have the search module (Redis 8, Redis Stack or Redis Enterprise with search).
   - Modules run where the task runs; delegate to a host that can reach Redis (often C(localhost)).

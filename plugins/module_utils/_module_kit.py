@@ -58,7 +58,8 @@ OPTION_NAMES = {"url": "redis_url"}
 
 def _option_models() -> tuple:
     """The library models that hold the bounds of the operations' options (limits.py)."""
-    # pylint: disable=import-outside-toplevel  (only the modules that have such options need them)
+    # Imported here: only the modules that have such options need them.
+    # pylint: disable=import-outside-toplevel
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import PlanningOptions
     return PlanningOptions, MigrateOptions

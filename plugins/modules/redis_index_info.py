@@ -18,6 +18,7 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
+  - indexops.redis_search.requirements
   - indexops.redis_search.connection
 attributes:
   check_mode:

@@ -27,6 +27,7 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
+  - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.backup
 attributes:
