@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-sanity test-lint venv clean bench bench-migrate bench-batch redis
+.PHONY: demo test test-units test-integration test-sanity test-lint test-molecule venv clean bench bench-migrate bench-batch redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -43,7 +43,7 @@ demo: venv
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
-test: test-units test-integration test-sanity test-lint
+test: test-units test-integration test-sanity test-lint test-molecule
 	$(CHECK_USER_COPY)
 
 test-units: venv
@@ -64,6 +64,15 @@ redis: venv
 test-lint: venv
 	ANSIBLE_HOME=$(ANSIBLE_STATE) $(BIN)/ansible-lint --profile production --offline
 	$(CHECK_USER_COPY)
+
+# The roles' molecule scenarios (extensions/molecule/), all against one private Redis server.
+# ANSIBLE_HOME keeps molecule's state and ansible's temporary files under .build/, not ~/.ansible;
+# the collection comes from ANSIBLE_COLLECTIONS_PATH (prerun: false, nothing is installed).
+# One scenario: make test-molecule MOLECULE_ARGS="-s write_quiesce"
+MOLECULE_ARGS ?= --all
+test-molecule: venv
+	ANSIBLE_HOME=$(CURDIR)/.build/molecule $(BIN)/python tools/redis_search_server.py run -- \
+	  $(BIN)/molecule test $(MOLECULE_ARGS)
 
 # Planning latency next to the redisvl migrator (docs/benchmarks.md), in a venv of its own:
 # redisvl is a benchmark peer, never a dependency of the collection. BENCH_ARGS="--sizes 10000,100000"

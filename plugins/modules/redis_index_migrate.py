@@ -64,8 +64,8 @@ options:
     type: path
 notes:
   - "The index is unavailable from the drop until the new index has indexed every document: stop the
-    application's reads and writes for that window (see the C(redis_quiesce) role of this collection when
-    available, or your own switch)."
+    application's reads and writes for that window (the C(indexops.redis_search.write_quiesce) role, or your own
+    switch)."
   - Run long migrations with C(async) and follow them with C(redis_index_info) and O(backup_dir).
 seealso:
   - module: indexops.redis_search.redis_index_plan

@@ -1,0 +1,97 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The quiesce state file: every user's exact ACL LIST line from before the window.
+
+It is written (atomically, mode 0600 in a 0700 directory: the lines hold password hashes) before
+the first ACL change, so that a run killed at any point can be released later from it. It is
+removed only after every user's rules were restored and read back identical.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from typing import Any, Dict, Optional
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+
+FORMAT = "indexops.redis_search/write-quiesce"
+VERSION = 1
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+class StateFileInvalid(IndexOpsError):
+    """The state file is unreadable, of another format, or belongs to another server."""
+
+    kind = "state_file_invalid"
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: list) -> Dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "endpoint": endpoint,
+        "run_id": run_id,
+        "created_at": utc_now(),
+        "migrating_user": migrating_user,
+        "denied_commands": list(denied_commands),
+        "users": {},
+    }
+
+
+def load(path: str, endpoint: str) -> Optional[Dict[str, Any]]:
+    """The state in `path`, or None when there is none. Refuses another server's state."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise StateFileInvalid(f"cannot read the quiesce state file {path}: {err}",
+                               hint="restore it from a copy, or restore the users' rules by hand") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("users"), dict):
+        raise StateFileInvalid(f"{path} is not a write-quiesce state file")
+    if state.get("version") != VERSION:
+        raise StateFileInvalid(f"{path} has state format version {state.get('version')}, this module reads {VERSION}")
+    if state.get("endpoint") != endpoint:
+        raise StateFileInvalid(f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
+                               hint="each Redis server needs its own state_file")
+    return state
+
+
+def save(path: str, state: Dict[str, Any]) -> None:
+    """Replace `path` with `state` so that a crash leaves the old or the new file, never half of one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DIR_MODE)
+    data = json.dumps(state, indent=2, sort_keys=True).encode() + b"\n"
+    fd, tmp = tempfile.mkstemp(prefix=".quiesce-", dir=directory)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,246 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: stop application writes to one Redis for a migration window, and restore them."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: redis_write_quiesce
+short_description: Deny application writes to a Redis server by ACL for a migration window, and restore them exactly
+version_added: 0.1.0
+description:
+  - With O(state=quiesced), saves every listed ACL user's exact rules (its C(ACL LIST) line) to O(state_file), then
+    denies that user every write - C(-@write), plus by name every module command that writes (C(JSON.SET),
+    C(FT.CREATE), C(FT.DROPINDEX), C(FT.ALIASUPDATE), ...), because module commands carry no ACL category. The
+    denials are added to the user's own rules and inside each of its selectors. Reads keep working; live
+    connections are refused writes at once.
+  - The user this module connects as - the one that migrates - is never changed, and may not be listed.
+  - With O(state=released), restores every saved user with C(ACL SETUSER <user> reset <saved rules>), reads each
+    line back and compares it byte for byte with the saved one; only then is O(state_file) removed. This also
+    releases a quiesce whose run was killed, from the state file alone.
+  - With O(state=verified), changes nothing - watches the server for O(observe_seconds) and fails when a write ran
+    (the change counter C(rdb_changes_since_last_save) moved, less expired and evicted keys, or any write command's
+    call counter in C(INFO commandstats) did). Rejected write attempts are reported, and fail the task with
+    O(fail_on_rejected=true).
+  - A second run with the same state changes nothing.
+author:
+  - indexops maintainers (@indexops)
+extends_documentation_fragment:
+  - indexops.redis_search.requirements
+  - indexops.redis_search.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reports which users would be quiesced or restored; writes nothing to Redis or disk. O(state=verified)
+      observes the server as usual.
+  diff_mode:
+    support: none
+    description: The rules before and after are in RV(users).
+options:
+  state:
+    description:
+      - V(quiesced) denies writes, V(released) restores the saved rules, V(verified) proves the server is write-quiet.
+    type: str
+    choices: [quiesced, released, verified]
+    default: quiesced
+  state_file:
+    description:
+      - Where the users' rules before the window are kept (JSON, mode 0600 in a directory of mode 0700; it holds
+        password hashes). One file per Redis server. Keep it on a disk that outlives the run - the Redis host's, or
+        the controller's - so that a killed run can be released later.
+      - Required with O(state=quiesced) and O(state=released).
+    type: path
+  users:
+    description:
+      - ACL users to quiesce. Empty means every user except the connecting one and O(exclude_users) (the
+        C(default) user included).
+    type: list
+    elements: str
+    default: []
+  exclude_users:
+    description:
+      - Users left alone when O(users) is empty (for example a replication or monitoring user).
+    type: list
+    elements: str
+    default: []
+  extra_commands:
+    description:
+      - More commands to deny by name and to count as writes (for example a module's command that writes but is
+        not flagged so). Each must exist on the server.
+    type: list
+    elements: str
+    default: []
+  observe_seconds:
+    description:
+      - With O(state=verified), how long to watch.
+    type: float
+    default: 5.0
+  observe_interval:
+    description:
+      - With O(state=verified), seconds between two readings of the counters (a save resets the change counter
+        between readings without hiding a change).
+    type: float
+    default: 0.5
+  fail_on_rejected:
+    description:
+      - With O(state=verified), also fail when write attempts were rejected (someone still tries to write).
+    type: bool
+    default: false
+notes:
+  - ACL changes are not saved to an ACL file (no C(ACL SAVE)); a server restart during the window undoes the quiesce,
+    and running O(state=quiesced) again applies it again.
+  - Verification counts every client's writes; run nothing else that writes to this server meanwhile.
+seealso:
+  - module: indexops.redis_search.redis_index_migrate
+"""
+
+EXAMPLES = r"""
+- name: Deny writes to every application user (the migrating user keeps working)
+  indexops.redis_search.redis_write_quiesce:
+    redis_url: redis://redis1.internal:6379/0
+    username: migrator
+    state: quiesced
+    state_file: /var/lib/indexops/quiesce/redis1.json
+
+- name: Prove that nothing writes for five seconds
+  indexops.redis_search.redis_write_quiesce:
+    redis_url: redis://redis1.internal:6379/0
+    username: migrator
+    state: verified
+    observe_seconds: 5
+
+- name: Give the users their rules back, exactly (also after a killed run)
+  indexops.redis_search.redis_write_quiesce:
+    redis_url: redis://redis1.internal:6379/0
+    username: migrator
+    state: released
+    state_file: /var/lib/indexops/quiesce/redis1.json
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any user's rules were (or in check mode would be) changed, or the state file removed.
+  returned: always
+  type: bool
+migrating_user:
+  description: The user this module connected as; never quiesced.
+  returned: when O(state=quiesced)
+  type: str
+users:
+  description: The users quiesced or restored. Password hashes in the rules are shown as C(#<redacted>).
+  returned: when O(state=quiesced) or O(state=released)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: ACL user name.
+      type: str
+    changed:
+      description: Whether this user's rules were changed by this run.
+      type: bool
+    rules_before:
+      description: The user's ACL LIST line before the window (O(state=quiesced)).
+      type: str
+    rules_quiesced:
+      description: The user's ACL LIST line while quiesced (O(state=quiesced); V(null) in check mode).
+      type: str
+    rules:
+      description: The rules restored (O(state=released)).
+      type: str
+    identical:
+      description: Whether the restored line reads back byte-identical to the saved one (O(state=released)).
+      type: bool
+  sample:
+    - name: app
+      changed: true
+      rules_before: "user app on #<redacted> ~app:* resetchannels -@all +@read +@write +@search"
+      rules_quiesced: "user app on #<redacted> ~app:* resetchannels -@all +@read +@write +@search -@write -json.set ..."
+denied_commands:
+  description: Commands denied by name in addition to C(-@write).
+  returned: when O(state=quiesced)
+  type: list
+  elements: str
+state_file:
+  description: The state file used.
+  returned: when O(state=quiesced) or O(state=released)
+  type: str
+state_file_removed:
+  description: Whether O(state=released) removed the state file (every user restored).
+  returned: when O(state=released)
+  type: bool
+observation:
+  description: What the observation saw (also returned in the failure).
+  returned: when O(state=verified)
+  type: dict
+  contains:
+    seconds:
+      description: How long it watched.
+      type: float
+    quiet:
+      description: No write ran and no data changed.
+      type: bool
+    writes_executed:
+      description: Write commands that ran.
+      type: int
+    writes_rejected:
+      description: Write commands that were refused (ACL, OOM, ...).
+      type: int
+    data_changes:
+      description: Changes the server counted (rdb_changes_since_last_save), less expired and evicted keys.
+      type: int
+    expired_or_evicted:
+      description: Keys that expired or were evicted meanwhile (not counted as writes).
+      type: int
+    commands:
+      description: For each write command whose counters moved, the change of C(calls), C(rejected_calls) and
+        C(failed_calls).
+      type: dict
+  sample:
+    seconds: 5.01
+    quiet: true
+    writes_executed: 0
+    writes_rejected: 3
+    data_changes: 0
+    expired_or_evicted: 0
+    commands: {hset: {calls: 0, rejected_calls: 3, failed_calls: 0}}
+"""
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import runner
+
+
+def act(module, client, settings) -> dict:
+    params = module.params
+    if params["state"] == "quiesced":
+        result = runner.quiesce(client, settings.endpoint, params["state_file"], params["users"],
+                                params["exclude_users"], params["extra_commands"], check_mode=module.check_mode)
+    elif params["state"] == "released":
+        result = runner.release(client, settings.endpoint, params["state_file"], check_mode=module.check_mode)
+    else:
+        result = runner.verify(client, settings.endpoint, params["observe_seconds"], params["observe_interval"],
+                               params["extra_commands"], fail_on_rejected=params["fail_on_rejected"])
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    return result
+
+
+def main() -> None:
+    module = build_module(
+        {
+            "state": {"type": "str", "default": "quiesced", "choices": ["quiesced", "released", "verified"]},
+            "state_file": {"type": "path"},
+            "users": {"type": "list", "elements": "str", "default": []},
+            "exclude_users": {"type": "list", "elements": "str", "default": []},
+            "extra_commands": {"type": "list", "elements": "str", "default": []},
+            "observe_seconds": {"type": "float", "default": 5.0},
+            "observe_interval": {"type": "float", "default": 0.5},
+            "fail_on_rejected": {"type": "bool", "default": False},
+        },
+        libraries=("redis", "pydantic"),
+        required_if=[("state", "quiesced", ["state_file"]), ("state", "released", ["state_file"])],
+        supports_check_mode=True,
+    )
+    run_with_client(module, lambda client, settings: act(module, client, settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""ACL users for the write-quiesce tests: a migrating user, an application user with selectors and
+key patterns, and the default user, on a private server started by tools/redis_search_server.py."""
+from __future__ import annotations
+
+from typing import Dict
+
+MIGRATOR = ("migrator", "migrator-secret")
+APP = ("app", "app-secret")
+
+# An application user whose rules exercise what a restore must keep: key patterns with read/write
+# restrictions, channels, a subcommand, a denied command and two selectors.
+APP_RULES = ["on", ">app-secret", "~app:*", "~product:*", "~doc:*", "%R~ro:*", "resetchannels", "&events:*",
+             "-@all", "+@read", "+@write", "+@connection", "+@keyspace", "+@transaction", "+@scripting",
+             "+json.set", "+json.get", "+json.del", "+ft.search", "+ft.info", "+ft.create", "+config|get",
+             "-flushall", "(~sel:* +get +set +hset)", "(%W~wonly:* resetchannels +@write)"]
+
+
+def create_users(client) -> None:
+    """The migrator may do everything; `app` and `default` are what the application uses."""
+    client.execute_command("ACL", "SETUSER", MIGRATOR[0], "reset", "on", f">{MIGRATOR[1]}", "~*", "&*", "+@all")
+    client.execute_command("ACL", "SETUSER", APP[0], "reset", *APP_RULES)
+
+
+def acl_lines(client) -> Dict[str, bytes]:
+    """{user: exact ACL LIST line, as bytes}."""
+    return {line.split(b" ")[1].decode(): line for line in client.execute_command("ACL", "LIST")}
+
+
+def reset_acl(client) -> None:
+    """Back to a server's initial users: only `default`, allowed everything."""
+    for name in client.execute_command("ACL", "USERS"):
+        if name != b"default":
+            client.execute_command("ACL", "DELUSER", name)
+    client.execute_command("ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*", "+@all")
