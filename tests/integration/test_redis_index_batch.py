@@ -350,3 +350,30 @@ def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, ca
     assert resumed["result"] == "completed" and resumed["ran"] == list(MIGRATED)
     assert by_name(resumed)["idx_a"]["attempts"] == 2
     assert dump_hashes(clean_redis) == {**converted(original), **subset(original, "idx_z")}
+
+
+def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_state(clean_redis, redis_url, capsys,
+                                                                                   tmp_path):
+    load_batch(clean_redis)
+    run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
+    first = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys)
+    assert first["result"] == "completed"
+    # Next change, planned into the same file: the finished batch's state is set aside, not in the way.
+    bfloat = {"version": 1, "changes": {"update_fields": [{"name": "vec", "attrs": {"datatype": "bfloat16"}}]}}
+    run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=bfloat), capsys)
+    second = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys)
+    assert second["result"] == "completed" and second["batch_id"] != first["batch_id"]
+    assert os.path.exists(first["state_file"][:-len(".json")] + f".{first['batch_id']}.json")
+    assert snapshot_index(clean_redis, "idx_a").snapshot.index_schema.field("vec").attrs.datatype == "bfloat16"
+    # An unfinished batch, though, is never set aside by another plan.
+    run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=PATCH), capsys)
+    os.environ["INDEXOPS_FAILPOINT"] = FAIL_AFTER_DROP
+    try:
+        run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, expect_failure=True)
+    finally:
+        os.environ.pop("INDEXOPS_FAILPOINT", None)
+    run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=bfloat, plan_out=str(tmp_path / "b2.yaml")),
+               capsys)
+    refused = run_module(redis_index_batch, {**apply_args(redis_url, tmp_path), "plan_file": str(tmp_path / "b2.yaml"),
+                                             "state_file": second["state_file"]}, capsys, expect_failure=True)
+    assert "belongs to batch" in refused["msg"]

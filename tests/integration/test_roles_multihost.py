@@ -158,3 +158,72 @@ def test_the_awx_survey_asks_for_what_migrate_yml_reads():
             assert question["default"] in question["choices"]
     patch = next(q for q in survey["spec"] if q["variable"] == "indexops_patch")["default"]
     assert yaml.safe_load(patch) == FLOAT16_PATCH
+
+
+def test_an_online_change_keeps_every_write_going(ready, tmp_path):
+    """The plan says online (the documents stay as they are): the window quiesces nothing, and an
+    application writing all along is never refused, while the index is swapped on every host."""
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    inventory = ready.inventory(str(tmp_path / "inventory.ini"))
+    weight = {"version": 1, "changes": {"update_fields": [{"name": "name", "attrs": {"weight": 2}}]}}
+    variables = migrate_vars(tmp_path, indexops_serial=3, indexops_patch=json.dumps(weight))
+    writers, refused, stop = [], [], threading.Event()
+
+    def write(host):
+        client = ready.admin(host)
+        client.execute_command("AUTH", *APP)
+        while not stop.is_set():
+            try:
+                client.hset("product:1", "name", "product 1")
+            except Exception as err:  # pylint: disable=broad-exception-caught
+                refused.append(f"{host}: {err}")
+            time.sleep(0.01)
+    for host in ready.hosts:
+        writers.append(threading.Thread(target=write, args=(host,)))
+        writers[-1].start()
+    try:
+        done = run_playbook(MIGRATE, variables, args=("-i", inventory))
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    assert refused == []
+    assert not os.path.exists(tmp_path / "quiesce") or os.listdir(tmp_path / "quiesce") == []
+    for host in ready.hosts:
+        client = ready.admin(host)
+        assert client.execute_command("FT.INFO", "products")[1] == b"products--v2", host  # swapped in
+        client.close()
+
+
+BATCH = os.path.join(ROOT, "playbooks", "batch.yml")
+
+
+def test_batch_playbook_migrates_every_index_of_every_host_in_its_window(ready, tmp_path):
+    """batch.yml: one patch over `products*` on three hosts (with a second index on each), writes stopped
+    for each window and restored byte for byte, and a second run changes nothing."""
+    from fleet import load_products  # pylint: disable=import-outside-toplevel
+    for host in ready.hosts:
+        client = ready.admin(host)
+        client.execute_command("FT.CREATE", "products_eu", "ON", "HASH", "PREFIX", "1", "eu:", "SCHEMA", "name", "TEXT",
+                               "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "L2")
+        for i in range(40):
+            client.hset(f"eu:{i}", mapping={"name": f"eu {i}", "embedding": bytes(range(32))})
+        client.close()
+    del load_products
+    before = {host: snapshot(ready, host) for host in ready.hosts}
+    inventory = ready.inventory(str(tmp_path / "inventory.ini"))
+    variables = migrate_vars(tmp_path, indexops_serial=3, indexops_batch_pattern="products*")
+    done = run_playbook(BATCH, variables, args=("-i", inventory))
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    for host in ready.hosts:
+        client = ready.admin(host)
+        assert index_datatype(client) == "FLOAT16" and index_datatype(client, "products_eu") == "FLOAT16", host
+        assert len(client.hget("eu:3", "embedding")) == 16
+        client.close()
+        assert snapshot(ready, host)["acl"] == before[host]["acl"], host
+    assert done.stdout.count("2 succeeded") == 3, done.stdout[-3000:]
+    again = run_playbook(BATCH, variables, args=("-i", inventory))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert all(c["changed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]

@@ -20,6 +20,7 @@ from .apply_checks import require_same_server, require_writable_file
 from .backup_store import BackupStore, check_backup_dir, utc_now, write_atomic
 from .batch_plan import BatchPlan, read_batch_plan
 from .batch_state import (
+    COMPLETED,
     FAILED,
     IN_PROGRESS,
     RUNNING,
@@ -167,6 +168,12 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
     index is failed at the end of the run."""
     state_path, report_path = locate_state(batch_plan_file, state_file)
     existing = read_state(state_path) if os.path.exists(state_path) else None
+    if existing is not None and existing.batch_plan_checksum != batch.checksum and not resume \
+            and overall_status(existing) == COMPLETED and not check_mode:
+        # A finished batch has nothing left to continue: it is kept beside, and this plan starts afresh.
+        os.replace(state_path, f"{state_path[:-len('.json')] if state_path.endswith('.json') else state_path}"
+                               f".{existing.batch_id}.json")
+        existing = None
     if existing is not None:
         require_same_batch(existing, batch, backup_dir, state_path)
     elif resume:
