@@ -499,3 +499,86 @@ def test_on_the_fly_task_that_stopped_before_changing_anything_plans_again(clean
     clean_redis.hset("doc:1", "title", "changed since")  # a fresh plan sees the index as it is now
     done = run_module(redis_index_migrate, module_args(redis_url, tmp_path), capsys)
     assert done["result"] == "succeeded" and done["report"]["plan_checksum"] != _plan.checksum
+
+
+# --- the conversion is staged before the drop: after it, the quantize phase only writes --------------------
+
+def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, redis_url, tmp_path):
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (  # noqa: E501  pylint: disable=import-outside-toplevel
+        BackupStore,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (  # pylint: disable=import-outside-toplevel
+        BackupInvalid,
+    )
+    load(clean_redis)
+    originals = dump_hashes(clean_redis, b"doc:*")
+    plan, path = planned(clean_redis, tmp_path, QUANT16, batch_size=50)  # the batch size run_killed uses
+    assert run_killed(redis_url, path, tmp_path / "b", "drop:0").returncode == -signal.SIGKILL
+    store = BackupStore.for_plan(str(tmp_path / "b"), plan.checksum)
+    staged = {r.key: r.value(b"vec") for _b, records in store_blocks(store.path("staged.bin")) for r in records}
+    assert staged == {k: f16(v[b"vec"]) for k, v in originals.items()}  # converted while the index served
+    assert os.path.getsize(store.path("staged.bin")) == plan.estimate.staged_bytes
+    assert dump_hashes(clean_redis, b"doc:*") == originals  # nothing written yet
+    with open(store.path("staged.bin"), "r+b") as handle:  # one flipped byte
+        handle.seek(os.path.getsize(store.path("staged.bin")) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    before = server_state(clean_redis)
+    with pytest.raises(BackupInvalid, match="staged conversions"):
+        run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert server_state(clean_redis) == before
+
+
+def store_blocks(path):
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import (  # noqa: E501  pylint: disable=import-outside-toplevel
+        decode_records,
+        iter_blocks,
+    )
+    with open(path, "rb") as stream:
+        for block in iter_blocks(stream):
+            yield block.block_no, [r for _i, r in decode_records(block.payload, block.record_count)]
+
+
+def test_int8_targets_are_staged_in_a_second_pass_with_their_fitted_scale(tmp_path):
+    """int8/uint8 need the scale over every value before converting any (this server lacks them, so the
+    pass is checked on its own): staged.bin holds exactly the codec's conversion with those parameters."""
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import encode_record
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
+        BackupHeader,
+        BackupStore,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.codec import (
+        RangeStats,
+        convert_batch,
+        fit_quant_params,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.backup import (
+        stage_from_backup,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rewrites import (
+        DocumentRewrites,
+        Quantize,
+    )
+    rewrites = DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec", dims=DIMS,
+                                                   source="float32", target="int8", metric="l2")])
+    store = BackupStore.create(str(tmp_path), BackupHeader(plan_checksum="sha256:" + "0" * 64, plan_id="0" * 12,
+                                                           source_index="idx", target_index="idx", storage="hash",
+                                                           batch_size=3), "plan: {}\n")
+    vectors = numpy.random.default_rng(4).standard_normal((7, DIMS)).astype(numpy.float32)
+    writer = store.data_writer()
+    for start in range(0, 7, 3):
+        writer.write_block([encode_record(f"k{i}".encode(), [(b"vec", vectors[i].tobytes() if i != 5 else None)])
+                            for i in range(start, min(start + 3, 7))])
+    writer.close()
+    store.header.data_blocks, store.header.data_records = writer.blocks, writer.records
+    store.header.data_bytes, store.header.data_chain = writer.bytes, writer.chain
+    stats = RangeStats()
+    stats.update_buffers([v.tobytes() for v in vectors], "float32", DIMS)
+    params = fit_quant_params("int8", "l2", stats, source_datatype="float32")
+    stage_from_backup(store, rewrites, {"vec": params})
+    assert store.verify_staged().ok and store.header.staged_records == 7
+    staged = {r.key: r.value(b"vec") for _b, records in store_blocks(store.path("staged.bin")) for r in records}
+    expected = convert_batch([v.tobytes() for v in vectors], "float32", "int8", DIMS, params)
+    assert staged == {f"k{i}".encode(): (expected[i] if i != 5 else None) for i in range(7)}

@@ -186,7 +186,9 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
     assert not index_exists(clean_redis, "idx_a")
     now = dump_hashes(clean_redis)
     halfway = [k for k in subset(original, "idx_a") if now[k][b"vec"] != original[k][b"vec"]]
-    assert len(halfway) == 2 * BATCH  # two blocks converted, then the failure
+    # Two blocks done when the failure hits - and the third, already on the wire (its outcome unread,
+    # so not in the ledger: the resume writes it again, which changes nothing).
+    assert len(halfway) in (2 * BATCH, 3 * BATCH)
     assert subset(now, "idx_b", "idx_c", "idx_z") == subset(original, "idx_b", "idx_c", "idx_z")
     state = read_state(failed["state_file"])
     assert [(r.name, r.status) for r in state.indexes] == [

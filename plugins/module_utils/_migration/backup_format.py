@@ -84,44 +84,50 @@ def encode_block(block_no: int, records: Sequence[bytes]) -> bytes:
     return _BLOCK_HEAD.pack(BLOCK_MAGIC, block_no, len(records), len(payload), hashlib.sha256(payload).digest()) + payload
 
 
-def decode_records(payload: bytes, count: int, block_no: int = 0) -> Iterator[Tuple[int, Optional[Record]]]:
+def decode_records(payload: bytes, count: int, block_no: int = 0,
+                   check_crc: bool = True) -> Iterator[Tuple[int, Optional[Record]]]:
     """Yield (index, record) for `count` records; a record whose CRC fails is yielded as None.
+    `check_crc=False` skips the CRCs where the block's SHA-256 was just verified (it covers them).
 
     Raises FormatError when the framing itself is broken (the rest cannot be located)."""
-    view = memoryview(payload)
+    # The hot loop of every phase that reads a backup: bytes slices and tuple.__new__ rather than
+    # memoryview copies and NamedTuple constructors (about 3x faster).
+    unpack_u32, unpack_u16 = _KEY.unpack_from, _COUNT.unpack_from
+    new, crc32 = tuple.__new__, zlib.crc32
+    size = len(payload)
     pos = 0
     for index in range(count):
         start = pos
         try:
-            (key_length,) = _KEY.unpack_from(view, pos)
-            pos += _KEY.size
-            key = bytes(view[pos:pos + key_length])
+            (key_length,) = unpack_u32(payload, pos)
+            pos += 4
+            key = payload[pos:pos + key_length]
             pos += key_length
-            (entry_count,) = _COUNT.unpack_from(view, pos)
-            pos += _COUNT.size
+            (entry_count,) = unpack_u16(payload, pos)
+            pos += 2
             entries = []
             for _entry in range(entry_count):
-                (name_length,) = _NAME.unpack_from(view, pos)
-                pos += _NAME.size
-                name = bytes(view[pos:pos + name_length])
+                (name_length,) = unpack_u16(payload, pos)
+                pos += 2
+                name = payload[pos:pos + name_length]
                 pos += name_length
-                (value_length,) = _VALUE.unpack_from(view, pos)
-                pos += _VALUE.size
+                (value_length,) = unpack_u32(payload, pos)
+                pos += 4
                 value = None
                 if value_length != ABSENT:
-                    value = bytes(view[pos:pos + value_length])
+                    value = payload[pos:pos + value_length]
                     pos += value_length
-                entries.append(Entry(name, value))
-            (crc,) = _CRC.unpack_from(view, pos)
+                entries.append(new(Entry, (name, value)))
+            (crc,) = unpack_u32(payload, pos)
         except struct.error:
             raise FormatError(f"record {index} of block {block_no} is cut short", block_no, index) from None
-        if pos > len(view):
+        if pos > size:
             raise FormatError(f"record {index} of block {block_no} is cut short", block_no, index)
-        intact = zlib.crc32(view[start:pos]) == crc
+        intact = not check_crc or crc32(payload[start:pos]) == crc
         pos += _CRC.size
-        yield index, Record(key, tuple(entries)) if intact else None
-    if pos != len(view):
-        raise FormatError(f"block {block_no} has {len(view) - pos} bytes after its last record", block_no)
+        yield index, new(Record, (key, tuple(entries))) if intact else None
+    if pos != size:
+        raise FormatError(f"block {block_no} has {size - pos} bytes after its last record", block_no)
 
 
 class Block(NamedTuple):

@@ -46,6 +46,9 @@ HEADER_VERSION = 1
 HEADER = "header.json"
 PLAN = "plan.yaml"
 DATA = "data.bin"
+# The converted vectors, made while the source index still serves, block for block beside data.bin,
+# so that after the drop the quantize phase only writes.
+STAGED = "staged.bin"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 # Every phase either mode can run (an online migration: create, wait, validate, swap).
@@ -114,6 +117,11 @@ class BackupHeader(BaseModel):
     data_records: int = 0
     data_bytes: int = 0
     data_chain: str = EMPTY_CHAIN
+    # staged.bin, the same way (0 blocks: nothing staged - a backup made before staging existed).
+    staged_blocks: int = 0
+    staged_records: int = 0
+    staged_bytes: int = 0
+    staged_chain: str = EMPTY_CHAIN
     aliases: List[str] = Field(default_factory=list)
     quant_params: Dict[str, Any] = Field(default_factory=dict)
     quality: Dict[str, Any] = Field(default_factory=dict)
@@ -315,61 +323,37 @@ class BackupStore:
                 records = [r for _i, r in decode_records(block.payload, block.record_count, block.block_no)]
                 yield block.block_no, records
 
+    def staged_writer(self) -> "DataWriter":
+        return DataWriter(self.path(STAGED))
+
+    def has_staged(self) -> bool:
+        return self.header.staged_blocks > 0
+
     def verify(self, check_record: Optional[Callable[[Record], None]] = None) -> VerifyResult:
         """Check data.bin against the header: size, block count, every block digest and record CRC.
         `check_record` sees every intact record in the same pass (it raises to refuse the backup)."""
         header = self.header
-        result = VerifyResult(ok=True)
-        path = self.path(DATA)
-        if header.data_blocks == 0:
-            return result
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return VerifyResult(ok=False, truncated=True, problems=[f"{path} is missing"])
-        if size < header.data_bytes:
-            result.truncated = True
-            result.problems.append(f"{path} has {size} bytes, the header recorded {header.data_bytes} (truncated)")
-        running = EMPTY_CHAIN
-        try:
-            with open(path, "rb") as stream:
-                for block in iter_blocks(stream, header.data_bytes):
-                    result.blocks += 1
-                    result.bytes = block.offset + len(block.payload) + BLOCK_HEADER_SIZE
-                    running = chain(running, hashlib.sha256(block.payload).digest())
-                    if not block.digest_ok:
-                        result.bad_blocks.append(block.block_no)
-                    try:
-                        for index, record in decode_records(block.payload, block.record_count, block.block_no):
-                            result.records += 1
-                            if record is None:
-                                result.bad_records.append([block.block_no, index])
-                            elif check_record is not None:
-                                check_record(record)
-                    except FormatError as err:
-                        result.problems.append(str(err))
-        except FormatError as err:
-            result.truncated = result.truncated or "cut short" in str(err)
-            result.problems.append(str(err))
-        if result.blocks != header.data_blocks:
-            result.problems.append(f"{result.blocks} blocks readable, the header recorded {header.data_blocks}")
-        if result.records != header.data_records:
-            result.problems.append(f"{result.records} records readable, the header recorded {header.data_records}")
-        if result.bad_blocks:
-            result.problems.append(f"blocks {result.bad_blocks[:10]} do not match their checksum (edited or damaged)")
-        if result.bad_records:
-            result.problems.append(f"{len(result.bad_records)} records fail their CRC")
-        if not result.problems and running != header.data_chain:
-            result.problems.append("the blocks do not match the header's fingerprint (blocks replaced or reordered)")
-        result.ok = not result.problems
-        return result
+        return _verify_file(self.path(DATA), header.data_blocks, header.data_records, header.data_bytes,
+                            header.data_chain, check_record)
+
+    def verify_staged(self) -> VerifyResult:
+        """staged.bin against the header, the same way as data.bin."""
+        header = self.header
+        return _verify_file(self.path(STAGED), header.staged_blocks, header.staged_records, header.staged_bytes,
+                            header.staged_chain)
 
     def require_intact(self) -> None:
         result = self.verify()
+        if result.ok and self.has_staged():
+            staged = self.verify_staged()
+            result.problems += [f"staged conversions: {problem}" for problem in staged.problems]
+            result.ok = staged.ok
         if not result.ok:
             raise BackupInvalid(f"backup {self.directory} failed verification: " + "; ".join(result.problems),
                                 hint="nothing was written; restore the backup directory from a copy",
                                 details={"verification": result.model_dump()})
+
+
 
     # -- ledgers: which blocks a mutation phase has applied ----------------------------------------
     def ledger_path(self, phase: str, worker: int) -> str:
@@ -385,6 +369,55 @@ class BackupStore:
                         if line.strip().isdigit():  # a torn last line is ignored: that block is redone
                             done.add(int(line))
         return done
+
+
+def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint: str,
+                 check_record: Optional[Callable[[Record], None]] = None) -> VerifyResult:
+    """A blocks file against the numbers its header recorded: size, block count, every block digest
+    and record CRC, the fingerprint chain over all blocks."""
+    result = VerifyResult(ok=True)
+    if blocks == 0:
+        return result
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return VerifyResult(ok=False, truncated=True, problems=[f"{path} is missing"])
+    if size < nbytes:
+        result.truncated = True
+        result.problems.append(f"{path} has {size} bytes, the header recorded {nbytes} (truncated)")
+    running = EMPTY_CHAIN
+    try:
+        with open(path, "rb") as stream:
+            for block in iter_blocks(stream, nbytes):
+                result.blocks += 1
+                result.bytes = block.offset + len(block.payload) + BLOCK_HEADER_SIZE
+                running = chain(running, hashlib.sha256(block.payload).digest())
+                if not block.digest_ok:
+                    result.bad_blocks.append(block.block_no)
+                try:
+                    for index, record in decode_records(block.payload, block.record_count, block.block_no):
+                        result.records += 1
+                        if record is None:
+                            result.bad_records.append([block.block_no, index])
+                        elif check_record is not None:
+                            check_record(record)
+                except FormatError as err:
+                    result.problems.append(str(err))
+    except FormatError as err:
+        result.truncated = result.truncated or "cut short" in str(err)
+        result.problems.append(str(err))
+    if result.blocks != blocks:
+        result.problems.append(f"{result.blocks} blocks readable, the header recorded {blocks}")
+    if result.records != records:
+        result.problems.append(f"{result.records} records readable, the header recorded {records}")
+    if result.bad_blocks:
+        result.problems.append(f"blocks {result.bad_blocks[:10]} do not match their checksum (edited or damaged)")
+    if result.bad_records:
+        result.problems.append(f"{len(result.bad_records)} records fail their CRC")
+    if not result.problems and running != fingerprint:
+        result.problems.append("the blocks do not match the header's fingerprint (blocks replaced or reordered)")
+    result.ok = not result.problems
+    return result
 
 
 class DataWriter:

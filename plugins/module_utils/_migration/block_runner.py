@@ -22,8 +22,9 @@ from .backup_format import FormatError, block_offsets, decode_records, read_bloc
 from .backup_store import DATA, BackupStore, Ledger
 from .errors import BackupInvalid, MigrationFailed
 
-# (client, block number, records) -> counters to add up
-BlockFunction = Callable[[Any, int, list], Dict[str, int]]
+# (client, block number, records) -> counters to add up, or a function that returns them: then the
+# block's work is on the wire, and its outcome is collected after the next block has been sent.
+BlockFunction = Callable[[Any, int, list], Any]
 PROGRESS_SECONDS = 2.0
 LISTED = 100  # keys listed per outcome (gone, conflict); counters count them all
 
@@ -51,6 +52,16 @@ def _apply_blocks(store: BackupStore, phase: str, worker: int, blocks: List[int]
                   parent: Optional[int] = None) -> Dict[str, int]:
     totals: Dict[str, int] = {}
     ledger = Ledger(store.ledger_path(phase, worker))
+
+    def done(block_no: int, count: int, counters: Dict[str, int]) -> None:
+        # Marked only once its outcome is in: a block on the wire when the process dies is redone.
+        _add(totals, counters)
+        ledger.mark(block_no)
+        failpoints.hit(phase, count)
+        if tick:
+            tick(count)
+
+    pending = None
     try:
         with open(store.path(DATA), "rb") as stream:
             for count, block_no in enumerate(blocks, start=1):
@@ -59,14 +70,19 @@ def _apply_blocks(store: BackupStore, phase: str, worker: int, blocks: List[int]
                 block = read_block_at(stream, offsets[block_no])
                 if not block.digest_ok or block.block_no != block_no:
                     raise BackupInvalid(f"block {block_no} of {store.path(DATA)} changed since it was verified")
-                records = [r for _i, r in decode_records(block.payload, block.record_count, block_no)]
+                records = [r for _i, r in decode_records(block.payload, block.record_count, block_no, check_crc=False)]
                 if any(r is None for r in records):
                     raise BackupInvalid(f"block {block_no} holds a record that fails its CRC")
-                _add(totals, function(client, block_no, records))
-                ledger.mark(block_no)
-                failpoints.hit(phase, count)
-                if tick:
-                    tick(count)
+                outcome = function(client, block_no, records)
+                if pending is not None:
+                    done(pending[0], pending[1], pending[2]())
+                    pending = None
+                if callable(outcome):
+                    pending = (block_no, count, outcome)
+                else:
+                    done(block_no, count, outcome)
+            if pending is not None:
+                done(pending[0], pending[1], pending[2]())
     except FormatError as err:
         raise BackupInvalid(f"backup data unreadable: {err}") from None
     finally:

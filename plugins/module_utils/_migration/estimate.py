@@ -43,6 +43,8 @@ class Estimate(BaseModel):
     vector_fields: List[VectorFieldCost] = Field(default_factory=list)
     backup_bytes: int = 0
     backup_bytes_exact: bool = True
+    # staged.bin: the converted vectors, staged before the drop (exact but where documents lack a vector).
+    staged_bytes: int = 0
     backup_breakdown: Dict[str, int] = Field(default_factory=dict)
     memory_before_bytes: Dict[str, int] = Field(default_factory=dict)
     memory_after_bytes: Dict[str, int] = Field(default_factory=dict)
@@ -109,6 +111,11 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
         result.backup_breakdown = breakdown
         result.backup_bytes = sum(breakdown.values())
     result.backup_bytes_exact = exact or not rewritten
+    if rewritten and rewrites.quantize:
+        per_doc = sum(ENTRY_OVERHEAD + len(q.location.encode()) + q.dims * DATATYPE_WIDTH[q.target]
+                      for q in rewrites.quantize)
+        result.staged_bytes = (len(FILE_MAGIC) + math.ceil(rewritten / batch_size) * BLOCK_HEADER_SIZE
+                               + rewritten * (RECORD_OVERHEAD + per_doc) + int(key_bytes))
 
     # Vectors: in the documents and in the index.
     quantized = {q.field: q for q in rewrites.quantize}
@@ -156,6 +163,6 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
         probe = backup_dir if os.path.isdir(backup_dir) else os.path.dirname(os.path.abspath(backup_dir))
         if os.path.isdir(probe):
             result.backup_dir_free_bytes = shutil.disk_usage(probe).free
-            result.backup_dir_required_bytes = int(result.backup_bytes * FREE_SPACE_MARGIN)
+            result.backup_dir_required_bytes = int((result.backup_bytes + result.staged_bytes) * FREE_SPACE_MARGIN)
             result.backup_fits = result.backup_dir_free_bytes >= result.backup_dir_required_bytes
     return result

@@ -154,7 +154,7 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
     require_supported_live(client, plan, caps, live.unrecognized)
     if not check_mode:
         require_create_accepted(client, plan)
-    need = int(plan.estimate.backup_bytes * FREE_SPACE_MARGIN)
+    need = int((plan.estimate.backup_bytes + plan.estimate.staged_bytes) * FREE_SPACE_MARGIN)
     existing = backup_root
     while not os.path.isdir(existing):  # check mode: the directory is not created
         existing = os.path.dirname(existing)

@@ -24,6 +24,48 @@ for _, i in ipairs(pending) do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
 return 2
 """
 
+# The quantize phase's per-batch form: one call for a whole block of documents, so that the
+# server's per-call cost is paid once per block, not per document. KEYS: the documents; ARGV[1] = F,
+# the vector fields per document; ARGV[2..F+1] their hash fields; then per document and field its
+# original bytes (from the backup) and its converted bytes (staged before the drop), both "" where
+# the document held no vector. The same rule per document as QUANTIZE: every field still original
+# (or already converted), or nothing is written. Returns one character per document: 2 written,
+# 1 already done, 0 gone, c conflict.
+QUANTIZE_BATCH = """
+local fields = tonumber(ARGV[1])
+local at = fields + 2
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local pending = {}
+  local state = '1'
+  for j = 1, fields do
+    local original, new = ARGV[at], ARGV[at + 1]
+    at = at + 2
+    if state == '1' and new ~= '' then
+      local current = redis.call('HGET', key, ARGV[j + 1])
+      if current ~= new then
+        if current == original then
+          pending[#pending + 1] = ARGV[j + 1]
+          pending[#pending + 1] = new
+        elseif not current and redis.call('EXISTS', key) == 0 then
+          state = '0'
+        else
+          state = 'c'
+        end
+      end
+    end
+  end
+  if state == '1' and #pending > 0 then
+    redis.call('HSET', key, unpack(pending))
+    state = '2'
+  end
+  out[i] = state
+end
+return table.concat(out)
+"""
+BATCH_OUTCOME = {ord("2"): 2, ord("1"): 1, ord("0"): 0, ord("c"): -1}
+
 # KEYS[1] key; ARGV: old field, new field, [old, new]...
 HASH_MOVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -139,6 +181,7 @@ class Scripts:
 
     def __init__(self, client):
         self.quantize = client.register_script(QUANTIZE)
+        self.quantize_batch = client.register_script(QUANTIZE_BATCH)
         self.hash_move = client.register_script(HASH_MOVE)
         self.json_move = client.register_script(JSON_MOVE)
         self.key_rename = client.register_script(KEY_RENAME)

@@ -9,12 +9,17 @@ else meanwhile: left as they made it).
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List
+import os
+from typing import Dict, List, Optional
 
+from ..backup_format import block_offsets, decode_records, read_block_at
+from ..backup_store import STAGED
 from ..block_runner import run_blocks
 from ..codec import QuantParams, convert_batch
+from ..errors import BackupInvalid
 from ..keyspace import key_to_text, renamed_key
-from ..scripts import Scripts
+from ..scripts import BATCH_OUTCOME, QUANTIZE_BATCH, Scripts
+from ..wire import Wire, pack
 from .context import Context
 
 OUTCOME = {2: "written", 1: "already", 0: "gone", -1: "conflict"}
@@ -93,7 +98,94 @@ def rename_keys(ctx: Context) -> Dict[str, object]:
     return _run(ctx, "rename_keys", apply)
 
 
+class _StagedQuantize:
+    """The quantize phase's work per block: the converted vectors staged before the drop, written in one
+    script call per block (QUANTIZE_BATCH: compare-and-set per document, against the backup's
+    original), with the next block sent before this one's outcome is read. Per process (workers fork):
+    its own connection and its own handle on staged.bin."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.rewrites = ctx.plan.rewrites
+        self.cluster = ctx.plan.server.cluster_enabled
+        self.originals = [q.source_location.encode() for q in self.rewrites.quantize]
+        self.converted = [q.location.encode() for q in self.rewrites.quantize]
+        self.head = [b"%d" % len(self.converted), *self.converted]
+        self._process: Optional[tuple] = None
+
+    def _open(self, client):
+        """(wire, script sha, staged.bin stream, block offsets) of this process, made on first use."""
+        if self._process is None or self._process[0] != os.getpid():
+            store = self.ctx.store
+            stream = open(store.path(STAGED), "rb")  # pylint: disable=consider-using-with  # kept for the phase
+            offsets = block_offsets(stream, store.header.staged_bytes)
+            sha = client.script_load(QUANTIZE_BATCH)
+            self._process = (os.getpid(), Wire(client), sha.encode() if isinstance(sha, str) else sha, stream, offsets)
+        return self._process[1:]
+
+    def close(self) -> None:
+        if self._process is not None and self._process[0] == os.getpid():
+            self._process[1].close()
+            self._process[3].close()
+            self._process = None
+
+    def _staged(self, stream, offsets, block_no: int, records: list) -> list:
+        block = read_block_at(stream, offsets[block_no])
+        staged = [r for _i, r in decode_records(block.payload, block.record_count, block_no, check_crc=False)]
+        if not block.digest_ok or block.block_no != block_no or len(staged) != len(records) or any(
+                s is None or s.key != r.key for s, r in zip(staged, records)):
+            raise BackupInvalid(f"block {block_no} of {self.ctx.store.path(STAGED)} does not match the backup's block",
+                                hint="the staged conversions were changed or damaged; restore the backup directory "
+                                     "from a copy, or roll back")
+        return staged
+
+    def __call__(self, client, block_no: int, records: list):
+        wire, sha, stream, offsets = self._open(client)
+        staged = self._staged(stream, offsets, block_no, records)
+        keys, argv = [], []
+        for record, conversion in zip(records, staged):
+            pairs = []
+            for original, converted in zip(self.originals, self.converted):
+                new = conversion.value(converted)
+                pairs += [record.value(original) or b"", new] if new is not None else [b"", b""]
+            keys.append(_final_key(self.ctx, record.key))
+            argv.append(pairs)
+        if self.cluster:  # a script's keys must share a slot: one call per document
+            wire.send(b"".join(pack(b"EVALSHA", sha, b"1", key, *self.head, *pairs) for key, pairs in zip(keys, argv)),
+                      len(keys))
+
+            def outcome_per_key():
+                replies = wire.read(len(keys))
+                return _tally([_batch_code(reply) for reply in replies], keys)
+            return outcome_per_key
+        wire.send(pack(b"EVALSHA", sha, b"%d" % len(keys), *keys, *self.head, *(a for pairs in argv for a in pairs)))
+
+        def outcome():
+            reply = wire.read()[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return _tally([BATCH_OUTCOME.get(code, -1) for code in reply], keys)
+        return outcome
+
+
+def _batch_code(reply) -> int:
+    if isinstance(reply, Exception):
+        raise reply
+    return BATCH_OUTCOME.get(reply[0], -1) if reply else -1
+
+
 def quantize(ctx: Context) -> Dict[str, object]:
+    if ctx.store.has_staged():
+        apply = _StagedQuantize(ctx)
+        try:
+            return _run(ctx, "quantize", apply)
+        finally:
+            apply.close()
+    return _run(ctx, "quantize", _convert_and_quantize(ctx))
+
+
+def _convert_and_quantize(ctx: Context):
+    """A backup made before staging existed: convert each block after the drop, as it was done then."""
     rewrites = ctx.plan.rewrites
     params = {field: QuantParams.from_dict(p) for field, p in ctx.store.header.quant_params.items()}
 
@@ -117,7 +209,7 @@ def quantize(ctx: Context) -> Dict[str, object]:
                 scripts.quantize(keys=[key], args=args, client=pipe)
         return _tally(pipe.execute() if keys else [], keys)
 
-    return _run(ctx, "quantize", apply)
+    return apply
 
 
 def _run(ctx: Context, phase: str, apply) -> Dict[str, object]:
