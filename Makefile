@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-sanity test-lint test-molecule venv clean bench bench-migrate bench-batch redis
+.PHONY: demo test test-units test-integration test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -89,9 +89,15 @@ $(BENCH_STAMP): requirements.txt tests/requirements.txt benchmarks/requirements.
 bench: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/plan_latency.py $(BENCH_ARGS)
 
-# Apply speed and peak RSS of a float32 -> float16 migration, ours next to redisvl's (docs/benchmarks.md).
-# Same venv. BENCH_ARGS="--sizes 20000,100000,200000 --algorithm hnsw --workers 1,2 --runs 3"
+# Read downtime (a poller process), apply, re-index, validation and peak RSS per scenario: redisvl,
+# ours (workers 1 and 2, online and drop_recreate) and the raw floor, in one run (docs/benchmarks.md).
+# Same venv. Quick: make bench-migrate BENCH_ARGS="--scale 0.1"; one: BENCH_ARGS="--scenarios flat-200k"
 bench-migrate: $(BENCH_STAMP) $(LINK)
+	$(BENCH_BIN)/python benchmarks/migrate_scenarios.py $(BENCH_ARGS)
+
+# Apply speed and peak RSS over a sweep of sizes, ours next to redisvl's.
+# BENCH_ARGS="--sizes 20000,100000,200000 --algorithm hnsw --workers 1,2 --runs 3"
+bench-throughput: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/migrate_throughput.py $(BENCH_ARGS)
 
 # Planning latency of a batch of small indexes (target: 20 in under 2 s). Same venv.

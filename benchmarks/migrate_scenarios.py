@@ -1,0 +1,403 @@
+#!/usr/bin/env python
+"""Read downtime, apply time, re-index, validation and memory of a migration: ours next to redisvl's
+and next to the raw floor, per scenario, in one run. (`make bench-migrate`; docs/benchmarks.md.)
+
+    python benchmarks/migrate_scenarios.py [--scenarios a,b] [--scale 0.1] [--runs 1]
+
+Scenarios (documents x dimensions, the change):
+    flat-200k      200,000 x 384 FLAT, float32 -> float16        raw, redisvl, ours w1, ours w2
+    hnsw-20k       20,000 x 128 HNSW, float32 -> float16         raw, redisvl, ours w1, ours w2
+    flat-1m        1,000,000 x 64 FLAT, float32 -> float16       raw, redisvl, ours w1, ours w2
+    flat-100k-64   100,000 x 64 FLAT, float32 -> float16         ours w1 (memory: 100k against 1M)
+    online-hnsw    20,000 x 128 HNSW, M 16 -> 24                  ours online, ours drop_recreate, redisvl
+    online-flat    200,000 x 384 FLAT -> HNSW (M 16, EF_C 200)    ours online, ours drop_recreate, redisvl
+--scale multiplies every document count (0.1 for a quick run).
+
+Each measurement gets a private Redis with search of its own (tools/redis_search_server.py), the
+same seeded documents, fully indexed. A poller process queries the index by its name (KNN 3 filtered
+to document 0, every 10 ms) from before the migration until after it; a reply with at least one document is an answer
+(with the float32 query, or the float16 one once the index is float16), and a complete one when
+FT.INFO then says the index holds every document (not indexing, 100%). The read downtime is the
+longest time between two complete answers - an index still building answers, but not with all of
+its documents; the longest time between any two answers is shown beside it ("no answer"). The migration runs in a child process (its peak RSS, and that of
+its largest forked worker, are its own):
+    ours      create_plan + migrate() (batch 500, accept_data_loss, fresh backup dir);
+    redisvl   MigrationPlanner().create_plan + MigrationExecutor().apply (batch 500);
+    raw       the floor: FT.DROPINDEX, then pipelined HGET -> NumPy -> HSET in batches of 500 in one
+              process (no backup, no check of any kind), FT.CREATE of the target, wait.
+Every run's result is checked (index definition, document count, no failures, sampled bytes). Exits 1
+when one of our runs fails its check, 2 when the benchmark cannot run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+
+import numpy
+import redis
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
+
+from bench_common import INDEX, BenchError, environment, ft_info, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
+from migrate_throughput import (  # noqa: E402  pylint: disable=wrong-import-position
+    BATCH_SIZE,
+    PREFIX,
+    _children_peak_mb,
+    _own_peak_mb,
+    load,
+    verify,
+)
+
+FLOAT16 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
+HNSW_M24 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"m": 24}}]}}
+TO_HNSW = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"algorithm": "hnsw", "m": 16,
+                                                                                       "ef_construction": 200}}]}}
+QUANTIZE_TOOLS = ("raw", "redisvl", "ours-w1", "ours-w2")
+ONLINE_TOOLS = ("ours-online", "ours-drop_recreate", "redisvl")
+SCENARIOS = {
+    "flat-200k": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
+    "hnsw-20k": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
+    "flat-1m": {"docs": 1_000_000, "dims": 64, "algorithm": "flat", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
+    "flat-100k-64": {"docs": 100_000, "dims": 64, "algorithm": "flat", "patch": FLOAT16, "tools": ("ours-w1",)},
+    "online-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": HNSW_M24, "tools": ONLINE_TOOLS},
+    "online-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": TO_HNSW, "tools": ONLINE_TOOLS},
+}
+DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat"
+POLL_SECONDS = 0.010
+CHILD_TIMEOUT = 7200.0
+
+
+# ---- the poller (a process of its own) ----------------------------------------------------------------
+
+def poller_main(spec_path: str) -> int:
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    client = redis.Redis.from_url(spec["url"], protocol=2, socket_timeout=30)
+    queries = [bytes.fromhex(spec["vector32"]), bytes.fromhex(spec["vector16"])]
+    answered, complete = [], []
+    polls = 0
+    while not os.path.exists(spec["stop"]):
+        polls += 1
+        ok = False
+        for vector in queries:
+            try:
+                # Filtered to document 0 (its number is a token of its title): a real KNN query through the
+                # vector index, but not a brute-force pass over every vector each 10 ms, which would slow the
+                # very server being measured.
+                reply = client.execute_command("FT.SEARCH", INDEX, "(@title:0)=>[KNN 3 @embedding $v]", "PARAMS", "2",
+                                               "v", vector, "NOCONTENT", "LIMIT", "0", "3", "TIMEOUT", "0", "DIALECT",
+                                               "2")
+            except redis.RedisError:
+                continue  # no such index, or the other datatype: try the other query
+            ok = bool(reply) and int(reply[0]) > 0
+            if ok:
+                break
+        now = time.monotonic()
+        if ok:
+            answered.append(now)
+            # From an index that holds every document, or from one still building (a partial answer)?
+            try:
+                info = ft_info(client)
+                if int(info["indexing"]) == 0 and float(info["percent_indexed"]) >= 1.0:
+                    complete.append(now)
+            except redis.RedisError:
+                pass
+        time.sleep(POLL_SECONDS)
+
+    def longest(times):
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        return max(gaps) if gaps else None
+    with open(spec["out"], "w", encoding="utf-8") as handle:
+        json.dump({"polls": polls, "answered": len(answered), "complete": len(complete),
+                   "longest_gap_seconds": longest(complete), "longest_unanswered_seconds": longest(answered)}, handle)
+    return 0
+
+
+# ---- the child: one migration ----------------------------------------------------------------------------
+
+def _child_ours(spec: dict) -> dict:
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection, patch, planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    settings = connection.ConnectionSettings(url=spec["url"])
+    client = connection.connect(settings)
+    plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(spec["patch"]), batch_size=BATCH_SIZE,
+                               backup_dir=spec["backup_dir"], mode=spec.get("mode", "auto"))
+    start = time.perf_counter()
+    report = migrate(client, lambda: connection.connect(settings), plan, spec["backup_dir"],
+                     MigrateOptions(batch_size=BATCH_SIZE, workers=spec["workers"], accept_data_loss=True,
+                                    wait_timeout=CHILD_TIMEOUT)).report
+    phases = {name: state.get("seconds", 0.0) for name, state in report.phases.items()}
+    return {"apply_seconds": time.perf_counter() - start, "mode": report.mode, "result": report.result,
+            "reindex_seconds": phases.get("wait"), "validate_seconds": phases.get("validate"), "phases": phases}
+
+
+def _child_redisvl(spec: dict) -> dict:
+    from redisvl.migration import MigrationExecutor, MigrationPlanner  # pylint: disable=import-outside-toplevel
+    plan = MigrationPlanner().create_plan(index_name=INDEX, schema_patch_path=spec["patch_path"], redis_url=spec["url"])
+    start = time.perf_counter()
+    report = MigrationExecutor().apply(plan, redis_url=spec["url"], backup_dir=spec["backup_dir"],
+                                       batch_size=BATCH_SIZE, num_workers=spec["workers"])
+    timings = report.timings.model_dump()
+    return {"apply_seconds": time.perf_counter() - start, "result": report.result,
+            "reindex_seconds": timings.get("initial_indexing_duration_seconds"),
+            "validate_seconds": timings.get("validation_duration_seconds")}
+
+
+def _child_raw(spec: dict) -> dict:
+    """The floor: no backup, no checks - drop, rewrite as fast as one process pipelines, create, wait."""
+    client = redis.Redis.from_url(spec["url"], protocol=2)
+    dims, docs = spec["dims"], spec["docs"]
+    start = time.perf_counter()
+    client.execute_command("FT.DROPINDEX", INDEX)
+    for first in range(0, docs, BATCH_SIZE):
+        keys = [f"{PREFIX}{i}" for i in range(first, min(first + BATCH_SIZE, docs))]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, "embedding")
+        values = pipe.execute()
+        converted = numpy.frombuffer(b"".join(values), dtype=numpy.float32).reshape(len(keys), dims).astype(numpy.float16)
+        pipe = client.pipeline(transaction=False)
+        for key, row in zip(keys, converted):
+            pipe.hset(key, "embedding", row.tobytes())
+        pipe.execute()
+    rewritten = time.perf_counter()
+    params = ["TYPE", "FLOAT16", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
+    if spec["algorithm"] == "hnsw":
+        params += ["M", "16", "EF_CONSTRUCTION", "200"]
+    client.execute_command("FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA", "title", "TEXT",
+                           "genre", "TAG", "embedding", "VECTOR", spec["algorithm"].upper(), str(len(params)), *params)
+    wait_indexed(client, docs, CHILD_TIMEOUT)
+    done = time.perf_counter()
+    return {"apply_seconds": done - start, "result": "succeeded", "rewrite_seconds": rewritten - start,
+            "reindex_seconds": done - rewritten}
+
+
+def child_main(spec_path: str) -> int:
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    tool = spec["tool"]
+    try:
+        run = _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl" else _child_ours
+        result = run(spec)
+    except Exception as err:  # pylint: disable=broad-exception-caught
+        result = {"error": f"{type(err).__name__}: {err}"[:2000]}
+    result["peak_rss_mb"] = _own_peak_mb()
+    result["peak_rss_workers_mb"] = _children_peak_mb()
+    with open(spec["result_path"], "w", encoding="utf-8") as handle:
+        json.dump(result, handle)
+    return 0
+
+
+# ---- one measurement ----------------------------------------------------------------------------------------
+
+def _tool_spec(tool: str) -> dict:
+    if tool.startswith("ours-w"):
+        return {"tool": "ours", "workers": int(tool[len("ours-w"):]), "mode": "auto"}
+    if tool.startswith("ours-"):
+        return {"tool": "ours", "workers": 1, "mode": tool[len("ours-"):]}
+    return {"tool": tool, "workers": 1}
+
+
+def _create_index(client, dims: int, algorithm: str) -> None:
+    params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
+    if algorithm == "hnsw":
+        params += ["M", "16", "EF_CONSTRUCTION", "200"]
+    client.execute_command("FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA", "title", "TEXT",
+                           "genre", "TAG", "embedding", "VECTOR", algorithm.upper(), str(len(params)), *params)
+
+
+def _check_online(client, docs: int, patch: dict) -> list:
+    info = ft_info(client)
+    attrs = {}
+    for attribute in info["attributes"]:
+        tokens = [t.decode() if isinstance(t, bytes) else t for t in attribute]
+        if "embedding" in tokens:
+            attrs = dict(zip(tokens[::2], tokens[1::2]))
+    wanted = patch["changes"]["update_fields"][0]["attrs"]
+    problems = []
+    if str(attrs.get("algorithm", "")).lower() != str(wanted.get("algorithm", attrs.get("algorithm", ""))).lower():
+        problems.append(f"algorithm is {attrs.get('algorithm')}")
+    if "m" in wanted and str(attrs.get("M")) != str(wanted["m"]):
+        problems.append(f"M is {attrs.get('M')}")
+    if int(info["num_docs"]) != docs or int(info["hash_indexing_failures"]):
+        problems.append(f"num_docs {info['num_docs']}, failures {info['hash_indexing_failures']}")
+    return problems
+
+
+def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
+    spec = _tool_spec(tool)
+    with RedisSearchServer() as server, tempfile.TemporaryDirectory(prefix="migrate-scenarios-") as tmp:
+        client = redis.Redis.from_url(server.url, protocol=2)
+        try:
+            _create_index(client, scenario["dims"], scenario["algorithm"])
+            load(client, docs, scenario["dims"], seed)
+            wait_indexed(client, docs, CHILD_TIMEOUT)
+            query = numpy.frombuffer(client.hget(f"{PREFIX}0", "embedding"), dtype=numpy.float32)
+            patch_path = os.path.join(tmp, "patch.yaml")
+            with open(patch_path, "w", encoding="utf-8") as handle:
+                yaml.safe_dump(scenario["patch"], handle)
+            os.mkdir(os.path.join(tmp, "backups"))
+            spec.update({"url": server.url, "patch": scenario["patch"], "patch_path": patch_path, "docs": docs,
+                         "dims": scenario["dims"], "algorithm": scenario["algorithm"],
+                         "backup_dir": os.path.join(tmp, "backups"), "result_path": os.path.join(tmp, "result.json")})
+            poll = {"url": server.url, "stop": os.path.join(tmp, "stop"), "out": os.path.join(tmp, "poll.json"),
+                    "vector32": query.tobytes().hex(), "vector16": query.astype(numpy.float16).tobytes().hex()}
+            for name, data in (("spec.json", spec), ("poll-spec.json", poll)):
+                with open(os.path.join(tmp, name), "w", encoding="utf-8") as handle:
+                    json.dump(data, handle)
+            poller = subprocess.Popen([sys.executable, __file__, "--poller", os.path.join(tmp, "poll-spec.json")])
+            time.sleep(0.5)  # answered before the migration starts
+            done = subprocess.run([sys.executable, __file__, "--child", os.path.join(tmp, "spec.json")],
+                                  capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+            time.sleep(0.5)
+            with open(poll["stop"], "w", encoding="utf-8") as handle:
+                handle.write("stop")
+            poller.wait(timeout=60)
+            if not os.path.exists(spec["result_path"]):
+                return {"error": f"child exited {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])}
+            with open(spec["result_path"], encoding="utf-8") as handle:
+                result = json.load(handle)
+            with open(poll["out"], encoding="utf-8") as handle:
+                result["poll"] = json.load(handle)
+            if "error" not in result:
+                result["problems"] = (verify(client, docs, scenario["dims"], seed, 300)
+                                      if scenario["patch"] is FLOAT16 else _check_online(client, docs, scenario["patch"]))
+        finally:
+            client.close()
+    return result
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+
+def med(results: list, key: str):
+    values = [r[key] for r in results if "error" not in r and not r.get("problems") and r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def downtime(results: list, key: str = "longest_gap_seconds"):
+    values = [r["poll"][key] for r in results if "error" not in r and r.get("poll") and r["poll"].get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def ratio(a, b) -> str:
+    return "n/a" if not a or not b else f"{a / b:.2f}"
+
+
+def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
+    print(f"\n== {name}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
+          f"{json.dumps(scenario['patch']['changes']['update_fields'][0]['attrs'])} ==")
+    print(f"{'tool':<20}{'apply s':>9}{'read downtime s':>17}{'no answer s':>13}{'re-index s':>12}{'validate s':>12}"
+          f"{'RSS MB main/worker':>20}  check")
+    figures = {}
+    for tool in scenario["tools"]:
+        results = rows[tool]
+        failed = [r for r in results if "error" in r or r.get("problems")]
+        check = "verified" if not failed else "FAILED: " + (failed[0].get("error") or "; ".join(failed[0]["problems"][:2]))
+        figures[tool] = {"apply": med(results, "apply_seconds"), "downtime": downtime(results),
+                         "unanswered": downtime(results, "longest_unanswered_seconds"),
+                         "reindex": med(results, "reindex_seconds"), "validate": med(results, "validate_seconds"),
+                         "rewrite": med(results, "rewrite_seconds"), "rss": med(results, "peak_rss_mb"),
+                         "rss_workers": med(results, "peak_rss_workers_mb"), "ok": not failed}
+        f = figures[tool]
+        rss = fmt(f["rss"], ".0f") + (f"/{fmt(f['rss_workers'], '.0f')}" if tool == "ours-w2" else "")
+        print(f"{tool:<20}{fmt(f['apply']):>9}{fmt(f['downtime']):>17}{fmt(f['unanswered']):>13}{fmt(f['reindex']):>12}"
+              f"{fmt(f['validate']):>12}"
+              f"{rss:>20}  {check}")
+    raw, peer = figures.get("raw"), figures.get("redisvl")
+    ours = figures.get("ours-w1") or figures.get("ours-online")
+    if raw and ours and raw.get("rewrite") is not None:
+        floor = raw["rewrite"] + raw["reindex"]
+        print(f"read downtime, ours w1 / (raw rewrite {raw['rewrite']:.2f} + re-index {raw['reindex']:.2f}): "
+              f"{ratio(ours['downtime'], floor)} (target <= 1.2)")
+    if peer and ours:
+        print(f"read downtime, {'ours online' if 'ours-online' in figures else 'ours w1'} / redisvl: "
+              f"{ratio(ours['downtime'], peer['downtime'])}" + ("" if "ours-online" in figures else " (target <= 0.6)"))
+        print(f"apply, ours / redisvl: {ratio(ours['apply'], peer['apply'])}" + (" (target <= 0.8)" if raw else ""))
+    if figures.get("ours-w1") and figures.get("ours-w2"):
+        print(f"apply, workers 2 speed-up: {ratio(figures['ours-w1']['apply'], figures['ours-w2']['apply'])} "
+              "(target >= 1.4)")
+    if figures.get("ours-drop_recreate") and figures.get("ours-online"):
+        print(f"read downtime, online {fmt(figures['ours-online']['downtime'], '.3f')} s against drop_recreate "
+              f"{fmt(figures['ours-drop_recreate']['downtime'])} s")
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every document count (0.1: quick run)")
+    parser.add_argument("--runs", type=int, default=1, help="measurements per tool (median)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--poller", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args.child)
+    if args.poller:
+        return poller_main(args.poller)
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or args.scale <= 0 or args.runs < 1:
+        parser.error(f"unknown scenario(s) {unknown}" if unknown else "--scale and --runs must be positive")
+    try:
+        peer = metadata.version("redisvl")
+    except metadata.PackageNotFoundError:
+        print("migrate_scenarios: cannot run: redisvl is not installed (make bench-migrate)", file=sys.stderr)
+        return 2
+    try:
+        with RedisSearchServer() as server:
+            probe = redis.Redis.from_url(server.url, protocol=2)
+            print(f"migrate_scenarios: {environment(probe, peer)}; scale {args.scale}, runs {args.runs}")
+            probe.close()
+        began, failed, memory = time.perf_counter(), False, {}
+        for name in names:
+            scenario = SCENARIOS[name]
+            docs = max(int(scenario["docs"] * args.scale), 1000)
+            rows = {}
+            for run in range(args.runs):
+                tools = scenario["tools"] if run % 2 == 0 else scenario["tools"][::-1]
+                for tool in tools:
+                    result = measure(scenario, tool, docs, args.seed)
+                    rows.setdefault(tool, []).append(result)
+                    print(f"  {name} {tool} run {run + 1}: apply {fmt(result.get('apply_seconds'))} s, read downtime "
+                          f"{fmt((result.get('poll') or {}).get('longest_gap_seconds'))} s"
+                          + (f", {result['error']}" if "error" in result else "")
+                          + (f", WRONG: {result['problems'][:2]}" if result.get("problems") else ""), flush=True)
+            figures = print_scenario(name, scenario, docs, rows)
+            failed = failed or any(not f["ok"] for tool, f in figures.items() if tool.startswith("ours"))
+            if "ours-w1" in figures and scenario["dims"] == 64:
+                memory[docs] = figures["ours-w1"]["rss"]
+        if len(memory) >= 2:
+            low, high = min(memory), max(memory)
+            print(f"\nours peak RSS (main): {memory[low]:.1f} MB at {low:,} docs, {memory[high]:.1f} MB at {high:,}: "
+                  f"grows {memory[high] - memory[low]:+.1f} MB (target: <= 100 MB, grows <= 10 MB)")
+        print(f"\nTotal {time.perf_counter() - began:.0f} s. Wall-clock times on a shared machine: ratios within one "
+              "run are what counts.")
+        return 1 if failed else 0
+    except (BenchError, ServerError) as err:
+        print(f"migrate_scenarios: cannot run: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
