@@ -354,8 +354,8 @@ def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, ca
     assert dump_hashes(clean_redis) == {**converted(original), **subset(original, "idx_z")}
 
 
-def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_state(clean_redis, redis_url, capsys,
-                                                                                   tmp_path):
+def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_state(
+        clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
     first = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys)

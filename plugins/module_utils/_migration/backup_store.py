@@ -353,8 +353,6 @@ class BackupStore:
                                 hint="nothing was written; restore the backup directory from a copy",
                                 details={"verification": result.model_dump()})
 
-
-
     # -- ledgers: which blocks a mutation phase has applied ----------------------------------------
     def ledger_path(self, phase: str, worker: int) -> str:
         return self.path(f"ledger-{phase}-{worker}.log")
