@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch redis
+.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -43,7 +43,7 @@ demo: venv
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
-test: test-units test-integration test-sanity test-lint test-molecule
+test: test-units test-integration test-faults-fast test-sanity test-lint test-molecule
 	$(CHECK_USER_COPY)
 
 test-units: venv
@@ -51,6 +51,18 @@ test-units: venv
 
 test-integration: venv
 	$(BIN)/pytest tests/integration
+
+# The fault suites (docs/reliability.md): kill anywhere, Redis faults, concurrent application writes, and with
+# them every bad-input and safety suite, so that the counts printed at the end (kill points survived, faults
+# injected, bad inputs tried; also in .build/faults/counts.json) cover them all. INDEXOPS_FAULT_SEED=<n> reseeds.
+FAULT_SUITES := tests/faults tests/integration/test_bad_input.py tests/integration/test_migrate_safety.py \
+	tests/integration/test_rollback_safety.py tests/integration/test_redis_index_migrate.py tests/integration/test_secrets.py
+test-faults: venv
+	$(BIN)/pytest $(FAULT_SUITES)
+
+# The representative subset of tests/faults that `make test` runs.
+test-faults-fast: venv
+	$(BIN)/pytest tests/faults -m faults_fast
 
 test-sanity: venv
 	VENV_BIN=$(BIN) tests/sanity/run_sanity.sh

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing, redis_exceptions
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import explain_options
 
@@ -133,6 +133,21 @@ def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str
     if isinstance(err, IndexOpsError):
         result.update(err.details)
         module.fail_json(msg=f"{where}: {err}", error_type=err.kind, hint=err.hint, **result)
+    if redis_exceptions is not None and isinstance(err, redis_exceptions.NoPermissionError):
+        # ACL refused something the library did not ask about first (reading an index it may not see).
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        hint = ("grant the user the commands and the keys (index names and document prefixes) it needs "
+                "(ACL SETUSER), or connect as a user that has them")
+        module.fail_json(msg=f"{where}: the Redis user may not do this: {reason}; nothing was changed; {hint}",
+                         error_type="permission_denied", hint=hint, **result)
+    if redis_exceptions is not None and isinstance(err, (redis_exceptions.ConnectionError,
+                                                         redis_exceptions.TimeoutError)):
+        # After its retries: the server went away or the network dropped it. Every module's work is safe to
+        # run again, so that is the way on.
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        hint = "check the server and the network, then re-run the same task: it continues where it stopped"
+        module.fail_json(msg=f"{where}: lost the connection to Redis ({reason}); {hint}", error_type="connection_lost",
+                         hint=hint, **result)
     module.fail_json(
         msg=f"{where}: unexpected {type(err).__name__}: {err}",
         error_type="unexpected",

@@ -9,7 +9,13 @@ connection to the test server is added unless the case sets `connection`); `$url
 from __future__ import annotations
 
 import copy
+import json
+import os
+import pickle
+import shutil
 import string
+import struct
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -24,13 +30,17 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration i
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import SchemaInvalid
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
 from ansible_collections.indexops.redis_search.plugins.modules import (
+    redis_index_batch,
     redis_index_info,
     redis_index_migrate,
     redis_index_plan,
     redis_index_rollback,
+    redis_index_validate,
+    redis_write_quiesce,
 )
 
 DIMS = 8
+READER_PASSWORD = "reader-pw-7c1"  # an ACL user `reader` with this password exists during every case
 # The live index every case runs against (see `products`), as a target schema.
 TARGET = {
     "index": {"name": "products", "prefix": "product:", "storage_type": "hash"},
@@ -103,6 +113,13 @@ CONNECTION_CASES = [
          connection={"host": "127.0.0.1", "port": "$close_port"}, max_seconds=8),
     Case("silent-endpoint", {"connect_timeout": 2}, ["cannot connect to 127.0.0.1:$silent_port/0", "connect_timeout"],
          connection={"host": "127.0.0.1", "port": "$silent_port"}, max_seconds=8),
+    # Wrong credentials for an ACL user that exists (see `places`), in the URL and as options; an unknown user.
+    Case("wrong-password-in-url", {}, ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
+         connection={"redis_url": "redis://reader:not-the-password@127.0.0.1:$port/0"}),
+    Case("wrong-password-option", {}, ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
+         connection={"host": "127.0.0.1", "port": "$port", "username": "reader", "password": "not-the-password"}),
+    Case("unknown-user", {}, ["authentication to 127.0.0.1:$port/0 failed"],
+         connection={"host": "127.0.0.1", "port": "$port", "username": "nobody", "password": READER_PASSWORD}),
 ]
 
 # --- schema values (issue 13 A), through a patch and through a target schema ------------------------
@@ -163,7 +180,34 @@ PLANNING_CASES = [
          ["removes every field of products", "keep at least one field"]),
 ]
 
-PLAN_CASES = CONNECTION_CASES + SCHEMA_CASES + PLANNING_CASES + [
+# --- what a patch asks for (issue 8): misspelt, unknown, invalid, blocked, colliding, unsupported ---------
+
+PATCH_CASES = [
+    Case("misspelt-patch-section", {"patch": {"version": 1, "changes": {"update_feilds": [{"name": "name"}]}}},
+         ["unknown section 'update_feilds'", "did you mean 'update_fields'?"]),
+    Case("misspelt-attribute", {"patch": update("embedding", datatyp="float16")},
+         ["unknown vector field attribute 'datatyp'", "did you mean 'datatype'?"]),
+    Case("unknown-field", {"patch": update("colour", weight=2)},
+         ["the index has no field 'colour'", "fields of products: name, category, price, embedding"]),
+    Case("attribute-of-another-type", {"patch": update("name", separator=";")},
+         ["unknown text field attribute 'separator'", "valid text field attributes:"]),
+    Case("datatype-invalid", {"patch": update("embedding", datatype="float8")},
+         ["datatype must be one of float32, float64, float16, bfloat16, int8, uint8, not 'float8'"]),
+    Case("blocked-dims", {"patch": update("embedding", dims=16)},
+         ["dims 8 -> 16", "new dimensions need new embeddings", "re-embed"]),
+    Case("blocked-storage-type", {"target_schema": target(lambda d: d["index"].update(storage_type="json"))},
+         ["storage_type 'hash' -> 'json'", "export, transform and reload"]),
+    Case("rename-onto-a-field", {"patch": patch(rename_fields=[{"old_name": "name", "new_name": "category"}])},
+         ["cannot rename 'name' to 'category', a field of that name exists"]),
+    Case("target-name-is-an-index", {"patch": patch(index={"name": "names"})},
+         ["an index or alias named 'names' already exists", "choose another name"]),
+    Case("target-name-is-an-alias", {"patch": patch(index={"name": "catalog"})},
+         ["an index or alias named 'catalog' already exists", "choose another name"]),
+    Case("datatype-the-server-lacks", {"patch": update("embedding", datatype="int8")},
+         ["the server does not accept INT8 vectors", "upgrade the server first"]),
+]
+
+PLAN_CASES = CONNECTION_CASES + SCHEMA_CASES + PLANNING_CASES + PATCH_CASES + [
     Case("plan-out-is-a-directory", {"patch": update("name", weight=2), "plan_out": "$tmp"},
          ["plan_out $tmp is a directory", "give the path of a file"]),
     Case("plan-out-in-missing-directory", {"patch": update("name", weight=2), "plan_out": "$tmp/no/such/plan.yaml"},
@@ -189,6 +233,20 @@ MIGRATE_CASES = CONNECTION_CASES + PLANNING_CASES + [
          ["report_out $tmp is a directory", "give report_out a file name"]),
     # Cases that need more than options (a plan file of another index, a plan from a second server, a
     # full disk in a process of its own) are in test_migrate_safety.py, with the same assertions.
+] + PATCH_CASES + [
+    # An ACL user without a command the migration needs is refused before the drop, naming it (see `places`).
+    Case("acl-user-without-ft-dropindex", {"patch": update("embedding", datatype="float16")},
+         ["the Redis user may not run FT.DROPINDEX, which the migration needs", "nothing was changed", "ACL SETUSER"],
+         connection={"redis_url": "redis://no_drop:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
+    Case("acl-user-without-hset", {"patch": update("embedding", datatype="float16")},
+         ["may not run HSET", "nothing was changed"],
+         connection={"redis_url": "redis://no_hset:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
+    Case("acl-user-without-ft-aliasupdate", {"patch": patch(index={"name": "products_v2"})},
+         ["may not run FT.ALIASUPDATE", "nothing was changed"],
+         connection={"redis_url": "redis://no_alias:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
+    Case("acl-user-without-the-keys", {"patch": update("embedding", datatype="float16")},
+         ["the Redis user may not do this: No permissions to access a key", "nothing was changed", "ACL SETUSER"],
+         connection={"redis_url": "redis://other_keys:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
 ]
 
 ROLLBACK_CASES = CONNECTION_CASES + [
@@ -199,6 +257,36 @@ ROLLBACK_CASES = CONNECTION_CASES + [
 INFO_CASES = CONNECTION_CASES + [
     Case("backup-dir-is-a-file", {"backup_dir": "$tmp/a-file"}, ["backup_dir $tmp/a-file is a file, not a directory",
                                                                  "give the backup directory"]),
+]
+
+
+BATCH_CASES = CONNECTION_CASES + [
+    Case("batch-misspelt-patch-section", {"patch": {"version": 1, "changes": {"update_feilds": []}}},
+         ["unknown section 'update_feilds'", "did you mean 'update_fields'?"]),
+    Case("batch-pattern-matches-nothing", {"pattern": "zzz*", "indexes": None},
+         ["the pattern selection 'zzz*' names no index", "check the names or the pattern"]),
+    Case("batch-failure-policy-unknown", {"failure_policy": "retry_forever"},
+         ["failure_policy", "fail_fast, continue_on_error"]),
+    Case("batch-plan-file-missing", {"state": "applied", "plan_file": "$tmp/no-such-batch.yaml",
+                                     "backup_dir": "$tmp/b", "patch": None, "indexes": None},
+         ["cannot read batch plan file $tmp/no-such-batch.yaml"]),
+    Case("batch-plan-out-in-missing-directory", {"plan_out": "$tmp/no/such/batch.yaml"}, ["$tmp/no/such"]),
+]
+
+VALIDATE_CASES = CONNECTION_CASES + [
+    Case("validate-backup-dir-missing", {"backup_dir": "$tmp/no-such-dir"},
+         ["backup_dir $tmp/no-such-dir does not exist or is not a directory", "point backup_dir at the directory"]),
+    Case("validate-no-backup-of-the-index", {},
+         ["no backup of index 'products' in $tmp/backups", "check backup_dir and index"]),
+    Case("validate-plan-file-missing", {"plan_file": "$tmp/no-plan.yaml", "index": None},
+         ["cannot read plan file $tmp/no-plan.yaml"]),
+]
+
+QUIESCE_CASES = CONNECTION_CASES + [
+    Case("quiesce-the-connecting-user", {"users": ["default"]},
+         ["users lists 'default', the user this task connects as", "connect as a separate migrating user"]),
+    Case("quiesce-unknown-user", {"users": ["nobody"]}, ["no ACL user named nobody", "ACL USERS lists the users"]),
+    Case("quiesce-state-file-is-a-directory", {"users": ["reader"], "state_file": "$tmp"}, ["$tmp"]),
 ]
 
 
@@ -215,6 +303,7 @@ def load_products(client, count: int = 30) -> None:
         pipe.hset(f"product:{i}", mapping={"name": f"product {i}", "category": "books" if i % 2 else "toys",
                                            "price": i, "embedding": vectors[i].tobytes()})
     pipe.execute()
+    client.execute_command("FT.ALIASADD", "catalog", "names")
     wait_for(client, "products", count)
     wait_for(client, "names", count)
 
@@ -241,15 +330,33 @@ def unchanged_server(clean_redis):
     assert server_state(clean_redis) == before
 
 
+# ACL users the cases connect as: `reader` may do everything (its password is what the wrong-credential
+# cases get wrong); the others each lack what a migration needs.
+ACL_USERS = {
+    "reader": ["~*", "&*", "+@all"],
+    "no_drop": ["~*", "&*", "+@all", "-ft.dropindex"],
+    "no_hset": ["~*", "&*", "+@all", "-hset"],
+    "no_alias": ["~*", "&*", "+@all", "-ft.aliasupdate"],
+    "other_keys": ["~other:*", "~indexops:lock:*", "&*", "+@all"],
+}
+
+
 @pytest.fixture
 def places(redis_server, tmp_path):
-    """What `$name` in a case stands for."""
+    """What `$name` in a case stands for; the ACL users exist meanwhile."""
+    import redis  # pylint: disable=import-outside-toplevel
+    admin = redis.Redis.from_url(redis_server.url, protocol=2)
+    for name, rules in ACL_USERS.items():
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{READER_PASSWORD}", *rules)
     (tmp_path / "a-file").write_text("not a directory")
     endpoints = {behaviour: FakeEndpoint(behaviour) for behaviour in ("http", "close", "silent")}
     yield {"url": redis_server.url, "port": str(redis_server.port), "tmp": str(tmp_path),
            **{f"{name}_port": str(endpoint.port) for name, endpoint in endpoints.items()}}
     for endpoint in endpoints.values():
         endpoint.close()
+    for name in ACL_USERS:
+        admin.execute_command("ACL", "DELUSER", name)
+    admin.close()
 
 
 def fill(value: Any, places: dict) -> Any:
@@ -291,11 +398,13 @@ def with_change(case: Case, extra: dict) -> dict:
     return extra
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", PLAN_CASES, ids=ids(PLAN_CASES))
 def test_redis_index_plan_refuses(case, unchanged_server, places, capsys):
     refuse(redis_index_plan, case, places, capsys, with_change(case, {"index": "products"}))
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", MIGRATE_CASES, ids=ids(MIGRATE_CASES))
 def test_redis_index_migrate_refuses(case, unchanged_server, places, capsys, tmp_path):
     extra = {"index": "products", "backup_dir": str(tmp_path / "backups"), "accept_data_loss": True}
@@ -303,15 +412,58 @@ def test_redis_index_migrate_refuses(case, unchanged_server, places, capsys, tmp
     assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", ROLLBACK_CASES, ids=ids(ROLLBACK_CASES))
 def test_redis_index_rollback_refuses(case, unchanged_server, places, capsys, tmp_path):
     (tmp_path / "backups").mkdir()
     refuse(redis_index_rollback, case, places, capsys, {"index": "products", "backup_dir": str(tmp_path / "backups")})
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", INFO_CASES, ids=ids(INFO_CASES))
 def test_redis_index_info_refuses(case, unchanged_server, places, capsys):
     refuse(redis_index_info, case, places, capsys, {"index": "products"})
+
+
+def without_none(args: dict) -> dict:
+    """A case sets an option to None to leave out one the test function gives by default."""
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def refuse_without(module, case: Case, places: dict, capsys, extra: dict) -> dict:
+    args = {**extra, **case.args}
+    return refuse(module, Case(case.id, without_none(args), case.expect, case.connection, case.max_seconds),
+                  places, capsys, {})
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("case", BATCH_CASES, ids=ids(BATCH_CASES))
+def test_redis_index_batch_refuses(case, unchanged_server, places, capsys, tmp_path):
+    extra = {"state": "planned", "indexes": ["products"], "patch": update("name", weight=2),
+             "plan_out": str(tmp_path / "batch.yaml")}
+    refuse_without(redis_index_batch, case, places, capsys, extra)
+    assert not (tmp_path / "batch.yaml").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("case", VALIDATE_CASES, ids=ids(VALIDATE_CASES))
+def test_redis_index_validate_refuses(case, unchanged_server, places, capsys, tmp_path):
+    (tmp_path / "backups").mkdir()
+    refuse_without(redis_index_validate, case, places, capsys,
+                   {"index": "products", "backup_dir": str(tmp_path / "backups")})
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("case", QUIESCE_CASES, ids=ids(QUIESCE_CASES))
+def test_redis_write_quiesce_refuses(case, unchanged_server, places, capsys, tmp_path, redis_server):
+    import redis  # pylint: disable=import-outside-toplevel
+    admin = redis.Redis.from_url(redis_server.url, protocol=2)
+    rules = admin.execute_command("ACL", "LIST")
+    refuse_without(redis_write_quiesce, case, places, capsys,
+                   {"state": "quiesced", "users": ["reader"], "state_file": str(tmp_path / "quiesce.json")})
+    assert admin.execute_command("ACL", "LIST") == rules  # no user's rules changed
+    assert not (tmp_path / "quiesce.json").exists()
+    admin.close()
 
 
 def test_the_cases_cover_issue_13():
@@ -363,6 +515,7 @@ class DiesBeforeTheDrop:
 
     def __init__(self, client):
         self.client = client
+        self.connection_pool = client.connection_pool  # the permission check queues on a connection of its own
 
     def execute_command(self, *args):
         if args[0] == "FT.DROPINDEX" and create_check.CHECK_PREFIX in str(args[1]):
@@ -404,10 +557,312 @@ def test_a_user_who_may_not_create_indexes_gets_a_warning_not_a_block(unchanged_
     client.execute_command("ACL", "SETUSER", "planner", "on", ">pw", "~*", "&*", "+@all", "-FT.CREATE")
     try:
         limited = redis.Redis.from_url(redis_server.url, username="planner", password="pw")
-        with pytest.raises(create_check.CreateCheckUnavailable, match="NOPERM|no permissions"):
+        with pytest.raises(create_check.CreateCheckUnavailable, match="the user may not run FT.CREATE"):
             create_check.check_create(limited, parse_schema(TARGET))
         plan = create_plan(limited, "products", patch=parse_patch(update("name", weight=2)), audit_sample=0)
         assert plan.classification.supported
         assert any("could not be checked" in warning for warning in plan.warnings)
     finally:
         client.execute_command("ACL", "DELUSER", "planner")
+
+
+# --- bad input that needs a setting: damaged backups, stale or edited plans, backup directories, the keyspace
+# (issue 8). Each is refused with one line naming the problem and the fix; Redis (every key's bytes, FT.INFO)
+# and the backup directory (every file's bytes, links included) are exactly as they were.
+
+def backup_files(root) -> dict:
+    """Every file under `root`: its bytes, or where it links to."""
+    found = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, root)] = ("link", os.readlink(path)) if os.path.islink(path) else \
+                ("file", open(path, "rb").read())  # pylint: disable=consider-using-with
+    return found
+
+
+def expect_refusal(module, args: dict, capsys, expect: list) -> dict:
+    result = run_module(module, args, capsys, expect_failure=True)
+    message = result["msg"]
+    assert "\n" not in message and "Traceback" not in message and "unexpected" not in message, message
+    for part in expect:
+        assert part in message, f"{part!r} not in {message!r}"
+    return result
+
+
+def migrated(client, redis_url, tmp_path, capsys, count=90) -> tuple:
+    """products migrated float32 -> float16 in 3 backup blocks; (backup directory, plan file)."""
+    load_products(client, count=count)
+    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "batch_size": 30,
+                                  "patch": update("embedding", datatype="float16"),
+                                  "plan_out": str(tmp_path / "plan.yaml")}, capsys)
+    run_module(redis_index_migrate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
+                                     "backup_dir": str(tmp_path / "backups"), "accept_data_loss": True,
+                                     "batch_size": 30}, capsys)
+    (directory,) = [os.path.join(tmp_path / "backups", d) for d in os.listdir(tmp_path / "backups")]
+    return directory, str(tmp_path / "plan.yaml")
+
+
+def _blocks(data: bytes) -> tuple:
+    """(file magic, [block bytes]) of a backup data file."""
+    magic, blocks, position = data[:16], [], 16
+    while position < len(data):
+        length = struct.unpack_from("<Q", data, position + 12)[0]
+        end = position + 52 + length
+        blocks.append(data[position:end])
+        position = end
+    return magic, blocks
+
+
+def _swap(data: bytes, renumber: bool) -> bytes:
+    magic, blocks = _blocks(data)
+    blocks[1], blocks[2] = blocks[2], blocks[1]
+    if renumber:  # numbered in order again: only the header's fingerprint over the blocks can tell
+        blocks = [block[:4] + struct.pack("<I", number) + block[8:] for number, block in enumerate(blocks)]
+    return magic + b"".join(blocks)
+
+
+def _flip(data: bytes, position: int) -> bytes:
+    changed = bytearray(data)
+    changed[position] ^= 0x01
+    return bytes(changed)
+
+
+def damage(directory: str, how: str) -> None:
+    data, header, plan = (os.path.join(directory, name) for name in ("data.bin", "header.json", "plan.yaml"))
+
+    def rewrite(path, content):
+        with open(path, "wb") as handle:
+            handle.write(content)
+
+    raw = open(data, "rb").read()  # pylint: disable=consider-using-with
+    if how == "header-garbage":
+        rewrite(header, b"{not json")
+    elif how == "header-pickle":
+        rewrite(header, pickle.dumps({"format": "indexops.redis_search/backup", "status": "completed"}))
+    elif how == "header-edited":
+        edited = json.loads(open(header, "rb").read())  # pylint: disable=consider-using-with
+        edited["data_records"] += 1
+        rewrite(header, json.dumps(edited).encode())
+    elif how == "data-truncated":
+        rewrite(data, raw[:-100])
+    elif how == "data-flipped-byte":
+        rewrite(data, _flip(raw, len(raw) - 200))  # inside the last block's records
+    elif how == "data-flipped-block-number":
+        rewrite(data, _flip(raw, 16 + 4))  # the first block's number, outside its SHA-256
+    elif how == "data-swapped-blocks":
+        rewrite(data, _swap(raw, renumber=False))
+    elif how == "data-swapped-blocks-renumbered":
+        rewrite(data, _swap(raw, renumber=True))
+    elif how == "data-pickle":
+        rewrite(data, pickle.dumps({"vectors": [1, 2, 3]}))
+    elif how in ("data-symlinked", "header-symlinked"):
+        target = data if how == "data-symlinked" else header
+        copy = os.path.join(os.path.dirname(directory), os.path.basename(target) + ".elsewhere")
+        shutil.copyfile(target, copy)
+        os.unlink(target)
+        os.symlink(copy, target)
+    elif how == "plan-python-tag":
+        rewrite(plan, b"!!python/object/apply:os.system ['touch " + directory.encode() + b"/pwned']\n")
+    elif how == "plan-pickle":
+        rewrite(plan, pickle.dumps({"format": "indexops.redis_search/plan"}))
+
+
+BACKUP_DAMAGE = {
+    "header-garbage": ["header.json is unreadable", "restore the directory from a copy"],
+    "header-pickle": ["header.json is unreadable", "restore the directory from a copy"],
+    "header-edited": ["changed outside this collection (checksum mismatch)", "restore the directory from a copy"],
+    "data-truncated": ["(truncated)"],
+    "data-flipped-byte": ["do not match their checksum"],
+    "data-flipped-block-number": ["is numbered 1, expected 0"],
+    "data-swapped-blocks": ["is numbered 2, expected 1"],
+    "data-swapped-blocks-renumbered": ["blocks replaced or reordered"],
+    "data-pickle": ["not an indexops backup data file (bad magic)"],
+    "data-symlinked": ["holds a symbolic link", "data.bin", "restore the directory from a copy"],
+    "header-symlinked": ["holds a symbolic link", "header.json", "restore the directory from a copy"],
+    "plan-python-tag": ["plan.yaml is not valid YAML", "could not determine a constructor"],
+    "plan-pickle": ["plan.yaml is not a text (UTF-8 YAML) file"],
+}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("module", [redis_index_rollback, redis_index_validate], ids=["rollback", "validate"])
+@pytest.mark.parametrize("how", list(BACKUP_DAMAGE))
+def test_a_damaged_backup_is_refused_with_redis_and_backup_unchanged(how, module, clean_redis, redis_url, tmp_path,
+                                                                     capsys):
+    directory, _plan = migrated(clean_redis, redis_url, tmp_path, capsys)
+    damage(directory, how)
+    state, files = server_state(clean_redis), backup_files(tmp_path / "backups")
+    args = {"redis_url": redis_url, "index": "products", "backup_dir": str(tmp_path / "backups")}
+    expect = BACKUP_DAMAGE[how]
+    if module is redis_index_validate and how.startswith("data-") and how not in ("data-symlinked", "data-pickle"):
+        expect = ["validation of products failed: the backup fails verification", *expect]
+    expect_refusal(module, args, capsys, expect)
+    assert server_state(clean_redis) == state
+    assert backup_files(tmp_path / "backups") == files
+    assert not os.path.exists(os.path.join(directory, "pwned"))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("how", ["header-garbage", "header-edited", "data-symlinked", "header-symlinked"])
+def test_a_damaged_backup_is_refused_by_migrate_too(how, clean_redis, redis_url, tmp_path, capsys):
+    directory, plan = migrated(clean_redis, redis_url, tmp_path, capsys)
+    damage(directory, how)
+    state, files = server_state(clean_redis), backup_files(tmp_path / "backups")
+    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "plan_file": plan, "accept_data_loss": True,
+                                         "backup_dir": str(tmp_path / "backups")}, capsys, BACKUP_DAMAGE[how])
+    assert server_state(clean_redis) == state
+    assert backup_files(tmp_path / "backups") == files
+
+
+def _stale(client, path):
+    client.execute_command("FT.ALTER", "products", "SCHEMA", "ADD", "added_later", "TEXT")
+    wait_for(client, "products", 30)  # FT.ALTER scans the documents again: "unchanged" starts after it
+
+
+def _edited(_client, path):
+    text = open(path, encoding="utf-8").read()  # pylint: disable=consider-using-with
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text.replace("datatype: float16", "datatype: bfloat16"))
+
+
+def _python_tag(_client, path):
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"!!python/object/apply:os.system ['touch {path}.pwned']\n")
+
+
+def _pickled(_client, path):
+    with open(path, "wb") as handle:
+        handle.write(pickle.dumps({"format": "indexops.redis_search/plan", "checksum": "sha256:0"}))
+
+
+PLAN_DAMAGE = {
+    "plan-stale": (_stale, ["products changed since the plan was made", "re-run redis_index_plan"]),
+    "plan-edited": (_edited, ["was changed after it was written (checksum mismatch)", "re-run redis_index_plan"]),
+    "plan-file-python-tag": (_python_tag, ["is not valid YAML", "give the file redis_index_plan wrote"]),
+    "plan-file-pickle": (_pickled, ["is not a text (UTF-8 YAML) file", "give the file redis_index_plan wrote"]),
+}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("how", list(PLAN_DAMAGE))
+def test_a_stale_or_edited_plan_is_refused_before_anything(how, clean_redis, redis_url, tmp_path, capsys):
+    load_products(clean_redis)
+    path = str(tmp_path / "plan.yaml")
+    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "plan_out": path,
+                                  "patch": update("embedding", datatype="float16")}, capsys)
+    change, expect = PLAN_DAMAGE[how]
+    change(clean_redis, path)
+    state = server_state(clean_redis)
+    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "plan_file": path, "accept_data_loss": True,
+                                         "backup_dir": str(tmp_path / "backups")}, capsys, expect)
+    assert server_state(clean_redis) == state
+    assert not (tmp_path / "backups").exists() or not os.listdir(tmp_path / "backups")
+    assert not os.path.exists(path + ".pwned")
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """mount(dir, options): a tmpfs mounted there for the test (root only; skipped elsewhere)."""
+    mounted = []
+
+    def mount(directory, options):
+        os.makedirs(directory, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True,
+                              check=False)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(directory)
+        return directory
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", str(directory)], check=False)
+
+
+@pytest.mark.bad_input
+def test_an_unwritable_backup_dir_is_refused_before_anything(clean_redis, redis_url, tmp_path, capsys,
+                                                             small_filesystem):
+    load_products(clean_redis)
+    readonly = small_filesystem(tmp_path / "ro", "ro,size=1m")  # read-only even for root
+    state = server_state(clean_redis)
+    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products", "accept_data_loss": True,
+                                         "patch": update("embedding", datatype="float16"),
+                                         "backup_dir": str(readonly / "backups")}, capsys,
+                   ["cannot create backup_dir", "Read-only file system"])
+    assert server_state(clean_redis) == state
+
+
+@pytest.mark.bad_input
+def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tmp_path, capsys, small_filesystem):
+    load_products(clean_redis, count=200)
+    full = small_filesystem(tmp_path / "full", "size=64k")
+    filler = full / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            handle.write(b"\0" * (64 * 1024))
+        except OSError:
+            pass  # full
+    state = server_state(clean_redis)
+    result = expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products",
+                                                  "accept_data_loss": True, "backup_dir": str(full / "backups"),
+                                                  "patch": update("embedding", datatype="float16")}, capsys,
+                            ["bytes free, the backup needs about", "free space or choose another backup_dir"])
+    assert result["error_type"] == "preflight_failed"
+    assert server_state(clean_redis) == state
+    assert not os.listdir(full / "backups")
+
+
+@pytest.mark.bad_input
+def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
+    load_products(clean_redis)
+    clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x01\x02\x03"})
+    clean_redis.hset("product:short", mapping={"name": "short", "embedding": b"\x00" * (DIMS * 4 - 4)})
+    state = server_state(clean_redis)
+    result = expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products",
+                                                  "accept_data_loss": True, "backup_dir": str(tmp_path / "b"),
+                                                  "patch": update("embedding", datatype="float16")}, capsys,
+                            ["2 document(s) hold vectors of the wrong size", "nothing was changed",
+                             "fix or delete those documents"])
+    assert {m["key"] for m in result["malformed"]} == {"product:bad", "product:short"}
+    assert server_state(clean_redis) == state
+
+
+@pytest.mark.bad_input
+def test_an_acl_user_without_json_set_is_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
+    clean_redis.execute_command("FT.CREATE", "jdocs", "ON", "JSON", "PREFIX", "1", "jd:", "SCHEMA", "$.title", "AS",
+                                "title", "TEXT")
+    for i in range(20):
+        clean_redis.execute_command("JSON.SET", f"jd:{i}", "$", json.dumps({"title": f"t {i}"}))
+    clean_redis.execute_command("ACL", "SETUSER", "no_json_set", "reset", "on", ">pw", "~*", "&*", "+@all",
+                                "-json.set")
+    try:
+        state = server_state(clean_redis)
+        expect_refusal(redis_index_migrate, {"redis_url": f"redis://no_json_set:pw@127.0.0.1:{redis_url.rsplit(':', 1)[1]}",
+                                             "index": "jdocs", "backup_dir": str(tmp_path / "b"),
+                                             "patch": patch(rename_fields=[{"old_name": "title", "new_name": "name"}])},
+                       capsys, ["the Redis user may not run JSON.SET, which the migration needs", "nothing was changed"])
+        assert server_state(clean_redis) == state
+    finally:
+        clean_redis.execute_command("ACL", "DELUSER", "no_json_set")
+
+
+@pytest.mark.bad_input
+def test_an_acl_user_without_ft_dropindex_is_refused_by_the_batch_before_anything(clean_redis, redis_url, tmp_path,
+                                                                                  capsys):
+    load_products(clean_redis)
+    plan = str(tmp_path / "batch.yaml")
+    run_module(redis_index_batch, {"redis_url": redis_url, "state": "planned", "indexes": ["products"],
+                                   "patch": update("embedding", datatype="float16"), "plan_out": plan}, capsys)
+    clean_redis.execute_command("ACL", "SETUSER", "no_drop_batch", "reset", "on", ">pw", "~*", "&*", "+@all",
+                                "-ft.dropindex")
+    try:
+        state = server_state(clean_redis)
+        port = redis_url.rsplit(":", 1)[1]
+        result = run_module(redis_index_batch, {"redis_url": f"redis://no_drop_batch:pw@127.0.0.1:{port}",
+                                                "state": "applied", "plan_file": plan, "accept_data_loss": True,
+                                                "backup_dir": str(tmp_path / "b")}, capsys, expect_failure=True)
+        assert "\n" not in result["msg"] and "unexpected" not in result["msg"]
+        assert "FT.DROPINDEX" in json.dumps(result), result["msg"]
+        assert server_state(clean_redis) == state
+    finally:
+        clean_redis.execute_command("ACL", "DELUSER", "no_drop_batch")

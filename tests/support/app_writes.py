@@ -2,9 +2,10 @@
 
 The application updates a document where it currently lives: under the new key name once the
 migration renamed it, at the new field location once the migration moved it, and with a value as
-long as the one stored there (float32 before the rewrite, float16 after). Each write is one
-server-side script, so the test knows exactly which value the application wrote last, whatever
-the interleaving with the migration.
+long as the one stored there (float32 before the rewrite, float16 after). It also deletes documents
+(under whichever name they have) and adds new ones. Each write is one server-side script or command,
+so the test knows exactly what the application wrote, in which order, whatever the interleaving
+with the migration.
 """
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ redis.call('JSON.SET', key, path, ARGV[3])
 return {key, path, redis.call('JSON.GET', key, path)}
 """
 
+# KEYS[1] old key name, KEYS[2] new key name: delete the document under whichever name it has.
+# Returns the name deleted, or false when it was gone already.
+DELETE = """
+for i = 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DEL', KEYS[i]); return KEYS[i] end
+end
+return false
+"""
+
 Write = Tuple[str, str, bytes, str, bytes]  # (document id, kind, key written, field written, value)
 
 
@@ -51,8 +61,14 @@ class AppWriter:
 
     def __init__(self, client, json_storage: bool = False):
         self.client = client
+        self.json_storage = json_storage
         self.script = client.register_script(JSON_WRITE if json_storage else HASH_WRITE)
+        self.deleter = client.register_script(DELETE)
         self.last: Dict[Tuple[str, str], Tuple[bytes, bytes, bytes]] = {}
+        # Every value written per (document, kind), in order; documents deleted {id: name}; keys added {key: value}.
+        self.history: Dict[Tuple[str, str], List[bytes]] = {}
+        self.deleted: Dict[str, bytes] = {}
+        self.added: Dict[bytes, object] = {}
         self.count = 0
         self._queue: List[tuple] = []
         self._stop = threading.Event()
@@ -66,9 +82,32 @@ class AppWriter:
         if reply:
             with self._lock:
                 self.last[(doc, kind)] = (reply[0], reply[1], reply[2])
+                self.history.setdefault((doc, kind), []).append(reply[2])
                 self.count += 1
 
-    def start(self, updates: List[tuple]) -> None:
+    def delete(self, doc: str, old_key: str, new_key: str) -> None:
+        """Delete the document under whichever name it has now."""
+        reply = self.deleter(keys=[old_key, new_key])
+        if reply:
+            with self._lock:
+                self.deleted[doc] = reply
+                self.count += 1
+
+    def add(self, key: str, value) -> None:
+        """A new document: a mapping for a hash, a JSON-serializable object for JSON."""
+        import json  # pylint: disable=import-outside-toplevel
+        if self.json_storage:
+            self.client.execute_command("JSON.SET", key, "$", json.dumps(value))
+            # What the server keeps: it prints doubles with 17 significant digits at most.
+            value = json.loads(self.client.execute_command("JSON.GET", key))
+        else:
+            self.client.hset(key, mapping=value)
+        with self._lock:
+            self.added[key.encode()] = value
+            self.count += 1
+
+    def start(self, updates: List[object]) -> None:
+        """Run `updates` in a thread: tuples are updates (see write), callables are run as they are."""
         self._queue = list(updates)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -78,7 +117,10 @@ class AppWriter:
             for update in self._queue:
                 if self._stop.is_set():
                     return
-                self.write(*update)
+                if callable(update):
+                    update()
+                else:
+                    self.write(*update)
                 time.sleep(0.002)  # let the migration run between writes
         except BaseException as err:  # noqa: BLE001 - reported by stop()
             self.error = err

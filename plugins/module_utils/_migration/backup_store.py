@@ -358,15 +358,27 @@ class BackupStore:
         return self.path(f"ledger-{phase}-{worker}.log")
 
     def done_blocks(self, phase: str) -> set:
-        done = set()
+        return set(self.block_outcomes(phase))
+
+    def block_outcomes(self, phase: str) -> Dict[int, Dict[str, Any]]:
+        """Each block a phase applied -> the counters its ledger line recorded (what it wrote, found gone
+        or in conflict), so that a resumed phase reports the blocks the killed run applied too."""
+        found: Dict[int, Dict[str, Any]] = {}
         prefix = f"ledger-{phase}-"
-        for name in os.listdir(self.directory):
+        for name in sorted(os.listdir(self.directory)):
             if name.startswith(prefix) and name.endswith(".log"):
                 with open(self.path(name), "rb") as handle:
-                    for line in handle.read().split(b"\n"):
-                        if line.strip().isdigit():  # a torn last line is ignored: that block is redone
-                            done.add(int(line))
-        return done
+                    lines = handle.read().split(b"\n")[:-1]  # after the last newline: a torn line, that block is redone
+                for line in lines:
+                    number, _space, counters = line.partition(b" ")
+                    if not number.isdigit():
+                        continue
+                    try:
+                        outcome = json.loads(counters) if counters else {}
+                    except ValueError:
+                        continue
+                    found[int(number)] = outcome if isinstance(outcome, dict) else {}
+        return found
 
 
 def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint: str,
@@ -392,6 +404,10 @@ def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint:
                 running = chain(running, hashlib.sha256(block.payload).digest())
                 if not block.digest_ok:
                     result.bad_blocks.append(block.block_no)
+                if block.block_no != result.blocks - 1:
+                    # The number is outside the SHA-256: a changed one is caught here.
+                    result.problems.append(f"the block at byte {block.offset} is numbered {block.block_no}, "
+                                           f"expected {result.blocks - 1} (edited or damaged)")
                 try:
                     for index, record in decode_records(block.payload, block.record_count, block.block_no):
                         result.records += 1
@@ -446,14 +462,18 @@ class DataWriter:
 
 
 class Ledger:
-    """Append-only list of applied block numbers for one phase and worker."""
+    """Append-only list of applied block numbers for one phase and worker, each with its outcome."""
 
     def __init__(self, path: str):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self.stream = os.fdopen(fd, "ab", buffering=0)
 
-    def mark(self, block_no: int) -> None:
-        self.stream.write(b"%d\n" % block_no)
+    def mark(self, block_no: int, counters: Optional[Dict[str, Any]] = None) -> None:
+        kept = {name: value for name, value in (counters or {}).items() if value}
+        line = b"%d" % block_no
+        if kept:
+            line += b" " + json.dumps(kept, separators=(",", ":"), default=str).encode()
+        self.stream.write(line + b"\n")  # one write: the line is whole or, after a crash, absent or torn
 
     def close(self) -> None:
         os.fsync(self.stream.fileno())

@@ -341,7 +341,11 @@ def read_batch_plan(path: str) -> BatchPlan:
     except OSError as err:
         raise PlanInvalid(f"cannot read batch plan file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise PlanInvalid(f"batch plan file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise PlanInvalid(f"batch plan file {path} is not valid YAML: {str(err).splitlines()[0]}",
+                          hint="give the file redis_index_batch wrote (plan_out)") from None
+    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
+        raise PlanInvalid(f"batch plan file {path} is not a text (UTF-8 YAML) file",
+                          hint="give the file redis_index_batch wrote (plan_out)") from None
     return batch_plan_from_dict(data, f"batch plan file {path}")
 
 

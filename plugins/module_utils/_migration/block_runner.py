@@ -56,7 +56,7 @@ def _apply_blocks(store: BackupStore, phase: str, worker: int, blocks: List[int]
     def done(block_no: int, count: int, counters: Dict[str, int]) -> None:
         # Marked only once its outcome is in: a block on the wire when the process dies is redone.
         _add(totals, counters)
-        ledger.mark(block_no)
+        ledger.mark(block_no, counters)
         failpoints.hit(phase, count)
         if tick:
             tick(count)
@@ -103,13 +103,17 @@ def _worker_main(queue, store, phase, worker, blocks, offsets, connect, function
 def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, client, connect: Callable[[], Any],
                workers: int = 1, lock=None, on_progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, int]:
     """Apply `function` to every block not yet in `phase`'s ledgers; return the summed counters."""
-    done = store.done_blocks(phase)
+    outcomes = store.block_outcomes(phase)
+    # A resumed phase reports what the killed run's blocks found as well (conflicts, keys gone).
+    earlier: Dict[str, int] = {}
+    for block_no in sorted(outcomes):
+        _add(earlier, outcomes[block_no])
     total_blocks = store.header.data_blocks
     with open(store.path(DATA), "rb") as stream:
         offsets = block_offsets(stream, store.header.data_bytes)
-    pending = [b for b in range(total_blocks) if b not in done]
+    pending = [b for b in range(total_blocks) if b not in outcomes]
     if not pending:
-        return {}
+        return earlier
     last = [time.monotonic()]
 
     def tick(_count: int) -> None:
@@ -120,7 +124,8 @@ def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, clien
             on_progress(len(store.done_blocks(phase)), total_blocks)
 
     if workers <= 1 or len(pending) < 2:
-        return _apply_blocks(store, phase, 0, pending, offsets, client, function, tick)
+        _add(earlier, _apply_blocks(store, phase, 0, pending, offsets, client, function, tick))
+        return earlier
 
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -131,7 +136,7 @@ def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, clien
                                   args=(queue, store, phase, worker + 1, share, offsets, connect, function, os.getpid()))
         process.start()
         processes.append(process)
-    totals: Dict[str, int] = {}
+    totals = earlier
     errors: List[str] = []
     reported = 0
     try:

@@ -250,3 +250,21 @@ def connect(settings: ConnectionSettings):
 
 def _first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def execute_once(client, pipe, raise_on_error: bool = True):
+    """Run a pipeline (a MULTI/EXEC) exactly once, without the client's retries.
+
+    The clients here retry a command whose connection dropped (COMMAND_RETRIES), which is harmless for
+    reads and for the compare-and-set scripts, but not for a transaction that moves names: if the EXEC
+    ran and only its reply was lost, the retry runs it again against what it already changed (a swap's
+    FT.DROPINDEX of the old name then drops the new index that name now leads to). Without the retry a
+    lost reply is an error, and the caller's re-run looks at the server to see whether it happened."""
+    connection = client.connection_pool.get_connection()
+    saved = connection.retry
+    connection.retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    pipe.connection = connection  # execute() uses it, and gives it back to the pool when done
+    try:
+        return pipe.execute(raise_on_error=raise_on_error)
+    finally:
+        connection.retry = saved

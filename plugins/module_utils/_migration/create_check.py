@@ -84,6 +84,14 @@ def check_create(client, schema: IndexSchema) -> Optional[str]:
     args = create_args(probe, name)
     # TEMPORARY is accepted anywhere among the index options (search 2.10.5); right after the name.
     args[1:1] = ["TEMPORARY", str(CHECK_TTL_SECONDS)]
+    # A user who may create the throwaway index but not drop it would leave it behind: ask first (queued
+    # in a MULTI that is discarded, nothing runs).
+    from .permissions import refused_commands  # pylint: disable=import-outside-toplevel  # it imports this module
+    refused = refused_commands(client, [("FT.CREATE", *args), ("FT.DROPINDEX", name)])
+    if refused:
+        raise CreateCheckUnavailable(f"could not check the target definition with a throwaway FT.CREATE: the user may "
+                                     f"not run {', '.join(sorted({command for command, _reason in refused}))}",
+                                     hint="allow FT.CREATE and FT.DROPINDEX for this user on a writable primary")
     try:
         client.execute_command("FT.CREATE", *args)
     except redis_exceptions.ResponseError as err:

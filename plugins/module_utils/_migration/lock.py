@@ -71,6 +71,12 @@ class IndexLock:
         if self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS):
             self._start_refresh()
             return
+        raw = self.client.get(self.key)
+        if raw is not None and raw == self.token.encode():
+            # Our own SET took the lock, but its reply was lost with the connection, and the client's retry
+            # found the key taken - by us (the token is unique to this attempt).
+            self._start_refresh()
+            return
         holder = self._holder() or {}
         if holder.get("host") == socket.gethostname() and holder.get("pid") and not _pid_alive(int(holder["pid"])):
             # Its owner died on this host: the lock is stale. Take it over only if it is still that one.

@@ -30,11 +30,12 @@ from .apply_checks import (
     require_writable_file,
     verify_derivation,
 )
-from .backup_store import BackupHeader, BackupStore, PhaseState, check_backup_dir, utc_now
+from .backup_links import refuse_links
+from .backup_store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name, utc_now
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
-from .deps import BaseModel
+from .deps import BaseModel, redis_exceptions
 from .errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from .estimate import FREE_SPACE_MARGIN
 from .lock import acquire_locks, release_locks
@@ -223,6 +224,8 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     require_writable_file(report_out, "report_out")
     root = _check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
     store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
+    if store is not None:
+        refuse_links(store.directory)
     if store is not None and store.header.status == "completed" and _target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     if store is not None and store.header.status == "rolling_back":
@@ -248,6 +251,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
                                   source_index=plan.source.index, target_index=plan.target_index,
                                   storage=plan.rewrites.storage, batch_size=options.batch_size)
             header.phases["backup"].counters["source_num_docs"] = docs
+            _clear_half_created(root, header)
             store = BackupStore.create(root, header, plan.to_yaml())
         ctx = Context(client=client, connect=connect, plan=plan, source=plan.source_schema(), target=plan.target(),
                       store=store, options=options, lock=locks[0], scripts=Scripts(client))
@@ -279,6 +283,23 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     report = build_report(plan, "succeeded", store)
     _save_completed_report(report, store, report_out)
     return Outcome(changed=True, report=report)
+
+
+def _clear_half_created(root: str, header: BackupHeader) -> None:
+    """A run killed while it created its backup directory (after the mkdir, before the header) left a
+    directory no listing knows (it has no header) under the very name this attempt needs. It holds at most
+    what the creation writes - the plan, a temporary file - and nothing of Redis: remove it, or the same
+    task run again is refused for good ("already exists"). Anything else in it is left, and refused."""
+    name = f"{safe_name(header.source_index)}-{header.plan_id}" + (f"-{header.attempt}" if header.attempt > 1 else "")
+    directory = os.path.join(root, name)
+    if os.path.islink(directory) or not os.path.isdir(directory) or os.path.exists(os.path.join(directory, HEADER)):
+        return
+    leftovers = os.listdir(directory)
+    if not all(entry == PLAN or entry.startswith(".tmp-") for entry in leftovers):
+        return
+    for entry in leftovers:
+        os.unlink(os.path.join(directory, entry))
+    os.rmdir(directory)
 
 
 def _clean_up_online(client, plan: MigrationPlan, store: Optional[BackupStore]) -> None:
@@ -317,6 +338,8 @@ def _save_completed_report(report: MigrationReport, store: BackupStore, report_o
 def _describe(err: Exception, phase: str, store: Optional[BackupStore]) -> str:
     if isinstance(err, IndexOpsError):
         return err.message
+    if redis_exceptions is not None and isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)):
+        return f"lost the connection to Redis ({(str(err).splitlines() or [type(err).__name__])[0]})"
     if isinstance(err, OSError) and store is not None:
         # Every file a running phase writes is in the backup directory (a full disk, a quota, a file-size limit).
         return f"cannot write the backup in {store.directory}: {err.strerror or err}"
@@ -329,10 +352,13 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
     whether Redis was changed, the backup and how to go on."""
     message = _describe(err, phase, store)
     dropped = store is not None and store.phase("drop").done
+    swapped = False
     try:
         # After the drop, a target of the same name may hold the name: the old index is gone all the same.
         source_exists = not dropped and index_exists(client, plan.source.index)
         target_exists = dropped and index_exists(client, plan.target_index)
+        # An online swap whose reply was lost did happen: the source's name leads to the new index.
+        swapped = plan.mode == ONLINE and real_name(client, plan.source.index) == plan.final_index
     except Exception:  # pylint: disable=broad-exception-caught
         source_exists = target_exists = None
     report_path = None
@@ -353,6 +379,8 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
                "failure_recorded": recorded}
     said = "nothing was changed" in message
     changed = "the index was dropped" if dropped else ("" if said else "nothing in Redis was changed yet")
+    if swapped:
+        changed = f"the swap happened: {plan.source.index} leads to {plan.final_index}"
     where = "".join(f"; {part}" for part in (changed, f"backup {store.directory}" if store else "") if part)
     hint = getattr(err, "hint", None) or "fix the cause, then re-run the same task: it resumes from this phase"
     if dropped and "redis_index_rollback" not in hint:

@@ -230,7 +230,7 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
                 attrs.pop(attr, None)
         attrs.update(update.attrs)
         data = {"name": name, "type": kind, "path": update.path if update.path is not None else current.path, "attrs": attrs}
-        fields[name] = parse_field(data, f"{where}: update_fields ({update.name})", source.storage)
+        fields[name] = parse_field(data, f"{where}: update_fields", source.storage)  # it names the field itself
 
     for added in patch.add_fields:
         if added.name in fields:

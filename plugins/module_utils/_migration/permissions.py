@@ -182,6 +182,13 @@ def _refusals_by_dryrun(client, commands: Sequence[Command]) -> Optional[List[Tu
         return None
 
 
+def refused_commands(client, commands: Sequence[Command]) -> Optional[List[Tuple[str, str]]]:
+    """(command, the server's reason) for each of `commands` ACL refuses this user - none is run - or
+    None when neither MULTI nor ACL DRYRUN may be used to find out."""
+    refused = _refusals_by_multi(client, commands)
+    return refused if refused is not None else _refusals_by_dryrun(client, commands)
+
+
 def require_permissions(client, commands: Sequence[Command], what: str) -> None:
     """Raise PreflightFailed naming every command (or key) the user may not use; nothing is run."""
     refused = _refusals_by_multi(client, commands)

@@ -172,7 +172,11 @@ def read_plan(path: str) -> MigrationPlan:
     except OSError as err:
         raise PlanInvalid(f"cannot read plan file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise PlanInvalid(f"plan file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise PlanInvalid(f"plan file {path} is not valid YAML: {str(err).splitlines()[0]}",
+                          hint="give the file redis_index_plan wrote (plan_out)") from None
+    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
+        raise PlanInvalid(f"plan file {path} is not a text (UTF-8 YAML) file",
+                          hint="give the file redis_index_plan wrote (plan_out)") from None
     return plan_from_dict(data, f"plan file {path}")
 
 

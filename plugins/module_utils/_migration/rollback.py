@@ -30,15 +30,16 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import failpoints, rollback_online
+from .backup_links import refuse_links
 from .backup_format import FormatError, Record, decode_records, iter_blocks
 from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, utc_now
 from .codec import QuantParams, convert_batch
 from .deps import BaseModel, Field, redis_exceptions
 from .errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
-from .ftcreate import create_args
 from .keyspace import covered_by, key_to_text, renamed_key
 from .lock import acquire_locks, release_locks
 from .permissions import require_permissions, rollback_commands
+from .phases.create import create_once
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
@@ -86,6 +87,7 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
         if store is None:
             raise BackupInvalid(f"no backup of plan {plan_checksum[:19]} in {backup_dir}",
                                 hint="check backup_dir, or choose the backup by index")
+        refuse_links(store.directory)
         return store
     candidates = []
     for directory, header, error in list_backups(backup_dir):
@@ -100,6 +102,7 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
         raise BackupInvalid(f"no backup of index {index!r} in {backup_dir}", hint="check backup_dir and index")
     pending = [c for c in candidates if c[3].status != "rolled_back"]
     _created, _attempt, directory, header = max(pending or candidates, key=lambda c: (c[0], c[1]))
+    refuse_links(directory)
     return BackupStore(directory, header)
 
 
@@ -307,7 +310,12 @@ def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: Rollba
         live = snapshot_index(client, target.name).snapshot
         ignore = NOT_REPORTED + tuple(live.unobserved)
         if not differences(target, live.index_schema, ignore):
-            client.execute_command("FT.DROPINDEX", target.name)
+            try:
+                client.execute_command("FT.DROPINDEX", target.name)
+            except redis_exceptions.ResponseError:
+                # Retried after a lost reply: the first attempt dropped it.
+                if index_exists(client, target.name):
+                    raise
             result.dropped_target = True
         elif target.name == source.name and not differences(source, live.index_schema, ignore):
             pass  # the source is already back under its name
@@ -316,7 +324,7 @@ def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: Rollba
                                  hint="someone changed it after the migration; resolve it by hand first")
     failpoints.hit("rollback_index", 0)
     if not index_exists(client, source.name):
-        client.execute_command("FT.CREATE", *create_args(source))
+        create_once(client, source)
         result.recreated_source = True
     result.aliases = list(store.header.aliases or plan.source.aliases)
     for alias in result.aliases:
@@ -465,7 +473,22 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         _finish(store, result)
     except Exception as err:
         _record_failure(store, result, err)
-        raise
+        if isinstance(err, IndexOpsError):
+            raise
+        raise _stopped(store, result, err) from None
     finally:
         release_locks(locks)
     return True, result
+
+
+def _stopped(store: BackupStore, result: RollbackResult, err: Exception) -> RollbackFailed:
+    """What went wrong outside the library's own checks (a lost connection, a server error), said in one
+    line with where the rollback stopped and the way on."""
+    lost = isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError))
+    reason = (str(err).splitlines() or [""])[0]
+    what = f"lost the connection to Redis ({reason})" if lost else f"{type(err).__name__}: {reason}"
+    return RollbackFailed(
+        f"rollback stopped after {result.records} of the backup's documents: {what}; backup {store.directory} "
+        "(still marked rolling_back)",
+        hint="re-run the same task: it continues, and documents already restored are not written again",
+        details={"records_processed": result.records, "backup_path": store.directory})

@@ -11,6 +11,7 @@ rollback that stops is resumed on the same index.
 from __future__ import annotations
 
 from .backup_store import BackupStore
+from .connection import execute_once
 from .errors import RollbackFailed
 from .ftcreate import create_args
 from .modes import next_generation
@@ -100,7 +101,7 @@ def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: f
         pipe.execute_command("FT.DROPINDEX", final)
         for name in names:
             pipe.execute_command("FT.ALIASUPDATE", name, rebuilt)
-        pipe.execute(raise_on_error=False)
+        execute_once(client, pipe, raise_on_error=False)
         result.dropped_target = True
     else:  # the migration's index is gone already (an earlier run swapped back): just the names
         for name in names:

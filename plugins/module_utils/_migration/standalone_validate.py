@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from .backup_format import FormatError
+from .backup_links import refuse_links
 from .backup_store import BackupStore, existing_backup_dir
 from .deps import BaseModel, Field
 from .errors import BackupInvalid, PreflightFailed
@@ -52,6 +54,7 @@ def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None,
         if store is None:
             raise BackupInvalid(f"no backup of plan {plan.plan_id} ({plan.source.index}) in {root}: that plan was "
                                 "never applied there", hint="check backup_dir, or apply the plan first")
+        refuse_links(store.directory)
         return plan, store
     store = choose_backup(root, index)
     return backup_plan(store), store
@@ -115,7 +118,12 @@ def validate_migration(client, plan: MigrationPlan, store: BackupStore,
             validation=checked, problems=checked["problems"])
     ctx = Context(client=client, connect=lambda: client, plan=plan, source=plan.source_schema(), target=plan.target(),
                   store=store, options=MigrateOptions(batch_size=header.batch_size))
-    result = validate.run(ctx, standalone=True)
+    try:
+        result = validate.run(ctx, standalone=True)
+    except FormatError as err:  # the sampled originals it compares with come from the backup's data
+        raise BackupInvalid(f"the backup in {store.directory} cannot be read ({err}); the migrated index was not "
+                            "validated: " + "; ".join(verification.problems),
+                            hint="restore the backup directory from a copy; without it there is no way back") from None
     problems = list(result.problems)
     if not verification.ok:
         problems.append("the backup fails verification (a rollback could not restore it all): "

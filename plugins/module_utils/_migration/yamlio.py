@@ -18,6 +18,9 @@ def read_yaml(path: str, what: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SchemaInvalid(f"{what} file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
+        raise SchemaInvalid(f"{what} file {path} is not a text (UTF-8 YAML) file",
+                            hint=f"give the {what} as YAML") from None
 
 
 def dump_yaml(data: Any) -> str:

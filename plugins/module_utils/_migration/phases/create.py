@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import failpoints
+from ..deps import redis_exceptions
 from ..errors import MigrationFailed
 from ..ftcreate import create_args
 from ..schema import differences
@@ -24,10 +25,23 @@ def run_create(ctx: Context) -> None:
             raise MigrationFailed(f"an index named {target.name!r} exists with another schema: {'; '.join(found[:3])}",
                                   hint="drop it (or rename the target) and re-run")
     else:
-        ctx.client.execute_command("FT.CREATE", *create_args(target))
+        create_once(ctx.client, target)
     failpoints.hit("create", 0)
     for alias in ctx.store.header.aliases:
         ctx.client.execute_command("FT.ALIASUPDATE", alias, target.name)
+
+
+def create_once(client, schema) -> None:
+    """FT.CREATE of `schema`, also when the client retried it after a lost reply: the retry's "Index already
+    exists" is fine when the index there is exactly this one (the first attempt made it)."""
+    try:
+        client.execute_command("FT.CREATE", *create_args(schema))
+    except redis_exceptions.ResponseError:
+        if not index_exists(client, schema.name):
+            raise
+        live = snapshot_index(client, schema.name).snapshot
+        if differences(schema, live.index_schema, NOT_REPORTED + tuple(live.unobserved)):
+            raise
 
 
 def run_wait(ctx: Context) -> None:

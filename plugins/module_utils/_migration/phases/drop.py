@@ -13,6 +13,7 @@ from .. import failpoints
 from ..apply_checks import require_create_accepted
 from ..catalog import other_indexes
 from ..classify import shared_key_conflicts
+from ..deps import redis_exceptions
 from ..errors import PreflightFailed
 from ..keyspace import key_to_text, renamed_key
 from ..snapshot import index_exists
@@ -60,4 +61,9 @@ def run(ctx: Context) -> None:
     ctx.store.save()
     failpoints.hit("drop", 0)
     if index_exists(ctx.client, ctx.source.name):
-        ctx.client.execute_command("FT.DROPINDEX", ctx.source.name)
+        try:
+            ctx.client.execute_command("FT.DROPINDEX", ctx.source.name)
+        except redis_exceptions.ResponseError:
+            # The client retried after a lost reply: the first attempt dropped it, the retry found it gone.
+            if index_exists(ctx.client, ctx.source.name):
+                raise

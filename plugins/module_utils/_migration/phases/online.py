@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Tuple
 from .. import failpoints
 from ..changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ..codec import encode_batch
+from ..connection import execute_once
 from ..deps import BaseModel, Field, numpy
 from ..errors import MigrationFailed
-from ..ftcreate import create_args
 from ..keyspace import NO_TIMEOUT, indexed_keys, key_from_text, key_to_text
 from ..resp import as_map
 from ..schema import IndexSchema, differences
@@ -28,7 +28,7 @@ from ..snapshot import query_escape, read_info, real_name, snapshot_index
 from ..stats import stats_from_info
 from ..waiting import StillIndexing, wait_until_indexed
 from .context import Context
-from .create import NOT_REPORTED
+from .create import NOT_REPORTED, create_once
 
 KNN_SAMPLE = 10
 KNN_K = 10
@@ -69,7 +69,7 @@ def run_create(ctx: Context) -> None:
             raise MigrationFailed(f"an index named {name!r} exists with another definition; nothing was changed",
                                   hint="drop it or choose another target name, then plan again")
     else:
-        ctx.client.execute_command("FT.CREATE", *create_args(_final(ctx)))
+        create_once(ctx.client, _final(ctx))
     failpoints.hit("create", 0)
 
 
@@ -243,7 +243,7 @@ def run_swap(ctx: Context) -> None:
     pipe.execute_command("FT.DROPINDEX", ctx.source.name)
     for name in names:
         pipe.execute_command("FT.ALIASUPDATE", name, final)
-    replies = pipe.execute(raise_on_error=False)
+    replies = execute_once(client, pipe, raise_on_error=False)
     errors = [str(r) for r in replies if isinstance(r, Exception)]
     wrong = [n for n in names if real_name(client, n) != final]
     if errors or wrong:
