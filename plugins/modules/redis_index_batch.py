@@ -127,7 +127,7 @@ options:
     default: false
   workers:
     description:
-      - Processes that rewrite documents in parallel within each index's migration.
+      - Processes that back up and rewrite documents in parallel within each index's migration.
     type: int
     default: 1
   report_out:

@@ -49,7 +49,7 @@ options:
     type: dict
   workers:
     description:
-      - Processes that rewrite documents in parallel, each with its own connection. V(1) works in-process.
+      - Processes that back up and rewrite documents in parallel, each with its own connection. V(1) works in-process.
     type: int
     default: 1
   accept_data_loss:

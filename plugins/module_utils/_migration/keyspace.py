@@ -144,8 +144,10 @@ def _aggregate_keys(rows: Any) -> List[bytes]:
         return [as_map(as_map(r)["extra_attributes"])["__key"] for r in rows]
     keys = []
     for row in rows[1:]:  # RESP2: [count, [field, value, ...], ...]
-        row = as_map(row)
-        keys.append(row["__key"])
+        if len(row) == 2 and row[0] == b"__key":  # the usual row, read without building a map (a backup reads every one)
+            keys.append(row[1])
+        else:
+            keys.append(as_map(row)["__key"])
     return keys
 
 
