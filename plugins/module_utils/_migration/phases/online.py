@@ -34,8 +34,10 @@ KNN_SAMPLE = 10
 KNN_K = 10
 APPROXIMATE_EF_RUNTIME = 1000
 # Share of one index's top 10 the other must also return, on average, where either is approximate (HNSW)
-# or the datatype changed (ties break differently): a wrong definition shares almost nothing.
-APPROXIMATE_AGREEMENT = 0.8
+# or the datatype changed (ties break differently). A wrong definition shares almost nothing; a correct
+# HNSW index over hard data shares less than one might think: 77% at EF_RUNTIME 1000 for 200k uniform
+# random 384-d vectors (M 16, EF_CONSTRUCTION 200), which an 80% floor failed.
+APPROXIMATE_AGREEMENT = 0.5
 
 
 class OnlineValidation(BaseModel):
