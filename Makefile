@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch redis
+.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -116,6 +116,11 @@ bench-throughput: $(BENCH_STAMP) $(LINK)
 # BENCH_ARGS="--indexes 50 --docs 1000 --runs 10"
 bench-batch: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/batch_plan_latency.py $(BENCH_ARGS)
+
+# What a migration costs as an Ansible task on top of the library call, and where it goes.
+# BENCH_ARGS="--docs 100000 --dims 384 --runs 5"
+bench-module: venv
+	$(BIN)/python benchmarks/module_overhead.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .ansible tests/output

@@ -309,7 +309,7 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
     print(f"{'tool':<20}{'apply s':>9}{'read downtime s':>17}{'no answer s':>13}{'re-index s':>12}{'validate s':>12}"
           f"{'RSS MB main/worker':>20}  check")
     figures = {}
-    for tool in scenario["tools"]:
+    for tool in [t for t in scenario["tools"] if t in rows]:
         results = rows[tool]
         failed = [r for r in results if "error" in r or r.get("problems")]
         check = "verified" if not failed else "FAILED: " + (failed[0].get("error") or "; ".join(failed[0]["problems"][:2]))
@@ -347,6 +347,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every document count (0.1: quick run)")
     parser.add_argument("--runs", type=int, default=1, help="measurements per tool (median)")
+    parser.add_argument("--tools", type=lambda text: [t.strip() for t in text.split(",") if t.strip()], default=[],
+                        help="only these tools of each scenario (e.g. ours-online,ours-w1); default: all")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--poller", help=argparse.SUPPRESS)
@@ -375,7 +377,8 @@ def main(argv=None) -> int:
             docs = max(int(scenario["docs"] * args.scale), 1000)
             rows = {}
             for run in range(args.runs):
-                tools = scenario["tools"] if run % 2 == 0 else scenario["tools"][::-1]
+                chosen = [t for t in scenario["tools"] if not args.tools or t in args.tools]
+                tools = chosen if run % 2 == 0 else chosen[::-1]
                 for tool in tools:
                     result = measure(scenario, tool, docs, args.seed)
                     rows.setdefault(tool, []).append(result)
