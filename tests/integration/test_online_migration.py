@@ -21,6 +21,7 @@ from test_redis_index_migrate import dump_hashes, load, make_plan, run, run_kill
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import MigrationFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases import online
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import (
@@ -213,6 +214,36 @@ def test_failure_before_the_swap_leaves_only_the_source(clean_redis, redis_url, 
     assert server_state(clean_redis) == before  # the index built beside it was dropped again
     outcome = run(clean_redis, redis_url, plan, tmp_path)  # the re-run builds it again
     assert outcome.report.result == "succeeded" and real_name(clean_redis, "idx") == "idx--v2"
+
+
+@pytest.mark.parametrize("shared, passes", [(4, False), (6, True)])
+def test_knn_agreement_floor_of_an_approximate_target(clean_redis, redis_url, tmp_path, monkeypatch, shared, passes):
+    """FLAT -> HNSW: the new index must return at least half of the source's top 10. Its answers are cut to
+    `shared` of them (the rest: documents from the far end), as a target with another definition would;
+    below the floor the source keeps serving, untouched."""
+    load(clean_redis, docs=300)
+    before = server_state(clean_redis)
+    plan = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]})
+    assert plan.mode == "online"
+    real_top = online._top
+
+    def top(client, index, field, vector):
+        found = real_top(client, index, field, vector)
+        if index != plan.online.index:
+            return found
+        others = [f"doc:{i}".encode() for i in range(299, 0, -1) if f"doc:{i}".encode() not in found]
+        return found[:shared] + others[:len(found) - shared]
+
+    monkeypatch.setattr(online, "_top", top)
+    if passes:
+        outcome = run(clean_redis, redis_url, plan, tmp_path)
+        assert outcome.report.validation["knn_fields"]["vec"]["agreement"] == pytest.approx(shared / 10)
+        assert real_name(clean_redis, "idx") == plan.online.index
+        return
+    with pytest.raises(MigrationFailed, match=r"KNN on 'vec': the new index returns 40% of the source's top 10 "
+                                              r"\(at least 50% expected\)"):
+        run(clean_redis, redis_url, plan, tmp_path)
+    assert server_state(clean_redis) == before  # the source serves as it was; the index built beside it is gone
 
 
 # --- killed at each step: the re-run converges, rollback restores the source ----------------------------------
