@@ -19,6 +19,7 @@ import numpy
 import redis
 from datasets import wait_for
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import _pid_alive
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
@@ -147,16 +148,6 @@ def capture(client, aliases=("live",)) -> dict:
         except redis.ResponseError:
             where[alias] = None
     return {"keys": keys, "indexes": indexes, "aliases": where}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def without_stale_locks(state: dict) -> dict:

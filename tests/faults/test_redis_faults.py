@@ -206,6 +206,26 @@ def finish_after_restart(client, url, scenario, calibration, code, out, backup) 
     return outcome
 
 
+def _loaded(server, scenario_name):
+    """The scenario's documents on the persistent server: (the scenario, a client)."""
+    scenario = SCENARIOS[scenario_name]
+    client = redis.Redis.from_url(server.url, protocol=2)
+    load(client, scenario)
+    return scenario, client
+
+
+def _converged_then_rolled_back(client, backup, scenario, calibration) -> None:
+    """Redis holds what an uninterrupted run leaves; then a rollback brings back the original (an online
+    rollback builds the source again under a new name: the documents are compared)."""
+    assert without_stale_locks(capture(client)) == calibration.reference
+    roll_back(client, backup, scenario)
+    now = without_stale_locks(capture(client))
+    if scenario.mode == "online":
+        assert now["keys"] == calibration.original["keys"]
+    else:
+        assert now == calibration.original
+
+
 # (id, scenario, where the run is held while the server crashes and restarts)
 RESTARTS = [
     ("mid-backup", "hash", "backup:2"),
@@ -226,11 +246,9 @@ RESTARTS = [
                           for r in RESTARTS])
 def test_server_crash_and_restart_mid_migration(name, scenario_name, checkpoint, persistent_server, tmp_path,
                                                 calibrations, record_property):
-    scenario = SCENARIOS[scenario_name]
     calibration = calibrations(scenario_name)
     url = persistent_server.url
-    client = redis.Redis.from_url(url, protocol=2)
-    load(client, scenario)
+    scenario, client = _loaded(persistent_server, scenario_name)
     assert capture(client) == calibration.original
     backup, trace = tmp_path / "b", tmp_path / "trace"
     proc = start_driver(driver_args("migrate", url, scenario, backup, trace, calibration.plan_path),
@@ -245,13 +263,7 @@ def test_server_crash_and_restart_mid_migration(name, scenario_name, checkpoint,
     out, err = proc.communicate(timeout=180)
     client = redis.Redis.from_url(url, protocol=2)
     outcome = finish_after_restart(client, url, scenario, calibration, proc.returncode, out + err, backup)
-    assert without_stale_locks(capture(client)) == calibration.reference
-    roll_back(client, backup, scenario)
-    now = without_stale_locks(capture(client))
-    if scenario.mode == "online":
-        assert now["keys"] == calibration.original["keys"]
-    else:
-        assert now == calibration.original
+    _converged_then_rolled_back(client, backup, scenario, calibration)
     record_property("fault", {"kind": "server_restart", "case": name, "outcome": outcome})
     print(f"{name}: {outcome}")
 
@@ -264,11 +276,9 @@ def _paused_at(trace, checkpoint) -> bool:
 
 def test_server_crash_while_the_migration_runs(persistent_server, tmp_path, calibrations, record_property):
     """No pause: the server is crashed while the quantize phase sends its pipelines, and restarted."""
-    scenario = SCENARIOS["hash"]
     calibration = calibrations("hash")
     url = persistent_server.url
-    client = redis.Redis.from_url(url, protocol=2)
-    load(client, scenario)
+    scenario, client = _loaded(persistent_server, "hash")
     backup, trace = tmp_path / "b", tmp_path / "trace"
     proc = start_driver(driver_args("migrate", url, scenario, backup, trace, calibration.plan_path))
     deadline = time.monotonic() + 60
@@ -278,9 +288,7 @@ def test_server_crash_while_the_migration_runs(persistent_server, tmp_path, cali
     out, err = proc.communicate(timeout=180)
     client = redis.Redis.from_url(url, protocol=2)
     outcome = finish_after_restart(client, url, scenario, calibration, proc.returncode, out + err, backup)
-    assert without_stale_locks(capture(client)) == calibration.reference
-    roll_back(client, backup, scenario)
-    assert without_stale_locks(capture(client)) == calibration.original
+    _converged_then_rolled_back(client, backup, scenario, calibration)
     record_property("fault", {"kind": "server_restart", "case": "while-running", "outcome": outcome})
 
 
@@ -288,11 +296,9 @@ def test_server_crash_while_the_migration_runs(persistent_server, tmp_path, cali
 def test_server_and_migration_crash_together(records, persistent_server, tmp_path, calibrations, record_property):
     """A power cut: the migration is SIGKILLed mid-quantize and the server crashes with it; the server comes
     back from its AOF and the same call, run again, finishes."""
-    scenario = SCENARIOS["hash"]
     calibration = calibrations("hash")
     url = persistent_server.url
-    client = redis.Redis.from_url(url, protocol=2)
-    load(client, scenario)
+    scenario, client = _loaded(persistent_server, "hash")
     backup, trace = tmp_path / "b", tmp_path / "trace"
     kill = resolve({"step": "quantize", "records": records}, calibration.migrate_steps)
     proc = start_driver(driver_args("migrate", url, scenario, backup, trace, calibration.plan_path, kill=kill))
@@ -302,20 +308,16 @@ def test_server_and_migration_crash_together(records, persistent_server, tmp_pat
     client = redis.Redis.from_url(url, protocol=2)
     done = run_in_process(client, url, calibration.plan, backup, scenario)
     assert done.changed and done.report.result == "succeeded"
-    assert without_stale_locks(capture(client)) == calibration.reference
-    roll_back(client, backup, scenario)
-    assert without_stale_locks(capture(client)) == calibration.original
+    _converged_then_rolled_back(client, backup, scenario, calibration)
     record_property("fault", {"kind": "server_restart", "case": f"power-cut-quantize-{records}",
                               "outcome": "killed_then_resumed", "count": 2})
 
 
 @pytest.mark.parametrize("checkpoint", ["rollback:100", "rollback_index:0"])
 def test_server_crash_and_restart_mid_rollback(checkpoint, persistent_server, tmp_path, calibrations, record_property):
-    scenario = SCENARIOS["hash"]
     calibration = calibrations("hash")
     url = persistent_server.url
-    client = redis.Redis.from_url(url, protocol=2)
-    load(client, scenario)
+    scenario, client = _loaded(persistent_server, "hash")
     backup, trace = tmp_path / "b", tmp_path / "trace"
     run_in_process(client, url, calibration.plan, backup, scenario)
     proc = start_driver(driver_args("rollback", url, scenario, backup, trace), failpoint=f"{checkpoint}:pause=2")
