@@ -56,9 +56,8 @@ from bench_common import INDEX, BenchError, environment, ft_info, wait_indexed  
 from migrate_throughput import (  # noqa: E402  pylint: disable=wrong-import-position
     BATCH_SIZE,
     PREFIX,
-    _children_peak_mb,
-    _own_peak_mb,
     load,
+    run_child_spec,
     verify,
 )
 
@@ -189,19 +188,8 @@ def _child_raw(spec: dict) -> dict:
 
 
 def child_main(spec_path: str) -> int:
-    with open(spec_path, encoding="utf-8") as handle:
-        spec = json.load(handle)
-    tool = spec["tool"]
-    try:
-        run = _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl" else _child_ours
-        result = run(spec)
-    except Exception as err:  # pylint: disable=broad-exception-caught
-        result = {"error": f"{type(err).__name__}: {err}"[:2000]}
-    result["peak_rss_mb"] = _own_peak_mb()
-    result["peak_rss_workers_mb"] = _children_peak_mb()
-    with open(spec["result_path"], "w", encoding="utf-8") as handle:
-        json.dump(result, handle)
-    return 0
+    return run_child_spec(spec_path, lambda tool: _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl"
+                          else _child_ours)
 
 
 # ---- one measurement ----------------------------------------------------------------------------------------
@@ -317,7 +305,7 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
                          "unanswered": downtime(results, "longest_unanswered_seconds"),
                          "reindex": med(results, "reindex_seconds"), "validate": med(results, "validate_seconds"),
                          "rewrite": med(results, "rewrite_seconds"), "rss": med(results, "peak_rss_mb"),
-                         "rss_workers": med(results, "peak_rss_workers_mb"), "ok": not failed}
+                         "rss_workers": med(results, "peak_rss_children_mb"), "ok": not failed}
         f = figures[tool]
         rss = fmt(f["rss"], ".0f") + (f"/{fmt(f['rss_workers'], '.0f')}" if tool == "ours-w2" else "")
         print(f"{tool:<20}{fmt(f['apply']):>9}{fmt(f['downtime']):>17}{fmt(f['unanswered']):>13}{fmt(f['reindex']):>12}"

@@ -250,10 +250,16 @@ def _child_redisvl(spec: dict) -> dict:
 
 
 def child_main(spec_path: str) -> int:
+    return run_child_spec(spec_path, lambda tool: _child_ours if tool == "ours" else _child_redisvl)
+
+
+def run_child_spec(spec_path: str, runner_for) -> int:
+    """The child process of a benchmark: one measurement by `runner_for(tool)`, with its peak RSS and that
+    of its largest forked worker, written to the spec's result_path."""
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
     try:
-        result = (_child_ours if spec["tool"] == "ours" else _child_redisvl)(spec)
+        result = runner_for(spec["tool"])(spec)
     except Exception as err:  # pylint: disable=broad-exception-caught
         result = {"error": f"{type(err).__name__}: {err}"[:2000]}
     result["peak_rss_mb"] = _own_peak_mb()
