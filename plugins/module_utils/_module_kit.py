@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect, lost_connection
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing, redis_exceptions
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import explain_options
@@ -140,13 +140,11 @@ def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str
                 "(ACL SETUSER), or connect as a user that has them")
         module.fail_json(msg=f"{where}: the Redis user may not do this: {reason}; nothing was changed; {hint}",
                          error_type="permission_denied", hint=hint, **result)
-    if redis_exceptions is not None and isinstance(err, (redis_exceptions.ConnectionError,
-                                                         redis_exceptions.TimeoutError)):
+    if lost_connection(err):
         # After its retries: the server went away or the network dropped it. Every module's work is safe to
         # run again, so that is the way on.
-        reason = (str(err).splitlines() or [type(err).__name__])[0]
         hint = "check the server and the network, then re-run the same task: it continues where it stopped"
-        module.fail_json(msg=f"{where}: lost the connection to Redis ({reason}); {hint}", error_type="connection_lost",
+        module.fail_json(msg=f"{where}: {lost_connection(err)}; {hint}", error_type="connection_lost",
                          hint=hint, **result)
     module.fail_json(
         msg=f"{where}: unexpected {type(err).__name__}: {err}",

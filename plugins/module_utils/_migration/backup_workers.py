@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional
 
 from .block_runner import _die_with_parent
-from .deps import redis_exceptions
+from .connection import lost_connection
 from .errors import IndexOpsError, MigrationFailed
 
 WAIT_SECONDS = 2.0
@@ -34,9 +34,7 @@ _STOP = None
 
 def describe(err: BaseException) -> str:
     """One line naming the cause (connection errors name host:port at most, never a secret)."""
-    if redis_exceptions is not None and isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)):
-        return f"lost the connection to Redis ({(str(err).splitlines() or [type(err).__name__])[0]})"
-    return f"{type(err).__name__}: {err}"
+    return lost_connection(err) or f"{type(err).__name__}: {err}"
 
 
 def _next_task(tasks, parent: int) -> Any:

@@ -248,6 +248,14 @@ def connect(settings: ConnectionSettings):
     return client
 
 
+def lost_connection(err: BaseException) -> Optional[str]:
+    """"lost the connection to Redis (<its first line>)" when `err` is a dropped connection or a timeout
+    (after the client's retries), else None. The line names host:port at most, never a secret."""
+    if redis_exceptions is None or not isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)):
+        return None
+    return f"lost the connection to Redis ({_first_line(err)})"
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0]
 

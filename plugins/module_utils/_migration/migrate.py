@@ -35,7 +35,8 @@ from .backup_store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, c
 from .capabilities import detect_capabilities
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
-from .deps import BaseModel, redis_exceptions
+from .connection import lost_connection
+from .deps import BaseModel
 from .errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from .estimate import FREE_SPACE_MARGIN
 from .lock import acquire_locks, release_locks
@@ -338,8 +339,8 @@ def _save_completed_report(report: MigrationReport, store: BackupStore, report_o
 def _describe(err: Exception, phase: str, store: Optional[BackupStore]) -> str:
     if isinstance(err, IndexOpsError):
         return err.message
-    if redis_exceptions is not None and isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)):
-        return f"lost the connection to Redis ({(str(err).splitlines() or [type(err).__name__])[0]})"
+    if lost_connection(err):
+        return lost_connection(err)
     if isinstance(err, OSError) and store is not None:
         # Every file a running phase writes is in the backup directory (a full disk, a quota, a file-size limit).
         return f"cannot write the backup in {store.directory}: {err.strerror or err}"

@@ -34,12 +34,14 @@ from .backup_links import refuse_links
 from .backup_format import FormatError, Record, decode_records, iter_blocks
 from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, utc_now
 from .codec import QuantParams, convert_batch
+from .connection import lost_connection
 from .deps import BaseModel, Field, redis_exceptions
 from .errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
 from .keyspace import covered_by, key_to_text, renamed_key
 from .lock import acquire_locks, release_locks
 from .permissions import require_permissions, rollback_commands
 from .phases.create import create_once
+from .phases.drop import drop_once
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
@@ -310,12 +312,7 @@ def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: Rollba
         live = snapshot_index(client, target.name).snapshot
         ignore = NOT_REPORTED + tuple(live.unobserved)
         if not differences(target, live.index_schema, ignore):
-            try:
-                client.execute_command("FT.DROPINDEX", target.name)
-            except redis_exceptions.ResponseError:
-                # Retried after a lost reply: the first attempt dropped it.
-                if index_exists(client, target.name):
-                    raise
+            drop_once(client, target.name)
             result.dropped_target = True
         elif target.name == source.name and not differences(source, live.index_schema, ignore):
             pass  # the source is already back under its name
@@ -484,9 +481,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
 def _stopped(store: BackupStore, result: RollbackResult, err: Exception) -> RollbackFailed:
     """What went wrong outside the library's own checks (a lost connection, a server error), said in one
     line with where the rollback stopped and the way on."""
-    lost = isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError))
-    reason = (str(err).splitlines() or [""])[0]
-    what = f"lost the connection to Redis ({reason})" if lost else f"{type(err).__name__}: {reason}"
+    what = lost_connection(err) or f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
     return RollbackFailed(
         f"rollback stopped after {result.records} of the backup's documents: {what}; backup {store.directory} "
         "(still marked rolling_back)",

@@ -61,9 +61,14 @@ def run(ctx: Context) -> None:
     ctx.store.save()
     failpoints.hit("drop", 0)
     if index_exists(ctx.client, ctx.source.name):
-        try:
-            ctx.client.execute_command("FT.DROPINDEX", ctx.source.name)
-        except redis_exceptions.ResponseError:
-            # The client retried after a lost reply: the first attempt dropped it, the retry found it gone.
-            if index_exists(ctx.client, ctx.source.name):
-                raise
+        drop_once(ctx.client, ctx.source.name)
+
+
+def drop_once(client, name: str) -> None:
+    """FT.DROPINDEX of `name`, also when the client retried it after a lost reply: the retry's "Unknown
+    index name" is fine when the index is gone (the first attempt dropped it)."""
+    try:
+        client.execute_command("FT.DROPINDEX", name)
+    except redis_exceptions.ResponseError:
+        if index_exists(client, name):
+            raise
