@@ -14,6 +14,7 @@ is tried once; later commands keep a few retries for a blip during a long migrat
 """
 from __future__ import annotations
 
+import socket
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -227,6 +228,13 @@ def connect(settings: ConnectionSettings):
         ) from None
     except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as err:
         reason = _first_line(err)
+        answer = None if settings.uses_tls else _probe(settings)
+        if answer == "not_redis":
+            raise ConnectionFailed(f"{settings.endpoint} does not answer like a Redis server: it replied to PING with "
+                                   "something other than the Redis protocol",
+                                   hint="check host/port (is it a Redis server?) and the TLS settings") from None
+        if answer == "closed":
+            reason = f"the server closed the connection without a reply ({reason})"
         if settings.uses_tls and ("timeout" in reason.lower() or "ssl" in reason.lower() or "eof" in reason.lower()):
             hint = ("the TLS handshake failed: check that the server speaks TLS on this port (or turn tls off / "
                     "use redis://), and tls_ca_cert / tls_verify")
@@ -246,6 +254,49 @@ def connect(settings: ConnectionSettings):
         raise ConnectionFailed(f"invalid connection settings for {settings.endpoint}: {_first_line(err)}",
                                hint="redis_url must look like redis://[user:password@]host:port/0 or rediss://...") from None
     return client
+
+
+# The first byte of every RESP2 and RESP3 reply.
+_RESP_TYPES = frozenset(b"+-:$*_,#!=(%~>|")
+
+
+def _address(settings: ConnectionSettings) -> tuple[int, Any]:
+    if settings.url:
+        parts = urlsplit(settings.url)
+        if parts.scheme == "unix":
+            return socket.AF_UNIX, unquote(parts.path)
+        return socket.AF_INET, (parts.hostname or "localhost", parts.port or 6379)
+    return socket.AF_INET, (settings.host, settings.port)
+
+
+def _probe(settings: ConnectionSettings) -> Optional[str]:
+    """What the endpoint says to a bare inline PING: "not_redis" (bytes that are not RESP), "closed" (closed
+    without a byte), or None (a RESP reply, silence, or unreachable: the client's own error says enough).
+
+    Only asked after the client's first connect failed, to word that failure. The client's handshake is no
+    help here: redis-py 8.2 sends its CLIENT SETNAME/SETINFO tail before reading any reply, so a web server
+    that answers the first line and closes shows up as "Broken pipe" while writing, not as a bad reply."""
+    family, address = _address(settings)
+    try:
+        if family == socket.AF_INET:
+            sock = socket.create_connection(address, timeout=settings.connect_timeout)
+        else:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(settings.connect_timeout)
+            sock.connect(address)
+    except OSError:
+        return None
+    with sock:
+        try:
+            sock.sendall(b"PING\r\n")
+            first = sock.recv(1)
+        except (socket.timeout, TimeoutError):
+            return None
+        except OSError:
+            return "closed"
+    if not first:
+        return "closed"
+    return None if first[0] in _RESP_TYPES else "not_redis"
 
 
 def lost_connection(err: BaseException) -> Optional[str]:
