@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
+.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -70,6 +70,12 @@ test-sanity: venv
 # A private Redis with search to try the modules on: prints `export REDIS_URL=...`; Ctrl-C stops it.
 redis: venv
 	$(BIN)/python tools/redis_search_server.py serve
+
+# Unit, integration and sanity at both ends of what the collection claims (tests/matrix/run.sh): the lowest
+# redis-py, pydantic, numpy and ansible-core, and the newest of each on the newest Python found; about 15 minutes.
+# One end: make test-matrix MATRIX_ENDS=newest
+test-matrix: $(LINK)
+	tests/matrix/run.sh
 
 # ANSIBLE_COLLECTIONS_PATH makes ansible-lint install the collection into ANSIBLE_HOME/collections;
 # --offline lints the checkout through $(LINK) instead, and ANSIBLE_HOME keeps the rest under .build/.

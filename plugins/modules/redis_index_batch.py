@@ -301,8 +301,11 @@ applicable:
   returned: when O(state=planned)
   type: list
   elements: str
-skipped:
-  description: The indexes the batch plan skips, each with its reason.
+skipped_indexes:
+  description:
+    - The indexes the batch plan skips, each with its reason.
+    - Not C(skipped), which Ansible reserves for a skipped task (a list there made the task show as skipped, and
+      ansible-core 2.21 turns it into a boolean).
   returned: when O(state=planned)
   type: list
   elements: dict
@@ -390,7 +393,7 @@ def plan_batch(module, client, settings) -> dict:
     result = {
         "changed": changed, "result": "planned", "batch_id": batch.batch_id,
         "applicable": [e.name for e in batch.applicable()],
-        "skipped": [{"name": e.name, "reason": e.skip_reason} for e in batch.indexes if not e.applicable],
+        "skipped_indexes": [{"name": e.name, "reason": e.skip_reason} for e in batch.indexes if not e.applicable],
         "indexes": entry_summaries(batch), "summary": summarize_batch(batch), "batch_plan": batch.to_dict(),
     }
     if path:

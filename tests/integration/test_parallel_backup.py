@@ -13,7 +13,7 @@ import time
 import numpy
 import pytest
 import redis
-from datasets import wait_for
+from datasets import dump_hashes, wait_for
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import (
     decode_records,
@@ -79,10 +79,6 @@ def run(client, url, plan, backup_dir, connect=None, **options):
     options.setdefault("accept_data_loss", True)
     return migrate(client, connect or (lambda: redis.Redis.from_url(url)), plan, str(backup_dir),
                    MigrateOptions(**options))
-
-
-def dump_hashes(client, pattern=b"*"):
-    return {k: client.hgetall(k) for k in sorted(client.scan_iter(match=pattern)) if client.type(k) == b"hash"}
 
 
 def defining_info(client, name="idx"):

@@ -91,7 +91,7 @@ def test_plan_skips_the_index_the_patch_does_not_fit_and_seals_every_plan(clean_
     planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
     assert planned["changed"] and planned["result"] == "planned"
     assert planned["applicable"] == list(MIGRATED)
-    [skipped] = planned["skipped"]
+    [skipped] = planned["skipped_indexes"]
     assert skipped["name"] == "idx_z" and "'vec'" in skipped["reason"] and "does not fit" in skipped["reason"]
     entries = by_name(planned)
     assert entries["idx_a"]["lossy"] == ["vec float32->float16"] and entries["idx_a"]["documents"] == DOCS
@@ -119,7 +119,7 @@ def test_selection_by_list_and_file_keeps_its_order_and_skips_unknown_names(clea
                         capsys)
     assert [e["name"] for e in listed["indexes"]] == ["idx_c", "missing", "idx_a"]
     assert listed["applicable"] == ["idx_c", "idx_a"]
-    assert listed["skipped"] == [{"name": "missing", "reason": "no index or alias named 'missing'"}]
+    assert listed["skipped_indexes"] == [{"name": "missing", "reason": "no index or alias named 'missing'"}]
     names = tmp_path / "names.txt"
     names.write_text("# tenants\nidx_b\n\n  idx_a  \nidx_b\n", encoding="utf-8")
     filed = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes_file=str(names), plan_out=None),
@@ -152,7 +152,7 @@ def test_overlapping_prefixes_are_refused_at_plan_time(clean_redis, redis_url, c
     clean_redis.execute_command("FT.DROPINDEX", "idx_premium")
     clean_redis.execute_command("FT.CREATE", "idx_notes", "ON", "HASH", "PREFIX", "1", "p:", "SCHEMA", "title", "TEXT")
     planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path, pattern="idx_*"), capsys)
-    assert planned["applicable"] == ["idx_main"] and planned["skipped"][0]["name"] == "idx_notes"
+    assert planned["applicable"] == ["idx_main"] and planned["skipped_indexes"][0]["name"] == "idx_notes"
 
 
 def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, redis_url, capsys, tmp_path):

@@ -11,7 +11,7 @@ import sys
 import numpy
 import pytest
 import redis
-from datasets import wait_for
+from datasets import dump_hashes, wait_for
 from module_runner import run_module
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
@@ -90,11 +90,6 @@ def run(client, url, plan, backup_dir, **options):
     options.setdefault("batch_size", BATCH)
     options.setdefault("accept_data_loss", True)
     return migrate(client, lambda: redis.Redis.from_url(url), plan, str(backup_dir), MigrateOptions(**options))
-
-
-def dump_hashes(client, pattern=b"*"):
-    """Every hash field of every key: the state a migration must leave exactly right."""
-    return {k: client.hgetall(k) for k in sorted(client.scan_iter(match=pattern)) if client.type(k) == b"hash"}
 
 
 QUANT16 = {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}

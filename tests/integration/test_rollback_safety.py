@@ -8,6 +8,7 @@ import re
 import numpy
 import pytest
 import redis
+from datasets import is_hash
 from app_writes import AppWriter, dump_everything, write_counters
 from module_runner import run_module
 from test_redis_index_migrate import DIMS, DOCS, QUANT16, load, make_plan, run
@@ -135,7 +136,7 @@ class Scenario:
         for key in sorted(self.client.scan_iter(count=1000)):
             if self.json:
                 found[key] = self.client.execute_command("JSON.GET", key)
-            elif self.client.type(key) == b"hash":
+            elif is_hash(self.client, key):
                 found[key] = self.client.hgetall(key)
         return found
 

@@ -51,6 +51,14 @@ PLAYBOOK = """
 """
 
 
+def assert_invocation_masked(output: str) -> None:
+    """Where ansible-core prints each task's invocation at -vvvv (2.16 to 2.19 do), the password options in it are
+    masked; 2.21 no longer returns the invocation, and the password must then be nowhere else either."""
+    import ansible  # pylint: disable=import-outside-toplevel
+    if tuple(int(part) for part in ansible.__version__.split(".")[:2]) < (2, 21):
+        assert '"invocation"' in output and "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output
+
+
 @pytest.mark.playbook
 def test_password_absent_at_vvvv():
     with RedisSearchServer(password=PASSWORD) as server:
@@ -65,7 +73,7 @@ def test_password_absent_at_vvvv():
     assert done.returncode == 0, output[-3000:]
     assert "ok=5" in done.stdout and "failed=0" in done.stdout and "ignored=1" in done.stdout
     assert PASSWORD not in output
-    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the invocation was printed, masked
+    assert_invocation_masked(output)
 
 
 # --- every module, every file it writes (issue 8) -----------------------------------------------------------
@@ -214,7 +222,7 @@ def test_every_module_keeps_the_password_out_of_output_and_files(given, clean_re
     assert done.returncode == 0, output[-4000:]
     assert "failed=0" in done.stdout and "ignored=1" in done.stdout, done.stdout[-2000:]
     assert MIGRATOR_PASSWORD not in output
-    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output
+    assert_invocation_masked(output)
     # Every file the modules wrote: plans, batch plan and state, backups, reports, the quiesce state.
     written = {os.path.relpath(os.path.join(d, n), out) for d, _s, names in os.walk(out) for n in names}
     for expected in ("plan.yaml", "report.yaml", "batch.yaml", "batch.state.json", "batch.report.yaml",

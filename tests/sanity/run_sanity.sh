@@ -20,4 +20,5 @@ if [ -e tests/sanity/ignore-2.19.txt ] || ls tests/sanity/ignore-*.txt >/dev/nul
   echo "sanity ignore files are not allowed" >&2
   exit 1
 fi
-PATH="$bin:$PATH" "$bin/ansible-test" sanity --local --python 3.11 --color no "$@"
+python=$("$bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PATH="$bin:$PATH" "$bin/ansible-test" sanity --local --python "$python" --color no "$@"

@@ -16,3 +16,13 @@ def wait_for(client, index: str, docs: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"{index} did not index {docs} documents within {timeout} s")
+
+
+def is_hash(client, key) -> bool:
+    # TYPE by name: pycodestyle before 2.11 (ansible-core 2.16's pep8 test) reads `.type(k) ==` as E721.
+    return client.execute_command("TYPE", key) == b"hash"
+
+
+def dump_hashes(client, pattern=b"*") -> dict:
+    """Every hash field of every key: the state a migration must leave exactly right."""
+    return {k: client.hgetall(k) for k in sorted(client.scan_iter(match=pattern)) if is_hash(client, k)}

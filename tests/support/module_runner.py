@@ -7,7 +7,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from module_args import patch_module_args
 
 
 class ModuleFailed(AssertionError):

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .deps import BaseModel, ConfigDict, Field, field_validator, model_validator, redis, redis_exceptions, missing
 from .errors import ConnectionFailed, DependencyMissing
 from .limits import Port, TimeoutSeconds
+from .wire import pooled_connection
 
 CLIENT_NAME = "indexops-redis-search"
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -228,7 +229,9 @@ def connect(settings: ConnectionSettings):
         ) from None
     except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as err:
         reason = _first_line(err)
-        answer = None if settings.uses_tls else _probe(settings)
+        # A silent endpoint already cost connect_timeout: ask again only one that answered or hung up.
+        timed_out = isinstance(err, (redis_exceptions.TimeoutError, TimeoutError))
+        answer = None if settings.uses_tls or timed_out else _probe(settings)
         if answer == "not_redis":
             raise ConnectionFailed(f"{settings.endpoint} does not answer like a Redis server: it replied to PING with "
                                    "something other than the Redis protocol",
@@ -319,7 +322,7 @@ def execute_once(client, pipe, raise_on_error: bool = True):
     ran and only its reply was lost, the retry runs it again against what it already changed (a swap's
     FT.DROPINDEX of the old name then drops the new index that name now leads to). Without the retry a
     lost reply is an error, and the caller's re-run looks at the server to see whether it happened."""
-    connection = client.connection_pool.get_connection()
+    connection = pooled_connection(client.connection_pool)
     saved = connection.retry
     connection.retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
     pipe.connection = connection  # execute() uses it, and gives it back to the pool when done

@@ -21,6 +21,7 @@ from .keyspace import key_from_text, renamed_key
 from .lock import lock_key
 from .modes import stem
 from .plan import MigrationPlan
+from .wire import pooled_connection
 
 Command = Tuple[object, ...]
 _NEVER_QUEUED = ("MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "RESET", "QUIT")
@@ -138,11 +139,7 @@ def _name(command: Command) -> str:
 
 def _refusals_by_multi(client, commands: Sequence[Command]) -> Optional[List[Tuple[str, str]]]:
     """(command, the server's reason) for each command ACL refuses, or None when MULTI is denied."""
-    pool = client.connection_pool
-    try:
-        connection = pool.get_connection()
-    except TypeError:  # redis-py < 6 wants a command name
-        connection = pool.get_connection("MULTI")
+    connection = pooled_connection(client.connection_pool)
     refused: List[Tuple[str, str]] = []
     try:
         connection.send_command("MULTI")
@@ -165,7 +162,7 @@ def _refusals_by_multi(client, commands: Sequence[Command]) -> Optional[List[Tup
     finally:
         # A connection closed in MULTI drops the transaction, whatever DISCARD did.
         connection.disconnect()
-        pool.release(connection)
+        client.connection_pool.release(connection)
     return refused
 
 

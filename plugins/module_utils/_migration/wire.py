@@ -28,15 +28,21 @@ def pack(*args: Any) -> bytes:
     return b"*%d\r\n" % len(values) + b"".join([b"$%d\r\n%s\r\n" % (len(value), value) for value in values])
 
 
+def pooled_connection(pool):
+    """A connection taken from `pool`, on every redis-py the collection supports: before 5.3 get_connection
+    requires a command name, from 5.3 on passing one is deprecated."""
+    try:
+        return pool.get_connection()
+    except TypeError:
+        return pool.get_connection("PING")
+
+
 class Wire:
     """One connection of a client's pool, held for a phase: send packed commands, read replies in order."""
 
     def __init__(self, client):
         self.pool = client.connection_pool
-        try:
-            self.connection = self.pool.get_connection()
-        except TypeError:  # redis-py < 6 wants a command name
-            self.connection = self.pool.get_connection("PING")
+        self.connection = pooled_connection(self.pool)
         self.unread = 0
 
     def send(self, payload: bytes, replies: int = 1) -> None:

@@ -83,6 +83,13 @@ def test_a_non_redis_endpoint_fails_within_the_connect_timeout(behaviour, tls):
     took = time.monotonic() - began
     # One attempt, each step bounded by connect_timeout (redis-py alone: ten retries of socket_timeout).
     assert took < 5, took
-    assert endpoint.accepted == 1
+    # The client's one attempt, plus at most one bare PING that words the error when the client's own error
+    # does not (a broken pipe while it wrote its handshake: which one it gets depends on timing).
+    most = 1 if tls or behaviour == "silent" else 2
+    assert 1 <= endpoint.accepted <= most
     message = str(err.value)
+    if not tls:
+        expected = {"silent": "connect_timeout", "close": "closed the connection without a reply",
+                    "http": "does not answer like a Redis server"}[behaviour]
+        assert expected in message, message
     assert "\n" not in message and f"127.0.0.1:{endpoint.port}/0" in message
