@@ -123,10 +123,11 @@ KILLED_MIGRATE = """
 
 
 @pytest.mark.playbook
-def test_release_playbook_refuses_under_a_migration_that_outlived_its_killed_playbook(users, redis_url, tmp_path,
-                                                                                      monkeypatch):
+def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration_outlived_by_its_job_ends(
+        users, redis_url, tmp_path, monkeypatch):
     """The reported sequence: SIGKILL of ansible-playbook's process group during the migrate task leaves the
-    module running; release.yml must not give the application its writes back under it."""
+    module running. docs/windows.md's recovery - migrate.yml again, then release.yml - must not give the
+    application its writes back under it, and must give them back once it has finished."""
     from fleet import INDEX, index_datatype, load_products  # pylint: disable=import-outside-toplevel
     from playbook_process import kill_playbook, local_inventory, start_playbook  # pylint: disable=import-outside-toplevel
     load_products(users, docs=300)
@@ -136,13 +137,13 @@ def test_release_playbook_refuses_under_a_migration_that_outlived_its_killed_pla
     variables = {"indexops_index": INDEX, "indexops_patch": json.dumps(PRODUCTS_PATCH),
                  "indexops_accept_data_loss": "yes", "indexops_backup_dir": str(tmp_path / "backups"),
                  "indexops_quiesce_state_dir": str(tmp_path / "quiesce"), "indexops_verify_seconds": 1}
-    # The migration holds still after its first rewritten block (the index is dropped) for 8 s.
-    monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:pause=8")
-    run = start_playbook(KILLED_MIGRATE.format(migrate=os.path.join(ROOT, "playbooks", "migrate.yml")), inventory,
-                         json.dumps(variables))
+    migrate_yml, release_yml = (os.path.join(ROOT, "playbooks", name) for name in ("migrate.yml", "release.yml"))
+    # The migration holds still after its first rewritten block (the index is dropped) for a while.
+    monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:pause=30")
+    run = start_playbook(KILLED_MIGRATE.format(migrate=migrate_yml), inventory, json.dumps(variables))
     monkeypatch.delenv("INDEXOPS_FAILPOINT")
     watcher = admin(redis_url)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not (watcher.exists(lock_key(INDEX)) and not watcher.execute_command("FT._LIST")):
         assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.poll() is not None else ""
         time.sleep(0.05)
@@ -152,19 +153,29 @@ def test_release_playbook_refuses_under_a_migration_that_outlived_its_killed_pla
     quiesced = acl_lines(users)
     assert quiesced["app"] != before["app"]
 
-    refused = run_playbook(os.path.join(ROOT, "playbooks", "release.yml"),
-                           {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")}, args=("-i", inventory))
+    def still_stopped():
+        assert acl_lines(users) == quiesced  # byte for byte
+        assert authenticates(redis_url, *APP) and not can_write(redis_url, *APP)
 
+    # 1. migrate.yml again, while the orphan runs: it cannot take the lock, and its release refuses.
+    again = run_playbook(migrate_yml, variables, args=("-i", inventory))
+    assert again.returncode != 0 and "a migration still runs on this server" in again.stdout, again.stdout[-4000:]
+    still_stopped()
+    # 2. release.yml, while the orphan runs: refused, naming it.
+    refused = run_playbook(release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")},
+                           args=("-i", inventory))
     assert refused.returncode != 0
     assert "a migration still runs on this server: index products is locked by a migration" in refused.stdout
-    assert acl_lines(users) == quiesced  # byte for byte: writes stay stopped
-    assert authenticates(redis_url, *APP) and not can_write(redis_url, *APP)
+    still_stopped()
 
-    while watcher.exists(lock_key(INDEX)):  # the migration finishes by itself
+    while watcher.exists(lock_key(INDEX)):  # the orphan finishes by itself
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    released = run_playbook(os.path.join(ROOT, "playbooks", "release.yml"),
-                            {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")}, args=("-i", inventory))
+    # Once it has finished: migrate.yml finds nothing to do, release.yml gives the writes back.
+    done = run_playbook(migrate_yml, variables, args=("-i", inventory))
+    assert done.returncode == 0, done.stdout[-4000:]
+    released = run_playbook(release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")},
+                            args=("-i", inventory))
     assert released.returncode == 0, released.stdout[-3000:]
     assert acl_lines(users) == before
     assert can_write(redis_url, *APP)
@@ -355,6 +366,26 @@ def test_an_acl_file_that_differed_before_the_window_is_reported_not_saved(aclfi
     assert warned(released, "differs from the server's users, as it did before the window: not saved")
     assert path.read_bytes() == file_before and acl_lines(watcher) == before
     assert can_write(server.url, *APP)
+    watcher.close()
+
+
+def test_an_acl_save_during_the_window_is_made_good_even_when_the_file_differed_before(aclfile_server, tmp_path,
+                                                                                       capsys):
+    """The save during the window already wrote what was unsaved; what it must not leave is the quiesce."""
+    server, path = aclfile_server
+    watcher = admin(server.url)
+    watcher.execute_command("ACL", "SETUSER", "unsaved", "on", ">x", "~tmp:*", "+get")
+    before = acl_lines(watcher)
+    state = str(tmp_path / "state" / "redis1.acl.json")
+    quiesce(server.url, state, capsys, users=["app"])
+    watcher.execute_command("ACL", "SAVE")
+
+    released = release(server.url, state, capsys)
+
+    assert released["acl_file"]["matched_before"] is False and released["acl_file"]["saved"]
+    assert sorted(path.read_bytes().splitlines()) == sorted(before.values())
+    watcher.execute_command("ACL", "LOAD")
+    assert acl_lines(watcher) == before and can_write(server.url, *APP)
     watcher.close()
 
 
