@@ -180,8 +180,9 @@ users:
       description:
         - O(state=released) - V(restored) (the line before the window, byte for byte), V(restored_keeping_changes)
           (its command rules from before the window, with what changed meanwhile kept), V(restored_already) (nothing
-          of the quiesce was left), V(deleted) (deleted during the window, left deleted) or V(refused) (its command
-          rules were changed by someone else during the window; left as it is).
+          of the quiesce was left), V(deleted) (deleted during the window, left deleted), V(refused) (its command
+          rules were changed by someone else during the window; left as it is) or V(set_by_hand) (refused by an
+          earlier release, its command rules set since; left as it is).
       type: str
     identical:
       description: Whether the line reads back byte-identical to what the release set (O(state=released)).

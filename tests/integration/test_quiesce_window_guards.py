@@ -24,7 +24,6 @@ from redis_search_server import RedisSearchServer
 from test_write_quiesce import app, as_migrator, assert_writes_refused_reads_work, users, warned  # noqa: F401
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import IndexLock, lock_key
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_rules
 from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
 
 SUPPORT = os.path.join(ROOT, "tests", "support")
@@ -238,11 +237,18 @@ def test_command_rules_changed_by_someone_else_are_refused_not_overwritten(users
     assert {u["name"]: u["outcome"] for u in refused["users"]} == {"app": "refused", "default": "restored"}
     with open(state, encoding="utf-8") as handle:
         assert list(json.load(handle)["users"]) == ["app"]  # kept for another try; default is done
-    # Once an administrator has set the user by hand, a release takes it off the state file and changes nothing.
-    admin(redis_url).execute_command("ACL", "SETUSER", "app", "reset", *acl_rules.split_line(before["app"].decode())[1])
+    # Refused again while nobody has decided; once an administrator has set the user by hand, a release takes
+    # it off the state file and changes nothing.
+    again = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys,
+                       expect_failure=True)
+    assert again["error_type"] == "release_incomplete" and acl_lines(users)["app"] == changed
+    admin(redis_url).execute_command("ACL", "SETUSER", "app", "reset", "on", ">" + APP[1], "~app:*", "-@all",
+                                     "+@read", "+hset")
+    by_hand = acl_lines(users)["app"]
     done = release(redis_url, state, capsys)
-    assert [(u["name"], u["outcome"], u["changed"]) for u in done["users"]] == [("app", "restored_already", False)]
-    assert acl_lines(users) == before and not os.path.exists(state)
+    assert [(u["name"], u["outcome"], u["changed"]) for u in done["users"]] == [("app", "set_by_hand", False)]
+    assert acl_lines(users) == {**before, "app": by_hand} and not os.path.exists(state)
+    assert can_write(redis_url, *APP)
 
 
 # --- 3. users created or changed during the window ----------------------------------------------------

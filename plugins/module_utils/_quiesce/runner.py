@@ -325,7 +325,14 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             settled.append(name)
             continue
         if quiesced is not None and now != _commands_of(quiesced):
+            if entry.get("refused") and now != _commands_of(entry["refused"]):
+                # Refused before, and its rules were set since: whoever did it decided. Kept as it is.
+                report.append({"name": name, "changed": False, "outcome": "set_by_hand", "identical": None,
+                               "rules": acl_rules.redact(current)})
+                settled.append(name)
+                continue
             refused.append(name)
+            entry["refused"] = current
             report.append({"name": name, "changed": False, "outcome": "refused", "identical": False,
                            "rules": acl_rules.redact(current), "rules_quiesced": acl_rules.redact(quiesced),
                            "rules_before": acl_rules.redact(original)})
@@ -366,7 +373,8 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
         raise ReleaseIncomplete(
             "; ".join(problems),
             hint=f"set their rules by hand (ACL SETUSER; their rules before the window are in {state_file}), then "
-                 "release again: a user without the quiesce's denials is taken off the state file",
+                 "release again: a user whose command rules changed since this refusal is taken off the state file "
+                 "as it is",
             details={"users": report})
     removed = True if check_mode else state_store.remove(state_file)
     final_lines = {**lines, **expected} if check_mode else lines
