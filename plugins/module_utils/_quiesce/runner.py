@@ -392,7 +392,8 @@ def writers_not_quiesced(client, endpoint: str, state_file: str, commands, extra
     left alone on purpose when the window began - created, or changed, during the window."""
     state = state_store.load(state_file, endpoint)
     if state is None:
-        warnings.append(f"no quiesce is recorded in {state_file}: the ACL users were not checked")
+        warnings.append(f"no quiesce is recorded in {state_file} (nothing was quiesced, or in check mode): the ACL "
+                        "users were not checked")
         return []
     me = whoami(client)
     lines = acl_lines(client)
