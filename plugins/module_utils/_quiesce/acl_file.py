@@ -103,4 +103,3 @@ def after_release(client, recorded: Optional[Dict[str, Any]], lines: Dict[str, s
                         "had its statistics reset during the window: whether an ACL SAVE wrote quiesced rules into "
                         "it is unknown - check the file (ACL SAVE makes it hold what the server has)")
     return {"report": report, "warnings": warnings}
-
