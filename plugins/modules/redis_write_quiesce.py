@@ -10,17 +10,31 @@ version_added: 0.1.0
 description:
   - With O(state=quiesced), saves every listed ACL user's exact rules (its C(ACL LIST) line) to O(state_file), then
     denies that user every write - C(-@write), plus by name every module command that writes (C(JSON.SET),
-    C(FT.CREATE), C(FT.DROPINDEX), C(FT.ALIASUPDATE), ...), because module commands carry no ACL category. The
-    denials are added to the user's own rules and inside each of its selectors. Reads keep working; live
-    connections are refused writes at once.
-  - The user this module connects as - the one that migrates - is never changed, and may not be listed.
-  - With O(state=released), restores every saved user with C(ACL SETUSER <user> reset <saved rules>), reads each
-    line back and compares it byte for byte with the saved one; only then is O(state_file) removed. This also
-    releases a quiesce whose run was killed, from the state file alone.
+    C(FT.CREATE), C(FT.DROPINDEX), C(FT.ALIASUPDATE), ...), because module commands carry no ACL category - and
+    every command that writes no data but can break the window - C(ACL SETUSER/DELUSER/LOAD/SAVE), C(CONFIG
+    SET/RESETSTAT/REWRITE), C(CLIENT KILL/PAUSE/UNPAUSE), C(SCRIPT FLUSH/KILL), C(FUNCTION FLUSH/KILL),
+    C(FT.CONFIG), C(REPLICAOF), C(SLAVEOF), C(FAILOVER), C(SHUTDOWN), C(MODULE LOAD/LOADEX/UNLOAD),
+    C(DEBUG) (where the server has them). The denials are added to the user's own rules and inside each of its
+    selectors. Reads keep working; live connections are refused at once.
+  - The user this module connects as - the one that migrates - is never changed, and may not be listed. Users
+    left alone (O(exclude_users), or not in O(users)) that may still write or run one of those commands are named
+    in a warning (checked with C(ACL DRYRUN)).
+  - With O(state=released), refuses while a migration or rollback holds a lock on the server (C(indexops:lock:*),
+    its owner alive), naming the holder, unless O(force=true). Then gives each saved user its command rules from
+    before the window back and keeps everything else as it is now - C(ACL SETUSER <user> reset <rules now, with
+    the saved command rules and selectors>) - and reads each line back byte for byte. A password rotated, keys
+    changed or a user switched off during the window stay so; a user deleted during the window stays deleted; a
+    user whose command rules someone else changed during the window is not touched and fails the task (it stays
+    in O(state_file)). The state file is removed when no user is left in it. This also releases a quiesce whose
+    run was killed, from the state file alone.
+  - After the release, a server with an ACL file (C(aclfile)) gets C(ACL SAVE) when the file held exactly the
+    server's users before the window (read where this module runs, so on the Redis host) or when anyone ran
+    C(ACL SAVE) during the window (C(INFO commandstats)); otherwise a difference is reported, not saved.
   - With O(state=verified), changes nothing - watches the server for O(observe_seconds) and fails when a write ran
     (the change counter C(rdb_changes_since_last_save) moved, less expired and evicted keys, or any write command's
     call counter in C(INFO commandstats) did). Rejected write attempts are reported, and fail the task with
-    O(fail_on_rejected=true).
+    O(fail_on_rejected=true). With O(state_file), it also fails naming every ACL user that may write or break the
+    window and is not quiesced - created during the window, or changed since its quiesce (C(ACL DRYRUN)).
   - A second run with the same state changes nothing.
 author:
   - indexops maintainers (@indexops)
@@ -47,7 +61,8 @@ options:
       - Where the users' rules before the window are kept (JSON, mode 0600 in a directory of mode 0700; it holds
         password hashes). One file per Redis server. Keep it on a disk that outlives the run - the Redis host's, or
         the controller's - so that a killed run can be released later.
-      - Required with O(state=quiesced) and O(state=released).
+      - Required with O(state=quiesced) and O(state=released). With O(state=verified), the users it records are
+        checked.
     type: path
   users:
     description:
@@ -71,23 +86,31 @@ options:
     default: []
   observe_seconds:
     description:
-      - With O(state=verified), how long to watch.
+      - With O(state=verified), how long to watch, in seconds; finite and above 0.
     type: float
     default: 5.0
   observe_interval:
     description:
       - With O(state=verified), seconds between two readings of the counters (a save resets the change counter
-        between readings without hiding a change).
+        between readings without hiding a change); finite, above 0 and below O(observe_seconds).
     type: float
     default: 0.5
+  force:
+    description:
+      - With O(state=released), release even while a migration holds a lock on the server. The application can
+        then write into an index being rebuilt - documents written during a drop/recreate can fail to index or be
+        overwritten by the migration. A warning says what ran.
+    type: bool
+    default: false
   fail_on_rejected:
     description:
       - With O(state=verified), also fail when write attempts were rejected (someone still tries to write).
     type: bool
     default: false
 notes:
-  - ACL changes are not saved to an ACL file (no C(ACL SAVE)); a server restart during the window undoes the quiesce,
-    and running O(state=quiesced) again applies it again.
+  - The quiesce never runs C(ACL SAVE); a server restart during the window undoes it, and running O(state=quiesced)
+    again applies it again.
+  - The user checks need C(ACL DRYRUN) (Redis 7 and later); on older servers they are skipped with a warning.
   - Verification counts every client's writes; run nothing else that writes to this server meanwhile.
 seealso:
   - module: indexops.redis_search.redis_index_migrate
@@ -108,7 +131,14 @@ EXAMPLES = r"""
     state: verified
     observe_seconds: 5
 
-- name: Give the users their rules back, exactly (also after a killed run)
+- name: Prove nothing writes, and that no user created meanwhile could
+  indexops.redis_search.redis_write_quiesce:
+    redis_url: redis://redis1.internal:6379/0
+    username: migrator
+    state: verified
+    state_file: /var/lib/indexops/quiesce/redis1.json
+
+- name: Give the users their command rules back (also after a killed run); refused while a migration runs
   indexops.redis_search.redis_write_quiesce:
     redis_url: redis://redis1.internal:6379/0
     username: migrator
@@ -126,7 +156,7 @@ migrating_user:
   returned: when O(state=quiesced)
   type: str
 users:
-  description: The users quiesced or restored. Password hashes in the rules are shown as C(#<redacted>).
+  description: The users quiesced or released. Password hashes in the rules are shown as C(#<redacted>).
   returned: when O(state=quiesced) or O(state=released)
   type: list
   elements: dict
@@ -144,10 +174,18 @@ users:
       description: The user's ACL LIST line while quiesced (O(state=quiesced); V(null) in check mode).
       type: str
     rules:
-      description: The rules restored (O(state=released)).
+      description: The user's line as restored, or as found (O(state=released)).
+      type: str
+    outcome:
+      description:
+        - O(state=released) - V(restored) (the line before the window, byte for byte), V(restored_keeping_changes)
+          (its command rules from before the window, with what changed meanwhile kept), V(restored_already) (nothing
+          of the quiesce was left), V(deleted) (deleted during the window, left deleted), V(refused) (its command
+          rules were changed by someone else during the window; left as it is) or V(set_by_hand) (refused by an
+          earlier release, its command rules set since; left as it is).
       type: str
     identical:
-      description: Whether the restored line reads back byte-identical to the saved one (O(state=released)).
+      description: Whether the line reads back byte-identical to what the release set (O(state=released)).
       type: bool
   sample:
     - name: app
@@ -159,6 +197,50 @@ denied_commands:
   returned: when O(state=quiesced)
   type: list
   elements: str
+users_left_alone:
+  description: Users not quiesced (excluded, or not listed) that may still write or run a window-breaking command.
+  returned: when O(state=quiesced)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: ACL user name.
+      type: str
+    write_commands:
+      description: How many write commands it may run.
+      type: int
+    window_breaking:
+      description: The window-breaking commands (not writes) it may run, such as C(client|kill).
+      type: list
+      elements: str
+unquiesced_users:
+  description:
+    - O(state=verified) with O(state_file) - users that may write or break the window and are not quiesced (also in
+      the failure), each with RV(users_left_alone)'s keys and C(reason).
+  returned: when O(state=verified)
+  type: list
+  elements: dict
+acl_file:
+  description: The server's ACL file after O(state=released); V(null) when it has none.
+  returned: when O(state=released)
+  type: dict
+  contains:
+    path:
+      description: The C(aclfile) (V(null) when it could not be read with C(CONFIG GET)).
+      type: str
+    matched_before:
+      description: Whether the file held exactly the server's users before the window (V(null) when it could not be
+        read from here).
+      type: bool
+    matches_now:
+      description: Whether it does after the release (and the save).
+      type: bool
+    saves_during_window:
+      description: How many C(ACL SAVE)s ran during the window (V(null) when the server restarted meanwhile).
+      type: int
+    saved:
+      description: Whether the release ran C(ACL SAVE) (in check mode, would).
+      type: bool
 state_file:
   description: The state file used.
   returned: when O(state=quiesced) or O(state=released)
@@ -206,6 +288,7 @@ observation:
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import runner
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import ObservationInvalid, check_window
 
 
 def act(module, client, settings) -> dict:
@@ -214,10 +297,12 @@ def act(module, client, settings) -> dict:
         result = runner.quiesce(client, settings.endpoint, params["state_file"], params["users"],
                                 params["exclude_users"], params["extra_commands"], check_mode=module.check_mode)
     elif params["state"] == "released":
-        result = runner.release(client, settings.endpoint, params["state_file"], check_mode=module.check_mode)
+        result = runner.release(client, settings.endpoint, params["state_file"], check_mode=module.check_mode,
+                                force=params["force"])
     else:
         result = runner.verify(client, settings.endpoint, params["observe_seconds"], params["observe_interval"],
-                               params["extra_commands"], fail_on_rejected=params["fail_on_rejected"])
+                               params["extra_commands"], fail_on_rejected=params["fail_on_rejected"],
+                               state_file=params["state_file"])
     for warning in result.pop("warnings"):
         module.warn(warning)
     return result
@@ -234,11 +319,17 @@ def main() -> None:
             "observe_seconds": {"type": "float", "default": 5.0},
             "observe_interval": {"type": "float", "default": 0.5},
             "fail_on_rejected": {"type": "bool", "default": False},
+            "force": {"type": "bool", "default": False},
         },
         libraries=("redis", "pydantic"),
         required_if=[("state", "quiesced", ["state_file"]), ("state", "released", ["state_file"])],
         supports_check_mode=True,
     )
+    if module.params["state"] == "verified":
+        try:
+            check_window(module.params["observe_seconds"], module.params["observe_interval"])
+        except ObservationInvalid as err:
+            module.fail_json(msg=str(err), error_type=err.kind, hint=err.hint)
     run_with_client(module, lambda client, settings: act(module, client, settings))
 
 

@@ -99,19 +99,6 @@ def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(us
     assert not twice["changed"]
 
 
-def test_release_recreates_a_user_deleted_during_the_window_and_warns(users, redis_url, tmp_path, capsys):
-    before = acl_lines(users)
-    state = str(tmp_path / "redis1.acl.json")
-    run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, users=["app"]), capsys)
-    admin = redis.Redis.from_url(redis_url, username=MIGRATOR[0], password=MIGRATOR[1])
-    admin.execute_command("ACL", "DELUSER", "app")
-
-    released = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys)
-
-    assert acl_lines(users) == before
-    assert warned(released, "deleted during the window")
-
-
 def test_quiesce_refuses_to_lock_out_the_migrating_user_and_unknown_names(users, redis_url, tmp_path, capsys):
     state = str(tmp_path / "s.json")
     refused = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, users=["app", "migrator"]),

@@ -27,7 +27,18 @@ def acl_lines(client) -> Dict[str, bytes]:
 
 
 def reset_acl(client) -> None:
-    """Back to a server's initial users: only `default`, allowed everything."""
+    """Back to a server's initial users: only `default`, allowed everything. A quiesced `default` may not
+    run ACL commands, so it is reset as the migrating user first (when that user is still there)."""
+    import redis  # pylint: disable=import-outside-toplevel
+    kwargs = client.connection_pool.connection_kwargs
+    admin = redis.Redis(host=kwargs["host"], port=kwargs["port"], username=MIGRATOR[0], password=MIGRATOR[1])
+    try:
+        admin.execute_command("ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*",
+                              "+@all")
+    except redis.exceptions.RedisError:
+        pass  # no migrating user: `default` still has its rights
+    finally:
+        admin.close()
     for name in client.execute_command("ACL", "USERS"):
         if name != b"default":
             client.execute_command("ACL", "DELUSER", name)

@@ -45,6 +45,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _parse_holder(raw) -> dict:
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        holder = None
+    return holder if isinstance(holder, dict) else {"token": "?", "host": "?", "pid": 0, "purpose": "unknown"}
+
+
+def owner_gone(holder: dict) -> bool:
+    """Whether the holder is a process of this host that no longer runs: its lock is stale. (A process on
+    another host cannot be checked from here; its lock stays until its TTL runs out.)"""
+    try:
+        pid = int(holder.get("pid") or 0)
+    except (TypeError, ValueError):
+        return False
+    return holder.get("host") == socket.gethostname() and pid > 0 and not _pid_alive(pid)
+
+
+def held_locks(client) -> List[dict]:
+    """Every migration or rollback lock on the server, by index name: {index, holder, ttl_ms, stale}."""
+    prefix = lock_key("")
+    found = []
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
+        raw, ttl = client.get(key), client.pttl(key)
+        if raw is None:  # released meanwhile
+            continue
+        holder = _parse_holder(raw)
+        found.append({"index": name[len(prefix):], "holder": holder, "ttl_ms": ttl, "stale": owner_gone(holder)})
+    return sorted(found, key=lambda lock: lock["index"])
+
+
 class IndexLock:
     def __init__(self, client, index: str, purpose: str, plan_id: str = ""):
         self.client = client
@@ -60,12 +92,7 @@ class IndexLock:
 
     def _holder(self) -> Optional[dict]:
         raw = self.client.get(self.key)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {"token": "?", "host": "?", "pid": 0, "purpose": "unknown"}
+        return None if raw is None else _parse_holder(raw)
 
     def acquire(self) -> None:
         if self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS):
@@ -78,7 +105,7 @@ class IndexLock:
             self._start_refresh()
             return
         holder = self._holder() or {}
-        if holder.get("host") == socket.gethostname() and holder.get("pid") and not _pid_alive(int(holder["pid"])):
+        if owner_gone(holder):
             # Its owner died on this host: the lock is stale. Take it over only if it is still that one.
             stale = self.client.get(self.key)
             if stale is not None and self.client.eval(_RELEASE, 1, self.key, stale) and \

@@ -8,6 +8,10 @@ Return codes: 2 written, 1 already done, 0 key gone (skipped), -1 conflict (noth
 """
 from __future__ import annotations
 
+from typing import Any
+
+from .deps import redis_exceptions
+
 # KEYS[1] key; ARGV: location, sha1 of the original bytes, new bytes, [location, sha1, new]...
 QUANTIZE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -187,3 +191,9 @@ class Scripts:
         self.key_rename = client.register_script(KEY_RENAME)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
+
+
+def flushed(reply: Any) -> bool:
+    """Whether a script call's reply is "no such script": SCRIPT FLUSH (anyone may send it) or a restart
+    emptied the server's script cache since the script was loaded. Nothing ran; the call can be sent again."""
+    return redis_exceptions is not None and isinstance(reply, redis_exceptions.NoScriptError)

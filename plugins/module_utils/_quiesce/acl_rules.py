@@ -67,6 +67,35 @@ def is_selector(rule: str) -> bool:
     return rule.startswith("(") and rule.endswith(")")
 
 
+def is_command_rule(rule: str) -> bool:
+    """`+get`, `-@write`, `+config|get`: the rules a quiesce adds to. Flags, passwords (`#...`), key patterns
+    (`~`, `%R~`) and channels (`&`, `resetchannels`) never start with + or -."""
+    return rule[:1] in "+-" and not is_selector(rule)
+
+
+def other_rules(rules: Sequence[str]) -> List[str]:
+    """Everything a quiesce leaves alone: flags (on/off, nopass), passwords, key patterns, channels."""
+    return [rule for rule in rules if not is_command_rule(rule) and not is_selector(rule)]
+
+
+def command_part(rules: Sequence[str]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """What a quiesce changes: the root command rules and the selectors, in ACL LIST order."""
+    return tuple(rule for rule in rules if is_command_rule(rule)), tuple(rule for rule in rules if is_selector(rule))
+
+
+def with_commands_of(current: Sequence[str], source: Sequence[str]) -> List[str]:
+    """`current`'s flags, passwords, keys and channels with `source`'s command rules and selectors: what a user
+    changed meanwhile (a rotated password, a user switched off) is kept, only the commands come back.
+    ACL LIST prints flags, passwords, keys and channels before the command rules, selectors last: so does this."""
+    commands, selectors = command_part(source)
+    return other_rules(current) + list(commands) + list(selectors)
+
+
+def line_of(name: str, rules: Sequence[str]) -> str:
+    """The ACL LIST line of a user with `rules`."""
+    return " ".join(["user", name, *rules])
+
+
 def quiesced_rules(rules: Sequence[str], deny_commands: Sequence[str]) -> List[str]:
     """The user's rules with writes denied: `-@write` and every named command, at the end of the
     root rules and inside every selector (a selector grants commands on its own)."""

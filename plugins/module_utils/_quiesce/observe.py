@@ -9,10 +9,32 @@ someone still tries to write.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Dict, List, Sequence
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+
 from .write_commands import command_stats
+
+
+class ObservationInvalid(IndexOpsError):
+    """An observation window that could not prove anything (zero, negative, not a number, no second reading)."""
+
+    kind = "invalid_input"
+
+
+def check_window(seconds: float, interval: float) -> None:
+    """Refuse a window that proves nothing, before anything runs: both finite and above 0, and at least
+    two readings (the interval below the window)."""
+    for name, value in (("observe_seconds", seconds), ("observe_interval", interval)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ObservationInvalid(f"{name} must be a finite number of seconds above 0, not {value!r}",
+                                     hint=f"give {name} as a positive number, e.g. 5 (seconds) or 0.5 (interval)")
+    if interval >= seconds:
+        raise ObservationInvalid(f"observe_interval ({interval:g} s) must be below observe_seconds ({seconds:g} s)",
+                                 hint="the counters are read at the start and every interval: give an interval "
+                                      "shorter than the window")
 
 
 def _int(section: Dict[str, Any], key: str) -> int:
@@ -39,6 +61,7 @@ class Sample:
 def observe(client, names: Sequence[str], seconds: float, interval: float = 0.5,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
     """Watch for `seconds`; return what arrived. `quiet` is True when no write ran."""
+    check_window(seconds, interval)
     first = previous = Sample(client, names)
     changes = 0
     start = clock()

@@ -3,7 +3,9 @@
 
 It is written (atomically, mode 0600 in a 0700 directory: the lines hold password hashes) before
 the first ACL change, so that a run killed at any point can be released later from it. It is
-removed only after every user's rules were restored and read back identical.
+removed only after every user was released (its rules read back as expected) or found deleted or
+already restored. It also names the users that existed and were left alone (excluded or not listed),
+so that a user created during the window stands out, and what the server's ACL file was like.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any, Dict, Optional
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
 
 FORMAT = "indexops.redis_search/write-quiesce"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks left_alone and acl_file: read as "none recorded"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -31,7 +34,8 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: list) -> Dict[str, Any]:
+def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: list, left_alone: list = (),
+              acl_file: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -40,6 +44,8 @@ def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: 
         "created_at": utc_now(),
         "migrating_user": migrating_user,
         "denied_commands": list(denied_commands),
+        "left_alone": sorted(left_alone),
+        "acl_file": acl_file,
         "users": {},
     }
 
@@ -56,11 +62,14 @@ def load(path: str, endpoint: str) -> Optional[Dict[str, Any]]:
                                hint="restore it from a copy, or restore the users' rules by hand") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("users"), dict):
         raise StateFileInvalid(f"{path} is not a write-quiesce state file")
-    if state.get("version") != VERSION:
-        raise StateFileInvalid(f"{path} has state format version {state.get('version')}, this module reads {VERSION}")
+    if state.get("version") not in READABLE_VERSIONS:
+        raise StateFileInvalid(f"{path} has state format version {state.get('version')}, this module reads "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}")
     if state.get("endpoint") != endpoint:
         raise StateFileInvalid(f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
                                hint="each Redis server needs its own state_file")
+    state.setdefault("left_alone", [])
+    state.setdefault("acl_file", None)
     return state
 
 

@@ -18,7 +18,7 @@ from ..block_runner import run_blocks
 from ..codec import QuantParams, convert_batch
 from ..errors import BackupInvalid
 from ..keyspace import key_to_text, renamed_key
-from ..scripts import BATCH_OUTCOME, QUANTIZE_BATCH, Scripts
+from ..scripts import BATCH_OUTCOME, QUANTIZE_BATCH, Scripts, flushed
 from ..wire import Wire, pack
 from .context import Context
 
@@ -139,6 +139,12 @@ class _StagedQuantize:
                                      "from a copy, or roll back")
         return staged
 
+    def _again(self, client, keys: list, argv: list):
+        """A call the server refused because its script cache was emptied meanwhile (SCRIPT FLUSH): sent
+        again on another connection of the pool, which loads the script (the wire's replies stay in step)."""
+        return client.register_script(QUANTIZE_BATCH)(keys=keys, args=[*self.head, *(a for pairs in argv for a in pairs)],
+                                                      client=client)
+
     def __call__(self, client, block_no: int, records: list):
         wire, sha, stream, offsets = self._open(client)
         staged = self._staged(stream, offsets, block_no, records)
@@ -156,12 +162,16 @@ class _StagedQuantize:
 
             def outcome_per_key():
                 replies = wire.read(len(keys))
+                replies = [self._again(client, [key], [pairs]) if flushed(reply) else reply
+                           for key, pairs, reply in zip(keys, argv, replies)]
                 return _tally([_batch_code(reply) for reply in replies], keys)
             return outcome_per_key
         wire.send(pack(b"EVALSHA", sha, b"%d" % len(keys), *keys, *self.head, *(a for pairs in argv for a in pairs)))
 
         def outcome():
             reply = wire.read()[0]
+            if flushed(reply):
+                reply = self._again(client, keys, argv)
             if isinstance(reply, Exception):
                 raise reply
             return _tally([BATCH_OUTCOME.get(code, -1) for code in reply], keys)

@@ -1,14 +1,22 @@
 """ACL LIST lines, write-command discovery and the observation, without a server."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_rules, runner
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import observe
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_file, acl_rules, runner, state_store
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.access import dryrun_args
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import (
+    ObservationInvalid,
+    check_window,
+    observe,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.write_commands import (
     command_stats,
     commands_to_deny,
+    guarded_commands,
     parse_command_info,
     write_command_names,
 )
@@ -153,3 +161,81 @@ def test_servers_before_redis_7_list_their_commands_with_command():
     commands = parse_command_info(runner.command_table(server))
     assert server.connection_pool.connection.sent == [("COMMAND",)] and server.connection_pool.released
     assert commands_to_deny(commands) == ["json.set"] and write_command_names(commands) == ["json.set", "set"]
+
+
+def test_the_command_part_is_what_a_quiesce_changes_and_the_rest_stays_as_it_is_now():
+    _name, before = acl_rules.split_line(LINE)
+    rotated = HASH.replace("ab", "cd")
+    now = ["off", "sanitize-payload", rotated, "~app:*", "resetchannels", "-@all", "+@read", "-@write", "-json.set",
+           "(~sel:* ~odd) resetchannels -@all +get +set -@write -json.set)"]
+    assert acl_rules.other_rules(now) == ["off", "sanitize-payload", rotated, "~app:*", "resetchannels"]
+    assert acl_rules.command_part(now) == (("-@all", "+@read", "-@write", "-json.set"),
+                                           ("(~sel:* ~odd) resetchannels -@all +get +set -@write -json.set)",))
+    restored = acl_rules.with_commands_of(now, before)
+    # The password rotated and the user switched off meanwhile stay so; the commands and selectors come back.
+    assert restored == ["off", "sanitize-payload", rotated, "~app:*", "resetchannels", "-@all", "+@read",
+                        "+config|get", "(~sel:* ~odd) resetchannels -@all +get +set)",
+                        "(%W~w:* resetchannels -@all +@write)"]
+    assert acl_rules.line_of("app", restored).startswith("user app off sanitize-payload #cdcd")
+
+
+@pytest.mark.parametrize("seconds, interval, problem", [
+    (0, 0.5, "observe_seconds must be a finite number of seconds above 0, not 0"),
+    (-1.0, 0.5, "observe_seconds must be a finite number of seconds above 0, not -1.0"),
+    (float("nan"), 0.5, "observe_seconds must be a finite number of seconds above 0, not nan"),
+    (float("inf"), 0.5, "observe_seconds must be a finite number of seconds above 0, not inf"),
+    (5, 0, "observe_interval must be a finite number of seconds above 0, not 0"),
+    (5, float("nan"), "observe_interval must be a finite number of seconds above 0, not nan"),
+    (2, 2, "observe_interval (2 s) must be below observe_seconds (2 s)"),
+    (2, 3, "observe_interval (3 s) must be below observe_seconds (2 s)"),
+])
+def test_an_observation_window_that_proves_nothing_is_refused(seconds, interval, problem):
+    with pytest.raises(ObservationInvalid) as err:
+        check_window(seconds, interval)
+    assert err.value.message == problem and err.value.kind == "invalid_input"
+    check_window(5, 0.5)
+    check_window(0.2, 0.1)
+
+
+WINDOW_REPLY = REPLY[:-1] + [
+    [b"config", -2, [], 0, 0, 0, [b"@slow"], [], [],
+     [[b"config|set", -4, [b"admin"], 0, 0, 0, [b"@admin", b"@dangerous"], [], [], []],
+      [b"config|get", -3, [b"admin"], 0, 0, 0, [b"@admin", b"@dangerous"], [], [], []]]],
+    [b"flushall", -1, [b"write"], 0, 0, 0, [b"@write", b"@dangerous"], [], [], []],
+    [b"FT.CONFIG", -1, [b"readonly", b"module"], 0, 0, 0, [], [], [], []],
+]
+
+
+def test_window_breaking_commands_are_denied_by_name_unless_write_covers_them():
+    commands = parse_command_info(WINDOW_REPLY)
+    deny = commands_to_deny(commands)
+    assert "config|set" in deny and "ft.config" in deny
+    assert "flushall" not in deny and "config|get" not in deny  # -@write covers flushall; reading config is fine
+    assert sorted(c.name for c in guarded_commands(commands)) == [
+        "config|set", "flushall", "ft.aliasupdate", "ft.config", "json.set", "mod.sub|put", "set", "xgroup|destroy"]
+
+
+def test_a_dry_run_call_has_the_arity_the_server_checks_first():
+    commands = {c.name: c for c in parse_command_info(WINDOW_REPLY)}
+    assert dryrun_args(commands["config|set"]) == ["config", "set", "x", "x"]
+    assert dryrun_args(commands["set"]) == ["set", "x", "x"]
+    assert dryrun_args(commands["FT.CONFIG".lower()]) == ["ft.config"]
+    assert dryrun_args(commands["xgroup|destroy"]) == ["xgroup", "destroy", "x", "x"]
+
+
+def test_an_acl_file_matches_when_it_holds_exactly_the_users():
+    lines = {"app": "user app on ~a:* +@read", "default": "user default on nopass ~* &* +@all"}
+    assert acl_file.matches(["user default on nopass ~* &* +@all", "user app on ~a:* +@read"], lines) is True
+    assert acl_file.matches(["user app on ~a:* +@read"], lines) is False
+    assert acl_file.matches(None, lines) is None
+
+
+def test_a_state_file_of_version_1_is_read_with_nothing_left_alone(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"format": state_store.FORMAT, "version": 1, "endpoint": "h:1/0", "users": {},
+                                "denied_commands": []}))
+    state = state_store.load(str(path), "h:1/0")
+    assert state["left_alone"] == [] and state["acl_file"] is None
+    path.write_text(json.dumps({"format": state_store.FORMAT, "version": 3, "endpoint": "h:1/0", "users": {}}))
+    with pytest.raises(state_store.StateFileInvalid):
+        state_store.load(str(path), "h:1/0")
