@@ -13,26 +13,25 @@ is left beside the source.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import failpoints
+from ..capabilities import require_search_results
 from ..changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ..codec import encode_batch
 from ..connection import execute_once
 from ..deps import BaseModel, Field, numpy
 from ..errors import MigrationFailed
-from ..keyspace import NO_TIMEOUT, indexed_keys, key_from_text, key_to_text
-from ..resp import as_map
+from ..keyspace import indexed_keys, key_from_text, key_to_text
 from ..schema import IndexSchema, differences
-from ..snapshot import query_escape, read_info, real_name, snapshot_index
+from ..snapshot import read_info, real_name, snapshot_index
 from ..stats import stats_from_info
 from ..waiting import StillIndexing, wait_until_indexed
 from .context import Context
 from .create import NOT_REPORTED, create_once
+from .knn import KNN_K, nearest
 
 KNN_SAMPLE = 10
-KNN_K = 10
-APPROXIMATE_EF_RUNTIME = 1000
 # Share of one index's top 10 the other must also return, on average, where either is approximate (HNSW)
 # or the datatype changed (ties break differently). A wrong definition shares almost nothing; a correct
 # HNSW index over hard data shares less than one might think: 77% at EF_RUNTIME 1000 for 200k uniform
@@ -112,19 +111,8 @@ def _counts(ctx: Context) -> Tuple[int, int, int]:
     return second, target, abs(second - first)
 
 
-def _top(client, index: str, field, vector: bytes) -> List[bytes]:
-    query = f"*=>[KNN {KNN_K} @{query_escape(field.name)} $v"
-    params = ["v", vector]
-    if field.attrs.algorithm != "flat":
-        query += " EF_RUNTIME $ef"
-        params += ["ef", str(APPROXIMATE_EF_RUNTIME)]
-    reply = client.execute_command("FT.SEARCH", index, query + " AS __distance]", "PARAMS", str(len(params)), *params,
-                                   "SORTBY", "__distance", "NOCONTENT", "LIMIT", "0", str(KNN_K), *NO_TIMEOUT,
-                                   "DIALECT", "2")
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        return [as_map(row)["id"] for row in top.get("results", [])]
-    return list(reply[1:])
+def _top(client, index: str, field, vector: bytes, limit: Optional[int] = None) -> List[bytes]:
+    return [doc_id for doc_id, _distance in nearest(client, index, field, vector, KNN_K, limit)]
 
 
 def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple[bytes, bytes]]:
@@ -149,7 +137,7 @@ def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple
     return found[:KNN_SAMPLE]
 
 
-def _knn_agreement(ctx: Context, keys: List[bytes]) -> Dict[str, Any]:
+def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
     """Per vector field: the share of the source's top 10 that the target also returns, for queries with
     sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
     found: Dict[str, Any] = {}
@@ -161,10 +149,10 @@ def _knn_agreement(ctx: Context, keys: List[bytes]) -> Dict[str, Any]:
             before.attrs.datatype == after.attrs.datatype
         shares = []
         for source_query, target_query in _query_vectors(ctx, keys, before, after):
-            expected = _top(ctx.client, ctx.source.name, before, source_query)
+            expected = _top(ctx.client, ctx.source.name, before, source_query, limit)
             if not expected:
                 continue
-            got = set(_top(ctx.client, ctx.plan.final_index, after, target_query))
+            got = set(_top(ctx.client, ctx.plan.final_index, after, target_query, limit))
             shares.append(len(got & set(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
@@ -185,12 +173,13 @@ def validate(ctx: Context) -> OnlineValidation:
                   for f in _final(ctx).vector_fields()}
     # An approximate (HNSW) source may count fewer documents than an exact (FLAT) target finds.
     more_allowed = ("hnsw", "flat") in algorithms
+    limit = require_search_results(client, f"cannot validate {ctx.plan.final_index}")
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
-    in_source = indexed_keys(client, ctx.source.name, keys)
-    in_target = indexed_keys(client, ctx.plan.final_index, [k for k in keys if k in in_source])
+    in_source = indexed_keys(client, ctx.source.name, keys, limit)
+    in_target = indexed_keys(client, ctx.plan.final_index, [k for k in keys if k in in_source], limit)
     result.keys_checked = len(in_source)
     result.keys_missing = [key_to_text(k) for k in keys if k in in_source and k not in in_target]
-    result.knn_fields = _knn_agreement(ctx, [k for k in keys if k in in_target])
+    result.knn_fields = _knn_agreement(ctx, [k for k in keys if k in in_target], limit)
 
     if not result.schema_match:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
