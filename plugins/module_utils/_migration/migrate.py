@@ -32,7 +32,7 @@ from .apply_checks import (
 )
 from .backup_links import refuse_links
 from .backup_store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name, utc_now
-from .capabilities import detect_capabilities
+from .capabilities import detect_capabilities, require_search_results
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
 from .connection import lost_connection
@@ -143,6 +143,8 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
         if name != plan.source.index and index_exists(client, name):
             raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
     caps = detect_capabilities(client)
+    # Validation reads the new index back through FT.SEARCH: a server that returns no rows cannot judge it.
+    require_search_results(client, f"cannot migrate {plan.source.index}")
     if plan.mode == ONLINE:
         fits, why = memory_now_fits(plan.online, caps)
         if not fits:
