@@ -18,7 +18,8 @@ from test_migrate_safety import f16, planned, server_state
 from test_redis_index_migrate import QUANT16, dump_hashes, load, run, run_killed
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PreflightFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import MigrationFailed, PreflightFailed
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import real_name, snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
@@ -210,3 +211,53 @@ def test_resume_after_an_older_snapshot_refuses_with_nothing_written(rdb_server,
     assert outcome.report.result == "succeeded" and outcome.report.validation["passed"]
     expected = {k: {b"headline": v[b"title"], b"tag": v[b"tag"], b"vec": f16(v[b"vec"])} for k, v in originals.items()}
     assert dump_hashes(client, b"doc:*") == expected
+
+
+# --- 4. the source changed during an online build: the swap refuses, the source intact ------------------------
+
+CHANGES = {
+    "alter": lambda client: client.execute_command("FT.ALTER", "idx", "SCHEMA", "ADD", "added", "NUMERIC"),
+    "alias_moved": lambda client: client.execute_command("FT.ALIASUPDATE", "live", "other"),
+    "alias_deleted": lambda client: client.execute_command("FT.ALIASDEL", "live"),
+}
+
+
+@pytest.mark.parametrize("when", [("validate", "start"), ("swap", 0)], ids=["during_build", "before_transaction"])
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, redis_url, tmp_path, monkeypatch,
+                                                                 change, when):
+    load(clean_redis, docs=120)
+    clean_redis.execute_command("FT.CREATE", "other", "ON", "HASH", "PREFIX", "1", "elsewhere:", "SCHEMA", "n", "NUMERIC")
+    clean_redis.execute_command("FT.ALIASADD", "live", "idx")
+    plan, _path = planned(clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]},
+                          aliases=["live"])
+    assert plan.mode == "online" and plan.online.names == ["idx", "live"]
+    real_hit = failpoints.hit
+
+    def hit(phase, point):
+        if (phase, point) == when:  # someone else, while the migration runs
+            CHANGES[change](clean_redis)
+        real_hit(phase, point)
+
+    monkeypatch.setattr(failpoints, "hit", hit)
+    keys_before = server_state(clean_redis)[0]
+    with pytest.raises(MigrationFailed) as err:
+        run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert "changed while idx--v2 was built" in err.value.message and "nothing was swapped" in err.value.message
+    if when == ("swap", 0):  # after the last check: the swap script's own guard refused
+        assert ("the definition of idx changed (FT.ALTER" if change == "alter" else
+                "alias live no longer leads to idx") in err.value.message
+    # The source serves as it was left: its definition (with the FT.ALTER), its alias where someone put it.
+    assert sorted(clean_redis.execute_command("FT._LIST")) == [b"idx", b"other"]
+    fields = [f.name for f in snapshot_index(clean_redis, "idx").snapshot.index_schema.fields]
+    assert fields == (["title", "tag", "vec", "added"] if change == "alter" else ["title", "tag", "vec"])
+    expected_alias = {"alter": "idx", "alias_moved": "other", "alias_deleted": None}[change]
+    assert real_name(clean_redis, "live") == expected_alias
+    assert snapshot_index(clean_redis, "idx").snapshot.index_schema.field("vec").attrs.algorithm == "flat"
+    assert server_state(clean_redis)[0] == keys_before
+    # Run again, the same task is refused again: the source is no longer what was planned.
+    monkeypatch.setattr(failpoints, "hit", real_hit)
+    with pytest.raises((PreflightFailed, MigrationFailed), match="changed since the plan was made|no longer lead"):
+        run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert sorted(clean_redis.execute_command("FT._LIST")) == [b"idx", b"other"]
+    assert real_name(clean_redis, "live") == expected_alias

@@ -4,7 +4,9 @@
     create    FT.CREATE of the exact target under its own name (modes.py) on the same prefixes
     wait      until it has indexed everything (progress in the header, for redis_index_info)
     validate  against the live source: schema, document counts, sampled documents, KNN agreement
-    swap      one MULTI/EXEC: the source is dropped and its name and aliases lead to the new index
+    swap      one MULTI/EXEC of one script: unless the source's definition or aliases changed during the
+              build (then nothing is swapped), the source is dropped and its name and aliases lead
+              to the new index
 
 The source serves every query until the EXEC and the new index every query after it. Each phase
 is safe to run again; a failure before the swap drops the new index (migrate.py), so that nothing
@@ -16,13 +18,15 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import failpoints
-from ..capabilities import require_search_results
+from ..capabilities import detect_capabilities, require_search_results
+from ..catalog import aliases_of
 from ..changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ..codec import encode_batch
 from ..connection import execute_once
 from ..deps import BaseModel, Field, numpy
 from ..errors import MigrationFailed
 from ..keyspace import indexed_keys, key_from_text, key_to_text
+from ..scripts import GUARDED_SWAP, SOURCE_CHANGED
 from ..schema import IndexSchema, differences
 from ..snapshot import read_info, real_name, snapshot_index
 from ..stats import stats_from_info
@@ -217,6 +221,32 @@ def swapped(ctx: Context) -> bool:
     return real_name(ctx.client, ctx.source.name) == ctx.plan.final_index
 
 
+def _source_as_planned(ctx: Context, names: List[str]) -> None:
+    """The source still has the definition the plan was made from, and each of its names still leads to
+    it: what someone changed during the build (FT.ALTER, an alias moved, deleted or added) would be lost
+    by the swap."""
+    client, source = ctx.client, ctx.source.name
+    live = snapshot_index(client, source).snapshot
+    found = differences(ctx.source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    if found:
+        _refuse_swap(ctx, f"its definition changed: {'; '.join(found[:3])}")
+    moved = [name for name in names if name != source and real_name(client, name) != source]
+    if moved:
+        _refuse_swap(ctx, f"alias(es) {', '.join(moved)} no longer lead to it")
+    caps = detect_capabilities(client, probe=False)
+    if caps.alias_listing:
+        aliases, _complete = aliases_of(client, source, caps, {})
+        added = sorted(set(aliases) - set(names))
+        if added:
+            _refuse_swap(ctx, f"alias(es) {', '.join(added)} were added to it")
+
+
+def _refuse_swap(ctx: Context, what: str) -> None:
+    raise MigrationFailed(f"{ctx.source.name} changed while {ctx.plan.final_index} was built ({what}); nothing was "
+                          f"swapped: {ctx.source.name} serves as it is",
+                          hint="plan again against the index as it is now (the index built beside it is dropped)")
+
+
 def run_swap(ctx: Context) -> None:
     plan, client = ctx.plan, ctx.client
     final, names = plan.final_index, list(plan.online.names)
@@ -227,15 +257,21 @@ def run_swap(ctx: Context) -> None:
     if real_name(client, ctx.source.name) != ctx.source.name:
         raise MigrationFailed(f"{ctx.source.name} is gone or leads elsewhere; nothing was swapped",
                               hint=f"{final} holds the target; point the names at it by hand or roll back")
+    # The definition's fingerprint first, then the check that it is the planned one: a change after the
+    # check changes the fingerprint, which the swap script compares before it writes anything.
+    fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, "", *names)
+    _source_as_planned(ctx, names)
     failpoints.hit("swap", 0)
-    # One transaction: no client sees the source gone and its names not yet moved. The names are added
-    # after the drop, which removes the source's own aliases with it.
+    # One script in one transaction: no client sees the source gone and its names not yet moved, and
+    # nothing changes the source between the script's check and its drop. The names are added after the
+    # drop, which removes the source's own aliases with it.
     pipe = client.pipeline(transaction=True)
-    pipe.execute_command("FT.DROPINDEX", ctx.source.name)
-    for name in names:
-        pipe.execute_command("FT.ALIASUPDATE", name, final)
+    pipe.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, fingerprint, *names)
     replies = execute_once(client, pipe, raise_on_error=False)
     errors = [str(r) for r in replies if isinstance(r, Exception)]
+    refused = [e for e in errors if e.startswith(SOURCE_CHANGED)]
+    if refused:
+        _refuse_swap(ctx, refused[0][len(SOURCE_CHANGED):].strip())
     wrong = [n for n in names if real_name(client, n) != final]
     if errors or wrong:
         raise MigrationFailed(f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",
