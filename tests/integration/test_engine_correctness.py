@@ -5,12 +5,14 @@ Every test here failed before its fix: it asserts what Redis and the backup hold
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 
 import numpy
 import pytest
 import redis
+import yaml
 from datasets import wait_for
 from module_runner import run_module
 from restartable_server import RestartableServer
@@ -20,9 +22,15 @@ from test_redis_index_migrate import QUANT16, dump_hashes, load, run, run_killed
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import MigrationFailed, PreflightFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import real_name, snapshot_index
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
+from ansible_collections.indexops.redis_search.plugins.modules import (
+    redis_index_batch,
+    redis_index_migrate,
+    redis_index_validate,
+)
 
 DIMS = 16
 
@@ -261,3 +269,84 @@ def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, red
         run(clean_redis, redis_url, plan, tmp_path / "b")
     assert sorted(clean_redis.execute_command("FT._LIST")) == [b"idx", b"other"]
     assert real_name(clean_redis, "live") == expected_alias
+
+
+# --- benchmark_out: the run's timings and throughput, machine-readable ------------------------------------------
+
+def read_yaml_file(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def test_migrate_writes_a_benchmark_record_of_the_run(clean_redis, redis_url, tmp_path, capsys):
+    load(clean_redis, docs=300)
+    _plan, path = planned(clean_redis, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
+                                                  **QUANT16})
+    out = tmp_path / "bench.yaml"
+    args = {"redis_url": redis_url, "plan_file": str(path), "backup_dir": str(tmp_path / "b"), "accept_data_loss": True,
+            "batch_size": 50, "workers": 2, "benchmark_out": str(out)}
+    run_module(redis_index_migrate, args, capsys, check_mode=True)
+    assert not out.exists()  # check mode writes nothing
+    result = run_module(redis_index_migrate, args, capsys)
+    report = result["report"]
+    record = read_yaml_file(out)
+    assert record["format"] == "indexops.redis_search/benchmark" and record["format_version"] == 1
+    assert (record["kind"], record["result"], record["source_index"], record["mode"]) == \
+        ("migration", "succeeded", "idx", "drop_recreate")
+    assert record["documents"] == 300 and record["downtime_seconds"] == report["downtime_seconds"]
+    assert list(record["phases"]) == list(report["phases"])
+    for name, figures in record["phases"].items():
+        assert figures["seconds"] == report["phases"][name]["seconds"], name
+    backup_bytes = os.path.getsize(os.path.join(result["backup_path"], "data.bin"))
+    phases = record["phases"]
+    assert phases["backup"]["documents"] == 300 and phases["backup"]["bytes"] == backup_bytes
+    for name in ("move_fields", "quantize"):
+        assert phases[name]["documents"] == 300 and phases[name]["bytes"] == backup_bytes, name
+    assert phases["wait"]["documents"] == 300 and phases["wait"]["bytes"] is None
+    assert phases["drop"]["documents"] is None and phases["validate"]["documents"] is None
+    for figures in phases.values():
+        for amount, rate in (("documents", "documents_per_second"), ("bytes", "bytes_per_second")):
+            if figures[amount] is not None and figures["seconds"] > 0:
+                assert figures[rate] == pytest.approx(figures[amount] / figures["seconds"], abs=0.1)
+    assert record["run_seconds"] >= sum(f["seconds"] for f in phases.values()) - 0.01
+    # Peak RSS of this process (the module ran in it) and of the two workers it forked and waited for.
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 20_000_000 < record["peak_rss"]["self_bytes"] <= own_peak
+    assert record["peak_rss"]["children_bytes"] > 0
+    # The same task again changes nothing, and leaves the record of the run that did.
+    written = out.read_bytes()
+    assert run_module(redis_index_migrate, args, capsys)["changed"] is False
+    assert out.read_bytes() == written
+
+
+def test_a_failed_migration_still_writes_its_benchmark(clean_redis, redis_url, tmp_path, monkeypatch):
+    load(clean_redis, docs=100)
+    plan, _path = planned(clean_redis, tmp_path, QUANT16)
+    monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:raise")
+    with pytest.raises(MigrationFailed):
+        migrate(clean_redis, lambda: redis.Redis.from_url(redis_url), plan, str(tmp_path / "b"),
+                MigrateOptions(batch_size=50, accept_data_loss=True), benchmark_out=str(tmp_path / "bench.yaml"))
+    record = read_yaml_file(tmp_path / "bench.yaml")
+    assert record["result"] == "failed" and record["phases"]["backup"]["documents"] == 100
+    assert "quantize" in record["phases"] and "create" not in record["phases"]  # where it stopped
+
+
+def test_batch_writes_a_benchmark_record_per_index(clean_redis, redis_url, tmp_path, capsys):
+    for name, prefix in (("idx_a", "a:"), ("idx_b", "b:")):
+        load(clean_redis, index=name, prefix=prefix, docs=100)
+    run_module(redis_index_batch, {"redis_url": redis_url, "state": "planned", "pattern": "idx_*",
+                                   "patch": {"version": 1, "changes": QUANT16}, "plan_out": str(tmp_path / "batch.yaml"),
+                                   "batch_size": 50}, capsys)
+    out = tmp_path / "bench.yaml"
+    result = run_module(redis_index_batch, {"redis_url": redis_url, "state": "applied",
+                                            "plan_file": str(tmp_path / "batch.yaml"), "backup_dir": str(tmp_path / "b"),
+                                            "accept_data_loss": True, "benchmark_out": str(out)}, capsys)
+    assert result["changed"]
+    record = read_yaml_file(out)
+    assert record["kind"] == "batch" and record["batch_id"] == result["batch_id"]
+    assert sorted(record["indexes"]) == ["idx_a", "idx_b"]
+    for name, entry in record["indexes"].items():
+        assert entry["kind"] == "migration" and entry["result"] == "succeeded" and entry["source_index"] == name
+        assert entry["phases"]["quantize"]["documents"] == 100 and entry["phases"]["backup"]["documents"] == 100
+    assert record["run_seconds"] >= sum(e["run_seconds"] for e in record["indexes"].values()) - 0.01
+    assert record["peak_rss"]["self_bytes"] > 0
