@@ -10,7 +10,7 @@ options:
     description:
       - Write a machine-readable record of the run's timings and throughput (YAML) here, replaced atomically -
         per phase its seconds, documents, documents per second, bytes and bytes per second, then the downtime,
-        the run's wall-clock seconds and the peak resident memory of the module and of its workers (a batch:
+        the run's wall-clock seconds and the peak resident memory of the module and of its workers (for a batch,
         that record for each index it migrated). Written after a run that changed something, also when it
         failed; not in check mode. The format is described in the collection's C(docs/formats.md).
       - Its directory must exist and be writable (checked before anything changes).

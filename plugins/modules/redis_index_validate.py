@@ -112,7 +112,7 @@ validation:
       documents_beyond_source (accepted from an approximate source), indexing_failures_before and
       indexing_failures_after, keys_checked and keys_missing, vectors_compared and vectors_differing, knn_checked,
       knn_missed, knn_outranked (queries whose document others rightly outrank) and knn_unjudged (queries whose
-      results could not be read back: not a failure), documents_gone and documents_conflicting.
+      results could not be read back, not a failure), documents_gone and documents_conflicting.
   returned: always
   type: dict
 backup_path:
