@@ -63,7 +63,7 @@ def ip_self_misses(vectors) -> int:
 
 @pytest.mark.parametrize("algorithm", ["FLAT", "HNSW"])
 def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(clean_redis, redis_url, tmp_path, capsys,
-                                                                     algorithm):
+                                                                    algorithm):
     vectors = load_unnormalised(clean_redis, algorithm=algorithm)
     assert ip_self_misses(vectors) > 200  # of 300: the data the old check could not judge
     plan, _path = planned(clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]})
@@ -233,7 +233,7 @@ CHANGES = {
 @pytest.mark.parametrize("when", [("validate", "start"), ("swap", 0)], ids=["during_build", "before_transaction"])
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, redis_url, tmp_path, monkeypatch,
-                                                                 change, when):
+                                                                change, when):
     load(clean_redis, docs=120)
     clean_redis.execute_command("FT.CREATE", "other", "ON", "HASH", "PREFIX", "1", "elsewhere:", "SCHEMA", "n", "NUMERIC")
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
