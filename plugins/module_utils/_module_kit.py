@@ -50,6 +50,11 @@ def backup_argument_spec() -> dict[str, Any]:
     }
 
 
+def benchmark_argument_spec() -> dict[str, Any]:
+    """Options documented in the indexops.redis_search.benchmark doc fragment."""
+    return {"benchmark_out": {"type": "path"}}
+
+
 CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host"]]
 CONNECTION_REQUIRED_TOGETHER = [["tls_client_cert", "tls_client_key"]]
 # Library field names that differ from the option names.

@@ -31,6 +31,7 @@ extends_documentation_fragment:
   - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.backup
+  - indexops.redis_search.benchmark
 attributes:
   check_mode:
     support: full
@@ -330,6 +331,7 @@ import os
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
+    benchmark_argument_spec,
     build_module,
     connection_settings,
     fail_from_exception,
@@ -409,7 +411,7 @@ def run_batch(module, client, settings) -> dict:
     outcome = apply_batch(client, lambda: connect(settings), batch, plan_file, params["backup_dir"], options,
                           retry_failed=params["retry_failed"], resume=params["state"] == "resumed",
                           state_file=params["state_file"], endpoint=settings.endpoint, check_mode=module.check_mode,
-                          report_out=params["report_out"])
+                          report_out=params["report_out"], benchmark_out=params["benchmark_out"])
     return outcome_result(outcome)
 
 
@@ -430,6 +432,7 @@ def main() -> None:
     spec = {k: v for k, v in planning_argument_spec().items() if k in SHARED_PLANNING_OPTIONS}
     spec.update(backup_argument_spec())
     spec["backup_dir"] = dict(spec["backup_dir"], required=False)
+    spec.update(benchmark_argument_spec())
     spec.update({
         "state": {"type": "str", "default": "planned", "choices": ["planned", "applied", "resumed", "status"]},
         "indexes": {"type": "list", "elements": "str"},

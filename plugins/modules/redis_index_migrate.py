@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning
   - indexops.redis_search.backup
+  - indexops.redis_search.benchmark
 attributes:
   check_mode:
     support: full
@@ -79,6 +80,7 @@ EXAMPLES = r"""
     backup_dir: /var/lib/indexops/backups
     accept_data_loss: true  # float32 -> float16
     report_out: /var/lib/indexops/products-report.yaml
+    benchmark_out: /var/lib/indexops/products-benchmark.yaml
   register: migration
 
 - name: Plan and apply in one task (re-running it resumes after a crash; after success it changes nothing)
@@ -156,6 +158,7 @@ diff:
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
+    benchmark_argument_spec,
     build_module,
     run_with_client,
 )
@@ -189,7 +192,8 @@ def apply(module, client, settings) -> dict:
     options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],
                              wait_timeout=params["wait_timeout"], accept_data_loss=params["accept_data_loss"])
     outcome = migrate(client, lambda: connect(settings), plan, params["backup_dir"], options,
-                      check_mode=module.check_mode, report_out=params["report_out"], endpoint=settings.endpoint)
+                      check_mode=module.check_mode, report_out=params["report_out"], endpoint=settings.endpoint,
+                      benchmark_out=params["benchmark_out"])
     report = outcome.report
     result = {
         "changed": outcome.changed,
@@ -210,6 +214,7 @@ def apply(module, client, settings) -> dict:
 def main() -> None:
     spec = planning_argument_spec()
     spec.update(backup_argument_spec())
+    spec.update(benchmark_argument_spec())
     spec.update({
         "plan_file": {"type": "path"},
         "plan": {"type": "dict"},

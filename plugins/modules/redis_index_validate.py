@@ -14,7 +14,8 @@ description:
   - "Checks: the live schema equals the plan's target; the document count equals the source's when the migration
     started (less documents deleted meanwhile; documents someone else changed meanwhile are discounted); the plan's
     sampled keys exist; the sampled vectors equal the conversion of their backed-up originals; a KNN query with each
-    sampled document's own vector finds it; indexing failures did not rise above the source's; and the backup itself
+    sampled document's own vector finds it, or only documents at least as near by their own stored vectors (under
+    IP a longer vector may outrank it); indexing failures did not rise above the source's; and the backup itself
     verifies completely (what a rollback would need)."
   - An approximate source (HNSW) may have counted fewer documents than it had keys - those it failed to index count as
     indexing failures - and a FLAT target may index them. So up to the source's indexing failures more documents
@@ -109,8 +110,9 @@ validation:
   description:
     - The checks in detail - schema_match and schema_differences, doc_count_expected, doc_count_actual,
       documents_beyond_source (accepted from an approximate source), indexing_failures_before and
-      indexing_failures_after, keys_checked and keys_missing, vectors_compared and vectors_differing, knn_checked and
-      knn_missed, documents_gone and documents_conflicting.
+      indexing_failures_after, keys_checked and keys_missing, vectors_compared and vectors_differing, knn_checked,
+      knn_missed, knn_outranked (queries whose document others rightly outrank) and knn_unjudged (queries whose
+      results could not be read back, not a failure), documents_gone and documents_conflicting.
   returned: always
   type: dict
 backup_path:

@@ -147,7 +147,9 @@ MIGRATION_KILLS = [
     *checkpoints("online", "create:start", "create:0", "wait:start", "validate:start", "swap:start", "swap:0"),
     at("online", "preflight", command="FT.CREATE"),
     at("online", "validate", commands=0.5),
-    at("online", "swap", command="FT.DROPINDEX", fast=True),  # inside the MULTI/EXEC: dies before sending it
+    # The swap script (the second EVAL of the step; the first reads the source's fingerprint) queued in the
+    # MULTI: dies before the EXEC is sent.
+    at("online", "swap", command="EVAL", nth=2, fast=True),
     at("online", "swap", commands="last"),  # after the EXEC, before the phase is recorded as done
     *randoms("online", 3),
 ]

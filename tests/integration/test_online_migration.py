@@ -227,8 +227,8 @@ def test_knn_agreement_floor_of_an_approximate_target(clean_redis, redis_url, tm
     assert plan.mode == "online"
     real_top = online._top
 
-    def top(client, index, field, vector):
-        found = real_top(client, index, field, vector)
+    def top(client, index, field, vector, limit=None):
+        found = real_top(client, index, field, vector, limit)
         if index != plan.online.index:
             return found
         others = [f"doc:{i}".encode() for i in range(299, 0, -1) if f"doc:{i}".encode() not in found]

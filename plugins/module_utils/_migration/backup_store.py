@@ -363,7 +363,18 @@ class BackupStore:
     def block_outcomes(self, phase: str) -> Dict[int, Dict[str, Any]]:
         """Each block a phase applied -> the counters its ledger line recorded (what it wrote, found gone
         or in conflict), so that a resumed phase reports the blocks the killed run applied too."""
-        found: Dict[int, Dict[str, Any]] = {}
+        return {block_no: outcome for _ledger, block_no, outcome in self._ledger_lines(phase)}
+
+    def latest_blocks(self, phase: str) -> List[int]:
+        """The block each ledger of a phase (one per worker) recorded last: the most recent writes, the
+        first that a server restored from an older snapshot has lost."""
+        last: Dict[str, int] = {}
+        for ledger, block_no, _outcome in self._ledger_lines(phase):
+            last[ledger] = block_no
+        return sorted(set(last.values()))
+
+    def _ledger_lines(self, phase: str) -> Iterator[Tuple[str, int, Dict[str, Any]]]:
+        """(ledger file, block number, outcome) of every whole line of a phase's ledgers, in file order."""
         prefix = f"ledger-{phase}-"
         for name in sorted(os.listdir(self.directory)):
             if name.startswith(prefix) and name.endswith(".log"):
@@ -377,8 +388,7 @@ class BackupStore:
                         outcome = json.loads(counters) if counters else {}
                     except ValueError:
                         continue
-                    found[int(number)] = outcome if isinstance(outcome, dict) else {}
-        return found
+                    yield name, int(number), outcome if isinstance(outcome, dict) else {}
 
 
 def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint: str,

@@ -36,6 +36,7 @@ from .batch_state import (
     work_list,
 )
 from .batch_status import describe, report_text
+from .benchmark import batch_benchmark, migration_benchmark, write_benchmark
 from .deps import BaseModel, Field
 from .errors import BackupInvalid, IndexOpsError, MigrationFailed, PreflightFailed
 from .lock import acquire_locks, release_locks
@@ -118,8 +119,10 @@ def _record_backup(run: IndexRun, root: str, plan: MigrationPlan) -> None:
 
 
 def _run_one(client, connect: Callable[[], Any], run: IndexRun, plan: MigrationPlan, root: str,
-             options: MigrateOptions, endpoint: Optional[str], state: BatchState, state_file: str) -> bool:
-    """Migrate one index and record the outcome. Returns whether anything was changed."""
+             options: MigrateOptions, endpoint: Optional[str], state: BatchState, state_file: str,
+             benchmarks: Dict[str, Any]) -> bool:
+    """Migrate one index and record the outcome (and its timings in `benchmarks`). Returns whether
+    anything was changed."""
     run.status, run.attempts, run.started_at, run.error = RUNNING, run.attempts + 1, utc_now(), None
     state.current = run.name
     save_state(state, state_file)
@@ -132,11 +135,13 @@ def _run_one(client, connect: Callable[[], Any], run: IndexRun, plan: MigrationP
         run.status, run.result, run.error = FAILED, "failed", _error(err)
         # A failure once the migration has its backup directory has written to disk, if not to Redis.
         changed = isinstance(err, IndexOpsError) and bool(err.details.get("backup_path"))
+        benchmarks[run.name] = {"result": "failed", "run_seconds": round(time.monotonic() - began, 3)}
     else:
         report = outcome.report
         run.status, run.result, changed = SUCCEEDED, report.result, outcome.changed
         run.documents = report.documents
         run.validation_passed = report.validation.get("passed") if report.validation else None
+        benchmarks[run.name] = migration_benchmark(report, time.monotonic() - began)
     run.changed = run.changed or changed
     run.duration_seconds = round(run.duration_seconds + time.monotonic() - began, 3)
     run.finished_at = utc_now()
@@ -163,9 +168,11 @@ def _dry_run(client, connect, plans: Dict[str, MigrationPlan], backup_dir: str, 
 def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan_file: str,
                 backup_dir: Optional[str], options: MigrateOptions, *, retry_failed: bool = False,
                 resume: bool = False, state_file: Optional[str] = None, endpoint: Optional[str] = None,
-                check_mode: bool = False, report_out: Optional[str] = None) -> BatchOutcome:
+                check_mode: bool = False, report_out: Optional[str] = None,
+                benchmark_out: Optional[str] = None) -> BatchOutcome:
     """Run (or continue) the batch. Raises BatchFailed, with the whole status in its details, when any
     index is failed at the end of the run."""
+    began = time.monotonic()
     state_path, report_path = locate_state(batch_plan_file, state_file)
     existing = read_state(state_path) if os.path.exists(state_path) else None
     if existing is not None and existing.batch_plan_checksum != batch.checksum and not resume \
@@ -184,6 +191,7 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
         raise PreflightFailed("a backup directory is required", hint="set backup_dir to a writable directory")
     require_writable_file(state_path, "state_file")
     require_writable_file(report_out, "report_out")
+    require_writable_file(benchmark_out, "benchmark_out")
     state = existing or new_state(batch, batch_plan_file, backup_dir)
     todo = work_list(state, retry_failed)
     plans = _plans(batch, todo, endpoint)
@@ -200,7 +208,7 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
                               hint="nothing was changed; resolve the causes first", details=_details(outcome))
         return outcome
 
-    changed, ran = False, []
+    changed, ran, benchmarks = False, [], {}
     if todo:
         root = check_backup_dir(backup_dir)
         locks = acquire_locks(client, [batch_lock_name(batch)], "batch", batch.batch_id)
@@ -210,7 +218,8 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
             save_state(state, state_path)
             for run in todo:
                 ran.append(run.name)
-                changed |= _run_one(client, connect, run, plans[run.name], root, options, endpoint, state, state_path)
+                changed |= _run_one(client, connect, run, plans[run.name], root, options, endpoint, state, state_path,
+                                    benchmarks)
                 if run.status == FAILED and batch.failure_policy == "fail_fast":
                     break
             state.current = None
@@ -219,6 +228,8 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
             _write_report(state, state_path, report_path, report_out)
         finally:
             release_locks(locks)
+        if benchmark_out:
+            write_benchmark(batch_benchmark(batch.batch_id, benchmarks, time.monotonic() - began), benchmark_out)
     status = describe(state, state_path, report_path if os.path.exists(report_path) else None)
     outcome = BatchOutcome(changed=changed, result=status["result"], status=status, ran=ran)
     failed = status["failures"]

@@ -13,7 +13,7 @@ import secrets
 from typing import Dict, List, Optional
 
 from .deps import BaseModel, Field, redis_exceptions
-from .errors import ServerUnsupported
+from .errors import PreflightFailed, ServerUnsupported
 from .resp import as_map, decode, text
 from .schema import VECTOR_ALGORITHMS, VECTOR_DATATYPES
 
@@ -40,6 +40,8 @@ class ServerCapabilities(BaseModel):
     rdb_save_configured: Optional[bool] = None
     used_memory_bytes: int = 0
     maxmemory_bytes: int = 0
+    # MAXSEARCHRESULTS: the most rows one FT.SEARCH may ask for (None: not readable, e.g. by ACL).
+    max_search_results: Optional[int] = None
 
     def accepts_datatype(self, datatype: str) -> bool:
         return datatype.lower() in self.vector_datatypes
@@ -118,6 +120,33 @@ def _has_command(client, name: str) -> bool:
     return bool(reply) and reply[0] is not None
 
 
+def search_result_limit(client) -> Optional[int]:
+    """The server's MAXSEARCHRESULTS (an FT.SEARCH asking for more rows fails "LIMIT exceeds maximum");
+    None when it cannot be read (the user may not run FT.CONFIG) or is unlimited."""
+    try:
+        reply = client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS")
+    except redis_exceptions.ResponseError:
+        return None
+    pairs = decode(reply)
+    value = dict(pairs).get("MAXSEARCHRESULTS") if isinstance(pairs, list) else (pairs or {}).get("MAXSEARCHRESULTS")
+    try:
+        number = int(str(text(value)))
+    except (TypeError, ValueError):
+        return None  # "unlimited"
+    return number if number >= 0 else None
+
+
+def require_search_results(client, what: str) -> Optional[int]:
+    """The server's MAXSEARCHRESULTS, refused when it lets no search return a document: validation reads
+    documents back through FT.SEARCH."""
+    limit = search_result_limit(client)
+    if limit == 0:
+        raise PreflightFailed(f"{what}: the server's MAXSEARCHRESULTS is 0, so no search returns a document and the "
+                              "new index could not be validated",
+                              hint="raise it (FT.CONFIG SET MAXSEARCHRESULTS 10000), then run the task again")
+    return limit
+
+
 def detect_capabilities(client, probe: bool = True) -> ServerCapabilities:
     """Read the server's identity and what it accepts. Raises ServerUnsupported without search."""
     server = client.info("server")
@@ -143,6 +172,7 @@ def detect_capabilities(client, probe: bool = True) -> ServerCapabilities:
         aof_enabled=bool(int(persistence.get("aof_enabled", 0) or 0)),
         used_memory_bytes=int(memory.get("used_memory", 0) or 0),
         maxmemory_bytes=int(memory.get("maxmemory", 0) or 0),
+        max_search_results=search_result_limit(client),
     )
     try:
         save = decode(client.config_get("save")).get("save")

@@ -9,7 +9,7 @@ Redis keys need not be valid UTF-8.
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 from .resp import as_map
 
@@ -151,13 +151,18 @@ def _aggregate_keys(rows: Any) -> List[bytes]:
     return keys
 
 
-def indexed_keys(client, index: str, keys: List[bytes]) -> set:
-    """Which of `keys` the index holds (a document it refused - a value it cannot parse - is not)."""
-    if not keys:
-        return set()
-    reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(keys)), *keys, "NOCONTENT",
-                                   "LIMIT", "0", str(len(keys)), *NO_TIMEOUT, "DIALECT", "2")
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        return {as_map(row)["id"] for row in top.get("results", [])}
-    return set(reply[1:])
+def indexed_keys(client, index: str, keys: List[bytes], limit: Optional[int] = None) -> set:
+    """Which of `keys` the index holds (a document it refused - a value it cannot parse - is not). `limit`
+    is the server's MAXSEARCHRESULTS: the keys are asked for that many at a time."""
+    found: set = set()
+    page = len(keys) if not limit else limit
+    for start in range(0, len(keys), max(1, page)):
+        chunk = keys[start:start + page]
+        reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(chunk)), *chunk, "NOCONTENT",
+                                       "LIMIT", "0", str(len(chunk)), *NO_TIMEOUT, "DIALECT", "2")
+        if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
+            top = as_map(reply[0] if isinstance(reply, list) else reply)
+            found.update(as_map(row)["id"] for row in top.get("results", []))
+        else:
+            found.update(reply[1:])
+    return found

@@ -32,7 +32,8 @@ from .apply_checks import (
 )
 from .backup_links import refuse_links
 from .backup_store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name, utc_now
-from .capabilities import detect_capabilities
+from .benchmark import migration_benchmark, write_benchmark
+from .capabilities import detect_capabilities, require_search_results
 from .changes import VECTOR_DATATYPE
 from .codec import describe_conversion
 from .connection import lost_connection
@@ -143,6 +144,8 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
         if name != plan.source.index and index_exists(client, name):
             raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
     caps = detect_capabilities(client)
+    # Validation reads the new index back through FT.SEARCH: a server that returns no rows cannot judge it.
+    require_search_results(client, f"cannot migrate {plan.source.index}")
     if plan.mode == ONLINE:
         fits, why = memory_now_fits(plan.online, caps)
         if not fits:
@@ -210,7 +213,8 @@ def _resume_checks(client, plan: MigrationPlan, store: BackupStore) -> None:
 
 def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
             options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None,
-            endpoint: Optional[str] = None) -> Outcome:
+            endpoint: Optional[str] = None, benchmark_out: Optional[str] = None) -> Outcome:
+    run_began = time.monotonic()
     if plan.classification.nothing_to_do:
         return Outcome(changed=False, report=build_report(plan, "nothing_to_do"))
     require_same_server(plan, endpoint)
@@ -223,6 +227,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             "lossy conversion(s) " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in lossy)
             + " need accept_data_loss=true", hint="read the plan's warnings; the originals are kept in the backup")
     require_writable_file(report_out, "report_out")
+    require_writable_file(benchmark_out, "benchmark_out")
     root = _check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
     store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
     if store is not None:
@@ -278,12 +283,27 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     except Exception as err:  # pylint: disable=broad-exception-caught
         if plan.mode == ONLINE:
             _clean_up_online(client, plan, store)
-        raise _failed(client, plan, store, phase, err, report_out) from None
+        failure = _failed(client, plan, store, phase, err, report_out)
+        if store is not None:
+            _save_benchmark(build_report(plan, "failed", store), run_began, benchmark_out)
+        raise failure from None
     finally:
         release_locks(locks)
     report = build_report(plan, "succeeded", store)
     _save_completed_report(report, store, report_out)
+    _save_benchmark(report, run_began, benchmark_out)
     return Outcome(changed=True, report=report)
+
+
+def _save_benchmark(report: MigrationReport, began: float, path: Optional[str]) -> None:
+    """benchmark_out: the run's timings and throughput. Like the report, a file that cannot be written
+    does not change the migration's outcome: a warning."""
+    if not path:
+        return
+    try:
+        write_benchmark(migration_benchmark(report, time.monotonic() - began), path)
+    except OSError as err:
+        report.warnings.append(f"the benchmark record could not be written to {path}: {err.strerror}")
 
 
 def _clear_half_created(root: str, header: BackupHeader) -> None:

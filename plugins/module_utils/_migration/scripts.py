@@ -180,6 +180,57 @@ end
 """ + _RESTORE_STATE
 
 
+# An online migration's swap, guarded: one script, so that nothing can change the source between the
+# check and the swap. ARGV[1] the source index, ARGV[2] the new index, ARGV[3] the fingerprint of the
+# source's definition read before ('' to only read it), ARGV[4..] the names that lead to the new index
+# afterwards (the source's own name and its aliases, each of which must lead to the source now).
+# FT.INFO's keys are simple strings ({ok = ...} in Lua); lengths keep the fingerprint unambiguous.
+# Returns the fingerprint (read) or 'SWAPPED'; refuses with an error "SOURCECHANGED <what>" and no write.
+GUARDED_SWAP = """
+local function flat(v)
+  if type(v) == 'table' then
+    if v.ok then return #v.ok .. ':' .. v.ok end
+    local parts = {}
+    for _, item in ipairs(v) do parts[#parts + 1] = flat(item) end
+    return '[' .. table.concat(parts, ',') .. ']'
+  end
+  local text = tostring(v)
+  return #text .. ':' .. text
+end
+local function fingerprint(name)
+  local info = redis.pcall('FT.INFO', name)
+  if info.err then return '' end
+  local parts = {}
+  for i = 1, #info, 2 do
+    local key = info[i].ok or info[i]
+    if key == 'index_name' or key == 'index_options' or key == 'index_definition' or key == 'attributes' then
+      parts[#parts + 1] = key .. '=' .. flat(info[i + 1])
+    end
+  end
+  return table.concat(parts, ';')
+end
+local source, final, expected = ARGV[1], ARGV[2], ARGV[3]
+local now = fingerprint(source)
+if expected == '' then return now end
+if now ~= expected then
+  return redis.error_reply('SOURCECHANGED the definition of ' .. source .. ' changed (FT.ALTER, or dropped)')
+end
+for i = 4, #ARGV do
+  if ARGV[i] ~= source then
+    local info = redis.pcall('FT.INFO', ARGV[i])
+    local leads_to = not info.err and (type(info[2]) == 'table' and info[2].ok or info[2])
+    if leads_to ~= source then
+      return redis.error_reply('SOURCECHANGED alias ' .. ARGV[i] .. ' no longer leads to ' .. source)
+    end
+  end
+end
+redis.call('FT.DROPINDEX', source)
+for i = 4, #ARGV do redis.call('FT.ALIASUPDATE', ARGV[i], final) end
+return 'SWAPPED'
+"""
+SOURCE_CHANGED = "SOURCECHANGED"
+
+
 class Scripts:
     """The scripts registered on one client (EVALSHA, loaded on first use, pipeline-safe)."""
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 from .backup_format import FormatError
 from .backup_links import refuse_links
 from .backup_store import BackupStore, existing_backup_dir
+from .capabilities import require_search_results
 from .deps import BaseModel, Field
 from .errors import BackupInvalid, PreflightFailed
 from .keyspace import indexed_keys, key_from_text, key_to_text
@@ -70,7 +71,8 @@ def _online(client, plan: MigrationPlan, store: BackupStore) -> Dict[str, Any]:
     names = {name: real_name(client, name) for name in plan.online.names}
     keys = [key_from_text(k) for k in plan.source.key_sample]
     alive = [k for k in keys if client.exists(k)]
-    missing = [key_to_text(k) for k in alive if k not in indexed_keys(client, final, alive)]
+    indexed = indexed_keys(client, final, alive, require_search_results(client, f"cannot validate {final}"))
+    missing = [key_to_text(k) for k in alive if k not in indexed]
     failures_before = int(plan.source.stats.get("hash_indexing_failures", 0))
     failures = live.stats.hash_indexing_failures
     problems = []

@@ -4,7 +4,9 @@
     create    FT.CREATE of the exact target under its own name (modes.py) on the same prefixes
     wait      until it has indexed everything (progress in the header, for redis_index_info)
     validate  against the live source: schema, document counts, sampled documents, KNN agreement
-    swap      one MULTI/EXEC: the source is dropped and its name and aliases lead to the new index
+    swap      one MULTI/EXEC of one script: unless the source's definition or aliases changed during the
+              build (then nothing is swapped), the source is dropped and its name and aliases lead
+              to the new index
 
 The source serves every query until the EXEC and the new index every query after it. Each phase
 is safe to run again; a failure before the swap drops the new index (migrate.py), so that nothing
@@ -13,26 +15,27 @@ is left beside the source.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import failpoints
+from ..capabilities import detect_capabilities, require_search_results
+from ..catalog import aliases_of
 from ..changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ..codec import encode_batch
 from ..connection import execute_once
 from ..deps import BaseModel, Field, numpy
 from ..errors import MigrationFailed
-from ..keyspace import NO_TIMEOUT, indexed_keys, key_from_text, key_to_text
-from ..resp import as_map
+from ..keyspace import indexed_keys, key_from_text, key_to_text
+from ..scripts import GUARDED_SWAP, SOURCE_CHANGED
 from ..schema import IndexSchema, differences
-from ..snapshot import query_escape, read_info, real_name, snapshot_index
+from ..snapshot import read_info, real_name, snapshot_index
 from ..stats import stats_from_info
 from ..waiting import StillIndexing, wait_until_indexed
 from .context import Context
 from .create import NOT_REPORTED, create_once
+from .knn import KNN_K, nearest
 
 KNN_SAMPLE = 10
-KNN_K = 10
-APPROXIMATE_EF_RUNTIME = 1000
 # Share of one index's top 10 the other must also return, on average, where either is approximate (HNSW)
 # or the datatype changed (ties break differently). A wrong definition shares almost nothing; a correct
 # HNSW index over hard data shares less than one might think: 77% at EF_RUNTIME 1000 for 200k uniform
@@ -112,19 +115,8 @@ def _counts(ctx: Context) -> Tuple[int, int, int]:
     return second, target, abs(second - first)
 
 
-def _top(client, index: str, field, vector: bytes) -> List[bytes]:
-    query = f"*=>[KNN {KNN_K} @{query_escape(field.name)} $v"
-    params = ["v", vector]
-    if field.attrs.algorithm != "flat":
-        query += " EF_RUNTIME $ef"
-        params += ["ef", str(APPROXIMATE_EF_RUNTIME)]
-    reply = client.execute_command("FT.SEARCH", index, query + " AS __distance]", "PARAMS", str(len(params)), *params,
-                                   "SORTBY", "__distance", "NOCONTENT", "LIMIT", "0", str(KNN_K), *NO_TIMEOUT,
-                                   "DIALECT", "2")
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        return [as_map(row)["id"] for row in top.get("results", [])]
-    return list(reply[1:])
+def _top(client, index: str, field, vector: bytes, limit: Optional[int] = None) -> List[bytes]:
+    return [doc_id for doc_id, _distance in nearest(client, index, field, vector, KNN_K, limit)]
 
 
 def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple[bytes, bytes]]:
@@ -149,7 +141,7 @@ def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple
     return found[:KNN_SAMPLE]
 
 
-def _knn_agreement(ctx: Context, keys: List[bytes]) -> Dict[str, Any]:
+def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
     """Per vector field: the share of the source's top 10 that the target also returns, for queries with
     sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
     found: Dict[str, Any] = {}
@@ -161,10 +153,10 @@ def _knn_agreement(ctx: Context, keys: List[bytes]) -> Dict[str, Any]:
             before.attrs.datatype == after.attrs.datatype
         shares = []
         for source_query, target_query in _query_vectors(ctx, keys, before, after):
-            expected = _top(ctx.client, ctx.source.name, before, source_query)
+            expected = _top(ctx.client, ctx.source.name, before, source_query, limit)
             if not expected:
                 continue
-            got = set(_top(ctx.client, ctx.plan.final_index, after, target_query))
+            got = set(_top(ctx.client, ctx.plan.final_index, after, target_query, limit))
             shares.append(len(got & set(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
@@ -185,12 +177,13 @@ def validate(ctx: Context) -> OnlineValidation:
                   for f in _final(ctx).vector_fields()}
     # An approximate (HNSW) source may count fewer documents than an exact (FLAT) target finds.
     more_allowed = ("hnsw", "flat") in algorithms
+    limit = require_search_results(client, f"cannot validate {ctx.plan.final_index}")
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
-    in_source = indexed_keys(client, ctx.source.name, keys)
-    in_target = indexed_keys(client, ctx.plan.final_index, [k for k in keys if k in in_source])
+    in_source = indexed_keys(client, ctx.source.name, keys, limit)
+    in_target = indexed_keys(client, ctx.plan.final_index, [k for k in keys if k in in_source], limit)
     result.keys_checked = len(in_source)
     result.keys_missing = [key_to_text(k) for k in keys if k in in_source and k not in in_target]
-    result.knn_fields = _knn_agreement(ctx, [k for k in keys if k in in_target])
+    result.knn_fields = _knn_agreement(ctx, [k for k in keys if k in in_target], limit)
 
     if not result.schema_match:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
@@ -228,6 +221,32 @@ def swapped(ctx: Context) -> bool:
     return real_name(ctx.client, ctx.source.name) == ctx.plan.final_index
 
 
+def _source_as_planned(ctx: Context, names: List[str]) -> None:
+    """The source still has the definition the plan was made from, and each of its names still leads to
+    it: what someone changed during the build (FT.ALTER, an alias moved, deleted or added) would be lost
+    by the swap."""
+    client, source = ctx.client, ctx.source.name
+    live = snapshot_index(client, source).snapshot
+    found = differences(ctx.source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    if found:
+        _refuse_swap(ctx, f"its definition changed: {'; '.join(found[:3])}")
+    moved = [name for name in names if name != source and real_name(client, name) != source]
+    if moved:
+        _refuse_swap(ctx, f"alias(es) {', '.join(moved)} no longer lead to it")
+    caps = detect_capabilities(client, probe=False)
+    if caps.alias_listing:
+        aliases, _complete = aliases_of(client, source, caps, {})
+        added = sorted(set(aliases) - set(names))
+        if added:
+            _refuse_swap(ctx, f"alias(es) {', '.join(added)} were added to it")
+
+
+def _refuse_swap(ctx: Context, what: str) -> None:
+    raise MigrationFailed(f"{ctx.source.name} changed while {ctx.plan.final_index} was built ({what}); nothing was "
+                          f"swapped: {ctx.source.name} serves as it is",
+                          hint="plan again against the index as it is now (the index built beside it is dropped)")
+
+
 def run_swap(ctx: Context) -> None:
     plan, client = ctx.plan, ctx.client
     final, names = plan.final_index, list(plan.online.names)
@@ -238,15 +257,21 @@ def run_swap(ctx: Context) -> None:
     if real_name(client, ctx.source.name) != ctx.source.name:
         raise MigrationFailed(f"{ctx.source.name} is gone or leads elsewhere; nothing was swapped",
                               hint=f"{final} holds the target; point the names at it by hand or roll back")
+    # The definition's fingerprint first, then the check that it is the planned one: a change after the
+    # check changes the fingerprint, which the swap script compares before it writes anything.
+    fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, "", *names)
+    _source_as_planned(ctx, names)
     failpoints.hit("swap", 0)
-    # One transaction: no client sees the source gone and its names not yet moved. The names are added
-    # after the drop, which removes the source's own aliases with it.
+    # One script in one transaction: no client sees the source gone and its names not yet moved, and
+    # nothing changes the source between the script's check and its drop. The names are added after the
+    # drop, which removes the source's own aliases with it.
     pipe = client.pipeline(transaction=True)
-    pipe.execute_command("FT.DROPINDEX", ctx.source.name)
-    for name in names:
-        pipe.execute_command("FT.ALIASUPDATE", name, final)
+    pipe.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, fingerprint, *names)
     replies = execute_once(client, pipe, raise_on_error=False)
     errors = [str(r) for r in replies if isinstance(r, Exception)]
+    refused = [e for e in errors if e.startswith(SOURCE_CHANGED)]
+    if refused:
+        _refuse_swap(ctx, refused[0][len(SOURCE_CHANGED):].strip())
     wrong = [n for n in names if real_name(client, n) != final]
     if errors or wrong:
         raise MigrationFailed(f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",

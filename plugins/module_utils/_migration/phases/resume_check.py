@@ -5,9 +5,12 @@ A server restored from an older snapshot (or an index recreated by hand) looks t
 a half-done migration, and continuing would skip documents that hold their original bytes again
 and create the new index over them. So, before resuming: the dropped source index must not be back,
 a created target must still be there, and a sample of the blocks each rewrite phase recorded is
-read back - a document found exactly as the backup has it, where the ledger says it was changed,
-means the keyspace went back in time. Documents changed by someone else are not evidence either
-way and are skipped.
+read back - a document found exactly as the backup has it, or as it was between two phases, where
+the ledgers say it was changed further, means the keyspace went back in time. The blocks read are
+spread over the run and include the block each ledger recorded last (the most recent writes, the
+first an older snapshot loses), each read at its first, last and some records between. Documents
+changed by someone else (in no state this migration makes) are not evidence either way and are
+skipped.
 """
 from __future__ import annotations
 
@@ -89,41 +92,78 @@ def _current(ctx: Context, key: bytes, locations: List[str]) -> Dict[str, Option
     return dict(zip(locations, client.hmget(key, locations)))
 
 
+def _spread(items: list, count: int) -> list:
+    """`count` of `items`: the first, the last and evenly between."""
+    if len(items) <= count:
+        return list(items)
+    step = (len(items) - 1) / (count - 1)
+    return [items[i] for i in sorted({round(i * step) for i in range(count)})]
+
+
+def _blocks_to_check(ctx: Context, applied: Dict[str, Optional[Set[int]]]) -> List[int]:
+    """Blocks spread over the whole run, and the block each ledger recorded last: a snapshot older than
+    the run loses the most recent writes first."""
+    ledgered = set()
+    for blocks in applied.values():
+        ledgered |= set(range(ctx.store.header.data_blocks)) if blocks is None else blocks
+    chosen = set(_spread(sorted(ledgered), SAMPLE_BLOCKS))
+    for phase in applied:
+        chosen |= set(ctx.store.latest_blocks(phase))
+    return sorted(chosen & ledgered)
+
+
+def _conflicts(ctx: Context, phases: List[str], block_no: int) -> Set[str]:
+    """Keys the block's rewrites left to what someone else wrote: their state is not this migration's."""
+    found: Set[str] = set()
+    for phase in phases:
+        found |= {str(k) for k in ctx.store.block_outcomes(phase).get(block_no, {}).get("conflict_keys", [])}
+    return found
+
+
+def _went_back(ctx: Context, record, phases: List[str], params: Dict[str, QuantParams]) -> Optional[str]:
+    """The phases whose effect on this document is gone (it holds what it held before them), or None when
+    it holds what the ledgers say, or what no state of this migration explains (someone else's write)."""
+    states = [_expected(ctx, record, phases[:count], params) for count in range(len(phases) + 1)]
+    final_key, final_state = states[-1]
+    locations = sorted({location for _key, state in states for location in state})
+    seen: Dict[bytes, Optional[Dict[str, Optional[bytes]]]] = {}
+
+    def now(key: bytes) -> Optional[Dict[str, Optional[bytes]]]:
+        if key not in seen:
+            seen[key] = _current(ctx, key, locations) if ctx.client.exists(key) else None
+        return seen[key]
+
+    def same(key: bytes, state: Dict[str, Optional[bytes]]) -> bool:
+        return now(key) == {location: state.get(location) for location in locations}
+
+    if same(final_key, final_state):
+        return None
+    for count, (key, state) in enumerate(states[:-1]):
+        if (key, state) != (final_key, final_state) and same(key, state):
+            return "its original bytes" if count == 0 else f"its bytes from before phase(s) {', '.join(phases[count:])}"
+    return None
+
+
 def _check_documents(ctx: Context) -> None:
     applied = _applied(ctx)
     if not applied or not ctx.store.has_data():
         return
-    rewrites = ctx.plan.rewrites
     params = {f: QuantParams.from_dict(p) for f, p in ctx.store.header.quant_params.items()}
-    total = ctx.store.header.data_blocks
-    ledgered = set()
-    for blocks in applied.values():
-        ledgered |= set(range(total)) if blocks is None else blocks
-    chosen = sorted(ledgered)
-    if len(chosen) > SAMPLE_BLOCKS:  # spread over the whole run: first, last and between
-        step = (len(chosen) - 1) / (SAMPLE_BLOCKS - 1)
-        chosen = sorted({chosen[round(i * step)] for i in range(SAMPLE_BLOCKS)})
     with open(ctx.store.path(DATA), "rb") as stream:
         offsets = block_offsets(stream, ctx.store.header.data_bytes)
-        for block_no in chosen:
+        for block_no in _blocks_to_check(ctx, applied):
             block = read_block_at(stream, offsets[block_no])
             phases = [p for p, blocks in applied.items() if blocks is None or block_no in blocks]
+            conflicts = _conflicts(ctx, phases, block_no)
             records = [r for _i, r in decode_records(block.payload, block.record_count, block_no) if r is not None]
-            for record in records[:SAMPLE_RECORDS]:
-                original = {name.decode(): value for name, value in record.entries}
-                key, expected = _expected(ctx, record, phases, params)
-                if expected == original and key == record.key:
-                    continue  # this migration leaves this document as it was: no evidence
-                old_name = record.key
-                # The document as it is now, under whichever name it has.
-                if rewrites.prefix and ctx.client.exists(renamed_key(old_name, rewrites.prefix.old,
-                                                                     rewrites.prefix.new)):
-                    continue  # renamed already: not the original state
-                if not ctx.client.exists(old_name):
-                    continue  # deleted by someone: left deleted
-                if _current(ctx, old_name, list(original)) == original:
-                    _refuse(ctx, f"{key_to_text(old_name)!r} holds its original bytes although phase(s) "
-                                 f"{', '.join(phases)} recorded rewriting it")
+            # The last record too: a snapshot taken while a block was written holds its first part only.
+            for record in _spread(records, SAMPLE_RECORDS):
+                if str(key_to_text(record.key)) in conflicts:
+                    continue
+                held = _went_back(ctx, record, phases, params)
+                if held:
+                    _refuse(ctx, f"{key_to_text(record.key)!r} holds {held} although the ledgers record "
+                                 f"phase(s) {', '.join(phases)} as applied to it")
 
 
 def check(ctx: Context) -> None:

@@ -5,7 +5,9 @@
 - it holds as many documents as the source did when the migration started (not checked when the
   change alters membership: a new FILTER, or new numeric/geo fields whose values may not parse);
 - the plan's sampled keys exist (under their new names after a prefix change);
-- a KNN query with each sampled document's own stored vector finds that document.
+- a KNN query with each sampled document's own stored vector finds that document, or k documents
+  that are at least as near by their own stored vectors (under IP a longer vector may outrank a
+  document on its own query: phases/knn.py judges that for every metric).
 
 An approximate source (HNSW, SVS-VAMANA) may have counted fewer documents than its keys: documents it
 failed to index count as indexing failures, and the new index (FLAT, or one with room) may index them.
@@ -20,24 +22,24 @@ gain failures between planning and the run, which the plan does not record).
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any, List, Optional, Tuple
 
 from ..changes import FIELD_ADD
-from ..codec import QuantParams, convert_batch, encode_batch
+from ..capabilities import require_search_results
+from ..codec import QuantParams, convert_batch, decode_batch, encode_batch
 from ..deps import BaseModel, Field, numpy
-from ..keyspace import NO_TIMEOUT, indexed_keys, key_from_text, key_to_text, renamed_key
-from ..resp import as_float, as_map
+from ..keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
 from ..schema import differences
-from ..snapshot import query_escape, snapshot_index
+from ..snapshot import snapshot_index
 from .context import Context
 from .create import NOT_REPORTED
+from .knn import KNN_K, MISSED, OUTRANKED, UNJUDGED, judge_self_query, nearest
 
 KNN_SAMPLE = 10
-KNN_K = 10
 # HNSW is approximate: a document's own vector finds it in the top 10 about 80% of the time at the
-# default EF_RUNTIME (10) on 384-d data, almost always at 1000. Garbled vectors find themselves ~never,
-# so searching wide and accepting a few misses still catches a broken rewrite without failing good ones.
-APPROXIMATE_EF_RUNTIME = 1000
+# default EF_RUNTIME (10) on 384-d data, almost always at 1000 (knn.py searches that wide). Garbled
+# vectors find themselves ~never, so accepting a few misses still catches a broken rewrite without
+# failing good ones.
 APPROXIMATE_MIN_HIT_RATE = 0.8
 
 
@@ -52,6 +54,10 @@ class ValidationResult(BaseModel):
     keys_missing: List[Any] = Field(default_factory=list)
     knn_checked: int = 0
     knn_missed: List[Any] = Field(default_factory=list)
+    # Self-queries whose document k others rightly outrank (IP with vectors of different lengths), and
+    # those that could not be judged (their results could not be read back): neither is a failure.
+    knn_outranked: int = 0
+    knn_unjudged: List[Any] = Field(default_factory=list)
     knn_allowed_misses: int = 0
     vectors_compared: int = 0
     vectors_differing: List[Any] = Field(default_factory=list)
@@ -68,29 +74,13 @@ class ValidationResult(BaseModel):
     problems: List[str] = Field(default_factory=list)
 
 
-def _hits(reply: Any) -> dict:
-    """{document id: distance} from an FT.SEARCH reply in either protocol."""
-    if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
-        top = as_map(reply[0] if isinstance(reply, list) else reply)
-        found = {}
-        for row in top.get("results", []):
-            row = as_map(row)
-            values = as_map(row.get("extra_attributes") or {})
-            found[row["id"]] = as_float(values.get("__self_distance"), 0.0)
-        return found
-    found = {}
-    for doc_id, fields in zip(reply[1::2], reply[2::2]):
-        values = as_map(fields or [])
-        found[doc_id] = as_float(values.get("__self_distance"), 0.0)
-    return found
-
-
-def _query_vector(client, ctx: Context, key: bytes, field) -> bytes:
+def _stored_vector(client, ctx: Context, key: bytes, field) -> Optional[bytes]:
+    """The document's vector as the index holds it (the target's datatype), None when it has none."""
     location = ctx.target.identifier(field)
     if ctx.target.storage == "hash":
         return client.hget(key, location)
     raw = client.execute_command("JSON.GET", key, location)
-    values = json.loads(raw)[0] if raw else None
+    values = json.loads(raw)[0] if raw and raw != b"[]" else None
     if values is None:
         return None
     params = ctx.store.header.quant_params.get(field.name)
@@ -98,24 +88,28 @@ def _query_vector(client, ctx: Context, key: bytes, field) -> bytes:
                         QuantParams.from_dict(params) if params else None)[0]
 
 
-def _finds_itself(client, index: str, field, key: bytes, vector: bytes) -> bool:
-    """A KNN query with a document's own vector returns that document (or, when other documents
-    hold the same vector, only documents at distance 0, among which it may not be listed)."""
-    query = f"*=>[KNN {KNN_K} @{query_escape(field.name)} $v"
-    params = ["v", vector]
-    if field.attrs.algorithm != "flat":
-        query += " EF_RUNTIME $ef"
-        params += ["ef", str(APPROXIMATE_EF_RUNTIME)]
-    reply = client.execute_command("FT.SEARCH", index, query + " AS __self_distance]", "PARAMS", str(len(params)),
-                                   *params, "SORTBY", "__self_distance", "RETURN", "1", "__self_distance",
-                                   "LIMIT", "0", str(KNN_K), *NO_TIMEOUT, "DIALECT", "2")
-    hits = _hits(reply)
-    if key in hits:
-        return True
-    return len(hits) == KNN_K and all(abs(distance) <= 1e-6 for distance in hits.values())
+def _values(raw: Optional[bytes], field) -> Any:
+    """Stored bytes as the values the server computes distances with (int8/uint8: the codes)."""
+    if raw is None:
+        return None
+    try:
+        return decode_batch([raw], field.attrs.datatype, field.attrs.dims)[0]
+    except ValueError:
+        return None  # not a vector of this field's size: no value to compare
 
 
-def _expected_vectors(ctx: Context) -> dict:
+def _self_query(client, ctx: Context, field, key: bytes, vector: bytes, limit: Optional[int]) -> Tuple[str, str]:
+    """A KNN query with a document's own vector, judged under the field's metric (knn.py). The results'
+    vectors are read back only when the document is not among them."""
+    k = KNN_K if limit is None else min(KNN_K, limit)
+    hits = nearest(client, ctx.target.name, field, vector, k, limit)
+    readable = {}
+    if len(hits) >= k and all(doc_id != key for doc_id, _distance in hits):
+        readable = {doc_id: _values(_stored_vector(client, ctx, doc_id, field), field) for doc_id, _distance in hits}
+    return judge_self_query(key, _values(vector, field), hits, readable, field.attrs.distance_metric, k)
+
+
+def _expected_vectors(ctx: Context, limit: Optional[int]) -> dict:
     """{field: [(final key, expected bytes)]} for the first documents of the backup, converted from their
     originals by the codec, for every quantized field (documents deleted meanwhile are skipped)."""
     rewrites = ctx.plan.rewrites
@@ -130,7 +124,7 @@ def _expected_vectors(ctx: Context) -> dict:
     for key in finals:
         pipe.exists(key)
     alive = pipe.execute() if finals else []
-    indexed = indexed_keys(ctx.client, ctx.target.name, [k for k, a in zip(finals, alive) if a])
+    indexed = indexed_keys(ctx.client, ctx.target.name, [k for k, a in zip(finals, alive) if a], limit)
     chosen = [(k, r) for k, r in zip(finals, records) if k in indexed][:KNN_SAMPLE]
     found = {}
     for quant in rewrites.quantize:
@@ -202,15 +196,16 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
     result.keys_checked = len(keys)
     result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
 
-    expected = _expected_vectors(ctx)
-    indexed = indexed_keys(client, target.name, [k for k, e in zip(keys, exists) if e])
+    limit = require_search_results(client, f"cannot validate {target.name}")
+    expected = _expected_vectors(ctx, limit)
+    indexed = indexed_keys(client, target.name, [k for k, e in zip(keys, exists) if e], limit)
     present = [k for k in keys if k in indexed][:KNN_SAMPLE]
     allowed_misses = 0
     for field in target.vector_fields():
         checked_before = result.knn_checked
         # Quantized fields: query with the backup's original, converted here, and compare the stored
         # bytes with it - a rewrite that wrote the wrong values is caught even if the index agrees.
-        samples = expected.get(field.name) or [(k, _query_vector(client, ctx, k, field)) for k in present]
+        samples = expected.get(field.name) or [(k, _stored_vector(client, ctx, k, field)) for k in present]
         for key, vector in samples:
             if vector is None:
                 continue
@@ -219,8 +214,13 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
                 if client.hget(key, ctx.target.identifier(field)) != vector:
                     result.vectors_differing.append({"key": key_to_text(key), "field": field.name})
             result.knn_checked += 1
-            if not _finds_itself(client, target.name, field, key, vector):
-                result.knn_missed.append({"key": key_to_text(key), "field": field.name})
+            verdict, why = _self_query(client, ctx, field, key, vector, limit)
+            if verdict == MISSED:
+                result.knn_missed.append({"key": key_to_text(key), "field": field.name, "why": why})
+            elif verdict == OUTRANKED:
+                result.knn_outranked += 1
+            elif verdict == UNJUDGED:
+                result.knn_unjudged.append({"key": key_to_text(key), "field": field.name, "why": why})
         if field.attrs.algorithm != "flat":
             checked = result.knn_checked - checked_before
             allowed_misses += int(checked * (1 - APPROXIMATE_MIN_HIT_RATE) + 1e-9)
