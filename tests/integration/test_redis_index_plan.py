@@ -19,7 +19,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_plan
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate, redis_index_plan
 
 QUANTIZE = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
 
@@ -390,6 +390,40 @@ def test_target_schema_input(clean_redis):
     assert result.classification.supported and not result.classification.rewrites_documents
     assert any("numeric field 'price'" in w for w in result.warnings)
 
+
+
+def test_a_target_schema_changing_the_key_separator_is_blocked_and_changes_nothing(clean_redis, redis_url, capsys,
+                                                                                   tmp_path):
+    """No server reports a key separator: the sampled keys (product:<i>) show the one in use."""
+    load_products(clean_redis, count=20)
+    keys = {key: clean_redis.dump(key) for key in clean_redis.scan_iter()}
+    target = snapshot_index(clean_redis, "products").snapshot.index_schema.to_dict()
+    target["index"]["key_separator"] = "/"
+    result = create_plan(clean_redis, "products", target_schema=parse_schema(target))
+    assert not result.classification.nothing_to_do and not result.classification.supported
+    assert [(c.kind, c.before, c.after) for c in result.changes] == [("key_separator_change", ":", "/")]
+    assert any("the key separator is how applications build keys" in r for r in result.classification.blocked_reasons)
+    args = {"redis_url": redis_url, "index": "products", "target_schema": target, "backup_dir": str(tmp_path / "b")}
+    failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "plan_blocked" and "key_separator ':' -> '/'" in failed["msg"]
+    assert {key: clean_redis.dump(key) for key in clean_redis.scan_iter()} == keys
+    assert not (tmp_path / "b").exists()
+    # The separator the keys use, stated or left out, is no change.
+    target["index"]["key_separator"] = ":"
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+    del target["index"]["key_separator"]
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+
+
+def test_a_stated_key_separator_the_keys_use_is_no_change(clean_redis):
+    load_products(clean_redis, count=10, prefix="item/")  # keys item/:<i>: the prefix is followed by ':'
+    target = snapshot_index(clean_redis, "products").snapshot.index_schema.to_dict()
+    target["index"]["key_separator"] = ":"
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+    target["index"]["key_separator"] = "/"
+    blocked = create_plan(clean_redis, "products", target_schema=parse_schema(target))
+    assert [(c.kind, c.before, c.after) for c in blocked.changes] == [("key_separator_change", ":", "/")]
+    assert plan(clean_redis, {"index": {"key_separator": ":"}}).classification.nothing_to_do
 
 # --- the module: plan file, idempotence, strict errors --------------------------------------------
 

@@ -22,7 +22,7 @@ from .create_check import CreateCheckUnavailable, check_create
 from .deps import BaseModel, ValidationError, field_validator
 from .errors import SchemaInvalid
 from .estimate import estimate
-from .keyspace import iter_keys, key_to_text, sample_keys
+from .keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
 from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
 from .limits import BatchSize, SampleSize, check_schema, explain_options
 from .patch import SchemaPatch, merge
@@ -111,13 +111,19 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     caps = capabilities or detect_capabilities(client)
 
     requested = requested_changes(patch, target_schema)
+    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
+                       head=key_sample)
+    # No server reports a key separator (it is how applications build keys): the sampled keys show it.
+    in_use = separator_in_use(keys, source.index.prefix)
     if patch is not None:
+        source.index.key_separator = in_use or source.index.key_separator
         target, patch = merge(source, patch)
         renames = patch.rename_fields
     else:
-        # No server reports a key separator (it is how applications build keys), so a full target
-        # schema states it for both sides; only a patch can ask to change it.
-        source.index.key_separator = target_schema.index.key_separator
+        # A target schema that states a separator the keys contradict asks to change it (blocked); one
+        # that states none, or keys that show none, leave it as the application has it.
+        stated = "key_separator" in target_schema.index.model_fields_set
+        source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
         target, renames = target_schema, []
 
     changes = diff(source, target, renames)
@@ -135,8 +141,6 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
 
     # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
-    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
-                       head=key_sample)
     measure = [m.old_location for m in rewrites.moves]
     scan = whole_prefix(source, snap.stats)
     audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan) if (
