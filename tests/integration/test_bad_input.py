@@ -815,12 +815,20 @@ def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tm
 @pytest.mark.bad_input
 def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
     load_products(clean_redis)
+    args = {"redis_url": redis_url, "accept_data_loss": True, "backup_dir": str(tmp_path / "b")}
+    patch = update("embedding", datatype="float16")
+    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch": patch,
+                                  "plan_out": str(tmp_path / "plan.yaml")}, capsys)
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x01\x02\x03"})
     clean_redis.hset("product:short", mapping={"name": "short", "embedding": b"\x00" * (DIMS * 4 - 4)})
     state = server_state(clean_redis)
-    result = expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products",
-                                                  "accept_data_loss": True, "backup_dir": str(tmp_path / "b"),
-                                                  "patch": update("embedding", datatype="float16")}, capsys,
+    # Planned now, the audit finds them: blocked.
+    blocked = expect_refusal(redis_index_migrate, {**args, "index": "products", "patch": patch}, capsys,
+                             ["2 audited document(s) hold 'embedding' vectors of the wrong size",
+                              "fix or delete those documents"])
+    assert blocked["error_type"] == "plan_blocked"
+    # Planned before they were written: the backup phase finds them.
+    result = expect_refusal(redis_index_migrate, {**args, "plan_file": str(tmp_path / "plan.yaml")}, capsys,
                             ["2 document(s) hold vectors of the wrong size", "nothing was changed",
                              "fix or delete those documents"])
     assert {m["key"] for m in result["malformed"]} == {"product:bad", "product:short"}

@@ -373,8 +373,8 @@ def test_sampled_estimate_is_close(clean_redis, redis_url, tmp_path):
 
 def test_malformed_vector_stops_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=50)
-    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})
     plan = make_plan(clean_redis, QUANT16)
+    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})  # written after planning
     with pytest.raises(PreflightFailed, match="1 document\\(s\\) hold vectors of the wrong size.*doc:bad"):
         run(clean_redis, redis_url, plan, tmp_path)
     assert index_exists(clean_redis, "idx")

@@ -307,6 +307,49 @@ def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     assert any("1 of" in w and "wrong size" in w for w in result.warnings)
 
 
+
+def test_what_the_migration_refuses_is_blocked_by_the_plan(clean_redis, redis_url, capsys, tmp_path):
+    """Vectors of the wrong size in the field the migration rewrites: its backup phase refuses them, so the
+    plan is blocked (the plan task, check mode and the migration stop before any backup)."""
+    load_products(clean_redis, count=30)
+    clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert result.audit.mode == "all" and not result.classification.supported
+    assert result.classification.blocked_reasons == [
+        "1 audited document(s) hold 'embedding' vectors of the wrong size (first: product:bad: 12 bytes, expected 32); "
+        "the migration refuses to convert them to float16: fix or delete those documents, then plan again"]
+    args = {"redis_url": redis_url, "index": "products", "patch": QUANTIZE}
+    failed = run_module(redis_index_plan, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "plan_blocked" and "vectors of the wrong size" in failed["msg"]
+    migrate_args = {**args, "backup_dir": str(tmp_path / "b"), "accept_data_loss": True}
+    for check_mode in (True, False):
+        refused = run_module(redis_index_migrate, migrate_args, capsys, check_mode=check_mode, expect_failure=True)
+        assert refused["error_type"] == "plan_blocked" and "product:bad" in refused["msg"]
+    assert not (tmp_path / "b").exists()
+    assert len(clean_redis.hget("product:1", "embedding")) == 32
+    # A sample that missed it cannot be sure, and says what it did not check.
+    sampled = plan(clean_redis, QUANTIZE["changes"], audit_sample=5, key_sample=5)
+    assert sampled.audit.mode == "sample" and sampled.classification.supported
+    assert "The audit checked the vectors of 5 of 30 documents; the migration checks every one before it changes " \
+           "anything and refuses to start on a vector of the wrong size or a value float16 cannot hold " \
+           "(audit_all: true checks them all now)." in sampled.warnings
+    # The same document is no obstacle to a change that leaves its vector as it is.
+    untouched = plan(clean_redis, {"add_fields": [{"name": "note", "type": "text"}]})
+    assert untouched.classification.supported and untouched.classification.blocked_reasons == []
+
+
+def test_values_the_target_type_cannot_hold_block_the_plan(clean_redis):
+    load_products(clean_redis, count=20)
+    big = numpy.full(8, 1e6, dtype=numpy.float32)  # float16 ends at 65504
+    clean_redis.hset("product:3", "embedding", big.tobytes())
+    wait_for(clean_redis, "products", 20)
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert result.classification.blocked_reasons == [
+        "8 value(s) of 'embedding' in the audited documents are too large for float16 and would become infinite; the "
+        "migration refuses them: choose a wider datatype (bfloat16 keeps float32's range)"]
+    bfloat = plan(clean_redis, {"update_fields": [{"name": "embedding", "attrs": {"datatype": "bfloat16"}}]})
+    assert bfloat.classification.supported
+
 def test_audit_finds_malformed_json_vector(clean_redis):
     load_products(clean_redis, count=10, storage="json", prefix="j")
     clean_redis.execute_command("JSON.SET", "j:odd", "$", json.dumps({"name": "odd", "embedding": [1.0, 2.0]}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import List, Optional
 
-from .audit import AuditResult, audit_keys
+from .audit import AuditResult, audit_keys, backup_refusals
 from .capabilities import ServerCapabilities, detect_capabilities
 from .catalog import alias_targets, aliases_of, other_indexes
 from .changes import INDEX_RENAME, diff
@@ -28,7 +28,7 @@ from .limits import BatchSize, SampleSize, check_schema, explain_options
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
-from .rewrites import document_rewrites
+from .rewrites import Quantize, document_rewrites
 from .schema import IndexSchema
 from .snapshot import index_exists, snapshot_index
 
@@ -70,15 +70,15 @@ def whole_prefix(source: IndexSchema, stats) -> bool:
 
 
 def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all: bool, measure: List[str],
-           scan: bool, batch: int = 1000) -> AuditResult:
+           scan: bool, quantize: List[Quantize], batch: int = 1000) -> AuditResult:
     if not audit_all:
-        result = audit_keys(client, source, keys, measure)
+        result = audit_keys(client, source, keys, measure, quantize)
         result.mode = "sample" if keys or source.vector_fields() else "skipped"
         return result
     total = AuditResult(mode="all")
     total.value_bytes = {location: [0, 0] for location in measure}
     for chunk in iter_keys(client, index, source.index.prefix, source.storage, scan, batch):
-        total.add(audit_keys(client, source, chunk, measure))
+        total.add(audit_keys(client, source, chunk, measure, quantize))
     total.mode = "all"
     return total
 
@@ -143,8 +143,13 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
     measure = [m.old_location for m in rewrites.moves]
     scan = whole_prefix(source, snap.stats)
-    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan) if (
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan, rewrites.quantize) if (
         audit_sample or audit_all) else AuditResult(mode="skipped")
+    # What the migration's backup phase would refuse is blocked now, not found after the task started.
+    refused = backup_refusals(audit, source, rewrites.quantize)
+    if refused:
+        classification.blocked_reasons += refused
+        classification.supported = False
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
 
     declared = alias_targets(client, list(aliases))
