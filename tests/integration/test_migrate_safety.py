@@ -501,6 +501,30 @@ def test_on_the_fly_task_that_stopped_before_changing_anything_plans_again(clean
     assert done["result"] == "succeeded" and done["report"]["plan_checksum"] != _plan.checksum
 
 
+
+@pytest.mark.parametrize("changes, mode, no_longer_fits", [
+    ({"rename_fields": [{"old_name": "title", "new_name": "headline"}]}, "drop_recreate", "no field 'title'"),
+    ({"index": {"name": "idx_v2"}}, "online", None),
+])
+def test_on_the_fly_task_run_again_after_success_changes_nothing(clean_redis, redis_url, capsys, tmp_path, changes,
+                                                                  mode, no_longer_fits):
+    """A renamed field: the request no longer fits the migrated index; its completed migration answers."""
+    load(clean_redis, docs=40)
+    args = module_args(redis_url, tmp_path, patch={"version": 1, "changes": changes}, mode=mode)
+    done = run_module(redis_index_migrate, args, capsys)
+    assert done["changed"] and done["result"] == "succeeded" and done["plan"]["mode"] == mode
+    after = server_state(clean_redis)
+    for check_mode in (True, False):
+        again = run_module(redis_index_migrate, args, capsys, check_mode=check_mode)
+        assert again["changed"] is False and again["result"] == "already_completed"
+        assert again["backup_path"] == done["backup_path"]
+    assert server_state(clean_redis) == after and os.listdir(tmp_path / "b") == [os.path.basename(done["backup_path"])]
+    if no_longer_fits:
+        # Changed by hand since: the request is planned against the index as it is now, where it does not fit.
+        clean_redis.execute_command("FT.ALTER", "idx", "SCHEMA", "ADD", "extra", "TAG")
+        failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
+        assert no_longer_fits in failed["msg"]
+
 # --- the conversion is staged before the drop: after it, the quantize phase only writes --------------------
 
 def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, redis_url, tmp_path):

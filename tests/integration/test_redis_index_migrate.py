@@ -412,8 +412,8 @@ def test_module_check_mode_diff_lossy_gate_and_idempotence(clean_redis, redis_ur
     assert dump_hashes(clean_redis) == before and not (tmp_path / "b").exists()
     done = run_module(redis_index_migrate, args, capsys)
     assert done["changed"] and done["result"] == "succeeded" and (tmp_path / "report.yaml").exists()
-    again = run_module(redis_index_migrate, args, capsys)
-    assert again["changed"] is False and again["result"] == "nothing_to_do"
+    again = run_module(redis_index_migrate, args, capsys)  # the same task: its completed migration answers
+    assert again["changed"] is False and again["result"] == "already_completed"
 
 
 def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, capsys, tmp_path):
