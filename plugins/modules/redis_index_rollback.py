@@ -50,7 +50,8 @@ attributes:
 options:
   index:
     description:
-      - The index whose newest migration to roll back (its name before or after the migration).
+      - The index whose newest migration to roll back - its name before or after the migration, or the alias the
+        migration was run with (an alias the server still has is resolved, as C(redis_index_migrate) does).
     type: str
   plan_file:
     description:
@@ -224,7 +225,7 @@ def roll_back(module, client) -> dict:
         checksum = read_plan(params["plan_file"]).checksum
     elif params["plan"] is not None:
         checksum = plan_from_dict(params["plan"], "plan").checksum
-    store = choose_backup(backup_dir, params["index"], checksum)
+    store = choose_backup(backup_dir, params["index"], checksum, client=client)
     cluster = detect_capabilities(client, probe=False).cluster_enabled
     changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
                                check_mode=module.check_mode, cluster=cluster,

@@ -40,7 +40,8 @@ attributes:
 options:
   index:
     description:
-      - The index whose newest migration to validate (its name before or after the migration).
+      - The index whose newest migration to validate - its name before or after the migration, or the alias the
+        migration was run with (an alias the server still has is resolved, as C(redis_index_migrate) does).
     type: str
   plan_file:
     description:
@@ -168,7 +169,7 @@ def check(module, client) -> dict:
         plan = read_plan(params["plan_file"])
     elif params["plan"] is not None:
         plan = plan_from_dict(params["plan"], "plan")
-    plan, store = find_migration(params["backup_dir"], plan, params["index"])
+    plan, store = find_migration(params["backup_dir"], plan, params["index"], client=client)
     found = validate_migration(client, plan, store, wait_timeout=params["wait_timeout"])
     result = {"changed": False, **found.model_dump(mode="json")}
     if not found.passed and params["fail_on_problems"]:

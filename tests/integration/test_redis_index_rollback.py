@@ -21,10 +21,16 @@ from test_redis_index_migrate import (
 )
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore, read_header
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
+from ansible_collections.indexops.redis_search.plugins.modules import (
+    redis_index_migrate,
+    redis_index_rollback,
+    redis_index_validate,
+)
 
 RICH_INDEX = [  # every kind of index option, so "recreated exactly" means something
     "FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "FILTER", "@title!=\"hidden\"", "LANGUAGE", "german",
@@ -203,6 +209,48 @@ def test_the_right_backup_among_many(clean_redis, redis_url, tmp_path):
         {k: v for k, v in original[0].items() if k.startswith(b"doc:")}
     assert len(clean_redis.hget("o:1", "vec")) == DIMS * 2  # the other index stays migrated
 
+
+
+def test_every_migration_of_a_chain_rolled_back_leaves_nothing_to_roll_back(clean_redis, redis_url, tmp_path, capsys):
+    load(clean_redis)
+    original = state(clean_redis)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path)
+    args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
+    first, second = run_module(redis_index_rollback, args, capsys), run_module(redis_index_rollback, args, capsys)
+    assert first["changed"] and second["changed"] and first["backup_path"] != second["backup_path"]
+    assert state(clean_redis) == original
+    headers = {d: open(os.path.join(tmp_path, d, "header.json"), "rb").read() for d in os.listdir(tmp_path)}
+    third = run_module(redis_index_rollback, args, capsys)
+    assert third["changed"] is False and third["result"] == "already_rolled_back"
+    assert third["backup_path"] == second["backup_path"]  # the one rolled back last: its source is what Redis holds
+    assert state(clean_redis) == original
+    assert {d: open(os.path.join(tmp_path, d, "header.json"), "rb").read() for d in os.listdir(tmp_path)} == headers
+
+
+def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_redis, redis_url, tmp_path, capsys):
+    load(clean_redis)
+    clean_redis.execute_command("FT.ALIASADD", "idx_live", "idx")
+    before = state(clean_redis)
+    migrate_args = {"redis_url": redis_url, "index": "idx_live", "patch": {"version": 1, "changes": QUANT16},
+                    "backup_dir": str(tmp_path / "b"), "accept_data_loss": True}
+    done = run_module(redis_index_migrate, migrate_args, capsys)
+    assert done["changed"] and done["plan"]["source"]["requested_as"] == "idx_live"
+    args = {"redis_url": redis_url, "index": "idx_live", "backup_dir": str(tmp_path / "b")}
+    checked = run_module(redis_index_validate, args, capsys)
+    assert checked["passed"] and checked["backup_path"] == done["backup_path"]
+    rolled = run_module(redis_index_rollback, args, capsys)
+    assert rolled["changed"] and rolled["backup_path"] == done["backup_path"]
+    assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
+    # Killed after the drop (which dropped the alias with the index): found by the name it was planned through.
+    plan = create_plan(clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}))
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "c", "quantize:2").returncode == -signal.SIGKILL
+    assert not index_exists(clean_redis, "idx_live")
+    again = run_module(redis_index_rollback, {**args, "backup_dir": str(tmp_path / "c")}, capsys)
+    assert again["changed"] and again["restored"] + again["already_restored"] == 300
+    assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
 
 def test_check_mode_then_module_idempotence_then_reapply(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)

@@ -36,7 +36,7 @@ from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, ut
 from .codec import QuantParams, convert_batch
 from .connection import lost_connection
 from .deps import BaseModel, Field, redis_exceptions
-from .errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
+from .errors import BackupInvalid, IndexOpsError, PlanInvalid, RollbackFailed, ValidationFailed
 from .keyspace import covered_by, key_to_text, renamed_key
 from .lock import acquire_locks, release_locks
 from .permissions import require_permissions, rollback_commands
@@ -45,7 +45,7 @@ from .phases.drop import drop_once
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
-from .snapshot import index_exists, snapshot_index
+from .snapshot import index_exists, real_name, snapshot_index
 from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = ("index.key_separator",)
@@ -81,9 +81,13 @@ class RollbackResult(BaseModel):
 
 # -- choosing the backup ------------------------------------------------------------------------------
 
-def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None) -> BackupStore:
-    """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back.
-    A damaged backup of another index does not get in the way."""
+def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None,
+                  client=None) -> BackupStore:
+    """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back - the index
+    named by its name before or after the migration, or by the alias the migration was planned through (with
+    `client`, an alias is also resolved on the server, as migrate does). When every migration of the index is
+    rolled back, the one rolled back last: it reports that nothing is left to roll back. A damaged backup of
+    another index does not get in the way."""
     if plan_checksum:
         store = BackupStore.for_plan(backup_dir, plan_checksum)
         if store is None:
@@ -91,6 +95,10 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
                                 hint="check backup_dir, or choose the backup by index")
         refuse_links(store.directory)
         return store
+    names = {index}
+    resolved = real_name(client, index) if client is not None and index else None
+    if resolved:
+        names.add(resolved)
     candidates = []
     for directory, header, error in list_backups(backup_dir):
         if header is None:
@@ -98,14 +106,27 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
                 raise BackupInvalid(f"a backup of {index} is damaged ({error})",
                                     hint="pass plan_file to choose the backup explicitly")
             continue
-        if index in (header.source_index, header.target_index):
+        if names & {header.source_index, header.target_index} or _planned_as(directory, names):
             candidates.append((header.created_at, header.attempt, directory, header))
     if not candidates:
         raise BackupInvalid(f"no backup of index {index!r} in {backup_dir}", hint="check backup_dir and index")
     pending = [c for c in candidates if c[3].status != "rolled_back"]
-    _created, _attempt, directory, header = max(pending or candidates, key=lambda c: (c[0], c[1]))
+    if pending:
+        _created, _attempt, directory, header = max(pending, key=lambda c: (c[0], c[1]))
+    else:  # a rolled-back header is written last by its rollback
+        _created, _attempt, directory, header = max(candidates, key=lambda c: c[3].updated_at)
     refuse_links(directory)
     return BackupStore(directory, header)
+
+
+def _planned_as(directory: str, names: set) -> bool:
+    """Whether the backup's plan was made through one of `names` (an alias), or built the index of that name
+    (an online migration's `<index>--v2`)."""
+    try:
+        plan = read_plan(os.path.join(directory, PLAN))
+    except PlanInvalid:
+        return False
+    return bool(names & {plan.source.requested_as, plan.final_index})
 
 
 def backup_plan(store: BackupStore) -> MigrationPlan:

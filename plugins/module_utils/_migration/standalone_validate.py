@@ -45,9 +45,10 @@ class StandaloneValidation(BaseModel):
     problems: list = Field(default_factory=list)
 
 
-def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None,
-                   index: Optional[str] = None) -> tuple[MigrationPlan, BackupStore]:
-    """The migration to validate: the plan's backup, or the index's newest one not rolled back."""
+def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None, index: Optional[str] = None,
+                   client=None) -> tuple[MigrationPlan, BackupStore]:
+    """The migration to validate: the plan's backup, or the index's newest one not rolled back (found as
+    rollback finds it: by the index's name before or after, or an alias)."""
     root = existing_backup_dir(backup_dir)
     if plan is not None:
         store = BackupStore.for_plan(root, plan.checksum)
@@ -56,7 +57,7 @@ def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None,
                                 "never applied there", hint="check backup_dir, or apply the plan first")
         refuse_links(store.directory)
         return plan, store
-    store = choose_backup(root, index)
+    store = choose_backup(root, index, client=client)
     return backup_plan(store), store
 
 
