@@ -119,7 +119,10 @@ backup_path:
   returned: always
   type: str
 backup_verified:
-  description: Whether the backup verified completely (header, every block and record).
+  description:
+    - Whether the backup verified as C(redis_index_rollback) verifies it - the header, the plan copy, every block
+      and record, and every record within the plan's key prefixes and locations (a re-sealed forgery has every
+      checksum right, and a rollback refuses it).
   returned: always
   type: bool
 backup_problems:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import failpoints, rollback_online
 from .backup_links import refuse_links
 from .backup_format import FormatError, Record, decode_records, iter_blocks
-from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, utc_now
+from .backup_store import DATA, PLAN, BackupStore, VerifyResult, list_backups, read_header, utc_now
 from .codec import QuantParams, convert_batch
 from .connection import lost_connection
 from .deps import BaseModel, Field, redis_exceptions
@@ -194,6 +194,15 @@ def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
             seen.add(name)
 
     return check
+
+
+def verify_backup(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
+    """Everything rollback verifies before it writes: the plan copy is the one the header names, every
+    checksum, and every record within the plan's scope. Raises BackupInvalid for a plan copy that is not
+    the header's or a record outside the scope (a rollback refuses the backup outright); the checksums'
+    findings are in the result."""
+    backup_plan(store)
+    return store.verify(_in_scope(plan))
 
 
 # -- the states a document may be in ----------------------------------------------------------------------
@@ -448,7 +457,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         result.validation = store.header.rollback.get("validation", {})
         result.problems = list(store.header.rollback.get("problems", []))
         return False, result
-    verification = store.verify(_in_scope(plan))
+    verification = verify_backup(store, plan)
     result.verification = verification.model_dump()
     if not verification.ok and not partial:
         raise BackupInvalid(f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
