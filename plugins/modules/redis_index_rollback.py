@@ -26,8 +26,10 @@ description:
   - Drops the target index (only when it is the plan's target), creates the source index again from the plan's
     exact definition (every option), re-points its aliases, waits until it has indexed everything and checks
     its schema, its document count and the restored bytes. Documents added after the migration are reported
-    (C(documents_added) in RV(validation)), not refused; conflicts may or may not fit the restored index and are
-    discounted.
+    (C(documents_added) in RV(validation)), not refused - but those the restored index cannot index (written in the
+    migrated layout, for example float16 vectors after a float32 to float16 migration) fail the validation
+    (C(documents_added_not_indexed), and the indexing failures before and after). Conflicts may or may not fit the
+    restored index and are discounted.
   - When that validation fails the task fails, the backup stays marked as rolling back (so C(redis_index_migrate)
     refuses to apply the plan again), and re-running changes nothing that is already restored. Fix the cause and
     re-run, or set O(accept_validation_failure=true) to finish the rollback with the problems recorded.
@@ -194,9 +196,10 @@ aliases:
 validation:
   description:
     - Schema match and differences, document count expected (before the migration, less deleted documents) and
-      found, C(documents_added) (indexed beyond that, written after the backup), C(documents_conflicting),
-      C(documents_deleted), restored values read back and compared (conflicts are not read back), C(passed) and
-      C(problems).
+      found, C(documents_added) (written after the backup: indexed beyond that, or refused by the restored index),
+      C(documents_added_not_indexed) (of those, refused), C(indexing_failures_before) (the source's, when planned)
+      and C(indexing_failures_after) (the restored index's), C(documents_conflicting), C(documents_deleted), restored
+      values read back and compared (conflicts are not read back), C(passed) and C(problems).
   returned: always
   type: dict
 problems:

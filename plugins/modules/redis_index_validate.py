@@ -12,7 +12,9 @@ description:
     not rolled back - and checks the migrated index as the migration's own last phase does, without applying,
     locking or writing anything.
   - "Checks: the live schema equals the plan's target; the document count equals the source's when the migration
-    started (less documents deleted meanwhile; documents someone else changed meanwhile are discounted); the plan's
+    started (less documents deleted meanwhile; documents someone else changed meanwhile are discounted; documents
+    deleted after the migration's own validation are counted in C(documents_deleted_since_migration), not
+    discounted, so the count fails); the plan's
     sampled keys exist; the sampled vectors equal the conversion of their backed-up originals; a KNN query with each
     sampled document's own vector finds it; indexing failures did not rise above the source's; and the backup itself
     verifies completely (what a rollback would need)."
@@ -111,7 +113,7 @@ validation:
     - The checks in detail - schema_match and schema_differences, doc_count_expected, doc_count_actual,
       documents_beyond_source (accepted from an approximate source), indexing_failures_before and
       indexing_failures_after, keys_checked and keys_missing, vectors_compared and vectors_differing, knn_checked and
-      knn_missed, documents_gone and documents_conflicting.
+      knn_missed, documents_gone, documents_deleted_since_migration and documents_conflicting.
   returned: always
   type: dict
 backup_path:

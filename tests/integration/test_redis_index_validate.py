@@ -88,6 +88,18 @@ def test_a_forged_backup_rollback_refuses_is_not_verified(clean_redis, redis_url
         rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"), check_mode=True)
     assert server_state(clean_redis) == before
 
+
+def test_documents_deleted_since_the_migration_are_counted_and_fail_the_count(clean_redis, redis_url, capsys, tmp_path):
+    migrated(clean_redis, redis_url, tmp_path)
+    clean_redis.delete("doc:110", "doc:111", "doc:112")  # after the migration and its own validation
+    wait_for(clean_redis, "idx", DOCS - 3)
+    failed = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys, expect_failure=True)
+    validation = failed["validation"]
+    assert validation["documents_deleted_since_migration"] == 3 and validation["documents_gone"] == 0
+    assert (validation["doc_count_expected"], validation["doc_count_actual"]) == (DOCS, DOCS - 3)
+    assert failed["problems"] == [f"{DOCS - 3} documents indexed, {DOCS} expected (3 document(s) of the backup "
+                                  "deleted since the migration: validate before the application writes again)"]
+
 def load_with_unparsable(client, algorithm: str, bad: int = 5) -> None:
     """`idx` over doc:* whose numeric `n` does not parse in `bad` documents: the source counts them as
     indexing failures, not documents; without `n` they index."""

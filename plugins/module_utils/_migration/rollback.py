@@ -46,6 +46,7 @@ from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
 from .snapshot import index_exists, real_name, snapshot_index
+from .stats import IndexStats
 from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = ("index.key_separator",)
@@ -375,33 +376,47 @@ def _read_back(client, plan: MigrationPlan, records: List[Record]) -> tuple[int,
     return checked, mismatched
 
 
-def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, docs: int,
+def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, stats: IndexStats,
               read_back: List[Record]) -> None:
     """Fill result.validation and result.problems."""
     source = plan.source_schema()
     live = snapshot_index(client, source.name).snapshot
     found = differences(source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    docs = stats.num_docs
     expected = int(store.phase("backup").counters.get("source_num_docs", plan.source.stats.get("num_docs", 0)))
     expected -= result.skipped_deleted
     # Conflicts are as the application left them (perhaps under the new name, or in the new format): they
-    # may or may not be indexed. Documents added after the backup are indexed on top: reported, not refused.
+    # may or may not be indexed. Documents added after the backup are indexed on top: reported, not refused,
+    # unless the restored index cannot index them (below).
     low = expected - result.conflicts
     # With a FILTER the first scan may skip documents that were indexed when written (see validate.py).
     count_checked = not result.unverified and not source.index.filter
+    # Documents the restored index refused beyond the source's own failures, less those the count already
+    # misses and the conflicts: documents written after the backup, in a layout the source cannot index
+    # (the migrated one). At least that many; they stay as the application wrote them.
+    failures_before = int(plan.source.stats.get("hash_indexing_failures", 0))
+    refused = max(stats.hash_indexing_failures - failures_before, 0)
+    added_refused = max(refused - result.conflicts - max(expected - docs, 0), 0)
     problems = []
     if found:
         problems.append("schema differs from the source: " + "; ".join(found[:3]))
     if count_checked and docs < low:
         wanted = f"at least {low} ({expected} less {result.conflicts} conflicts)" if result.conflicts else str(expected)
         problems.append(f"{docs} documents indexed, {wanted} expected")
+    if added_refused:
+        first = f" (last: {stats.last_indexing_error_key})" if stats.last_indexing_error_key else ""
+        problems.append(f"{added_refused} document(s) written after the migration cannot be indexed by the restored "
+                        f"index{first}: indexing failures rose from {failures_before} to {stats.hash_indexing_failures}")
     checked, mismatched = _read_back(client, plan, read_back)
     if mismatched:
         problems.append(f"{mismatched} of {checked} restored values differ from the backup")
     result.problems = problems
     result.validation = {"schema_match": not found, "schema_differences": found, "doc_count_checked": count_checked,
                          "doc_count_expected": expected, "doc_count_actual": docs,
-                         "documents_added": max(docs - expected, 0), "documents_conflicting": result.conflicts,
-                         "documents_deleted": result.skipped_deleted, "values_checked": checked,
+                         "documents_added": max(docs - expected, 0) + added_refused,
+                         "documents_added_not_indexed": added_refused, "documents_conflicting": result.conflicts,
+                         "documents_deleted": result.skipped_deleted, "indexing_failures_before": failures_before,
+                         "indexing_failures_after": stats.hash_indexing_failures, "values_checked": checked,
                          "values_mismatched": mismatched, "passed": not problems, "problems": problems}
 
 
@@ -483,11 +498,11 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         read_back = _restore_documents(client, store, plan, partial, result, cluster)
         _index_steps(client, plan, store, result)
         try:
-            docs = wait_until_indexed(client, plan.source.index, wait_timeout).num_docs
+            stats = wait_until_indexed(client, plan.source.index, wait_timeout)
         except StillIndexing as err:
             raise RollbackFailed(f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
                                  hint="re-run the same task to keep waiting") from None
-        _validate(client, plan, store, result, docs, read_back)
+        _validate(client, plan, store, result, stats, read_back)
         if result.problems and not accept_validation_failure:
             raise ValidationFailed(
                 "rollback validation failed: " + "; ".join(result.problems),
