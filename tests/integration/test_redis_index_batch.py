@@ -155,6 +155,22 @@ def test_overlapping_prefixes_are_refused_at_plan_time(clean_redis, redis_url, c
     assert planned["applicable"] == ["idx_main"] and planned["skipped"][0]["name"] == "idx_notes"
 
 
+
+def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis, redis_url, capsys, tmp_path):
+    load_batch(clean_redis)
+    before = server_state(clean_redis)
+    onto_m = {"version": 1, "changes": {"index": {"prefix": "m:"}}}
+    refused = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a", "idx_b"], patch=onto_m),
+                         capsys, expect_failure=True)
+    assert refused["error_type"] == "plan_blocked" and "\n" not in refused["msg"]
+    assert refused["conflicts"] == [{"indexes": ["idx_a", "idx_b"], "kind": "overlapping_prefixes",
+                                     "reason": "idx_a <-> idx_b: 'm:' <-> 'm:' once the prefix changes are applied "
+                                               "(their keys would end up under one prefix)"}]
+    assert not (tmp_path / "batch.yaml").exists() and server_state(clean_redis) == before
+    # One index moved onto a prefix of its own is no conflict, and the entry says where its keys go.
+    planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], patch=onto_m), capsys)
+    assert by_name(planned)["idx_a"]["target_prefixes"] == ["m:"] and by_name(planned)["idx_a"]["prefixes"] == ["a:"]
+
 def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     clean_redis.execute_command("FT.CREATE", "reader", "ON", "HASH", "PREFIX", "1", "b:", "SCHEMA", "vec", "VECTOR",

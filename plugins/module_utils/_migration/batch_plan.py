@@ -5,9 +5,9 @@
     plan        each index on its own (planner.create_plan, the same sealed plan redis_index_plan
                 writes); an index the patch does not fit, that has nothing to do or whose change is
                 blocked is kept with the reason it is skipped
-    refuse      two applicable indexes with overlapping prefixes (same key type), or an index -
-                in the batch or not - that reads the vectors or fields a plan rewrites: the batch
-                is not written
+    refuse      two applicable indexes with overlapping prefixes (same key type) before or after
+                their prefix changes, or an index - in the batch or not - that reads the vectors or
+                fields a plan rewrites: the batch is not written
     seal        every per-index plan, the selection, the patch and the failure policy, under one
                 checksum, so that apply runs exactly what was reviewed
 
@@ -56,6 +56,7 @@ class BatchEntry(BaseModel):
     target_index: Optional[str] = None
     storage: Optional[str] = None
     prefixes: List[str] = Field(default_factory=list)
+    target_prefixes: List[str] = Field(default_factory=list)  # after the migration (a prefix change moves keys)
     documents: int = 0
     rewrites_documents: bool = False
     lossy: List[str] = Field(default_factory=list)
@@ -167,7 +168,8 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
 
 def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
     """Applicable indexes of one key type whose prefixes overlap (FT.CREATE PREFIX semantics: one is a
-    string prefix of the other): migrating them in one batch changes the same keys twice."""
+    string prefix of the other), before or after their migrations: migrating them in one batch changes the
+    same keys twice, or moves two indexes' keys onto one prefix."""
     found = []
     applicable = [e for e in entries if e.applicable]
     for i, left in enumerate(applicable):
@@ -175,11 +177,22 @@ def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
             if left.storage != right.storage:
                 continue
             pairs = [(a, b) for a in left.prefixes for b in right.prefixes if prefixes_overlap(a, b)]
+            after = [(a, b) for a in _key_space(left) for b in _key_space(right) if prefixes_overlap(a, b)]
             if pairs:
                 a, b = pairs[0]
                 found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
                                       reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}"))
+            elif after:
+                a, b = after[0]
+                found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
+                                      reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r} once the prefix "
+                                             "changes are applied (their keys would end up under one prefix)"))
     return found
+
+
+def _key_space(entry: BatchEntry) -> List[str]:
+    """The prefixes an index covers before and after its migration."""
+    return list(dict.fromkeys(entry.prefixes + (entry.target_prefixes or entry.prefixes)))
 
 
 def _sharing_conflicts(name: str, plan: MigrationPlan, batch_names: Dict[str, str]) -> List[Conflict]:
@@ -221,7 +234,8 @@ def _applicable(name: str, plan: MigrationPlan) -> BatchEntry:
     source = plan.source_schema()
     return BatchEntry(
         name=name, applicable=True, source_index=plan.source.index, target_index=plan.target_index,
-        storage=source.storage, prefixes=list(source.index.prefix), documents=int(plan.source.stats.get("num_docs", 0)),
+        storage=source.storage, prefixes=list(source.index.prefix), target_prefixes=list(plan.target().index.prefix),
+        documents=int(plan.source.stats.get("num_docs", 0)),
         rewrites_documents=plan.rewrites.any, lossy=[f"{c.field} {c.before}->{c.after}" for c in lossy_changes(plan)],
         backup_bytes=plan.estimate.backup_bytes, plan_checksum=plan.checksum, plan=plan.to_dict(),
     )

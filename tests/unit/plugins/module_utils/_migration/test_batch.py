@@ -78,6 +78,20 @@ def test_overlap_needs_the_same_key_type_and_two_applicable_indexes():
     assert overlapping_pairs([entry("h", ["doc:"]), entry("s", ["doc:"], applicable=False)]) == []
 
 
+
+def test_overlap_after_the_prefix_changes_is_a_conflict():
+    onto_m = [entry("a", ["a:"]), entry("b", ["b:"])]
+    for one in onto_m:
+        one.target_prefixes = ["m:"]
+    [found] = overlapping_pairs(onto_m)
+    assert found.indexes == ["a", "b"] and "'m:' <-> 'm:' once the prefix changes are applied" in found.reason
+    into_b = [entry("a", ["a:"]), entry("b", ["b:"])]
+    into_b[0].target_prefixes = ["b:x:"]  # a's keys would move under b's prefix
+    assert overlapping_pairs(into_b)[0].reason.startswith("a <-> b: 'b:x:' <-> 'b:'")
+    apart = [entry("a", ["a:"]), entry("b", ["b:"])]
+    apart[0].target_prefixes = ["m:"]
+    assert overlapping_pairs(apart) == []
+
 # --- the sealed batch plan -----------------------------------------------------------------------------------
 
 def test_an_edited_batch_plan_is_refused():
