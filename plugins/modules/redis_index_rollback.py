@@ -196,7 +196,7 @@ aliases:
 validation:
   description:
     - Schema match and differences, document count expected (before the migration, less deleted documents) and
-      found, C(documents_added) (written after the backup: indexed beyond that, or refused by the restored index),
+      found, C(documents_added) (written after the backup - indexed beyond that, or refused by the restored index),
       C(documents_added_not_indexed) (of those, refused), C(indexing_failures_before) (the source's, when planned)
       and C(indexing_failures_after) (the restored index's), C(documents_conflicting), C(documents_deleted), restored
       values read back and compared (conflicts are not read back), C(passed) and C(problems).

@@ -9,7 +9,9 @@
                 their prefix changes, or an index - in the batch or not - that reads the vectors or
                 fields a plan rewrites: the batch is not written
     seal        every per-index plan, the selection, the patch and the failure policy, under one
-                checksum, so that apply runs exactly what was reviewed
+                checksum, so that apply runs exactly what was reviewed; every per-index plan also
+                carries the checksum of the batch's own fields under its own checksum, so that an
+                edited field with only the batch's checksum recomputed is refused
 
 Nothing here writes to Redis except the planner's create check (a throwaway index, dropped at once).
 """
@@ -91,8 +93,27 @@ class BatchPlan(BaseModel):
     def content_checksum(self) -> str:
         data = self.to_dict()
         data.pop("checksum", None)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return _sha256(data)
+
+    def fields_checksum(self) -> str:
+        """The checksum of the batch's own fields - policy, selection, patch, each entry but its plan - that
+        every per-index plan carries (MigrationPlan.batch_fields) under its own checksum. (Not created_at:
+        planning the same batch again must give the same plans.)"""
+        data = self.to_dict()
+        for key in ("checksum", "created_at"):
+            data.pop(key, None)
+        data["indexes"] = [{k: v for k, v in e.items() if k not in ("plan", "plan_checksum")} for e in data["indexes"]]
+        return _sha256(data)
+
+    def bind_plans(self) -> "BatchPlan":
+        """Give every per-index plan the batch's own fields' checksum, sealed into its own (before `seal`)."""
+        fields = self.fields_checksum()
+        for entry in self.indexes:
+            if entry.plan is not None:
+                plan = entry.migration_plan()
+                plan.batch_fields = fields
+                entry.plan, entry.plan_checksum = plan.seal().to_dict(), plan.checksum
+        return self
 
     def seal(self) -> "BatchPlan":
         self.checksum = self.content_checksum()
@@ -125,6 +146,11 @@ class BatchPlan(BaseModel):
                   "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n")
         return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=120,
                                        allow_unicode=True)
+
+
+def _sha256(data: Dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class Conflict(BaseModel):
@@ -297,7 +323,7 @@ def create_batch_plan(client, selection: Selection, patch: SchemaPatch, *, failu
     batch = BatchPlan(
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         endpoint=endpoint, failure_policy=failure_policy, selection=selection, patch=patch.to_dict(), indexes=entries,
-    ).seal()
+    ).bind_plans().seal()
     if conflicts:
         raise PlanBlocked(
             f"refusing the batch plan: {len(conflicts)} conflict(s) between indexes that share keys: "
@@ -343,8 +369,13 @@ def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
                           hint="batch plans cannot be edited; plan the batch again")
     if batch.failure_policy not in FAILURE_POLICIES:
         raise PlanInvalid(f"{where} has an unknown failure_policy {batch.failure_policy!r}")
+    fields = batch.fields_checksum()
     for entry in batch.applicable():
-        entry.migration_plan()
+        if entry.migration_plan().batch_fields != fields:
+            raise PlanInvalid(f"{where} was changed after it was written: its own fields (failure_policy, selection, "
+                              f"patch or index entries) are not the ones its plan of {entry.name} was sealed with "
+                              "(edited, with the checksum recomputed?); nothing was changed",
+                              hint="batch plans cannot be edited; plan the batch again")
     return batch
 
 
