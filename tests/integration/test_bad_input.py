@@ -812,6 +812,36 @@ def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tm
     assert not os.listdir(full / "backups")
 
 
+
+NEWLINE_NAME = {"version": 1, "changes": {"index": {"language": "german"}}}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("module, extra", [
+    (redis_index_info, {"index": "products\nx"}),
+    (redis_index_plan, {"index": "products\nx", "patch": NEWLINE_NAME}),
+    (redis_index_migrate, {"index": "products\nx", "patch": NEWLINE_NAME, "backup_dir": "{tmp}"}),
+    (redis_index_rollback, {"index": "products\nx", "backup_dir": "{tmp}"}),
+    (redis_index_validate, {"index": "products\nx", "backup_dir": "{tmp}"}),
+    (redis_index_batch, {"indexes": ["products", "products\nx"], "patch": NEWLINE_NAME}),
+    (redis_index_plan, {"index": "products", "aliases": ["live\n"], "patch": NEWLINE_NAME}),
+], ids=["info", "plan", "migrate", "rollback", "validate", "batch", "alias"])
+def test_a_name_with_a_newline_is_refused_in_one_line(clean_redis, redis_url, tmp_path, capsys, module, extra):
+    """The server keeps such an index as 'products\\nx' (escaped), which no command then finds by that name."""
+    load_products(clean_redis, count=10)
+    clean_redis.execute_command("FT.CREATE", "products\nx", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
+                                "name", "TEXT")
+    assert clean_redis.execute_command("FT._LIST").count(b"products\\nx") == 1
+    before = ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+              sorted(clean_redis.execute_command("FT._LIST")))
+    args = {"redis_url": redis_url, **{k: str(tmp_path) if v == "{tmp}" else v for k, v in extra.items()}}
+    result = expect_refusal(module, args, capsys, ["contains the control character '\\n'; accepted: printable "
+                                                   "characters"])
+    assert result["error_type"] == "invalid_input"
+    assert ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+            sorted(clean_redis.execute_command("FT._LIST"))) == before
+    assert os.listdir(tmp_path) == []
+
 @pytest.mark.bad_input
 def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
     load_products(clean_redis)

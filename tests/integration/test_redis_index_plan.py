@@ -216,6 +216,8 @@ def test_planning_options_are_checked_by_the_library(clean_redis):
                             ({"key_sample": -2}, "key_sample_size must be 0 or more, not -2")]:
         with pytest.raises(SchemaInvalid, match=message):
             plan(clean_redis, QUANTIZE["changes"], **kwargs)
+    with pytest.raises(SchemaInvalid, match="index name 'products\\\\nx' contains the control character"):
+        plan(clean_redis, QUANTIZE["changes"], index="products\nx")
 
 
 # --- blocked rules -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .create_check import CHECK_PREFIX
 from .deps import BaseModel, Field, ValidationError, yaml
 from .errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
 from .keyspace import prefixes_overlap
+from .limits import check_text
 from .migrate import lossy_changes
 from .patch import SchemaPatch
 from .plan import COLLECTION_VERSION, MigrationPlan, plan_from_dict
@@ -184,6 +185,8 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
                  if fnmatch.fnmatchcase(n, str(value)) and CHECK_PREFIX not in n]
     else:
         raise SchemaInvalid(f"unknown selection {kind!r}", hint=f"choose one of {', '.join(SELECTION_KINDS)}")
+    for name in names:
+        check_text(name, "index name", f"the {kind} selection")
     names = list(dict.fromkeys(names))  # the same name twice is one index
     if not names:
         raise SchemaInvalid(f"the {kind} selection {value!r} names no index", hint="check the names or the pattern")

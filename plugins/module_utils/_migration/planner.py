@@ -24,7 +24,7 @@ from .errors import SchemaInvalid
 from .estimate import estimate
 from .keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
 from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
-from .limits import BatchSize, SampleSize, check_schema, explain_options
+from .limits import BatchSize, SampleSize, check_schema, check_text, explain_options
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
@@ -104,6 +104,7 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
                         batch_size=batch_size, mode=mode)
     except ValidationError as err:
         raise explain_options(err) from None
+    check_text(index, "index name", "index")
     if target_schema is not None:
         check_schema(target_schema, "target schema")
     snap = snapshot_index(client, index)
