@@ -12,6 +12,7 @@ from module_runner import run_module
 from test_redis_index_migrate import (
     BATCH,
     DIMS,
+    DOCS,
     QUANT16,
     dump_hashes,
     load,
@@ -117,6 +118,46 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
     assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx"
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
 
+
+
+@pytest.mark.parametrize("changes", [
+    {"rename_fields": [{"old_name": "title", "new_name": "headline"}]},
+    {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+], ids=["rename", "rename_and_quantize"])
+def test_a_field_rename_and_its_rollback_keep_the_field_order(clean_redis, redis_url, tmp_path, changes):
+    """Small hashes (listpack, as these: 16-d float32 vectors are 64 bytes) keep their fields in the order
+    written: the renamed field takes the old one's place, and back, so the DUMP bytes are the original ones."""
+    load(clean_redis)
+    clean_redis.pexpire("doc:4", 600_000)
+    assert clean_redis.object("encoding", "doc:1") == b"listpack"
+    order = [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)]
+    dumps = {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")}
+    run(clean_redis, redis_url, make_plan(clean_redis, changes), tmp_path)
+    old, new = changes["rename_fields"][0]["old_name"].encode(), changes["rename_fields"][0]["new_name"].encode()
+    assert [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)] == [[new if f == old else f for f in fields]
+                                                                          for fields in order]
+    _changed, result = roll(clean_redis, tmp_path)
+    assert result.restored == DOCS and result.validation["passed"]
+    assert {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")} == dumps
+    assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
+
+
+def test_a_hash_table_gets_its_contents_back_whatever_the_order(clean_redis, redis_url, tmp_path):
+    """A hash with a value over 64 bytes (a 64-d float32 vector) is a hash table: no field order to keep."""
+    clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
+                                "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "64", "DISTANCE_METRIC", "L2")
+    rng = numpy.random.default_rng(8)
+    for i in range(50):
+        clean_redis.hset(f"doc:{i}", mapping={"title": f"t {i}", "vec": rng.random(64, dtype=numpy.float32).tobytes()})
+    clean_redis.pexpire("doc:4", 600_000)
+    wait_for(clean_redis, "idx", 50)
+    assert clean_redis.object("encoding", "doc:1") == b"hashtable"
+    before = dump_hashes(clean_redis)
+    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path)
+    _changed, result = roll(clean_redis, tmp_path)
+    assert result.restored == 50 and dump_hashes(clean_redis) == before
+    assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
 
 def test_json_rollback(clean_redis, redis_url, tmp_path):
     load(clean_redis, storage="json", prefix="j:")

@@ -450,7 +450,7 @@ def test_states_cover_move_then_quantize_and_nothing_else(clean_redis, redis_url
     half = numpy.frombuffer(vec, numpy.float32).astype(numpy.float16).tobytes()
     assert rows[0][:2] == [state_digest([vec, None]), b"2"]
     assert sorted(rows[0][2:4]) == sorted([state_digest([None, vec]), state_digest([None, half])])
-    assert rows[0][4:] == [b"vec", vec, b"0", b"embedding", b"", b"1"]
+    assert rows[0][4:] == [b"vec", vec, b"@embedding", b"embedding", b"", b"1"]  # vec takes embedding's place back
     # Onto a destination that held something else the move never happens, so neither state is acceptable.
     assert rows[1][1] == b"0"
 

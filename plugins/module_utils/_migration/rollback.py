@@ -251,6 +251,9 @@ class _States:
 
     def arguments(self, records: List[Record]) -> List[List[bytes]]:
         converted = self._converted(records)
+        # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
+        takes = {} if self.rewrites.storage == "json" else {
+            m.old_location.encode(): b"@" + m.new_location.encode() for m in self.rewrites.moves}
         rows = []
         for n, record in enumerate(records):
             original = [value for _name, value in record.entries]
@@ -272,7 +275,7 @@ class _States:
             others = {state_digest(state) for state in (moved, quantized) if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
             for name, value in record.entries:
-                args += [name, value if value is not None else b"", b"1" if value is None else b"0"]
+                args += [name, value if value is not None else b"", b"1" if value is None else takes.get(name, b"0")]
             rows.append(args)
         return rows
 
