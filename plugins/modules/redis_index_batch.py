@@ -13,9 +13,9 @@ description:
     field the index lacks), an index with nothing to do and an index whose change is blocked are skipped, each with
     its reason. The batch is refused when two applicable indexes of one key type have overlapping prefixes (before or
     after their prefix changes), or when any other index reads the vectors or fields a plan would rewrite.
-    O(plan_out) receives the batch plan: every
-    per-index plan, the selection, the patch and O(failure_policy), sealed by one checksum (and the batch's own fields
-    also sealed into every per-index plan, so that editing one is refused)."
+    O(plan_out) receives the batch plan: every per-index plan, the selection, the patch and O(failure_policy), sealed
+    by one checksum (and the batch's own fields also sealed into every per-index plan, so that editing one is
+    refused)."
   - "O(state=applied): runs the reviewed batch plan, index by index in order, each through the engine of
     C(redis_index_migrate) (preflight, lock, backup, phases, validation) into the same O(backup_dir). Every lossy
     conversion of the run must be accepted (O(accept_data_loss)) before the first index starts. An index that
