@@ -23,8 +23,8 @@ description:
     migration left it in (or already in its original state); one the application changed since (or during) the
     migration is left exactly as it is, under whichever name it has, and counted in RV(conflicts). A document deleted
     after the backup was taken stays deleted (counted in RV(skipped_deleted)). A renamed hash field takes its place
-    back: a small hash (listpack encoding) gets its original field order and C(DUMP) bytes; a hash table keeps no
-    field order, and gets its contents back.
+    back - a small hash (listpack encoding) gets its original field order and C(DUMP) bytes, a hash table (no field
+    order to keep) its contents.
   - Drops the target index (only when it is the plan's target), creates the source index again from the plan's
     exact definition (every option), re-points its aliases, waits until it has indexed everything and checks
     its schema, its document count and the restored bytes. Documents added after the migration are reported

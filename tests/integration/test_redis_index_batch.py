@@ -305,8 +305,6 @@ def test_lossy_conversions_are_accepted_for_every_index_before_the_first_starts(
     assert all(f"{name}: vec float32->float16" in refused["msg"] for name in MIGRATED)
     assert server_state(clean_redis) == before and backups(tmp_path) == []
     assert not os.path.exists(tmp_path / "batch.state.json")
-    fields = BatchPlan.model_validate(planned["batch_plan"]).fields_checksum()
-    assert all(plan_from_dict(e["plan"]).batch_fields == fields for e in planned["batch_plan"]["indexes"][:3])
 
 
 def test_check_mode_runs_each_preflight_and_writes_nothing(clean_redis, redis_url, capsys, tmp_path):
