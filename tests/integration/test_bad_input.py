@@ -122,6 +122,7 @@ CONNECTION_CASES = [
          connection={"host": "127.0.0.1", "port": "$port", "username": "nobody", "password": READER_PASSWORD}),
 ]
 
+
 # --- schema values (issue 13 A), through a patch and through a target schema ------------------------
 
 SCHEMA_CASES = [
@@ -163,6 +164,7 @@ SCHEMA_CASES = [
          ["the server refuses the target definition", "Syntax error"]),
 ]
 
+
 # --- planning input (issue 13 C) ------------------------------------------------------------------
 
 PLANNING_CASES = [
@@ -179,6 +181,7 @@ PLANNING_CASES = [
     Case("remove-every-field", {"patch": patch(remove_fields=["name", "category", "price", "embedding"])},
          ["removes every field of products", "keep at least one field"]),
 ]
+
 
 # --- what a patch asks for (issue 8): misspelt, unknown, invalid, blocked, colliding, unsupported ---------
 
@@ -291,6 +294,7 @@ QUIESCE_CASES = CONNECTION_CASES + [
 
 
 # --- the fixtures -----------------------------------------------------------------------------------
+
 
 def load_products(client, count: int = 30) -> None:
     client.execute_command("FT.CREATE", "products", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
@@ -481,6 +485,7 @@ def test_the_cases_cover_issue_13():
 
 # --- the create check ---------------------------------------------------------------------------------
 
+
 def test_create_check_accepts_and_leaves_nothing(unchanged_server):
     client = unchanged_server
     assert create_check.check_create(client, parse_schema(TARGET)) is None
@@ -569,6 +574,7 @@ def test_a_user_who_may_not_create_indexes_gets_a_warning_not_a_block(unchanged_
 # --- bad input that needs a setting: damaged backups, stale or edited plans, backup directories, the keyspace
 # (issue 8). Each is refused with one line naming the problem and the fix; Redis (every key's bytes, FT.INFO)
 # and the backup directory (every file's bytes, links included) are exactly as they were.
+
 
 def backup_files(root) -> dict:
     """Every file under `root`: its bytes, or where it links to."""
@@ -812,7 +818,6 @@ def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tm
     assert not os.listdir(full / "backups")
 
 
-
 NEWLINE_NAME = {"version": 1, "changes": {"index": {"language": "german"}}}
 
 
@@ -841,6 +846,7 @@ def test_a_name_with_a_newline_is_refused_in_one_line(clean_redis, redis_url, tm
     assert ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
             sorted(clean_redis.execute_command("FT._LIST"))) == before
     assert os.listdir(tmp_path) == []
+
 
 @pytest.mark.bad_input
 def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):

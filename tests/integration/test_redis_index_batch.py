@@ -84,6 +84,7 @@ def backups(tmp_path) -> list:
 
 # --- planning -------------------------------------------------------------------------------------------
 
+
 def test_plan_skips_the_index_the_patch_does_not_fit_and_seals_every_plan(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     before = server_state(clean_redis)
@@ -157,7 +158,6 @@ def test_overlapping_prefixes_are_refused_at_plan_time(clean_redis, redis_url, c
     assert planned["applicable"] == ["idx_main"] and planned["skipped"][0]["name"] == "idx_notes"
 
 
-
 def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     before = server_state(clean_redis)
@@ -173,6 +173,7 @@ def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis,
     planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], patch=onto_m), capsys)
     assert by_name(planned)["idx_a"]["target_prefixes"] == ["m:"] and by_name(planned)["idx_a"]["prefixes"] == ["a:"]
 
+
 def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     clean_redis.execute_command("FT.CREATE", "reader", "ON", "HASH", "PREFIX", "1", "b:", "SCHEMA", "vec", "VECTOR",
@@ -185,6 +186,7 @@ def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, 
 
 
 # --- applying -------------------------------------------------------------------------------------------
+
 
 def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clean_redis, redis_url, capsys, tmp_path,
                                                                             monkeypatch):
@@ -349,7 +351,6 @@ def test_resume_refuses_another_backup_dir_another_plan_and_an_edited_plan(
     assert open(first["state_file"], "rb").read() == state_before  # none of them wrote the state
 
 
-
 def test_a_batch_plan_field_edited_and_resealed_is_refused(clean_redis, redis_url, capsys, tmp_path):
     """The batch's checksum is plain SHA-256, which anyone can recompute: its own fields are also sealed into
     every per-index plan."""
@@ -402,6 +403,7 @@ def test_a_state_resealed_as_succeeded_is_checked_against_the_backups_and_the_se
                          expect_failure=True)
     assert "says idx_a succeeded, but the server does not hold its new index 'idx_a'" in refused["msg"]
     assert open(first["state_file"], "rb").read() == forged and server_state(clean_redis) == before
+
 
 def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, capsys, tmp_path):
     original = load_batch(clean_redis)

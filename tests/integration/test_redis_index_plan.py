@@ -62,6 +62,7 @@ def server_state(client):
 
 # --- the reference walkthrough ------------------------------------------------------------------
 
+
 def test_reference_patch_is_supported_with_downtime_warning(client):
     load_products(client)
     result = plan(client, QUANTIZE["changes"])
@@ -189,6 +190,7 @@ def test_check_mode_reports_changed_only_for_a_real_change(clean_redis, redis_ur
 
 # --- the create check --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("changes, server_says", [
     ({"index": {"filter": "@name=="}}, "Syntax error"),
     ({"index": {"filter": "nosuchfunction(@name)"}}, "Unknown function"),
@@ -221,6 +223,7 @@ def test_planning_options_are_checked_by_the_library(clean_redis):
 
 
 # --- blocked rules -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("changes, fragment", [
     ({"update_fields": [{"name": "embedding", "attrs": {"dims": 16}}]}, "new dimensions need new embeddings"),
@@ -293,6 +296,7 @@ def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
 
 # --- warnings ------------------------------------------------------------------------------------
 
+
 def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     load_products(clean_redis, count=30)
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
@@ -307,7 +311,6 @@ def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     assert result.audit.malformed[0].model_dump() == {"key": "product:bad", "field": "embedding", "found": 12,
                                                       "expected": 32, "unit": "bytes"}
     assert any("1 of" in w and "wrong size" in w for w in result.warnings)
-
 
 
 def test_what_the_migration_refuses_is_blocked_by_the_plan(clean_redis, redis_url, capsys, tmp_path):
@@ -351,6 +354,7 @@ def test_values_the_target_type_cannot_hold_block_the_plan(clean_redis):
         "migration refuses them: choose a wider datatype (bfloat16 keeps float32's range)"]
     bfloat = plan(clean_redis, {"update_fields": [{"name": "embedding", "attrs": {"datatype": "bfloat16"}}]})
     assert bfloat.classification.supported
+
 
 def test_audit_finds_malformed_json_vector(clean_redis):
     load_products(clean_redis, count=10, storage="json", prefix="j")
@@ -436,7 +440,6 @@ def test_target_schema_input(clean_redis):
     assert any("numeric field 'price'" in w for w in result.warnings)
 
 
-
 def test_a_target_schema_changing_the_key_separator_is_blocked_and_changes_nothing(clean_redis, redis_url, capsys,
                                                                                    tmp_path):
     """No server reports a key separator: the sampled keys (product:<i>) show the one in use."""
@@ -470,7 +473,9 @@ def test_a_stated_key_separator_the_keys_use_is_no_change(clean_redis):
     assert [(c.kind, c.before, c.after) for c in blocked.changes] == [("key_separator_change", ":", "/")]
     assert plan(clean_redis, {"index": {"key_separator": ":"}}).classification.nothing_to_do
 
+
 # --- the module: plan file, idempotence, strict errors --------------------------------------------
+
 
 def test_plan_file_written_once_and_edits_refused(clean_redis, redis_url, capsys, tmp_path):
     load_products(clean_redis, count=30)

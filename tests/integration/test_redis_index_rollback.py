@@ -119,7 +119,6 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
 
 
-
 @pytest.mark.parametrize("changes", [
     {"rename_fields": [{"old_name": "title", "new_name": "headline"}]},
     {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
@@ -134,8 +133,8 @@ def test_a_field_rename_and_its_rollback_keep_the_field_order(clean_redis, redis
     dumps = {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")}
     run(clean_redis, redis_url, make_plan(clean_redis, changes), tmp_path)
     old, new = changes["rename_fields"][0]["old_name"].encode(), changes["rename_fields"][0]["new_name"].encode()
-    assert [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)] == [[new if f == old else f for f in fields]
-                                                                          for fields in order]
+    renamed = [[new if f == old else f for f in fields] for fields in order]
+    assert [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)] == renamed
     _changed, result = roll(clean_redis, tmp_path)
     assert result.restored == DOCS and result.validation["passed"]
     assert {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")} == dumps
@@ -158,6 +157,7 @@ def test_a_hash_table_gets_its_contents_back_whatever_the_order(clean_redis, red
     _changed, result = roll(clean_redis, tmp_path)
     assert result.restored == 50 and dump_hashes(clean_redis) == before
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
+
 
 def test_json_rollback(clean_redis, redis_url, tmp_path):
     load(clean_redis, storage="json", prefix="j:")
@@ -251,7 +251,6 @@ def test_the_right_backup_among_many(clean_redis, redis_url, tmp_path):
     assert len(clean_redis.hget("o:1", "vec")) == DIMS * 2  # the other index stays migrated
 
 
-
 def test_every_migration_of_a_chain_rolled_back_leaves_nothing_to_roll_back(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
     original = state(clean_redis)
@@ -292,6 +291,7 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
     again = run_module(redis_index_rollback, {**args, "backup_dir": str(tmp_path / "c")}, capsys)
     assert again["changed"] and again["restored"] + again["already_restored"] == 300
     assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
+
 
 def test_check_mode_then_module_idempotence_then_reapply(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)

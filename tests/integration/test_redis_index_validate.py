@@ -72,7 +72,6 @@ def test_indexing_failures_that_rose_fail_though_the_count_matches(clean_redis, 
                                   "source indexed"]
 
 
-
 def test_a_forged_backup_rollback_refuses_is_not_verified(clean_redis, redis_url, capsys, tmp_path):
     """Re-sealed with a record outside the index (every checksum right): rollback refuses it, so does validate."""
     migrated(clean_redis, redis_url, tmp_path)
@@ -99,6 +98,7 @@ def test_documents_deleted_since_the_migration_are_counted_and_fail_the_count(cl
     assert (validation["doc_count_expected"], validation["doc_count_actual"]) == (DOCS, DOCS - 3)
     assert failed["problems"] == [f"{DOCS - 3} documents indexed, {DOCS} expected (3 document(s) of the backup "
                                   "deleted since the migration: validate before the application writes again)"]
+
 
 def load_with_unparsable(client, algorithm: str, bad: int = 5) -> None:
     """`idx` over doc:* whose numeric `n` does not parse in `bad` documents: the source counts them as

@@ -252,6 +252,7 @@ def test_a_collision_of_both_names_is_a_conflict(clean_redis, redis_url, tmp_pat
 
 # --- documents added after the migration ------------------------------------------------------------
 
+
 def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
     plan = make_plan(clean_redis, RENAME_TITLE)
@@ -275,7 +276,6 @@ def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, 
     outcome = run(clean_redis, redis_url, plan, tmp_path)  # the same plan applies again
     assert outcome.report.result == "succeeded" and outcome.report.attempt == 2
     assert snapshot_index(clean_redis, "idx").stats.num_docs == DOCS + 5
-
 
 
 def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(clean_redis, redis_url, tmp_path,
@@ -303,7 +303,9 @@ def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(
     assert forced["result"] == "rolled_back_validation_failed" and forced["validation"]["documents_added"] == 50
     assert dump_everything(clean_redis) == everything
 
+
 # --- a rollback whose validation fails ------------------------------------------------------------------
+
 
 def _numeric_index(client, docs: int = 100) -> None:
     rng = numpy.random.default_rng(1)
@@ -372,6 +374,7 @@ def test_altered_source_definition_fails_then_is_accepted(clean_redis, redis_url
 
 # --- forged backups ---------------------------------------------------------------------------------------
 
+
 def _forge(store, extra: bytes) -> None:
     """Re-seal the backup with one more record, the way anyone can: valid CRC, digests, chain, header."""
     blocks = []
@@ -418,6 +421,7 @@ def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, t
 
 
 # --- the pieces, one by one ------------------------------------------------------------------------------
+
 
 def test_the_server_computes_the_same_state_digest(clean_redis):
     """The restore scripts and rollback.state_digest must agree on every kind of value."""

@@ -132,4 +132,3 @@ def _audit_warnings(source: IndexSchema, stats: IndexStats, rewrites: DocumentRe
                      "checks every one before it changes anything and refuses to start on a vector of the wrong size "
                      f"or a value {targets} cannot hold (audit_all: true checks them all now).")
     return found
-
