@@ -3,9 +3,10 @@
 
 A state file belongs to one batch plan (its checksum) and one backup directory; a run with another
 plan or another backup directory is refused, so the state, the per-index backups and what was
-reviewed always go together. It is self-checksummed like a backup header: a hand-edited state is refused rather than trusted - and as
-anyone can recompute that checksum, what it claims is also checked against the batch plan, each
-index's backup header and the live server (require_state_matches).
+reviewed always go together. It is self-checksummed like a backup header: a hand-edited state is
+refused rather than trusted - and as anyone can recompute that checksum, what it claims is also
+checked against the batch plan, each index's backup header and the live server
+(require_state_matches).
 
     pending  -> running -> succeeded | failed
     failed   -> running                              (only with retry_failed)
@@ -21,7 +22,7 @@ import socket
 from typing import Any, Dict, List, Optional
 
 from .backup_store import BackupStore, utc_now, write_atomic
-from .batch_plan import BatchPlan
+from .batch_plan import BatchEntry, BatchPlan
 from .deps import BaseModel, Field, ValidationError
 from .errors import BackupInvalid, PlanInvalid, PreflightFailed
 from .migrate import target_matches
@@ -190,7 +191,7 @@ _STATE_HINT = ("the state file was edited, or the index changed since: each inde
                "redis_index_rollback, then plan the batch again")
 
 
-def _contradiction(state: BatchState, run: IndexRun, entry, client) -> Optional[str]:
+def _contradiction(state: BatchState, run: IndexRun, entry: Optional[BatchEntry], client) -> Optional[str]:
     """Why the index's backup (or the server) says its migration did not succeed; None when nothing does."""
     try:
         store = BackupStore.for_plan(state.backup_dir, run.plan_checksum) if run.plan_checksum else None

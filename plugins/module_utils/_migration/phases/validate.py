@@ -248,7 +248,7 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
             result.documents_gone_since_rewrite = missing - gone
             result.documents_gone = missing
             result.doc_count_expected = source_docs - missing
-            low = result.doc_count_expected - conflicts
+        low = result.doc_count_expected - conflicts
     high = result.doc_count_expected + beyond
     if result.doc_count_checked and not low <= result.doc_count_actual <= high:
         expected = f"{low} to {high}" if low != high else str(high)
