@@ -15,8 +15,8 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect, lost_connection
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing, redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import explain_options
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError, SchemaInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import check_text, explain_options
 
 PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}
 ENV_URL = "REDIS_URL"
@@ -85,6 +85,22 @@ def check_options(module: AnsibleModule) -> None:
     except ValidationError as err:
         problem = explain_options(err, OPTION_NAMES)
         module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
+    try:
+        check_names(params)
+    except SchemaInvalid as problem:
+        module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
+
+
+def check_names(params: dict[str, Any]) -> None:
+    """Index and alias names as the server would keep them: it reports a newline back escaped (the index is
+    then unreachable by the name it reports) and cuts a name at NUL. Refused before anything connects."""
+    if isinstance(params.get("index"), str):
+        check_text(params["index"], "index name", "index")
+    for name in params.get("indexes") or []:
+        check_text(name, "index name", "indexes")
+    aliases = params.get("aliases") or []
+    for alias in aliases if isinstance(aliases, list) else [a for names in aliases.values() for a in names or []]:
+        check_text(alias, "alias", "aliases")
 
 
 def build_module(argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"),

@@ -11,9 +11,11 @@ description:
   - "O(state=planned): plans the shared patch on every selected index (a list, a glob pattern or a file of names),
     each with the same sealed plan C(redis_index_plan) makes. An index the patch does not fit (for example it names a
     field the index lacks), an index with nothing to do and an index whose change is blocked are skipped, each with
-    its reason. The batch is refused when two applicable indexes of one key type have overlapping prefixes, or when
-    any other index reads the vectors or fields a plan would rewrite. O(plan_out) receives the batch plan: every
-    per-index plan, the selection, the patch and O(failure_policy), sealed by one checksum."
+    its reason. The batch is refused when two applicable indexes of one key type have overlapping prefixes (before or
+    after their prefix changes), or when any other index reads the vectors or fields a plan would rewrite.
+    O(plan_out) receives the batch plan: every per-index plan, the selection, the patch and O(failure_policy), sealed
+    by one checksum (and the batch's own fields also sealed into every per-index plan, so that editing one is
+    refused)."
   - "O(state=applied): runs the reviewed batch plan, index by index in order, each through the engine of
     C(redis_index_migrate) (preflight, lock, backup, phases, validation) into the same O(backup_dir). Every lossy
     conversion of the run must be accepted (O(accept_data_loss)) before the first index starts. An index that
@@ -104,7 +106,8 @@ options:
       - The batch state file (JSON). Defaults to the batch plan's path with C(.state.json) for its extension, and the
         batch report goes beside it (C(.report.yaml)).
       - It records the batch plan's checksum and the backup directory; a run with another plan or another
-        O(backup_dir) is refused.
+        O(backup_dir) is refused, and so is a state that an index's backup header or the server contradicts (an
+        index it calls succeeded whose migration did not complete).
     type: path
   backup_dir:
     description:
@@ -256,7 +259,8 @@ summary:
 indexes:
   description:
     - One entry per selected index, in batch order. For O(state=planned) - name, applicable, skip_reason, source and
-      target index, storage, prefixes, documents, rewrites_documents, lossy, backup_bytes, plan_checksum.
+      target index, storage, prefixes, target_prefixes, documents, rewrites_documents, lossy, backup_bytes,
+      plan_checksum.
     - Otherwise - name, status (V(pending), V(running), V(succeeded), V(failed), V(skipped)), result (the migration's),
       changed, attempts, started_at, finished_at, duration_seconds, documents, backup_path, report_path,
       validation_passed, skip_reason and error (message, kind, hint, phase, index_dropped).

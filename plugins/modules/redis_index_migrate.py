@@ -113,7 +113,8 @@ changed:
   type: bool
 result:
   description:
-    - V(succeeded), V(already_completed) (an earlier run of this plan finished and the live index matches),
+    - V(succeeded), V(already_completed) (an earlier run of this plan - or, planning on the fly, of the same
+      request - finished and the live index matches),
       V(nothing_to_do) (the index already has the requested schema), or in check mode V(would_migrate) or
       V(would_resume).
   returned: always
@@ -175,7 +176,10 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.m
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resume_lookup import unfinished_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resume_lookup import (
+    completed_plan,
+    unfinished_plan,
+)
 
 
 def apply(module, client, settings) -> dict:
@@ -185,8 +189,11 @@ def apply(module, client, settings) -> dict:
     elif params["plan"] is not None:
         plan = plan_from_dict(params["plan"], "plan")
     else:
-        # Re-running the same task after its migration changed Redis continues that migration.
-        plan = unfinished_plan(params["backup_dir"], params["index"], requested_from_params(params)) or \
+        # Re-running the same task after its migration changed Redis continues that migration, or after
+        # it completed reports it done (the request may not fit the migrated index: a renamed field).
+        requested = requested_from_params(params)
+        plan = unfinished_plan(params["backup_dir"], params["index"], requested) or \
+            completed_plan(client, params["backup_dir"], params["index"], requested) or \
             plan_from_params(client, params, settings.endpoint, params["backup_dir"])
     require_requested_index(plan, params["index"])
     options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],

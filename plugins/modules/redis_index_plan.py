@@ -13,8 +13,11 @@ description:
   - Blocks, among others, vector dimension changes, storage type and key separator changes, field type or path
     changes, adding a vector field, prefix changes of multi-prefix indexes, a target name that is taken, a vector
     datatype or algorithm the server does not accept (probed), and quantizing vectors another live index reads.
-  - Audits a bounded sample of documents for vectors of the wrong size, estimates the exact backup size, memory
-    before and after, AOF growth and whether the backup directory has room, and lists every warning.
+  - Audits a bounded sample of documents (all of them with O(audit_all=true)) for vectors of the wrong size and, in a
+    field the migration converts, for values the new datatype cannot hold. What it finds in a field the migration
+    converts blocks the plan (C(redis_index_migrate) would refuse it); a sampled audit says in a warning what it did
+    not check. It also estimates the exact backup size, memory before and after, AOF growth and whether the backup
+    directory has room, and lists every warning.
   - Writes the plan as YAML (O(plan_out)) sealed by a checksum; C(redis_index_migrate) refuses an edited plan.
   - Every value of the patch or target schema must be within what the server safely accepts (for example HNSW
     C(m) 2 to 4096, a C(language) the server knows, a finite C(weight)); a value outside is an error naming the

@@ -22,12 +22,16 @@ description:
     and renamed keys - atomically per key, by compare-and-set. A document is written only while it is in a state the
     migration left it in (or already in its original state); one the application changed since (or during) the
     migration is left exactly as it is, under whichever name it has, and counted in RV(conflicts). A document deleted
-    after the backup was taken stays deleted (counted in RV(skipped_deleted)).
+    after the backup was taken stays deleted (counted in RV(skipped_deleted)). A renamed hash field takes its place
+    back - a small hash (listpack encoding) gets its original field order and C(DUMP) bytes, a hash table (no field
+    order to keep) its contents.
   - Drops the target index (only when it is the plan's target), creates the source index again from the plan's
     exact definition (every option), re-points its aliases, waits until it has indexed everything and checks
     its schema, its document count and the restored bytes. Documents added after the migration are reported
-    (C(documents_added) in RV(validation)), not refused; conflicts may or may not fit the restored index and are
-    discounted.
+    (C(documents_added) in RV(validation)), not refused - but those the restored index cannot index (written in the
+    migrated layout, for example float16 vectors after a float32 to float16 migration) fail the validation
+    (C(documents_added_not_indexed), and the indexing failures before and after). Conflicts may or may not fit the
+    restored index and are discounted.
   - When that validation fails the task fails, the backup stays marked as rolling back (so C(redis_index_migrate)
     refuses to apply the plan again), and re-running changes nothing that is already restored. Fix the cause and
     re-run, or set O(accept_validation_failure=true) to finish the rollback with the problems recorded.
@@ -50,7 +54,8 @@ attributes:
 options:
   index:
     description:
-      - The index whose newest migration to roll back (its name before or after the migration).
+      - The index whose newest migration to roll back - its name before or after the migration, or the alias the
+        migration was run with (an alias the server still has is resolved, as C(redis_index_migrate) does).
     type: str
   plan_file:
     description:
@@ -193,9 +198,10 @@ aliases:
 validation:
   description:
     - Schema match and differences, document count expected (before the migration, less deleted documents) and
-      found, C(documents_added) (indexed beyond that, written after the backup), C(documents_conflicting),
-      C(documents_deleted), restored values read back and compared (conflicts are not read back), C(passed) and
-      C(problems).
+      found, C(documents_added) (written after the backup - indexed beyond that, or refused by the restored index),
+      C(documents_added_not_indexed) (of those, refused), C(indexing_failures_before) (the source's, when planned)
+      and C(indexing_failures_after) (the restored index's), C(documents_conflicting), C(documents_deleted), restored
+      values read back and compared (conflicts are not read back), C(passed) and C(problems).
   returned: always
   type: dict
 problems:
@@ -224,7 +230,7 @@ def roll_back(module, client) -> dict:
         checksum = read_plan(params["plan_file"]).checksum
     elif params["plan"] is not None:
         checksum = plan_from_dict(params["plan"], "plan").checksum
-    store = choose_backup(backup_dir, params["index"], checksum)
+    store = choose_backup(backup_dir, params["index"], checksum, client=client)
     cluster = detect_capabilities(client, probe=False).cluster_enabled
     changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
                                check_mode=module.check_mode, cluster=cluster,

@@ -12,7 +12,9 @@ description:
     not rolled back - and checks the migrated index as the migration's own last phase does, without applying,
     locking or writing anything.
   - "Checks: the live schema equals the plan's target; the document count equals the source's when the migration
-    started (less documents deleted meanwhile; documents someone else changed meanwhile are discounted); the plan's
+    started (less documents deleted meanwhile; documents someone else changed meanwhile are discounted; documents
+    deleted after the migration's own validation are counted in C(documents_deleted_since_migration), not
+    discounted, so the count fails); the plan's
     sampled keys exist; the sampled vectors equal the conversion of their backed-up originals; a KNN query with each
     sampled document's own vector finds it, or only documents at least as near by their own stored vectors (under
     IP a longer vector may outrank it); indexing failures did not rise above the source's; and the backup itself
@@ -41,7 +43,8 @@ attributes:
 options:
   index:
     description:
-      - The index whose newest migration to validate (its name before or after the migration).
+      - The index whose newest migration to validate - its name before or after the migration, or the alias the
+        migration was run with (an alias the server still has is resolved, as C(redis_index_migrate) does).
     type: str
   plan_file:
     description:
@@ -112,7 +115,8 @@ validation:
       documents_beyond_source (accepted from an approximate source), indexing_failures_before and
       indexing_failures_after, keys_checked and keys_missing, vectors_compared and vectors_differing, knn_checked,
       knn_missed, knn_outranked (queries whose document others rightly outrank) and knn_unjudged (queries whose
-      results could not be read back, not a failure), documents_gone and documents_conflicting.
+      results could not be read back, not a failure), documents_gone, documents_deleted_since_migration and
+      documents_conflicting.
   returned: always
   type: dict
 backup_path:
@@ -120,7 +124,10 @@ backup_path:
   returned: always
   type: str
 backup_verified:
-  description: Whether the backup verified completely (header, every block and record).
+  description:
+    - Whether the backup verified as C(redis_index_rollback) verifies it - the header, the plan copy, every block
+      and record, and every record within the plan's key prefixes and locations (a re-sealed forgery has every
+      checksum right, and a rollback refuses it).
   returned: always
   type: bool
 backup_problems:
@@ -170,7 +177,7 @@ def check(module, client) -> dict:
         plan = read_plan(params["plan_file"])
     elif params["plan"] is not None:
         plan = plan_from_dict(params["plan"], "plan")
-    plan, store = find_migration(params["backup_dir"], plan, params["index"])
+    plan, store = find_migration(params["backup_dir"], plan, params["index"], client=client)
     found = validate_migration(client, plan, store, wait_timeout=params["wait_timeout"])
     result = {"changed": False, **found.model_dump(mode="json")}
     if not found.passed and params["fail_on_problems"]:

@@ -122,6 +122,7 @@ CONNECTION_CASES = [
          connection={"host": "127.0.0.1", "port": "$port", "username": "nobody", "password": READER_PASSWORD}),
 ]
 
+
 # --- schema values (issue 13 A), through a patch and through a target schema ------------------------
 
 SCHEMA_CASES = [
@@ -163,6 +164,7 @@ SCHEMA_CASES = [
          ["the server refuses the target definition", "Syntax error"]),
 ]
 
+
 # --- planning input (issue 13 C) ------------------------------------------------------------------
 
 PLANNING_CASES = [
@@ -179,6 +181,7 @@ PLANNING_CASES = [
     Case("remove-every-field", {"patch": patch(remove_fields=["name", "category", "price", "embedding"])},
          ["removes every field of products", "keep at least one field"]),
 ]
+
 
 # --- what a patch asks for (issue 8): misspelt, unknown, invalid, blocked, colliding, unsupported ---------
 
@@ -291,6 +294,7 @@ QUIESCE_CASES = CONNECTION_CASES + [
 
 
 # --- the fixtures -----------------------------------------------------------------------------------
+
 
 def load_products(client, count: int = 30) -> None:
     client.execute_command("FT.CREATE", "products", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
@@ -481,6 +485,7 @@ def test_the_cases_cover_issue_13():
 
 # --- the create check ---------------------------------------------------------------------------------
 
+
 def test_create_check_accepts_and_leaves_nothing(unchanged_server):
     client = unchanged_server
     assert create_check.check_create(client, parse_schema(TARGET)) is None
@@ -569,6 +574,7 @@ def test_a_user_who_may_not_create_indexes_gets_a_warning_not_a_block(unchanged_
 # --- bad input that needs a setting: damaged backups, stale or edited plans, backup directories, the keyspace
 # (issue 8). Each is refused with one line naming the problem and the fix; Redis (every key's bytes, FT.INFO)
 # and the backup directory (every file's bytes, links included) are exactly as they were.
+
 
 def backup_files(root) -> dict:
     """Every file under `root`: its bytes, or where it links to."""
@@ -812,15 +818,53 @@ def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tm
     assert not os.listdir(full / "backups")
 
 
+NEWLINE_NAME = {"version": 1, "changes": {"index": {"language": "german"}}}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("module, extra", [
+    (redis_index_info, {"index": "products\nx"}),
+    (redis_index_plan, {"index": "products\nx", "patch": NEWLINE_NAME}),
+    (redis_index_migrate, {"index": "products\nx", "patch": NEWLINE_NAME, "backup_dir": "{tmp}"}),
+    (redis_index_rollback, {"index": "products\nx", "backup_dir": "{tmp}"}),
+    (redis_index_validate, {"index": "products\nx", "backup_dir": "{tmp}"}),
+    (redis_index_batch, {"indexes": ["products", "products\nx"], "patch": NEWLINE_NAME}),
+    (redis_index_plan, {"index": "products", "aliases": ["live\n"], "patch": NEWLINE_NAME}),
+], ids=["info", "plan", "migrate", "rollback", "validate", "batch", "alias"])
+def test_a_name_with_a_newline_is_refused_in_one_line(clean_redis, redis_url, tmp_path, capsys, module, extra):
+    """The server keeps such an index as 'products\\nx' (escaped), which no command then finds by that name."""
+    load_products(clean_redis, count=10)
+    clean_redis.execute_command("FT.CREATE", "products\nx", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
+                                "name", "TEXT")
+    assert clean_redis.execute_command("FT._LIST").count(b"products\\nx") == 1
+    before = ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+              sorted(clean_redis.execute_command("FT._LIST")))
+    args = {"redis_url": redis_url, **{k: str(tmp_path) if v == "{tmp}" else v for k, v in extra.items()}}
+    result = expect_refusal(module, args, capsys, ["contains the control character '\\n'; accepted: printable "
+                                                   "characters"])
+    assert result["error_type"] == "invalid_input"
+    assert ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+            sorted(clean_redis.execute_command("FT._LIST"))) == before
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.bad_input
 def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
     load_products(clean_redis)
+    args = {"redis_url": redis_url, "accept_data_loss": True, "backup_dir": str(tmp_path / "b")}
+    patch = update("embedding", datatype="float16")
+    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch": patch,
+                                  "plan_out": str(tmp_path / "plan.yaml")}, capsys)
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x01\x02\x03"})
     clean_redis.hset("product:short", mapping={"name": "short", "embedding": b"\x00" * (DIMS * 4 - 4)})
     state = server_state(clean_redis)
-    result = expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products",
-                                                  "accept_data_loss": True, "backup_dir": str(tmp_path / "b"),
-                                                  "patch": update("embedding", datatype="float16")}, capsys,
+    # Planned now, the audit finds them: blocked.
+    blocked = expect_refusal(redis_index_migrate, {**args, "index": "products", "patch": patch}, capsys,
+                             ["2 audited document(s) hold 'embedding' vectors of the wrong size",
+                              "fix or delete those documents"])
+    assert blocked["error_type"] == "plan_blocked"
+    # Planned before they were written: the backup phase finds them.
+    result = expect_refusal(redis_index_migrate, {**args, "plan_file": str(tmp_path / "plan.yaml")}, capsys,
                             ["2 document(s) hold vectors of the wrong size", "nothing was changed",
                              "fix or delete those documents"])
     assert {m["key"] for m in result["malformed"]} == {"product:bad", "product:short"}

@@ -40,6 +40,7 @@ def f16(raw: bytes) -> bytes:
 
 # --- 3. every prefix of a multi-prefix index is backed up and converted ---------------------------------
 
+
 def test_multi_prefix_index_scanned_by_prefix_converts_every_prefix(clean_redis, redis_url, tmp_path):
     clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "2", "a:", "b:", "SCHEMA", "n", "NUMERIC",
                                 "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS),
@@ -61,6 +62,7 @@ def test_multi_prefix_index_scanned_by_prefix_converts_every_prefix(clean_redis,
 
 
 # --- a low query timeout on the server must not cut a backup short or fail a correct validation ---------
+
 
 @pytest.fixture
 def low_query_timeout(clean_redis):
@@ -145,6 +147,7 @@ def second_index(client, name="other", prefix="doc:", vector=True):
 
 # --- 7. other indexes that read the keys or fields a migration changes -------------------------------------
 
+
 def test_prefix_change_into_another_indexs_prefix_is_blocked(clean_redis):
     load(clean_redis, docs=20)
     second_index(clean_redis, "items", prefix="item:", vector=False)
@@ -197,6 +200,7 @@ def test_sibling_index_created_during_the_backup_is_refused_before_the_drop(clea
 
 # --- 8. an index planned through an alias keeps the alias ---------------------------------------------------
 
+
 def test_migration_through_an_alias_keeps_and_restores_the_alias(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=40)
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
@@ -211,6 +215,7 @@ def test_migration_through_an_alias_keeps_and_restores_the_alias(clean_redis, re
 
 
 # --- 9. permissions are checked before anything changes -------------------------------------------------------
+
 
 @pytest.fixture
 def acl_users(clean_redis, redis_url):
@@ -254,6 +259,7 @@ def test_user_with_every_permission_it_needs_migrates(clean_redis, redis_url, tm
 
 # --- 10. resuming after the server went back to an older snapshot -----------------------------------------------
 
+
 def snapshot_keys(client, pattern=b"doc:*"):
     return {k: (client.dump(k), client.pttl(k)) for k in client.scan_iter(match=pattern)}
 
@@ -294,6 +300,7 @@ def test_resume_refuses_a_keyspace_older_than_its_ledger(clean_redis, redis_url,
 
 # --- 11. two renames to the same new name ---------------------------------------------------------------------
 
+
 def test_two_renames_to_the_same_name_cannot_both_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis, index="a", prefix="a:", docs=100)
     load(clean_redis, index="b", prefix="b:", docs=100, seed=8)
@@ -315,6 +322,7 @@ def test_two_renames_to_the_same_name_cannot_both_drop(clean_redis, redis_url, t
 
 
 # --- 12. a forged plan is judged by what it asks, not by what it says of itself --------------------------------
+
 
 def reseal(plan, edit):
     """The plan edited by `edit` and sealed again, as anyone can (the checksum is a plain SHA-256)."""
@@ -353,6 +361,7 @@ def test_resealed_plan_with_edited_rewrites_is_refused(clean_redis, redis_url, t
 
 
 # --- errors that refuse before anything changes ------------------------------------------------------------------
+
 
 def module_args(redis_url, tmp_path, **extra):
     return {"redis_url": redis_url, "index": "idx", "patch": {"version": 1, "changes": QUANT16},
@@ -419,6 +428,7 @@ def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis
 
 # --- rollback: the same permission check and the target name's lock ---------------------------------------------
 
+
 def test_rollback_without_the_permissions_it_needs_is_refused_before_anything(clean_redis, redis_url, tmp_path,
                                                                               acl_users):
     load(clean_redis, docs=60)
@@ -444,6 +454,7 @@ def test_rollback_of_a_rename_waits_for_a_run_holding_the_target_name(clean_redi
 
 # --- 4. the exact target definition is proven to be accepted before the drop -----------------------------------
 
+
 def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=40)
     plan = make_plan(clean_redis, {"index": {"filter": "@title=='x'"}})
@@ -463,6 +474,7 @@ def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, red
 
 
 # --- 6. an on-the-fly task (index + patch) resumes its own migration -------------------------------------------
+
 
 @pytest.mark.parametrize("failpoint", ["drop:start", "quantize:2", "create:0", "validate:start"])
 def test_on_the_fly_task_rerun_resumes_after_a_crash(clean_redis, redis_url, capsys, tmp_path, failpoint):
@@ -501,7 +513,32 @@ def test_on_the_fly_task_that_stopped_before_changing_anything_plans_again(clean
     assert done["result"] == "succeeded" and done["report"]["plan_checksum"] != _plan.checksum
 
 
+@pytest.mark.parametrize("changes, mode, no_longer_fits", [
+    ({"rename_fields": [{"old_name": "title", "new_name": "headline"}]}, "drop_recreate", "no field 'title'"),
+    ({"index": {"name": "idx_v2"}}, "online", None),
+])
+def test_on_the_fly_task_run_again_after_success_changes_nothing(clean_redis, redis_url, capsys, tmp_path, changes,
+                                                                 mode, no_longer_fits):
+    """A renamed field: the request no longer fits the migrated index; its completed migration answers."""
+    load(clean_redis, docs=40)
+    args = module_args(redis_url, tmp_path, patch={"version": 1, "changes": changes}, mode=mode)
+    done = run_module(redis_index_migrate, args, capsys)
+    assert done["changed"] and done["result"] == "succeeded" and done["plan"]["mode"] == mode
+    after = server_state(clean_redis)
+    for check_mode in (True, False):
+        again = run_module(redis_index_migrate, args, capsys, check_mode=check_mode)
+        assert again["changed"] is False and again["result"] == "already_completed"
+        assert again["backup_path"] == done["backup_path"]
+    assert server_state(clean_redis) == after and os.listdir(tmp_path / "b") == [os.path.basename(done["backup_path"])]
+    if no_longer_fits:
+        # Changed by hand since: the request is planned against the index as it is now, where it does not fit.
+        clean_redis.execute_command("FT.ALTER", "idx", "SCHEMA", "ADD", "extra", "TAG")
+        failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
+        assert no_longer_fits in failed["msg"]
+
+
 # --- the conversion is staged before the drop: after it, the quantize phase only writes --------------------
+
 
 def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, redis_url, tmp_path):
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (  # noqa: E501  pylint: disable=import-outside-toplevel

@@ -194,9 +194,9 @@ def test_two_workers_over_a_single_batch_stay_in_process(clean_redis, redis_url,
 
 def test_malformed_vector_in_a_later_batch_is_refused_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis)
-    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})  # enumerated last
-    before, info = dump_hashes(clean_redis), defining_info(clean_redis)
     plan = make_plan(clean_redis, QUANT16)
+    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})  # after planning; enumerated last
+    before, info = dump_hashes(clean_redis), defining_info(clean_redis)
     with pytest.raises(PreflightFailed, match="1 document\\(s\\) hold vectors of the wrong size.*doc:bad") as caught:
         run(clean_redis, redis_url, plan, tmp_path, workers=2)
     assert "phase backup" in str(caught.value) and "nothing was changed" in str(caught.value)
@@ -207,10 +207,11 @@ def test_malformed_vector_in_a_later_batch_is_refused_before_the_drop(clean_redi
 
 def test_overflow_in_a_later_batch_is_refused_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis)
+    plan = make_plan(clean_redis, QUANT16)
     clean_redis.hset("doc:huge", mapping={"title": "huge", "vec": numpy.full(DIMS, 1e6, numpy.float32).tobytes()})
     before, info = dump_hashes(clean_redis), defining_info(clean_redis)
     with pytest.raises(PreflightFailed, match="16 value\\(s\\) of 'vec' are too large"):
-        run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path, workers=2)
+        run(clean_redis, redis_url, plan, tmp_path, workers=2)
     no_workers_left()
     assert defining_info(clean_redis) == info and dump_hashes(clean_redis) == before
 

@@ -8,13 +8,15 @@ import subprocess
 import sys
 
 import numpy
+import yaml
 from datasets import wait_for
 from module_runner import run_module
 from test_migrate_safety import server_state
 from test_redis_index_migrate import QUANT16, dump_hashes, load
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_state import read_state
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore, read_header
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_plan import BatchPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_state import read_state, save_state
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import lock_key
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
@@ -81,6 +83,7 @@ def backups(tmp_path) -> list:
 
 
 # --- planning -------------------------------------------------------------------------------------------
+
 
 def test_plan_skips_the_index_the_patch_does_not_fit_and_seals_every_plan(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
@@ -155,6 +158,22 @@ def test_overlapping_prefixes_are_refused_at_plan_time(clean_redis, redis_url, c
     assert planned["applicable"] == ["idx_main"] and planned["skipped_indexes"][0]["name"] == "idx_notes"
 
 
+def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis, redis_url, capsys, tmp_path):
+    load_batch(clean_redis)
+    before = server_state(clean_redis)
+    onto_m = {"version": 1, "changes": {"index": {"prefix": "m:"}}}
+    refused = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a", "idx_b"], patch=onto_m),
+                         capsys, expect_failure=True)
+    assert refused["error_type"] == "plan_blocked" and "\n" not in refused["msg"]
+    assert refused["conflicts"] == [{"indexes": ["idx_a", "idx_b"], "kind": "overlapping_prefixes",
+                                     "reason": "idx_a <-> idx_b: 'm:' <-> 'm:' once the prefix changes are applied "
+                                               "(their keys would end up under one prefix)"}]
+    assert not (tmp_path / "batch.yaml").exists() and server_state(clean_redis) == before
+    # One index moved onto a prefix of its own is no conflict, and the entry says where its keys go.
+    planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], patch=onto_m), capsys)
+    assert by_name(planned)["idx_a"]["target_prefixes"] == ["m:"] and by_name(planned)["idx_a"]["prefixes"] == ["a:"]
+
+
 def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
     clean_redis.execute_command("FT.CREATE", "reader", "ON", "HASH", "PREFIX", "1", "b:", "SCHEMA", "vec", "VECTOR",
@@ -167,6 +186,7 @@ def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, 
 
 
 # --- applying -------------------------------------------------------------------------------------------
+
 
 def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clean_redis, redis_url, capsys, tmp_path,
                                                                             monkeypatch):
@@ -329,6 +349,60 @@ def test_resume_refuses_another_backup_dir_another_plan_and_an_edited_plan(
                         expect_failure=True)
     assert "was changed after it was written" in edited["msg"] and edited["error_type"] == "invalid_plan"
     assert open(first["state_file"], "rb").read() == state_before  # none of them wrote the state
+
+
+def test_a_batch_plan_field_edited_and_resealed_is_refused(clean_redis, redis_url, capsys, tmp_path):
+    """The batch's checksum is plain SHA-256, which anyone can recompute: its own fields are also sealed into
+    every per-index plan."""
+    load_batch(clean_redis)
+    planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
+    data = yaml.safe_load((tmp_path / "batch.yaml").read_text(encoding="utf-8"))
+    data["failure_policy"] = "continue_on_error"
+    data["checksum"] = BatchPlan.model_validate(data).content_checksum()  # only the outer checksum recomputed
+    (tmp_path / "batch.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    before = server_state(clean_redis)
+    for check_mode in (True, False):
+        refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, check_mode=check_mode,
+                             expect_failure=True)
+        assert refused["error_type"] == "invalid_plan" and "its own fields (failure_policy, selection, patch or " \
+            "index entries) are not the ones its plan of idx_a was sealed with" in refused["msg"]
+    assert server_state(clean_redis) == before and backups(tmp_path) == []
+    assert not os.path.exists(tmp_path / "batch.state.json")
+    fields = BatchPlan.model_validate(planned["batch_plan"]).fields_checksum()
+    assert all(plan_from_dict(e["plan"]).batch_fields == fields for e in planned["batch_plan"]["indexes"][:3])
+
+
+def test_a_state_resealed_as_succeeded_is_checked_against_the_backups_and_the_server(
+        clean_redis, redis_url, capsys, tmp_path, monkeypatch):
+    load_batch(clean_redis)
+    run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
+    monkeypatch.setenv("INDEXOPS_FAILPOINT", FAIL_AFTER_DROP)
+    first = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, expect_failure=True)
+    monkeypatch.delenv("INDEXOPS_FAILPOINT", raising=False)
+    assert not index_exists(clean_redis, "idx_a")  # dropped half-way
+    state = read_state(first["state_file"])
+    for run in state.indexes:
+        if run.status != "skipped":
+            run.status, run.result = "succeeded", "succeeded"
+    state.status = "completed"
+    save_state(state, first["state_file"])  # re-sealed: its own checksum is right
+    forged, before = open(first["state_file"], "rb").read(), server_state(clean_redis)
+    said = "says idx_a succeeded, but its backup"
+    for state_option in ("resumed", "applied"):
+        refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state=state_option), capsys,
+                             expect_failure=True)
+        assert said in refused["msg"] and "says failed in phase quantize" in refused["msg"]
+    status = run_module(redis_index_batch, {"state": "status", "plan_file": str(tmp_path / "batch.yaml")}, capsys,
+                        expect_failure=True)
+    assert said in status["msg"]
+    # The index's backup header re-sealed as completed as well: the server holds no such index.
+    store = BackupStore.for_plan(str(tmp_path / "b"), state.entry("idx_a").plan_checksum)
+    store.header.status = store.header.phase = "completed"
+    store.save()
+    refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys,
+                         expect_failure=True)
+    assert "says idx_a succeeded, but the server does not hold its new index 'idx_a'" in refused["msg"]
+    assert open(first["state_file"], "rb").read() == forged and server_state(clean_redis) == before
 
 
 def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, capsys, tmp_path):

@@ -368,8 +368,8 @@ def test_sampled_estimate_is_close(clean_redis, redis_url, tmp_path):
 
 def test_malformed_vector_stops_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=50)
-    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})
     plan = make_plan(clean_redis, QUANT16)
+    clean_redis.hset("doc:bad", mapping={"title": "bad", "vec": b"\x01" * 20})  # written after planning
     with pytest.raises(PreflightFailed, match="1 document\\(s\\) hold vectors of the wrong size.*doc:bad"):
         run(clean_redis, redis_url, plan, tmp_path)
     assert index_exists(clean_redis, "idx")
@@ -407,8 +407,8 @@ def test_module_check_mode_diff_lossy_gate_and_idempotence(clean_redis, redis_ur
     assert dump_hashes(clean_redis) == before and not (tmp_path / "b").exists()
     done = run_module(redis_index_migrate, args, capsys)
     assert done["changed"] and done["result"] == "succeeded" and (tmp_path / "report.yaml").exists()
-    again = run_module(redis_index_migrate, args, capsys)
-    assert again["changed"] is False and again["result"] == "nothing_to_do"
+    again = run_module(redis_index_migrate, args, capsys)  # the same task: its completed migration answers
+    assert again["changed"] is False and again["result"] == "already_completed"
 
 
 def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, capsys, tmp_path):

@@ -19,7 +19,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_plan
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate, redis_index_plan
 
 QUANTIZE = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
 
@@ -61,6 +61,7 @@ def server_state(client):
 
 
 # --- the reference walkthrough ------------------------------------------------------------------
+
 
 def test_reference_patch_is_supported_with_downtime_warning(client):
     load_products(client)
@@ -189,6 +190,7 @@ def test_check_mode_reports_changed_only_for_a_real_change(clean_redis, redis_ur
 
 # --- the create check --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("changes, server_says", [
     ({"index": {"filter": "@name=="}}, "Syntax error"),
     ({"index": {"filter": "nosuchfunction(@name)"}}, "Unknown function"),
@@ -216,9 +218,12 @@ def test_planning_options_are_checked_by_the_library(clean_redis):
                             ({"key_sample": -2}, "key_sample_size must be 0 or more, not -2")]:
         with pytest.raises(SchemaInvalid, match=message):
             plan(clean_redis, QUANTIZE["changes"], **kwargs)
+    with pytest.raises(SchemaInvalid, match="index name 'products\\\\nx' contains the control character"):
+        plan(clean_redis, QUANTIZE["changes"], index="products\nx")
 
 
 # --- blocked rules -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("changes, fragment", [
     ({"update_fields": [{"name": "embedding", "attrs": {"dims": 16}}]}, "new dimensions need new embeddings"),
@@ -291,6 +296,7 @@ def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
 
 # --- warnings ------------------------------------------------------------------------------------
 
+
 def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     load_products(clean_redis, count=30)
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
@@ -305,6 +311,49 @@ def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     assert result.audit.malformed[0].model_dump() == {"key": "product:bad", "field": "embedding", "found": 12,
                                                       "expected": 32, "unit": "bytes"}
     assert any("1 of" in w and "wrong size" in w for w in result.warnings)
+
+
+def test_what_the_migration_refuses_is_blocked_by_the_plan(clean_redis, redis_url, capsys, tmp_path):
+    """Vectors of the wrong size in the field the migration rewrites: its backup phase refuses them, so the
+    plan is blocked (the plan task, check mode and the migration stop before any backup)."""
+    load_products(clean_redis, count=30)
+    clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x00" * 12})  # 3 floats, not 8
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert result.audit.mode == "all" and not result.classification.supported
+    assert result.classification.blocked_reasons == [
+        "1 audited document(s) hold 'embedding' vectors of the wrong size (first: product:bad: 12 bytes, expected 32); "
+        "the migration refuses to convert them to float16: fix or delete those documents, then plan again"]
+    args = {"redis_url": redis_url, "index": "products", "patch": QUANTIZE}
+    failed = run_module(redis_index_plan, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "plan_blocked" and "vectors of the wrong size" in failed["msg"]
+    migrate_args = {**args, "backup_dir": str(tmp_path / "b"), "accept_data_loss": True}
+    for check_mode in (True, False):
+        refused = run_module(redis_index_migrate, migrate_args, capsys, check_mode=check_mode, expect_failure=True)
+        assert refused["error_type"] == "plan_blocked" and "product:bad" in refused["msg"]
+    assert not (tmp_path / "b").exists()
+    assert len(clean_redis.hget("product:1", "embedding")) == 32
+    # A sample that missed it cannot be sure, and says what it did not check.
+    sampled = plan(clean_redis, QUANTIZE["changes"], audit_sample=5, key_sample=5)
+    assert sampled.audit.mode == "sample" and sampled.classification.supported
+    assert "The audit checked the vectors of 5 of 30 documents; the migration checks every one before it changes " \
+           "anything and refuses to start on a vector of the wrong size or a value float16 cannot hold " \
+           "(audit_all: true checks them all now)." in sampled.warnings
+    # The same document is no obstacle to a change that leaves its vector as it is.
+    untouched = plan(clean_redis, {"add_fields": [{"name": "note", "type": "text"}]})
+    assert untouched.classification.supported and untouched.classification.blocked_reasons == []
+
+
+def test_values_the_target_type_cannot_hold_block_the_plan(clean_redis):
+    load_products(clean_redis, count=20)
+    big = numpy.full(8, 1e6, dtype=numpy.float32)  # float16 ends at 65504
+    clean_redis.hset("product:3", "embedding", big.tobytes())
+    wait_for(clean_redis, "products", 20)
+    result = plan(clean_redis, QUANTIZE["changes"])
+    assert result.classification.blocked_reasons == [
+        "8 value(s) of 'embedding' in the audited documents are too large for float16 and would become infinite; the "
+        "migration refuses them: choose a wider datatype (bfloat16 keeps float32's range)"]
+    bfloat = plan(clean_redis, {"update_fields": [{"name": "embedding", "attrs": {"datatype": "bfloat16"}}]})
+    assert bfloat.classification.supported
 
 
 def test_audit_finds_malformed_json_vector(clean_redis):
@@ -391,7 +440,42 @@ def test_target_schema_input(clean_redis):
     assert any("numeric field 'price'" in w for w in result.warnings)
 
 
+def test_a_target_schema_changing_the_key_separator_is_blocked_and_changes_nothing(clean_redis, redis_url, capsys,
+                                                                                   tmp_path):
+    """No server reports a key separator: the sampled keys (product:<i>) show the one in use."""
+    load_products(clean_redis, count=20)
+    keys = {key: clean_redis.dump(key) for key in clean_redis.scan_iter()}
+    target = snapshot_index(clean_redis, "products").snapshot.index_schema.to_dict()
+    target["index"]["key_separator"] = "/"
+    result = create_plan(clean_redis, "products", target_schema=parse_schema(target))
+    assert not result.classification.nothing_to_do and not result.classification.supported
+    assert [(c.kind, c.before, c.after) for c in result.changes] == [("key_separator_change", ":", "/")]
+    assert any("the key separator is how applications build keys" in r for r in result.classification.blocked_reasons)
+    args = {"redis_url": redis_url, "index": "products", "target_schema": target, "backup_dir": str(tmp_path / "b")}
+    failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "plan_blocked" and "key_separator ':' -> '/'" in failed["msg"]
+    assert {key: clean_redis.dump(key) for key in clean_redis.scan_iter()} == keys
+    assert not (tmp_path / "b").exists()
+    # The separator the keys use, stated or left out, is no change.
+    target["index"]["key_separator"] = ":"
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+    del target["index"]["key_separator"]
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+
+
+def test_a_stated_key_separator_the_keys_use_is_no_change(clean_redis):
+    load_products(clean_redis, count=10, prefix="item/")  # keys item/:<i>: the prefix is followed by ':'
+    target = snapshot_index(clean_redis, "products").snapshot.index_schema.to_dict()
+    target["index"]["key_separator"] = ":"
+    assert create_plan(clean_redis, "products", target_schema=parse_schema(target)).classification.nothing_to_do
+    target["index"]["key_separator"] = "/"
+    blocked = create_plan(clean_redis, "products", target_schema=parse_schema(target))
+    assert [(c.kind, c.before, c.after) for c in blocked.changes] == [("key_separator_change", ":", "/")]
+    assert plan(clean_redis, {"index": {"key_separator": ":"}}).classification.nothing_to_do
+
+
 # --- the module: plan file, idempotence, strict errors --------------------------------------------
+
 
 def test_plan_file_written_once_and_edits_refused(clean_redis, redis_url, capsys, tmp_path):
     load_products(clean_redis, count=30)

@@ -12,6 +12,7 @@ from module_runner import run_module
 from test_redis_index_migrate import (
     BATCH,
     DIMS,
+    DOCS,
     QUANT16,
     dump_hashes,
     load,
@@ -21,10 +22,16 @@ from test_redis_index_migrate import (
 )
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore, read_header
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
+from ansible_collections.indexops.redis_search.plugins.modules import (
+    redis_index_migrate,
+    redis_index_rollback,
+    redis_index_validate,
+)
 
 RICH_INDEX = [  # every kind of index option, so "recreated exactly" means something
     "FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "FILTER", "@title!=\"hidden\"", "LANGUAGE", "german",
@@ -109,6 +116,46 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
     assert not index_exists(clean_redis, "idx_v2")
     assert state(clean_redis) == before
     assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx"
+    assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
+
+
+@pytest.mark.parametrize("changes", [
+    {"rename_fields": [{"old_name": "title", "new_name": "headline"}]},
+    {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+], ids=["rename", "rename_and_quantize"])
+def test_a_field_rename_and_its_rollback_keep_the_field_order(clean_redis, redis_url, tmp_path, changes):
+    """Small hashes (listpack, as these: 16-d float32 vectors are 64 bytes) keep their fields in the order
+    written: the renamed field takes the old one's place, and back, so the DUMP bytes are the original ones."""
+    load(clean_redis)
+    clean_redis.pexpire("doc:4", 600_000)
+    assert clean_redis.object("encoding", "doc:1") == b"listpack"
+    order = [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)]
+    dumps = {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")}
+    run(clean_redis, redis_url, make_plan(clean_redis, changes), tmp_path)
+    old, new = changes["rename_fields"][0]["old_name"].encode(), changes["rename_fields"][0]["new_name"].encode()
+    renamed = [[new if f == old else f for f in fields] for fields in order]
+    assert [list(clean_redis.hgetall(f"doc:{i}")) for i in range(3)] == renamed
+    _changed, result = roll(clean_redis, tmp_path)
+    assert result.restored == DOCS and result.validation["passed"]
+    assert {key: clean_redis.dump(key) for key in clean_redis.scan_iter(match="doc:*")} == dumps
+    assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
+
+
+def test_a_hash_table_gets_its_contents_back_whatever_the_order(clean_redis, redis_url, tmp_path):
+    """A hash with a value over 64 bytes (a 64-d float32 vector) is a hash table: no field order to keep."""
+    clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
+                                "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "64", "DISTANCE_METRIC", "L2")
+    rng = numpy.random.default_rng(8)
+    for i in range(50):
+        clean_redis.hset(f"doc:{i}", mapping={"title": f"t {i}", "vec": rng.random(64, dtype=numpy.float32).tobytes()})
+    clean_redis.pexpire("doc:4", 600_000)
+    wait_for(clean_redis, "idx", 50)
+    assert clean_redis.object("encoding", "doc:1") == b"hashtable"
+    before = dump_hashes(clean_redis)
+    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path)
+    _changed, result = roll(clean_redis, tmp_path)
+    assert result.restored == 50 and dump_hashes(clean_redis) == before
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
 
 
@@ -202,6 +249,48 @@ def test_the_right_backup_among_many(clean_redis, redis_url, tmp_path):
     assert {k: v for k, v in docs.items() if k.startswith(b"doc:")} == \
         {k: v for k, v in original[0].items() if k.startswith(b"doc:")}
     assert len(clean_redis.hget("o:1", "vec")) == DIMS * 2  # the other index stays migrated
+
+
+def test_every_migration_of_a_chain_rolled_back_leaves_nothing_to_roll_back(clean_redis, redis_url, tmp_path, capsys):
+    load(clean_redis)
+    original = state(clean_redis)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path)
+    args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
+    first, second = run_module(redis_index_rollback, args, capsys), run_module(redis_index_rollback, args, capsys)
+    assert first["changed"] and second["changed"] and first["backup_path"] != second["backup_path"]
+    assert state(clean_redis) == original
+    headers = {d: open(os.path.join(tmp_path, d, "header.json"), "rb").read() for d in os.listdir(tmp_path)}
+    third = run_module(redis_index_rollback, args, capsys)
+    assert third["changed"] is False and third["result"] == "already_rolled_back"
+    assert third["backup_path"] == second["backup_path"]  # the one rolled back last: its source is what Redis holds
+    assert state(clean_redis) == original
+    assert {d: open(os.path.join(tmp_path, d, "header.json"), "rb").read() for d in os.listdir(tmp_path)} == headers
+
+
+def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_redis, redis_url, tmp_path, capsys):
+    load(clean_redis)
+    clean_redis.execute_command("FT.ALIASADD", "idx_live", "idx")
+    before = state(clean_redis)
+    migrate_args = {"redis_url": redis_url, "index": "idx_live", "patch": {"version": 1, "changes": QUANT16},
+                    "backup_dir": str(tmp_path / "b"), "accept_data_loss": True}
+    done = run_module(redis_index_migrate, migrate_args, capsys)
+    assert done["changed"] and done["plan"]["source"]["requested_as"] == "idx_live"
+    args = {"redis_url": redis_url, "index": "idx_live", "backup_dir": str(tmp_path / "b")}
+    checked = run_module(redis_index_validate, args, capsys)
+    assert checked["passed"] and checked["backup_path"] == done["backup_path"]
+    rolled = run_module(redis_index_rollback, args, capsys)
+    assert rolled["changed"] and rolled["backup_path"] == done["backup_path"]
+    assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
+    # Killed after the drop (which dropped the alias with the index): found by the name it was planned through.
+    plan = create_plan(clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}))
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "c", "quantize:2").returncode == -signal.SIGKILL
+    assert not index_exists(clean_redis, "idx_live")
+    again = run_module(redis_index_rollback, {**args, "backup_dir": str(tmp_path / "c")}, capsys)
+    assert again["changed"] and again["restored"] + again["already_restored"] == 300
+    assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
 
 
 def test_check_mode_then_module_idempotence_then_reapply(clean_redis, redis_url, tmp_path, capsys):

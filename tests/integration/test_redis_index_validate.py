@@ -8,8 +8,11 @@ import pytest
 from datasets import wait_for
 from module_runner import run_module
 from test_migrate_safety import planned, server_state
+from test_rollback_safety import _forge
 from test_redis_index_migrate import DIMS, QUANT16, load, make_plan, run, run_killed
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import encode_record
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import BackupInvalid
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
 
@@ -67,6 +70,34 @@ def test_indexing_failures_that_rose_fail_though_the_count_matches(clean_redis, 
     assert failed["validation"]["doc_count_actual"] == DOCS
     assert failed["problems"] == ["indexing failures rose from 0 (source) to 1: the new index refuses documents the "
                                   "source indexed"]
+
+
+def test_a_forged_backup_rollback_refuses_is_not_verified(clean_redis, redis_url, capsys, tmp_path):
+    """Re-sealed with a record outside the index (every checksum right): rollback refuses it, so does validate."""
+    migrated(clean_redis, redis_url, tmp_path)
+    store = choose_backup(str(tmp_path / "b"), "idx")
+    _forge(store, encode_record(b"other:1", [(b"vec", b"\x00" * DIMS * 4)]))
+    assert choose_backup(str(tmp_path / "b"), "idx").verify().ok  # the checksums alone pass it
+    before = server_state(clean_redis)
+    failed = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys, expect_failure=True)
+    assert failed["backup_verified"] is False and failed["passed"] is False
+    assert "backup record 'other:1' is outside the index's key prefixes" in failed["backup_problems"][0]
+    assert failed["problems"][-1].startswith("the backup fails verification (a rollback would refuse it")
+    with pytest.raises(BackupInvalid, match="outside the index's key prefixes"):
+        rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"), check_mode=True)
+    assert server_state(clean_redis) == before
+
+
+def test_documents_deleted_since_the_migration_are_counted_and_fail_the_count(clean_redis, redis_url, capsys, tmp_path):
+    migrated(clean_redis, redis_url, tmp_path)
+    clean_redis.delete("doc:110", "doc:111", "doc:112")  # after the migration and its own validation
+    wait_for(clean_redis, "idx", DOCS - 3)
+    failed = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys, expect_failure=True)
+    validation = failed["validation"]
+    assert validation["documents_deleted_since_migration"] == 3 and validation["documents_gone"] == 0
+    assert (validation["doc_count_expected"], validation["doc_count_actual"]) == (DOCS, DOCS - 3)
+    assert failed["problems"] == [f"{DOCS - 3} documents indexed, {DOCS} expected (3 document(s) of the backup "
+                                  "deleted since the migration: validate before the application writes again)"]
 
 
 def load_with_unparsable(client, algorithm: str, bad: int = 5) -> None:

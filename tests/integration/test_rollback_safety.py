@@ -253,6 +253,7 @@ def test_a_collision_of_both_names_is_a_conflict(clean_redis, redis_url, tmp_pat
 
 # --- documents added after the migration ------------------------------------------------------------
 
+
 def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
     plan = make_plan(clean_redis, RENAME_TITLE)
@@ -278,7 +279,34 @@ def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, 
     assert snapshot_index(clean_redis, "idx").stats.num_docs == DOCS + 5
 
 
+def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(clean_redis, redis_url, tmp_path,
+                                                                                capsys):
+    load(clean_redis)
+    originals = dump_everything(clean_redis)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    rng = numpy.random.default_rng(6)
+    for i in range(DOCS, DOCS + 50):  # written in the migrated layout: float16, half the bytes float32 needs
+        clean_redis.hset(f"doc:{i}", mapping={"title": f"new {i}", "tag": "t1",
+                                              "vec": rng.standard_normal(DIMS).astype(numpy.float16).tobytes()})
+    added = {f"doc:{i}".encode(): clean_redis.hgetall(f"doc:{i}") for i in range(DOCS, DOCS + 50)}
+    args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
+    failed = run_module(redis_index_rollback, args, capsys, expect_failure=True)
+    assert failed["error_type"] == "validation_failed" and "\n" not in failed["msg"]
+    assert "50 document(s) written after the migration cannot be indexed by the restored index" in failed["msg"]
+    validation = failed["validation"]
+    assert (validation["doc_count_expected"], validation["doc_count_actual"]) == (DOCS, DOCS)
+    assert validation["documents_added"] == validation["documents_added_not_indexed"] == 50
+    assert (validation["indexing_failures_before"], validation["indexing_failures_after"]) == (0, 50)
+    everything = dump_everything(clean_redis)
+    assert {k: v for k, v in everything.items() if k in originals} == originals  # every document restored
+    assert {k: clean_redis.hgetall(k) for k in added} == added  # the new ones as the application wrote them
+    forced = run_module(redis_index_rollback, {**args, "accept_validation_failure": True}, capsys)
+    assert forced["result"] == "rolled_back_validation_failed" and forced["validation"]["documents_added"] == 50
+    assert dump_everything(clean_redis) == everything
+
+
 # --- a rollback whose validation fails ------------------------------------------------------------------
+
 
 def _numeric_index(client, docs: int = 100) -> None:
     rng = numpy.random.default_rng(1)
@@ -347,6 +375,7 @@ def test_altered_source_definition_fails_then_is_accepted(clean_redis, redis_url
 
 # --- forged backups ---------------------------------------------------------------------------------------
 
+
 def _forge(store, extra: bytes) -> None:
     """Re-seal the backup with one more record, the way anyone can: valid CRC, digests, chain, header."""
     blocks = []
@@ -394,6 +423,7 @@ def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, t
 
 # --- the pieces, one by one ------------------------------------------------------------------------------
 
+
 def test_the_server_computes_the_same_state_digest(clean_redis):
     """The restore scripts and rollback.state_digest must agree on every kind of value."""
     values = [b"plain", None, b"", b"\x00\xff-+:", b"-", b"+1:x" * 1000]
@@ -425,7 +455,7 @@ def test_states_cover_move_then_quantize_and_nothing_else(clean_redis, redis_url
     half = numpy.frombuffer(vec, numpy.float32).astype(numpy.float16).tobytes()
     assert rows[0][:2] == [state_digest([vec, None]), b"2"]
     assert sorted(rows[0][2:4]) == sorted([state_digest([None, vec]), state_digest([None, half])])
-    assert rows[0][4:] == [b"vec", vec, b"0", b"embedding", b"", b"1"]
+    assert rows[0][4:] == [b"vec", vec, b"@embedding", b"embedding", b"", b"1"]  # vec takes embedding's place back
     # Onto a destination that held something else the move never happens, so neither state is acceptable.
     assert rows[1][1] == b"0"
 

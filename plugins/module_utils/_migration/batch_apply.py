@@ -32,6 +32,7 @@ from .batch_state import (
     overall_status,
     read_state,
     require_same_batch,
+    require_state_matches,
     save_state,
     work_list,
 )
@@ -183,6 +184,7 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
         existing = None
     if existing is not None:
         require_same_batch(existing, batch, backup_dir, state_path)
+        require_state_matches(existing, state_path, batch, client)
     elif resume:
         raise PreflightFailed(f"no batch state at {state_path} to resume; nothing was changed",
                               hint="start the batch with state=applied (or name its state_file)")

@@ -5,11 +5,13 @@
     plan        each index on its own (planner.create_plan, the same sealed plan redis_index_plan
                 writes); an index the patch does not fit, that has nothing to do or whose change is
                 blocked is kept with the reason it is skipped
-    refuse      two applicable indexes with overlapping prefixes (same key type), or an index -
-                in the batch or not - that reads the vectors or fields a plan rewrites: the batch
-                is not written
+    refuse      two applicable indexes with overlapping prefixes (same key type) before or after
+                their prefix changes, or an index - in the batch or not - that reads the vectors or
+                fields a plan rewrites: the batch is not written
     seal        every per-index plan, the selection, the patch and the failure policy, under one
-                checksum, so that apply runs exactly what was reviewed
+                checksum, so that apply runs exactly what was reviewed; every per-index plan also
+                carries the checksum of the batch's own fields under its own checksum, so that an
+                edited field with only the batch's checksum recomputed is refused
 
 Nothing here writes to Redis except the planner's create check (a throwaway index, dropped at once).
 """
@@ -28,6 +30,7 @@ from .create_check import CHECK_PREFIX
 from .deps import BaseModel, Field, ValidationError, yaml
 from .errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
 from .keyspace import prefixes_overlap
+from .limits import check_text
 from .migrate import lossy_changes
 from .patch import SchemaPatch
 from .plan import COLLECTION_VERSION, MigrationPlan, plan_from_dict
@@ -56,6 +59,7 @@ class BatchEntry(BaseModel):
     target_index: Optional[str] = None
     storage: Optional[str] = None
     prefixes: List[str] = Field(default_factory=list)
+    target_prefixes: List[str] = Field(default_factory=list)  # after the migration (a prefix change moves keys)
     documents: int = 0
     rewrites_documents: bool = False
     lossy: List[str] = Field(default_factory=list)
@@ -90,8 +94,27 @@ class BatchPlan(BaseModel):
     def content_checksum(self) -> str:
         data = self.to_dict()
         data.pop("checksum", None)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return _sha256(data)
+
+    def fields_checksum(self) -> str:
+        """The checksum of the batch's own fields - policy, selection, patch, each entry but its plan - that
+        every per-index plan carries (MigrationPlan.batch_fields) under its own checksum. (Not created_at:
+        planning the same batch again must give the same plans.)"""
+        data = self.to_dict()
+        for key in ("checksum", "created_at"):
+            data.pop(key, None)
+        data["indexes"] = [{k: v for k, v in e.items() if k not in ("plan", "plan_checksum")} for e in data["indexes"]]
+        return _sha256(data)
+
+    def bind_plans(self) -> "BatchPlan":
+        """Give every per-index plan the batch's own fields' checksum, sealed into its own (before `seal`)."""
+        fields = self.fields_checksum()
+        for entry in self.indexes:
+            if entry.plan is not None:
+                plan = entry.migration_plan()
+                plan.batch_fields = fields
+                entry.plan, entry.plan_checksum = plan.seal().to_dict(), plan.checksum
+        return self
 
     def seal(self) -> "BatchPlan":
         self.checksum = self.content_checksum()
@@ -126,6 +149,11 @@ class BatchPlan(BaseModel):
                                        allow_unicode=True)
 
 
+def _sha256(data: Dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class Conflict(BaseModel):
     indexes: List[str]
     kind: str  # overlapping_prefixes | shared_keys
@@ -157,6 +185,8 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
                  if fnmatch.fnmatchcase(n, str(value)) and CHECK_PREFIX not in n]
     else:
         raise SchemaInvalid(f"unknown selection {kind!r}", hint=f"choose one of {', '.join(SELECTION_KINDS)}")
+    for name in names:
+        check_text(name, "index name", f"the {kind} selection")
     names = list(dict.fromkeys(names))  # the same name twice is one index
     if not names:
         raise SchemaInvalid(f"the {kind} selection {value!r} names no index", hint="check the names or the pattern")
@@ -167,7 +197,8 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
 
 def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
     """Applicable indexes of one key type whose prefixes overlap (FT.CREATE PREFIX semantics: one is a
-    string prefix of the other): migrating them in one batch changes the same keys twice."""
+    string prefix of the other), before or after their migrations: migrating them in one batch changes the
+    same keys twice, or moves two indexes' keys onto one prefix."""
     found = []
     applicable = [e for e in entries if e.applicable]
     for i, left in enumerate(applicable):
@@ -175,11 +206,22 @@ def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
             if left.storage != right.storage:
                 continue
             pairs = [(a, b) for a in left.prefixes for b in right.prefixes if prefixes_overlap(a, b)]
+            after = [(a, b) for a in _key_space(left) for b in _key_space(right) if prefixes_overlap(a, b)]
             if pairs:
                 a, b = pairs[0]
                 found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
                                       reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}"))
+            elif after:
+                a, b = after[0]
+                found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
+                                      reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r} once the prefix "
+                                             "changes are applied (their keys would end up under one prefix)"))
     return found
+
+
+def _key_space(entry: BatchEntry) -> List[str]:
+    """The prefixes an index covers before and after its migration."""
+    return list(dict.fromkeys(entry.prefixes + (entry.target_prefixes or entry.prefixes)))
 
 
 def _sharing_conflicts(name: str, plan: MigrationPlan, batch_names: Dict[str, str]) -> List[Conflict]:
@@ -221,7 +263,8 @@ def _applicable(name: str, plan: MigrationPlan) -> BatchEntry:
     source = plan.source_schema()
     return BatchEntry(
         name=name, applicable=True, source_index=plan.source.index, target_index=plan.target_index,
-        storage=source.storage, prefixes=list(source.index.prefix), documents=int(plan.source.stats.get("num_docs", 0)),
+        storage=source.storage, prefixes=list(source.index.prefix), target_prefixes=list(plan.target().index.prefix),
+        documents=int(plan.source.stats.get("num_docs", 0)),
         rewrites_documents=plan.rewrites.any, lossy=[f"{c.field} {c.before}->{c.after}" for c in lossy_changes(plan)],
         backup_bytes=plan.estimate.backup_bytes, plan_checksum=plan.checksum, plan=plan.to_dict(),
     )
@@ -283,7 +326,7 @@ def create_batch_plan(client, selection: Selection, patch: SchemaPatch, *, failu
     batch = BatchPlan(
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         endpoint=endpoint, failure_policy=failure_policy, selection=selection, patch=patch.to_dict(), indexes=entries,
-    ).seal()
+    ).bind_plans().seal()
     if conflicts:
         raise PlanBlocked(
             f"refusing the batch plan: {len(conflicts)} conflict(s) between indexes that share keys: "
@@ -329,8 +372,13 @@ def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
                           hint="batch plans cannot be edited; plan the batch again")
     if batch.failure_policy not in FAILURE_POLICIES:
         raise PlanInvalid(f"{where} has an unknown failure_policy {batch.failure_policy!r}")
+    fields = batch.fields_checksum()
     for entry in batch.applicable():
-        entry.migration_plan()
+        if entry.migration_plan().batch_fields != fields:
+            raise PlanInvalid(f"{where} was changed after it was written: its own fields (failure_policy, selection, "
+                              f"patch or index entries) are not the ones its plan of {entry.name} was sealed with "
+                              "(edited, with the checksum recomputed?); nothing was changed",
+                              hint="batch plans cannot be edited; plan the batch again")
     return batch
 
 

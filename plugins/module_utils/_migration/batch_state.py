@@ -3,8 +3,10 @@
 
 A state file belongs to one batch plan (its checksum) and one backup directory; a run with another
 plan or another backup directory is refused, so the state, the per-index backups and what was
-reviewed always go together. It is self-checksummed like a backup header: a hand-edited state (an
-index marked done that is not) is refused rather than trusted.
+reviewed always go together. It is self-checksummed like a backup header: a hand-edited state is
+refused rather than trusted - and as anyone can recompute that checksum, what it claims is also
+checked against the batch plan, each index's backup header and the live server
+(require_state_matches).
 
     pending  -> running -> succeeded | failed
     failed   -> running                              (only with retry_failed)
@@ -19,10 +21,11 @@ import os
 import socket
 from typing import Any, Dict, List, Optional
 
-from .backup_store import utc_now, write_atomic
-from .batch_plan import BatchPlan
+from .backup_store import BackupStore, utc_now, write_atomic
+from .batch_plan import BatchEntry, BatchPlan
 from .deps import BaseModel, Field, ValidationError
-from .errors import PlanInvalid, PreflightFailed
+from .errors import BackupInvalid, PlanInvalid, PreflightFailed
+from .migrate import target_matches
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
 STATE_VERSION = 1
@@ -161,6 +164,51 @@ def require_same_batch(state: BatchState, batch: BatchPlan, backup_dir: Optional
             f"batch {state.batch_id} was started with backup_dir {state.backup_dir}, not "
             f"{os.path.abspath(backup_dir)}; nothing was changed",
             hint="use the same backup_dir: every index's backup and resume point is there")
+
+
+def require_state_matches(state: BatchState, state_file: str, batch: Optional[BatchPlan] = None, client=None) -> None:
+    """What the state claims, checked against the batch plan, each index's backup header and (with `client`)
+    the live server. Its checksum is plain SHA-256: a state re-sealed by hand must not turn an index dropped
+    half-way into `succeeded` (and the batch into `completed`), nor skip an index the plan applies."""
+    entries = {entry.name: entry for entry in batch.indexes} if batch is not None else None
+    if entries is not None and [run.name for run in state.indexes] != list(entries):
+        raise PreflightFailed(f"the batch state {state_file} does not list the batch plan's indexes; nothing was "
+                              "changed", hint=_STATE_HINT)
+    for run in state.indexes:
+        entry = entries[run.name] if entries is not None else None
+        if entry is not None and (run.plan_checksum != entry.plan_checksum
+                                  or (run.status == SKIPPED) != (not entry.applicable)):
+            raise PreflightFailed(f"the batch state {state_file} does not match its batch plan for {run.name} "
+                                  f"({run.status}); nothing was changed", hint=_STATE_HINT)
+        why = _contradiction(state, run, entry, client) if run.status == SUCCEEDED else None
+        if why:
+            raise PreflightFailed(f"the batch state {state_file} says {run.name} succeeded, but {why}; nothing was "
+                                  "changed", hint=_STATE_HINT)
+
+
+_STATE_HINT = ("the state file was edited, or the index changed since: each index's backup says where its migration "
+               "stands - resume it with redis_index_migrate (plan_file: the backup's plan.yaml) or roll it back with "
+               "redis_index_rollback, then plan the batch again")
+
+
+def _contradiction(state: BatchState, run: IndexRun, entry: Optional[BatchEntry], client) -> Optional[str]:
+    """Why the index's backup (or the server) says its migration did not succeed; None when nothing does."""
+    try:
+        store = BackupStore.for_plan(state.backup_dir, run.plan_checksum) if run.plan_checksum else None
+    except BackupInvalid as err:
+        return f"its backup is damaged ({err.message})"
+    if store is None:
+        return f"{state.backup_dir} holds no backup of its plan"
+    header = store.header
+    if header.status == "rolled_back":
+        return None  # rolled back after the batch migrated it: the state's account still holds
+    if header.status != "completed":
+        return f"its backup {store.directory} says {header.status} in phase {header.phase}"
+    if client is not None and entry is not None:
+        plan = entry.migration_plan()
+        if not target_matches(client, plan):
+            return f"the server does not hold its new index {plan.final_index!r} with the plan's definition"
+    return None
 
 
 def work_list(state: BatchState, retry_failed: bool) -> List[IndexRun]:

@@ -22,6 +22,7 @@ from .batch_state import (
     overall_status,
     read_state,
     require_same_batch,
+    require_state_matches,
 )
 from .errors import BackupInvalid, PlanInvalid
 from .yamlio import dump_yaml
@@ -133,8 +134,10 @@ def current_status(batch_plan_file: Optional[str], state_file: Optional[str],
     state_path, report_path = locate_state(batch_plan_file, state_file)
     if os.path.exists(state_path):
         state = read_state(state_path)
-        if batch_plan_file:
-            require_same_batch(state, read_batch_plan(batch_plan_file), backup_dir, state_path)
+        batch = read_batch_plan(batch_plan_file) if batch_plan_file else None
+        if batch is not None:
+            require_same_batch(state, batch, backup_dir, state_path)
+        require_state_matches(state, state_path, batch)  # against the backups (files only: no server here)
         return describe(state, state_path, report_path if os.path.exists(report_path) else None)
     if not batch_plan_file:
         raise PlanInvalid(f"no batch state file at {state_path}", hint="check state_file, or give plan_file")

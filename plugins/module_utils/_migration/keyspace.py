@@ -9,6 +9,7 @@ Redis keys need not be valid UTF-8.
 from __future__ import annotations
 
 import base64
+import string
 from typing import Any, Iterator, List, Optional
 
 from .resp import as_map
@@ -33,6 +34,25 @@ def covered_by(key: bytes, prefixes: List[str]) -> bool:
 
 def renamed_key(key: bytes, old_prefix: str, new_prefix: str) -> bytes:
     return new_prefix.encode() + key[len(old_prefix.encode()):]
+
+
+def separator_in_use(keys: List[bytes], prefixes: List[str]) -> Optional[str]:
+    """The key separator the sampled keys show: the punctuation right after their prefix (`doc:` + `/1`),
+    else the one the prefix ends with (`doc:` + `1`). None when a key shows none, or they disagree: no
+    server reports a separator, so the keys are the only witness of the application's convention."""
+    found = set()
+    for key in keys:
+        prefix = max((p.encode() for p in prefixes if p and key.startswith(p.encode())), key=len, default=b"")
+        if not prefix:
+            continue
+        rest = key[len(prefix):]
+        if rest[:1] and chr(rest[0]) in string.punctuation:
+            found.add(chr(rest[0]))
+        elif chr(prefix[-1]) in string.punctuation:
+            found.add(chr(prefix[-1]))
+        else:
+            return None
+    return found.pop() if len(found) == 1 else None
 
 
 def glob_escape(prefix: bytes) -> bytes:

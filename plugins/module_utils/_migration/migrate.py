@@ -183,7 +183,8 @@ def _check_dir_readonly(path: Optional[str]) -> str:
     return path
 
 
-def _target_matches(client, plan: MigrationPlan) -> bool:
+def target_matches(client, plan: MigrationPlan) -> bool:
+    """Whether the server holds the plan's new index, with the plan's target definition."""
     if not index_exists(client, plan.final_index):
         return False
     live = snapshot_index(client, plan.final_index).snapshot
@@ -217,10 +218,11 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     run_began = time.monotonic()
     if plan.classification.nothing_to_do:
         return Outcome(changed=False, report=build_report(plan, "nothing_to_do"))
-    require_same_server(plan, endpoint)
-    verify_derivation(plan)
+    # A plan that says it is blocked is refused with its own reasons (an edited one would be refused too).
     if not plan.classification.supported:
         raise PlanBlocked("the plan has blocked changes: " + "; ".join(plan.classification.blocked_reasons))
+    require_same_server(plan, endpoint)
+    verify_derivation(plan)
     lossy = lossy_changes(plan)
     if lossy and not options.accept_data_loss:
         raise PreflightFailed(
@@ -232,7 +234,7 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
     if store is not None:
         refuse_links(store.directory)
-    if store is not None and store.header.status == "completed" and _target_matches(client, plan):
+    if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     if store is not None and store.header.status == "rolling_back":
         raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "

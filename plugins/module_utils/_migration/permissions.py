@@ -59,7 +59,7 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
                       ("JSON.DEL", old, move.old_location)]
         else:
             found += [("HGET", old, move.new_location), ("HSET", old, move.new_location, "x"),
-                      ("HDEL", old, move.old_location)]
+                      ("HDEL", old, move.old_location)] + _in_place(old)
         found.append(("EXISTS", old))
     if rewrites.prefix:
         found += [("EXISTS", old), ("EXISTS", new)]
@@ -70,6 +70,12 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
     for quant in rewrites.quantize:
         found += [("EXISTS", new), ("HGET", new, quant.location), ("HSET", new, quant.location, "x")]
     return found
+
+
+def _in_place(key: bytes) -> List[Command]:
+    """What scripts.RENAME_FIELD sends to keep a renamed hash field in its place."""
+    return [("OBJECT", "ENCODING", key), ("HLEN", key), ("HGETALL", key), ("PTTL", key), ("DEL", key),
+            ("PEXPIRE", key, "1")]
 
 
 def migration_commands(plan: MigrationPlan, cluster: bool = False) -> List[Command]:
@@ -113,6 +119,8 @@ def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comman
             found += [("JSON.GET", new, location), ("JSON.SET", new, location, "0"), ("JSON.DEL", new, location)]
         else:
             found += [("HGET", new, location), ("HSET", new, location, "x"), ("HDEL", new, location)]
+    if plan.rewrites.moves and not json_storage:
+        found += _in_place(new)
     if plan.rewrites.prefix:
         found += [("DUMP", new), ("PTTL", new), ("RESTORE", old, "0", "x"), ("DEL", new)] if cluster else [
             ("RENAME", new, old)]

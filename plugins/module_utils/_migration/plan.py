@@ -82,10 +82,16 @@ class MigrationPlan(BaseModel):
     audit: AuditResult = Field(default_factory=AuditResult)
     estimate: Estimate
     server: ServerCapabilities
+    # A batch's per-index plan: the checksum of the batch plan's own fields (batch_plan.BatchPlan.fields_checksum),
+    # so that editing them means re-sealing every plan of the batch, not only the batch's checksum.
+    batch_fields: Optional[str] = None
 
     # -- content ------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json")
+        data = self.model_dump(by_alias=True, mode="json")
+        if data.get("batch_fields") is None:
+            data.pop("batch_fields", None)  # a plan of its own: the format it always had
+        return data
 
     def content_checksum(self) -> str:
         data = self.to_dict()

@@ -102,10 +102,7 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
         if overlap and (rewrites.moves or rewrites.prefix) and other.name not in classification.shared_key_indexes:
             found.append(f"Index {other.name!r} covers some of the same keys; renaming keys or fields changes what "
                          "it indexes.")
-    if audit.malformed_count:
-        found.append(f"{audit.malformed_count} of {audit.documents} audited documents hold vectors of the wrong size "
-                     f"(first: {audit.malformed[0].key} {audit.malformed[0].field}); the migration refuses to start "
-                     "until they are fixed or removed.")
+    found += _audit_warnings(source, stats, rewrites, audit)
     if audit.missing_keys:
         found.append(f"{audit.missing_keys} sampled keys vanished while planning: is something writing?")
     if estimate.aof_enabled and estimate.aof_growth_bytes:
@@ -114,4 +111,24 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
     if estimate.backup_fits is False:
         found.append(f"The backup directory has {_size(estimate.backup_dir_free_bytes or 0)} free; the backup needs "
                      f"about {_size(estimate.backup_dir_required_bytes or 0)}.")
+    return found
+
+
+def _audit_warnings(source: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites, audit: AuditResult) -> List[str]:
+    """Vectors the migration leaves as they are, and what a sampled audit could not check. (Wrong sizes in
+    the fields it rewrites are blocked reasons: audit.backup_refusals.)"""
+    found = []
+    rewritten = {q.source_location for q in rewrites.quantize}
+    refused = {f.name for f in source.vector_fields() if source.identifier(f) in rewritten}
+    left = [m for m in audit.malformed if not (m.field in refused and m.found is not None)]
+    count = audit.malformed_count - sum(audit.wrong_size.get(name, 0) for name in refused)
+    if count > 0 and left:
+        found.append(f"{count} of {audit.documents} audited documents hold no vector or one of the wrong size in a "
+                     f"field the migration does not rewrite (first: {left[0].key} {left[0].field}); it leaves them as "
+                     "they are, and a vector of the wrong size keeps its document out of the index, before and after.")
+    if rewrites.quantize and audit.mode != "all":
+        targets = ", ".join(sorted({q.target for q in rewrites.quantize}))
+        found.append(f"The audit checked the vectors of {audit.documents} of {stats.num_docs} documents; the migration "
+                     "checks every one before it changes anything and refuses to start on a vector of the wrong size "
+                     f"or a value {targets} cannot hold (audit_all: true checks them all now).")
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import List, Optional
 
-from .audit import AuditResult, audit_keys
+from .audit import AuditResult, audit_keys, backup_refusals
 from .capabilities import ServerCapabilities, detect_capabilities
 from .catalog import alias_targets, aliases_of, other_indexes
 from .changes import INDEX_RENAME, diff
@@ -22,13 +22,13 @@ from .create_check import CreateCheckUnavailable, check_create
 from .deps import BaseModel, ValidationError, field_validator
 from .errors import SchemaInvalid
 from .estimate import estimate
-from .keyspace import iter_keys, key_to_text, sample_keys
+from .keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
 from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
-from .limits import BatchSize, SampleSize, check_schema, explain_options
+from .limits import BatchSize, SampleSize, check_schema, check_text, explain_options
 from .patch import SchemaPatch, merge
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
-from .rewrites import document_rewrites
+from .rewrites import Quantize, document_rewrites
 from .schema import IndexSchema
 from .snapshot import index_exists, snapshot_index
 
@@ -70,15 +70,15 @@ def whole_prefix(source: IndexSchema, stats) -> bool:
 
 
 def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all: bool, measure: List[str],
-           scan: bool, batch: int = 1000) -> AuditResult:
+           scan: bool, quantize: List[Quantize], batch: int = 1000) -> AuditResult:
     if not audit_all:
-        result = audit_keys(client, source, keys, measure)
+        result = audit_keys(client, source, keys, measure, quantize)
         result.mode = "sample" if keys or source.vector_fields() else "skipped"
         return result
     total = AuditResult(mode="all")
     total.value_bytes = {location: [0, 0] for location in measure}
     for chunk in iter_keys(client, index, source.index.prefix, source.storage, scan, batch):
-        total.add(audit_keys(client, source, chunk, measure))
+        total.add(audit_keys(client, source, chunk, measure, quantize))
     total.mode = "all"
     return total
 
@@ -104,6 +104,7 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
                         batch_size=batch_size, mode=mode)
     except ValidationError as err:
         raise explain_options(err) from None
+    check_text(index, "index name", "index")
     if target_schema is not None:
         check_schema(target_schema, "target schema")
     snap = snapshot_index(client, index)
@@ -111,13 +112,19 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
     caps = capabilities or detect_capabilities(client)
 
     requested = requested_changes(patch, target_schema)
+    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
+                       head=key_sample)
+    # No server reports a key separator (it is how applications build keys): the sampled keys show it.
+    in_use = separator_in_use(keys, source.index.prefix)
     if patch is not None:
+        source.index.key_separator = in_use or source.index.key_separator
         target, patch = merge(source, patch)
         renames = patch.rename_fields
     else:
-        # No server reports a key separator (it is how applications build keys), so a full target
-        # schema states it for both sides; only a patch can ask to change it.
-        source.index.key_separator = target_schema.index.key_separator
+        # A target schema that states a separator the keys contradict asks to change it (blocked); one
+        # that states none, or keys that show none, leave it as the application has it.
+        stated = "key_separator" in target_schema.index.model_fields_set
+        source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
         target, renames = target_schema, []
 
     changes = diff(source, target, renames)
@@ -135,12 +142,15 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
 
     # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
-    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
-                       head=key_sample)
     measure = [m.old_location for m in rewrites.moves]
     scan = whole_prefix(source, snap.stats)
-    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan) if (
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan, rewrites.quantize) if (
         audit_sample or audit_all) else AuditResult(mode="skipped")
+    # What the migration's backup phase would refuse is blocked now, not found after the task started.
+    refused = backup_refusals(audit, source, rewrites.quantize)
+    if refused:
+        classification.blocked_reasons += refused
+        classification.supported = False
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
 
     declared = alias_targets(client, list(aliases))

@@ -9,14 +9,19 @@ directory is asked for a migration of this index that changed Redis and did not 
 request resumes it from its own plan; another request is refused until it is finished or rolled
 back. A migration that stopped before changing anything is not resumed - planning again is as safe
 and sees the index as it is now.
+
+After the migration completed, the request may no longer fit the index (a renamed field is gone
+under its old name): the same task run again finds its completed migration, and reports it done
+while the server still holds its target.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from .backup_store import PLAN, BackupHeader, list_backups
 from .errors import PlanInvalid, PreflightFailed
+from .migrate import target_matches
 from .plan import MigrationPlan, read_plan
 
 UNFINISHED = ("running", "failed", "rolling_back")
@@ -28,24 +33,33 @@ def changed_redis(header: BackupHeader) -> bool:
                for name in ("drop", "create") if name in header.phases)
 
 
+def _plans_of(backup_dir: Optional[str], index: str, statuses: tuple) -> Iterator[Tuple[str, BackupHeader, MigrationPlan]]:
+    """(directory, header, plan) of each migration of `index` (its name before or after, or the alias it was
+    planned through) in one of `statuses`, newest first. A plan that is not its backup's is passed over (the
+    backup's own checks refuse it when it is used); an unreadable plan of this index's backup is refused."""
+    if not backup_dir or not os.path.isdir(os.path.expanduser(backup_dir)):
+        return
+    for directory, header, _error in reversed(list_backups(os.path.abspath(os.path.expanduser(backup_dir)))):
+        if header is None or header.status not in statuses:
+            continue
+        try:
+            plan = read_plan(os.path.join(directory, PLAN))
+        except PlanInvalid:
+            if index in (header.source_index, header.target_index):
+                raise  # this index's own migration: never planned over as if it were not there
+            continue
+        if index not in (header.source_index, header.target_index, plan.source.requested_as):
+            continue
+        if plan.checksum == header.plan_checksum:
+            yield directory, header, plan
+
+
 def unfinished_plan(backup_dir: Optional[str], index: str, requested: Dict[str, Any]) -> Optional[MigrationPlan]:
     """The plan of the newest unfinished migration of `index` (its name before or after, or the alias it
     was planned through) that changed Redis and asked for `requested`; None when there is none."""
-    if not backup_dir or not os.path.isdir(os.path.expanduser(backup_dir)):
-        return None
-    for directory, header, _error in reversed(list_backups(os.path.abspath(os.path.expanduser(backup_dir)))):
-        if header is None or header.status not in UNFINISHED or not changed_redis(header):
+    for directory, header, plan in _plans_of(backup_dir, index, UNFINISHED):
+        if not changed_redis(header):
             continue
-        if index not in (header.source_index, header.target_index):
-            try:
-                plan = read_plan(os.path.join(directory, PLAN))
-            except PlanInvalid:
-                continue
-            if index != plan.source.requested_as:
-                continue
-        plan = read_plan(os.path.join(directory, PLAN))
-        if plan.checksum != header.plan_checksum:
-            continue  # not this backup's plan: the backup's own checks refuse it when it is used
         if plan.requested_changes == requested:
             return plan
         raise PreflightFailed(
@@ -53,4 +67,13 @@ def unfinished_plan(backup_dir: Optional[str], index: str, requested: Dict[str, 
             "and asked for other changes; nothing was changed",
             hint=f"finish it first (re-run it with plan_file: {os.path.join(directory, PLAN)}) or roll it back with "
                  "redis_index_rollback, then run this task")
+    return None
+
+
+def completed_plan(client, backup_dir: Optional[str], index: str, requested: Dict[str, Any]) -> Optional[MigrationPlan]:
+    """The plan of the newest completed migration of `index` that asked for `requested`, while the server
+    holds its target; None otherwise (the index changed since, or it was rolled back: plan again)."""
+    for _directory, _header, plan in _plans_of(backup_dir, index, ("completed",)):
+        if plan.requested_changes == requested:
+            return plan if target_matches(client, plan) else None
     return None

@@ -32,11 +32,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import failpoints, rollback_online
 from .backup_links import refuse_links
 from .backup_format import FormatError, Record, decode_records, iter_blocks
-from .backup_store import DATA, PLAN, BackupStore, list_backups, read_header, utc_now
+from .backup_store import DATA, PLAN, BackupStore, VerifyResult, list_backups, read_header, utc_now
 from .codec import QuantParams, convert_batch
 from .connection import lost_connection
 from .deps import BaseModel, Field, redis_exceptions
-from .errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
+from .errors import BackupInvalid, IndexOpsError, PlanInvalid, RollbackFailed, ValidationFailed
 from .keyspace import covered_by, key_to_text, renamed_key
 from .lock import acquire_locks, release_locks
 from .permissions import require_permissions, rollback_commands
@@ -45,7 +45,8 @@ from .phases.drop import drop_once
 from .plan import MigrationPlan, read_plan
 from .schema import differences
 from .scripts import Scripts
-from .snapshot import index_exists, snapshot_index
+from .snapshot import index_exists, real_name, snapshot_index
+from .stats import IndexStats
 from .waiting import StillIndexing, wait_until_indexed
 
 NOT_REPORTED = ("index.key_separator",)
@@ -81,9 +82,13 @@ class RollbackResult(BaseModel):
 
 # -- choosing the backup ------------------------------------------------------------------------------
 
-def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None) -> BackupStore:
-    """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back.
-    A damaged backup of another index does not get in the way."""
+def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None,
+                  client=None) -> BackupStore:
+    """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back - the index
+    named by its name before or after the migration, or by the alias the migration was planned through (with
+    `client`, an alias is also resolved on the server, as migrate does). When every migration of the index is
+    rolled back, the one rolled back last: it reports that nothing is left to roll back. A damaged backup of
+    another index does not get in the way."""
     if plan_checksum:
         store = BackupStore.for_plan(backup_dir, plan_checksum)
         if store is None:
@@ -91,6 +96,10 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
                                 hint="check backup_dir, or choose the backup by index")
         refuse_links(store.directory)
         return store
+    names = {index}
+    resolved = real_name(client, index) if client is not None and index else None
+    if resolved:
+        names.add(resolved)
     candidates = []
     for directory, header, error in list_backups(backup_dir):
         if header is None:
@@ -98,14 +107,27 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
                 raise BackupInvalid(f"a backup of {index} is damaged ({error})",
                                     hint="pass plan_file to choose the backup explicitly")
             continue
-        if index in (header.source_index, header.target_index):
+        if names & {header.source_index, header.target_index} or _planned_as(directory, names):
             candidates.append((header.created_at, header.attempt, directory, header))
     if not candidates:
         raise BackupInvalid(f"no backup of index {index!r} in {backup_dir}", hint="check backup_dir and index")
     pending = [c for c in candidates if c[3].status != "rolled_back"]
-    _created, _attempt, directory, header = max(pending or candidates, key=lambda c: (c[0], c[1]))
+    if pending:
+        _created, _attempt, directory, header = max(pending, key=lambda c: (c[0], c[1]))
+    else:  # a rolled-back header is written last by its rollback
+        _created, _attempt, directory, header = max(candidates, key=lambda c: c[3].updated_at)
     refuse_links(directory)
     return BackupStore(directory, header)
+
+
+def _planned_as(directory: str, names: set) -> bool:
+    """Whether the backup's plan was made through one of `names` (an alias), or built the index of that name
+    (an online migration's `<index>--v2`)."""
+    try:
+        plan = read_plan(os.path.join(directory, PLAN))
+    except PlanInvalid:
+        return False
+    return bool(names & {plan.source.requested_as, plan.final_index})
 
 
 def backup_plan(store: BackupStore) -> MigrationPlan:
@@ -175,6 +197,15 @@ def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
     return check
 
 
+def verify_backup(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
+    """Everything rollback verifies before it writes: the plan copy is the one the header names, every
+    checksum, and every record within the plan's scope. Raises BackupInvalid for a plan copy that is not
+    the header's or a record outside the scope (a rollback refuses the backup outright); the checksums'
+    findings are in the result."""
+    backup_plan(store)
+    return store.verify(_in_scope(plan))
+
+
 # -- the states a document may be in ----------------------------------------------------------------------
 
 def state_digest(values: Sequence[Optional[bytes]]) -> bytes:
@@ -220,6 +251,9 @@ class _States:
 
     def arguments(self, records: List[Record]) -> List[List[bytes]]:
         converted = self._converted(records)
+        # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
+        takes = {} if self.rewrites.storage == "json" else {
+            m.old_location.encode(): b"@" + m.new_location.encode() for m in self.rewrites.moves}
         rows = []
         for n, record in enumerate(records):
             original = [value for _name, value in record.entries]
@@ -241,7 +275,7 @@ class _States:
             others = {state_digest(state) for state in (moved, quantized) if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
             for name, value in record.entries:
-                args += [name, value if value is not None else b"", b"1" if value is None else b"0"]
+                args += [name, value if value is not None else b"", b"1" if value is None else takes.get(name, b"0")]
             rows.append(args)
         return rows
 
@@ -345,33 +379,47 @@ def _read_back(client, plan: MigrationPlan, records: List[Record]) -> tuple[int,
     return checked, mismatched
 
 
-def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, docs: int,
+def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, stats: IndexStats,
               read_back: List[Record]) -> None:
     """Fill result.validation and result.problems."""
     source = plan.source_schema()
     live = snapshot_index(client, source.name).snapshot
     found = differences(source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    docs = stats.num_docs
     expected = int(store.phase("backup").counters.get("source_num_docs", plan.source.stats.get("num_docs", 0)))
     expected -= result.skipped_deleted
     # Conflicts are as the application left them (perhaps under the new name, or in the new format): they
-    # may or may not be indexed. Documents added after the backup are indexed on top: reported, not refused.
+    # may or may not be indexed. Documents added after the backup are indexed on top: reported, not refused,
+    # unless the restored index cannot index them (below).
     low = expected - result.conflicts
     # With a FILTER the first scan may skip documents that were indexed when written (see validate.py).
     count_checked = not result.unverified and not source.index.filter
+    # Documents the restored index refused beyond the source's own failures, less those the count already
+    # misses and the conflicts: documents written after the backup, in a layout the source cannot index
+    # (the migrated one). At least that many; they stay as the application wrote them.
+    failures_before = int(plan.source.stats.get("hash_indexing_failures", 0))
+    refused = max(stats.hash_indexing_failures - failures_before, 0)
+    added_refused = max(refused - result.conflicts - max(expected - docs, 0), 0)
     problems = []
     if found:
         problems.append("schema differs from the source: " + "; ".join(found[:3]))
     if count_checked and docs < low:
         wanted = f"at least {low} ({expected} less {result.conflicts} conflicts)" if result.conflicts else str(expected)
         problems.append(f"{docs} documents indexed, {wanted} expected")
+    if added_refused:
+        first = f" (last: {stats.last_indexing_error_key})" if stats.last_indexing_error_key else ""
+        problems.append(f"{added_refused} document(s) written after the migration cannot be indexed by the restored "
+                        f"index{first}: indexing failures rose from {failures_before} to {stats.hash_indexing_failures}")
     checked, mismatched = _read_back(client, plan, read_back)
     if mismatched:
         problems.append(f"{mismatched} of {checked} restored values differ from the backup")
     result.problems = problems
     result.validation = {"schema_match": not found, "schema_differences": found, "doc_count_checked": count_checked,
                          "doc_count_expected": expected, "doc_count_actual": docs,
-                         "documents_added": max(docs - expected, 0), "documents_conflicting": result.conflicts,
-                         "documents_deleted": result.skipped_deleted, "values_checked": checked,
+                         "documents_added": max(docs - expected, 0) + added_refused,
+                         "documents_added_not_indexed": added_refused, "documents_conflicting": result.conflicts,
+                         "documents_deleted": result.skipped_deleted, "indexing_failures_before": failures_before,
+                         "indexing_failures_after": stats.hash_indexing_failures, "values_checked": checked,
                          "values_mismatched": mismatched, "passed": not problems, "problems": problems}
 
 
@@ -427,7 +475,7 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         result.validation = store.header.rollback.get("validation", {})
         result.problems = list(store.header.rollback.get("problems", []))
         return False, result
-    verification = store.verify(_in_scope(plan))
+    verification = verify_backup(store, plan)
     result.verification = verification.model_dump()
     if not verification.ok and not partial:
         raise BackupInvalid(f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
@@ -453,11 +501,11 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         read_back = _restore_documents(client, store, plan, partial, result, cluster)
         _index_steps(client, plan, store, result)
         try:
-            docs = wait_until_indexed(client, plan.source.index, wait_timeout).num_docs
+            stats = wait_until_indexed(client, plan.source.index, wait_timeout)
         except StillIndexing as err:
             raise RollbackFailed(f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
                                  hint="re-run the same task to keep waiting") from None
-        _validate(client, plan, store, result, docs, read_back)
+        _validate(client, plan, store, result, stats, read_back)
         if result.problems and not accept_validation_failure:
             raise ValidationFailed(
                 "rollback validation failed: " + "; ".join(result.problems),

@@ -70,8 +70,37 @@ return table.concat(out)
 """
 BATCH_OUTCOME = {ord("2"): 2, ord("1"): 1, ord("0"): 0, ord("c"): -1}
 
+# rename_field(key, old, new, value): HSET `new` to `value` and HDEL `old` (which the hash has), with `new`
+# in `old`'s place. A small hash (listpack: its fields in the order written, no field TTLs) is written again
+# in that order, its TTL kept, so that its DUMP bytes after a rename and its rollback are the original ones;
+# a hash table has no order to keep (nor one a rewrite could set), and gets HSET and HDEL.
+RENAME_FIELD = """
+local function rename_field(key, old, new, value)
+  if redis.call('OBJECT', 'ENCODING', key) == 'listpack' and redis.call('HLEN', key) <= 1000 then
+    local flat = redis.call('HGETALL', key)
+    local ttl = redis.call('PTTL', key)
+    local fields = {}
+    for i = 1, #flat, 2 do
+      if flat[i] == old then
+        fields[#fields + 1] = new
+        fields[#fields + 1] = value
+      elseif flat[i] ~= new then
+        fields[#fields + 1] = flat[i]
+        fields[#fields + 1] = flat[i + 1]
+      end
+    end
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(fields))
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  else
+    redis.call('HSET', key, new, value)
+    redis.call('HDEL', key, old)
+  end
+end
+"""
+
 # KEYS[1] key; ARGV: old field, new field, [old, new]...
-HASH_MOVE = """
+HASH_MOVE = RENAME_FIELD + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local moved = 0
 for i = 1, #ARGV, 2 do
@@ -79,8 +108,7 @@ for i = 1, #ARGV, 2 do
   if value then
     local there = redis.call('HGET', KEYS[1], ARGV[i + 1])
     if there and there ~= value then return -1 end
-    redis.call('HSET', KEYS[1], ARGV[i + 1], value)
-    redis.call('HDEL', KEYS[1], ARGV[i])
+    rename_field(KEYS[1], ARGV[i], ARGV[i + 1], value)
     moved = 1
   end
 end
@@ -120,7 +148,8 @@ return 0
 # Rollback: compare-and-set back to the backup's originals. KEYS[1] the original key, KEYS[2] its renamed
 # form (the same key when there was no prefix change). ARGV[1] the SHA1 of the document's original state,
 # ARGV[2] how many other states are acceptable, then their SHA1s, then per backed-up location: location,
-# original value, "1" when the location held nothing. A state is the document's values at those
+# original value, and "1" when the location held nothing, "@<location>" when its value moved there (a
+# renamed field: the original takes its place back, see RENAME_FIELD), else "0". A state is the document's values at those
 # locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
 # Only a document in its original state (already restored) or in a state the migration produced is
 # written; anything else was changed by someone else and is left alone (-1). Returns 2 restored,
@@ -150,16 +179,23 @@ else
     if ARGV[i] == digest then known = true break end
   end
   if not known then return -1 end
-  for i = first, #ARGV, 3 do write(key, ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1') end
+  for i = first, #ARGV, 3 do write(key, ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 end
 if key ~= KEYS[1] then redis.call('RENAME', key, KEYS[1]) end
 return 2
 """
-HASH_RESTORE = _RESTORE_HEAD + """
+HASH_RESTORE = RENAME_FIELD + _RESTORE_HEAD + """
 if redis.call('TYPE', key).ok ~= 'hash' then return -1 end
 local function read(k, location) return redis.call('HGET', k, location) end
-local function write(k, location, value, absent)
-  if absent then redis.call('HDEL', k, location) else redis.call('HSET', k, location, value) end
+local function write(k, location, value, how)
+  local moved = string.sub(how, 1, 1) == '@' and string.sub(how, 2) or nil
+  if how == '1' then
+    redis.call('HDEL', k, location)
+  elseif moved and redis.call('HEXISTS', k, location) == 0 and redis.call('HEXISTS', k, moved) == 1 then
+    rename_field(k, moved, location, value)
+  else
+    redis.call('HSET', k, location, value)
+  end
 end
 """ + _RESTORE_STATE
 # JSON values are stored as the JSON.GET reply of their path, '[value]'; '[]' means nothing is there.
@@ -170,8 +206,8 @@ local function read(k, location)
   if not found or found == '[]' then return false end
   return found
 end
-local function write(k, location, value, absent)
-  if absent then
+local function write(k, location, value, how)
+  if how == '1' then
     redis.call('JSON.DEL', k, location)
   else
     redis.call('JSON.SET', k, location, string.sub(value, 2, -2))

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 
 from .backup_format import FormatError
 from .backup_links import refuse_links
-from .backup_store import BackupStore, existing_backup_dir
+from .backup_store import BackupStore, VerifyResult, existing_backup_dir
 from .capabilities import require_search_results
 from .deps import BaseModel, Field
 from .errors import BackupInvalid, PreflightFailed
@@ -22,7 +22,7 @@ from .phases import validate
 from .phases.create import NOT_REPORTED
 from .phases.context import Context, MigrateOptions
 from .plan import MigrationPlan
-from .rollback import backup_plan, choose_backup
+from .rollback import backup_plan, choose_backup, verify_backup
 from .schema import differences
 from .snapshot import index_exists, real_name, snapshot_index
 from .waiting import StillIndexing, wait_until_indexed
@@ -46,9 +46,10 @@ class StandaloneValidation(BaseModel):
     problems: list = Field(default_factory=list)
 
 
-def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None,
-                   index: Optional[str] = None) -> tuple[MigrationPlan, BackupStore]:
-    """The migration to validate: the plan's backup, or the index's newest one not rolled back."""
+def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None, index: Optional[str] = None,
+                   client=None) -> tuple[MigrationPlan, BackupStore]:
+    """The migration to validate: the plan's backup, or the index's newest one not rolled back (found as
+    rollback finds it: by the index's name before or after, or an alias)."""
     root = existing_backup_dir(backup_dir)
     if plan is not None:
         store = BackupStore.for_plan(root, plan.checksum)
@@ -57,7 +58,7 @@ def find_migration(backup_dir: str, plan: Optional[MigrationPlan] = None,
                                 "never applied there", hint="check backup_dir, or apply the plan first")
         refuse_links(store.directory)
         return plan, store
-    store = choose_backup(root, index)
+    store = choose_backup(root, index, client=client)
     return backup_plan(store), store
 
 
@@ -90,6 +91,16 @@ def _online(client, plan: MigrationPlan, store: BackupStore) -> Dict[str, Any]:
             "indexing_failures": failures, "indexing_failures_before": failures_before, "problems": problems}
 
 
+def _verified(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
+    """The backup verified as a rollback verifies it (rollback.verify_backup): what rollback refuses
+    outright - a plan copy that is not the header's, a record outside the plan's scope, which a re-sealed
+    forgery has with every checksum right - fails it too."""
+    try:
+        return verify_backup(store, plan)
+    except BackupInvalid as err:
+        return VerifyResult(ok=False, problems=[f"{err.message} (a rollback refuses this backup)"])
+
+
 def validate_migration(client, plan: MigrationPlan, store: BackupStore,
                        wait_timeout: float = 0.0) -> StandaloneValidation:
     header = store.header
@@ -110,7 +121,7 @@ def validate_migration(client, plan: MigrationPlan, store: BackupStore,
     except StillIndexing as err:
         raise PreflightFailed(f"{plan.final_index} is still indexing after {wait_timeout:.0f} s ({err}); its count "
                               "would be wrong", hint="wait for it, or raise wait_timeout") from None
-    verification = store.verify()
+    verification = _verified(store, plan)
     if plan.mode == ONLINE:
         checked = _online(client, plan, store)
         return StandaloneValidation(
@@ -128,7 +139,7 @@ def validate_migration(client, plan: MigrationPlan, store: BackupStore,
                             hint="restore the backup directory from a copy; without it there is no way back") from None
     problems = list(result.problems)
     if not verification.ok:
-        problems.append("the backup fails verification (a rollback could not restore it all): "
+        problems.append("the backup fails verification (a rollback would refuse it, or not restore it all): "
                         + "; ".join(verification.problems))
     return StandaloneValidation(
         passed=not problems, source_index=plan.source.index, target_index=plan.target_index,

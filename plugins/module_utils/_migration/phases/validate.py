@@ -16,7 +16,9 @@ So the new index may hold up to the source's indexing failures more documents; t
 
 Standalone validation (redis_index_validate, `standalone=True`) also refuses more indexing failures
 than the source had: validating later, a document count alone may hide documents the new index
-refused. The migration's own validation reports the figures without judging them (the source could
+refused. And it tells backed-up documents deleted after the migration's own validation from those
+its window lost: they are counted (`documents_deleted_since_migration`), not discounted, so the
+count fails. The migration's own validation reports the figures without judging them (the source could
 gain failures between planning and the run, which the plan does not record).
 """
 from __future__ import annotations
@@ -65,6 +67,9 @@ class ValidationResult(BaseModel):
     # Backed-up documents that are gone now although the last rewrite phase found them (deleted later in
     # the window): counted only when the document count would otherwise fail.
     documents_gone_since_rewrite: int = 0
+    # Standalone: backed-up documents deleted after the migration's own validation (not the migration's doing,
+    # but the count no longer matches the source's).
+    documents_deleted_since_migration: int = 0
     documents_conflicting: int = 0
     documents_beyond_source: int = 0
     source_approximate: bool = False
@@ -233,15 +238,24 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
         # Documents deleted after the rewrites passed them (during create, wait or this phase) were counted
         # by no phase; no phase after the rewrites removes a document, so they are the window's deletions.
         missing = _missing_now(ctx)
-        if missing > gone:
+        # Standalone, after the migration's own validation counted its window's deletions: the rest came later.
+        recorded = ctx.store.phase("validate").counters.get("documents_gone") if standalone else None
+        if recorded is not None and missing > int(recorded):
+            result.documents_deleted_since_migration = missing - int(recorded)
+            result.documents_gone = int(recorded)
+            result.doc_count_expected = source_docs - int(recorded)
+        elif missing > gone:
             result.documents_gone_since_rewrite = missing - gone
             result.documents_gone = missing
             result.doc_count_expected = source_docs - missing
-            low = result.doc_count_expected - conflicts
+        low = result.doc_count_expected - conflicts
     high = result.doc_count_expected + beyond
     if result.doc_count_checked and not low <= result.doc_count_actual <= high:
         expected = f"{low} to {high}" if low != high else str(high)
-        result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected")
+        since = result.documents_deleted_since_migration
+        result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected" + (
+            f" ({since} document(s) of the backup deleted since the migration: validate before the application "
+            "writes again)" if since else ""))
     # Conflicting documents hold what the application wrote: the new index may refuse them.
     if result.indexing_failures_checked and \
             result.indexing_failures_after > result.indexing_failures_before + conflicts:

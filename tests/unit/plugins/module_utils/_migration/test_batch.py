@@ -50,6 +50,7 @@ def batch(*entries, policy="fail_fast"):
 
 # --- selection and overlaps --------------------------------------------------------------------------------
 
+
 def test_index_file_ignores_blanks_comments_and_spaces(tmp_path):
     path = tmp_path / "names.txt"
     path.write_text("# prod\nidx_a\n\n   idx_b  \n  # not this\nidx_c\n", encoding="utf-8")
@@ -78,7 +79,22 @@ def test_overlap_needs_the_same_key_type_and_two_applicable_indexes():
     assert overlapping_pairs([entry("h", ["doc:"]), entry("s", ["doc:"], applicable=False)]) == []
 
 
+def test_overlap_after_the_prefix_changes_is_a_conflict():
+    onto_m = [entry("a", ["a:"]), entry("b", ["b:"])]
+    for one in onto_m:
+        one.target_prefixes = ["m:"]
+    [found] = overlapping_pairs(onto_m)
+    assert found.indexes == ["a", "b"] and "'m:' <-> 'm:' once the prefix changes are applied" in found.reason
+    into_b = [entry("a", ["a:"]), entry("b", ["b:"])]
+    into_b[0].target_prefixes = ["b:x:"]  # a's keys would move under b's prefix
+    assert overlapping_pairs(into_b)[0].reason.startswith("a <-> b: 'b:x:' <-> 'b:'")
+    apart = [entry("a", ["a:"]), entry("b", ["b:"])]
+    apart[0].target_prefixes = ["m:"]
+    assert overlapping_pairs(apart) == []
+
+
 # --- the sealed batch plan -----------------------------------------------------------------------------------
+
 
 def test_an_edited_batch_plan_is_refused():
     plan = batch(entry("a", ["a:"], applicable=False), policy="continue_on_error")
@@ -100,6 +116,7 @@ def test_an_entry_whose_plan_was_swapped_is_refused():
 
 
 # --- the state machine ---------------------------------------------------------------------------------------
+
 
 def started(tmp_path):
     plan = batch(entry("a", ["a:"]), entry("b", ["b:"]), entry("c", ["c:"]), entry("z", ["z:"], applicable=False))
@@ -163,6 +180,7 @@ def test_state_and_report_live_beside_the_plan_unless_named(tmp_path):
 
 
 # --- the readable status ---------------------------------------------------------------------------------------
+
 
 def test_status_of_a_batch_not_started_says_what_applying_does(tmp_path):
     _plan, state = started(tmp_path)
