@@ -2,13 +2,16 @@
 any error or warning it reports - a warning on upload is a rejection waiting to happen."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
 def main(tarball: str) -> int:
+    # The importer writes importer_result.json into its working directory: next to the tarball, not the checkout.
+    tarball = os.path.abspath(tarball)
     run = subprocess.run([sys.executable, "-m", "galaxy_importer.main", tarball], capture_output=True, text=True,
-                         check=False)
+                         check=False, cwd=os.path.dirname(tarball))
     output = run.stdout + run.stderr
     complaints = [line for line in output.splitlines() if line.startswith(("WARNING", "ERROR"))]
     for line in output.splitlines():
