@@ -3,7 +3,8 @@ lays it out, with the collection installed from its tarball by the project's col
 
     private_data_dir/
       project/                     the project: the one-line wrapper playbooks (playbooks/awx/project/) and
-        collections/requirements.yml   the collection, `type: file`, the tarball of `make dist`
+        collections/requirements.yml   the collection, `type: file`: the tarball of `make dist`, committed
+        collections/indexops-redis_search-<version>.tar.gz   beside it
       requirements_collections/    what the project update installed from that requirements file
       inventory/hosts.yml          the inventory, with per-host variables
       env/extravars                the survey's answers (and the job template's extra variables)
@@ -129,9 +130,13 @@ class AwxSite:
             return self._installed
         project = os.path.join(self.workdir, "project")
         shutil.copytree(PROJECT, project)
+        # The tarball is committed to the project beside the requirements file; AWX's project update runs
+        # ansible-galaxy in the project's root, which a relative file name is resolved from.
         os.makedirs(os.path.join(project, "collections"))
+        shutil.copy(self.tarball, os.path.join(project, "collections"))
+        relative = "collections/" + os.path.basename(self.tarball)
         with open(os.path.join(project, "collections", "requirements.yml"), "w", encoding="utf-8") as handle:
-            yaml.safe_dump({"collections": [{"name": self.tarball, "type": "file"}]}, handle)
+            yaml.safe_dump({"collections": [{"name": relative, "type": "file"}]}, handle)
         installed = os.path.join(self.workdir, "requirements_collections")
         subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r",
                         os.path.join(project, "collections", "requirements.yml"), "-p", installed],
