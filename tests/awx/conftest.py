@@ -8,7 +8,6 @@ from fleet import Fleet
 from quiesce_setup import MIGRATOR
 
 
-
 @pytest.fixture(scope="session")
 def tarball(tmp_path_factory) -> str:
     return build_tarball(str(tmp_path_factory.mktemp("dist")))
