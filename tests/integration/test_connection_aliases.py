@@ -21,7 +21,8 @@ def test_login_options_connect_as_that_user_and_keep_the_password_secret(clean_r
             "users": ["default"]}, capsys, check_mode=True)
         assert result["migrating_user"] == USER  # whoever ACL WHOAMI says the module connected as
         assert PASSWORD not in result["_raw"]
-        assert result["invocation"]["module_args"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+        if "invocation" in result:  # ansible-core before 2.21 returns it
+            assert result["invocation"]["module_args"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
         wrong = run_module(redis_write_quiesce, {
             "login_host": "127.0.0.1", "login_port": redis_server.port, "login_user": USER,
