@@ -12,8 +12,9 @@ lays it out, with the collection installed from its tarball by the project's col
       env/cmdline                  --check for a Check job, --diff for "Show changes"
       artifacts/<ident>/           ansible-runner's record: events, stdout, status, rc
 
-To add a job: build its extra variables with `survey_answers()`, call `AwxSite.job()`, and assert on the
-returned JobResult (status, rc, stats, per-task results by host, stdout).
+To add a job: build its extra variables with `survey_answers()`, call `AwxSite.job()` (or `start()` for a job
+that runs while the test does something else - another job, a cancel), and assert on the JobResult (status, rc,
+stats, per-task results by host, stdout).
 """
 from __future__ import annotations
 
@@ -145,8 +146,23 @@ class AwxSite:
         return installed
 
     def job(self, playbook: str, extravars: Optional[Dict[str, Any]] = None, check: bool = False,
-            diff: bool = False, limit: Optional[str] = None, timeout: int = 300) -> JobResult:
-        """Launch a job template of `playbook` (a file of the project) and wait for it."""
+            diff: bool = False, limit: Optional[str] = None, timeout: int = 300, **runner_options: Any) -> JobResult:
+        """Launch a job template of `playbook` (a file of the project) and wait for it. `runner_options` go to
+        ansible_runner.run as they are (cancel_callback, event_handler, status_handler, ...)."""
+        pdd = self.prepare(extravars, check=check, diff=diff, limit=limit)
+        runner = ansible_runner.run(**self.runner_arguments(pdd, playbook, timeout), **runner_options)
+        return self.result(runner, pdd)
+
+    def start(self, playbook: str, extravars: Optional[Dict[str, Any]] = None, check: bool = False,
+              diff: bool = False, limit: Optional[str] = None, timeout: int = 300, **runner_options: Any):
+        """Launch a job without waiting: (thread, runner, private_data_dir). Join the thread, then `result()`."""
+        pdd = self.prepare(extravars, check=check, diff=diff, limit=limit)
+        thread, runner = ansible_runner.run_async(**self.runner_arguments(pdd, playbook, timeout), **runner_options)
+        return thread, runner, pdd
+
+    def prepare(self, extravars: Optional[Dict[str, Any]] = None, check: bool = False, diff: bool = False,
+                limit: Optional[str] = None) -> str:
+        """A fresh private_data_dir for one job, laid out as AWX lays it out."""
         installed = self.project_update()
         self._jobs += 1
         pdd = os.path.join(self.workdir, f"job-{self._jobs}")
@@ -158,18 +174,27 @@ class AwxSite:
         cmdline = (["--check"] if check else []) + (["--diff"] if diff else []) + (["--limit", limit] if limit else [])
         if cmdline:
             self._write(pdd, "env/cmdline", " ".join(cmdline))
-        runner = ansible_runner.run(
-            private_data_dir=pdd, playbook=playbook, quiet=True, timeout=timeout,
+        return pdd
+
+    @staticmethod
+    def runner_arguments(pdd: str, playbook: str, timeout: int) -> Dict[str, Any]:
+        return {
+            "private_data_dir": pdd, "playbook": playbook, "quiet": True, "timeout": timeout,
             # What the job's environment has besides the credential: AWX points Ansible at the project's
             # installed collections; its state and temporary files stay inside the job's directory.
-            envvars={
+            "envvars": {
                 "ANSIBLE_COLLECTIONS_PATH": os.path.join(pdd, "requirements_collections"),
                 "ANSIBLE_HOME": os.path.join(pdd, ".ansible"),
                 "ANSIBLE_REMOTE_TEMP": os.path.join(pdd, ".ansible", "tmp"),
                 "ANSIBLE_NOCOLOR": "1",
                 "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
                 "REDIS_URL": "",  # only what the inventory and the credential say
-            })
+            },
+        }
+
+    @staticmethod
+    def result(runner: Any, pdd: str) -> JobResult:
+        """What AWX shows of a finished job."""
         with open(runner.stdout.name, encoding="utf-8") as handle:
             stdout = handle.read()
         return JobResult(status=runner.status, rc=runner.rc, events=list(runner.events), stdout=stdout,
