@@ -48,8 +48,10 @@ def build_tarball(dest: str) -> str:
 
 
 def quiet_ansible_env(home: str) -> Dict[str, str]:
-    """ansible-galaxy's state under `home`, never ~/.ansible."""
-    env = dict(os.environ)
+    """ansible-galaxy's state under `home`, never ~/.ansible; no inherited collections path (make's names the
+    checkout, where ansible-galaxy would find the collection installed already and install nothing)."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS")}
     env.update({"ANSIBLE_HOME": os.path.join(home, ".ansible"), "ANSIBLE_NOCOLOR": "1",
                 "PATH": BIN + os.pathsep + env.get("PATH", "")})
     return env
