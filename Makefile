@@ -80,12 +80,13 @@ test-faults-fast: venv
 # What a private Automation Hub or Galaxy runs on an upload (galaxy-importer, on the tarball of
 # `make dist`) and the documentation linter of the Ansible docsite (antsibull-docs, every plugin's
 # and role's docs and their O()/M()/RV() references). tests/publish/galaxy-importer.cfg says why
-# the importer's own ansible-lint and ansible-test runs are off.
+# the importer's own ansible-lint and ansible-test runs are off; tests/publish/antsibull.cfg keeps antsibull's
+# log out of ~/antsibull.log.
 test-publish: venv dist
 	GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/publish/galaxy-importer.cfg \
 	GALAXY_IMPORTER_TMP_ROOT_DIR=$(CURDIR)/.build/importer GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=$(ANSIBLE_STATE)/tmp \
 	  $(BIN)/python tests/publish/import_check.py .build/dist/indexops-redis_search-*.tar.gz
-	cd $(LINK) && $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+	cd $(LINK) && $(BIN)/antsibull-docs --config-file $(CURDIR)/tests/publish/antsibull.cfg lint-collection-docs --plugin-docs .
 
 # The jobs of docs/awx.md, run through ansible-runner the way AWX runs them (tests/awx/).
 test-awx: venv
