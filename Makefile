@@ -11,17 +11,24 @@ LINK := $(COLLECTIONS)/ansible_collections/indexops/redis_search
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-# Ansible state stays in the checkout: a copy of the collection in ~/.ansible/collections would
-# shadow later installs and edits. `make test` (after all its steps) and test-lint fail when
-# anything wrote under USER_COPY since this make started.
+# Ansible state stays in the checkout, never in ~/.ansible: a copy of the collection in
+# ~/.ansible/collections would shadow later installs and edits, and temporary files, ansible-test's
+# venvs and caches have no business there either. ANSIBLE_HOME moves Ansible's state (local temp,
+# collections, galaxy cache), ANSIBLE_REMOTE_TEMP the module files of `connection: local` tasks
+# (~/.ansible/tmp by default, whatever ANSIBLE_HOME says); the sanity run gives ansible-test a HOME
+# under .build/. `make test` (after all its steps) and test-lint fail when anything under ~/.ansible
+# changed since this make started, naming it.
 ANSIBLE_STATE := $(CURDIR)/.build/ansible
-USER_COPY := $(HOME)/.ansible/collections/ansible_collections/indexops
+export ANSIBLE_HOME := $(ANSIBLE_STATE)
+export ANSIBLE_REMOTE_TEMP := $(ANSIBLE_STATE)/tmp
+USER_STATE := $(HOME)/.ansible
 STARTED := .build/make.started
-CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cnewer $(STARTED) -print -quit)" ]; then \
-	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
-	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
+CHECK_USER_STATE = @if [ -e "$(USER_STATE)" ] && [ -n "$$(find "$(USER_STATE)" -newer $(STARTED) -print -quit)" ]; then \
+	  echo "error: a step of this make run wrote under $(USER_STATE); keep ansible state under .build/" \
+	       "(ANSIBLE_HOME, ANSIBLE_REMOTE_TEMP, ANSIBLE_COLLECTIONS_PATH). Changed:" >&2; \
+	  find "$(USER_STATE)" -newer $(STARTED) | head -n 10 >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
+.PHONY: demo dist test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -37,14 +44,20 @@ $(LINK):
 	mkdir -p $(dir $(LINK))
 	ln -sfn $(CURDIR) $(LINK)
 
+# The collection's tarball, as Automation Hub, Galaxy and `collections/requirements.yml` take it
+# (docs/awx.md): .build/dist/indexops-redis_search-<version>.tar.gz
+dist: venv
+	rm -rf .build/dist
+	$(BIN)/ansible-galaxy collection build --output-path .build/dist
+
 demo: venv
 	rm -rf .build/demo
 	DEMO_BACKUP_DIR=$(CURDIR)/.build/demo/backups $(BIN)/python tools/redis_search_server.py run -- sh -c '\
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
-test: test-units test-integration test-faults-fast test-sanity test-lint test-molecule
-	$(CHECK_USER_COPY)
+test: test-units test-integration test-faults-fast test-sanity test-lint test-molecule test-publish test-awx
+	$(CHECK_USER_STATE)
 
 test-units: venv
 	$(BIN)/pytest tests/unit
@@ -64,6 +77,21 @@ test-faults: venv
 test-faults-fast: venv
 	$(BIN)/pytest tests/faults -m faults_fast
 
+# What a private Automation Hub or Galaxy runs on an upload (galaxy-importer, on the tarball of
+# `make dist`) and the documentation linter of the Ansible docsite (antsibull-docs, every plugin's
+# and role's docs and their O()/M()/RV() references). tests/publish/galaxy-importer.cfg says why
+# the importer's own ansible-lint and ansible-test runs are off; tests/publish/antsibull.cfg keeps antsibull's
+# log out of ~/antsibull.log.
+test-publish: venv dist
+	GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/publish/galaxy-importer.cfg \
+	GALAXY_IMPORTER_TMP_ROOT_DIR=$(CURDIR)/.build/importer GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=$(ANSIBLE_STATE)/tmp \
+	  $(BIN)/python tests/publish/import_check.py .build/dist/indexops-redis_search-*.tar.gz
+	cd $(LINK) && $(BIN)/antsibull-docs --config-file $(CURDIR)/tests/publish/antsibull.cfg lint-collection-docs --plugin-docs .
+
+# The jobs of docs/awx.md, run through ansible-runner the way AWX runs them (tests/awx/).
+test-awx: venv
+	$(BIN)/pytest tests/awx
+
 test-sanity: venv
 	VENV_BIN=$(BIN) tests/sanity/run_sanity.sh
 
@@ -78,10 +106,10 @@ test-matrix: $(LINK)
 	tests/matrix/run.sh
 
 # ANSIBLE_COLLECTIONS_PATH makes ansible-lint install the collection into ANSIBLE_HOME/collections;
-# --offline lints the checkout through $(LINK) instead, and ANSIBLE_HOME keeps the rest under .build/.
+# --offline lints the checkout through $(LINK) instead (ANSIBLE_HOME, exported above, keeps the rest under .build/).
 test-lint: venv
-	ANSIBLE_HOME=$(ANSIBLE_STATE) $(BIN)/ansible-lint --profile production --offline
-	$(CHECK_USER_COPY)
+	$(BIN)/ansible-lint --profile production --offline
+	$(CHECK_USER_STATE)
 
 # The roles' molecule scenarios (extensions/molecule/), all against one private Redis server.
 # ANSIBLE_HOME keeps molecule's state and ansible's temporary files under .build/, not ~/.ansible;

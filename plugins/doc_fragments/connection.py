@@ -20,11 +20,13 @@ options:
       - Host name or address of the Redis server, used with O(port) and O(db).
       - Mutually exclusive with O(redis_url).
     type: str
+    aliases: [login_host]
   port:
     description:
       - TCP port of the Redis server, used with O(host). From V(1) to V(65535).
     type: int
     default: 6379
+    aliases: [login_port]
   db:
     description:
       - Database number, used with O(host). Must be V(0) - search indexes live in database 0, and through another
@@ -35,33 +37,40 @@ options:
     description:
       - ACL user name. Defaults to the E(REDIS_USERNAME) environment variable, then the server's default user.
     type: str
+    aliases: [login_user]
   password:
     description:
       - Password of the ACL user (or the C(requirepass) password).
       - Defaults to the E(REDIS_PASSWORD) environment variable.
       - Never logged or returned. A password inside O(redis_url) takes precedence.
     type: str
+    aliases: [login_password]
   tls:
     description:
       - Connect with TLS when using O(host). A V(rediss://) O(redis_url) always uses TLS.
+      - Unlike M(community.general.redis_info), V(false) by default.
     type: bool
     default: false
   tls_ca_cert:
     description:
       - CA certificate (PEM) used to verify the server.
     type: path
+    aliases: [ca_certs]
   tls_client_cert:
     description:
       - Client certificate (PEM) for mutual TLS. Requires O(tls_client_key).
     type: path
+    aliases: [client_cert_file]
   tls_client_key:
     description:
       - Private key (PEM) of O(tls_client_cert).
     type: path
+    aliases: [client_key_file]
   tls_verify:
     description:
       - Verify the server's certificate and host name. Set to V(false) only for test servers.
     type: bool
+    aliases: [validate_certs]
     default: true
   connect_timeout:
     description:
@@ -83,6 +92,10 @@ options:
     choices: [2, 3]
     default: 2
 notes:
+  - The option names of M(community.general.redis_info) and the other C(community.general) redis modules are aliases
+    here - O(host) (C(login_host)), O(port) (C(login_port)), O(username) (C(login_user)), O(password)
+    (C(login_password)), O(tls_verify) (C(validate_certs)), O(tls_ca_cert) (C(ca_certs)), O(tls_client_cert)
+    (C(client_cert_file)), O(tls_client_key) (C(client_key_file)) - and O(tls) has the same name.
   - The server must have the search module (Redis 8, Redis Stack or Redis Enterprise with search).
   - Modules run where the task runs; delegate to a host that can reach Redis (often C(localhost)).
 """

@@ -26,16 +26,19 @@ def connection_argument_spec() -> dict[str, Any]:
     """Connection options, documented in the indexops.redis_search.connection doc fragment."""
     return {
         "redis_url": {"type": "str", "no_log": True},
-        "host": {"type": "str"},
-        "port": {"type": "int", "default": 6379},
+        # The aliases are the names community.general's redis modules use, so that their users' module_defaults
+        # and habits carry over.
+        "host": {"type": "str", "aliases": ["login_host"]},
+        "port": {"type": "int", "default": 6379, "aliases": ["login_port"]},
         "db": {"type": "int", "default": 0},
-        "username": {"type": "str", "fallback": (env_fallback, ["REDIS_USERNAME"])},
-        "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["REDIS_PASSWORD"])},
+        "username": {"type": "str", "aliases": ["login_user"], "fallback": (env_fallback, ["REDIS_USERNAME"])},
+        "password": {"type": "str", "no_log": True, "aliases": ["login_password"],
+                     "fallback": (env_fallback, ["REDIS_PASSWORD"])},
         "tls": {"type": "bool", "default": False},
-        "tls_ca_cert": {"type": "path"},
-        "tls_client_cert": {"type": "path"},
-        "tls_client_key": {"type": "path", "no_log": False},
-        "tls_verify": {"type": "bool", "default": True},
+        "tls_ca_cert": {"type": "path", "aliases": ["ca_certs"]},
+        "tls_client_cert": {"type": "path", "aliases": ["client_cert_file"]},
+        "tls_client_key": {"type": "path", "no_log": False, "aliases": ["client_key_file"]},
+        "tls_verify": {"type": "bool", "default": True, "aliases": ["validate_certs"]},
         "connect_timeout": {"type": "float", "default": 10.0},
         "socket_timeout": {"type": "float", "default": 60.0},
         "protocol": {"type": "int", "default": 2, "choices": [2, 3]},

@@ -41,8 +41,11 @@ attributes:
       - O(state=planned) plans the same way and writes no file; O(state=applied) and O(state=resumed) run each
         pending index's read-only preflight (as C(redis_index_migrate) does in check mode) and write nothing.
   diff_mode:
-    support: none
-    description: Each index's schema before and after is in its plan (RV(batch_plan) of O(state=planned)).
+    support: full
+    description:
+      - One diff per index - its schema before and after, from its plan in the batch plan - for every applicable
+        index with O(state=planned), and with O(state=applied) or O(state=resumed) for every index this run
+        migrated (in check mode, would migrate).
 options:
   state:
     description:
@@ -329,6 +332,11 @@ plan_path:
   description: The path of the batch plan file.
   returned: when O(plan_out) is given
   type: str
+diff:
+  description: Each index's schema before and after, one diff per index (with C(--diff)).
+  returned: when diff mode is on and an index is (or would be) planned or migrated
+  type: list
+  elements: dict
 """
 
 import os
@@ -341,7 +349,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     fail_from_exception,
     run_with_client,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import planning_argument_spec
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import planning_argument_spec, schema_diff
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_apply import (
     apply_batch,
     open_batch,
@@ -404,7 +412,18 @@ def plan_batch(module, client, settings) -> dict:
     }
     if path:
         result["plan_path"] = path
+    if module._diff:  # pylint: disable=protected-access
+        result["diff"] = index_diffs(batch, [entry.name for entry in batch.applicable()])
     return result
+
+
+# What a migration check (check mode) reports for an index it would change.
+WOULD_CHANGE = ("would_migrate", "would_resume")
+
+
+def index_diffs(batch, names) -> list:
+    """--diff: each named index's schema before and after, from its sealed plan in the batch plan."""
+    return [schema_diff(entry.migration_plan()) for entry in batch.indexes if entry.applicable and entry.name in names]
 
 
 def run_batch(module, client, settings) -> dict:
@@ -416,7 +435,12 @@ def run_batch(module, client, settings) -> dict:
                           retry_failed=params["retry_failed"], resume=params["state"] == "resumed",
                           state_file=params["state_file"], endpoint=settings.endpoint, check_mode=module.check_mode,
                           report_out=params["report_out"], benchmark_out=params["benchmark_out"])
-    return outcome_result(outcome)
+    result = outcome_result(outcome)
+    if module._diff and outcome.changed:  # pylint: disable=protected-access
+        # A run that fails raises before this: every index it ran succeeded.
+        changed = [w["name"] for w in outcome.would if w["result"] in WOULD_CHANGE] if module.check_mode else outcome.ran
+        result["diff"] = index_diffs(batch, changed)
+    return result
 
 
 def report_status(module) -> None:

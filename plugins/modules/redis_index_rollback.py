@@ -49,8 +49,9 @@ attributes:
     support: full
     description: Verifies the backup and reports what would be restored; writes nothing.
   diff_mode:
-    support: none
-    description: The schemas involved are in RV(source_index) and the backup's plan.
+    support: full
+    description: The schema of the migrated index before and of the restored source index after (from the backup's
+      plan), when something is (or in check mode would be) restored.
 options:
   index:
     description:
@@ -209,6 +210,10 @@ problems:
   returned: always
   type: list
   elements: str
+diff:
+  description: The migrated index's schema before and the restored source schema after (with C(--diff)).
+  returned: when diff mode is on and something is (or in check mode would be) rolled back
+  type: dict
 """
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
@@ -216,7 +221,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     build_module,
     run_with_client,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import existing_backup_dir
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import schema_diff
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import PLAN, existing_backup_dir
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
@@ -235,7 +241,17 @@ def roll_back(module, client) -> dict:
     changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
                                check_mode=module.check_mode, cluster=cluster,
                                accept_validation_failure=params["accept_validation_failure"])
-    return {"changed": changed, **result.model_dump(mode="json")}
+    answer = {"changed": changed, **result.model_dump(mode="json")}
+    if module._diff and changed:  # pylint: disable=protected-access
+        answer["diff"] = rollback_diff(read_plan(store.path(PLAN)))
+    return answer
+
+
+def rollback_diff(plan) -> dict:
+    """The migration's schema diff the other way round: from what it made back to what it started from."""
+    forward = schema_diff(plan)
+    return {"before_header": f"{plan.target_index} (migrated)", "after_header": f"{plan.source.index} (restored)",
+            "before": forward["after"], "after": forward["before"]}
 
 
 def main() -> None:

@@ -47,8 +47,12 @@ attributes:
     description: Reports which users would be quiesced or restored; writes nothing to Redis or disk. O(state=verified)
       observes the server as usual.
   diff_mode:
-    support: none
-    description: The rules before and after are in RV(users).
+    support: full
+    description:
+      - With O(state=quiesced) and O(state=released), the C(ACL LIST) line before and after of every user whose rules
+        change, one line per user; in check mode, after is the rules the quiesce would send (the server prints
+        them in its own, sometimes shorter, form). Password hashes are shown as C(#<redacted>) and
+        clear-text passwords (C(>...), C(<...)) as C(><redacted>), as in RV(users).
 options:
   state:
     description:
@@ -284,15 +288,56 @@ observation:
     data_changes: 0
     expired_or_evicted: 0
     commands: {hset: {calls: 0, rejected_calls: 3, failed_calls: 0}}
+diff:
+  description: The ACL LIST lines of the users whose rules change, before and after (with C(--diff)); no secret.
+  returned: when diff mode is on and O(state=quiesced) or O(state=released) changes (or would change) a user
+  type: dict
 """
 
+import re
+
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import runner
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_rules, runner
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import ObservationInvalid, check_window
+
+
+# A clear-text password rule (`>secret` adds one, `<secret` removes one) at the start of a rule or selector.
+_CLEAR_PASSWORD = re.compile(r"(?<![^ (])([<>])[^ )]+")
+
+
+def shown(line: str) -> str:
+    """An ACL LIST line fit for a diff: no password hash, no clear-text password."""
+    return _CLEAR_PASSWORD.sub(r"\1<redacted>", acl_rules.redact(line))
+
+
+def acl_diff(module, endpoint: str, before: dict, result: dict) -> dict:
+    """--diff: each changed user's line before and after. After comes from the result (read back from the server,
+    or in check mode the line the run would set)."""
+    users = [user for user in result["users"] if user["changed"]]
+    state = module.params["state"]
+    after = {}
+    for user in users:
+        if state == "released":
+            after[user["name"]] = user["rules"]
+        elif user["rules_quiesced"] is not None:
+            after[user["name"]] = user["rules_quiesced"]
+        else:  # check mode: the rules the quiesce would set
+            _name, now = acl_rules.split_line(before[user["name"]])
+            _name, saved = acl_rules.split_line(user["rules_before"])
+            after[user["name"]] = acl_rules.line_of(user["name"], acl_rules.quiesced_rules(
+                acl_rules.with_commands_of(now, saved), result["denied_commands"]))
+    return {
+        "before_header": f"{endpoint} ACL users",
+        "after_header": f"{endpoint} ACL users ({state})",
+        "before": "".join(shown(before[user["name"]]) + "\n" for user in users if user["name"] in before),
+        "after": "".join(shown(after[user["name"]]) + "\n" for user in users if after.get(user["name"])),
+    }
 
 
 def act(module, client, settings) -> dict:
     params = module.params
+    diff = module._diff and params["state"] != "verified"  # pylint: disable=protected-access
+    before = runner.acl_lines(client) if diff else {}
     if params["state"] == "quiesced":
         result = runner.quiesce(client, settings.endpoint, params["state_file"], params["users"],
                                 params["exclude_users"], params["extra_commands"], check_mode=module.check_mode)
@@ -305,6 +350,8 @@ def act(module, client, settings) -> dict:
                                state_file=params["state_file"])
     for warning in result.pop("warnings"):
         module.warn(warning)
+    if diff and result["changed"] and any(user["changed"] for user in result["users"]):
+        result["diff"] = acl_diff(module, settings.endpoint, before, result)
     return result
 
 
