@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
+.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis replica-set
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -70,6 +70,11 @@ test-sanity: venv
 # A private Redis with search to try the modules on: prints `export REDIS_URL=...`; Ctrl-C stops it.
 redis: venv
 	$(BIN)/python tools/redis_search_server.py serve
+
+# A primary, a replica and a Sentinel with search and JSON (tools/redis_replica_set.py) to try failover on:
+# prints `export REDIS_URL=... REDIS_SENTINELS=...`; Ctrl-C stops it. REPLICA_SET_ARGS="--replicas 2 --sentinels 3"
+replica-set: venv
+	$(BIN)/python tools/redis_replica_set.py serve $(REPLICA_SET_ARGS)
 
 # Unit, integration and sanity at both ends of what the collection claims (tests/matrix/run.sh): the lowest
 # redis-py, pydantic, numpy and ansible-core, and the newest of each on the newest Python found; about 15 minutes.
