@@ -28,7 +28,7 @@ CHECK_USER_STATE = @if [ -e "$(USER_STATE)" ] && [ -n "$$(find "$(USER_STATE)" -
 	       "(ANSIBLE_HOME, ANSIBLE_REMOTE_TEMP, ANSIBLE_COLLECTIONS_PATH). Changed:" >&2; \
 	  find "$(USER_STATE)" -newer $(STARTED) | head -n 10 >&2; exit 1; fi
 
-.PHONY: demo dist test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
+.PHONY: demo dist test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis replica-set
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -98,6 +98,11 @@ test-sanity: venv
 # A private Redis with search to try the modules on: prints `export REDIS_URL=...`; Ctrl-C stops it.
 redis: venv
 	$(BIN)/python tools/redis_search_server.py serve
+
+# A primary, a replica and a Sentinel with search and JSON (tools/redis_replica_set.py) to try failover on:
+# prints `export REDIS_URL=... REDIS_SENTINELS=...`; Ctrl-C stops it. REPLICA_SET_ARGS="--replicas 2 --sentinels 3"
+replica-set: venv
+	$(BIN)/python tools/redis_replica_set.py serve $(REPLICA_SET_ARGS)
 
 # Unit, integration and sanity at both ends of what the collection claims (tests/matrix/run.sh): the lowest
 # redis-py, pydantic, numpy and ansible-core, and the newest of each on the newest Python found; about 15 minutes.

@@ -79,6 +79,10 @@ class ReplyError(Exception):
     """An error reply (-ERR ...) from the server."""
 
 
+class CommandRefused(OSError):
+    """send_command got an error reply (an OSError, as a server not answering yet is)."""
+
+
 def _read_reply(stream):
     """Read one RESP2 reply from a buffered socket file."""
     line = stream.readline()
@@ -99,7 +103,7 @@ def _read_reply(stream):
     raise OSError(f"unexpected reply type {kind!r}")
 
 
-def _send(port: int, *args: str, password: str | None = None, timeout: float = 2.0):
+def send_command(port: int, *args: str, password: str | None = None, timeout: float = 2.0):
     """Send one command (after AUTH when a password is set) without any client library."""
     commands = ([("AUTH", password)] if password else []) + [args]
     payload = b""
@@ -114,8 +118,14 @@ def _send(port: int, *args: str, password: str | None = None, timeout: float = 2
         replies = [_read_reply(stream) for _command in commands]
     for reply in replies:
         if isinstance(reply, ReplyError):
-            raise OSError(f"server replied {reply}")
+            raise CommandRefused(f"server replied {reply}")
     return replies[-1]
+
+
+def info_fields(port: int, section: str, password: str | None = None, timeout: float = 2.0) -> dict[str, str]:
+    """One INFO section as {field: value}, values stripped."""
+    info = send_command(port, "INFO", section, password=password, timeout=timeout).decode(errors="replace")
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
 
 
 def _flatten(reply) -> str:
@@ -204,6 +214,7 @@ class RedisSearchServer:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="indexops-redis-")
         self.extra_args = extra_args
         self.port: int | None = None
+        self.run_id = ""
         self.process: subprocess.Popen | None = None
         self.owner_pid = os.getpid()
         self.log_path = os.path.join(self.data_dir, "redis.log")
@@ -215,7 +226,8 @@ class RedisSearchServer:
         """URL without the password (pass it separately)."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 15.0, attempts: int = 5) -> "RedisSearchServer":
+    def start(self, timeout: float = 15.0, attempts: int = 5, port: int | None = None) -> "RedisSearchServer":
+        """Start on a free port, or on `port` (one attempt: a restart on the port clients know)."""
         if os.listdir(self.data_dir) and not self._own_dir:
             # A dump.rdb left there would be loaded into the "fresh" server.
             raise ServerError(f"data directory {self.data_dir} is not empty")
@@ -224,17 +236,9 @@ class RedisSearchServer:
         self.owner_pid = os.getpid()
         _LIVE[id(self)] = self
         last_error = ""
-        for _attempt in range(attempts):
-            self.port = free_port()
-            cmd = [
-                *_die_with_us(), paths["server"], "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.data_dir,
-                "--logfile", self.log_path, "--daemonize", "no",
-                "--loadmodule", paths["search"], "TIMEOUT", "0",
-                "--loadmodule", paths["json"], *self.extra_args,
-            ]
-            if self.password:
-                cmd += ["--requirepass", self.password]
+        for _attempt in range(1 if port else attempts):
+            self.port = port or free_port()
+            cmd = [*_die_with_us(), paths["server"], *self._arguments(paths)]
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.STDOUT, cwd=self.data_dir)
             try:
@@ -250,24 +254,46 @@ class RedisSearchServer:
         self.stop()
         raise ServerError(f"could not start redis-server after {attempts} attempts: {last_error}")
 
+    def _arguments(self, paths: dict[str, str]) -> list[str]:
+        """The command line after the binary, once the port is chosen."""
+        args = [
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.data_dir,
+            "--logfile", self.log_path, "--daemonize", "no",
+            "--loadmodule", paths["search"], "TIMEOUT", "0",
+            "--loadmodule", paths["json"], *self.extra_args,
+        ]
+        return args + ["--requirepass", self.password] if self.password else args
+
+    def _check_role(self, fields: dict[str, str]) -> None:
+        """After the process and port are checked: is it the server we asked for (modules loaded)?"""
+        modules = _flatten(send_command(self.port, "MODULE", "LIST", password=self.password))
+        if "search" not in modules or "ReJSON" not in modules:
+            raise ServerError(f"modules not loaded: {modules!r}; log: {self._log_tail()}")
+
     def _wait_until_ours(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(f"redis-server exited with {self.process.returncode}; log: {self._log_tail()}")
             try:
-                info = _send(self.port, "INFO", "server", password=self.password).decode(errors="replace")
+                fields = info_fields(self.port, "server", password=self.password)
             except OSError:
                 time.sleep(0.02)
                 continue
-            fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-            if fields.get("process_id", "").strip() != str(self.process.pid):
+            if fields.get("process_id") != str(self.process.pid):
                 raise ServerError(f"port {self.port} is answered by another process")
-            if fields.get("tcp_port", "").strip() != str(self.port):
+            if fields.get("tcp_port") != str(self.port):
                 raise ServerError(f"server on {self.port} reports another port")
-            modules = _flatten(_send(self.port, "MODULE", "LIST", password=self.password))
-            if "search" not in modules or "ReJSON" not in modules:
-                raise ServerError(f"modules not loaded: {modules!r}; log: {self._log_tail()}")
+            try:
+                self._check_role(fields)
+            except OSError as err:
+                # A server loading its data (an append-only file) answers INFO but refuses other commands.
+                if "LOADING" not in str(err):
+                    raise
+                time.sleep(0.02)
+                continue
+            self.run_id = fields.get("run_id", "")  # new on every start
             return
         raise ServerError(f"redis-server did not answer within {timeout}s; log: {self._log_tail()}")
 
@@ -290,9 +316,12 @@ class RedisSearchServer:
         try:
             if self.process and self.process.poll() is None:
                 try:
-                    _send(self.port, "SHUTDOWN", "NOSAVE", password=self.password)
+                    # NOW: a primary would otherwise wait (shutdown-timeout, 10 s) for lagging replicas.
+                    send_command(self.port, "SHUTDOWN", "NOSAVE", "NOW", password=self.password)
+                except CommandRefused:
+                    self._kill()  # e.g. a quiesce denied the default user SHUTDOWN
                 except OSError:
-                    pass
+                    pass  # the connection closes as the server goes
                 try:
                     self.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -316,7 +345,7 @@ class RedisSearchServer:
 GRACE_SECONDS = 15.0
 
 
-class _Signals:
+class StopSignals:
     """The signals `run` and `serve` stop on: each is noted (and passed to the command) instead of
     killing this process, so the server is always stopped and its directory removed."""
 
@@ -324,7 +353,7 @@ class _Signals:
         self.received: int | None = None
         self.forward_to = forward_to
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> "StopSignals":
         self.previous = {signum: signal.signal(signum, self._note) for signum in CLEANUP_SIGNALS}
         return self
 
@@ -354,29 +383,35 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def run_command(command: list[str], env: dict[str, str], signals: StopSignals) -> int:
+    """Run `command` with `env` until it ends; a signal noted by `signals` is passed on to it (killed
+    after GRACE_SECONDS). Its exit code, or 128 + the signal."""
+    if signals.received:
+        return 128 + signals.received
+    child = subprocess.Popen(command, env=env)
+    signals.forward_to = child
+    deadline = None
+    while True:
+        try:
+            code = child.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if signals.received and deadline is None:
+                deadline = time.monotonic() + GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                child.kill()
+    return 128 + signals.received if signals.received else _exit_code(code)
+
+
 def _run(command: list[str]) -> int:
-    with _Signals() as signals, RedisSearchServer() as server:
+    with StopSignals() as signals, RedisSearchServer() as server:
         print(f"redis_search_server: Redis with search and JSON on {server.url} "
               f"(pid {server.process.pid}, data {server.data_dir})", flush=True)
-        if signals.received:
-            return 128 + signals.received
-        child = subprocess.Popen(command, env=dict(os.environ, REDIS_URL=server.url))
-        signals.forward_to = child
-        deadline = None
-        while True:
-            try:
-                code = child.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if signals.received and deadline is None:
-                    deadline = time.monotonic() + GRACE_SECONDS
-                if deadline is not None and time.monotonic() > deadline:
-                    child.kill()
-        return 128 + signals.received if signals.received else _exit_code(code)
+        return run_command(command, dict(os.environ, REDIS_URL=server.url), signals)
 
 
 def _serve() -> int:
-    with _Signals() as signals, RedisSearchServer() as server:
+    with StopSignals() as signals, RedisSearchServer() as server:
         print(f"redis_search_server: Redis with search and JSON on {server.url} "
               f"(pid {server.process.pid}, data {server.data_dir}); Ctrl-C stops it", flush=True)
         print(f"export REDIS_URL={server.url}", flush=True)

@@ -12,8 +12,6 @@ import glob
 import json
 import os
 import re
-import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +21,7 @@ import time
 
 import pytest
 import redis
+from child_processes import gone, read_line, spawn, wait_gone
 from playbook_runner import ROOT, collections_path
 
 BIN = os.path.dirname(sys.executable)
@@ -128,81 +127,6 @@ def test_every_module_documents_requirements_txt(module, tmp_path):
 BANNER = re.compile(r"on (redis://\S+) \(pid (\d+), data (\S+?)\)")
 
 
-def gone(pid: int) -> bool:
-    """No such process, or only its exit status is left (a zombie, which holds no port or memory)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def wait_gone(pid: int, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if gone(pid):
-            return True
-        time.sleep(0.05)
-    return gone(pid)
-
-
-def read_line(process: subprocess.Popen, pattern: re.Pattern, seconds: float = 30.0) -> re.Match:
-    """The first line of `process`'s output matching `pattern`; fails after `seconds` even if the
-    process neither writes nor exits."""
-    deadline = time.monotonic() + seconds
-    fd = process.stdout.fileno()
-    buffered = getattr(process, "buffered", b"")
-    seen = []
-    while True:
-        while b"\n" in buffered:
-            line, buffered = buffered.split(b"\n", 1)
-            seen.append(line.decode(errors="replace"))
-            match = pattern.search(seen[-1])
-            if match:
-                process.buffered = buffered
-                return match
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buffered += chunk
-    raise AssertionError(f"no line matching {pattern.pattern!r} in {seen!r}")
-
-
-class Leftovers:
-    """Whatever a test started, killed at the end even when the code under test leaked it."""
-
-    def __init__(self):
-        self.pids: list[int] = []
-        self.dirs: list[str] = []
-
-    def cleanup(self) -> None:
-        for pid in self.pids:
-            if not gone(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        for directory in self.dirs:
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def leftovers():
-    found = Leftovers()
-    yield found
-    found.cleanup()
-
-
-def spawn(args: list[str], leftovers: Leftovers) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               cwd=ROOT)
-    leftovers.pids.append(process.pid)
-    return process
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 def test_run_stopped_by_a_signal_leaves_no_server_command_or_directory(signum, leftovers):
     child = "import os, time; print('child', os.getpid(), flush=True); time.sleep(120)"
@@ -225,7 +149,7 @@ def test_run_stopped_by_a_signal_leaves_no_server_command_or_directory(signum, l
 LIBRARY = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, {tools!r})
-    from redis_search_server import RedisSearchServer, _send
+    from redis_search_server import RedisSearchServer, send_command
     server = RedisSearchServer().start()
     print("server on", server.url, "(pid", str(server.process.pid) + ", data", server.data_dir + ")", flush=True)
     if sys.argv[1] == "fork":
@@ -234,7 +158,7 @@ LIBRARY = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGTERM)
             os._exit(0)
         print("worker", os.waitpid(child, 0)[1], flush=True)
-        print("after", _send(server.port, "PING").decode(), flush=True)
+        print("after", send_command(server.port, "PING").decode(), flush=True)
         server.stop()
         sys.exit(0)
     print("ready", flush=True)
