@@ -43,7 +43,8 @@ def _library():
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench-batch` (it creates the collection link)")
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import batch_plan, patch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch import plan as batch_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     return batch_plan, patch.parse_patch
 
 

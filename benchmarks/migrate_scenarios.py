@@ -130,9 +130,13 @@ def poller_main(spec_path: str) -> int:
 
 def _child_ours(spec: dict) -> dict:
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection, patch, planner
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
     plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(spec["patch"]), batch_size=BATCH_SIZE,

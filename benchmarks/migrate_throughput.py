@@ -190,10 +190,15 @@ def _child_ours(spec: dict) -> dict:
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench-migrate` (it creates the collection link)")
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection, errors, patch, planner
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.report import MigrationReport
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import errors
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.report import MigrationReport
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
     # pylint: enable=import-outside-toplevel
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)

@@ -59,7 +59,8 @@ def _ours():
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench` (it creates the collection link)")
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import patch, planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
     return planner, patch.parse_patch
 
 

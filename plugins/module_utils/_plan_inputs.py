@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import SchemaPatch, parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan, requested_changes
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import IndexSchema, parse_target_schema
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import dump_yaml, read_yaml
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import (
+    SchemaPatch,
+    parse_patch,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import MigrationPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
+    create_plan,
+    requested_changes,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import (
+    IndexSchema,
+    parse_target_schema,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.yamlio import dump_yaml, read_yaml
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 

@@ -170,13 +170,20 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     requested_from_params,
     schema_diff,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply_checks import require_requested_index
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import connect
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resume_lookup import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.preflight import (
+    require_requested_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    plan_from_dict,
+    read_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.resume_lookup import (
     completed_plan,
     unfinished_plan,
 )

@@ -187,9 +187,15 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     planning_argument_spec,
     schema_diff,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanBlocked, PlanInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    PlanBlocked,
+    PlanInvalid,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    read_plan,
+    write_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
 
 
 def plan_index(module, client, settings) -> dict:

@@ -31,8 +31,8 @@ from fault_scenarios import (
     SEED,
 )
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import read_header
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import choose_backup
 
 pytestmark = pytest.mark.kill_point
 

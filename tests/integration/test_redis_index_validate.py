@@ -11,9 +11,12 @@ from test_migrate_safety import planned, server_state
 from test_rollback_safety import _forge
 from test_redis_index_migrate import DIMS, QUANT16, load, make_plan, run, run_killed
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import encode_record
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import BackupInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import encode_record
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import BackupInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
+    choose_backup,
+    rollback,
+)
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
 
 DOCS = 120

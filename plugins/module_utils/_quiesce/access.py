@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import text
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import text
 
 from .write_commands import CommandInfo
 

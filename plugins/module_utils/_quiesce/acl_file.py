@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import decode
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import redis_exceptions
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode
 
 from .write_commands import command_stats
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import List, Sequence, Tuple
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
 
 
 class AclLineInvalid(IndexOpsError):

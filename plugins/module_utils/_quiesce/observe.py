@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any, Callable, Dict, List, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
 
 from .write_commands import command_stats
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import decode, text
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import redis_exceptions
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode, text
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import held_locks
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import held_locks
 
 from . import access, acl_file, acl_rules, state_store
 from .observe import check_window, describe, observe

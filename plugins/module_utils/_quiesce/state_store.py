@@ -15,7 +15,7 @@ import os
 import tempfile
 from typing import Any, Dict, Optional
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
 
 FORMAT = "indexops.redis_search/write-quiesce"
 VERSION = 2

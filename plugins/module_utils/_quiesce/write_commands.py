@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, NamedTuple, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import decode
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode
 
 # Flagged readonly by RediSearch 2.x, yet they change what queries see.
 STATE_CHANGING_READONLY = ("ft.aliasadd", "ft.aliasupdate", "ft.aliasdel", "ft._aliasaddifnx", "ft._aliasdelifx",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_plan import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.plan import (
     BatchEntry,
     BatchPlan,
     Selection,
@@ -14,7 +14,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     overlapping_pairs,
     read_index_file,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_state import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.state import (
     FAILED,
     PENDING,
     RUNNING,
@@ -28,8 +28,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     save_state,
     work_list,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_status import describe, next_steps
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.status import describe, next_steps
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     PlanInvalid,
     PreflightFailed,
     SchemaInvalid,

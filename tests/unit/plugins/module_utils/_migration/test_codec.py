@@ -14,9 +14,20 @@ import struct
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.codec import (
-    MalformedVector, NonFiniteValues, QuantParams, RangeStats, VectorOverflow, check_overflow, convert_batch, decode,
-    decode_batch, describe_conversion, expected_length, fit_quant_params)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
+    MalformedVector,
+    NonFiniteValues,
+    QuantParams,
+    RangeStats,
+    VectorOverflow,
+    check_overflow,
+    convert_batch,
+    decode,
+    decode_batch,
+    describe_conversion,
+    expected_length,
+    fit_quant_params,
+)
 
 FLOATS = ("float64", "float32", "float16", "bfloat16")
 ALL = FLOATS + ("int8", "uint8")

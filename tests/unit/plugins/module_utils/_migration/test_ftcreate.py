@@ -1,8 +1,11 @@
 """FT.CREATE argument order (the server's field parser stops at the first unexpected token)."""
 from __future__ import annotations
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftcreate import create_args, create_command
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import (
+    create_args,
+    create_command,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
 
 
 def test_field_flags_in_parser_order():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from ft_info_replies import RESP2, RESP3
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftinfo import parse_ft_info
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import stats_from_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftinfo import parse_ft_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.stats import stats_from_info
 
 
 @pytest.fixture(params=["resp2", "resp3"])

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.knn import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.knn import (
     FOUND,
     MISSED,
     OUTRANKED,
     UNJUDGED,
     judge_self_query,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.quality import distances
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quality import distances
 
 SHORT = numpy.array([0.1, 0.0, 0.0])
 LONG = [numpy.array([float(i + 1), 0.5, 0.0]) for i in range(3)]

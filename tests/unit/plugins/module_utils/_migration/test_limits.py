@@ -5,10 +5,10 @@ import copy
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import limits
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import merge, parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import limits
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import SchemaInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import (
     parse_schema,
     parse_target_schema,
 )
@@ -204,8 +204,10 @@ def test_json_tags_without_separator_and_strings_that_look_like_numbers():
 
 
 def test_option_errors_are_one_line_naming_the_option():
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import ValidationError
     for options, expected in [({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
                               ({"workers": -2}, "workers must be 1 or more, not -2"),
                               ({"workers": 100000}, "workers must be 64 or less, not 100000"),

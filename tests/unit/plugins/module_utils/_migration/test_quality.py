@@ -6,10 +6,19 @@ import math
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.codec import (
-    QuantParams, RangeStats, convert_batch, decode_batch, fit_quant_params)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.quality import (
-    distances, error_stats, quality_report, recall_at_k)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
+    QuantParams,
+    RangeStats,
+    convert_batch,
+    decode_batch,
+    fit_quant_params,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quality import (
+    distances,
+    error_stats,
+    quality_report,
+    recall_at_k,
+)
 
 METRICS = ("l2", "ip", "cosine")
 

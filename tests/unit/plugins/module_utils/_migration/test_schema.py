@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import differences, parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import SchemaInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import (
+    differences,
+    parse_schema,
+)
 
 REFERENCE = {  # the reference walkthrough's schema, verbatim in shape
     "index": {"name": "products", "prefix": "product", "storage_type": "hash"},

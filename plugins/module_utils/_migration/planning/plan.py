@@ -1,0 +1,206 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The migration plan: what was seen, what was asked, what will happen, sealed by a checksum.
+
+A plan file is YAML with a format name and version and a SHA-256 over its canonical content; a
+plan edited after it was written is refused. Everything a migration needs is in it, so applying
+a reviewed plan does exactly what was reviewed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from ..vectors.audit import AuditResult
+from ..redis.capabilities import ServerCapabilities
+from ..schema.changes import Change
+from .classify import Classification
+from ..core.deps import BaseModel, ConfigDict, Field, ValidationError, yaml
+from ..core.errors import PlanInvalid
+from .estimate import Estimate
+from .modes import OnlineSwap
+from ..schema.patch import FieldRename
+from ..schema.rewrites import DocumentRewrites
+from ..schema.model import IndexSchema, parse_schema
+
+PLAN_FORMAT = "indexops.redis_search/plan"
+PLAN_FORMAT_VERSION = 1
+COLLECTION_VERSION = "0.1.0"
+# Parts of a plan that move without anything the plan is about changing (GC, memory, disk).
+VOLATILE = (
+    ("created_at",), ("checksum",), ("server", "used_memory_bytes"), ("source", "stats", "memory_mb"),
+    ("source", "stats", "vector_index_bytes"), ("source", "stats", "index_bytes"),
+    ("source", "stats", "total_indexing_time_ms"), ("estimate", "memory_before_bytes"),
+    ("estimate", "memory_after_bytes"), ("estimate", "memory_delta_bytes"), ("estimate", "backup_dir_free_bytes"),
+    ("estimate", "backup_fits"), ("online", "memory_used_bytes"),
+)
+
+
+class SourceState(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    index: str
+    requested_as: str
+    endpoint: str
+    index_schema: Dict[str, Any] = Field(alias="schema")
+    unobserved: List[str] = Field(default_factory=list)
+    unrecognized: List[str] = Field(default_factory=list)
+    stats: Dict[str, Any] = Field(default_factory=dict)
+    key_sample: List[Any] = Field(default_factory=list)
+    aliases: List[str] = Field(default_factory=list)
+    aliases_complete: bool = False
+
+
+class Renames(BaseModel):
+    index: Optional[Dict[str, str]] = None
+    prefix: Optional[Dict[str, str]] = None
+    fields: List[FieldRename] = Field(default_factory=list)
+
+
+class MigrationPlan(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    format: str = PLAN_FORMAT
+    format_version: int = PLAN_FORMAT_VERSION
+    checksum: str = ""
+    created_at: str
+    collection_version: str = COLLECTION_VERSION
+    mode: str = "drop_recreate"  # or online (modes.py)
+    requested_mode: str = "auto"
+    mode_reason: str = ""
+    online: Optional[OnlineSwap] = None
+    source: SourceState
+    requested_changes: Dict[str, Any]
+    target_schema: Dict[str, Any]
+    changes: List[Change] = Field(default_factory=list)
+    renames: Renames = Field(default_factory=Renames)
+    rewrites: DocumentRewrites = Field(default_factory=DocumentRewrites)
+    classification: Classification
+    warnings: List[str] = Field(default_factory=list)
+    audit: AuditResult = Field(default_factory=AuditResult)
+    estimate: Estimate
+    server: ServerCapabilities
+    # A batch's per-index plan: the checksum of the batch plan's own fields (batch_plan.BatchPlan.fields_checksum),
+    # so that editing them means re-sealing every plan of the batch, not only the batch's checksum.
+    batch_fields: Optional[str] = None
+
+    # -- content ------------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        data = self.model_dump(by_alias=True, mode="json")
+        if data.get("batch_fields") is None:
+            data.pop("batch_fields", None)  # a plan of its own: the format it always had
+        return data
+
+    def content_checksum(self) -> str:
+        data = self.to_dict()
+        data.pop("checksum", None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def seal(self) -> "MigrationPlan":
+        self.checksum = self.content_checksum()
+        return self
+
+    @property
+    def plan_id(self) -> str:
+        """Short stable identity of this plan (for backup names)."""
+        return self.checksum.split(":", 1)[-1][:12]
+
+    def source_schema(self) -> IndexSchema:
+        return parse_schema(self.source.index_schema, "plan source schema")
+
+    def target(self) -> IndexSchema:
+        return parse_schema(self.target_schema, "plan target schema")
+
+    @property
+    def target_index(self) -> str:
+        return self.target_schema["index"]["name"]
+
+    @property
+    def final_index(self) -> str:
+        """The new index's own name: the target's, or for an online migration the one it is built under."""
+        return self.online.index if self.mode == "online" and self.online else self.target_index
+
+    def final_schema(self) -> IndexSchema:
+        """The target schema under the name the new index really has."""
+        schema = self.target()
+        schema.index.name = self.final_index
+        return schema
+
+    def same_content(self, other: "MigrationPlan") -> bool:
+        """Equal but for volatile figures (memory, disk free, timestamps): nothing to rewrite."""
+        return _stable(self.to_dict()) == _stable(other.to_dict())
+
+    def to_yaml(self) -> str:
+        header = ("# indexops.redis_search migration plan. Review it, then apply it with redis_index_migrate.\n"
+                  "# Do not edit: the checksum covers the whole content and an edited plan is refused.\n")
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=120,
+                                       allow_unicode=True)
+
+
+def _stable(data: Dict[str, Any]) -> Dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for path in VOLATILE:
+        node = data
+        for part in path[:-1]:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return data
+
+
+def plan_from_dict(data: Any, where: str = "plan") -> MigrationPlan:
+    """Load and verify a plan given as a dict (parsed YAML)."""
+    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        raise PlanInvalid(f"{where} is not an indexops.redis_search plan (format: {PLAN_FORMAT} missing)",
+                          hint="create one with redis_index_plan")
+    if data.get("format_version") != PLAN_FORMAT_VERSION:
+        raise PlanInvalid(f"{where} has format_version {data.get('format_version')!r}; this collection reads "
+                          f"{PLAN_FORMAT_VERSION}", hint="re-create the plan with this collection's redis_index_plan")
+    try:
+        plan = MigrationPlan.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise PlanInvalid(f"{where} is malformed at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
+                          hint="re-create the plan with redis_index_plan") from None
+    if plan.checksum != plan.content_checksum():
+        raise PlanInvalid(f"{where} was changed after it was written (checksum mismatch)",
+                          hint="plans cannot be edited; re-run redis_index_plan to make a new one")
+    return plan
+
+
+def read_plan(path: str) -> MigrationPlan:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as err:
+        raise PlanInvalid(f"cannot read plan file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise PlanInvalid(f"plan file {path} is not valid YAML: {str(err).splitlines()[0]}",
+                          hint="give the file redis_index_plan wrote (plan_out)") from None
+    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
+        raise PlanInvalid(f"plan file {path} is not a text (UTF-8 YAML) file",
+                          hint="give the file redis_index_plan wrote (plan_out)") from None
+    return plan_from_dict(data, f"plan file {path}")
+
+
+def write_plan(plan: MigrationPlan, path: str) -> None:
+    """Write atomically: a reader never sees half a plan."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=directory)
+    except OSError as err:
+        raise PlanInvalid(f"cannot write plan file {path}: {err.strerror}",
+                          hint="plan_out must be in an existing, writable directory") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(plan.to_yaml())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,227 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Build a migration plan. Nothing here writes to disk, and the only write to Redis is the create
+check: the target definition is created under a throwaway name on a prefix no key has and dropped
+at once (create_check.py), so that a definition the server refuses is blocked now, not after the drop.
+
+snapshot -> merge patch (or take the target schema) -> diff -> per-document rewrites -> live
+context -> classify -> create check -> sample and audit -> estimate -> warnings -> sealed plan.
+Every read is bounded (a key sample, FT.INFO of each index), so planning takes the same time on
+any index size, unless the caller asks for a full audit.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import List, Optional
+
+from ..vectors.audit import AuditResult, audit_keys, backup_refusals
+from ..redis.capabilities import ServerCapabilities, detect_capabilities
+from ..redis.catalog import alias_targets, aliases_of, other_indexes
+from ..schema.changes import INDEX_RENAME, diff
+from .classify import LiveContext, classify
+from ..redis.create_check import CreateCheckUnavailable, check_create
+from ..core.deps import BaseModel, ValidationError, field_validator
+from ..core.errors import SchemaInvalid
+from .estimate import estimate
+from ..redis.keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
+from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
+from ..core.limits import BatchSize, SampleSize, check_schema, check_text, explain_options
+from ..schema.patch import SchemaPatch, merge
+from .plan import MigrationPlan, Renames, SourceState
+from .plan_warnings import collect_warnings
+from ..schema.rewrites import Quantize, document_rewrites
+from ..schema.model import IndexSchema
+from ..redis.snapshot import index_exists, snapshot_index
+
+DEFAULT_BATCH_SIZE = 500
+
+
+class PlanningOptions(BaseModel):
+    """The bounds of the planning options (named as the modules' options), checked by create_plan
+    and, through this model, by the modules before they connect."""
+
+    audit_sample_size: SampleSize = 1000
+    audit_all: bool = False
+    key_sample_size: SampleSize = 20
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE
+    mode: str = AUTO
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
+
+
+def _target_refusal(client, target: IndexSchema) -> tuple[Optional[str], Optional[str]]:
+    """(the server's refusal of the target definition or None, a warning when it could not be asked)."""
+    try:
+        return check_create(client, target), None
+    except CreateCheckUnavailable as err:
+        return None, (f"Whether the server accepts the target definition could not be checked ({err.message}); "
+                      "redis_index_migrate checks it again before dropping anything")
+
+
+def whole_prefix(source: IndexSchema, stats) -> bool:
+    """Whether a migration must walk every key under the prefixes rather than the index's own
+    documents: when the index failed some of them or has not reached them all. Not with a FILTER,
+    whose excluded keys may belong to other applications."""
+    return (stats.hash_indexing_failures > 0 or not stats.fully_indexed) and not source.index.filter
+
+
+def _audit(client, index: str, source: IndexSchema, keys: List[bytes], audit_all: bool, measure: List[str],
+           scan: bool, quantize: List[Quantize], batch: int = 1000) -> AuditResult:
+    if not audit_all:
+        result = audit_keys(client, source, keys, measure, quantize)
+        result.mode = "sample" if keys or source.vector_fields() else "skipped"
+        return result
+    total = AuditResult(mode="all")
+    total.value_bytes = {location: [0, 0] for location in measure}
+    for chunk in iter_keys(client, index, source.index.prefix, source.storage, scan, batch):
+        total.add(audit_keys(client, source, chunk, measure, quantize))
+    total.mode = "all"
+    return total
+
+
+def requested_changes(patch: Optional[SchemaPatch], target_schema: Optional[IndexSchema]) -> dict:
+    """What a plan records as asked for: the patch in its file shape, or the full target schema."""
+    return {"patch": patch.to_dict()} if patch is not None else {"target_schema": target_schema.to_dict()}
+
+
+def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, target_schema: Optional[IndexSchema] = None,
+                aliases: List[str] = (), audit_sample: int = 1000, audit_all: bool = False, key_sample: int = 20,
+                backup_dir: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
+                capabilities: Optional[ServerCapabilities] = None, created_at: Optional[str] = None,
+                mode: str = AUTO) -> MigrationPlan:
+    """Plan the change of `index` described by `patch` or by a full `target_schema`.
+
+    Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
+    server refuses (create check) is a blocked reason quoting the server."""
+    if (patch is None) == (target_schema is None):
+        raise SchemaInvalid("give either a patch or a target schema")
+    try:
+        PlanningOptions(audit_sample_size=audit_sample, audit_all=audit_all, key_sample_size=key_sample,
+                        batch_size=batch_size, mode=mode)
+    except ValidationError as err:
+        raise explain_options(err) from None
+    check_text(index, "index name", "index")
+    if target_schema is not None:
+        check_schema(target_schema, "target schema")
+    snap = snapshot_index(client, index)
+    source = snap.snapshot.index_schema
+    caps = capabilities or detect_capabilities(client)
+
+    requested = requested_changes(patch, target_schema)
+    keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
+                       head=key_sample)
+    # No server reports a key separator (it is how applications build keys): the sampled keys show it.
+    in_use = separator_in_use(keys, source.index.prefix)
+    if patch is not None:
+        source.index.key_separator = in_use or source.index.key_separator
+        target, patch = merge(source, patch)
+        renames = patch.rename_fields
+    else:
+        # A target schema that states a separator the keys contradict asks to change it (blocked); one
+        # that states none, or keys that show none, leave it as the application has it.
+        stated = "key_separator" in target_schema.index.model_fields_set
+        source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
+        target, renames = target_schema, []
+
+    changes = diff(source, target, renames)
+    rewrites = document_rewrites(source, target, changes, renames)
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    live = LiveContext(capabilities=caps, others=other_indexes(client, [snap.name]),
+                       target_name_taken=renamed and index_exists(client, target.name))
+    classification = classify(source, target, changes, rewrites, live, snap.snapshot.unrecognized)
+    refusal, unchecked = _target_refusal(client, target) if changes else (None, None)
+    if refusal:
+        classification.blocked_reasons.append(
+            f"the server refuses the target definition: {refusal} (a throwaway FT.CREATE of the exact target, "
+            "dropped at once); correct the schema")
+        classification.supported = False
+
+    # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
+    audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
+    measure = [m.old_location for m in rewrites.moves]
+    scan = whole_prefix(source, snap.stats)
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan, rewrites.quantize) if (
+        audit_sample or audit_all) else AuditResult(mode="skipped")
+    # What the migration's backup phase would refuse is blocked now, not found after the task started.
+    refused = backup_refusals(audit, source, rewrites.quantize)
+    if refused:
+        classification.blocked_reasons += refused
+        classification.supported = False
+    cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
+
+    declared = alias_targets(client, list(aliases))
+    missing = [a for a, t in declared.items() if t != snap.name]
+    if missing:
+        raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {snap.name}",
+                            hint="list only aliases of the index being migrated")
+    # Aliases found without being named: the one the index was planned through, and the name an index made
+    # by an online migration goes by (`products` for `products--v2`). FT.DROPINDEX would drop them.
+    probed = [name for name in dict.fromkeys([index, stem(snap.name)]) if name != snap.name and name not in declared]
+    declared.update({a: t for a, t in alias_targets(client, probed).items() if t == snap.name})
+    alias_names, complete = aliases_of(client, snap.name, caps, declared)
+
+    decision = choose_mode(mode, source, target, rewrites, cost, caps, alias_names,
+                           lambda name: index_exists(client, name)) if changes else ModeDecision(
+        mode=DROP_RECREATE, reason="nothing to change")
+    classification.mode = decision.mode
+    if decision.blocked:
+        classification.blocked_reasons.append(decision.blocked)
+        classification.supported = False
+    warnings = collect_warnings(source, target, snap.stats, changes, rewrites, classification, audit, cost, caps,
+                                live.others, alias_names, complete, snap.snapshot.unobserved, decision.online)
+    warnings += [w for w in (decision.warning, unchecked) if w]
+
+    prefix_change = rewrites.prefix.model_dump() if rewrites.prefix else None
+    plan = MigrationPlan(
+        created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source=SourceState(
+            index=snap.name, requested_as=index, endpoint=endpoint, index_schema=source.to_dict(),
+            unobserved=snap.snapshot.unobserved, unrecognized=snap.snapshot.unrecognized,
+            stats=snap.stats.model_dump(), key_sample=[key_to_text(k) for k in keys[:key_sample]],
+            aliases=alias_names, aliases_complete=complete,
+        ),
+        requested_changes=requested,
+        target_schema=target.to_dict(),
+        changes=changes,
+        renames=Renames(index={"from": source.name, "to": target.name} if renamed else None,
+                        prefix=prefix_change, fields=renames),
+        rewrites=rewrites,
+        classification=classification,
+        mode=decision.mode,
+        requested_mode=mode,
+        mode_reason=decision.reason,
+        online=decision.online,
+        warnings=warnings,
+        audit=audit,
+        estimate=cost,
+        server=caps,
+    )
+    return plan.seal()
+
+
+def summarize(plan: MigrationPlan) -> List[str]:
+    """A few lines a person can read in a job log."""
+    source = plan.source.index
+    lines = []
+    if plan.classification.nothing_to_do:
+        return [f"{source}: nothing to do - the live index already has the requested schema"]
+    state = "supported" if plan.classification.supported else "BLOCKED"
+    lines.append(f"{source}: {len(plan.changes)} change(s), {state}, mode {plan.mode}, "
+                 f"{plan.source.stats.get('num_docs', 0)} documents")
+    lines += [f"  - {c.describe()}" + (f"  [blocked: {c.reason}]" if c.blocked else "") for c in plan.changes]
+    for reason in plan.classification.blocked_reasons:
+        if not any(reason.endswith(c.reason or "\0") for c in plan.changes):
+            lines.append(f"  blocked: {reason}")
+    if plan.estimate.documents_rewritten:
+        exact = "exact" if plan.estimate.backup_bytes_exact else "estimated from a sample"
+        lines.append(f"  backup: {plan.estimate.backup_bytes} bytes ({exact}) for {plan.estimate.documents_rewritten} "
+                     "rewritten documents")
+    if plan.audit.mode != "skipped":
+        lines.append(f"  audit ({plan.audit.mode}): {plan.audit.documents} documents, "
+                     f"{plan.audit.malformed_count} malformed vectors")
+    lines += [f"  warning: {w}" for w in plan.warnings]
+    return lines
