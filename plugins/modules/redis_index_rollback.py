@@ -224,10 +224,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
     plan_from_dict,
     read_plan,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 
 
 def roll_back(module, client) -> dict:

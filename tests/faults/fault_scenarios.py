@@ -27,10 +27,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 
 SUPPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support")
 DRIVER = os.path.join(SUPPORT, "fault_driver.py")

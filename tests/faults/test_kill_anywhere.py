@@ -32,7 +32,7 @@ from fault_scenarios import (
 )
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 
 pytestmark = pytest.mark.kill_point
 

@@ -22,10 +22,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     describe_backups,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 
 DOCS = os.path.join(ROOT, "docs", "operations.md")
 

@@ -29,10 +29,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
     MigrateOptions,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     real_name,
     snapshot_index,

@@ -32,10 +32,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
     write_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
     snapshot_index,

@@ -22,10 +22,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.state import read_state, save_state
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import plan_from_dict
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
     snapshot_index,

@@ -13,10 +13,8 @@ from test_redis_index_migrate import DIMS, QUANT16, load, make_plan, run, run_ki
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import encode_record
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import BackupInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
 
 DOCS = 120

@@ -25,13 +25,13 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
     PreflightFailed,
     ValidationFailed,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import _in_scope
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    _in_scope,
     _States,
-    choose_backup,
     rollback,
     state_digest,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
 

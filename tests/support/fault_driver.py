@@ -61,6 +61,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (  # noqa: E402
     IndexOpsError,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import (  # noqa: E402
     migrate,
 )
@@ -256,7 +257,7 @@ def main() -> int:
             result = {"changed": outcome.changed, "result": outcome.report.result,
                       "conflicts": outcome.report.conflicts}
         else:
-            store = rollback_module.choose_backup(args["backup_dir"], args["index"])
+            store = choose_backup(args["backup_dir"], args["index"])
             changed, outcome = rollback_module.rollback(client(), store, **args.get("options", {}))
             result = {"changed": changed, "result": outcome.result}
     except IndexOpsError as err:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.files import DIR_MODE, write_atomic
 
 FORMAT = "indexops.redis_search/write-quiesce"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks left_alone and acl_file: read as "none recorded"
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 
 
 class StateFileInvalid(IndexOpsError):
@@ -79,23 +77,7 @@ def save(path: str, state: Dict[str, Any]) -> None:
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=DIR_MODE)
     data = json.dumps(state, indent=2, sort_keys=True).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=".quiesce-", dir=directory)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(os.path.abspath(path), data, prefix=".quiesce-")
 
 
 def remove(path: str) -> bool:

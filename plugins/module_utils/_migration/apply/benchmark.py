@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
-from ..backup.store import write_atomic
+from ..core.files import write_atomic
 from ..core.yamlio import dump_yaml
 
 try:

@@ -31,7 +31,8 @@ from .preflight import (
     verify_derivation,
 )
 from ..backup.links import refuse_links
-from ..backup.store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name, utc_now
+from ..backup.store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name
+from ..core.sealed import utc_now
 from .benchmark import migration_benchmark, write_benchmark
 from ..redis.capabilities import detect_capabilities, require_search_results
 from ..schema.changes import VECTOR_DATATYPE
@@ -41,7 +42,8 @@ from ..core.deps import BaseModel
 from ..core.errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
 from ..planning.estimate import FREE_SPACE_MARGIN
 from ..redis.lock import acquire_locks, release_locks
-from ..redis.permissions import migration_commands, require_permissions
+from .commands import migration_commands
+from ..redis.permissions import require_permissions
 from ..planning.modes import ONLINE, memory_now_fits
 from .phases import backup, create, drop, online, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ..backup.store import BackupStore, write_atomic
+from ..backup.store import BackupStore
+from ..core.files import write_atomic
 from ..core.deps import BaseModel, Field
 from ..planning.plan import MigrationPlan
 from ..core.yamlio import dump_yaml

@@ -22,7 +22,7 @@ from .phases import validate
 from .phases.create import NOT_REPORTED
 from .phases.context import Context, MigrateOptions
 from ..planning.plan import MigrationPlan
-from ..rollback.rollback import backup_plan, choose_backup, verify_backup
+from .backups import backup_plan, choose_backup, verify_backup
 from ..schema.model import differences
 from ..redis.snapshot import index_exists, real_name, snapshot_index
 from ..redis.waiting import StillIndexing, wait_until_indexed

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .format import (
@@ -39,6 +38,8 @@ from .format import (
     write_file_magic,
 )
 from ..core.deps import BaseModel, Field
+from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
+from ..core.sealed import utc_now
 from ..core.errors import BackupInvalid, PreflightFailed
 
 HEADER_FORMAT = "indexops.redis_search/backup"
@@ -49,41 +50,8 @@ DATA = "data.bin"
 # The converted vectors, made while the source index still serves, block for block beside data.bin,
 # so that after the drop the quantize phase only writes.
 STAGED = "staged.bin"
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 # Every phase either mode can run (an online migration: create, wait, validate, swap).
 PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap")
-
-
-def utc_now() -> str:
-    # Microseconds: two migrations of one index in the same second must still sort by age.
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new content."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class PhaseState(BaseModel):

@@ -17,7 +17,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ..apply.preflight import require_same_server, require_writable_file
-from ..backup.store import BackupStore, check_backup_dir, utc_now, write_atomic
+from ..backup.store import BackupStore, check_backup_dir
+from ..core.sealed import utc_now
+from ..core.files import write_atomic
 from .plan import BatchPlan, read_batch_plan
 from .state import (
     COMPLETED,

@@ -24,7 +24,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from ..backup.store import write_atomic
+from ..core.files import write_atomic
 from ..redis.capabilities import detect_capabilities
 from ..redis.create_check import CHECK_PREFIX
 from ..core.deps import BaseModel, Field, ValidationError, yaml

@@ -21,7 +21,9 @@ import os
 import socket
 from typing import Any, Dict, List, Optional
 
-from ..backup.store import BackupStore, utc_now, write_atomic
+from ..backup.store import BackupStore
+from ..core.sealed import utc_now
+from ..core.files import write_atomic
 from .plan import BatchEntry, BatchPlan
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
-from ..backup.store import BackupStore, utc_now
+from ..backup.store import BackupStore
+from ..core.sealed import utc_now
 from .plan import read_batch_plan
 from .state import (
     FAILED,

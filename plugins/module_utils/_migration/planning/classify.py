@@ -24,18 +24,10 @@ from ..schema.changes import (
 )
 from ..vectors.codec import describe_conversion
 from ..core.deps import BaseModel, Field
+from ..redis.catalog import OtherIndex
 from ..redis.keyspace import prefixes_overlap
 from ..schema.rewrites import DocumentRewrites
 from ..schema.model import IndexSchema
-
-
-class OtherIndex(BaseModel):
-    """Another live index, as far as shared keys are concerned."""
-
-    name: str
-    storage: str
-    prefixes: List[str]
-    locations: Dict[str, str] = Field(default_factory=dict)  # document location -> "vector:<datatype>" or field type
 
 
 class LiveContext(BaseModel):

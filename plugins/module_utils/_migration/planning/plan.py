@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Dict, List, Optional
 
 from ..vectors.audit import AuditResult
@@ -19,6 +18,7 @@ from ..schema.changes import Change
 from .classify import Classification
 from ..core.deps import BaseModel, ConfigDict, Field, ValidationError, yaml
 from ..core.errors import PlanInvalid
+from ..core.files import write_atomic
 from .estimate import Estimate
 from .modes import OnlineSwap
 from ..schema.patch import FieldRename
@@ -188,19 +188,8 @@ def read_plan(path: str) -> MigrationPlan:
 
 def write_plan(plan: MigrationPlan, path: str) -> None:
     """Write atomically: a reader never sees half a plan."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=directory)
-    except OSError as err:
-        raise PlanInvalid(f"cannot write plan file {path}: {err.strerror}",
-                          hint="plan_out must be in an existing, writable directory") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(plan.to_yaml())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def refused(err: OSError) -> PlanInvalid:
+        return PlanInvalid(f"cannot write plan file {path}: {err.strerror}",
+                           hint="plan_out must be in an existing, writable directory")
+
+    write_atomic(os.path.abspath(path), plan.to_yaml().encode("utf-8"), prefix=".plan-", refused=refused)

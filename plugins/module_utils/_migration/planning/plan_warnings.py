@@ -7,7 +7,8 @@ from typing import List, Optional
 from ..vectors.audit import AuditResult
 from ..redis.capabilities import ServerCapabilities
 from ..schema.changes import FIELD_ADD, FIELD_REMOVE, VECTOR_DATATYPE, Change
-from .classify import Classification, OtherIndex
+from .classify import Classification
+from ..redis.catalog import OtherIndex
 from ..vectors.codec import describe_conversion
 from .estimate import Estimate
 from ..redis.keyspace import prefixes_overlap

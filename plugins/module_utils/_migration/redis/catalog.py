@@ -11,12 +11,20 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional
 
 from .capabilities import ServerCapabilities
-from ..planning.classify import OtherIndex
 from ..core.deps import BaseModel, Field
 from ..core.errors import IndexNotFound
 from .resp import decode
 from .snapshot import list_indexes, read_info
 from .stats import stats_from_info
+
+
+class OtherIndex(BaseModel):
+    """Another live index, as far as shared keys are concerned."""
+
+    name: str
+    storage: str
+    prefixes: List[str]
+    locations: Dict[str, str] = Field(default_factory=dict)  # document location -> "vector:<datatype>" or field type
 
 
 class VectorSummary(BaseModel):

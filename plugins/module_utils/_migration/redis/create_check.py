@@ -24,6 +24,7 @@ from ..core import limits
 from ..core.deps import redis_exceptions
 from ..core.errors import ServerUnsupported
 from .ftcreate import create_args
+from .permissions import refused_commands
 from .resp import decode
 from ..schema.model import IndexSchema
 
@@ -86,7 +87,6 @@ def check_create(client, schema: IndexSchema) -> Optional[str]:
     args[1:1] = ["TEMPORARY", str(CHECK_TTL_SECONDS)]
     # A user who may create the throwaway index but not drop it would leave it behind: ask first (queued
     # in a MULTI that is discarded, nothing runs).
-    from .permissions import refused_commands  # pylint: disable=import-outside-toplevel  # it imports this module
     refused = refused_commands(client, [("FT.CREATE", *args), ("FT.DROPINDEX", name)])
     if refused:
         raise CreateCheckUnavailable(f"could not check the target definition with a throwaway FT.CREATE: the user may "

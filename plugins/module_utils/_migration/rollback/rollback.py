@@ -26,27 +26,28 @@ changes nothing. The backup is kept, and marked rolled back, so the same plan ca
 from __future__ import annotations
 
 import hashlib
-import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..core import failpoints
 from . import online as rollback_online
-from ..backup.links import refuse_links
 from ..backup.format import FormatError, Record, decode_records, iter_blocks
-from ..backup.store import DATA, PLAN, BackupStore, VerifyResult, list_backups, read_header, utc_now
+from ..backup.store import DATA, BackupStore, read_header
+from ..core.sealed import utc_now
 from ..vectors.codec import QuantParams, convert_batch
 from ..redis.connection import lost_connection
 from ..core.deps import BaseModel, Field, redis_exceptions
-from ..core.errors import BackupInvalid, IndexOpsError, PlanInvalid, RollbackFailed, ValidationFailed
-from ..redis.keyspace import covered_by, key_to_text, renamed_key
+from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
+from ..redis.keyspace import key_to_text, renamed_key
 from ..redis.lock import acquire_locks, release_locks
-from ..redis.permissions import require_permissions, rollback_commands
+from ..apply.backups import backup_plan, verify_backup
+from ..apply.commands import rollback_commands
+from ..redis.permissions import require_permissions
 from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
-from ..planning.plan import MigrationPlan, read_plan
+from ..planning.plan import MigrationPlan
 from ..schema.model import differences
 from ..redis.scripts import Scripts
-from ..redis.snapshot import index_exists, real_name, snapshot_index
+from ..redis.snapshot import index_exists, snapshot_index
 from ..redis.stats import IndexStats
 from ..redis.waiting import StillIndexing, wait_until_indexed
 
@@ -81,65 +82,7 @@ class RollbackResult(BaseModel):
     problems: List[str] = Field(default_factory=list)
 
 
-# -- choosing the backup ------------------------------------------------------------------------------
-
-def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None,
-                  client=None) -> BackupStore:
-    """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back - the index
-    named by its name before or after the migration, or by the alias the migration was planned through (with
-    `client`, an alias is also resolved on the server, as migrate does). When every migration of the index is
-    rolled back, the one rolled back last: it reports that nothing is left to roll back. A damaged backup of
-    another index does not get in the way."""
-    if plan_checksum:
-        store = BackupStore.for_plan(backup_dir, plan_checksum)
-        if store is None:
-            raise BackupInvalid(f"no backup of plan {plan_checksum[:19]} in {backup_dir}",
-                                hint="check backup_dir, or choose the backup by index")
-        refuse_links(store.directory)
-        return store
-    names = {index}
-    resolved = real_name(client, index) if client is not None and index else None
-    if resolved:
-        names.add(resolved)
-    candidates = []
-    for directory, header, error in list_backups(backup_dir):
-        if header is None:
-            if os.path.basename(directory).startswith(f"{index}-"):
-                raise BackupInvalid(f"a backup of {index} is damaged ({error})",
-                                    hint="pass plan_file to choose the backup explicitly")
-            continue
-        if names & {header.source_index, header.target_index} or _planned_as(directory, names):
-            candidates.append((header.created_at, header.attempt, directory, header))
-    if not candidates:
-        raise BackupInvalid(f"no backup of index {index!r} in {backup_dir}", hint="check backup_dir and index")
-    pending = [c for c in candidates if c[3].status != "rolled_back"]
-    if pending:
-        _created, _attempt, directory, header = max(pending, key=lambda c: (c[0], c[1]))
-    else:  # a rolled-back header is written last by its rollback
-        _created, _attempt, directory, header = max(candidates, key=lambda c: c[3].updated_at)
-    refuse_links(directory)
-    return BackupStore(directory, header)
-
-
-def _planned_as(directory: str, names: set) -> bool:
-    """Whether the backup's plan was made through one of `names` (an alias), or built the index of that name
-    (an online migration's `<index>--v2`)."""
-    try:
-        plan = read_plan(os.path.join(directory, PLAN))
-    except PlanInvalid:
-        return False
-    return bool(names & {plan.source.requested_as, plan.final_index})
-
-
-def backup_plan(store: BackupStore) -> MigrationPlan:
-    plan = read_plan(store.path(PLAN))
-    if plan.checksum != store.header.plan_checksum:
-        raise BackupInvalid(f"{store.path(PLAN)} is not the plan this backup was made for",
-                            hint="the backup directory was tampered with; restore it from a copy")
-    return plan
-
-
-# -- verification -----------------------------------------------------------------------------------------
+# -- the records to restore -----------------------------------------------------------------------------------------
 
 def _usable_records(store: BackupStore, partial: bool, unverified: list):
     """Records to restore, block by block. Without `partial` the whole backup was verified first;
@@ -170,41 +113,6 @@ def _usable_records(store: BackupStore, partial: bool, unverified: list):
             if not partial:
                 raise BackupInvalid(f"backup data unreadable: {err}") from None
             unverified.append({"block": err.block, "record": None, "key": None, "reason": str(err)})
-
-
-# -- what a record may touch ----------------------------------------------------------------------------
-
-def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
-    """A check of one record against the plan: its key under the source prefixes (a key the migration
-    renamed is recorded under its original name), its entries only the locations the plan changes.
-    Raises BackupInvalid on the first record that is not, so nothing gets written."""
-    prefixes = list(plan.source_schema().index.prefix)
-    everything = not prefixes or "" in prefixes
-    allowed = {location.encode() for location, _size, _absent in plan.rewrites.backup_entries()}
-    hint = "the backup was altered after it was made (its checksums can be recomputed); restore it from a copy"
-
-    def check(record: Record) -> None:
-        if not everything and not covered_by(record.key, prefixes):
-            raise BackupInvalid(f"backup record {key_to_text(record.key)!r} is outside the index's key prefixes "
-                                f"({', '.join(repr(p) for p in prefixes)}): refused, nothing was written", hint=hint)
-        seen = set()
-        for name, _value in record.entries:
-            if name not in allowed or name in seen:
-                what = "twice" if name in seen else "which the plan never changes"
-                raise BackupInvalid(f"backup record {key_to_text(record.key)!r} names location "
-                                    f"{key_to_text(name)!r} {what}: refused, nothing was written", hint=hint)
-            seen.add(name)
-
-    return check
-
-
-def verify_backup(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
-    """Everything rollback verifies before it writes: the plan copy is the one the header names, every
-    checksum, and every record within the plan's scope. Raises BackupInvalid for a plan copy that is not
-    the header's or a record outside the scope (a rollback refuses the backup outright); the checksums'
-    findings are in the result."""
-    backup_plan(store)
-    return store.verify(_in_scope(plan))
 
 
 # -- the states a document may be in ----------------------------------------------------------------------
