@@ -49,13 +49,9 @@ from .phases import backup, create, drop, online, resume_check, rewrite, validat
 from .phases.context import Context, MigrateOptions
 from ..planning.plan import MigrationPlan
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
-from ..schema.model import differences
 from ..redis.scripts import Scripts
-from ..redis.snapshot import index_exists, real_name, snapshot_index
+from ..redis.snapshot import SchemaSnapshot, holds, index_exists, live_schema, read_schema, real_name
 from ..redis.waiting import StillIndexing, wait_until_indexed
-
-NOT_REPORTED = create.NOT_REPORTED
-
 
 class Outcome(BaseModel):
     changed: bool
@@ -116,10 +112,10 @@ def lossy_changes(plan: MigrationPlan) -> list:
             and describe_conversion(c.before, c.after)["lossy"]]
 
 
-def _source_unchanged(client, plan: MigrationPlan):
-    """The live source index's snapshot, which must equal the plan's."""
-    live = snapshot_index(client, plan.source.index).snapshot
-    found = differences(plan.source_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+def _source_unchanged(client, plan: MigrationPlan, live: Optional[SchemaSnapshot] = None) -> SchemaSnapshot:
+    """The live source index's snapshot (read now, or `live` when read already), which must equal the plan's."""
+    live = live or read_schema(client, plan.source.index)
+    found = live.differs_from(plan.source_schema())
     if found:
         raise PreflightFailed(f"{plan.source.index} changed since the plan was made: {'; '.join(found[:3])}",
                               hint="re-run redis_index_plan and review the new plan")
@@ -139,9 +135,11 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
     check's throwaway index, which check mode leaves to redis_index_plan."""
     # First: without the rights to read the index, nothing below could even look.
     require_permissions(client, migration_commands(plan, plan.server.cluster_enabled), "migration")
-    if not index_exists(client, plan.source.index):
+    # One read of the source answers whether it exists and whether it is still as planned.
+    live = live_schema(client, plan.source.index)
+    if live is None:
         raise PreflightFailed(f"index {plan.source.index} does not exist", hint="check the plan's index")
-    live = _source_unchanged(client, plan)
+    live = _source_unchanged(client, plan, live)
     for name in dict.fromkeys([plan.target_index, plan.final_index]):
         if name != plan.source.index and index_exists(client, name):
             raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
@@ -157,8 +155,9 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
         if not caps.accepts_datatype(field.attrs.datatype) or not caps.accepts_algorithm(field.attrs.algorithm):
             raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
                                   f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
-    # The plan's own verdict is never trusted: its changes are classified again against the server as it is.
-    require_supported_live(client, plan, caps, live.unrecognized)
+    # The plan's own verdict is never trusted: its changes are classified again against the server as it is
+    # (the target's name was read free above).
+    require_supported_live(client, plan, caps, live.unrecognized, target_free=True)
     if not check_mode:
         require_create_accepted(client, plan)
     need = int((plan.estimate.backup_bytes + plan.estimate.staged_bytes) * FREE_SPACE_MARGIN)
@@ -187,10 +186,7 @@ def _check_dir_readonly(path: Optional[str]) -> str:
 
 def target_matches(client, plan: MigrationPlan) -> bool:
     """Whether the server holds the plan's new index, with the plan's target definition."""
-    if not index_exists(client, plan.final_index):
-        return False
-    live = snapshot_index(client, plan.final_index).snapshot
-    return not differences(plan.final_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    return holds(client, plan.final_index, plan.final_schema())
 
 
 def _resume_checks(client, plan: MigrationPlan, store: BackupStore) -> None:
@@ -207,8 +203,9 @@ def _resume_checks(client, plan: MigrationPlan, store: BackupStore) -> None:
             caps = detect_capabilities(client)
             require_supported_live(client, plan, caps, live.unrecognized)
         return
-    if not store.phase("drop").done and index_exists(client, plan.source.index):
-        live = _source_unchanged(client, plan)
+    live = live_schema(client, plan.source.index) if not store.phase("drop").done else None
+    if live is not None:
+        _source_unchanged(client, plan, live)
         caps = detect_capabilities(client)
         require_supported_live(client, plan, caps, live.unrecognized)
         require_permissions(client, migration_commands(plan, caps.cluster_enabled), "migration")
@@ -337,8 +334,7 @@ def _clean_up_online(client, plan: MigrationPlan, store: Optional[BackupStore]) 
             return  # the swap happened after all (or the source is gone): keep what serves
         name = plan.final_index
         if real_name(client, name) == name:
-            live = snapshot_index(client, name).snapshot
-            if differences(plan.final_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved)):
+            if not read_schema(client, name).matches(plan.final_schema()):
                 return  # not ours
             client.execute_command("FT.DROPINDEX", name)
         for phase in ONLINE_BUILD:

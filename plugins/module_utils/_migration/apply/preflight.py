@@ -65,18 +65,20 @@ def verify_derivation(plan: MigrationPlan) -> None:
 
 
 def classify_live(client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str],
-                  exclude: Tuple[str, ...] = ()) -> Classification:
-    """Classify the plan's changes again against the server as it is now (never the stored verdict)."""
+                  exclude: Tuple[str, ...] = (), target_free: bool = False) -> Classification:
+    """Classify the plan's changes again against the server as it is now (never the stored verdict).
+    `target_free`: the caller has just read that no index holds the target's name."""
     source = plan.source_schema()
     target, changes, rewrites, _renames = derive(plan)
     renamed = any(c.kind == INDEX_RENAME for c in changes)
     live = LiveContext(capabilities=caps, others=other_indexes(client, {source.name, target.name, *exclude}),
-                       target_name_taken=renamed and index_exists(client, target.name))
+                       target_name_taken=renamed and not target_free and index_exists(client, target.name))
     return classify(source, target, changes, rewrites, live, unrecognized)
 
 
-def require_supported_live(client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str]) -> None:
-    verdict = classify_live(client, plan, caps, unrecognized)
+def require_supported_live(client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str],
+                           target_free: bool = False) -> None:
+    verdict = classify_live(client, plan, caps, unrecognized, target_free=target_free)
     if not verdict.supported:
         raise PlanBlocked("the plan is blocked on the server as it is now: " + "; ".join(verdict.blocked_reasons)
                           + "; nothing was changed", hint="resolve the reason, then plan again",

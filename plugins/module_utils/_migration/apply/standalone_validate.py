@@ -19,11 +19,9 @@ from ..core.errors import BackupInvalid, PreflightFailed
 from ..redis.keyspace import indexed_keys, key_from_text, key_to_text
 from ..planning.modes import ONLINE
 from .phases import validate
-from .phases.create import NOT_REPORTED
 from .phases.context import Context, MigrateOptions
 from ..planning.plan import MigrationPlan
 from .backups import backup_plan, choose_backup, verify_backup
-from ..schema.model import differences
 from ..redis.snapshot import index_exists, real_name, snapshot_index
 from ..redis.waiting import StillIndexing, wait_until_indexed
 
@@ -68,7 +66,7 @@ def _online(client, plan: MigrationPlan, store: BackupStore) -> Dict[str, Any]:
     count against the source was checked before the swap; writes go on after it, so not again here.)"""
     final = plan.final_index
     live = snapshot_index(client, final)
-    found = differences(plan.final_schema(), live.snapshot.index_schema, NOT_REPORTED + tuple(live.snapshot.unobserved))
+    found = live.snapshot.differs_from(plan.final_schema())
     names = {name: real_name(client, name) for name in plan.online.names}
     keys = [key_from_text(k) for k in plan.source.key_sample]
     alive = [k for k in keys if client.exists(k)]

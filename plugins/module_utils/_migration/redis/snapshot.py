@@ -17,11 +17,14 @@ from ..core.deps import BaseModel, Field, redis_exceptions
 from ..core.errors import IndexNotFound
 from .ftinfo import Attribute, FtInfo, parse_ft_info
 from .resp import as_float, as_int, as_map, decode, text
-from ..schema.model import FieldSpec, IndexSchema, IndexSettings
+from ..schema.model import FieldSpec, IndexSchema, IndexSettings, differences
 from .stats import IndexStats, stats_from_info
 
 _TYPES = {"TEXT": "text", "TAG": "tag", "NUMERIC": "numeric", "GEO": "geo", "GEOSHAPE": "geoshape", "VECTOR": "vector"}
 _NOT_FOUND = ("unknown index name", "no such index", "index not found", "not found")
+# Settings no server reports (the key separator is how applications build keys): a live index is
+# compared with a schema without them, and without what this server did not show (`unobserved`).
+NOT_REPORTED = ("index.key_separator",)
 
 
 class SchemaSnapshot(BaseModel):
@@ -30,6 +33,14 @@ class SchemaSnapshot(BaseModel):
     index_schema: IndexSchema
     unobserved: List[str] = Field(default_factory=list)
     unrecognized: List[str] = Field(default_factory=list)
+
+    def differs_from(self, expected: IndexSchema) -> List[str]:
+        """What differs between `expected` and this live schema, as far as the server shows it."""
+        return differences(expected, self.index_schema, NOT_REPORTED + tuple(self.unobserved))
+
+    def matches(self, expected: IndexSchema) -> bool:
+        """Whether this live index is `expected` (as far as the server shows it)."""
+        return not self.differs_from(expected)
 
 
 def list_indexes(client) -> list[str]:
@@ -229,3 +240,22 @@ def snapshot_index(client, name: str, key_separator: str = ":") -> IndexSnapshot
         snapshot=schema_from_info(client, info, key_separator),
         stats=stats_from_info(info),
     )
+
+
+def read_schema(client, name: str) -> SchemaSnapshot:
+    """The schema of the index `name` leads to (itself, or an alias's index); IndexNotFound when none."""
+    return snapshot_index(client, name).snapshot
+
+
+def live_schema(client, name: str) -> Optional[SchemaSnapshot]:
+    """The schema of the index `name` leads to, or None when there is none: one read answers both."""
+    try:
+        return read_schema(client, name)
+    except IndexNotFound:
+        return None
+
+
+def holds(client, name: str, expected: IndexSchema) -> bool:
+    """Whether the index `name` leads to exists and is `expected` (as far as the server shows it)."""
+    live = live_schema(client, name)
+    return live is not None and live.matches(expected)

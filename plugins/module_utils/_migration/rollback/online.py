@@ -16,13 +16,10 @@ from ..core.errors import RollbackFailed
 from ..redis.ftcreate import create_args
 from ..planning.modes import next_generation
 from ..planning.plan import MigrationPlan
-from ..schema.model import IndexSchema, differences
-from ..redis.snapshot import index_exists, read_info, real_name, snapshot_index
+from ..schema.model import IndexSchema
+from ..redis.snapshot import index_exists, live_schema, read_info, real_name
 from ..redis.stats import stats_from_info
 from ..redis.waiting import StillIndexing, wait_until_indexed
-
-NOT_REPORTED = ("index.key_separator",)
-
 
 def named(schema: IndexSchema, name: str) -> IndexSchema:
     copy = schema.model_copy(deep=True)
@@ -31,16 +28,14 @@ def named(schema: IndexSchema, name: str) -> IndexSchema:
 
 
 def same_definition(client, expected: IndexSchema, name: str) -> bool:
-    """Whether the index `name` leads to has `expected`'s definition (whatever its own name)."""
-    live = snapshot_index(client, name).snapshot
-    return not differences(named(expected, live.index_schema.name), live.index_schema,
-                           NOT_REPORTED + tuple(live.unobserved))
+    """Whether the index `name` leads to exists with `expected`'s definition (whatever its own name)."""
+    live = live_schema(client, name)
+    return live is not None and live.matches(named(expected, live.index_schema.name))
 
 
 def rolled_back(client, plan: MigrationPlan) -> bool:
     """The source's name leads to the source's definition and the migration's index is gone."""
-    if not index_exists(client, plan.source.index) or not same_definition(client, plan.source_schema(),
-                                                                          plan.source.index):
+    if not same_definition(client, plan.source_schema(), plan.source.index):
         return False
     return real_name(client, plan.final_index) != plan.final_index or plan.final_index == plan.source.index
 

@@ -45,13 +45,11 @@ from ..redis.permissions import require_permissions
 from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
 from ..planning.plan import MigrationPlan
-from ..schema.model import differences
 from ..redis.scripts import Scripts
-from ..redis.snapshot import index_exists, snapshot_index
+from ..redis.snapshot import holds, index_exists, live_schema, read_schema
 from ..redis.stats import IndexStats
 from ..redis.waiting import StillIndexing, wait_until_indexed
 
-NOT_REPORTED = ("index.key_separator",)
 LISTED = 100
 READ_BACK = 20  # restored documents of the first block whose bytes validation reads back
 # Script outcome -> the result's counter (and the list of keys it names).
@@ -251,13 +249,12 @@ def _restore_across_slots(client, script, record: Record, args: List[bytes], pre
 
 def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult) -> None:
     source, target = plan.source_schema(), plan.target()
-    if index_exists(client, target.name):
-        live = snapshot_index(client, target.name).snapshot
-        ignore = NOT_REPORTED + tuple(live.unobserved)
-        if not differences(target, live.index_schema, ignore):
+    live = live_schema(client, target.name)
+    if live is not None:
+        if live.matches(target):
             drop_once(client, target.name)
             result.dropped_target = True
-        elif target.name == source.name and not differences(source, live.index_schema, ignore):
+        elif target.name == source.name and live.matches(source):
             pass  # the source is already back under its name
         else:
             raise RollbackFailed(f"index {target.name!r} exists but is neither the plan's target nor its source",
@@ -292,8 +289,7 @@ def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackR
               read_back: List[Record]) -> None:
     """Fill result.validation and result.problems."""
     source = plan.source_schema()
-    live = snapshot_index(client, source.name).snapshot
-    found = differences(source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    found = read_schema(client, source.name).differs_from(source)
     docs = stats.num_docs
     expected = int(store.phase("backup").counters.get("source_num_docs", plan.source.stats.get("num_docs", 0)))
     expected -= result.skipped_deleted
@@ -339,10 +335,7 @@ def _already_rolled_back(client, plan: MigrationPlan, store: BackupStore) -> boo
         return True  # finished on purpose despite its validation: the source may differ, as accepted
     if plan.mode == "online":
         return rollback_online.rolled_back(client, plan)
-    if not index_exists(client, plan.source.index):
-        return False
-    live = snapshot_index(client, plan.source.index).snapshot
-    return not differences(plan.source_schema(), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    return holds(client, plan.source.index, plan.source_schema())
 
 
 def _recorded(store: BackupStore, result: RollbackResult) -> Dict[str, Any]:

@@ -6,25 +6,20 @@ from ...core import failpoints
 from ...core.deps import redis_exceptions
 from ...core.errors import MigrationFailed
 from ...redis.ftcreate import create_args
-from ...schema.model import differences
-from ...redis.snapshot import index_exists, snapshot_index
+from ...redis.snapshot import holds, live_schema
 from ...redis.waiting import StillIndexing, wait_until_indexed
 from .context import Context
-
-# Settings no server reports; the comparison of a live index with a schema must skip them.
-NOT_REPORTED = ("index.key_separator",)
 
 
 def run_create(ctx: Context) -> None:
     target = ctx.target
-    if index_exists(ctx.client, target.name):
-        # An earlier run created it: it must be exactly ours.
-        live = snapshot_index(ctx.client, target.name).snapshot
-        found = differences(target, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
-        if found:
-            raise MigrationFailed(f"an index named {target.name!r} exists with another schema: {'; '.join(found[:3])}",
-                                  hint="drop it (or rename the target) and re-run")
-    else:
+    live = live_schema(ctx.client, target.name)
+    # An earlier run may have created it: then it must be exactly ours.
+    found = live.differs_from(target) if live is not None else []
+    if found:
+        raise MigrationFailed(f"an index named {target.name!r} exists with another schema: {'; '.join(found[:3])}",
+                              hint="drop it (or rename the target) and re-run")
+    if live is None:
         create_once(ctx.client, target)
     failpoints.hit("create", 0)
     for alias in ctx.store.header.aliases:
@@ -37,10 +32,7 @@ def create_once(client, schema) -> None:
     try:
         client.execute_command("FT.CREATE", *create_args(schema))
     except redis_exceptions.ResponseError:
-        if not index_exists(client, schema.name):
-            raise
-        live = snapshot_index(client, schema.name).snapshot
-        if differences(schema, live.index_schema, NOT_REPORTED + tuple(live.unobserved)):
+        if not holds(client, schema.name, schema):
             raise
 
 

@@ -27,12 +27,12 @@ from ...core.deps import BaseModel, Field, numpy
 from ...core.errors import MigrationFailed
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text
 from ...redis.scripts import GUARDED_SWAP, SOURCE_CHANGED
-from ...schema.model import IndexSchema, differences
-from ...redis.snapshot import read_info, real_name, snapshot_index
+from ...schema.model import IndexSchema
+from ...redis.snapshot import read_info, read_schema, real_name
 from ...redis.stats import stats_from_info
 from ...redis.waiting import StillIndexing, wait_until_indexed
 from .context import Context
-from .create import NOT_REPORTED, create_once
+from .create import create_once
 from ...vectors.knn import KNN_K, nearest
 
 KNN_SAMPLE = 10
@@ -63,8 +63,7 @@ def _final(ctx: Context) -> IndexSchema:
 
 def _ours(ctx: Context, name: str) -> bool:
     """Whether the index `name` is this migration's target (same definition)."""
-    live = snapshot_index(ctx.client, name).snapshot
-    return not differences(_final(ctx), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    return read_schema(ctx.client, name).matches(_final(ctx))
 
 
 def run_create(ctx: Context) -> None:
@@ -167,8 +166,7 @@ def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dic
 
 def validate(ctx: Context) -> OnlineValidation:
     client, result = ctx.client, OnlineValidation()
-    live = snapshot_index(client, ctx.plan.final_index).snapshot
-    result.schema_differences = differences(_final(ctx), live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    result.schema_differences = read_schema(client, ctx.plan.final_index).differs_from(_final(ctx))
     result.schema_match = not result.schema_differences
     source, target, moved = _counts(ctx)
     result.doc_count_source, result.doc_count_target, result.doc_count_tolerance = source, target, moved
@@ -226,8 +224,7 @@ def _source_as_planned(ctx: Context, names: List[str]) -> None:
     it: what someone changed during the build (FT.ALTER, an alias moved, deleted or added) would be lost
     by the swap."""
     client, source = ctx.client, ctx.source.name
-    live = snapshot_index(client, source).snapshot
-    found = differences(ctx.source, live.index_schema, NOT_REPORTED + tuple(live.unobserved))
+    found = read_schema(client, source).differs_from(ctx.source)
     if found:
         _refuse_swap(ctx, f"its definition changed: {'; '.join(found[:3])}")
     moved = [name for name in names if name != source and real_name(client, name) != source]

@@ -21,10 +21,8 @@ from ...backup.store import DATA
 from ...vectors.codec import QuantParams, convert_batch
 from ...core.errors import PreflightFailed
 from ...redis.keyspace import key_to_text, renamed_key
-from ...schema.model import differences
-from ...redis.snapshot import index_exists, snapshot_index
+from ...redis.snapshot import index_exists, live_schema
 from .context import Context
-from .create import NOT_REPORTED
 
 REWRITE_PHASES = ("move_fields", "rename_keys", "quantize")
 SAMPLE_BLOCKS = 4
@@ -44,12 +42,10 @@ def _check_indexes(ctx: Context) -> None:
         if not index_exists(client, target.name):
             _refuse(ctx, f"the new index {target.name!r} was created, and it is gone")
         return
-    if store.phase("drop").done and index_exists(client, source.name):
-        live = snapshot_index(client, source.name).snapshot
-        ignore = NOT_REPORTED + tuple(live.unobserved)
-        # Killed right after FT.CREATE of a target of the same name: that index is ours, not the source.
-        if not differences(source, live.index_schema, ignore) and differences(target, live.index_schema, ignore):
-            _refuse(ctx, f"index {source.name!r} was dropped by this migration, and it is back")
+    live = live_schema(client, source.name) if store.phase("drop").done else None
+    # Killed right after FT.CREATE of a target of the same name: that index is ours, not the source.
+    if live is not None and live.matches(source) and not live.matches(target):
+        _refuse(ctx, f"index {source.name!r} was dropped by this migration, and it is back")
 
 
 def _applied(ctx: Context) -> Dict[str, Optional[Set[int]]]:

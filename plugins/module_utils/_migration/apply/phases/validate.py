@@ -31,10 +31,8 @@ from ...redis.capabilities import require_search_results
 from ...vectors.codec import QuantParams, convert_batch, decode_batch, encode_batch
 from ...core.deps import BaseModel, Field, numpy
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
-from ...schema.model import differences
 from ...redis.snapshot import snapshot_index
 from .context import Context
-from .create import NOT_REPORTED
 from ...vectors.knn import KNN_K, MISSED, OUTRANKED, UNJUDGED, judge_self_query, nearest
 
 KNN_SAMPLE = 10
@@ -169,8 +167,7 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
     client, target = ctx.client, ctx.target
     result = ValidationResult()
     live = snapshot_index(client, target.name)
-    result.schema_differences = differences(target, live.snapshot.index_schema,
-                                            NOT_REPORTED + tuple(live.snapshot.unobserved))
+    result.schema_differences = live.snapshot.differs_from(target)
     result.schema_match = not result.schema_differences
     result.doc_count_actual = live.stats.num_docs
     source_docs = int(ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0)))
