@@ -18,40 +18,27 @@ stays for audits and rollback, and a failure leaves a header that says where it 
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-from ..core import failpoints
-from .preflight import (
-    require_create_accepted,
-    require_same_server,
-    require_supported_live,
-    require_writable_file,
-    verify_derivation,
-)
 from ..backup.links import refuse_links
 from ..backup.store import HEADER, PLAN, BackupHeader, BackupStore, PhaseState, check_backup_dir, safe_name
-from ..core.sealed import utc_now
-from .benchmark import migration_benchmark, write_benchmark
-from ..redis.capabilities import detect_capabilities, require_search_results
-from ..schema.changes import VECTOR_DATATYPE
-from ..vectors.codec import describe_conversion
-from ..redis.connection import lost_connection
+from ..core import failpoints
 from ..core.deps import BaseModel
-from ..core.errors import IndexOpsError, MigrationFailed, PlanBlocked, PreflightFailed
-from ..planning.estimate import FREE_SPACE_MARGIN
+from ..core.errors import IndexOpsError, MigrationFailed, PreflightFailed
+from ..core.sealed import utc_now
+from ..planning.modes import ONLINE
+from ..planning.plan import MigrationPlan
+from ..redis.connection import lost_connection
 from ..redis.lock import acquire_locks, release_locks
-from .commands import migration_commands
-from ..redis.permissions import require_permissions
-from ..planning.modes import ONLINE, memory_now_fits
+from ..redis.scripts import Scripts
+from ..redis.snapshot import index_exists, read_schema, real_name
+from .benchmark import migration_benchmark, write_benchmark
 from .phases import backup, create, drop, online, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
-from ..planning.plan import MigrationPlan
+from .preflight import check_dir_readonly, preflight, require_applicable, resume_checks, target_matches
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
-from ..redis.scripts import Scripts
-from ..redis.snapshot import SchemaSnapshot, holds, index_exists, live_schema, read_schema, real_name
-from ..redis.waiting import StillIndexing, wait_until_indexed
+
 
 class Outcome(BaseModel):
     changed: bool
@@ -107,139 +94,17 @@ def phases_of(plan: MigrationPlan) -> list:
     return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
 
 
-def lossy_changes(plan: MigrationPlan) -> list:
-    return [c for c in plan.changes if c.kind == VECTOR_DATATYPE and c.rewrites_documents
-            and describe_conversion(c.before, c.after)["lossy"]]
-
-
-def _source_unchanged(client, plan: MigrationPlan, live: Optional[SchemaSnapshot] = None) -> SchemaSnapshot:
-    """The live source index's snapshot (read now, or `live` when read already), which must equal the plan's."""
-    live = live or read_schema(client, plan.source.index)
-    found = live.differs_from(plan.source_schema())
-    if found:
-        raise PreflightFailed(f"{plan.source.index} changed since the plan was made: {'; '.join(found[:3])}",
-                              hint="re-run redis_index_plan and review the new plan")
-    return live
-
-
-def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
-    try:
-        return wait_until_indexed(client, plan.source.index, timeout, steady=False).num_docs
-    except StillIndexing as err:
-        raise PreflightFailed(f"{plan.source.index} is still indexing after {timeout:.0f} s ({err}); nothing was "
-                              "changed", hint="wait for it, or raise wait_timeout") from None
-
-
-def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str, check_mode: bool = False) -> int:
-    """Checks before the first write. Returns the source's document count. Read-only but for the create
-    check's throwaway index, which check mode leaves to redis_index_plan."""
-    # First: without the rights to read the index, nothing below could even look.
-    require_permissions(client, migration_commands(plan, plan.server.cluster_enabled), "migration")
-    # One read of the source answers whether it exists and whether it is still as planned.
-    live = live_schema(client, plan.source.index)
-    if live is None:
-        raise PreflightFailed(f"index {plan.source.index} does not exist", hint="check the plan's index")
-    live = _source_unchanged(client, plan, live)
-    for name in dict.fromkeys([plan.target_index, plan.final_index]):
-        if name != plan.source.index and index_exists(client, name):
-            raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
-    caps = detect_capabilities(client)
-    # Validation reads the new index back through FT.SEARCH: a server that returns no rows cannot judge it.
-    require_search_results(client, f"cannot migrate {plan.source.index}")
-    if plan.mode == ONLINE:
-        fits, why = memory_now_fits(plan.online, caps)
-        if not fits:
-            raise PreflightFailed(f"the online build no longer fits: {why}; nothing was changed",
-                                  hint="free memory or raise maxmemory, or plan again with mode drop_recreate")
-    for field in plan.target().vector_fields():
-        if not caps.accepts_datatype(field.attrs.datatype) or not caps.accepts_algorithm(field.attrs.algorithm):
-            raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
-                                  f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
-    # The plan's own verdict is never trusted: its changes are classified again against the server as it is
-    # (the target's name was read free above).
-    require_supported_live(client, plan, caps, live.unrecognized, target_free=True)
-    if not check_mode:
-        require_create_accepted(client, plan)
-    need = int((plan.estimate.backup_bytes + plan.estimate.staged_bytes) * FREE_SPACE_MARGIN)
-    existing = backup_root
-    while not os.path.isdir(existing):  # check mode: the directory is not created
-        existing = os.path.dirname(existing)
-    free = shutil.disk_usage(existing).free
-    if need > free:
-        raise PreflightFailed(f"backup_dir {backup_root} has {free} bytes free, the backup needs about {need}",
-                              hint="free space or choose another backup_dir")
-    return _wait_source_indexed(client, plan, options.wait_timeout)
-
-
-def _check_dir_readonly(path: Optional[str]) -> str:
-    """Check mode: the same verdict as check_backup_dir, without creating anything."""
-    if not path:
-        return check_backup_dir(path)
-    path = os.path.abspath(os.path.expanduser(path))
-    probe = path if os.path.exists(path) else os.path.dirname(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        return check_backup_dir(path)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise PreflightFailed(f"backup_dir {path} cannot be created or written", hint="choose a writable directory")
-    return path
-
-
-def target_matches(client, plan: MigrationPlan) -> bool:
-    """Whether the server holds the plan's new index, with the plan's target definition."""
-    return holds(client, plan.final_index, plan.final_schema())
-
-
-def _resume_checks(client, plan: MigrationPlan, store: BackupStore) -> None:
-    """Before continuing a migration that stopped: the source, where nothing was changed yet, must be as
-    planned, and allowed; what was changed is checked against the server by resume_check."""
-    if store.phase("backup").done:
-        store.require_intact()
-    if plan.mode == ONLINE:
-        started = store.phase("create").started_at
-        if store.phase("swap").done or real_name(client, plan.source.index) != plan.source.index:
-            return  # swapped (or the source is gone: the swap phase tells which)
-        live = _source_unchanged(client, plan)
-        if not started:
-            caps = detect_capabilities(client)
-            require_supported_live(client, plan, caps, live.unrecognized)
-        return
-    live = live_schema(client, plan.source.index) if not store.phase("drop").done else None
-    if live is not None:
-        _source_unchanged(client, plan, live)
-        caps = detect_capabilities(client)
-        require_supported_live(client, plan, caps, live.unrecognized)
-        require_permissions(client, migration_commands(plan, caps.cluster_enabled), "migration")
-
-
 def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
             options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None,
             endpoint: Optional[str] = None, benchmark_out: Optional[str] = None) -> Outcome:
     run_began = time.monotonic()
     if plan.classification.nothing_to_do:
         return Outcome(changed=False, report=build_report(plan, "nothing_to_do"))
-    # A plan that says it is blocked is refused with its own reasons (an edited one would be refused too).
-    if not plan.classification.supported:
-        raise PlanBlocked("the plan has blocked changes: " + "; ".join(plan.classification.blocked_reasons))
-    require_same_server(plan, endpoint)
-    verify_derivation(plan)
-    lossy = lossy_changes(plan)
-    if lossy and not options.accept_data_loss:
-        raise PreflightFailed(
-            "lossy conversion(s) " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in lossy)
-            + " need accept_data_loss=true", hint="read the plan's warnings; the originals are kept in the backup")
-    require_writable_file(report_out, "report_out")
-    require_writable_file(benchmark_out, "benchmark_out")
-    root = _check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
-    store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
-    if store is not None:
-        refuse_links(store.directory)
+    require_applicable(plan, options, endpoint, {"report_out": report_out, "benchmark_out": benchmark_out})
+    root = check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
+    store = _earlier_attempt(plan, root)
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
-    if store is not None and store.header.status == "rolling_back":
-        raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "
-                              "two states", hint="run redis_index_rollback again to finish it (with "
-                                                 "accept_validation_failure=true if its validation keeps failing), "
-                                                 "then migrate")
     resume = store is not None and store.header.status in ("running", "failed")
     if check_mode:
         if not resume:
@@ -250,37 +115,15 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     phase = "preflight"
     try:
         if resume:
-            _resume_checks(client, plan, store)
+            resume_checks(client, plan, store)
         else:
-            docs = preflight(client, plan, options, root)
-            attempt = store.header.attempt + 1 if store is not None else 1
-            header = BackupHeader(plan_checksum=plan.checksum, plan_id=plan.plan_id, attempt=attempt,
-                                  source_index=plan.source.index, target_index=plan.target_index,
-                                  storage=plan.rewrites.storage, batch_size=options.batch_size)
-            header.phases["backup"].counters["source_num_docs"] = docs
-            _clear_half_created(root, header)
-            store = BackupStore.create(root, header, plan.to_yaml())
+            store = _start(client, plan, options, root, store)
         ctx = Context(client=client, connect=connect, plan=plan, source=plan.source_schema(), target=plan.target(),
                       store=store, options=options, lock=locks[0], scripts=Scripts(client))
         if resume:
             resume_check.check(ctx)
-        store.header.status, store.header.error = "running", None
-        for phase, run in phases_of(plan):
-            state = store.phase(phase)
-            if state.done:
-                continue
-            store.header.phase = phase
-            state.started_at = state.started_at or utc_now()
-            store.save()
-            failpoints.hit(phase, "start")
-            began = time.monotonic()
-            if _needed(plan, phase):
-                run(ctx)
-            state.done, state.finished_at = True, utc_now()
-            state.seconds += round(time.monotonic() - began, 3)
-            store.save()
-        store.header.status, store.header.phase = "completed", "completed"
-        store.save()
+        for phase in _run_phases(ctx):
+            pass
     except Exception as err:  # pylint: disable=broad-exception-caught
         if plan.mode == ONLINE:
             _clean_up_online(client, plan, store)
@@ -294,6 +137,57 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
     _save_completed_report(report, store, report_out)
     _save_benchmark(report, run_began, benchmark_out)
     return Outcome(changed=True, report=report)
+
+
+def _earlier_attempt(plan: MigrationPlan, root: str) -> Optional[BackupStore]:
+    """The newest backup of this plan in `root`, if any; refused while a rollback of it is unfinished."""
+    store = BackupStore.for_plan(root, plan.checksum) if os.path.isdir(root) else None
+    if store is None:
+        return None
+    refuse_links(store.directory)
+    if store.header.status == "rolling_back":
+        raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "
+                              "two states", hint="run redis_index_rollback again to finish it (with "
+                                                 "accept_validation_failure=true if its validation keeps failing), "
+                                                 "then migrate")
+    return store
+
+
+def _start(client, plan: MigrationPlan, options: MigrateOptions, root: str,
+           earlier: Optional[BackupStore]) -> BackupStore:
+    """A new attempt: the preflight, then its backup directory, whose header says where the attempt is."""
+    docs = preflight(client, plan, options, root)
+    attempt = earlier.header.attempt + 1 if earlier is not None else 1
+    header = BackupHeader(plan_checksum=plan.checksum, plan_id=plan.plan_id, attempt=attempt,
+                          source_index=plan.source.index, target_index=plan.target_index,
+                          storage=plan.rewrites.storage, batch_size=options.batch_size)
+    header.phases["backup"].counters["source_num_docs"] = docs
+    _clear_half_created(root, header)
+    return BackupStore.create(root, header, plan.to_yaml())
+
+
+def _run_phases(ctx: Context) -> Iterator[str]:
+    """Run each phase not done yet, in order, each recorded in the header as it starts and ends. Yields
+    each phase's name before it runs, so that the caller knows where a failure stopped."""
+    store, plan = ctx.store, ctx.plan
+    store.header.status, store.header.error = "running", None
+    for phase, run in phases_of(plan):
+        yield phase
+        state = store.phase(phase)
+        if state.done:
+            continue
+        store.header.phase = phase
+        state.started_at = state.started_at or utc_now()
+        store.save()
+        failpoints.hit(phase, "start")
+        began = time.monotonic()
+        if _needed(plan, phase):
+            run(ctx)
+        state.done, state.finished_at = True, utc_now()
+        state.seconds += round(time.monotonic() - began, 3)
+        store.save()
+    store.header.status, store.header.phase = "completed", "completed"
+    store.save()
 
 
 def _save_benchmark(report: MigrationReport, began: float, path: Optional[str]) -> None:

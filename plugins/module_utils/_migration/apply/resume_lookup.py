@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ..backup.store import PLAN, BackupHeader, list_backups
 from ..core.errors import PlanInvalid, PreflightFailed
-from .migrate import target_matches
+from .preflight import target_matches
 from ..planning.plan import MigrationPlan, read_plan
 
 UNFINISHED = ("running", "failed", "rolling_back")

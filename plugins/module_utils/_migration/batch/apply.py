@@ -43,7 +43,8 @@ from ..apply.benchmark import batch_benchmark, migration_benchmark, write_benchm
 from ..core.deps import BaseModel, Field
 from ..core.errors import BackupInvalid, IndexOpsError, MigrationFailed, PreflightFailed
 from ..redis.lock import acquire_locks, release_locks
-from ..apply.migrate import lossy_changes, migrate
+from ..apply.migrate import migrate
+from ..apply.preflight import lossy_changes
 from ..apply.phases.context import MigrateOptions
 from ..planning.plan import MigrationPlan
 

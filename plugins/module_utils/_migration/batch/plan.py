@@ -31,7 +31,7 @@ from ..core.deps import BaseModel, Field, ValidationError, yaml
 from ..core.errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
 from ..redis.keyspace import prefixes_overlap
 from ..core.limits import check_text
-from ..apply.migrate import lossy_changes
+from ..apply.preflight import lossy_changes
 from ..schema.patch import SchemaPatch
 from ..planning.plan import COLLECTION_VERSION, MigrationPlan, plan_from_dict
 from ..planning.planner import DEFAULT_BATCH_SIZE, create_plan

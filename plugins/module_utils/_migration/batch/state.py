@@ -27,7 +27,7 @@ from ..core.files import write_atomic
 from .plan import BatchEntry, BatchPlan
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
-from ..apply.migrate import target_matches
+from ..apply.preflight import target_matches
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
 STATE_VERSION = 1

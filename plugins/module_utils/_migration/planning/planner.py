@@ -11,13 +11,14 @@ any index size, unless the caller asks for a full audit.
 from __future__ import annotations
 
 import datetime
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..vectors.audit import AuditResult, audit_keys, backup_refusals
 from ..redis.capabilities import ServerCapabilities, detect_capabilities
-from ..redis.catalog import alias_targets, aliases_of, other_indexes
-from ..schema.changes import INDEX_RENAME, diff
-from .classify import LiveContext, classify
+from ..redis.catalog import OtherIndex, alias_targets, aliases_of, other_indexes
+from ..schema.changes import INDEX_RENAME
+from .classify import Classification, LiveContext, classify
+from .derive import Derivation, derive
 from ..redis.create_check import CreateCheckUnavailable, check_create
 from ..core.deps import BaseModel, ValidationError, field_validator
 from ..core.errors import SchemaInvalid
@@ -25,12 +26,12 @@ from .estimate import estimate
 from ..redis.keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
 from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
 from ..core.limits import BatchSize, SampleSize, check_schema, check_text, explain_options
-from ..schema.patch import SchemaPatch, merge
+from ..schema.patch import SchemaPatch
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
-from ..schema.rewrites import Quantize, document_rewrites
+from ..schema.rewrites import Quantize
 from ..schema.model import IndexSchema
-from ..redis.snapshot import index_exists, snapshot_index
+from ..redis.snapshot import IndexSnapshot, index_exists, snapshot_index
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -97,85 +98,38 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
 
     Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
     server refuses (create check) is a blocked reason quoting the server."""
-    if (patch is None) == (target_schema is None):
-        raise SchemaInvalid("give either a patch or a target schema")
-    try:
-        PlanningOptions(audit_sample_size=audit_sample, audit_all=audit_all, key_sample_size=key_sample,
-                        batch_size=batch_size, mode=mode)
-    except ValidationError as err:
-        raise explain_options(err) from None
-    check_text(index, "index name", "index")
-    if target_schema is not None:
-        check_schema(target_schema, "target schema")
+    _check_request(index, patch, target_schema, {"audit_sample_size": audit_sample, "audit_all": audit_all,
+                                                 "key_sample_size": key_sample, "batch_size": batch_size, "mode": mode})
     snap = snapshot_index(client, index)
     source = snap.snapshot.index_schema
     caps = capabilities or detect_capabilities(client)
-
-    requested = requested_changes(patch, target_schema)
     keys = sample_keys(client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample),
                        head=key_sample)
-    # No server reports a key separator (it is how applications build keys): the sampled keys show it.
-    in_use = separator_in_use(keys, source.index.prefix)
-    if patch is not None:
-        source.index.key_separator = in_use or source.index.key_separator
-        target, patch = merge(source, patch)
-        renames = patch.rename_fields
-    else:
-        # A target schema that states a separator the keys contradict asks to change it (blocked); one
-        # that states none, or keys that show none, leave it as the application has it.
-        stated = "key_separator" in target_schema.index.model_fields_set
-        source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
-        target, renames = target_schema, []
-
-    changes = diff(source, target, renames)
-    rewrites = document_rewrites(source, target, changes, renames)
+    _take_key_separator(source, keys, target_schema)
+    derived = derive(source, patch, target_schema)
+    target, changes, rewrites = derived.target, derived.changes, derived.rewrites
+    classification, others, unchecked = _classify(client, snap, derived, caps)
     renamed = any(c.kind == INDEX_RENAME for c in changes)
-    live = LiveContext(capabilities=caps, others=other_indexes(client, [snap.name]),
-                       target_name_taken=renamed and index_exists(client, target.name))
-    classification = classify(source, target, changes, rewrites, live, snap.snapshot.unrecognized)
-    refusal, unchecked = _target_refusal(client, target) if changes else (None, None)
-    if refusal:
-        classification.blocked_reasons.append(
-            f"the server refuses the target definition: {refusal} (a throwaway FT.CREATE of the exact target, "
-            "dropped at once); correct the schema")
-        classification.supported = False
 
     # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
     audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
-    measure = [m.old_location for m in rewrites.moves]
-    scan = whole_prefix(source, snap.stats)
-    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, measure, scan, rewrites.quantize) if (
+    audit = _audit(client, snap.name, source, keys[:audit_sample], audit_all, [m.old_location for m in rewrites.moves],
+                   whole_prefix(source, snap.stats), rewrites.quantize) if (
         audit_sample or audit_all) else AuditResult(mode="skipped")
     # What the migration's backup phase would refuse is blocked now, not found after the task started.
-    refused = backup_refusals(audit, source, rewrites.quantize)
-    if refused:
-        classification.blocked_reasons += refused
-        classification.supported = False
+    _block(classification, backup_refusals(audit, source, rewrites.quantize))
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
-
-    declared = alias_targets(client, list(aliases))
-    missing = [a for a, t in declared.items() if t != snap.name]
-    if missing:
-        raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {snap.name}",
-                            hint="list only aliases of the index being migrated")
-    # Aliases found without being named: the one the index was planned through, and the name an index made
-    # by an online migration goes by (`products` for `products--v2`). FT.DROPINDEX would drop them.
-    probed = [name for name in dict.fromkeys([index, stem(snap.name)]) if name != snap.name and name not in declared]
-    declared.update({a: t for a, t in alias_targets(client, probed).items() if t == snap.name})
-    alias_names, complete = aliases_of(client, snap.name, caps, declared)
+    alias_names, complete = _aliases(client, index, snap.name, caps, aliases)
 
     decision = choose_mode(mode, source, target, rewrites, cost, caps, alias_names,
                            lambda name: index_exists(client, name)) if changes else ModeDecision(
         mode=DROP_RECREATE, reason="nothing to change")
     classification.mode = decision.mode
-    if decision.blocked:
-        classification.blocked_reasons.append(decision.blocked)
-        classification.supported = False
+    _block(classification, [decision.blocked] if decision.blocked else [])
     warnings = collect_warnings(source, target, snap.stats, changes, rewrites, classification, audit, cost, caps,
-                                live.others, alias_names, complete, snap.snapshot.unobserved, decision.online)
+                                others, alias_names, complete, snap.snapshot.unobserved, decision.online)
     warnings += [w for w in (decision.warning, unchecked) if w]
 
-    prefix_change = rewrites.prefix.model_dump() if rewrites.prefix else None
     plan = MigrationPlan(
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         source=SourceState(
@@ -184,11 +138,11 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
             stats=snap.stats.model_dump(), key_sample=[key_to_text(k) for k in keys[:key_sample]],
             aliases=alias_names, aliases_complete=complete,
         ),
-        requested_changes=requested,
+        requested_changes=requested_changes(patch, target_schema),
         target_schema=target.to_dict(),
         changes=changes,
         renames=Renames(index={"from": source.name, "to": target.name} if renamed else None,
-                        prefix=prefix_change, fields=renames),
+                        prefix=rewrites.prefix.model_dump() if rewrites.prefix else None, fields=derived.renames),
         rewrites=rewrites,
         classification=classification,
         mode=decision.mode,
@@ -201,6 +155,68 @@ def create_plan(client, index: str, *, patch: Optional[SchemaPatch] = None, targ
         server=caps,
     )
     return plan.seal()
+
+
+def _check_request(index: str, patch: Optional[SchemaPatch], target_schema: Optional[IndexSchema],
+                   options: Dict[str, Any]) -> None:
+    """Options and schema values within bounds (limits.py), before anything is read."""
+    if (patch is None) == (target_schema is None):
+        raise SchemaInvalid("give either a patch or a target schema")
+    try:
+        PlanningOptions(**options)
+    except ValidationError as err:
+        raise explain_options(err) from None
+    check_text(index, "index name", "index")
+    if target_schema is not None:
+        check_schema(target_schema, "target schema")
+
+
+def _take_key_separator(source: IndexSchema, keys: List[bytes], target_schema: Optional[IndexSchema]) -> None:
+    """No server reports a key separator (it is how applications build keys): the sampled keys show it. A
+    target schema that states a separator the keys contradict asks to change it (blocked); one that states
+    none, or keys that show none, leave it as the application has it."""
+    in_use = separator_in_use(keys, source.index.prefix)
+    if target_schema is None:
+        source.index.key_separator = in_use or source.index.key_separator
+        return
+    stated = "key_separator" in target_schema.index.model_fields_set
+    source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
+
+
+def _classify(client, snap: IndexSnapshot, derived: Derivation,
+              caps: ServerCapabilities) -> Tuple[Classification, List[OtherIndex], Optional[str]]:
+    """(the verdict against the server as it is, the other indexes read for it, a warning when the server
+    could not be asked whether it accepts the target definition)."""
+    source, target, changes = snap.snapshot.index_schema, derived.target, derived.changes
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    live = LiveContext(capabilities=caps, others=other_indexes(client, [snap.name]),
+                       target_name_taken=renamed and index_exists(client, target.name))
+    classification = classify(source, target, changes, derived.rewrites, live, snap.snapshot.unrecognized)
+    refusal, unchecked = _target_refusal(client, target) if changes else (None, None)
+    if refusal:
+        _block(classification, [f"the server refuses the target definition: {refusal} (a throwaway FT.CREATE of the "
+                                "exact target, dropped at once); correct the schema"])
+    return classification, live.others, unchecked
+
+
+def _block(classification: Classification, reasons: List[str]) -> None:
+    if reasons:
+        classification.blocked_reasons += reasons
+        classification.supported = False
+
+
+def _aliases(client, index: str, name: str, caps: ServerCapabilities, aliases: List[str]) -> Tuple[List[str], bool]:
+    """The index's aliases and whether the list is complete. Declared ones must lead to it; found without being
+    named: the one it was planned through, and the name an index made by an online migration goes by
+    (`products` for `products--v2`). FT.DROPINDEX would drop them all."""
+    declared = alias_targets(client, list(aliases))
+    missing = [a for a, t in declared.items() if t != name]
+    if missing:
+        raise SchemaInvalid(f"aliases {', '.join(missing)} do not point at {name}",
+                            hint="list only aliases of the index being migrated")
+    probed = [other for other in dict.fromkeys([index, stem(name)]) if other != name and other not in declared]
+    declared.update({a: t for a, t in alias_targets(client, probed).items() if t == name})
+    return aliases_of(client, name, caps, declared)
 
 
 def summarize(plan: MigrationPlan) -> List[str]:
