@@ -39,7 +39,7 @@ from .format import (
 )
 from ..core.deps import BaseModel, Field
 from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
-from ..core.sealed import utc_now
+from ..core.sealed import SealedRecord, utc_now
 from ..core.errors import BackupInvalid, PreflightFailed
 
 HEADER_FORMAT = "indexops.redis_search/backup"
@@ -62,7 +62,7 @@ class PhaseState(BaseModel):
     counters: Dict[str, Any] = Field(default_factory=dict)
 
 
-class BackupHeader(BaseModel):
+class BackupHeader(SealedRecord):
     format: str = HEADER_FORMAT
     format_version: int = HEADER_VERSION
     checksum: str = ""
@@ -95,11 +95,6 @@ class BackupHeader(BaseModel):
     quality: Dict[str, Any] = Field(default_factory=dict)
     error: Optional[Dict[str, Any]] = None
     rollback: Dict[str, Any] = Field(default_factory=dict)
-
-    def content_checksum(self) -> str:
-        data = self.model_dump(mode="json")
-        data.pop("checksum", None)
-        return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def safe_name(index: str) -> str:
@@ -136,15 +131,13 @@ def existing_backup_dir(path: str) -> str:
 def read_header(directory: str) -> BackupHeader:
     path = os.path.join(directory, HEADER)
     try:
-        with open(path, "rb") as handle:
-            raw = json.loads(handle.read().decode("utf-8"))
-        header = BackupHeader.model_validate(raw)
+        header = BackupHeader.read_from(path)
     except (OSError, ValueError) as err:
         raise BackupInvalid(f"backup header {path} is unreadable: {err}",
                             hint="the backup is damaged; restore the directory from a copy") from None
     if header.format != HEADER_FORMAT or header.format_version != HEADER_VERSION:
         raise BackupInvalid(f"{path} is not an indexops backup header of version {HEADER_VERSION}")
-    if header.checksum != header.content_checksum():
+    if not header.intact():
         raise BackupInvalid(f"backup header {path} was changed outside this collection (checksum mismatch)",
                             hint="the backup cannot be trusted; restore the directory from a copy")
     return header
@@ -269,9 +262,7 @@ class BackupStore:
 
     # -- header ------------------------------------------------------------------------------------
     def save(self) -> None:
-        self.header.updated_at = utc_now()
-        self.header.checksum = self.header.content_checksum()
-        write_atomic(self.path(HEADER), json.dumps(self.header.model_dump(mode="json"), indent=1).encode("utf-8"))
+        write_atomic(self.path(HEADER), self.header.sealed_json())
 
     def phase(self, name: str) -> PhaseState:
         # A header written before a phase existed (swap) has no state for it yet.

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
-import hashlib
-import json
 import os
 from typing import Any, Dict, List, Optional
 
 from ..core.files import write_atomic
+from ..core.sealed import SealedFormat, checksum_of
+from ..core.yamlio import read_written_yaml
 from ..redis.capabilities import detect_capabilities
 from ..redis.create_check import CHECK_PREFIX
-from ..core.deps import BaseModel, Field, ValidationError, yaml
+from ..core.deps import BaseModel, Field, yaml
 from ..core.errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
 from ..redis.keyspace import prefixes_overlap
 from ..core.limits import check_text
@@ -41,6 +41,11 @@ BATCH_PLAN_FORMAT = "indexops.redis_search/batch-plan"
 BATCH_PLAN_VERSION = 1
 FAILURE_POLICIES = ("fail_fast", "continue_on_error")
 SELECTION_KINDS = ("list", "pattern", "file")
+BATCH_PLAN_FILE = SealedFormat(BATCH_PLAN_FORMAT, BATCH_PLAN_VERSION, "batch plan",
+                               create="create one with redis_index_batch state=planned",
+                               newer="re-create it with this collection's redis_index_batch",
+                               malformed="re-create it with redis_index_batch state=planned",
+                               edited="batch plans cannot be edited; plan the batch again")
 
 
 class Selection(BaseModel):
@@ -92,9 +97,7 @@ class BatchPlan(BaseModel):
         return self.model_dump(mode="json")
 
     def content_checksum(self) -> str:
-        data = self.to_dict()
-        data.pop("checksum", None)
-        return _sha256(data)
+        return checksum_of(self.to_dict())
 
     def fields_checksum(self) -> str:
         """The checksum of the batch's own fields - policy, selection, patch, each entry but its plan - that
@@ -104,7 +107,7 @@ class BatchPlan(BaseModel):
         for key in ("checksum", "created_at"):
             data.pop(key, None)
         data["indexes"] = [{k: v for k, v in e.items() if k not in ("plan", "plan_checksum")} for e in data["indexes"]]
-        return _sha256(data)
+        return checksum_of(data)
 
     def bind_plans(self) -> "BatchPlan":
         """Give every per-index plan the batch's own fields' checksum, sealed into its own (before `seal`)."""
@@ -147,11 +150,6 @@ class BatchPlan(BaseModel):
                   "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n")
         return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=120,
                                        allow_unicode=True)
-
-
-def _sha256(data: Dict[str, Any]) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class Conflict(BaseModel):
@@ -355,21 +353,7 @@ def _classified(name: str, plan: MigrationPlan) -> BatchEntry:
 
 def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
     """Load and verify a batch plan and every per-index plan in it."""
-    if not isinstance(data, dict) or data.get("format") != BATCH_PLAN_FORMAT:
-        raise PlanInvalid(f"{where} is not an indexops.redis_search batch plan (format: {BATCH_PLAN_FORMAT} missing)",
-                          hint="create one with redis_index_batch state=planned")
-    if data.get("format_version") != BATCH_PLAN_VERSION:
-        raise PlanInvalid(f"{where} has format_version {data.get('format_version')!r}; this collection reads "
-                          f"{BATCH_PLAN_VERSION}", hint="re-create it with this collection's redis_index_batch")
-    try:
-        batch = BatchPlan.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise PlanInvalid(f"{where} is malformed at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
-                          hint="re-create it with redis_index_batch state=planned") from None
-    if batch.checksum != batch.content_checksum():
-        raise PlanInvalid(f"{where} was changed after it was written (checksum mismatch)",
-                          hint="batch plans cannot be edited; plan the batch again")
+    batch = BATCH_PLAN_FILE.load(data, BatchPlan, where)
     if batch.failure_policy not in FAILURE_POLICIES:
         raise PlanInvalid(f"{where} has an unknown failure_policy {batch.failure_policy!r}")
     fields = batch.fields_checksum()
@@ -383,17 +367,7 @@ def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
 
 
 def read_batch_plan(path: str) -> BatchPlan:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as err:
-        raise PlanInvalid(f"cannot read batch plan file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise PlanInvalid(f"batch plan file {path} is not valid YAML: {str(err).splitlines()[0]}",
-                          hint="give the file redis_index_batch wrote (plan_out)") from None
-    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
-        raise PlanInvalid(f"batch plan file {path} is not a text (UTF-8 YAML) file",
-                          hint="give the file redis_index_batch wrote (plan_out)") from None
+    data = read_written_yaml(path, "batch plan file", hint="give the file redis_index_batch wrote (plan_out)")
     return batch_plan_from_dict(data, f"batch plan file {path}")
 
 

@@ -15,18 +15,16 @@ A process killed mid-index leaves it `running`: the next run continues it (migra
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 from typing import Any, Dict, List, Optional
 
 from ..backup.store import BackupStore
-from ..core.sealed import utc_now
-from ..core.files import write_atomic
+from ..core.sealed import SealedRecord, utc_now
 from .plan import BatchEntry, BatchPlan
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
+from ..core.files import write_atomic
 from ..apply.preflight import target_matches
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
@@ -59,7 +57,7 @@ class IndexRun(BaseModel):
     error: Optional[Dict[str, Any]] = None
 
 
-class BatchState(BaseModel):
+class BatchState(SealedRecord):
     format: str = STATE_FORMAT
     format_version: int = STATE_VERSION
     checksum: str = ""
@@ -76,11 +74,6 @@ class BatchState(BaseModel):
     host: str = Field(default_factory=socket.gethostname)
     pid: int = Field(default_factory=os.getpid)
     indexes: List[IndexRun] = Field(default_factory=list)
-
-    def content_checksum(self) -> str:
-        data = self.model_dump(mode="json")
-        data.pop("checksum", None)
-        return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def entry(self, name: str) -> IndexRun:
         return next(run for run in self.indexes if run.name == name)
@@ -132,9 +125,7 @@ def locate_state(batch_plan_file: Optional[str], state_file: Optional[str]) -> t
 
 def read_state(path: str) -> BatchState:
     try:
-        with open(path, "rb") as handle:
-            raw = json.loads(handle.read().decode("utf-8"))
-        state = BatchState.model_validate(raw)
+        state = BatchState.read_from(path)
     except OSError as err:
         raise PlanInvalid(f"cannot read batch state file {path}: {err.strerror}") from None
     except (ValueError, ValidationError) as err:
@@ -142,16 +133,14 @@ def read_state(path: str) -> BatchState:
                           hint="restore it from a copy; each index's own backup still says where it stands") from None
     if state.format != STATE_FORMAT or state.format_version != STATE_VERSION:
         raise PlanInvalid(f"{path} is not an indexops batch state of version {STATE_VERSION}")
-    if state.checksum != state.content_checksum():
+    if not state.intact():
         raise PlanInvalid(f"batch state file {path} was changed outside this collection (checksum mismatch)",
                           hint="restore it from a copy; each index's own backup still says where it stands")
     return state
 
 
 def save_state(state: BatchState, path: str) -> None:
-    state.updated_at = utc_now()
-    state.checksum = state.content_checksum()
-    write_atomic(os.path.abspath(path), json.dumps(state.model_dump(mode="json"), indent=1).encode("utf-8"))
+    write_atomic(os.path.abspath(path), state.sealed_json())
 
 
 def require_same_batch(state: BatchState, batch: BatchPlan, backup_dir: Optional[str], state_file: str) -> None:

@@ -7,7 +7,6 @@ a reviewed plan does exactly what was reviewed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -16,9 +15,11 @@ from ..vectors.audit import AuditResult
 from ..redis.capabilities import ServerCapabilities
 from ..schema.changes import Change
 from .classify import Classification
-from ..core.deps import BaseModel, ConfigDict, Field, ValidationError, yaml
+from ..core.deps import BaseModel, ConfigDict, Field, yaml
 from ..core.errors import PlanInvalid
 from ..core.files import write_atomic
+from ..core.sealed import SealedFormat, checksum_of
+from ..core.yamlio import read_written_yaml
 from .estimate import Estimate
 from .modes import OnlineSwap
 from ..schema.patch import FieldRename
@@ -28,6 +29,10 @@ from ..schema.model import IndexSchema, parse_schema
 PLAN_FORMAT = "indexops.redis_search/plan"
 PLAN_FORMAT_VERSION = 1
 COLLECTION_VERSION = "0.1.0"
+PLAN_FILE = SealedFormat(PLAN_FORMAT, PLAN_FORMAT_VERSION, "plan", create="create one with redis_index_plan",
+                         newer="re-create the plan with this collection's redis_index_plan",
+                         malformed="re-create the plan with redis_index_plan",
+                         edited="plans cannot be edited; re-run redis_index_plan to make a new one")
 # Parts of a plan that move without anything the plan is about changing (GC, memory, disk).
 VOLATILE = (
     ("created_at",), ("checksum",), ("server", "used_memory_bytes"), ("source", "stats", "memory_mb"),
@@ -94,10 +99,7 @@ class MigrationPlan(BaseModel):
         return data
 
     def content_checksum(self) -> str:
-        data = self.to_dict()
-        data.pop("checksum", None)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return checksum_of(self.to_dict())
 
     def seal(self) -> "MigrationPlan":
         self.checksum = self.content_checksum()
@@ -153,36 +155,11 @@ def _stable(data: Dict[str, Any]) -> Dict[str, Any]:
 
 def plan_from_dict(data: Any, where: str = "plan") -> MigrationPlan:
     """Load and verify a plan given as a dict (parsed YAML)."""
-    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise PlanInvalid(f"{where} is not an indexops.redis_search plan (format: {PLAN_FORMAT} missing)",
-                          hint="create one with redis_index_plan")
-    if data.get("format_version") != PLAN_FORMAT_VERSION:
-        raise PlanInvalid(f"{where} has format_version {data.get('format_version')!r}; this collection reads "
-                          f"{PLAN_FORMAT_VERSION}", hint="re-create the plan with this collection's redis_index_plan")
-    try:
-        plan = MigrationPlan.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise PlanInvalid(f"{where} is malformed at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
-                          hint="re-create the plan with redis_index_plan") from None
-    if plan.checksum != plan.content_checksum():
-        raise PlanInvalid(f"{where} was changed after it was written (checksum mismatch)",
-                          hint="plans cannot be edited; re-run redis_index_plan to make a new one")
-    return plan
+    return PLAN_FILE.load(data, MigrationPlan, where)
 
 
 def read_plan(path: str) -> MigrationPlan:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as err:
-        raise PlanInvalid(f"cannot read plan file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise PlanInvalid(f"plan file {path} is not valid YAML: {str(err).splitlines()[0]}",
-                          hint="give the file redis_index_plan wrote (plan_out)") from None
-    except UnicodeDecodeError:  # a binary file (a pickle, an archive): never decoded further
-        raise PlanInvalid(f"plan file {path} is not a text (UTF-8 YAML) file",
-                          hint="give the file redis_index_plan wrote (plan_out)") from None
+    data = read_written_yaml(path, "plan file", hint="give the file redis_index_plan wrote (plan_out)")
     return plan_from_dict(data, f"plan file {path}")
 
 
