@@ -23,7 +23,7 @@ import json
 import os
 import re
 import socket
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 from .format import (
     BLOCK_HEADER_SIZE,
@@ -39,7 +39,7 @@ from .format import (
 )
 from ..core.deps import BaseModel, Field
 from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
-from ..core.sealed import SealedRecord, utc_now
+from ..core.sealed import RecordKind, SealedRecord, utc_now
 from ..core.errors import BackupInvalid, PreflightFailed
 
 HEADER_FORMAT = "indexops.redis_search/backup"
@@ -63,6 +63,10 @@ class PhaseState(BaseModel):
 
 
 class BackupHeader(SealedRecord):
+    KIND: ClassVar[RecordKind] = RecordKind(HEADER_FORMAT, HEADER_VERSION, "backup header", "backup header",
+                                            BackupInvalid, "the backup cannot be trusted; restore the directory "
+                                                           "from a copy")
+
     format: str = HEADER_FORMAT
     format_version: int = HEADER_VERSION
     checksum: str = ""
@@ -135,12 +139,7 @@ def read_header(directory: str) -> BackupHeader:
     except (OSError, ValueError) as err:
         raise BackupInvalid(f"backup header {path} is unreadable: {err}",
                             hint="the backup is damaged; restore the directory from a copy") from None
-    if header.format != HEADER_FORMAT or header.format_version != HEADER_VERSION:
-        raise BackupInvalid(f"{path} is not an indexops backup header of version {HEADER_VERSION}")
-    if not header.intact():
-        raise BackupInvalid(f"backup header {path} was changed outside this collection (checksum mismatch)",
-                            hint="the backup cannot be trusted; restore the directory from a copy")
-    return header
+    return header.verified(path)
 
 
 def list_backups(backup_dir: str) -> List[Tuple[str, Optional[BackupHeader], Optional[str]]]:

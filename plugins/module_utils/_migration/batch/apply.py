@@ -33,8 +33,7 @@ from .state import (
     new_state,
     overall_status,
     read_state,
-    require_same_batch,
-    require_state_matches,
+    require_trusted,
     save_state,
     work_list,
 )
@@ -186,8 +185,7 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
                                f".{existing.batch_id}.json")
         existing = None
     if existing is not None:
-        require_same_batch(existing, batch, backup_dir, state_path)
-        require_state_matches(existing, state_path, batch, client)
+        require_trusted(existing, state_path, batch, backup_dir, client)
     elif resume:
         raise PreflightFailed(f"no batch state at {state_path} to resume; nothing was changed",
                               hint="start the batch with state=applied (or name its state_file)")

@@ -20,20 +20,20 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from ..core.files import write_atomic
-from ..core.sealed import SealedFormat, checksum_of
+from ..core.sealed import SealedDocument, SealedFormat, checksum_of
 from ..core.yamlio import read_written_yaml
 from ..redis.capabilities import detect_capabilities
 from ..redis.create_check import CHECK_PREFIX
-from ..core.deps import BaseModel, Field, yaml
+from ..core.deps import BaseModel, Field
 from ..core.errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
 from ..redis.keyspace import prefixes_overlap
 from ..core.limits import check_text
 from ..apply.preflight import lossy_changes
 from ..schema.patch import SchemaPatch
-from ..planning.plan import COLLECTION_VERSION, MigrationPlan, plan_from_dict
+from ..planning.plan import MigrationPlan, plan_from_dict
 from ..planning.planner import DEFAULT_BATCH_SIZE, create_plan
 from ..redis.snapshot import list_indexes
 
@@ -81,33 +81,31 @@ class BatchEntry(BaseModel):
         return plan
 
 
-class BatchPlan(BaseModel):
+class BatchPlan(SealedDocument):
+    HEADER: ClassVar[str] = ("# indexops.redis_search batch plan: one patch, every index's own sealed plan. Review it, then\n"
+                             "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n")
+
     format: str = BATCH_PLAN_FORMAT
     format_version: int = BATCH_PLAN_VERSION
-    checksum: str = ""
-    created_at: str
-    collection_version: str = COLLECTION_VERSION
     endpoint: str = ""
     failure_policy: str = "fail_fast"
     selection: Selection
     patch: Dict[str, Any]
     indexes: List[BatchEntry] = Field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def content_checksum(self) -> str:
-        return checksum_of(self.to_dict())
-
-    def fields_checksum(self) -> str:
-        """The checksum of the batch's own fields - policy, selection, patch, each entry but its plan - that
-        every per-index plan carries (MigrationPlan.batch_fields) under its own checksum. (Not created_at:
-        planning the same batch again must give the same plans.)"""
+    def _own_fields(self) -> Dict[str, Any]:
+        """The batch's own fields - policy, selection, patch, each entry but its plan - without the checksum
+        and created_at (planning the same batch again must give the same plans)."""
         data = self.to_dict()
         for key in ("checksum", "created_at"):
             data.pop(key, None)
         data["indexes"] = [{k: v for k, v in e.items() if k not in ("plan", "plan_checksum")} for e in data["indexes"]]
-        return checksum_of(data)
+        return data
+
+    def fields_checksum(self) -> str:
+        """The checksum of the batch's own fields, which every per-index plan carries (MigrationPlan.batch_fields)
+        under its own checksum."""
+        return checksum_of(self._own_fields())
 
     def bind_plans(self) -> "BatchPlan":
         """Give every per-index plan the batch's own fields' checksum, sealed into its own (before `seal`)."""
@@ -119,37 +117,20 @@ class BatchPlan(BaseModel):
                 entry.plan, entry.plan_checksum = plan.seal().to_dict(), plan.checksum
         return self
 
-    def seal(self) -> "BatchPlan":
-        self.checksum = self.content_checksum()
-        return self
-
     @property
     def batch_id(self) -> str:
-        return self.checksum.split(":", 1)[-1][:12]
+        return self.short_id
 
     def applicable(self) -> List[BatchEntry]:
         return [e for e in self.indexes if e.applicable]
 
     def same_content(self, other: "BatchPlan") -> bool:
         """Equal but for timestamps and the volatile figures of the per-index plans: nothing to rewrite."""
-        def outer(batch: BatchPlan) -> Dict[str, Any]:
-            data = batch.to_dict()
-            for key in ("checksum", "created_at"):
-                data.pop(key)
-            data["indexes"] = [{k: v for k, v in e.items() if k not in ("plan", "plan_checksum")}
-                               for e in data["indexes"]]
-            return data
-        if outer(self) != outer(other):
+        if self._own_fields() != other._own_fields():
             return False
         return all((a.plan is None) == (b.plan is None)
                    and (a.plan is None or a.migration_plan().same_content(b.migration_plan()))
                    for a, b in zip(self.indexes, other.indexes))
-
-    def to_yaml(self) -> str:
-        header = ("# indexops.redis_search batch plan: one patch, every index's own sealed plan. Review it, then\n"
-                  "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n")
-        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=120,
-                                       allow_unicode=True)
 
 
 class Conflict(BaseModel):

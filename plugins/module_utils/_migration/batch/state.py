@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from ..backup.store import BackupStore
-from ..core.sealed import SealedRecord, utc_now
+from ..core.sealed import RecordKind, SealedRecord, utc_now
 from .plan import BatchEntry, BatchPlan
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
@@ -29,6 +29,7 @@ from ..apply.preflight import target_matches
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
 STATE_VERSION = 1
+_RESTORE_HINT = "restore it from a copy; each index's own backup still says where it stands"
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "pending", "running", "succeeded", "failed", "skipped"
 INDEX_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED)
 # The batch as a whole.
@@ -58,6 +59,9 @@ class IndexRun(BaseModel):
 
 
 class BatchState(SealedRecord):
+    KIND: ClassVar[RecordKind] = RecordKind(STATE_FORMAT, STATE_VERSION, "batch state", "batch state file",
+                                            PlanInvalid, _RESTORE_HINT)
+
     format: str = STATE_FORMAT
     format_version: int = STATE_VERSION
     checksum: str = ""
@@ -130,17 +134,21 @@ def read_state(path: str) -> BatchState:
         raise PlanInvalid(f"cannot read batch state file {path}: {err.strerror}") from None
     except (ValueError, ValidationError) as err:
         raise PlanInvalid(f"batch state file {path} is unreadable: {str(err).splitlines()[0]}",
-                          hint="restore it from a copy; each index's own backup still says where it stands") from None
-    if state.format != STATE_FORMAT or state.format_version != STATE_VERSION:
-        raise PlanInvalid(f"{path} is not an indexops batch state of version {STATE_VERSION}")
-    if not state.intact():
-        raise PlanInvalid(f"batch state file {path} was changed outside this collection (checksum mismatch)",
-                          hint="restore it from a copy; each index's own backup still says where it stands")
-    return state
+                          hint=_RESTORE_HINT) from None
+    return state.verified(path)
 
 
 def save_state(state: BatchState, path: str) -> None:
     write_atomic(os.path.abspath(path), state.sealed_json())
+
+
+def require_trusted(state: BatchState, state_file: str, batch: Optional[BatchPlan], backup_dir: Optional[str],
+                    client=None) -> None:
+    """Before a state is used: it belongs to `batch` and `backup_dir` (when a batch plan is given), and what it
+    claims holds against the batch plan, the backups and (with `client`) the server."""
+    if batch is not None:
+        require_same_batch(state, batch, backup_dir, state_file)
+    require_state_matches(state, state_file, batch, client)
 
 
 def require_same_batch(state: BatchState, batch: BatchPlan, backup_dir: Optional[str], state_file: str) -> None:

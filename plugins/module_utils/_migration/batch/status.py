@@ -22,8 +22,7 @@ from .state import (
     new_state,
     overall_status,
     read_state,
-    require_same_batch,
-    require_state_matches,
+    require_trusted,
 )
 from ..core.errors import BackupInvalid, PlanInvalid
 from ..core.yamlio import dump_yaml
@@ -136,9 +135,7 @@ def current_status(batch_plan_file: Optional[str], state_file: Optional[str],
     if os.path.exists(state_path):
         state = read_state(state_path)
         batch = read_batch_plan(batch_plan_file) if batch_plan_file else None
-        if batch is not None:
-            require_same_batch(state, batch, backup_dir, state_path)
-        require_state_matches(state, state_path, batch)  # against the backups (files only: no server here)
+        require_trusted(state, state_path, batch, backup_dir)  # against the backups (files only: no server here)
         return describe(state, state_path, report_path if os.path.exists(report_path) else None)
     if not batch_plan_file:
         raise PlanInvalid(f"no batch state file at {state_path}", hint="check state_file, or give plan_file")

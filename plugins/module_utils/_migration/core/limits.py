@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from .deps import Field, ValidationError
 from .errors import SchemaInvalid
@@ -210,20 +210,19 @@ def _check_separator(value: Any, where: str) -> None:
                                  "back, letters and digits split words")
 
 
-def _check_phonetic(value: Any, where: str) -> None:
-    if value is None or not isinstance(value, str):
-        return
-    if value.lower() not in PHONETIC_MATCHERS:
-        raise SchemaInvalid(f"{_label(where)}phonetic_matcher {value!r} is not accepted; accepted: "
-                            f"{', '.join(PHONETIC_MATCHERS)}", hint="double metaphone (dm) in one of four languages")
+def _check_choice(name: str, accepted: Sequence[str], refused: str, hint: str) -> Callable[[Any, str], None]:
+    """A check that a text value is one of `accepted` (any case); `refused` says how it is not."""
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, str) and value.lower() not in accepted:
+            raise SchemaInvalid(f"{_label(where)}{name} {value!r} {refused}; accepted: {', '.join(accepted)}",
+                                hint=hint)
+    return check
 
 
-def _check_language(value: Any, where: str) -> None:
-    if value is None or not isinstance(value, str):
-        return
-    if value.lower() not in LANGUAGES:
-        raise SchemaInvalid(f"{_label(where)}language {value!r} is not one the server knows; accepted: "
-                            f"{', '.join(LANGUAGES)}", hint="choose one of the server's stemming languages")
+_check_phonetic = _check_choice("phonetic_matcher", PHONETIC_MATCHERS, "is not accepted",
+                                "double metaphone (dm) in one of four languages")
+_check_language = _check_choice("language", LANGUAGES, "is not one the server knows",
+                                "choose one of the server's stemming languages")
 
 
 _ATTR_CHECKS: Dict[str, Callable[[Any, str], None]] = {

@@ -12,10 +12,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from typing import Any, Dict, NamedTuple
+from typing import Any, ClassVar, Dict, NamedTuple
 
 from .deps import BaseModel, ValidationError
 from .errors import PlanInvalid
+from .yamlio import dump_yaml
+
+# The version of this collection, recorded in every plan it writes.
+COLLECTION_VERSION = "0.1.0"
 
 
 def utc_now() -> str:
@@ -62,9 +66,57 @@ class SealedFormat(NamedTuple):
         return document
 
 
+class SealedDocument(BaseModel):
+    """A YAML document sealed once, when it is made (a plan, a batch plan): the fields every such file opens
+    with, in this order (a model gives `format` and `format_version` its own defaults), and the comment
+    `HEADER` that opens its file."""
+
+    HEADER: ClassVar[str] = ""
+
+    format: str = ""
+    format_version: int = 0
+    checksum: str = ""
+    created_at: str
+    collection_version: str = COLLECTION_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def content_checksum(self) -> str:
+        return checksum_of(self.to_dict())
+
+    def seal(self):
+        self.checksum = self.content_checksum()
+        return self
+
+    @property
+    def short_id(self) -> str:
+        """Short stable identity of the document (backup names, batch ids)."""
+        return self.checksum.split(":", 1)[-1][:12]
+
+    def to_yaml(self) -> str:
+        return self.HEADER + dump_yaml(self.to_dict())
+
+
+class RecordKind(NamedTuple):
+    """What a sealed record is: its format name and version, what messages call it (`noun`: "backup header";
+    `label`, before its path: "backup header", "batch state file"), the error that refuses it and the way
+    out of an edited one."""
+
+    name: str
+    version: int
+    noun: str
+    label: str
+    error: type
+    edited: str
+
+
 class SealedRecord(BaseModel):
     """A JSON file the library rewrites whole after each change (a backup header, a batch state). The
-    model declares its own `checksum` and `updated_at` fields; this is how it is sealed and read."""
+    model declares its own `format`, `format_version`, `checksum` and `updated_at` fields and its `KIND`;
+    this is how it is sealed, read and verified."""
+
+    KIND: ClassVar[RecordKind]
 
     def content_checksum(self) -> str:
         return checksum_of(self.model_dump(mode="json"))
@@ -77,6 +129,17 @@ class SealedRecord(BaseModel):
         self.updated_at = utc_now()
         self.checksum = self.content_checksum()
         return json.dumps(self.model_dump(mode="json"), indent=1).encode("utf-8")
+
+    def verified(self, path: str):
+        """This record, read from `path`, unless it is of another format or version, or was changed outside
+        this collection (checksum mismatch)."""
+        kind = self.KIND
+        if self.format != kind.name or self.format_version != kind.version:
+            raise kind.error(f"{path} is not an indexops {kind.noun} of version {kind.version}")
+        if not self.intact():
+            raise kind.error(f"{kind.label} {path} was changed outside this collection (checksum mismatch)",
+                             hint=kind.edited)
+        return self
 
     @classmethod
     def read_from(cls, path: str):

@@ -50,22 +50,23 @@ def _block(change: Change, reason: str) -> None:
     change.reason = reason
 
 
+# Changes refused on any server: why, and the way out.
+_NEVER = {
+    STORAGE_CHANGE: "changing the storage type (hash <-> json) changes every document's format; export, transform "
+                    "and reload the data into a new index instead",
+    SEPARATOR_CHANGE: "the key separator is how applications build keys; changing it needs the application to "
+                      "rewrite its keys, which a schema migration cannot do",
+    VECTOR_DIMS: "new dimensions need new embeddings; re-embed with the new model into a new field or index",
+    FIELD_TYPE: "the documents' values cannot follow a type change; remove the field and add a new one under "
+                "another name",
+    FIELD_PATH: "changing where a field is read from means moving document data; use rename_fields to move a field",
+}
+
+
 def _rule(change: Change, source: IndexSchema, live: LiveContext) -> None:
     caps = live.capabilities
-    if change.kind == STORAGE_CHANGE:
-        _block(change, "changing the storage type (hash <-> json) changes every document's format; "
-                       "export, transform and reload the data into a new index instead")
-    elif change.kind == SEPARATOR_CHANGE:
-        _block(change, "the key separator is how applications build keys; changing it needs the application "
-                       "to rewrite its keys, which a schema migration cannot do")
-    elif change.kind == VECTOR_DIMS:
-        _block(change, "new dimensions need new embeddings; re-embed with the new model into a new field or index")
-    elif change.kind == FIELD_TYPE:
-        _block(change, "the documents' values cannot follow a type change; remove the field and add a new one "
-                       "under another name")
-    elif change.kind == FIELD_PATH:
-        _block(change, "changing where a field is read from means moving document data; use rename_fields "
-                       "to move a field")
+    if change.kind in _NEVER:
+        _block(change, _NEVER[change.kind])
     elif change.kind == FIELD_ADD and change.after == "vector":
         _block(change, "the documents hold no vectors for it; write the vectors first, then add the field")
     elif change.kind == PREFIX_CHANGE:

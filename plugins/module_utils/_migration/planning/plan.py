@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from ..vectors.audit import AuditResult
 from ..redis.capabilities import ServerCapabilities
 from ..schema.changes import Change
 from .classify import Classification
-from ..core.deps import BaseModel, ConfigDict, Field, yaml
+from ..core.deps import BaseModel, ConfigDict, Field
 from ..core.errors import PlanInvalid
 from ..core.files import write_atomic
-from ..core.sealed import SealedFormat, checksum_of
+from ..core.sealed import SealedDocument, SealedFormat
 from ..core.yamlio import read_written_yaml
 from .estimate import Estimate
 from .modes import OnlineSwap
@@ -28,7 +28,6 @@ from ..schema.model import IndexSchema, parse_schema
 
 PLAN_FORMAT = "indexops.redis_search/plan"
 PLAN_FORMAT_VERSION = 1
-COLLECTION_VERSION = "0.1.0"
 PLAN_FILE = SealedFormat(PLAN_FORMAT, PLAN_FORMAT_VERSION, "plan", create="create one with redis_index_plan",
                          newer="re-create the plan with this collection's redis_index_plan",
                          malformed="re-create the plan with redis_index_plan",
@@ -64,14 +63,13 @@ class Renames(BaseModel):
     fields: List[FieldRename] = Field(default_factory=list)
 
 
-class MigrationPlan(BaseModel):
+class MigrationPlan(SealedDocument):
     model_config = ConfigDict(populate_by_name=True)
+    HEADER: ClassVar[str] = ("# indexops.redis_search migration plan. Review it, then apply it with redis_index_migrate.\n"
+                             "# Do not edit: the checksum covers the whole content and an edited plan is refused.\n")
 
     format: str = PLAN_FORMAT
     format_version: int = PLAN_FORMAT_VERSION
-    checksum: str = ""
-    created_at: str
-    collection_version: str = COLLECTION_VERSION
     mode: str = "drop_recreate"  # or online (modes.py)
     requested_mode: str = "auto"
     mode_reason: str = ""
@@ -98,17 +96,10 @@ class MigrationPlan(BaseModel):
             data.pop("batch_fields", None)  # a plan of its own: the format it always had
         return data
 
-    def content_checksum(self) -> str:
-        return checksum_of(self.to_dict())
-
-    def seal(self) -> "MigrationPlan":
-        self.checksum = self.content_checksum()
-        return self
-
     @property
     def plan_id(self) -> str:
         """Short stable identity of this plan (for backup names)."""
-        return self.checksum.split(":", 1)[-1][:12]
+        return self.short_id
 
     def source_schema(self) -> IndexSchema:
         return parse_schema(self.source.index_schema, "plan source schema")
@@ -135,11 +126,6 @@ class MigrationPlan(BaseModel):
         """Equal but for volatile figures (memory, disk free, timestamps): nothing to rewrite."""
         return _stable(self.to_dict()) == _stable(other.to_dict())
 
-    def to_yaml(self) -> str:
-        header = ("# indexops.redis_search migration plan. Review it, then apply it with redis_index_migrate.\n"
-                  "# Do not edit: the checksum covers the whole content and an edited plan is refused.\n")
-        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=120,
-                                       allow_unicode=True)
 
 
 def _stable(data: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,6 +16,11 @@ def _number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+# Index flags, in the order FT.CREATE takes them.
+_INDEX_FLAGS = (("max_text_fields", "MAXTEXTFIELDS"), ("no_offsets", "NOOFFSETS"), ("no_highlight", "NOHL"),
+                ("no_fields", "NOFIELDS"), ("no_freqs", "NOFREQS"))
+
+
 def index_option_args(schema: IndexSchema) -> list[str]:
     index = schema.index
     args = ["ON", index.storage_type.upper(), "PREFIX", str(len(index.prefix)), *index.prefix]
@@ -31,16 +36,7 @@ def index_option_args(schema: IndexSchema) -> list[str]:
         args += ["SCORE_FIELD", index.score_field]
     if index.payload_field:
         args += ["PAYLOAD_FIELD", index.payload_field]
-    if index.max_text_fields:
-        args.append("MAXTEXTFIELDS")
-    if index.no_offsets:
-        args.append("NOOFFSETS")
-    if index.no_highlight:
-        args.append("NOHL")
-    if index.no_fields:
-        args.append("NOFIELDS")
-    if index.no_freqs:
-        args.append("NOFREQS")
+    args += [flag for attr, flag in _INDEX_FLAGS if getattr(index, attr)]
     if index.stopwords is not None:
         args += ["STOPWORDS", str(len(index.stopwords)), *index.stopwords]
     return args

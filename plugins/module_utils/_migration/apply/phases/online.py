@@ -23,7 +23,7 @@ from ...redis.catalog import aliases_of
 from ...schema.changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ...vectors.codec import encode_batch
 from ...redis.connection import execute_once
-from ...core.deps import BaseModel, Field, numpy
+from ...core.deps import Field, numpy
 from ...core.errors import MigrationFailed
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text
 from ...redis.scripts import GUARDED_SWAP, SOURCE_CHANGED
@@ -33,6 +33,7 @@ from ...redis.stats import stats_from_info
 from ...redis.waiting import StillIndexing, wait_until_indexed
 from .context import Context
 from .create import create_once
+from .validate import IndexCheck
 from ...vectors.knn import KNN_K, nearest
 
 KNN_SAMPLE = 10
@@ -43,11 +44,7 @@ KNN_SAMPLE = 10
 APPROXIMATE_AGREEMENT = 0.5
 
 
-class OnlineValidation(BaseModel):
-    passed: bool = False
-    schema_match: bool = False
-    schema_differences: List[str] = Field(default_factory=list)
-    doc_count_checked: bool = True
+class OnlineValidation(IndexCheck):
     doc_count_source: int = 0
     doc_count_target: int = 0
     doc_count_tolerance: int = 0

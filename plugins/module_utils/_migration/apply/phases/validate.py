@@ -43,11 +43,17 @@ KNN_SAMPLE = 10
 APPROXIMATE_MIN_HIT_RATE = 0.8
 
 
-class ValidationResult(BaseModel):
+class IndexCheck(BaseModel):
+    """What a validation of a new index reports first, in either mode: the verdict, the schema, and whether
+    the document count could be checked."""
+
     passed: bool = False
     schema_match: bool = False
     schema_differences: List[str] = Field(default_factory=list)
     doc_count_checked: bool = True
+
+
+class ValidationResult(IndexCheck):
     doc_count_expected: int = 0
     doc_count_actual: int = 0
     keys_checked: int = 0
