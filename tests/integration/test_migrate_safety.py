@@ -589,11 +589,11 @@ def test_int8_targets_are_staged_in_a_second_pass_with_their_fitted_scale(tmp_pa
         BackupHeader,
         BackupStore,
     )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
         RangeStats,
-        convert_batch,
         fit_quant_params,
     )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.backup import (
         stage_from_backup,
     )

@@ -24,7 +24,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     read_header,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.workers import OrderedPool
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
     RangeStats,
     fit_quant_params,
 )

@@ -86,8 +86,18 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
     walked = audit.documents - audit.missing_keys if audit.mode == "all" else docs
     rewritten = walked if rewrites.any else 0
     result = Estimate(documents=docs, documents_rewritten=rewritten, batch_size=batch_size, aof_enabled=aof_enabled)
+    _backup_files(result, rewrites, audit, rewritten, batch_size)
+    _memory(result, source, target, stats, rewrites)
+    if aof_enabled and rewritten:
+        result.aof_growth_bytes = _aof_per_document(rewrites, audit) * rewritten
+    if backup_dir:
+        _backup_dir_room(result, backup_dir)
+    return result
 
-    # Backup data file, byte for byte.
+
+def _backup_files(result: Estimate, rewrites: DocumentRewrites, audit: AuditResult, rewritten: int,
+                  batch_size: int) -> None:
+    """data.bin byte for byte (exact when the audit read every document), and staged.bin."""
     audited = max(audit.documents - audit.missing_keys, 0)
     exact = audit.mode == "all"
     key_bytes = audit.key_bytes if exact else round(_mean(audit.key_bytes, audit.documents) * rewritten)
@@ -117,7 +127,11 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
         result.staged_bytes = (len(FILE_MAGIC) + math.ceil(rewritten / batch_size) * BLOCK_HEADER_SIZE
                                + rewritten * (RECORD_OVERHEAD + per_doc) + int(key_bytes))
 
-    # Vectors: in the documents and in the index.
+
+def _memory(result: Estimate, source: IndexSchema, target: IndexSchema, stats: IndexStats,
+            rewrites: DocumentRewrites) -> None:
+    """Vectors in the documents and in the index, before and after; the RDB grows by the documents' part."""
+    docs = stats.num_docs
     quantized = {q.field: q for q in rewrites.quantize}
     before_docs = after_docs = 0
     before_index = after_index = 0.0
@@ -147,22 +161,23 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
     result.memory_delta_bytes = sum(result.memory_after_bytes.values()) - sum(result.memory_before_bytes.values())
     result.rdb_delta_bytes = after_docs - before_docs
 
-    # Every rewritten document appends its new values to the AOF until the next rewrite.
-    if aof_enabled and rewritten:
-        per_doc = AOF_TRANSACTION_OVERHEAD + round(_mean(audit.key_bytes, audit.documents))
-        for quant in rewrites.quantize:
-            per_doc += AOF_COMMAND_OVERHEAD + len(quant.location) + quant.dims * DATATYPE_WIDTH[quant.target]
-        for move in rewrites.moves:
-            per_doc += 2 * AOF_COMMAND_OVERHEAD + len(move.old_location) + len(move.new_location)
-        if rewrites.prefix:
-            per_doc += AOF_COMMAND_OVERHEAD + round(_mean(audit.key_bytes, audit.documents))
-        result.aof_growth_bytes = per_doc * rewritten
 
-    if backup_dir:
-        result.backup_dir = backup_dir
-        probe = backup_dir if os.path.isdir(backup_dir) else os.path.dirname(os.path.abspath(backup_dir))
-        if os.path.isdir(probe):
-            result.backup_dir_free_bytes = shutil.disk_usage(probe).free
-            result.backup_dir_required_bytes = int((result.backup_bytes + result.staged_bytes) * FREE_SPACE_MARGIN)
-            result.backup_fits = result.backup_dir_free_bytes >= result.backup_dir_required_bytes
-    return result
+def _aof_per_document(rewrites: DocumentRewrites, audit: AuditResult) -> int:
+    """What every rewritten document appends to the AOF until its next rewrite."""
+    per_doc = AOF_TRANSACTION_OVERHEAD + round(_mean(audit.key_bytes, audit.documents))
+    for quant in rewrites.quantize:
+        per_doc += AOF_COMMAND_OVERHEAD + len(quant.location) + quant.dims * DATATYPE_WIDTH[quant.target]
+    for move in rewrites.moves:
+        per_doc += 2 * AOF_COMMAND_OVERHEAD + len(move.old_location) + len(move.new_location)
+    if rewrites.prefix:
+        per_doc += AOF_COMMAND_OVERHEAD + round(_mean(audit.key_bytes, audit.documents))
+    return per_doc
+
+
+def _backup_dir_room(result: Estimate, backup_dir: str) -> None:
+    result.backup_dir = backup_dir
+    probe = backup_dir if os.path.isdir(backup_dir) else os.path.dirname(os.path.abspath(backup_dir))
+    if os.path.isdir(probe):
+        result.backup_dir_free_bytes = shutil.disk_usage(probe).free
+        result.backup_dir_required_bytes = int((result.backup_bytes + result.staged_bytes) * FREE_SPACE_MARGIN)
+        result.backup_fits = result.backup_dir_free_bytes >= result.backup_dir_required_bytes

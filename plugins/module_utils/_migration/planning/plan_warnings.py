@@ -31,22 +31,40 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
                      estimate: Estimate, caps: ServerCapabilities, others: List[OtherIndex],
                      aliases: List[str], aliases_complete: bool, unobserved: List[str],
                      online: Optional[OnlineSwap] = None) -> List[str]:
-    found: List[str] = []
     if classification.nothing_to_do:
-        return found
+        return []
+    found = [_mode_warning(source, stats, rewrites, classification, online)]
+    found += _change_warnings(changes, target)
+    found += _index_warnings(source, target, stats)
+    found += _alias_warnings(source, caps, aliases)
+    found += _unobserved_warnings(unobserved)
+    for other in others:
+        overlap = any(prefixes_overlap(m, t) for m in source.index.prefix for t in other.prefixes)
+        if overlap and (rewrites.moves or rewrites.prefix) and other.name not in classification.shared_key_indexes:
+            found.append(f"Index {other.name!r} covers some of the same keys; renaming keys or fields changes what "
+                         "it indexes.")
+    found += _audit_warnings(source, stats, rewrites, audit)
+    found += _cost_warnings(audit, estimate)
+    return found
+
+
+def _mode_warning(source: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites, classification: Classification,
+                  online: Optional[OnlineSwap]) -> str:
+    """What the index's users see during the migration: nothing (online), or a read gap."""
     if online is not None and classification.mode == "online":
-        found.append(
-            f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} keeps "
-            f"serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then swapped in at once: "
-            f"{', '.join(online.names)} lead to {online.index} from then on. Writes go on; documents written during "
-            "the build are indexed by both.")
-    else:
-        found.append(
-            f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
+        return (f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} "
+                f"keeps serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then swapped "
+                f"in at once: {', '.join(online.names)} lead to {online.index} from then on. Writes go on; documents "
+                "written during the build are indexed by both.")
+    return (f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
             f"indexed all {stats.num_docs} documents, and writes in that window are not indexed"
             + (" and may be overwritten by the rewrite" if rewrites.any else "")
-            + ". Stop reads and writes for the migration window."
-        )
+            + ". Stop reads and writes for the migration window.")
+
+
+def _change_warnings(changes: List[Change], target: IndexSchema) -> List[str]:
+    """What each applied change costs: precision, a field no longer searchable, documents that drop out."""
+    found = []
     for change in changes:
         if change.blocked:
             continue
@@ -68,7 +86,12 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
         elif change.kind == FIELD_ADD and change.after in ("numeric", "geo", "geoshape"):
             found.append(f"Adding {change.after} field {change.field!r}: documents whose value there cannot be "
                          "parsed fail indexing and drop out of the index.")
+    return found
 
+
+def _index_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats) -> List[str]:
+    """What the index itself makes uncertain: a FILTER, a combination that crashed the server, failures, indexing."""
+    found = []
     if target.index.filter:
         found.append("The index has a FILTER: a new index's first scan can skip documents that were indexed when "
                      "written (for example ones missing the filtered field), so the document count is not validated.")
@@ -83,13 +106,21 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
     if not stats.fully_indexed:
         found.append(f"The source index is still indexing ({stats.percent_indexed:.0%}); the migration waits for it "
                      "to finish before it starts.")
+    return found
+
+
+def _alias_warnings(source: IndexSchema, caps: ServerCapabilities, aliases: List[str]) -> List[str]:
     if caps.alias_listing:
-        if aliases:
-            found.append(f"Aliases {', '.join(aliases)} are dropped with the index and re-pointed at the new one.")
-    else:
-        declared = f" Declared aliases that will be moved: {', '.join(aliases)}." if aliases else ""
-        found.append(f"This server cannot list aliases (FT.ALIASLIST needs search 8.10) and FT.DROPINDEX drops every "
-                     f"alias of {source.name}.{declared} Name every alias in `aliases` or it will be lost.")
+        return [f"Aliases {', '.join(aliases)} are dropped with the index and re-pointed at the new one."] if aliases \
+            else []
+    declared = f" Declared aliases that will be moved: {', '.join(aliases)}." if aliases else ""
+    return [f"This server cannot list aliases (FT.ALIASLIST needs search 8.10) and FT.DROPINDEX drops every alias of "
+            f"{source.name}.{declared} Name every alias in `aliases` or it will be lost."]
+
+
+def _unobserved_warnings(unobserved: List[str]) -> List[str]:
+    """Settings the server did not report: the new index gets the defaults unless the target sets them."""
+    found = []
     hidden = [u for u in unobserved if not u.endswith(".initial_cap") and u != "index.key_separator"]
     if hidden:
         found.append(f"The server did not report {', '.join(hidden)}; the new index uses server defaults for them "
@@ -98,12 +129,11 @@ def collect_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats
     if caps_set:
         found.append(f"INITIAL_CAP of {', '.join(caps_set)} is never reported by the server; it is a preallocation "
                      "hint and the new index uses the default unless the target schema sets initial_cap.")
-    for other in others:
-        overlap = any(prefixes_overlap(m, t) for m in source.index.prefix for t in other.prefixes)
-        if overlap and (rewrites.moves or rewrites.prefix) and other.name not in classification.shared_key_indexes:
-            found.append(f"Index {other.name!r} covers some of the same keys; renaming keys or fields changes what "
-                         "it indexes.")
-    found += _audit_warnings(source, stats, rewrites, audit)
+    return found
+
+
+def _cost_warnings(audit: AuditResult, estimate: Estimate) -> List[str]:
+    found = []
     if audit.missing_keys:
         found.append(f"{audit.missing_keys} sampled keys vanished while planning: is something writing?")
     if estimate.aof_enabled and estimate.aof_growth_bytes:

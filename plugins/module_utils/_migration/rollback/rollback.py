@@ -33,7 +33,8 @@ from . import online as rollback_online
 from ..backup.format import FormatError, Record, decode_records, iter_blocks
 from ..backup.store import DATA, BackupStore, read_header
 from ..core.sealed import utc_now
-from ..vectors.codec import QuantParams, convert_batch
+from ..vectors.quantization import QuantParams
+from ..vectors.codec import convert_batch
 from ..redis.connection import lost_connection
 from ..core.deps import BaseModel, Field, redis_exceptions
 from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed

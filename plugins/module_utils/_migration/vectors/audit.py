@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from .codec import INT_DATATYPES, check_overflow
+from .datatypes import INT_DATATYPES
+from .codec import check_overflow
 from ..core.deps import BaseModel, Field
 from ..redis.keyspace import key_to_text
 from ..schema.rewrites import Quantize

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from .codec import INT_DATATYPES, QuantParams, convert_batch, decode_batch
+from .datatypes import INT_DATATYPES, need_numpy
+from .quantization import QuantParams
+from .codec import convert_batch, decode_batch
 from ..core.deps import numpy
-from ..core.errors import DependencyMissing
 from ..schema.model import DISTANCE_METRICS
 
 DEFAULT_QUERIES = 200
-
-
-def _need_numpy() -> None:
-    if numpy is None:
-        raise DependencyMissing("numpy is required to measure conversion quality",
-                                hint="install it on the host that runs the module: pip install numpy")
 
 
 def _matrix(values: Any, name: str):
@@ -43,7 +38,7 @@ def distances(queries: Any, data: Any, metric: str):
     cosine 1 - cosine similarity (a zero vector has similarity 0 to everything). A NaN distance
     becomes inf: never a neighbour. (An infinite ip dot product stays -inf, the best match, as a
     server would rank it.)"""
-    _need_numpy()
+    need_numpy("measure conversion quality")
     metric = _metric(metric)
     queries, data = _matrix(queries, "queries"), _matrix(data, "data")
     with numpy.errstate(all="ignore"):
@@ -77,7 +72,7 @@ def recall_at_k(original: Any, converted: Any, metric: str, k: int = 10, queries
 
     Ties count as found: a converted neighbour whose original distance equals the k-th smallest
     is a true neighbour (duplicates in the sample would otherwise make recall depend on order)."""
-    _need_numpy()
+    need_numpy("measure conversion quality")
     original, converted = _matrix(original, "original"), _matrix(converted, "converted")
     if original.shape != converted.shape:
         raise ValueError(f"original {original.shape} and converted {converted.shape} differ in shape")
@@ -104,7 +99,7 @@ def error_stats(original: Any, converted: Any) -> dict[str, float]:
                     per element: tiny elements would make per-element ratios meaningless)
     non_finite:     share of converted elements that are NaN or infinite
     """
-    _need_numpy()
+    need_numpy("measure conversion quality")
     original, converted = _matrix(original, "original"), _matrix(converted, "converted")
     if original.shape != converted.shape:
         raise ValueError(f"original {original.shape} and converted {converted.shape} differ in shape")
@@ -129,7 +124,7 @@ def quality_report(original_bytes: Sequence[bytes], source: str, target: str, di
 
     Overflowing values are written as inf here (not refused) so that they show in `non_finite`
     and in the recall. recall_at_<k> is None when the sample has no more than k vectors."""
-    _need_numpy()
+    need_numpy("measure conversion quality")
     metric = _metric(metric)
     if not original_bytes:
         raise ValueError("the sample is empty")

@@ -27,15 +27,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from ...core import failpoints
 from ...backup.format import encode_record
 from ...backup.workers import OrderedPool
-from ...vectors.codec import (
-    INT_DATATYPES,
-    QuantParams,
-    RangeStats,
-    check_overflow,
-    convert_batch,
-    expected_length,
-    fit_quant_params,
-)
+from ...vectors.datatypes import INT_DATATYPES, expected_length
+from ...vectors.quantization import QuantParams
+from ...vectors.fitting import RangeStats, fit_quant_params
+from ...vectors.codec import check_overflow, convert_batch
 from ...core.errors import PreflightFailed
 from ...redis.keyspace import iter_keys, key_to_text
 from ...planning.planner import whole_prefix

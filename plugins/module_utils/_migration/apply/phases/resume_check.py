@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Set
 
 from ...backup.format import block_offsets, decode_records, read_block_at
 from ...backup.store import DATA
-from ...vectors.codec import QuantParams, convert_batch
+from ...vectors.quantization import QuantParams
+from ...vectors.codec import convert_batch
 from ...core.errors import PreflightFailed
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.snapshot import index_exists, live_schema

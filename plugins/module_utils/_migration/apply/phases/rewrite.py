@@ -15,7 +15,8 @@ from typing import Dict, List, Optional
 from ...backup.format import block_offsets, decode_records, read_block_at
 from ...backup.store import STAGED
 from ...backup.blocks import run_blocks
-from ...vectors.codec import QuantParams, convert_batch
+from ...vectors.quantization import QuantParams
+from ...vectors.codec import convert_batch
 from ...core.errors import BackupInvalid
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.scripts import BATCH_OUTCOME, QUANTIZE_BATCH, Scripts, flushed

@@ -24,11 +24,12 @@ gain failures between planning and the run, which the plan does not record).
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Set, Tuple
 
 from ...schema.changes import FIELD_ADD
 from ...redis.capabilities import require_search_results
-from ...vectors.codec import QuantParams, convert_batch, decode_batch, encode_batch
+from ...vectors.quantization import QuantParams
+from ...vectors.codec import convert_batch, decode_batch, encode_batch
 from ...core.deps import BaseModel, Field, numpy
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
 from ...redis.snapshot import snapshot_index
@@ -169,13 +170,51 @@ def _approximate(ctx: Context) -> bool:
     return any(field.attrs.algorithm != "flat" for field in ctx.source.vector_fields())
 
 
+class _Window(NamedTuple):
+    """What the migration's window did to the documents, as its phases counted it."""
+
+    source_docs: int  # the source's documents when the migration started
+    gone: int  # deleted during the rewrites (stay deleted)
+    conflicts: int  # changed by someone else meanwhile (left as they made them)
+    gone_keys: Set[str]
+    beyond: int  # documents an approximate source failed, which the new index may hold
+
+
 def run(ctx: Context, standalone: bool = False) -> ValidationResult:
     client, target = ctx.client, ctx.target
     result = ValidationResult()
     live = snapshot_index(client, target.name)
     result.schema_differences = live.snapshot.differs_from(target)
     result.schema_match = not result.schema_differences
-    result.doc_count_actual = live.stats.num_docs
+    window = _count_figures(ctx, result, live.stats, standalone)
+    keys, exists = _sampled_keys(ctx, result, window.gone_keys)
+    limit = require_search_results(client, f"cannot validate {target.name}")
+    _check_vectors(ctx, result, keys, exists, limit)
+
+    if not result.schema_match:
+        result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
+    _judge_count(ctx, result, window, standalone)
+    # Conflicting documents hold what the application wrote: the new index may refuse them.
+    if result.indexing_failures_checked and \
+            result.indexing_failures_after > result.indexing_failures_before + window.conflicts:
+        result.problems.append(f"indexing failures rose from {result.indexing_failures_before} (source) to "
+                               f"{result.indexing_failures_after}: the new index refuses documents the source indexed")
+    if result.keys_missing:
+        result.problems.append(f"{len(result.keys_missing)} sampled key(s) missing (first: {result.keys_missing[0]})")
+    if result.vectors_differing:
+        result.problems.append(f"{len(result.vectors_differing)} of {result.vectors_compared} sampled vectors differ "
+                               f"from the conversion of their backed-up original (first: "
+                               f"{result.vectors_differing[0]['key']})")
+    if len(result.knn_missed) > result.knn_allowed_misses:
+        result.problems.append(f"{len(result.knn_missed)} of {result.knn_checked} KNN self-queries did not find "
+                               f"their own document (first: {result.knn_missed[0]['key']})")
+    result.passed = not result.problems
+    return result
+
+
+def _count_figures(ctx: Context, result: ValidationResult, stats, standalone: bool) -> _Window:
+    """The document count found and expected, and what the window did to the documents."""
+    result.doc_count_actual = stats.num_docs
     source_docs = int(ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0)))
     # Keys deleted during the window stay deleted, and documents someone else changed meanwhile were
     # left as they made them (they may or may not fit the new index): both are reported, not failures.
@@ -187,24 +226,35 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
     result.doc_count_checked = not _membership_changes(ctx)
     result.documents_gone, result.documents_conflicting = gone, conflicts
     result.indexing_failures_before = int(ctx.plan.source.stats.get("hash_indexing_failures", 0))
-    result.indexing_failures_after = live.stats.hash_indexing_failures
+    result.indexing_failures_after = stats.hash_indexing_failures
     result.indexing_failures_checked = standalone and result.doc_count_checked
     result.source_approximate = _approximate(ctx)
     # The documents an approximate source failed may be indexed now: at most that many more.
     beyond = result.indexing_failures_before if result.source_approximate else 0
     result.documents_beyond_source = max(0, min(result.doc_count_actual - result.doc_count_expected, beyond))
+    return _Window(source_docs, gone, conflicts, gone_keys, beyond)
 
+
+def _sampled_keys(ctx: Context, result: ValidationResult, gone_keys: Set[str]) -> Tuple[List[bytes], List[Any]]:
+    """The plan's sampled keys under their final names, and whether each exists (deleted during the window: not
+    missing)."""
     prefix = ctx.plan.rewrites.prefix
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
     keys = [renamed_key(k, prefix.old, prefix.new) if prefix else k for k in keys]
-    pipe = client.pipeline(transaction=False)
+    pipe = ctx.client.pipeline(transaction=False)
     for key in keys:
         pipe.exists(key)
     exists = pipe.execute() if keys else []
     result.keys_checked = len(keys)
     result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
+    return keys, exists
 
-    limit = require_search_results(client, f"cannot validate {target.name}")
+
+def _check_vectors(ctx: Context, result: ValidationResult, keys: List[bytes], exists: List[Any],
+                   limit: Optional[int]) -> None:
+    """KNN self-queries of sampled documents per vector field, and quantized vectors compared with the
+    conversion of their backed-up originals."""
+    client, target = ctx.client, ctx.target
     expected = _expected_vectors(ctx, limit)
     indexed = indexed_keys(client, target.name, [k for k, e in zip(keys, exists) if e], limit)
     present = [k for k in keys if k in indexed][:KNN_SAMPLE]
@@ -234,8 +284,11 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
             allowed_misses += int(checked * (1 - APPROXIMATE_MIN_HIT_RATE) + 1e-9)
     result.knn_allowed_misses = allowed_misses
 
-    if not result.schema_match:
-        result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
+
+def _judge_count(ctx: Context, result: ValidationResult, window: _Window, standalone: bool) -> None:
+    """The document count within what the window explains; below it, documents deleted after the rewrites
+    are counted first (during the window, or - standalone - since the migration's own validation)."""
+    conflicts = window.conflicts
     low = result.doc_count_expected - conflicts
     if result.doc_count_checked and result.doc_count_actual < low and ctx.store.has_data():
         # Documents deleted after the rewrites passed them (during create, wait or this phase) were counted
@@ -246,32 +299,16 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
         if recorded is not None and missing > int(recorded):
             result.documents_deleted_since_migration = missing - int(recorded)
             result.documents_gone = int(recorded)
-            result.doc_count_expected = source_docs - int(recorded)
-        elif missing > gone:
-            result.documents_gone_since_rewrite = missing - gone
+            result.doc_count_expected = window.source_docs - int(recorded)
+        elif missing > window.gone:
+            result.documents_gone_since_rewrite = missing - window.gone
             result.documents_gone = missing
-            result.doc_count_expected = source_docs - missing
+            result.doc_count_expected = window.source_docs - missing
         low = result.doc_count_expected - conflicts
-    high = result.doc_count_expected + beyond
+    high = result.doc_count_expected + window.beyond
     if result.doc_count_checked and not low <= result.doc_count_actual <= high:
         expected = f"{low} to {high}" if low != high else str(high)
         since = result.documents_deleted_since_migration
         result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected" + (
             f" ({since} document(s) of the backup deleted since the migration: validate before the application "
             "writes again)" if since else ""))
-    # Conflicting documents hold what the application wrote: the new index may refuse them.
-    if result.indexing_failures_checked and \
-            result.indexing_failures_after > result.indexing_failures_before + conflicts:
-        result.problems.append(f"indexing failures rose from {result.indexing_failures_before} (source) to "
-                               f"{result.indexing_failures_after}: the new index refuses documents the source indexed")
-    if result.keys_missing:
-        result.problems.append(f"{len(result.keys_missing)} sampled key(s) missing (first: {result.keys_missing[0]})")
-    if result.vectors_differing:
-        result.problems.append(f"{len(result.vectors_differing)} of {result.vectors_compared} sampled vectors differ "
-                               f"from the conversion of their backed-up original (first: "
-                               f"{result.vectors_differing[0]['key']})")
-    if len(result.knn_missed) > allowed_misses:
-        result.problems.append(f"{len(result.knn_missed)} of {result.knn_checked} KNN self-queries did not find "
-                               f"their own document (first: {result.knn_missed[0]['key']})")
-    result.passed = not result.problems
-    return result

@@ -14,19 +14,23 @@ import struct
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.datatypes import (
     MalformedVector,
     NonFiniteValues,
-    QuantParams,
-    RangeStats,
     VectorOverflow,
+    expected_length,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+    RangeStats,
+    fit_quant_params,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
     check_overflow,
     convert_batch,
     decode,
     decode_batch,
     describe_conversion,
-    expected_length,
-    fit_quant_params,
 )
 
 FLOATS = ("float64", "float32", "float16", "bfloat16")

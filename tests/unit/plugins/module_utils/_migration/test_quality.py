@@ -6,12 +6,14 @@ import math
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
-    QuantParams,
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
     RangeStats,
+    fit_quant_params,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
     convert_batch,
     decode_batch,
-    fit_quant_params,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quality import (
     distances,
