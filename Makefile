@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   - venv, a local Redis with search, the demo index, the demo playbook
-#   make test   - venv, then every suite: unit, integration (real Redis), sanity, lint
+#   make test   - venv, then every suite: ruff, unit, integration (real Redis), sanity, lint
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -21,7 +21,7 @@ CHECK_USER_COPY = @if [ -e "$(USER_COPY)" ] && [ -n "$$(find "$(USER_COPY)" -cne
 	  echo "error: a step of this make run wrote under $(USER_COPY), which shadows this checkout;" \
 	       "keep ansible state under .build/ (ANSIBLE_HOME, ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; fi
 
-.PHONY: demo test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
+.PHONY: demo test test-ruff test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix venv clean bench bench-migrate bench-throughput bench-batch bench-module redis
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -43,8 +43,14 @@ demo: venv
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
-test: test-units test-integration test-faults-fast test-sanity test-lint test-molecule
+test: test-ruff test-units test-integration test-faults-fast test-sanity test-lint test-molecule
 	$(CHECK_USER_COPY)
+
+# Lint (pyflakes, pycodestyle, import order, bugbear) everywhere, and the formatting of the library
+# (ruff.toml; `ruff format plugins/module_utils` formats it).
+test-ruff: venv
+	$(BIN)/ruff check plugins tests tools benchmarks
+	$(BIN)/ruff format --check plugins/module_utils
 
 test-units: venv
 	$(BIN)/pytest tests/unit

@@ -30,9 +30,8 @@ LINK = os.path.join(COLLECTIONS, "ansible_collections", "indexops", "redis_searc
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import BenchError, environment  # noqa: E402  pylint: disable=wrong-import-position
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 TARGET_SECONDS = 2.0
 DIMS = 64

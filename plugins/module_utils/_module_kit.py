@@ -13,11 +13,6 @@ from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
-    ConnectionSettings,
-    connect,
-    lost_connection,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import (
     ValidationError,
     missing,
@@ -30,6 +25,11 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.limits import (
     check_text,
     explain_options,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
+    ConnectionSettings,
+    connect,
+    lost_connection,
 )
 
 PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}

@@ -333,15 +333,9 @@ plan_path:
 
 import os
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
-    backup_argument_spec,
-    benchmark_argument_spec,
-    build_module,
-    connection_settings,
-    fail_from_exception,
-    run_with_client,
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import planning_argument_spec
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.apply import (
     apply_batch,
     open_batch,
@@ -356,13 +350,19 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     write_batch_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.status import current_status
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import PlanInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
-    MigrateOptions,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.yamlio import read_yaml
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
+    backup_argument_spec,
+    benchmark_argument_spec,
+    build_module,
+    connection_settings,
+    fail_from_exception,
+    run_with_client,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import planning_argument_spec
 
 SELECTIONS = {"indexes": "list", "pattern": "pattern", "indexes_file": "file"}
 SHARED_PLANNING_OPTIONS = ("patch", "patch_file", "audit_sample_size", "audit_all", "key_sample_size", "batch_size")

@@ -284,8 +284,8 @@ server:
 
 import os
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import describe_backups
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexNotFound
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
     detect_capabilities,
 )
@@ -294,9 +294,9 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
     aliases_of,
     catalog,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexNotFound
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_command
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 
 
 def describe(client, params: dict) -> dict:

@@ -180,13 +180,6 @@ diff:
 
 import os
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
-    CHANGE_OPTIONS,
-    plan_from_params,
-    planning_argument_spec,
-    schema_diff,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     PlanBlocked,
     PlanInvalid,
@@ -196,6 +189,13 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.p
     write_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    CHANGE_OPTIONS,
+    plan_from_params,
+    planning_argument_spec,
+    schema_diff,
+)
 
 
 def plan_index(module, client, settings) -> dict:

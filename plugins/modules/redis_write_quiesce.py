@@ -288,7 +288,10 @@ observation:
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import runner
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import ObservationInvalid, check_window
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import (
+    ObservationInvalid,
+    check_window,
+)
 
 
 def act(module, client, settings) -> dict:

@@ -19,25 +19,25 @@ from module_runner import run_module
 from redis_search_server import RedisSearchServer
 from test_redis_index_migrate import DIMS, QUANT16, dump_hashes, load, make_plan, run, run_killed
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     LockHeld,
     PlanBlocked,
     PlanInvalid,
     PreflightFailed,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_args
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
     MigrationPlan,
     write_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_args
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
     snapshot_index,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate
 
 
@@ -584,22 +584,22 @@ def test_int8_targets_are_staged_in_a_second_pass_with_their_fitted_scale(tmp_pa
     """int8/uint8 need the scale over every value before converting any (this server lacks them, so the
     pass is checked on its own): staged.bin holds exactly the codec's conversion with those parameters."""
     # pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.backup import (
+        stage_from_backup,
+    )
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import encode_record
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
         BackupHeader,
         BackupStore,
     )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
-        RangeStats,
-        fit_quant_params,
-    )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.backup import (
-        stage_from_backup,
-    )
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import (
         DocumentRewrites,
         Quantize,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+        RangeStats,
+        fit_quant_params,
     )
     rewrites = DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec", dims=DIMS,
                                                    source="float32", target="int8", metric="l2")])

@@ -20,6 +20,7 @@ from module_runner import run_module
 from playbook_runner import ROOT, run_playbook
 from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
 from redis_search_server import RedisSearchServer
+
 # app and users are the fixtures of test_write_quiesce.py: the same users, the same live application connection.
 from test_write_quiesce import app, as_migrator, assert_writes_refused_reads_work, users, warned  # noqa: F401  pylint: disable=unused-import
 

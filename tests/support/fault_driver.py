@@ -47,20 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), ".build"
 from cutting_proxy import parse_command  # noqa: E402  pylint: disable=wrong-import-position
 from redis.connection import AbstractConnection  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup import store as backup_store
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply import migrate as migrate_module
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
-    rollback as rollback_module,
-    online as rollback_online,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
-    ConnectionSettings,
-    connect,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (  # noqa: E402
-    IndexOpsError,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import (  # noqa: E402
     migrate,
@@ -68,8 +55,23 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (  # noqa: E402
     MigrateOptions,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup import store as backup_store
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (  # noqa: E402
+    IndexOpsError,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (  # noqa: E402
     read_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
+    ConnectionSettings,
+    connect,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
+    online as rollback_online,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
+    rollback as rollback_module,
 )
 
 STEPS = ("preflight", "backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap",

@@ -6,6 +6,7 @@ command" only when none of them allows the command; a refusal for a key or a cha
 allows the command on other keys, so the user can still run it. Whether the user is on or off does
 not matter: switching a user off (or changing its password) leaves its open connections working.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence

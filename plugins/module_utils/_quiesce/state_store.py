@@ -7,6 +7,7 @@ removed only after every user was released (its rules read back as expected) or 
 already restored. It also names the users that existed and were left alone (excluded or not listed),
 so that a user created during the window stands out, and what the server's ACL file was like.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -32,8 +33,14 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: list, left_alone: list = (),
-              acl_file: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def new_state(
+    endpoint: str,
+    run_id: str,
+    migrating_user: str,
+    denied_commands: list,
+    left_alone: list = (),
+    acl_file: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -56,16 +63,22 @@ def load(path: str, endpoint: str) -> Optional[Dict[str, Any]]:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise StateFileInvalid(f"cannot read the quiesce state file {path}: {err}",
-                               hint="restore it from a copy, or restore the users' rules by hand") from None
+        raise StateFileInvalid(
+            f"cannot read the quiesce state file {path}: {err}",
+            hint="restore it from a copy, or restore the users' rules by hand",
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("users"), dict):
         raise StateFileInvalid(f"{path} is not a write-quiesce state file")
     if state.get("version") not in READABLE_VERSIONS:
-        raise StateFileInvalid(f"{path} has state format version {state.get('version')}, this module reads "
-                               f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise StateFileInvalid(
+            f"{path} has state format version {state.get('version')}, this module reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     if state.get("endpoint") != endpoint:
-        raise StateFileInvalid(f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
-                               hint="each Redis server needs its own state_file")
+        raise StateFileInvalid(
+            f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
+            hint="each Redis server needs its own state_file",
+        )
     state.setdefault("left_alone", [])
     state.setdefault("acl_file", None)
     return state

@@ -2,6 +2,7 @@
 """A migration's backup, found and trusted: by its plan or by the index, and verified against the plan
 it carries before a rollback restores from it or a validation relies on it.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,11 +16,12 @@ from ..planning.plan import MigrationPlan, read_plan
 from ..redis.keyspace import covered_by, key_to_text
 from ..redis.snapshot import real_name
 
-
 # -- choosing the backup ------------------------------------------------------------------------------
 
-def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None,
-                  client=None) -> BackupStore:
+
+def choose_backup(
+    backup_dir: str, index: Optional[str] = None, plan_checksum: Optional[str] = None, client=None
+) -> BackupStore:
     """The backup to roll back: this plan's newest attempt, or the index's newest not rolled back - the index
     named by its name before or after the migration, or by the alias the migration was planned through (with
     `client`, an alias is also resolved on the server, as migrate does). When every migration of the index is
@@ -28,8 +30,10 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
     if plan_checksum:
         store = BackupStore.for_plan(backup_dir, plan_checksum)
         if store is None:
-            raise BackupInvalid(f"no backup of plan {plan_checksum[:19]} in {backup_dir}",
-                                hint="check backup_dir, or choose the backup by index")
+            raise BackupInvalid(
+                f"no backup of plan {plan_checksum[:19]} in {backup_dir}",
+                hint="check backup_dir, or choose the backup by index",
+            )
         refuse_links(store.directory)
         return store
     names = {index}
@@ -40,8 +44,9 @@ def choose_backup(backup_dir: str, index: Optional[str] = None, plan_checksum: O
     for directory, header, error in list_backups(backup_dir):
         if header is None:
             if os.path.basename(directory).startswith(f"{index}-"):
-                raise BackupInvalid(f"a backup of {index} is damaged ({error})",
-                                    hint="pass plan_file to choose the backup explicitly")
+                raise BackupInvalid(
+                    f"a backup of {index} is damaged ({error})", hint="pass plan_file to choose the backup explicitly"
+                )
             continue
         if names & {header.source_index, header.target_index} or _planned_as(directory, names):
             candidates.append((header.created_at, header.attempt, directory, header))
@@ -69,12 +74,15 @@ def _planned_as(directory: str, names: set) -> bool:
 def backup_plan(store: BackupStore) -> MigrationPlan:
     plan = read_plan(store.path(PLAN))
     if plan.checksum != store.header.plan_checksum:
-        raise BackupInvalid(f"{store.path(PLAN)} is not the plan this backup was made for",
-                            hint="the backup directory was tampered with; restore it from a copy")
+        raise BackupInvalid(
+            f"{store.path(PLAN)} is not the plan this backup was made for",
+            hint="the backup directory was tampered with; restore it from a copy",
+        )
     return plan
 
 
 # -- what a record may touch ----------------------------------------------------------------------------
+
 
 def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
     """A check of one record against the plan: its key under the source prefixes (a key the migration
@@ -87,14 +95,20 @@ def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
 
     def check(record: Record) -> None:
         if not everything and not covered_by(record.key, prefixes):
-            raise BackupInvalid(f"backup record {key_to_text(record.key)!r} is outside the index's key prefixes "
-                                f"({', '.join(repr(p) for p in prefixes)}): refused, nothing was written", hint=hint)
+            raise BackupInvalid(
+                f"backup record {key_to_text(record.key)!r} is outside the index's key prefixes "
+                f"({', '.join(repr(p) for p in prefixes)}): refused, nothing was written",
+                hint=hint,
+            )
         seen = set()
         for name, _value in record.entries:
             if name not in allowed or name in seen:
                 what = "twice" if name in seen else "which the plan never changes"
-                raise BackupInvalid(f"backup record {key_to_text(record.key)!r} names location "
-                                    f"{key_to_text(name)!r} {what}: refused, nothing was written", hint=hint)
+                raise BackupInvalid(
+                    f"backup record {key_to_text(record.key)!r} names location "
+                    f"{key_to_text(name)!r} {what}: refused, nothing was written",
+                    hint=hint,
+                )
             seen.add(name)
 
     return check

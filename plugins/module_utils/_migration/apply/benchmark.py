@@ -7,6 +7,7 @@ documents it went through and the bytes of backup data it wrote or applied, and 
 Then the read gap (downtime_seconds), this run's wall-clock seconds and the peak resident memory of
 this process and of its finished children (the backup and rewrite workers).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,10 @@ def peak_rss() -> Dict[str, Optional[int]]:
     if resource is None:
         return {"self_bytes": None, "children_bytes": None}
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return {"self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit,
-            "children_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit}
+    return {
+        "self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit,
+        "children_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit,
+    }
 
 
 def _rate(amount: Optional[int], seconds: float) -> Optional[float]:
@@ -53,19 +56,32 @@ def _phase(name: str, state: Dict[str, Any], backup_bytes: int) -> Dict[str, Any
         nbytes = backup_bytes * int(counters.get("blocks_done", 0)) // int(counters["blocks"])
     elif name == "wait":
         documents = counters.get("num_docs")
-    return {"seconds": seconds, "documents": documents, "documents_per_second": _rate(documents, seconds),
-            "bytes": nbytes, "bytes_per_second": _rate(nbytes, seconds)}
+    return {
+        "seconds": seconds,
+        "documents": documents,
+        "documents_per_second": _rate(documents, seconds),
+        "bytes": nbytes,
+        "bytes_per_second": _rate(nbytes, seconds),
+    }
 
 
 def migration_benchmark(report, run_seconds: float) -> Dict[str, Any]:
     """The record of one migration, from its report (report.py) and this run's wall-clock seconds."""
     backup_bytes = int(((report.phases.get("backup") or {}).get("counters") or {}).get("bytes", 0) or 0)
     return {
-        "format": BENCHMARK_FORMAT, "format_version": 1, "kind": "migration",
-        "source_index": report.source_index, "target_index": report.target_index, "mode": report.mode,
-        "result": report.result, "plan_checksum": report.plan_checksum, "attempt": report.attempt,
-        "started_at": report.started_at, "finished_at": report.finished_at,
-        "run_seconds": round(run_seconds, 3), "documents": report.documents,
+        "format": BENCHMARK_FORMAT,
+        "format_version": 1,
+        "kind": "migration",
+        "source_index": report.source_index,
+        "target_index": report.target_index,
+        "mode": report.mode,
+        "result": report.result,
+        "plan_checksum": report.plan_checksum,
+        "attempt": report.attempt,
+        "started_at": report.started_at,
+        "finished_at": report.finished_at,
+        "run_seconds": round(run_seconds, 3),
+        "documents": report.documents,
         "downtime_seconds": report.downtime_seconds,
         "phases": {name: _phase(name, state, backup_bytes) for name, state in report.phases.items()},
         "peak_rss": peak_rss(),
@@ -74,8 +90,15 @@ def migration_benchmark(report, run_seconds: float) -> Dict[str, Any]:
 
 def batch_benchmark(batch_id: str, indexes: Dict[str, Dict[str, Any]], run_seconds: float) -> Dict[str, Any]:
     """The record of a batch run: each index it ran (a migration record, or its result and seconds)."""
-    return {"format": BENCHMARK_FORMAT, "format_version": 1, "kind": "batch", "batch_id": batch_id,
-            "run_seconds": round(run_seconds, 3), "indexes": indexes, "peak_rss": peak_rss()}
+    return {
+        "format": BENCHMARK_FORMAT,
+        "format_version": 1,
+        "kind": "batch",
+        "batch_id": batch_id,
+        "run_seconds": round(run_seconds, 3),
+        "indexes": indexes,
+        "peak_rss": peak_rss(),
+    }
 
 
 def write_benchmark(record: Dict[str, Any], path: str) -> None:

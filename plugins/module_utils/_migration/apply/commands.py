@@ -4,6 +4,7 @@ index names, a real document key, the lock keys), for the ACL probe (redis/permi
 before anything changes. Commands that Lua scripts send are listed too, because scripts run with the
 caller's permissions.
 """
+
 from __future__ import annotations
 
 from typing import List, Tuple
@@ -30,8 +31,14 @@ def _document_keys(plan: MigrationPlan) -> Tuple[bytes, bytes]:
 
 def _lock_commands(name: str) -> List[Command]:
     key = lock_key(name)
-    return [("SET", key, "x", "NX", "PX", "1"), ("GET", key), ("PEXPIRE", key, "1"), ("PTTL", key), ("DEL", key),
-            ("EVAL", "return 0", "1", key)]
+    return [
+        ("SET", key, "x", "NX", "PX", "1"),
+        ("GET", key),
+        ("PEXPIRE", key, "1"),
+        ("PTTL", key),
+        ("DEL", key),
+        ("EVAL", "return 0", "1", key),
+    ]
 
 
 def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool) -> List[Command]:
@@ -45,11 +52,17 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
         found.append(("SCAN", "0", "COUNT", "1"))
     for move in rewrites.moves:
         if json_storage:
-            found += [("JSON.GET", old, move.old_location), ("JSON.SET", old, move.new_location, "0"),
-                      ("JSON.DEL", old, move.old_location)]
+            found += [
+                ("JSON.GET", old, move.old_location),
+                ("JSON.SET", old, move.new_location, "0"),
+                ("JSON.DEL", old, move.old_location),
+            ]
         else:
-            found += [("HGET", old, move.new_location), ("HSET", old, move.new_location, "x"),
-                      ("HDEL", old, move.old_location)] + _in_place(old)
+            found += [
+                ("HGET", old, move.new_location),
+                ("HSET", old, move.new_location, "x"),
+                ("HDEL", old, move.old_location),
+            ] + _in_place(old)
         found.append(("EXISTS", old))
     if rewrites.prefix:
         found += [("EXISTS", old), ("EXISTS", new)]
@@ -64,16 +77,27 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
 
 def _in_place(key: bytes) -> List[Command]:
     """What scripts.RENAME_FIELD sends to keep a renamed hash field in its place."""
-    return [("OBJECT", "ENCODING", key), ("HLEN", key), ("HGETALL", key), ("PTTL", key), ("DEL", key),
-            ("PEXPIRE", key, "1")]
+    return [
+        ("OBJECT", "ENCODING", key),
+        ("HLEN", key),
+        ("HGETALL", key),
+        ("PTTL", key),
+        ("DEL", key),
+        ("PEXPIRE", key, "1"),
+    ]
 
 
 def migration_commands(plan: MigrationPlan, cluster: bool = False) -> List[Command]:
     """Every command (with representative arguments) that applying `plan` sends."""
     source, target, final = plan.source.index, plan.target_index, plan.final_index
     old, new = _document_keys(plan)
-    found: List[Command] = [("FT._LIST",), ("FT.INFO", source), ("FT.AGGREGATE", source, "*"),
-                            ("FT.CURSOR", "READ", source, "0"), ("FT.CURSOR", "DEL", source, "0")]
+    found: List[Command] = [
+        ("FT._LIST",),
+        ("FT.INFO", source),
+        ("FT.AGGREGATE", source, "*"),
+        ("FT.CURSOR", "READ", source, "0"),
+        ("FT.CURSOR", "DEL", source, "0"),
+    ]
     found += _lock_commands(source)
     for name in dict.fromkeys([target, final]):
         if name != source:
@@ -99,8 +123,14 @@ def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comman
     source, target = plan.source.index, plan.target_index
     old, new = _document_keys(plan)
     json_storage = plan.rewrites.storage == "json"
-    found: List[Command] = [("FT.INFO", source), ("FT.INFO", target), ("EVALSHA", _ANY_SHA, "2", old, new),
-                            ("SCRIPT", "LOAD", "return 0"), ("EXISTS", old), ("EXISTS", new)]
+    found: List[Command] = [
+        ("FT.INFO", source),
+        ("FT.INFO", target),
+        ("EVALSHA", _ANY_SHA, "2", old, new),
+        ("SCRIPT", "LOAD", "return 0"),
+        ("EXISTS", old),
+        ("EXISTS", new),
+    ]
     found += _lock_commands(source)
     if target != source:
         found += _lock_commands(target)
@@ -112,13 +142,19 @@ def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comman
     if plan.rewrites.moves and not json_storage:
         found += _in_place(new)
     if plan.rewrites.prefix:
-        found += [("DUMP", new), ("PTTL", new), ("RESTORE", old, "0", "x"), ("DEL", new)] if cluster else [
-            ("RENAME", new, old)]
+        found += (
+            [("DUMP", new), ("PTTL", new), ("RESTORE", old, "0", "x"), ("DEL", new)]
+            if cluster
+            else [("RENAME", new, old)]
+        )
     if plan.mode == "online" and plan.online:
         # Rebuilt beside the migration's index under the next generation name, then swapped in.
         rebuilt = f"{stem(plan.final_index)}--v0"
-        found += _lock_commands(plan.final_index) + [("FT.INFO", plan.final_index), ("FT.DROPINDEX", plan.final_index),
-                                                     ("FT.CREATE", rebuilt, "SCHEMA", "f", "TEXT")]
+        found += _lock_commands(plan.final_index) + [
+            ("FT.INFO", plan.final_index),
+            ("FT.DROPINDEX", plan.final_index),
+            ("FT.CREATE", rebuilt, "SCHEMA", "f", "TEXT"),
+        ]
         found += [("FT.ALIASUPDATE", name, rebuilt) for name in plan.online.names]
         return found
     found += [("FT.DROPINDEX", target), ("FT.CREATE", source, "SCHEMA", "f", "TEXT")]

@@ -15,6 +15,7 @@
 Re-running the same call continues from the first phase not done. Nothing is deleted: the backup
 stays for audits and rollback, and a failure leaves a header that says where it stopped.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,14 +60,17 @@ def _run_validate(ctx: Context) -> None:
     result = validate.run(ctx)
     ctx.store.phase("validate").counters.update(result.model_dump())
     if not result.passed:
-        raise MigrationFailed("validation failed: " + "; ".join(result.problems),
-                              hint="the data is intact and backed up; inspect, then re-run or roll back",
-                              details={"validation": result.model_dump()})
+        raise MigrationFailed(
+            "validation failed: " + "; ".join(result.problems),
+            hint="the data is intact and backed up; inspect, then re-run or roll back",
+            details={"validation": result.model_dump()},
+        )
 
 
 def _count(phase: str, function: Callable[[Context], dict]) -> Callable[[Context], None]:
     def run(ctx: Context) -> None:
         ctx.store.phase(phase).counters.update(function(ctx))
+
     return run
 
 
@@ -94,9 +98,17 @@ def phases_of(plan: MigrationPlan) -> list:
     return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
 
 
-def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_dir: Optional[str],
-            options: MigrateOptions, check_mode: bool = False, report_out: Optional[str] = None,
-            endpoint: Optional[str] = None, benchmark_out: Optional[str] = None) -> Outcome:
+def migrate(
+    client,
+    connect: Callable[[], object],
+    plan: MigrationPlan,
+    backup_dir: Optional[str],
+    options: MigrateOptions,
+    check_mode: bool = False,
+    report_out: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    benchmark_out: Optional[str] = None,
+) -> Outcome:
     run_began = time.monotonic()
     if plan.classification.nothing_to_do:
         return Outcome(changed=False, report=build_report(plan, "nothing_to_do"))
@@ -118,11 +130,20 @@ def migrate(client, connect: Callable[[], object], plan: MigrationPlan, backup_d
             resume_checks(client, plan, store)
         else:
             store = _start(client, plan, options, root, store)
-        ctx = Context(client=client, connect=connect, plan=plan, source=plan.source_schema(), target=plan.target(),
-                      store=store, options=options, lock=locks[0], scripts=Scripts(client))
+        ctx = Context(
+            client=client,
+            connect=connect,
+            plan=plan,
+            source=plan.source_schema(),
+            target=plan.target(),
+            store=store,
+            options=options,
+            lock=locks[0],
+            scripts=Scripts(client),
+        )
         if resume:
             resume_check.check(ctx)
-        for phase in _run_phases(ctx):
+        for phase in _run_phases(ctx):  # noqa: B007 - the phase a failure stopped in is reported below
             pass
     except Exception as err:  # pylint: disable=broad-exception-caught
         if plan.mode == ONLINE:
@@ -146,21 +167,30 @@ def _earlier_attempt(plan: MigrationPlan, root: str) -> Optional[BackupStore]:
         return None
     refuse_links(store.directory)
     if store.header.status == "rolling_back":
-        raise PreflightFailed(f"a rollback of this plan ({store.directory}) did not finish; the documents are between "
-                              "two states", hint="run redis_index_rollback again to finish it (with "
-                                                 "accept_validation_failure=true if its validation keeps failing), "
-                                                 "then migrate")
+        raise PreflightFailed(
+            f"a rollback of this plan ({store.directory}) did not finish; the documents are between two states",
+            hint="run redis_index_rollback again to finish it (with "
+            "accept_validation_failure=true if its validation keeps failing), "
+            "then migrate",
+        )
     return store
 
 
-def _start(client, plan: MigrationPlan, options: MigrateOptions, root: str,
-           earlier: Optional[BackupStore]) -> BackupStore:
+def _start(
+    client, plan: MigrationPlan, options: MigrateOptions, root: str, earlier: Optional[BackupStore]
+) -> BackupStore:
     """A new attempt: the preflight, then its backup directory, whose header says where the attempt is."""
     docs = preflight(client, plan, options, root)
     attempt = earlier.header.attempt + 1 if earlier is not None else 1
-    header = BackupHeader(plan_checksum=plan.checksum, plan_id=plan.plan_id, attempt=attempt,
-                          source_index=plan.source.index, target_index=plan.target_index,
-                          storage=plan.rewrites.storage, batch_size=options.batch_size)
+    header = BackupHeader(
+        plan_checksum=plan.checksum,
+        plan_id=plan.plan_id,
+        attempt=attempt,
+        source_index=plan.source.index,
+        target_index=plan.target_index,
+        storage=plan.rewrites.storage,
+        batch_size=options.batch_size,
+    )
     header.phases["backup"].counters["source_num_docs"] = docs
     _clear_half_created(root, header)
     return BackupStore.create(root, header, plan.to_yaml())
@@ -246,8 +276,9 @@ def _save_completed_report(report: MigrationReport, store: BackupStore, report_o
         try:
             save_report(report, path)
         except OSError as err:
-            report.warnings.append(f"the migration completed, but its report could not be written to {path}: "
-                                   f"{err.strerror}")
+            report.warnings.append(
+                f"the migration completed, but its report could not be written to {path}: {err.strerror}"
+            )
 
 
 def _describe(err: Exception, phase: str, store: Optional[BackupStore]) -> str:
@@ -261,8 +292,9 @@ def _describe(err: Exception, phase: str, store: Optional[BackupStore]) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: str, err: Exception,
-            report_out: Optional[str]) -> IndexOpsError:
+def _failed(
+    client, plan: MigrationPlan, store: Optional[BackupStore], phase: str, err: Exception, report_out: Optional[str]
+) -> IndexOpsError:
     """Record where it stopped and return the error to raise, with what the operator needs: the phase,
     whether Redis was changed, the backup and how to go on."""
     message = _describe(err, phase, store)
@@ -289,9 +321,14 @@ def _failed(client, plan: MigrationPlan, store: Optional[BackupStore], phase: st
             # A full disk: the header on disk still says where it was; the re-run works from that.
             recorded = False
             message += f" (the backup header could not be updated either: {save_err.strerror})"
-    details = {"phase": phase, "source_index_exists": source_exists, "target_index_exists": target_exists,
-               "backup_path": store.directory if store else None, "report_path": report_out or report_path,
-               "failure_recorded": recorded}
+    details = {
+        "phase": phase,
+        "source_index_exists": source_exists,
+        "target_index_exists": target_exists,
+        "backup_path": store.directory if store else None,
+        "report_path": report_out or report_path,
+        "failure_recorded": recorded,
+    }
     said = "nothing was changed" in message
     changed = "the index was dropped" if dropped else ("" if said else "nothing in Redis was changed yet")
     if swapped:

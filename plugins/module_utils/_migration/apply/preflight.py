@@ -9,6 +9,7 @@ schema and the request it records (planning/derive.py), and classified again aga
 server - capabilities, the other indexes and what they read, the target name. A plan whose
 derivation differs, or that was made against another server, is refused before anything changes.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,39 +35,56 @@ from .commands import migration_commands
 from .phases.context import MigrateOptions
 
 
-def classify_live(client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str],
-                  exclude: Tuple[str, ...] = (), target_free: bool = False) -> Classification:
+def classify_live(
+    client,
+    plan: MigrationPlan,
+    caps: ServerCapabilities,
+    unrecognized: List[str],
+    exclude: Tuple[str, ...] = (),
+    target_free: bool = False,
+) -> Classification:
     """Classify the plan's changes again against the server as it is now (never the stored verdict).
     `target_free`: the caller has just read that no index holds the target's name."""
     source = plan.source_schema()
     target, changes, rewrites, _renames = derive_plan(plan)
     renamed = any(c.kind == INDEX_RENAME for c in changes)
-    live = LiveContext(capabilities=caps, others=other_indexes(client, {source.name, target.name, *exclude}),
-                       target_name_taken=renamed and not target_free and index_exists(client, target.name))
+    live = LiveContext(
+        capabilities=caps,
+        others=other_indexes(client, {source.name, target.name, *exclude}),
+        target_name_taken=renamed and not target_free and index_exists(client, target.name),
+    )
     return classify(source, target, changes, rewrites, live, unrecognized)
 
 
-def require_supported_live(client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str],
-                           target_free: bool = False) -> None:
+def require_supported_live(
+    client, plan: MigrationPlan, caps: ServerCapabilities, unrecognized: List[str], target_free: bool = False
+) -> None:
     verdict = classify_live(client, plan, caps, unrecognized, target_free=target_free)
     if not verdict.supported:
-        raise PlanBlocked("the plan is blocked on the server as it is now: " + "; ".join(verdict.blocked_reasons)
-                          + "; nothing was changed", hint="resolve the reason, then plan again",
-                          details={"blocked_reasons": verdict.blocked_reasons})
+        raise PlanBlocked(
+            "the plan is blocked on the server as it is now: "
+            + "; ".join(verdict.blocked_reasons)
+            + "; nothing was changed",
+            hint="resolve the reason, then plan again",
+            details={"blocked_reasons": verdict.blocked_reasons},
+        )
 
 
 def require_same_server(plan: MigrationPlan, endpoint: Optional[str]) -> None:
     if endpoint and plan.source.endpoint and plan.source.endpoint != endpoint:
-        raise PlanInvalid(f"the plan was made against {plan.source.endpoint}, this connection is {endpoint}; "
-                          "nothing was changed", hint="plan against the server you apply to (its documents, "
-                                                      "estimate and sampled keys are that server's)")
+        raise PlanInvalid(
+            f"the plan was made against {plan.source.endpoint}, this connection is {endpoint}; nothing was changed",
+            hint="plan against the server you apply to (its documents, estimate and sampled keys are that server's)",
+        )
 
 
 def require_requested_index(plan: MigrationPlan, index: Optional[str]) -> None:
     """`index` given next to a plan must name the plan's index (before or after), or the alias it was planned by."""
     if index and index not in (plan.source.index, plan.source.requested_as, plan.target_index):
-        raise PlanInvalid(f"the plan is for index {plan.source.index!r}, not {index!r}; nothing was changed",
-                          hint="pass the plan of this index, or leave index out")
+        raise PlanInvalid(
+            f"the plan is for index {plan.source.index!r}, not {index!r}; nothing was changed",
+            hint="pass the plan of this index, or leave index out",
+        )
 
 
 def require_writable_file(path: Optional[str], what: str) -> None:
@@ -78,11 +96,15 @@ def require_writable_file(path: Optional[str], what: str) -> None:
     if os.path.isdir(path):
         raise PreflightFailed(f"{what} {path} is a directory; nothing was changed", hint=f"give {what} a file name")
     if not os.path.isdir(directory):
-        raise PreflightFailed(f"the directory of {what} {path} does not exist; nothing was changed",
-                              hint="create it, or choose another path")
+        raise PreflightFailed(
+            f"the directory of {what} {path} does not exist; nothing was changed",
+            hint="create it, or choose another path",
+        )
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise PreflightFailed(f"{what} {path} cannot be written by this user; nothing was changed",
-                              hint="fix the directory's permissions or choose another path")
+        raise PreflightFailed(
+            f"{what} {path} cannot be written by this user; nothing was changed",
+            hint="fix the directory's permissions or choose another path",
+        )
 
 
 def require_create_accepted(client, plan: MigrationPlan) -> None:
@@ -93,12 +115,15 @@ def require_create_accepted(client, plan: MigrationPlan) -> None:
     except CreateCheckUnavailable as err:
         raise PreflightFailed(f"{err.message}; nothing was changed", hint=err.hint) from None
     if refusal:
-        raise PreflightFailed(f"the server refuses the target definition: {refusal}; nothing was changed",
-                              hint="correct the patch or target schema and plan again")
+        raise PreflightFailed(
+            f"the server refuses the target definition: {refusal}; nothing was changed",
+            hint="correct the patch or target schema and plan again",
+        )
 
 
-def require_applicable(plan: MigrationPlan, options: MigrateOptions, endpoint: Optional[str],
-                       outputs: Dict[str, Optional[str]]) -> None:
+def require_applicable(
+    plan: MigrationPlan, options: MigrateOptions, endpoint: Optional[str], outputs: Dict[str, Optional[str]]
+) -> None:
     """What the plan itself must be before anything is read from the server: not blocked (an edited plan
     that says so would be refused too), made against this server, derived from its own source and request,
     its lossy conversions accepted, and every output file (`outputs`: option name -> path) writable."""
@@ -109,15 +134,21 @@ def require_applicable(plan: MigrationPlan, options: MigrateOptions, endpoint: O
     lossy = lossy_changes(plan)
     if lossy and not options.accept_data_loss:
         raise PreflightFailed(
-            "lossy conversion(s) " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in lossy)
-            + " need accept_data_loss=true", hint="read the plan's warnings; the originals are kept in the backup")
+            "lossy conversion(s) "
+            + ", ".join(f"{c.field} {c.before}->{c.after}" for c in lossy)
+            + " need accept_data_loss=true",
+            hint="read the plan's warnings; the originals are kept in the backup",
+        )
     for what, path in outputs.items():
         require_writable_file(path, what)
 
 
 def lossy_changes(plan: MigrationPlan) -> list:
-    return [c for c in plan.changes if c.kind == VECTOR_DATATYPE and c.rewrites_documents
-            and describe_conversion(c.before, c.after)["lossy"]]
+    return [
+        c
+        for c in plan.changes
+        if c.kind == VECTOR_DATATYPE and c.rewrites_documents and describe_conversion(c.before, c.after)["lossy"]
+    ]
 
 
 def _source_unchanged(client, plan: MigrationPlan, live: Optional[SchemaSnapshot] = None) -> SchemaSnapshot:
@@ -125,8 +156,10 @@ def _source_unchanged(client, plan: MigrationPlan, live: Optional[SchemaSnapshot
     live = live or read_schema(client, plan.source.index)
     found = live.differs_from(plan.source_schema())
     if found:
-        raise PreflightFailed(f"{plan.source.index} changed since the plan was made: {'; '.join(found[:3])}",
-                              hint="re-run redis_index_plan and review the new plan")
+        raise PreflightFailed(
+            f"{plan.source.index} changed since the plan was made: {'; '.join(found[:3])}",
+            hint="re-run redis_index_plan and review the new plan",
+        )
     return live
 
 
@@ -134,8 +167,10 @@ def _wait_source_indexed(client, plan: MigrationPlan, timeout: float) -> int:
     try:
         return wait_until_indexed(client, plan.source.index, timeout, steady=False).num_docs
     except StillIndexing as err:
-        raise PreflightFailed(f"{plan.source.index} is still indexing after {timeout:.0f} s ({err}); nothing was "
-                              "changed", hint="wait for it, or raise wait_timeout") from None
+        raise PreflightFailed(
+            f"{plan.source.index} is still indexing after {timeout:.0f} s ({err}); nothing was changed",
+            hint="wait for it, or raise wait_timeout",
+        ) from None
 
 
 def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root: str, check_mode: bool = False) -> int:
@@ -157,12 +192,16 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
     if plan.mode == ONLINE:
         fits, why = memory_now_fits(plan.online, caps)
         if not fits:
-            raise PreflightFailed(f"the online build no longer fits: {why}; nothing was changed",
-                                  hint="free memory or raise maxmemory, or plan again with mode drop_recreate")
+            raise PreflightFailed(
+                f"the online build no longer fits: {why}; nothing was changed",
+                hint="free memory or raise maxmemory, or plan again with mode drop_recreate",
+            )
     for field in plan.target().vector_fields():
         if not caps.accepts_datatype(field.attrs.datatype) or not caps.accepts_algorithm(field.attrs.algorithm):
-            raise PreflightFailed(f"the server does not accept {field.attrs.algorithm.upper()} "
-                                  f"{field.attrs.datatype.upper()} vectors for {field.name!r}")
+            raise PreflightFailed(
+                f"the server does not accept {field.attrs.algorithm.upper()} "
+                f"{field.attrs.datatype.upper()} vectors for {field.name!r}"
+            )
     # The plan's own verdict is never trusted: its changes are classified again against the server as it is
     # (the target's name was read free above).
     require_supported_live(client, plan, caps, live.unrecognized, target_free=True)
@@ -174,8 +213,10 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
         existing = os.path.dirname(existing)
     free = shutil.disk_usage(existing).free
     if need > free:
-        raise PreflightFailed(f"backup_dir {backup_root} has {free} bytes free, the backup needs about {need}",
-                              hint="free space or choose another backup_dir")
+        raise PreflightFailed(
+            f"backup_dir {backup_root} has {free} bytes free, the backup needs about {need}",
+            hint="free space or choose another backup_dir",
+        )
     return _wait_source_indexed(client, plan, options.wait_timeout)
 
 

@@ -1,14 +1,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The migration report: what happened, phase by phase, with the figures an operator checks."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
 from ..backup.store import BackupStore
-from ..core.files import write_atomic
 from ..core.deps import BaseModel, Field
-from ..planning.plan import MigrationPlan
+from ..core.files import write_atomic
 from ..core.yamlio import dump_yaml
+from ..planning.plan import MigrationPlan
 
 REPORT_FORMAT = "indexops.redis_search/report"
 REPORT_FILE = "report.yaml"
@@ -38,8 +39,14 @@ class MigrationReport(BaseModel):
 
 
 def build_report(plan: MigrationPlan, result: str, store: Optional[BackupStore] = None) -> MigrationReport:
-    report = MigrationReport(result=result, mode=plan.mode, source_index=plan.source.index,
-                             target_index=plan.final_index, plan_checksum=plan.checksum, warnings=list(plan.warnings))
+    report = MigrationReport(
+        result=result,
+        mode=plan.mode,
+        source_index=plan.source.index,
+        target_index=plan.final_index,
+        plan_checksum=plan.checksum,
+        warnings=list(plan.warnings),
+    )
     if store is None:
         return report
     header = store.header

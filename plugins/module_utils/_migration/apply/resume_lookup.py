@@ -14,6 +14,7 @@ After the migration completed, the request may no longer fit the index (a rename
 under its old name): the same task run again finds its completed migration, and reports it done
 while the server still holds its target.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,19 +22,24 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ..backup.store import PLAN, BackupHeader, list_backups
 from ..core.errors import PlanInvalid, PreflightFailed
-from .preflight import target_matches
 from ..planning.plan import MigrationPlan, read_plan
+from .preflight import target_matches
 
 UNFINISHED = ("running", "failed", "rolling_back")
 
 
 def changed_redis(header: BackupHeader) -> bool:
     """Whether the migration got as far as changing Redis (the drop; an online run's first index)."""
-    return any(header.phases[name].done or header.phases[name].started_at
-               for name in ("drop", "create") if name in header.phases)
+    return any(
+        header.phases[name].done or header.phases[name].started_at
+        for name in ("drop", "create")
+        if name in header.phases
+    )
 
 
-def _plans_of(backup_dir: Optional[str], index: str, statuses: tuple) -> Iterator[Tuple[str, BackupHeader, MigrationPlan]]:
+def _plans_of(
+    backup_dir: Optional[str], index: str, statuses: tuple
+) -> Iterator[Tuple[str, BackupHeader, MigrationPlan]]:
     """(directory, header, plan) of each migration of `index` (its name before or after, or the alias it was
     planned through) in one of `statuses`, newest first. A plan that is not its backup's is passed over (the
     backup's own checks refuse it when it is used); an unreadable plan of this index's backup is refused."""
@@ -66,7 +72,8 @@ def unfinished_plan(backup_dir: Optional[str], index: str, requested: Dict[str, 
             f"an unfinished migration of {index} ({directory}, stopped in phase {header.phase}) changed Redis "
             "and asked for other changes; nothing was changed",
             hint=f"finish it first (re-run it with plan_file: {os.path.join(directory, PLAN)}) or roll it back with "
-                 "redis_index_rollback, then run this task")
+            "redis_index_rollback, then run this task",
+        )
     return None
 
 

@@ -8,6 +8,7 @@ again on resume, which is safe because every mutation is conditional on the back
 (Linux: PR_SET_PDEATHSIG; elsewhere they notice the parent has gone between blocks), so a killed
 run never leaves writers behind.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -18,9 +19,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ..core import failpoints
+from ..core.errors import BackupInvalid, MigrationFailed
 from .format import FormatError, block_offsets, decode_records, read_block_at
 from .store import DATA, BackupStore, Ledger
-from ..core.errors import BackupInvalid, MigrationFailed
 
 # (client, block number, records) -> counters to add up, or a function that returns them: then the
 # block's work is on the wire, and its outcome is collected after the next block has been sent.
@@ -33,6 +34,7 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes  # pylint: disable=import-outside-toplevel
+
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
@@ -47,9 +49,17 @@ def _add(total: Dict[str, int], part: Dict[str, int]) -> None:
             total[key] = total.get(key, 0) + value
 
 
-def _apply_blocks(store: BackupStore, phase: str, worker: int, blocks: List[int], offsets: List[int], client,
-                  function: BlockFunction, tick: Optional[Callable[[int], None]] = None,
-                  parent: Optional[int] = None) -> Dict[str, int]:
+def _apply_blocks(
+    store: BackupStore,
+    phase: str,
+    worker: int,
+    blocks: List[int],
+    offsets: List[int],
+    client,
+    function: BlockFunction,
+    tick: Optional[Callable[[int], None]] = None,
+    parent: Optional[int] = None,
+) -> Dict[str, int]:
     totals: Dict[str, int] = {}
     ledger = Ledger(store.ledger_path(phase, worker))
 
@@ -94,14 +104,22 @@ def _worker_main(queue, store, phase, worker, blocks, offsets, connect, function
     _die_with_parent()
     try:
         client = connect()
-        queue.put((worker, "ok", _apply_blocks(store, phase, worker, blocks, offsets, client, function,
-                                               parent=parent)))
+        queue.put((worker, "ok", _apply_blocks(store, phase, worker, blocks, offsets, client, function, parent=parent)))
     except Exception as err:  # pylint: disable=broad-exception-caught
         queue.put((worker, "error", f"{type(err).__name__}: {err}"))
 
 
-def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, client, connect: Callable[[], Any],
-               workers: int = 1, lock=None, on_progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, int]:
+def run_blocks(
+    store: BackupStore,
+    phase: str,
+    function: BlockFunction,
+    *,
+    client,
+    connect: Callable[[], Any],
+    workers: int = 1,
+    lock=None,
+    on_progress: Optional[Callable[[int, int], None]] = None,
+) -> Dict[str, int]:
     """Apply `function` to every block not yet in `phase`'s ledgers; return the summed counters."""
     outcomes = store.block_outcomes(phase)
     # A resumed phase reports what the killed run's blocks found as well (conflicts, keys gone).
@@ -132,8 +150,12 @@ def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, clien
     processes = []
     for worker in range(min(workers, len(pending))):
         share = pending[worker::workers]
-        process = context.Process(target=_worker_main, name=f"{phase}-{worker}", daemon=True,
-                                  args=(queue, store, phase, worker + 1, share, offsets, connect, function, os.getpid()))
+        process = context.Process(
+            target=_worker_main,
+            name=f"{phase}-{worker}",
+            daemon=True,
+            args=(queue, store, phase, worker + 1, share, offsets, connect, function, os.getpid()),
+        )
         process.start()
         processes.append(process)
     totals = earlier
@@ -160,6 +182,8 @@ def run_blocks(store: BackupStore, phase: str, function: BlockFunction, *, clien
                 process.terminate()
             process.join(timeout=30)
     if errors:
-        raise MigrationFailed(f"{phase}: {len(errors)} worker(s) failed: {errors[0]}",
-                              hint="re-run the same task to resume; applied blocks are not redone")
+        raise MigrationFailed(
+            f"{phase}: {len(errors)} worker(s) failed: {errors[0]}",
+            hint="re-run the same task to resume; applied blocks are not redone",
+        )
     return totals

@@ -14,6 +14,7 @@ there. The CRC pins down which record is damaged (so a partial rollback can rest
 block's SHA-256 catches any edit, even one that keeps CRCs valid; a truncated block is detected by
 its length. Sizes are exact functions of the data, so the planner can predict the file's size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,11 +82,14 @@ def record_size(key_length: int, entries: Sequence[Tuple[int, Optional[int]]]) -
 
 def encode_block(block_no: int, records: Sequence[bytes]) -> bytes:
     payload = b"".join(records)
-    return _BLOCK_HEAD.pack(BLOCK_MAGIC, block_no, len(records), len(payload), hashlib.sha256(payload).digest()) + payload
+    return (
+        _BLOCK_HEAD.pack(BLOCK_MAGIC, block_no, len(records), len(payload), hashlib.sha256(payload).digest()) + payload
+    )
 
 
-def decode_records(payload: bytes, count: int, block_no: int = 0,
-                   check_crc: bool = True) -> Iterator[Tuple[int, Optional[Record]]]:
+def decode_records(
+    payload: bytes, count: int, block_no: int = 0, check_crc: bool = True
+) -> Iterator[Tuple[int, Optional[Record]]]:
     """Yield (index, record) for `count` records; a record whose CRC fails is yielded as None.
     `check_crc=False` skips the CRCs where the block's SHA-256 was just verified (it covers them).
 
@@ -101,7 +105,7 @@ def decode_records(payload: bytes, count: int, block_no: int = 0,
         try:
             (key_length,) = unpack_u32(payload, pos)
             pos += 4
-            key = payload[pos:pos + key_length]
+            key = payload[pos : pos + key_length]
             pos += key_length
             (entry_count,) = unpack_u16(payload, pos)
             pos += 2
@@ -109,13 +113,13 @@ def decode_records(payload: bytes, count: int, block_no: int = 0,
             for _entry in range(entry_count):
                 (name_length,) = unpack_u16(payload, pos)
                 pos += 2
-                name = payload[pos:pos + name_length]
+                name = payload[pos : pos + name_length]
                 pos += name_length
                 (value_length,) = unpack_u32(payload, pos)
                 pos += 4
                 value = None
                 if value_length != ABSENT:
-                    value = payload[pos:pos + value_length]
+                    value = payload[pos : pos + value_length]
                     pos += value_length
                 entries.append(new(Entry, (name, value)))
             (crc,) = unpack_u32(payload, pos)
@@ -154,8 +158,7 @@ def _read_block(stream: BinaryIO, offset: int) -> Optional[Block]:
         raise FormatError(f"no block at byte {offset} (damaged file)")
     payload = stream.read(length)
     if len(payload) < length:
-        raise FormatError(f"block {block_no} is cut short: {len(payload)} of {length} bytes (truncated file)",
-                          block_no)
+        raise FormatError(f"block {block_no} is cut short: {len(payload)} of {length} bytes (truncated file)", block_no)
     return Block(block_no, offset, count, payload, hashlib.sha256(payload).digest() == digest)
 
 
@@ -201,7 +204,7 @@ def block_offsets(stream: BinaryIO, limit_bytes: int) -> List[int]:
 
 def block_digest(block_bytes: bytes) -> bytes:
     """The SHA-256 a block header carries (bytes 20..52 of the encoded block)."""
-    return block_bytes[BLOCK_HEADER_SIZE - 32:BLOCK_HEADER_SIZE]
+    return block_bytes[BLOCK_HEADER_SIZE - 32 : BLOCK_HEADER_SIZE]
 
 
 def chain(previous: str, digest: bytes) -> str:

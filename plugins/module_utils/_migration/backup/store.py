@@ -14,6 +14,7 @@ A backup directory belongs to exactly one plan: another plan gets another direct
 is never deleted or overwritten by this collection. Re-applying a plan after it was rolled back
 starts a new attempt directory, so the first backup stays intact.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,6 +26,10 @@ import re
 import socket
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
+from ..core.deps import BaseModel, Field
+from ..core.errors import BackupInvalid, PreflightFailed
+from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
+from ..core.sealed import RecordKind, SealedRecord, utc_now
 from .format import (
     BLOCK_HEADER_SIZE,
     EMPTY_CHAIN,
@@ -37,10 +42,6 @@ from .format import (
     iter_blocks,
     write_file_magic,
 )
-from ..core.deps import BaseModel, Field
-from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
-from ..core.sealed import RecordKind, SealedRecord, utc_now
-from ..core.errors import BackupInvalid, PreflightFailed
 
 HEADER_FORMAT = "indexops.redis_search/backup"
 HEADER_VERSION = 1
@@ -63,9 +64,14 @@ class PhaseState(BaseModel):
 
 
 class BackupHeader(SealedRecord):
-    KIND: ClassVar[RecordKind] = RecordKind(HEADER_FORMAT, HEADER_VERSION, "backup header", "backup header",
-                                            BackupInvalid, "the backup cannot be trusted; restore the directory "
-                                                           "from a copy")
+    KIND: ClassVar[RecordKind] = RecordKind(
+        HEADER_FORMAT,
+        HEADER_VERSION,
+        "backup header",
+        "backup header",
+        BackupInvalid,
+        "the backup cannot be trusted; restore the directory from a copy",
+    )
 
     format: str = HEADER_FORMAT
     format_version: int = HEADER_VERSION
@@ -111,15 +117,20 @@ def check_backup_dir(path: Optional[str]) -> str:
         raise PreflightFailed("a backup directory is required", hint="set backup_dir to a writable directory")
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise PreflightFailed(f"backup_dir {path} exists and is not a directory", hint="point backup_dir at a directory")
+        raise PreflightFailed(
+            f"backup_dir {path} exists and is not a directory", hint="point backup_dir at a directory"
+        )
     try:
         os.makedirs(path, mode=DIR_MODE, exist_ok=True)
     except OSError as err:
-        raise PreflightFailed(f"cannot create backup_dir {path}: {err.strerror}",
-                              hint="create it, or choose a directory the module's user can write") from None
+        raise PreflightFailed(
+            f"cannot create backup_dir {path}: {err.strerror}",
+            hint="create it, or choose a directory the module's user can write",
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise PreflightFailed(f"backup_dir {path} is not writable by this user",
-                              hint="fix its permissions or choose another directory")
+        raise PreflightFailed(
+            f"backup_dir {path} is not writable by this user", hint="fix its permissions or choose another directory"
+        )
     return path
 
 
@@ -127,8 +138,10 @@ def existing_backup_dir(path: str) -> str:
     """A backup directory that must already exist (rollback reads it; it never creates one)."""
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isdir(path):
-        raise BackupInvalid(f"backup_dir {path} does not exist or is not a directory",
-                            hint="point backup_dir at the directory the migration used")
+        raise BackupInvalid(
+            f"backup_dir {path} does not exist or is not a directory",
+            hint="point backup_dir at the directory the migration used",
+        )
     return path
 
 
@@ -137,8 +150,10 @@ def read_header(directory: str) -> BackupHeader:
     try:
         header = BackupHeader.read_from(path)
     except (OSError, ValueError) as err:
-        raise BackupInvalid(f"backup header {path} is unreadable: {err}",
-                            hint="the backup is damaged; restore the directory from a copy") from None
+        raise BackupInvalid(
+            f"backup header {path} is unreadable: {err}",
+            hint="the backup is damaged; restore the directory from a copy",
+        ) from None
     return header.verified(path)
 
 
@@ -146,6 +161,7 @@ def list_backups(backup_dir: str) -> List[Tuple[str, Optional[BackupHeader], Opt
     """(directory, header or None, error or None) for every backup in `backup_dir`, oldest first (by
     creation time, then attempt - never by name: a plan id says nothing about age); a damaged backup
     is listed with its error instead of stopping the listing."""
+
     def age(entry: Tuple[str, Optional[BackupHeader], Optional[str]]) -> Tuple[datetime.datetime, int, str]:
         # A backup whose header cannot be read sorts by its directory's last change (each header save
         # of a running migration renames a file into it), so a damaged running one still sorts last.
@@ -191,14 +207,28 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
         if index and index not in (header.source_index, header.target_index):
             continue
         done = [name for name in PHASES if name in header.phases and header.phases[name].done]
-        found.append({
-            "path": directory, "source_index": header.source_index, "target_index": header.target_index,
-            "plan_id": header.plan_id, "attempt": header.attempt, "status": header.status, "phase": header.phase,
-            "phases_done": done, "progress": {name: header.phases[name].counters for name in PHASES
-                                              if name in header.phases and header.phases[name].counters},
-            "documents": header.data_records, "backup_bytes": header.data_bytes,
-            "created_at": header.created_at, "updated_at": header.updated_at, "error": header.error,
-        })
+        found.append(
+            {
+                "path": directory,
+                "source_index": header.source_index,
+                "target_index": header.target_index,
+                "plan_id": header.plan_id,
+                "attempt": header.attempt,
+                "status": header.status,
+                "phase": header.phase,
+                "phases_done": done,
+                "progress": {
+                    name: header.phases[name].counters
+                    for name in PHASES
+                    if name in header.phases and header.phases[name].counters
+                },
+                "documents": header.data_records,
+                "backup_bytes": header.data_bytes,
+                "created_at": header.created_at,
+                "updated_at": header.updated_at,
+                "error": header.error,
+            }
+        )
     return found
 
 
@@ -231,8 +261,10 @@ class BackupStore:
             os.mkdir(directory, DIR_MODE)
         except OSError as err:
             if err.errno == errno.EEXIST:
-                raise PreflightFailed(f"backup directory {directory} already exists and is not this plan's",
-                                      hint="it is never overwritten; choose another backup_dir") from None
+                raise PreflightFailed(
+                    f"backup directory {directory} already exists and is not this plan's",
+                    hint="it is never overwritten; choose another backup_dir",
+                ) from None
             raise
         os.chmod(directory, DIR_MODE)
         fsync_dir(backup_dir)
@@ -291,14 +323,16 @@ class BackupStore:
         """Check data.bin against the header: size, block count, every block digest and record CRC.
         `check_record` sees every intact record in the same pass (it raises to refuse the backup)."""
         header = self.header
-        return _verify_file(self.path(DATA), header.data_blocks, header.data_records, header.data_bytes,
-                            header.data_chain, check_record)
+        return _verify_file(
+            self.path(DATA), header.data_blocks, header.data_records, header.data_bytes, header.data_chain, check_record
+        )
 
     def verify_staged(self) -> VerifyResult:
         """staged.bin against the header, the same way as data.bin."""
         header = self.header
-        return _verify_file(self.path(STAGED), header.staged_blocks, header.staged_records, header.staged_bytes,
-                            header.staged_chain)
+        return _verify_file(
+            self.path(STAGED), header.staged_blocks, header.staged_records, header.staged_bytes, header.staged_chain
+        )
 
     def require_intact(self) -> None:
         result = self.verify()
@@ -307,9 +341,11 @@ class BackupStore:
             result.problems += [f"staged conversions: {problem}" for problem in staged.problems]
             result.ok = staged.ok
         if not result.ok:
-            raise BackupInvalid(f"backup {self.directory} failed verification: " + "; ".join(result.problems),
-                                hint="nothing was written; restore the backup directory from a copy",
-                                details={"verification": result.model_dump()})
+            raise BackupInvalid(
+                f"backup {self.directory} failed verification: " + "; ".join(result.problems),
+                hint="nothing was written; restore the backup directory from a copy",
+                details={"verification": result.model_dump()},
+            )
 
     # -- ledgers: which blocks a mutation phase has applied ----------------------------------------
     def ledger_path(self, phase: str, worker: int) -> str:
@@ -349,8 +385,14 @@ class BackupStore:
                     yield name, int(number), outcome if isinstance(outcome, dict) else {}
 
 
-def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint: str,
-                 check_record: Optional[Callable[[Record], None]] = None) -> VerifyResult:
+def _verify_file(
+    path: str,
+    blocks: int,
+    records: int,
+    nbytes: int,
+    fingerprint: str,
+    check_record: Optional[Callable[[Record], None]] = None,
+) -> VerifyResult:
     """A blocks file against the numbers its header recorded: size, block count, every block digest
     and record CRC, the fingerprint chain over all blocks."""
     result = VerifyResult(ok=True)
@@ -374,8 +416,10 @@ def _verify_file(path: str, blocks: int, records: int, nbytes: int, fingerprint:
                     result.bad_blocks.append(block.block_no)
                 if block.block_no != result.blocks - 1:
                     # The number is outside the SHA-256: a changed one is caught here.
-                    result.problems.append(f"the block at byte {block.offset} is numbered {block.block_no}, "
-                                           f"expected {result.blocks - 1} (edited or damaged)")
+                    result.problems.append(
+                        f"the block at byte {block.offset} is numbered {block.block_no}, "
+                        f"expected {result.blocks - 1} (edited or damaged)"
+                    )
                 try:
                     for index, record in decode_records(block.payload, block.record_count, block.block_no):
                         result.records += 1

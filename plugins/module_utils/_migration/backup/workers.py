@@ -12,6 +12,7 @@ Workers have their own connection, die with their parent (Linux: PR_SET_PDEATHSI
 notice it has gone while they wait for a task), and report an error as a message rather than a
 traceback, which becomes an exception of this process naming the worker and the cause.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -22,9 +23,9 @@ import queue as queue_module
 from collections import deque
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional
 
-from .blocks import _die_with_parent
-from ..redis.connection import lost_connection
 from ..core.errors import IndexOpsError, MigrationFailed
+from ..redis.connection import lost_connection
+from .blocks import _die_with_parent
 
 WAIT_SECONDS = 2.0
 DEPTH = 2  # tasks out per worker: one being done, one waiting, so that a worker never idles
@@ -46,8 +47,9 @@ def _next_task(tasks, parent: int) -> Any:
                 raise MigrationFailed("the migration process went away; worker stopped") from None
 
 
-def _serve(tasks, results, start: Callable[[], Any], work: Callable[[Any, Any], Any],
-           finish: Callable[[Any], Any], parent: int) -> None:
+def _serve(
+    tasks, results, start: Callable[[], Any], work: Callable[[Any, Any], Any], finish: Callable[[Any], Any], parent: int
+) -> None:
     _die_with_parent()
     try:
         if os.getppid() != parent:
@@ -63,7 +65,12 @@ def _serve(tasks, results, start: Callable[[], Any], work: Callable[[Any, Any], 
         # A library error travels whole (its class, message and hint); anything else as a line.
         try:
             results.send(("error", err if isinstance(err, IndexOpsError) else describe(err)))
-        except (pickle.PicklingError, TypeError, AttributeError, ValueError):  # details that do not pickle (nothing was sent)
+        except (
+            pickle.PicklingError,
+            TypeError,
+            AttributeError,
+            ValueError,
+        ):  # details that do not pickle (nothing was sent)
             results.send(("error", describe(err)))
 
 
@@ -85,8 +92,9 @@ class _Worker:
         self.tasks.cancel_join_thread()
         self.results, sending = context.Pipe(duplex=False)
         _widen(sending)
-        self.process = context.Process(target=_serve, name=f"{name}-{number}", daemon=True,
-                                       args=(self.tasks, sending) + target_args)
+        self.process = context.Process(
+            target=_serve, name=f"{name}-{number}", daemon=True, args=(self.tasks, sending) + target_args
+        )
         self.process.start()
         sending.close()  # only the worker holds it now: its death is an end of file here
 
@@ -95,9 +103,17 @@ class OrderedPool:
     """`workers` forked processes, each running `start()` once, then `work(state, task)` per task and
     `finish(state)` at the end. Use as a context manager: leaving it stops every worker."""
 
-    def __init__(self, workers: int, start: Callable[[], Any], work: Callable[[Any, Any], Any],
-                 finish: Callable[[Any], Any], *, name: str = "worker", depth: int = DEPTH,
-                 hint: Optional[str] = None):
+    def __init__(
+        self,
+        workers: int,
+        start: Callable[[], Any],
+        work: Callable[[Any, Any], Any],
+        finish: Callable[[Any], Any],
+        *,
+        name: str = "worker",
+        depth: int = DEPTH,
+        hint: Optional[str] = None,
+    ):
         self.name = name
         self.hint = hint
         self.limit = max(1, workers) * max(1, depth)
@@ -141,8 +157,10 @@ class OrderedPool:
             status, payload = worker.results.recv()
         except (EOFError, OSError):
             worker.process.join(timeout=1)
-            raise MigrationFailed(f"{self.name} worker {worker.number} died without reporting (exit code "
-                                  f"{worker.process.exitcode})", hint=self.hint) from None
+            raise MigrationFailed(
+                f"{self.name} worker {worker.number} died without reporting (exit code {worker.process.exitcode})",
+                hint=self.hint,
+            ) from None
         if status == "error":
             if isinstance(payload, IndexOpsError):
                 payload.message = f"{self.name} worker {worker.number}: {payload.message}"

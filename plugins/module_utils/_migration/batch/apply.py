@@ -10,16 +10,24 @@ failure; continue_on_error goes on. A failed index keeps its own backup and resu
 retry_failed continues it with the same plan - even after its drop. A batch lock (a Redis key, like
 an index's) keeps two runs of one batch apart.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..apply.preflight import require_same_server, require_writable_file
+from ..apply.benchmark import batch_benchmark, migration_benchmark, write_benchmark
+from ..apply.migrate import migrate
+from ..apply.phases.context import MigrateOptions
+from ..apply.preflight import lossy_changes, require_same_server, require_writable_file
 from ..backup.store import BackupStore, check_backup_dir
-from ..core.sealed import utc_now
+from ..core.deps import BaseModel, Field
+from ..core.errors import BackupInvalid, IndexOpsError, MigrationFailed, PreflightFailed
 from ..core.files import write_atomic
+from ..core.sealed import utc_now
+from ..planning.plan import MigrationPlan
+from ..redis.lock import acquire_locks, release_locks
 from .plan import BatchPlan, read_batch_plan
 from .state import (
     COMPLETED,
@@ -38,14 +46,6 @@ from .state import (
     work_list,
 )
 from .status import describe, report_text
-from ..apply.benchmark import batch_benchmark, migration_benchmark, write_benchmark
-from ..core.deps import BaseModel, Field
-from ..core.errors import BackupInvalid, IndexOpsError, MigrationFailed, PreflightFailed
-from ..redis.lock import acquire_locks, release_locks
-from ..apply.migrate import migrate
-from ..apply.preflight import lossy_changes
-from ..apply.phases.context import MigrateOptions
-from ..planning.plan import MigrationPlan
 
 
 class BatchFailed(MigrationFailed):
@@ -81,8 +81,10 @@ def _plans(batch: BatchPlan, runs: List[IndexRun], endpoint: Optional[str]) -> D
     for run in runs:
         plan = entries[run.name].migration_plan()
         if plan.checksum != run.plan_checksum:
-            raise PreflightFailed(f"the batch state's plan of {run.name} is not the batch plan's; nothing was changed",
-                                  hint="the state file belongs to another plan; give this plan its own state_file")
+            raise PreflightFailed(
+                f"the batch state's plan of {run.name} is not the batch plan's; nothing was changed",
+                hint="the state file belongs to another plan; give this plan its own state_file",
+            )
         require_same_server(plan, endpoint)
         plans[run.name] = plan
     return plans
@@ -93,20 +95,34 @@ def _require_accepted(plans: Dict[str, MigrationPlan], accept_data_loss: bool) -
     lossy = {name: lossy_changes(plan) for name, plan in plans.items()}
     lossy = {name: changes for name, changes in lossy.items() if changes}
     if lossy and not accept_data_loss:
-        listed = "; ".join(f"{name}: " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in changes)
-                           for name, changes in lossy.items())
-        raise PreflightFailed(f"lossy conversion(s) in {len(lossy)} index(es) need accept_data_loss=true ({listed}); "
-                              "no index was started", hint="read the plans' warnings; the originals are kept in each "
-                                                           "index's backup")
+        listed = "; ".join(
+            f"{name}: " + ", ".join(f"{c.field} {c.before}->{c.after}" for c in changes)
+            for name, changes in lossy.items()
+        )
+        raise PreflightFailed(
+            f"lossy conversion(s) in {len(lossy)} index(es) need accept_data_loss=true ({listed}); "
+            "no index was started",
+            hint="read the plans' warnings; the originals are kept in each index's backup",
+        )
 
 
 def _error(err: Exception) -> Dict[str, Any]:
     """index_dropped stays False unless the index's backup says its drop is done (_record_backup)."""
     if isinstance(err, IndexOpsError):
-        return {"message": err.message, "kind": err.kind, "hint": err.hint, "phase": err.details.get("phase"),
-                "index_dropped": False}
-    return {"message": f"{type(err).__name__}: {err}", "kind": "unexpected", "hint": None, "phase": None,
-            "index_dropped": False}
+        return {
+            "message": err.message,
+            "kind": err.kind,
+            "hint": err.hint,
+            "phase": err.details.get("phase"),
+            "index_dropped": False,
+        }
+    return {
+        "message": f"{type(err).__name__}: {err}",
+        "kind": "unexpected",
+        "hint": None,
+        "phase": None,
+        "index_dropped": False,
+    }
 
 
 def _record_backup(run: IndexRun, root: str, plan: MigrationPlan) -> None:
@@ -121,9 +137,18 @@ def _record_backup(run: IndexRun, root: str, plan: MigrationPlan) -> None:
             run.error["phase"] = run.error.get("phase") or store.header.phase
 
 
-def _run_one(client, connect: Callable[[], Any], run: IndexRun, plan: MigrationPlan, root: str,
-             options: MigrateOptions, endpoint: Optional[str], state: BatchState, state_file: str,
-             benchmarks: Dict[str, Any]) -> bool:
+def _run_one(
+    client,
+    connect: Callable[[], Any],
+    run: IndexRun,
+    plan: MigrationPlan,
+    root: str,
+    options: MigrateOptions,
+    endpoint: Optional[str],
+    state: BatchState,
+    state_file: str,
+    benchmarks: Dict[str, Any],
+) -> bool:
     """Migrate one index and record the outcome (and its timings in `benchmarks`). Returns whether
     anything was changed."""
     run.status, run.attempts, run.started_at, run.error = RUNNING, run.attempts + 1, utc_now(), None
@@ -153,8 +178,9 @@ def _run_one(client, connect: Callable[[], Any], run: IndexRun, plan: MigrationP
     return changed
 
 
-def _dry_run(client, connect, plans: Dict[str, MigrationPlan], backup_dir: str, options: MigrateOptions,
-             endpoint: Optional[str]) -> tuple[bool, List[Dict[str, Any]]]:
+def _dry_run(
+    client, connect, plans: Dict[str, MigrationPlan], backup_dir: str, options: MigrateOptions, endpoint: Optional[str]
+) -> tuple[bool, List[Dict[str, Any]]]:
     """Check mode: each index's own dry run (read-only preflight), nothing written anywhere."""
     changed, would = False, []
     for name, plan in plans.items():
@@ -168,27 +194,47 @@ def _dry_run(client, connect, plans: Dict[str, MigrationPlan], backup_dir: str, 
     return changed, would
 
 
-def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan_file: str,
-                backup_dir: Optional[str], options: MigrateOptions, *, retry_failed: bool = False,
-                resume: bool = False, state_file: Optional[str] = None, endpoint: Optional[str] = None,
-                check_mode: bool = False, report_out: Optional[str] = None,
-                benchmark_out: Optional[str] = None) -> BatchOutcome:
+def apply_batch(
+    client,
+    connect: Callable[[], Any],
+    batch: BatchPlan,
+    batch_plan_file: str,
+    backup_dir: Optional[str],
+    options: MigrateOptions,
+    *,
+    retry_failed: bool = False,
+    resume: bool = False,
+    state_file: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    check_mode: bool = False,
+    report_out: Optional[str] = None,
+    benchmark_out: Optional[str] = None,
+) -> BatchOutcome:
     """Run (or continue) the batch. Raises BatchFailed, with the whole status in its details, when any
     index is failed at the end of the run."""
     began = time.monotonic()
     state_path, report_path = locate_state(batch_plan_file, state_file)
     existing = read_state(state_path) if os.path.exists(state_path) else None
-    if existing is not None and existing.batch_plan_checksum != batch.checksum and not resume \
-            and overall_status(existing) == COMPLETED and not check_mode:
+    if (
+        existing is not None
+        and existing.batch_plan_checksum != batch.checksum
+        and not resume
+        and overall_status(existing) == COMPLETED
+        and not check_mode
+    ):
         # A finished batch has nothing left to continue: it is kept beside, and this plan starts afresh.
-        os.replace(state_path, f"{state_path[:-len('.json')] if state_path.endswith('.json') else state_path}"
-                               f".{existing.batch_id}.json")
+        os.replace(
+            state_path,
+            f"{state_path[: -len('.json')] if state_path.endswith('.json') else state_path}.{existing.batch_id}.json",
+        )
         existing = None
     if existing is not None:
         require_trusted(existing, state_path, batch, backup_dir, client)
     elif resume:
-        raise PreflightFailed(f"no batch state at {state_path} to resume; nothing was changed",
-                              hint="start the batch with state=applied (or name its state_file)")
+        raise PreflightFailed(
+            f"no batch state at {state_path} to resume; nothing was changed",
+            hint="start the batch with state=applied (or name its state_file)",
+        )
     backup_dir = backup_dir or (existing.backup_dir if existing else None)
     if not backup_dir:
         raise PreflightFailed("a backup directory is required", hint="set backup_dir to a writable directory")
@@ -203,12 +249,16 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
     if check_mode:
         changed, would = _dry_run(client, connect, plans, backup_dir, options, endpoint)
         status = describe(state, state_path, report_path)
-        outcome = BatchOutcome(changed=changed, result="would_apply" if todo else status["result"], status=status,
-                               would=would)
+        outcome = BatchOutcome(
+            changed=changed, result="would_apply" if todo else status["result"], status=status, would=would
+        )
         failing = [f"{w['name']} would fail: {w['error']}" for w in would if w["result"] == "would_fail"]
         if failing:
-            raise BatchFailed(f"batch {batch.batch_id}: " + "; ".join(failing),
-                              hint="nothing was changed; resolve the causes first", details=_details(outcome))
+            raise BatchFailed(
+                f"batch {batch.batch_id}: " + "; ".join(failing),
+                hint="nothing was changed; resolve the causes first",
+                details=_details(outcome),
+            )
         return outcome
 
     changed, ran, benchmarks = False, [], {}
@@ -221,8 +271,9 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
             save_state(state, state_path)
             for run in todo:
                 ran.append(run.name)
-                changed |= _run_one(client, connect, run, plans[run.name], root, options, endpoint, state, state_path,
-                                    benchmarks)
+                changed |= _run_one(
+                    client, connect, run, plans[run.name], root, options, endpoint, state, state_path, benchmarks
+                )
                 if run.status == FAILED and batch.failure_policy == "fail_fast":
                     break
             state.current = None
@@ -241,14 +292,21 @@ def apply_batch(client, connect: Callable[[], Any], batch: BatchPlan, batch_plan
         raise BatchFailed(
             f"batch {batch.batch_id}: {len(failed)} of {len(batch.applicable())} index(es) failed "
             f"(first {first['name']}: {first['error']})",
-            hint=("; ".join(status["next"]) if status["next"] else None), details=_details(outcome))
+            hint=("; ".join(status["next"]) if status["next"] else None),
+            details=_details(outcome),
+        )
     return outcome
 
 
 def _details(outcome: BatchOutcome) -> Dict[str, Any]:
     """What the module returns, on success and failure alike."""
-    return {"changed": outcome.changed, "ran": outcome.ran, "would": outcome.would, **outcome.status,
-            "result": outcome.result}
+    return {
+        "changed": outcome.changed,
+        "ran": outcome.ran,
+        "would": outcome.would,
+        **outcome.status,
+        "result": outcome.result,
+    }
 
 
 def outcome_result(outcome: BatchOutcome) -> Dict[str, Any]:

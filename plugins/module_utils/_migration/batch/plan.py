@@ -15,6 +15,7 @@
 
 Nothing here writes to Redis except the planner's create check (a throwaway index, dropped at once).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -22,30 +23,34 @@ import fnmatch
 import os
 from typing import Any, ClassVar, Dict, List, Optional
 
-from ..core.files import write_atomic
-from ..core.sealed import SealedDocument, SealedFormat, checksum_of
-from ..core.yamlio import read_written_yaml
-from ..redis.capabilities import detect_capabilities
-from ..redis.create_check import CHECK_PREFIX
+from ..apply.preflight import lossy_changes
 from ..core.deps import BaseModel, Field
 from ..core.errors import IndexNotFound, PlanBlocked, PlanInvalid, SchemaInvalid
-from ..redis.keyspace import prefixes_overlap
+from ..core.files import write_atomic
 from ..core.limits import check_text
-from ..apply.preflight import lossy_changes
-from ..schema.patch import SchemaPatch
+from ..core.sealed import SealedDocument, SealedFormat, checksum_of
+from ..core.yamlio import read_written_yaml
 from ..planning.plan import MigrationPlan, plan_from_dict
 from ..planning.planner import DEFAULT_BATCH_SIZE, create_plan
+from ..redis.capabilities import detect_capabilities
+from ..redis.create_check import CHECK_PREFIX
+from ..redis.keyspace import prefixes_overlap
 from ..redis.snapshot import list_indexes
+from ..schema.patch import SchemaPatch
 
 BATCH_PLAN_FORMAT = "indexops.redis_search/batch-plan"
 BATCH_PLAN_VERSION = 1
 FAILURE_POLICIES = ("fail_fast", "continue_on_error")
 SELECTION_KINDS = ("list", "pattern", "file")
-BATCH_PLAN_FILE = SealedFormat(BATCH_PLAN_FORMAT, BATCH_PLAN_VERSION, "batch plan",
-                               create="create one with redis_index_batch state=planned",
-                               newer="re-create it with this collection's redis_index_batch",
-                               malformed="re-create it with redis_index_batch state=planned",
-                               edited="batch plans cannot be edited; plan the batch again")
+BATCH_PLAN_FILE = SealedFormat(
+    BATCH_PLAN_FORMAT,
+    BATCH_PLAN_VERSION,
+    "batch plan",
+    create="create one with redis_index_batch state=planned",
+    newer="re-create it with this collection's redis_index_batch",
+    malformed="re-create it with redis_index_batch state=planned",
+    edited="batch plans cannot be edited; plan the batch again",
+)
 
 
 class Selection(BaseModel):
@@ -76,14 +81,18 @@ class BatchEntry(BaseModel):
         """The sealed per-index plan, verified (an edited one is refused)."""
         plan = plan_from_dict(self.plan, f"the batch plan's plan of {self.name}")
         if plan.checksum != self.plan_checksum:
-            raise PlanInvalid(f"the batch plan's entry {self.name} does not carry the plan it names",
-                              hint="re-create the batch plan with redis_index_batch state=planned")
+            raise PlanInvalid(
+                f"the batch plan's entry {self.name} does not carry the plan it names",
+                hint="re-create the batch plan with redis_index_batch state=planned",
+            )
         return plan
 
 
 class BatchPlan(SealedDocument):
-    HEADER: ClassVar[str] = ("# indexops.redis_search batch plan: one patch, every index's own sealed plan. Review it, then\n"
-                             "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n")
+    HEADER: ClassVar[str] = (
+        "# indexops.redis_search batch plan: one patch, every index's own sealed plan. Review it, then\n"
+        "# apply it with redis_index_batch state=applied. Do not edit: an edited plan is refused.\n"
+    )
 
     format: str = BATCH_PLAN_FORMAT
     format_version: int = BATCH_PLAN_VERSION
@@ -128,9 +137,11 @@ class BatchPlan(SealedDocument):
         """Equal but for timestamps and the volatile figures of the per-index plans: nothing to rewrite."""
         if self._own_fields() != other._own_fields():
             return False
-        return all((a.plan is None) == (b.plan is None)
-                   and (a.plan is None or a.migration_plan().same_content(b.migration_plan()))
-                   for a, b in zip(self.indexes, other.indexes))
+        return all(
+            (a.plan is None) == (b.plan is None)
+            and (a.plan is None or a.migration_plan().same_content(b.migration_plan()))
+            for a, b in zip(self.indexes, other.indexes)
+        )
 
 
 class Conflict(BaseModel):
@@ -140,6 +151,7 @@ class Conflict(BaseModel):
 
 
 # -- selection ---------------------------------------------------------------------------------------
+
 
 def read_index_file(path: str) -> List[str]:
     """One index name a line; blank lines and lines starting with # are ignored."""
@@ -160,8 +172,7 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
     elif kind == "file":
         names = read_index_file(str(value))
     elif kind == "pattern":
-        names = [n for n in list_indexes(client)
-                 if fnmatch.fnmatchcase(n, str(value)) and CHECK_PREFIX not in n]
+        names = [n for n in list_indexes(client) if fnmatch.fnmatchcase(n, str(value)) and CHECK_PREFIX not in n]
     else:
         raise SchemaInvalid(f"unknown selection {kind!r}", hint=f"choose one of {', '.join(SELECTION_KINDS)}")
     for name in names:
@@ -174,6 +185,7 @@ def resolve_selection(client, kind: str, value: Any) -> Selection:
 
 # -- conflicts ---------------------------------------------------------------------------------------
 
+
 def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
     """Applicable indexes of one key type whose prefixes overlap (FT.CREATE PREFIX semantics: one is a
     string prefix of the other), before or after their migrations: migrating them in one batch changes the
@@ -181,20 +193,30 @@ def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
     found = []
     applicable = [e for e in entries if e.applicable]
     for i, left in enumerate(applicable):
-        for right in applicable[i + 1:]:
+        for right in applicable[i + 1 :]:
             if left.storage != right.storage:
                 continue
             pairs = [(a, b) for a in left.prefixes for b in right.prefixes if prefixes_overlap(a, b)]
             after = [(a, b) for a in _key_space(left) for b in _key_space(right) if prefixes_overlap(a, b)]
             if pairs:
                 a, b = pairs[0]
-                found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
-                                      reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}"))
+                found.append(
+                    Conflict(
+                        indexes=[left.name, right.name],
+                        kind="overlapping_prefixes",
+                        reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}",
+                    )
+                )
             elif after:
                 a, b = after[0]
-                found.append(Conflict(indexes=[left.name, right.name], kind="overlapping_prefixes",
-                                      reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r} once the prefix "
-                                             "changes are applied (their keys would end up under one prefix)"))
+                found.append(
+                    Conflict(
+                        indexes=[left.name, right.name],
+                        kind="overlapping_prefixes",
+                        reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r} once the prefix "
+                        "changes are applied (their keys would end up under one prefix)",
+                    )
+                )
     return found
 
 
@@ -211,11 +233,21 @@ def _sharing_conflicts(name: str, plan: MigrationPlan, batch_names: Dict[str, st
     for other in plan.classification.shared_key_indexes:
         why = next((r for r in reasons if r.startswith(f"index {other!r}")), "it reads the same keys")
         if other in batch_names:
-            found.append(Conflict(indexes=[name, batch_names[other]], kind="overlapping_prefixes",
-                                  reason=f"{name} <-> {batch_names[other]}: {why}"))
+            found.append(
+                Conflict(
+                    indexes=[name, batch_names[other]],
+                    kind="overlapping_prefixes",
+                    reason=f"{name} <-> {batch_names[other]}: {why}",
+                )
+            )
         else:
-            found.append(Conflict(indexes=[name, other], kind="shared_keys",
-                                  reason=f"{name}: {why} (index {other!r} is not in this batch)"))
+            found.append(
+                Conflict(
+                    indexes=[name, other],
+                    kind="shared_keys",
+                    reason=f"{name}: {why} (index {other!r} is not in this batch)",
+                )
+            )
     return found
 
 
@@ -231,6 +263,7 @@ def _dedupe(conflicts: List[Conflict]) -> List[Conflict]:
 
 # -- planning ----------------------------------------------------------------------------------------
 
+
 def _skipped(name: str, reason: str, plan: Optional[MigrationPlan] = None) -> BatchEntry:
     entry = BatchEntry(name=name, applicable=False, skip_reason=reason)
     if plan is not None:
@@ -241,11 +274,19 @@ def _skipped(name: str, reason: str, plan: Optional[MigrationPlan] = None) -> Ba
 def _applicable(name: str, plan: MigrationPlan) -> BatchEntry:
     source = plan.source_schema()
     return BatchEntry(
-        name=name, applicable=True, source_index=plan.source.index, target_index=plan.target_index,
-        storage=source.storage, prefixes=list(source.index.prefix), target_prefixes=list(plan.target().index.prefix),
+        name=name,
+        applicable=True,
+        source_index=plan.source.index,
+        target_index=plan.target_index,
+        storage=source.storage,
+        prefixes=list(source.index.prefix),
+        target_prefixes=list(plan.target().index.prefix),
         documents=int(plan.source.stats.get("num_docs", 0)),
-        rewrites_documents=plan.rewrites.any, lossy=[f"{c.field} {c.before}->{c.after}" for c in lossy_changes(plan)],
-        backup_bytes=plan.estimate.backup_bytes, plan_checksum=plan.checksum, plan=plan.to_dict(),
+        rewrites_documents=plan.rewrites.any,
+        lossy=[f"{c.field} {c.before}->{c.after}" for c in lossy_changes(plan)],
+        backup_bytes=plan.estimate.backup_bytes,
+        plan_checksum=plan.checksum,
+        plan=plan.to_dict(),
     )
 
 
@@ -259,28 +300,48 @@ def _plan_one(client, name: str, patch: SchemaPatch, **planning: Any) -> tuple[O
         # The patch does not fit this index (a field it lacks, a merged value out of bounds): skip it.
         # Anything else (an alias that points elsewhere) is the operator's to fix: refuse.
         if err.message.startswith("patch"):
-            return None, "the patch does not fit this index: " + err.message[len("patch"):].lstrip(": ")
+            return None, "the patch does not fit this index: " + err.message[len("patch") :].lstrip(": ")
         raise
 
 
-def create_batch_plan(client, selection: Selection, patch: SchemaPatch, *, failure_policy: str = "fail_fast",
-                      aliases: Optional[Dict[str, List[str]]] = None, audit_sample: int = 1000,
-                      audit_all: bool = False, key_sample: int = 20, backup_dir: Optional[str] = None,
-                      batch_size: int = DEFAULT_BATCH_SIZE, endpoint: str = "",
-                      created_at: Optional[str] = None) -> BatchPlan:
+def create_batch_plan(
+    client,
+    selection: Selection,
+    patch: SchemaPatch,
+    *,
+    failure_policy: str = "fail_fast",
+    aliases: Optional[Dict[str, List[str]]] = None,
+    audit_sample: int = 1000,
+    audit_all: bool = False,
+    key_sample: int = 20,
+    backup_dir: Optional[str] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    endpoint: str = "",
+    created_at: Optional[str] = None,
+) -> BatchPlan:
     """Plan `patch` on every selected index. Raises PlanBlocked (details: conflicts, indexes) when
     the batch is refused."""
     if failure_policy not in FAILURE_POLICIES:
-        raise SchemaInvalid(f"unknown failure_policy {failure_policy!r}",
-                            hint=f"choose one of {', '.join(FAILURE_POLICIES)}")
+        raise SchemaInvalid(
+            f"unknown failure_policy {failure_policy!r}", hint=f"choose one of {', '.join(FAILURE_POLICIES)}"
+        )
     aliases = aliases or {}
     unknown = sorted(set(aliases) - set(selection.names))
     if unknown:
-        raise SchemaInvalid(f"aliases names indexes that are not in the batch: {', '.join(unknown)}",
-                            hint="key aliases by the selected index names")
+        raise SchemaInvalid(
+            f"aliases names indexes that are not in the batch: {', '.join(unknown)}",
+            hint="key aliases by the selected index names",
+        )
     caps = detect_capabilities(client)  # once for the batch: every plan records the same server
-    planning = {"audit_sample": audit_sample, "audit_all": audit_all, "key_sample": key_sample,
-                "backup_dir": backup_dir, "batch_size": batch_size, "endpoint": endpoint, "capabilities": caps}
+    planning = {
+        "audit_sample": audit_sample,
+        "audit_all": audit_all,
+        "key_sample": key_sample,
+        "backup_dir": backup_dir,
+        "batch_size": batch_size,
+        "endpoint": endpoint,
+        "capabilities": caps,
+    }
     entries: List[BatchEntry] = []
     plans: Dict[str, MigrationPlan] = {}
     first_of: Dict[str, str] = {}  # source index -> the selected name that planned it first
@@ -302,17 +363,26 @@ def create_batch_plan(client, selection: Selection, patch: SchemaPatch, *, failu
         if plan is not None and entry.skip_reason is None and not entry.applicable:
             conflicts += _sharing_conflicts(entry.name, plan, batch_names)
     conflicts = _dedupe(conflicts)
-    batch = BatchPlan(
-        created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        endpoint=endpoint, failure_policy=failure_policy, selection=selection, patch=patch.to_dict(), indexes=entries,
-    ).bind_plans().seal()
+    batch = (
+        BatchPlan(
+            created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            endpoint=endpoint,
+            failure_policy=failure_policy,
+            selection=selection,
+            patch=patch.to_dict(),
+            indexes=entries,
+        )
+        .bind_plans()
+        .seal()
+    )
     if conflicts:
         raise PlanBlocked(
             f"refusing the batch plan: {len(conflicts)} conflict(s) between indexes that share keys: "
             + "; ".join(c.reason for c in conflicts),
             hint="split the batch into groups of indexes with disjoint prefixes and plan each group on its own, "
-                 "or migrate the indexes that share keys one at a time by hand",
-            details={"conflicts": [c.model_dump() for c in conflicts], "indexes": entry_summaries(batch)})
+            "or migrate the indexes that share keys one at a time by hand",
+            details={"conflicts": [c.model_dump() for c in conflicts], "indexes": entry_summaries(batch)},
+        )
     return batch
 
 
@@ -332,6 +402,7 @@ def _classified(name: str, plan: MigrationPlan) -> BatchEntry:
 
 # -- reading and writing -------------------------------------------------------------------------------
 
+
 def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
     """Load and verify a batch plan and every per-index plan in it."""
     batch = BATCH_PLAN_FILE.load(data, BatchPlan, where)
@@ -340,10 +411,12 @@ def batch_plan_from_dict(data: Any, where: str = "batch plan") -> BatchPlan:
     fields = batch.fields_checksum()
     for entry in batch.applicable():
         if entry.migration_plan().batch_fields != fields:
-            raise PlanInvalid(f"{where} was changed after it was written: its own fields (failure_policy, selection, "
-                              f"patch or index entries) are not the ones its plan of {entry.name} was sealed with "
-                              "(edited, with the checksum recomputed?); nothing was changed",
-                              hint="batch plans cannot be edited; plan the batch again")
+            raise PlanInvalid(
+                f"{where} was changed after it was written: its own fields (failure_policy, selection, "
+                f"patch or index entries) are not the ones its plan of {entry.name} was sealed with "
+                "(edited, with the checksum recomputed?); nothing was changed",
+                hint="batch plans cannot be edited; plan the batch again",
+            )
     return batch
 
 
@@ -356,12 +429,15 @@ def write_batch_plan(batch: BatchPlan, path: str) -> None:
     """Atomically, like a single plan (a reader never sees half of it)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise PlanInvalid(f"cannot write batch plan file {path}: {directory} does not exist",
-                          hint="plan_out must be in an existing, writable directory")
+        raise PlanInvalid(
+            f"cannot write batch plan file {path}: {directory} does not exist",
+            hint="plan_out must be in an existing, writable directory",
+        )
     write_atomic(os.path.abspath(path), batch.to_yaml().encode("utf-8"))
 
 
 # -- review --------------------------------------------------------------------------------------------
+
 
 def entry_summaries(batch: BatchPlan) -> List[Dict[str, Any]]:
     """Each selected index without its full plan: what a reviewer reads first."""
@@ -370,8 +446,10 @@ def entry_summaries(batch: BatchPlan) -> List[Dict[str, Any]]:
 
 def summarize_batch(batch: BatchPlan) -> List[str]:
     applicable = batch.applicable()
-    lines = [f"batch {batch.batch_id}: {len(applicable)} of {len(batch.indexes)} selected index(es) applicable, "
-             f"failure_policy {batch.failure_policy}"]
+    lines = [
+        f"batch {batch.batch_id}: {len(applicable)} of {len(batch.indexes)} selected index(es) applicable, "
+        f"failure_policy {batch.failure_policy}"
+    ]
     for entry in batch.indexes:
         if entry.applicable:
             lossy = f", lossy: {', '.join(entry.lossy)}" if entry.lossy else ""

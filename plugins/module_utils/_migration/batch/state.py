@@ -13,19 +13,20 @@ checked against the batch plan, each index's backup header and the live server
     skipped                                          (not applicable, from the plan; never runs)
 A process killed mid-index leaves it `running`: the next run continues it (migrate() resumes by itself).
 """
+
 from __future__ import annotations
 
 import os
 import socket
 from typing import Any, ClassVar, Dict, List, Optional
 
+from ..apply.preflight import target_matches
 from ..backup.store import BackupStore
-from ..core.sealed import RecordKind, SealedRecord, utc_now
-from .plan import BatchEntry, BatchPlan
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
 from ..core.files import write_atomic
-from ..apply.preflight import target_matches
+from ..core.sealed import RecordKind, SealedRecord, utc_now
+from .plan import BatchEntry, BatchPlan
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
 STATE_VERSION = 1
@@ -34,7 +35,12 @@ PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "pending", "running", "succeeded"
 INDEX_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED)
 # The batch as a whole.
 NOT_STARTED, IN_PROGRESS, COMPLETED, PARTIAL_FAILURE, STOPPED = (
-    "not_started", "running", "completed", "partial_failure", "failed")
+    "not_started",
+    "running",
+    "completed",
+    "partial_failure",
+    "failed",
+)
 
 
 class IndexRun(BaseModel):
@@ -59,8 +65,9 @@ class IndexRun(BaseModel):
 
 
 class BatchState(SealedRecord):
-    KIND: ClassVar[RecordKind] = RecordKind(STATE_FORMAT, STATE_VERSION, "batch state", "batch state file",
-                                            PlanInvalid, _RESTORE_HINT)
+    KIND: ClassVar[RecordKind] = RecordKind(
+        STATE_FORMAT, STATE_VERSION, "batch state", "batch state file", PlanInvalid, _RESTORE_HINT
+    )
 
     format: str = STATE_FORMAT
     format_version: int = STATE_VERSION
@@ -92,13 +99,24 @@ class BatchState(SealedRecord):
 def new_state(batch: BatchPlan, batch_plan_file: str, backup_dir: str) -> BatchState:
     runs = []
     for entry in batch.indexes:
-        runs.append(IndexRun(name=entry.name, status=PENDING if entry.applicable else SKIPPED,
-                             source_index=entry.source_index, target_index=entry.target_index,
-                             plan_checksum=entry.plan_checksum, skip_reason=entry.skip_reason))
-    return BatchState(batch_id=batch.batch_id, batch_plan_checksum=batch.checksum,
-                      batch_plan_file=os.path.abspath(batch_plan_file),
-                      backup_dir=os.path.abspath(backup_dir) if backup_dir else "",
-                      failure_policy=batch.failure_policy, indexes=runs)
+        runs.append(
+            IndexRun(
+                name=entry.name,
+                status=PENDING if entry.applicable else SKIPPED,
+                source_index=entry.source_index,
+                target_index=entry.target_index,
+                plan_checksum=entry.plan_checksum,
+                skip_reason=entry.skip_reason,
+            )
+        )
+    return BatchState(
+        batch_id=batch.batch_id,
+        batch_plan_checksum=batch.checksum,
+        batch_plan_file=os.path.abspath(batch_plan_file),
+        backup_dir=os.path.abspath(backup_dir) if backup_dir else "",
+        failure_policy=batch.failure_policy,
+        indexes=runs,
+    )
 
 
 def default_paths(batch_plan_file: str) -> tuple[str, str]:
@@ -133,8 +151,9 @@ def read_state(path: str) -> BatchState:
     except OSError as err:
         raise PlanInvalid(f"cannot read batch state file {path}: {err.strerror}") from None
     except (ValueError, ValidationError) as err:
-        raise PlanInvalid(f"batch state file {path} is unreadable: {str(err).splitlines()[0]}",
-                          hint=_RESTORE_HINT) from None
+        raise PlanInvalid(
+            f"batch state file {path} is unreadable: {str(err).splitlines()[0]}", hint=_RESTORE_HINT
+        ) from None
     return state.verified(path)
 
 
@@ -142,8 +161,9 @@ def save_state(state: BatchState, path: str) -> None:
     write_atomic(os.path.abspath(path), state.sealed_json())
 
 
-def require_trusted(state: BatchState, state_file: str, batch: Optional[BatchPlan], backup_dir: Optional[str],
-                    client=None) -> None:
+def require_trusted(
+    state: BatchState, state_file: str, batch: Optional[BatchPlan], backup_dir: Optional[str], client=None
+) -> None:
     """Before a state is used: it belongs to `batch` and `backup_dir` (when a batch plan is given), and what it
     claims holds against the batch plan, the backups and (with `client`) the server."""
     if batch is not None:
@@ -157,12 +177,14 @@ def require_same_batch(state: BatchState, batch: BatchPlan, backup_dir: Optional
         raise PreflightFailed(
             f"the batch state {state_file} belongs to batch {state.batch_id}, not to this batch plan "
             f"({batch.batch_id}); nothing was changed",
-            hint="resume with the batch plan it was started with, or give this plan its own state_file")
+            hint="resume with the batch plan it was started with, or give this plan its own state_file",
+        )
     if backup_dir and os.path.abspath(backup_dir) != state.backup_dir:
         raise PreflightFailed(
             f"batch {state.batch_id} was started with backup_dir {state.backup_dir}, not "
             f"{os.path.abspath(backup_dir)}; nothing was changed",
-            hint="use the same backup_dir: every index's backup and resume point is there")
+            hint="use the same backup_dir: every index's backup and resume point is there",
+        )
 
 
 def require_state_matches(state: BatchState, state_file: str, batch: Optional[BatchPlan] = None, client=None) -> None:
@@ -171,23 +193,33 @@ def require_state_matches(state: BatchState, state_file: str, batch: Optional[Ba
     half-way into `succeeded` (and the batch into `completed`), nor skip an index the plan applies."""
     entries = {entry.name: entry for entry in batch.indexes} if batch is not None else None
     if entries is not None and [run.name for run in state.indexes] != list(entries):
-        raise PreflightFailed(f"the batch state {state_file} does not list the batch plan's indexes; nothing was "
-                              "changed", hint=_STATE_HINT)
+        raise PreflightFailed(
+            f"the batch state {state_file} does not list the batch plan's indexes; nothing was changed",
+            hint=_STATE_HINT,
+        )
     for run in state.indexes:
         entry = entries[run.name] if entries is not None else None
-        if entry is not None and (run.plan_checksum != entry.plan_checksum
-                                  or (run.status == SKIPPED) != (not entry.applicable)):
-            raise PreflightFailed(f"the batch state {state_file} does not match its batch plan for {run.name} "
-                                  f"({run.status}); nothing was changed", hint=_STATE_HINT)
+        if entry is not None and (
+            run.plan_checksum != entry.plan_checksum or (run.status == SKIPPED) != (not entry.applicable)
+        ):
+            raise PreflightFailed(
+                f"the batch state {state_file} does not match its batch plan for {run.name} "
+                f"({run.status}); nothing was changed",
+                hint=_STATE_HINT,
+            )
         why = _contradiction(state, run, entry, client) if run.status == SUCCEEDED else None
         if why:
-            raise PreflightFailed(f"the batch state {state_file} says {run.name} succeeded, but {why}; nothing was "
-                                  "changed", hint=_STATE_HINT)
+            raise PreflightFailed(
+                f"the batch state {state_file} says {run.name} succeeded, but {why}; nothing was changed",
+                hint=_STATE_HINT,
+            )
 
 
-_STATE_HINT = ("the state file was edited, or the index changed since: each index's backup says where its migration "
-               "stands - resume it with redis_index_migrate (plan_file: the backup's plan.yaml) or roll it back with "
-               "redis_index_rollback, then plan the batch again")
+_STATE_HINT = (
+    "the state file was edited, or the index changed since: each index's backup says where its migration "
+    "stands - resume it with redis_index_migrate (plan_file: the backup's plan.yaml) or roll it back with "
+    "redis_index_rollback, then plan the batch again"
+)
 
 
 def _contradiction(state: BatchState, run: IndexRun, entry: Optional[BatchEntry], client) -> Optional[str]:

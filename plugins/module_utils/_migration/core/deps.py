@@ -6,13 +6,24 @@ missing library is reported once, by name, instead of as a traceback from deep i
 When pydantic is missing, small stand-ins keep the model classes importable (ansible-test imports
 every file in an environment without third-party packages); nothing works until it is installed.
 """
+
 from __future__ import annotations
 
 import traceback
 
 __all__ = [
-    "MISSING", "BaseModel", "ConfigDict", "Field", "ValidationError", "field_validator", "model_validator",
-    "missing", "numpy", "redis", "redis_exceptions", "yaml",
+    "MISSING",
+    "BaseModel",
+    "ConfigDict",
+    "Field",
+    "ValidationError",
+    "field_validator",
+    "model_validator",
+    "missing",
+    "numpy",
+    "redis",
+    "redis_exceptions",
+    "yaml",
 ]
 
 # Library name (as pip knows it) -> traceback of the failed import.

@@ -5,6 +5,7 @@ Each carries a one-line message that names the problem, a `hint` that names the 
 structured `details` for callers that report more. Messages never contain secrets: connection
 errors name host:port only. The Ansible adapter turns these into `fail_json` in one place.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@ run); <phase>:<n>:raise raises InjectedFailure there, once (the variable is then
 process, so that a retry or the next index of a batch runs through). Unset in normal use, where
 `hit` costs one environment lookup.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ benchmark record, the quiesce state - goes through `write_atomic`: a temporary f
 0600: some hold password hashes), written and fsynced, renamed over the path, then the directory
 fsynced so that the rename survives a power cut.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes, prefix: str = ".tmp-",
-                 refused: Optional[Callable[[OSError], Exception]] = None) -> None:
+def write_atomic(
+    path: str, data: bytes, prefix: str = ".tmp-", refused: Optional[Callable[[OSError], Exception]] = None
+) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new content. `refused`
     turns the error of creating the temporary file (no such directory, no right to write there) into
     the caller's own; errors after that are raised as they are."""

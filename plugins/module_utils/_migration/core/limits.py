@@ -16,6 +16,7 @@ Checks work on plain values (a YAML patch, a model dump), so they run on raw inp
 is built and on a whole schema alike. Each failure is one SchemaInvalid naming the attribute, the
 value and the accepted range.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,11 @@ INT_LIMITS: Dict[str, Tuple[int, int, str]] = {
     # M 0 is refused; M 1 and every M from 32768 up (10^9, 2^31, 2^62) are accepted by FT.CREATE and
     # crash redis-server in the FT.INFO that follows; 32767 works. Each vector keeps 2*M links on
     # its bottom layer (8*M bytes), so 4096 is already 32 KiB of links per vector.
-    "m": (2, 4096, "M 1 and M 32768 or more crash redis-server; above 4096 the graph links alone take "
-                   "over 32 KiB per vector"),
+    "m": (
+        2,
+        4096,
+        "M 1 and M 32768 or more crash redis-server; above 4096 the graph links alone take over 32 KiB per vector",
+    ),
     # 1 .. 2^62 accepted with no crash and no extra memory (3000 documents, KNN queries), but past
     # the number of documents a larger value only makes every insert (or query) visit them all.
     "ef_construction": (1, 1_048_576, "larger values only make every insert a scan of the whole graph"),
@@ -86,9 +90,34 @@ FLOAT_LIMITS: Dict[str, Tuple[float, float, str]] = {
 # Every language FT.CREATE LANGUAGE accepted (case-insensitively); "polish", "japanese", "korean",
 # "czech", "latin", ... and "" are refused with "Invalid language".
 LANGUAGES = (
-    "arabic", "armenian", "basque", "catalan", "chinese", "danish", "dutch", "english", "finnish", "french",
-    "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian", "lithuanian", "nepali",
-    "norwegian", "portuguese", "romanian", "russian", "serbian", "spanish", "swedish", "tamil", "turkish",
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "chinese",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
     "yiddish",
 )
 # PHONETIC: exactly these four, lower case ("DM:EN", "dm:de", "dm" are refused).
@@ -166,8 +195,9 @@ def _check_int(name: str, value: Any, where: str) -> None:
         return
     low, high, why = INT_LIMITS[name]
     if not low <= number <= high:
-        raise SchemaInvalid(f"{_label(where)}{name} {number} is outside the accepted range {low}..{high}",
-                            hint=f"{why} ({MEASURED_ON})")
+        raise SchemaInvalid(
+            f"{_label(where)}{name} {number} is outside the accepted range {low}..{high}", hint=f"{why} ({MEASURED_ON})"
+        )
 
 
 def _check_float(name: str, value: Any, where: str) -> None:
@@ -176,11 +206,14 @@ def _check_float(name: str, value: Any, where: str) -> None:
         return
     low, high, why = FLOAT_LIMITS[name]
     if not math.isfinite(number):
-        raise SchemaInvalid(f"{_label(where)}{name} {value!r} is not a finite number; accepted: {low:g}..{high:g}",
-                            hint="give a finite number")
+        raise SchemaInvalid(
+            f"{_label(where)}{name} {value!r} is not a finite number; accepted: {low:g}..{high:g}",
+            hint="give a finite number",
+        )
     if not low <= number <= high:
-        raise SchemaInvalid(f"{_label(where)}{name} {number:g} is outside the accepted range {low:g}..{high:g}",
-                            hint=why)
+        raise SchemaInvalid(
+            f"{_label(where)}{name} {number:g} is outside the accepted range {low:g}..{high:g}", hint=why
+        )
 
 
 def check_text(value: Any, what: str, where: str, empty: bool = False, length: int = MAX_NAME_LENGTH) -> None:
@@ -191,38 +224,47 @@ def check_text(value: Any, what: str, where: str, empty: bool = False, length: i
         raise SchemaInvalid(f"{_label(where)}{what} is empty", hint=f"give a non-empty {what}")
     bad = _CONTROL.search(value)
     if bad:
-        raise SchemaInvalid(f"{_label(where)}{what} {value[:60]!r} contains the control character "
-                            f"{bad.group()!r}; accepted: printable characters",
-                            hint="the server truncates names at NUL and reports other control characters "
-                                 "escaped; remove it")
+        raise SchemaInvalid(
+            f"{_label(where)}{what} {value[:60]!r} contains the control character "
+            f"{bad.group()!r}; accepted: printable characters",
+            hint="the server truncates names at NUL and reports other control characters escaped; remove it",
+        )
     if len(value) > length:
-        raise SchemaInvalid(f"{_label(where)}{what} is {len(value)} characters long; accepted: at most {length}",
-                            hint=f"shorten the {what}")
+        raise SchemaInvalid(
+            f"{_label(where)}{what} is {len(value)} characters long; accepted: at most {length}",
+            hint=f"shorten the {what}",
+        )
 
 
 def _check_separator(value: Any, where: str) -> None:
     if not isinstance(value, str) or value == "":  # "" is no separator (JSON tags)
         return
     if len(value) != 1 or value not in SEPARATORS:
-        raise SchemaInvalid(f"{_label(where)}separator {value!r} is not accepted; accepted: one of space, tab or "
-                            f"{string.punctuation}",
-                            hint="NUL and non-ASCII characters are refused by the server, a newline cannot be read "
-                                 "back, letters and digits split words")
+        raise SchemaInvalid(
+            f"{_label(where)}separator {value!r} is not accepted; accepted: one of space, tab or {string.punctuation}",
+            hint="NUL and non-ASCII characters are refused by the server, a newline cannot be read "
+            "back, letters and digits split words",
+        )
 
 
 def _check_choice(name: str, accepted: Sequence[str], refused: str, hint: str) -> Callable[[Any, str], None]:
     """A check that a text value is one of `accepted` (any case); `refused` says how it is not."""
+
     def check(value: Any, where: str) -> None:
         if isinstance(value, str) and value.lower() not in accepted:
-            raise SchemaInvalid(f"{_label(where)}{name} {value!r} {refused}; accepted: {', '.join(accepted)}",
-                                hint=hint)
+            raise SchemaInvalid(
+                f"{_label(where)}{name} {value!r} {refused}; accepted: {', '.join(accepted)}", hint=hint
+            )
+
     return check
 
 
-_check_phonetic = _check_choice("phonetic_matcher", PHONETIC_MATCHERS, "is not accepted",
-                                "double metaphone (dm) in one of four languages")
-_check_language = _check_choice("language", LANGUAGES, "is not one the server knows",
-                                "choose one of the server's stemming languages")
+_check_phonetic = _check_choice(
+    "phonetic_matcher", PHONETIC_MATCHERS, "is not accepted", "double metaphone (dm) in one of four languages"
+)
+_check_language = _check_choice(
+    "language", LANGUAGES, "is not one the server knows", "choose one of the server's stemming languages"
+)
 
 
 _ATTR_CHECKS: Dict[str, Callable[[Any, str], None]] = {
@@ -246,9 +288,10 @@ def _preallocation(attrs: Mapping[str, Any], where: str) -> None:
         count = _integer(value)
         if count and count * dims * width > MAX_PREALLOCATED_BYTES:
             raise SchemaInvalid(
-                f"{_label(where)}{name} {count} x dims {dims} x {width} bytes is {count * dims * width} bytes of vectors "
-                f"allocated at once; accepted: at most {MAX_PREALLOCATED_BYTES} (1 GiB)",
-                hint=f"lower {name}: the server allocates it whole, before any document needs it")
+                f"{_label(where)}{name} {count} x dims {dims} x {width} bytes is {count * dims * width} bytes of "
+                f"vectors allocated at once; accepted: at most {MAX_PREALLOCATED_BYTES} (1 GiB)",
+                hint=f"lower {name}: the server allocates it whole, before any document needs it",
+            )
 
 
 def check_attrs(attrs: Mapping[str, Any], where: str) -> None:
@@ -325,11 +368,13 @@ def explain_options(err: ValidationError, names: Optional[Mapping[str, str]] = N
         key, words = _BOUND_WORDS[kind]
         bound = (first.get("ctx") or {}).get(key)
         bound = f"{bound:g}" if isinstance(bound, float) else bound
-        return SchemaInvalid(f"{option} must be {words.format(bound=bound)}, not {value!r}",
-                             hint=f"set {option} to {words.format(bound=bound)}")
+        return SchemaInvalid(
+            f"{option} must be {words.format(bound=bound)}, not {value!r}",
+            hint=f"set {option} to {words.format(bound=bound)}",
+        )
     if kind == "finite_number":
         return SchemaInvalid(f"{option} must be a finite number, not {value!r}", hint=f"set {option} to a number")
     message = str(first.get("msg", "invalid value"))
     if message.startswith("Value error, "):  # our own validators' messages name the value already
-        return SchemaInvalid(message[len("Value error, "):])
+        return SchemaInvalid(message[len("Value error, ") :])
     return SchemaInvalid(f"{option}: {message}" + (f" (got {value!r})" if loc and not isinstance(value, dict) else ""))

@@ -7,6 +7,7 @@ spaces, ASCII), so anyone can recompute it: it catches a file damaged or edited 
 forgery. What a sealed file claims is therefore checked again where it matters (apply derives a plan
 again; a batch state is held against each index's backup).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -50,17 +51,21 @@ class SealedFormat(NamedTuple):
         """`data` (parsed YAML) as `model`, refused unless it is this format and version, well-formed and
         unchanged since it was sealed."""
         if not isinstance(data, dict) or data.get("format") != self.name:
-            raise PlanInvalid(f"{where} is not an indexops.redis_search {self.kind} (format: {self.name} missing)",
-                              hint=self.create)
+            raise PlanInvalid(
+                f"{where} is not an indexops.redis_search {self.kind} (format: {self.name} missing)", hint=self.create
+            )
         if data.get("format_version") != self.version:
-            raise PlanInvalid(f"{where} has format_version {data.get('format_version')!r}; this collection reads "
-                              f"{self.version}", hint=self.newer)
+            raise PlanInvalid(
+                f"{where} has format_version {data.get('format_version')!r}; this collection reads {self.version}",
+                hint=self.newer,
+            )
         try:
             document = model.model_validate(data)
         except ValidationError as err:
             first = err.errors()[0]
-            raise PlanInvalid(f"{where} is malformed at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
-                              hint=self.malformed) from None
+            raise PlanInvalid(
+                f"{where} is malformed at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", hint=self.malformed
+            ) from None
         if document.checksum != document.content_checksum():
             raise PlanInvalid(f"{where} was changed after it was written (checksum mismatch)", hint=self.edited)
         return document
@@ -137,8 +142,9 @@ class SealedRecord(BaseModel):
         if self.format != kind.name or self.format_version != kind.version:
             raise kind.error(f"{path} is not an indexops {kind.noun} of version {kind.version}")
         if not self.intact():
-            raise kind.error(f"{kind.label} {path} was changed outside this collection (checksum mismatch)",
-                             hint=kind.edited)
+            raise kind.error(
+                f"{kind.label} {path} was changed outside this collection (checksum mismatch)", hint=kind.edited
+            )
         return self
 
     @classmethod

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read the YAML files users give (patches, target schemas; plans this collection wrote) with errors that
 name the file."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -21,6 +22,7 @@ def _load(path: str, refusal: Callable[[Exception], IndexOpsError]) -> Any:
 
 def read_yaml(path: str, what: str) -> Any:
     """A patch or target schema file; the refusals say where the YAML broke."""
+
     def refusal(err: Exception) -> IndexOpsError:
         if isinstance(err, OSError):
             return SchemaInvalid(f"cannot read {what} file {path}: {err.strerror}")
@@ -36,6 +38,7 @@ def read_yaml(path: str, what: str) -> Any:
 def read_written_yaml(path: str, what: str, hint: str) -> Any:
     """A YAML file this collection wrote (a plan, a batch plan), given back by a user: `what` names it
     (`plan file`), `hint` says which file to give instead."""
+
     def refusal(err: Exception) -> IndexOpsError:
         if isinstance(err, OSError):
             return PlanInvalid(f"cannot read {what} {path}: {err.strerror}")

@@ -7,6 +7,7 @@ trusted at apply time: its target, changes and rewrites are derived again from t
 and the request it records (`verify_derivation`), and a plan whose derivation differs is refused
 before anything changes.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, NamedTuple, Optional, Tuple
@@ -26,8 +27,12 @@ class Derivation(NamedTuple):
     renames: List[FieldRename]
 
 
-def derive(source: IndexSchema, patch: Optional[SchemaPatch] = None, target_schema: Optional[IndexSchema] = None,
-           where: str = "patch") -> Derivation:
+def derive(
+    source: IndexSchema,
+    patch: Optional[SchemaPatch] = None,
+    target_schema: Optional[IndexSchema] = None,
+    where: str = "patch",
+) -> Derivation:
     """The derivation of `patch` merged into `source` (`where` names the patch in errors), or of a full
     `target_schema`."""
     if patch is not None:
@@ -69,6 +74,8 @@ def verify_derivation(plan: MigrationPlan) -> None:
     if plan.mode not in ("online", "drop_recreate") or (plan.mode == "online" and (rewrites.any or not plan.online)):
         differing.append("mode")
     if differing:
-        raise PlanInvalid(f"the plan's {', '.join(differing)} do not follow from its source schema and requested "
-                          "changes (edited and sealed again?); nothing was changed",
-                          hint="re-create the plan with redis_index_plan and review it")
+        raise PlanInvalid(
+            f"the plan's {', '.join(differing)} do not follow from its source schema and requested "
+            "changes (edited and sealed again?); nothing was changed",
+            hint="re-create the plan with redis_index_plan and review it",
+        )

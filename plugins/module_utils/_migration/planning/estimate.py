@@ -6,6 +6,7 @@ are fixed by the schema, so the only inputs not known in advance are key lengths
 renamed non-vector values. Those come from the audit: exact when it read every document
 (`backup_bytes_exact`), otherwise the sample's mean times the document count.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,12 +14,12 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from ..vectors.audit import AuditResult
 from ..backup.format import BLOCK_HEADER_SIZE, ENTRY_OVERHEAD, FILE_MAGIC, RECORD_OVERHEAD
 from ..core.deps import BaseModel, Field
-from ..schema.rewrites import DocumentRewrites
-from ..schema.model import DATATYPE_WIDTH, FieldSpec, IndexSchema
 from ..redis.stats import IndexStats
+from ..schema.model import DATATYPE_WIDTH, FieldSpec, IndexSchema
+from ..schema.rewrites import DocumentRewrites
+from ..vectors.audit import AuditResult
 
 # Headroom asked of the backup directory on top of the estimate (the header, filesystem blocks).
 FREE_SPACE_MARGIN = 1.05
@@ -78,8 +79,16 @@ def _origin(source: IndexSchema, location: str, quant) -> Optional[FieldSpec]:
     return next((f for f in source.vector_fields() if source.identifier(f) == wanted), None)
 
 
-def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites,
-             audit: AuditResult, aof_enabled: bool, batch_size: int, backup_dir: Optional[str] = None) -> Estimate:
+def estimate(
+    source: IndexSchema,
+    target: IndexSchema,
+    stats: IndexStats,
+    rewrites: DocumentRewrites,
+    audit: AuditResult,
+    aof_enabled: bool,
+    batch_size: int,
+    backup_dir: Optional[str] = None,
+) -> Estimate:
     docs = stats.num_docs
     # A complete audit walked exactly the documents the migration will walk (with a SCAN of the
     # prefixes this includes documents the index failed); otherwise the index's count stands in.
@@ -95,8 +104,9 @@ def estimate(source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrit
     return result
 
 
-def _backup_files(result: Estimate, rewrites: DocumentRewrites, audit: AuditResult, rewritten: int,
-                  batch_size: int) -> None:
+def _backup_files(
+    result: Estimate, rewrites: DocumentRewrites, audit: AuditResult, rewritten: int, batch_size: int
+) -> None:
     """data.bin byte for byte (exact when the audit read every document), and staged.bin."""
     audited = max(audit.documents - audit.missing_keys, 0)
     exact = audit.mode == "all"
@@ -122,14 +132,20 @@ def _backup_files(result: Estimate, rewrites: DocumentRewrites, audit: AuditResu
         result.backup_bytes = sum(breakdown.values())
     result.backup_bytes_exact = exact or not rewritten
     if rewritten and rewrites.quantize:
-        per_doc = sum(ENTRY_OVERHEAD + len(q.location.encode()) + q.dims * DATATYPE_WIDTH[q.target]
-                      for q in rewrites.quantize)
-        result.staged_bytes = (len(FILE_MAGIC) + math.ceil(rewritten / batch_size) * BLOCK_HEADER_SIZE
-                               + rewritten * (RECORD_OVERHEAD + per_doc) + int(key_bytes))
+        per_doc = sum(
+            ENTRY_OVERHEAD + len(q.location.encode()) + q.dims * DATATYPE_WIDTH[q.target] for q in rewrites.quantize
+        )
+        result.staged_bytes = (
+            len(FILE_MAGIC)
+            + math.ceil(rewritten / batch_size) * BLOCK_HEADER_SIZE
+            + rewritten * (RECORD_OVERHEAD + per_doc)
+            + int(key_bytes)
+        )
 
 
-def _memory(result: Estimate, source: IndexSchema, target: IndexSchema, stats: IndexStats,
-            rewrites: DocumentRewrites) -> None:
+def _memory(
+    result: Estimate, source: IndexSchema, target: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites
+) -> None:
     """Vectors in the documents and in the index, before and after; the RDB grows by the documents' part."""
     docs = stats.num_docs
     quantized = {q.field: q for q in rewrites.quantize}
@@ -142,22 +158,35 @@ def _memory(result: Estimate, source: IndexSchema, target: IndexSchema, stats: I
         origin = _origin(source, target.identifier(field), quant)
         src_attrs = origin.attrs if origin is not None else attrs
         if quant or src_attrs.datatype != attrs.datatype:
-            result.vector_fields.append(VectorFieldCost(
-                field=field.name, dims=attrs.dims, source_datatype=src_type, target_datatype=attrs.datatype,
-                source_bytes_per_doc=attrs.dims * DATATYPE_WIDTH[src_type],
-                target_bytes_per_doc=attrs.dims * DATATYPE_WIDTH[attrs.datatype]))
+            result.vector_fields.append(
+                VectorFieldCost(
+                    field=field.name,
+                    dims=attrs.dims,
+                    source_datatype=src_type,
+                    target_datatype=attrs.datatype,
+                    source_bytes_per_doc=attrs.dims * DATATYPE_WIDTH[src_type],
+                    target_bytes_per_doc=attrs.dims * DATATYPE_WIDTH[attrs.datatype],
+                )
+            )
         if source.storage == "hash":
             before_docs += docs * attrs.dims * DATATYPE_WIDTH[src_type]
             after_docs += docs * attrs.dims * DATATYPE_WIDTH[attrs.datatype]
-        before_index += _vector_index_bytes(src_attrs.algorithm, docs, attrs.dims, DATATYPE_WIDTH[src_attrs.datatype],
-                                            src_attrs.m)
+        before_index += _vector_index_bytes(
+            src_attrs.algorithm, docs, attrs.dims, DATATYPE_WIDTH[src_attrs.datatype], src_attrs.m
+        )
         after_index += _vector_index_bytes(attrs.algorithm, docs, attrs.dims, DATATYPE_WIDTH[attrs.datatype], attrs.m)
     measured = stats.vector_index_bytes
     scaled_after = measured * after_index / before_index if before_index and measured else after_index
-    result.memory_before_bytes = {"vectors_in_documents": before_docs, "vector_index": int(measured or before_index),
-                                  "other_index": max(stats.index_bytes - measured, 0)}
-    result.memory_after_bytes = {"vectors_in_documents": after_docs, "vector_index": int(scaled_after),
-                                 "other_index": max(stats.index_bytes - measured, 0)}
+    result.memory_before_bytes = {
+        "vectors_in_documents": before_docs,
+        "vector_index": int(measured or before_index),
+        "other_index": max(stats.index_bytes - measured, 0),
+    }
+    result.memory_after_bytes = {
+        "vectors_in_documents": after_docs,
+        "vector_index": int(scaled_after),
+        "other_index": max(stats.index_bytes - measured, 0),
+    }
     result.memory_delta_bytes = sum(result.memory_after_bytes.values()) - sum(result.memory_before_bytes.values())
     result.rdb_delta_bytes = after_docs - before_docs
 

@@ -16,16 +16,17 @@ keeps answering every query, and the index behind it is `products--v2` (then `--
 (`index.name` in the patch) builds the new index under the new name, and the old name becomes an
 alias of it, so clients move over at their own pace.
 """
+
 from __future__ import annotations
 
 import re
 from typing import Callable, List, Optional, Tuple
 
-from ..redis.capabilities import ServerCapabilities
 from ..core.deps import BaseModel, Field
-from .estimate import Estimate
-from ..schema.rewrites import DocumentRewrites
+from ..redis.capabilities import ServerCapabilities
 from ..schema.model import IndexSchema
+from ..schema.rewrites import DocumentRewrites
+from .estimate import Estimate
 
 AUTO, ONLINE, DROP_RECREATE = "auto", "online", "drop_recreate"
 MODES = (AUTO, ONLINE, DROP_RECREATE)
@@ -98,39 +99,71 @@ def _rewrite_reason(rewrites: DocumentRewrites) -> str:
     return "the change " + " and ".join(what)
 
 
-def choose_mode(requested: str, source: IndexSchema, target: IndexSchema, rewrites: DocumentRewrites,
-                estimate: Estimate, caps: ServerCapabilities, aliases: List[str],
-                taken: Callable[[str], bool]) -> ModeDecision:
+def choose_mode(
+    requested: str,
+    source: IndexSchema,
+    target: IndexSchema,
+    rewrites: DocumentRewrites,
+    estimate: Estimate,
+    caps: ServerCapabilities,
+    aliases: List[str],
+    taken: Callable[[str], bool],
+) -> ModeDecision:
     """Online where the documents stay as they are and the second index fits, unless asked otherwise."""
     if requested == DROP_RECREATE:
         return ModeDecision(mode=DROP_RECREATE, reason="drop_recreate was asked for")
     if rewrites.any:
         reason = _rewrite_reason(rewrites)
         if requested == ONLINE:
-            return ModeDecision(mode=ONLINE, reason=reason, blocked=(
-                f"mode online needs the documents to stay as they are, but {reason}; use mode auto or drop_recreate"))
+            return ModeDecision(
+                mode=ONLINE,
+                reason=reason,
+                blocked=(
+                    f"mode online needs the documents to stay as they are, but {reason}; use mode auto or drop_recreate"
+                ),
+            )
         return ModeDecision(mode=DROP_RECREATE, reason=f"{reason}: the index must be down while they change")
     needed = _memory_needed(estimate)
-    swap = OnlineSwap(index=target.name if target.name != source.name else next_generation(source.name, taken),
-                      names=online_names(source, aliases), memory_needed_bytes=needed,
-                      memory_used_bytes=caps.used_memory_bytes, memory_limit_bytes=caps.maxmemory_bytes)
+    swap = OnlineSwap(
+        index=target.name if target.name != source.name else next_generation(source.name, taken),
+        names=online_names(source, aliases),
+        memory_needed_bytes=needed,
+        memory_used_bytes=caps.used_memory_bytes,
+        memory_limit_bytes=caps.maxmemory_bytes,
+    )
     if not _fits(needed, caps):
-        room = (f"a second index of about {needed} bytes while it builds would take used memory "
-                f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} bytes)")
+        room = (
+            f"a second index of about {needed} bytes while it builds would take used memory "
+            f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} bytes)"
+        )
         if requested == ONLINE:
-            return ModeDecision(mode=ONLINE, reason=room, online=swap,
-                                blocked=f"mode online: {room}; free memory, raise maxmemory or use drop_recreate")
-        return ModeDecision(mode=DROP_RECREATE, reason=room, warning=(
-            f"Online was not possible: {room}; the migration drops and recreates the index instead (with a read gap). "
-            "Free memory or raise maxmemory for an online migration."))
-    return ModeDecision(mode=ONLINE, online=swap, reason=(
-        "the documents stay as they are: the target is built beside the live index and swapped in at once"))
+            return ModeDecision(
+                mode=ONLINE,
+                reason=room,
+                online=swap,
+                blocked=f"mode online: {room}; free memory, raise maxmemory or use drop_recreate",
+            )
+        return ModeDecision(
+            mode=DROP_RECREATE,
+            reason=room,
+            warning=(
+                f"Online was not possible: {room}; the migration drops and recreates the index instead (with a read "
+                "gap). Free memory or raise maxmemory for an online migration."
+            ),
+        )
+    return ModeDecision(
+        mode=ONLINE,
+        online=swap,
+        reason=("the documents stay as they are: the target is built beside the live index and swapped in at once"),
+    )
 
 
 def memory_now_fits(swap: OnlineSwap, caps: ServerCapabilities) -> Tuple[bool, str]:
     """Whether the second index still fits the server's memory as it is now (checked before building)."""
     if _fits(swap.memory_needed_bytes, caps):
         return True, ""
-    return False, (f"a second index of about {swap.memory_needed_bytes} bytes would take used memory "
-                   f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} "
-                   "bytes)")
+    return False, (
+        f"a second index of about {swap.memory_needed_bytes} bytes would take used memory "
+        f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} "
+        "bytes)"
+    )

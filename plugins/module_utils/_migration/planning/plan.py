@@ -5,40 +5,54 @@ A plan file is YAML with a format name and version and a SHA-256 over its canoni
 plan edited after it was written is refused. Everything a migration needs is in it, so applying
 a reviewed plan does exactly what was reviewed.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from typing import Any, ClassVar, Dict, List, Optional
 
-from ..vectors.audit import AuditResult
-from ..redis.capabilities import ServerCapabilities
-from ..schema.changes import Change
-from .classify import Classification
 from ..core.deps import BaseModel, ConfigDict, Field
 from ..core.errors import PlanInvalid
 from ..core.files import write_atomic
 from ..core.sealed import SealedDocument, SealedFormat
 from ..core.yamlio import read_written_yaml
-from .estimate import Estimate
-from .modes import OnlineSwap
+from ..redis.capabilities import ServerCapabilities
+from ..schema.changes import Change
+from ..schema.model import IndexSchema, parse_schema
 from ..schema.patch import FieldRename
 from ..schema.rewrites import DocumentRewrites
-from ..schema.model import IndexSchema, parse_schema
+from ..vectors.audit import AuditResult
+from .classify import Classification
+from .estimate import Estimate
+from .modes import OnlineSwap
 
 PLAN_FORMAT = "indexops.redis_search/plan"
 PLAN_FORMAT_VERSION = 1
-PLAN_FILE = SealedFormat(PLAN_FORMAT, PLAN_FORMAT_VERSION, "plan", create="create one with redis_index_plan",
-                         newer="re-create the plan with this collection's redis_index_plan",
-                         malformed="re-create the plan with redis_index_plan",
-                         edited="plans cannot be edited; re-run redis_index_plan to make a new one")
+PLAN_FILE = SealedFormat(
+    PLAN_FORMAT,
+    PLAN_FORMAT_VERSION,
+    "plan",
+    create="create one with redis_index_plan",
+    newer="re-create the plan with this collection's redis_index_plan",
+    malformed="re-create the plan with redis_index_plan",
+    edited="plans cannot be edited; re-run redis_index_plan to make a new one",
+)
 # Parts of a plan that move without anything the plan is about changing (GC, memory, disk).
 VOLATILE = (
-    ("created_at",), ("checksum",), ("server", "used_memory_bytes"), ("source", "stats", "memory_mb"),
-    ("source", "stats", "vector_index_bytes"), ("source", "stats", "index_bytes"),
-    ("source", "stats", "total_indexing_time_ms"), ("estimate", "memory_before_bytes"),
-    ("estimate", "memory_after_bytes"), ("estimate", "memory_delta_bytes"), ("estimate", "backup_dir_free_bytes"),
-    ("estimate", "backup_fits"), ("online", "memory_used_bytes"),
+    ("created_at",),
+    ("checksum",),
+    ("server", "used_memory_bytes"),
+    ("source", "stats", "memory_mb"),
+    ("source", "stats", "vector_index_bytes"),
+    ("source", "stats", "index_bytes"),
+    ("source", "stats", "total_indexing_time_ms"),
+    ("estimate", "memory_before_bytes"),
+    ("estimate", "memory_after_bytes"),
+    ("estimate", "memory_delta_bytes"),
+    ("estimate", "backup_dir_free_bytes"),
+    ("estimate", "backup_fits"),
+    ("online", "memory_used_bytes"),
 )
 
 
@@ -65,8 +79,10 @@ class Renames(BaseModel):
 
 class MigrationPlan(SealedDocument):
     model_config = ConfigDict(populate_by_name=True)
-    HEADER: ClassVar[str] = ("# indexops.redis_search migration plan. Review it, then apply it with redis_index_migrate.\n"
-                             "# Do not edit: the checksum covers the whole content and an edited plan is refused.\n")
+    HEADER: ClassVar[str] = (
+        "# indexops.redis_search migration plan. Review it, then apply it with redis_index_migrate.\n"
+        "# Do not edit: the checksum covers the whole content and an edited plan is refused.\n"
+    )
 
     format: str = PLAN_FORMAT
     format_version: int = PLAN_FORMAT_VERSION
@@ -127,7 +143,6 @@ class MigrationPlan(SealedDocument):
         return _stable(self.to_dict()) == _stable(other.to_dict())
 
 
-
 def _stable(data: Dict[str, Any]) -> Dict[str, Any]:
     data = json.loads(json.dumps(data))
     for path in VOLATILE:
@@ -151,8 +166,10 @@ def read_plan(path: str) -> MigrationPlan:
 
 def write_plan(plan: MigrationPlan, path: str) -> None:
     """Write atomically: a reader never sees half a plan."""
+
     def refused(err: OSError) -> PlanInvalid:
-        return PlanInvalid(f"cannot write plan file {path}: {err.strerror}",
-                           hint="plan_out must be in an existing, writable directory")
+        return PlanInvalid(
+            f"cannot write plan file {path}: {err.strerror}", hint="plan_out must be in an existing, writable directory"
+        )
 
     write_atomic(os.path.abspath(path), plan.to_yaml().encode("utf-8"), prefix=".plan-", refused=refused)

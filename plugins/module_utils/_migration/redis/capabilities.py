@@ -7,6 +7,7 @@ the duplicate ("Duplicate field") and one that does not fails on the vector argu
 created, and a failed command is not replicated or written to the AOF. Where the probe is not
 allowed (ACL, read-only replica), versions decide.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -14,13 +15,20 @@ from typing import Dict, List, Optional
 
 from ..core.deps import BaseModel, Field, redis_exceptions
 from ..core.errors import PreflightFailed, ServerUnsupported
-from .resp import as_map, decode, text
 from ..schema.model import VECTOR_ALGORITHMS, VECTOR_DATATYPES
+from .resp import as_map, decode, text
 
 # Lowest search module version known to accept each value, for when probing is not possible.
 SINCE_VERSION = {
-    "float32": (2, 4, 0), "float64": (2, 4, 0), "float16": (2, 10, 0), "bfloat16": (2, 10, 0),
-    "int8": (8, 0, 0), "uint8": (8, 0, 0), "flat": (2, 4, 0), "hnsw": (2, 4, 0), "svs-vamana": (8, 2, 0),
+    "float32": (2, 4, 0),
+    "float64": (2, 4, 0),
+    "float16": (2, 10, 0),
+    "bfloat16": (2, 10, 0),
+    "int8": (8, 0, 0),
+    "uint8": (8, 0, 0),
+    "flat": (2, 4, 0),
+    "hnsw": (2, 4, 0),
+    "svs-vamana": (8, 2, 0),
 }
 _ACCEPTED = "duplicate field"
 
@@ -76,8 +84,22 @@ def _probe(client, vector_args: list[str]) -> Optional[bool]:
     """True/False when the server accepts/rejects the vector definition; None when we cannot tell."""
     name = f"__indexops_probe_{secrets.token_hex(6)}"
     prefix = f"__indexops_probe_{secrets.token_hex(6)}:"
-    args = ["FT.CREATE", name, "ON", "HASH", "PREFIX", "1", prefix, "SKIPINITIALSCAN",
-            "SCHEMA", "v", "VECTOR", *vector_args, "v", "TEXT"]
+    args = [
+        "FT.CREATE",
+        name,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        prefix,
+        "SKIPINITIALSCAN",
+        "SCHEMA",
+        "v",
+        "VECTOR",
+        *vector_args,
+        "v",
+        "TEXT",
+    ]
     try:
         client.execute_command(*args)
     except redis_exceptions.ResponseError as err:
@@ -141,9 +163,11 @@ def require_search_results(client, what: str) -> Optional[int]:
     documents back through FT.SEARCH."""
     limit = search_result_limit(client)
     if limit == 0:
-        raise PreflightFailed(f"{what}: the server's MAXSEARCHRESULTS is 0, so no search returns a document and the "
-                              "new index could not be validated",
-                              hint="raise it (FT.CONFIG SET MAXSEARCHRESULTS 10000), then run the task again")
+        raise PreflightFailed(
+            f"{what}: the server's MAXSEARCHRESULTS is 0, so no search returns a document and the "
+            "new index could not be validated",
+            hint="raise it (FT.CONFIG SET MAXSEARCHRESULTS 10000), then run the task again",
+        )
     return limit
 
 
@@ -159,7 +183,7 @@ def detect_capabilities(client, probe: bool = True) -> ServerCapabilities:
         raise ServerUnsupported(
             "the server has no search module (RediSearch / Query Engine)",
             hint="use Redis 8, Redis Stack or Redis Enterprise with search; MODULE LIST shows: "
-                 + (", ".join(sorted(modules)) or "no modules"),
+            + (", ".join(sorted(modules)) or "no modules"),
         )
     caps = ServerCapabilities(
         redis_version=str(server.get("redis_version", "")),

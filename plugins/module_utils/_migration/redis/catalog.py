@@ -6,13 +6,14 @@ with the index. So aliases come from FT.ALIASLIST where the server has it, and o
 names the operator declares, each checked with FT.INFO (which resolves an alias to its index).
 `aliases_complete` says which of the two it was.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional
 
-from .capabilities import ServerCapabilities
 from ..core.deps import BaseModel, Field
 from ..core.errors import IndexNotFound
+from .capabilities import ServerCapabilities
 from .resp import decode
 from .snapshot import list_indexes, read_info
 from .stats import stats_from_info
@@ -63,7 +64,9 @@ def alias_targets(client, aliases: List[str]) -> Dict[str, Optional[str]]:
     return found
 
 
-def aliases_of(client, index: str, caps: ServerCapabilities, declared: Dict[str, Optional[str]]) -> tuple[List[str], bool]:
+def aliases_of(
+    client, index: str, caps: ServerCapabilities, declared: Dict[str, Optional[str]]
+) -> tuple[List[str], bool]:
     """(aliases of `index`, whether the list is known to be complete)."""
     if caps.alias_listing:
         return sorted(str(a) for a in decode(client.execute_command("FT.ALIASLIST", index))), True
@@ -75,10 +78,15 @@ def summarize(client, name: str, caps: ServerCapabilities, declared: Dict[str, O
     stats = stats_from_info(info)
     aliases, complete = aliases_of(client, info.name, caps, declared)
     vectors = [
-        VectorSummary(name=a.attribute, algorithm=str(a.params.get("algorithm", "")).lower(),
-                      datatype=str(a.params.get("data_type", "")).lower(), dims=int(a.params.get("dim", 0)),
-                      distance_metric=str(a.params.get("distance_metric", "")).lower())
-        for a in info.attributes if a.type == "VECTOR"
+        VectorSummary(
+            name=a.attribute,
+            algorithm=str(a.params.get("algorithm", "")).lower(),
+            datatype=str(a.params.get("data_type", "")).lower(),
+            dims=int(a.params.get("dim", 0)),
+            distance_metric=str(a.params.get("distance_metric", "")).lower(),
+        )
+        for a in info.attributes
+        if a.type == "VECTOR"
     ]
     return IndexSummary(
         name=info.name,
@@ -120,8 +128,15 @@ def other_indexes(client, exclude: Iterable[str]) -> List[OtherIndex]:
         locations = {}
         for attr in info.attributes:
             kind = attr.type.lower()
-            locations[attr.identifier] = f"vector:{str(attr.params.get('data_type', '')).lower()}" if kind == "vector" else kind
-        found.append(OtherIndex(name=info.name, storage=str(info.definition.get("key_type", "HASH")).lower(),
-                                prefixes=[str(p) for p in info.definition.get("prefixes") or [""]],
-                                locations=locations))
+            locations[attr.identifier] = (
+                f"vector:{str(attr.params.get('data_type', '')).lower()}" if kind == "vector" else kind
+            )
+        found.append(
+            OtherIndex(
+                name=info.name,
+                storage=str(info.definition.get("key_type", "HASH")).lower(),
+                prefixes=[str(p) for p in info.definition.get("prefixes") or [""]],
+                locations=locations,
+            )
+        )
     return found

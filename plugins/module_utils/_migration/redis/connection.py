@@ -12,13 +12,14 @@ TLS against a plain server waited about 11 minutes with the default timeouts. He
 the TLS handshake and the first replies each wait at most `connect_timeout`, and the first connect
 is tried once; later commands keep a few retries for a blip during a long migration.
 """
+
 from __future__ import annotations
 
 import socket
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..core.deps import BaseModel, ConfigDict, Field, field_validator, model_validator, redis, redis_exceptions, missing
+from ..core.deps import BaseModel, ConfigDict, Field, field_validator, missing, model_validator, redis, redis_exceptions
 from ..core.errors import ConnectionFailed, DependencyMissing
 from ..core.limits import Port, TimeoutSeconds
 from .wire import pooled_connection
@@ -27,8 +28,10 @@ CLIENT_NAME = "indexops-redis-search"
 URL_SCHEMES = ("redis", "rediss", "unix")
 # After the first connect succeeded: retries for a dropped connection during a long run.
 COMMAND_RETRIES = 3
-DB_HINT = ("search indexes live in database 0 only, and through another database the documents read are not "
-           "the ones the index returns; connect to database 0 (db: 0, or /0 at the end of redis_url)")
+DB_HINT = (
+    "search indexes live in database 0 only, and through another database the documents read are not "
+    "the ones the index returns; connect to database 0 (db: 0, or /0 at the end of redis_url)"
+)
 
 
 def _url_db(parts) -> Optional[str]:
@@ -84,8 +87,10 @@ class ConnectionSettings(BaseModel):
             return self
         parts = urlsplit(self.url)
         if parts.scheme not in URL_SCHEMES:
-            raise ValueError(f"the URL scheme {parts.scheme or '(none)'!r} is not supported; redis_url must look like "
-                             "redis://[user:password@]host:port/0, rediss://... or unix:///path/to/socket")
+            raise ValueError(
+                f"the URL scheme {parts.scheme or '(none)'!r} is not supported; redis_url must look like "
+                "redis://[user:password@]host:port/0, rediss://... or unix:///path/to/socket"
+            )
         if parts.scheme != "unix":
             try:
                 port = parts.port
@@ -207,8 +212,9 @@ def _client(settings: ConnectionSettings):
     elif settings.url:
         pool = redis.ConnectionPool.from_url(settings.url, connection_class=_connection_class(tls), **kwargs)
     else:
-        pool = redis.ConnectionPool(connection_class=_connection_class(tls), host=settings.host, port=settings.port,
-                                    db=settings.db, **kwargs)
+        pool = redis.ConnectionPool(
+            connection_class=_connection_class(tls), host=settings.host, port=settings.port, db=settings.db, **kwargs
+        )
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # the pool is this client's alone, as with Redis.from_url
     return client
@@ -224,7 +230,8 @@ def connect(settings: ConnectionSettings):
         client.set_retry(redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES))
     except redis_exceptions.AuthenticationError as err:
         raise ConnectionFailed(
-            f"authentication to {settings.endpoint} failed", hint="check username and password, or REDIS_USERNAME/REDIS_PASSWORD",
+            f"authentication to {settings.endpoint} failed",
+            hint="check username and password, or REDIS_USERNAME/REDIS_PASSWORD",
             details={"reason": _first_line(err)},
         ) from None
     except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as err:
@@ -233,29 +240,41 @@ def connect(settings: ConnectionSettings):
         timed_out = isinstance(err, (redis_exceptions.TimeoutError, TimeoutError))
         answer = None if settings.uses_tls or timed_out else _probe(settings)
         if answer == "not_redis":
-            raise ConnectionFailed(f"{settings.endpoint} does not answer like a Redis server: it replied to PING with "
-                                   "something other than the Redis protocol",
-                                   hint="check host/port (is it a Redis server?) and the TLS settings") from None
+            raise ConnectionFailed(
+                f"{settings.endpoint} does not answer like a Redis server: it replied to PING with "
+                "something other than the Redis protocol",
+                hint="check host/port (is it a Redis server?) and the TLS settings",
+            ) from None
         if answer == "closed":
             reason = f"the server closed the connection without a reply ({reason})"
         if settings.uses_tls and ("timeout" in reason.lower() or "ssl" in reason.lower() or "eof" in reason.lower()):
-            hint = ("the TLS handshake failed: check that the server speaks TLS on this port (or turn tls off / "
-                    "use redis://), and tls_ca_cert / tls_verify")
+            hint = (
+                "the TLS handshake failed: check that the server speaks TLS on this port (or turn tls off / "
+                "use redis://), and tls_ca_cert / tls_verify"
+            )
         elif any(word in reason.lower() for word in ("timeout", "closed", "reset")):
-            hint = ("nothing answered like a Redis server within connect_timeout: check host/port (is it a Redis "
-                    "server?), TLS settings (does it expect TLS?) and that the server is running")
+            hint = (
+                "nothing answered like a Redis server within connect_timeout: check host/port (is it a Redis "
+                "server?), TLS settings (does it expect TLS?) and that the server is running"
+            )
         else:
             hint = "check redis_url or host/port, TLS settings and that the server is running"
         raise ConnectionFailed(f"cannot connect to {settings.endpoint}: {reason}", hint=hint) from None
     except redis_exceptions.ResponseError as err:
-        raise ConnectionFailed(f"{settings.endpoint} refused the connection: {_first_line(err)}",
-                               hint="is it a Redis server, and is the user allowed to connect?") from None
+        raise ConnectionFailed(
+            f"{settings.endpoint} refused the connection: {_first_line(err)}",
+            hint="is it a Redis server, and is the user allowed to connect?",
+        ) from None
     except redis_exceptions.RedisError as err:  # InvalidResponse and others: not the Redis protocol
-        raise ConnectionFailed(f"{settings.endpoint} does not answer like a Redis server: {_first_line(err)}",
-                               hint="check host/port (is it a Redis server?) and the TLS settings") from None
+        raise ConnectionFailed(
+            f"{settings.endpoint} does not answer like a Redis server: {_first_line(err)}",
+            hint="check host/port (is it a Redis server?) and the TLS settings",
+        ) from None
     except ValueError as err:
-        raise ConnectionFailed(f"invalid connection settings for {settings.endpoint}: {_first_line(err)}",
-                               hint="redis_url must look like redis://[user:password@]host:port/0 or rediss://...") from None
+        raise ConnectionFailed(
+            f"invalid connection settings for {settings.endpoint}: {_first_line(err)}",
+            hint="redis_url must look like redis://[user:password@]host:port/0 or rediss://...",
+        ) from None
     return client
 
 
@@ -303,9 +322,11 @@ def _probe(settings: ConnectionSettings) -> Optional[str]:
 
 
 def lost_connection(err: BaseException) -> Optional[str]:
-    """"lost the connection to Redis (<its first line>)" when `err` is a dropped connection or a timeout
+    """ "lost the connection to Redis (<its first line>)" when `err` is a dropped connection or a timeout
     (after the client's retries), else None. The line names host:port at most, never a secret."""
-    if redis_exceptions is None or not isinstance(err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)):
+    if redis_exceptions is None or not isinstance(
+        err, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)
+    ):
         return None
     return f"lost the connection to Redis ({_first_line(err)})"
 

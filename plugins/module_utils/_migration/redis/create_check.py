@@ -15,6 +15,7 @@ any index a process killed between the create and the drop left. The name starts
 own name: search commands treat index names as keys, and a user whose ACL key patterns cover the
 index (`~products*`) may then create the throwaway one too.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -23,10 +24,10 @@ from typing import List, Optional
 from ..core import limits
 from ..core.deps import redis_exceptions
 from ..core.errors import ServerUnsupported
+from ..schema.model import IndexSchema
 from .ftcreate import create_args
 from .permissions import refused_commands
 from .resp import decode
-from ..schema.model import IndexSchema
 
 CHECK_PREFIX = "__indexops_check_"
 # Long enough for any create-then-drop; short enough that an interrupted check is gone soon.
@@ -43,8 +44,7 @@ class CreateCheckUnavailable(ServerUnsupported):
 
 def leftover_checks(client) -> List[str]:
     """Throwaway indexes of earlier checks that were interrupted between create and drop."""
-    return sorted(name for name in (str(n) for n in decode(client.execute_command("FT._LIST")))
-                  if CHECK_PREFIX in name)
+    return sorted(name for name in (str(n) for n in decode(client.execute_command("FT._LIST"))) if CHECK_PREFIX in name)
 
 
 def _drop(client, name: str) -> None:
@@ -89,17 +89,20 @@ def check_create(client, schema: IndexSchema) -> Optional[str]:
     # in a MULTI that is discarded, nothing runs).
     refused = refused_commands(client, [("FT.CREATE", *args), ("FT.DROPINDEX", name)])
     if refused:
-        raise CreateCheckUnavailable(f"could not check the target definition with a throwaway FT.CREATE: the user may "
-                                     f"not run {', '.join(sorted({command for command, _reason in refused}))}",
-                                     hint="allow FT.CREATE and FT.DROPINDEX for this user on a writable primary")
+        raise CreateCheckUnavailable(
+            f"could not check the target definition with a throwaway FT.CREATE: the user may "
+            f"not run {', '.join(sorted({command for command, _reason in refused}))}",
+            hint="allow FT.CREATE and FT.DROPINDEX for this user on a writable primary",
+        )
     try:
         client.execute_command("FT.CREATE", *args)
     except redis_exceptions.ResponseError as err:
         reason = (str(err).splitlines() or ["refused"])[0]
         if any(marker in reason.lower() for marker in _NOT_ALLOWED):
-            raise CreateCheckUnavailable(f"could not check the target definition with a throwaway FT.CREATE: {reason}",
-                                         hint="allow FT.CREATE and FT.DROPINDEX for this user on a writable primary") \
-                from None
+            raise CreateCheckUnavailable(
+                f"could not check the target definition with a throwaway FT.CREATE: {reason}",
+                hint="allow FT.CREATE and FT.DROPINDEX for this user on a writable primary",
+            ) from None
         return reason
     _drop(client, name)
     return None

@@ -6,6 +6,7 @@ then INDEXEMPTY, INDEXMISSING, SORTABLE [UNF], NOINDEX. Index options that only 
 time (SKIPINITIALSCAN, TEMPORARY) are never emitted: a migrated index must index every document
 and must not expire.
 """
+
 from __future__ import annotations
 
 from ..schema.model import FieldSpec, IndexSchema
@@ -17,8 +18,13 @@ def _number(value: float) -> str:
 
 
 # Index flags, in the order FT.CREATE takes them.
-_INDEX_FLAGS = (("max_text_fields", "MAXTEXTFIELDS"), ("no_offsets", "NOOFFSETS"), ("no_highlight", "NOHL"),
-                ("no_fields", "NOFIELDS"), ("no_freqs", "NOFREQS"))
+_INDEX_FLAGS = (
+    ("max_text_fields", "MAXTEXTFIELDS"),
+    ("no_offsets", "NOOFFSETS"),
+    ("no_highlight", "NOHL"),
+    ("no_fields", "NOFIELDS"),
+    ("no_freqs", "NOFREQS"),
+)
 
 
 def index_option_args(schema: IndexSchema) -> list[str]:
@@ -50,15 +56,24 @@ def _vector_args(field: FieldSpec) -> list[str]:
         ("DISTANCE_METRIC", attrs.distance_metric.upper()),
     ]
     optional = [
-        ("INITIAL_CAP", attrs.initial_cap), ("BLOCK_SIZE", attrs.block_size), ("M", attrs.m),
-        ("EF_CONSTRUCTION", attrs.ef_construction), ("EF_RUNTIME", attrs.ef_runtime),
-        ("EPSILON", attrs.epsilon), ("GRAPH_MAX_DEGREE", attrs.graph_max_degree),
+        ("INITIAL_CAP", attrs.initial_cap),
+        ("BLOCK_SIZE", attrs.block_size),
+        ("M", attrs.m),
+        ("EF_CONSTRUCTION", attrs.ef_construction),
+        ("EF_RUNTIME", attrs.ef_runtime),
+        ("EPSILON", attrs.epsilon),
+        ("GRAPH_MAX_DEGREE", attrs.graph_max_degree),
         ("CONSTRUCTION_WINDOW_SIZE", attrs.construction_window_size),
-        ("SEARCH_WINDOW_SIZE", attrs.search_window_size), ("COMPRESSION", attrs.compression),
-        ("REDUCE", attrs.reduce), ("TRAINING_THRESHOLD", attrs.training_threshold),
+        ("SEARCH_WINDOW_SIZE", attrs.search_window_size),
+        ("COMPRESSION", attrs.compression),
+        ("REDUCE", attrs.reduce),
+        ("TRAINING_THRESHOLD", attrs.training_threshold),
     ]
-    params += [(name, _number(value) if isinstance(value, float) else str(value))
-               for name, value in optional if value is not None]
+    params += [
+        (name, _number(value) if isinstance(value, float) else str(value))
+        for name, value in optional
+        if value is not None
+    ]
     flat = [token for pair in params for token in pair]
     return [attrs.algorithm.upper(), str(len(flat)), *flat]
 
@@ -117,8 +132,10 @@ def create_args(schema: IndexSchema, name: str | None = None) -> list[str]:
 
 def create_command(schema: IndexSchema, name: str | None = None) -> str:
     """The FT.CREATE command as one line, quoted where needed, for reports and `--diff`."""
+
     def quote(token: str) -> str:
         if token == "" or any(ch in token for ch in " \"'\\|,;{}()@$*"):
             return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return token
+
     return "FT.CREATE " + " ".join(quote(t) for t in create_args(schema, name))

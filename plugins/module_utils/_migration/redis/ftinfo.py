@@ -6,25 +6,63 @@ RESP2 sends each attribute as a flat token list in which flags are bare tokens
 with a `flags` list. Tokens this version does not know are kept in `unrecognized` so that the
 snapshot can refuse to silently drop a setting it does not understand.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from .resp import as_map, decode, text
 
 # Attribute keys that are followed by a value (as the server spells them).
 VALUED_KEYS = {
-    "identifier", "attribute", "type", "WEIGHT", "SEPARATOR", "algorithm", "data_type", "dim",
-    "distance_metric", "M", "ef_construction", "ef_runtime", "epsilon", "coord_system",
-    "block_size", "initial_cap", "graph_max_degree", "construction_window_size",
-    "search_window_size", "compression", "reduce", "training_threshold",
+    "identifier",
+    "attribute",
+    "type",
+    "WEIGHT",
+    "SEPARATOR",
+    "algorithm",
+    "data_type",
+    "dim",
+    "distance_metric",
+    "M",
+    "ef_construction",
+    "ef_runtime",
+    "epsilon",
+    "coord_system",
+    "block_size",
+    "initial_cap",
+    "graph_max_degree",
+    "construction_window_size",
+    "search_window_size",
+    "compression",
+    "reduce",
+    "training_threshold",
 }
-FLAGS = {"SORTABLE", "UNF", "NOSTEM", "NOINDEX", "CASESENSITIVE", "WITHSUFFIXTRIE", "INDEXEMPTY",
-         "INDEXMISSING", "PHONETIC"}
+FLAGS = {
+    "SORTABLE",
+    "UNF",
+    "NOSTEM",
+    "NOINDEX",
+    "CASESENSITIVE",
+    "WITHSUFFIXTRIE",
+    "INDEXEMPTY",
+    "INDEXMISSING",
+    "PHONETIC",
+}
 INDEX_OPTIONS = {"NOOFFSETS", "NOFREQS", "NOHL", "NOFIELDS", "MAXTEXTFIELDS"}
-DEFINITION_KEYS = {"key_type", "prefixes", "filter", "default_language", "language_field",
-                   "default_score", "score_field", "payload_field", "indexes_all"}
+DEFINITION_KEYS = {
+    "key_type",
+    "prefixes",
+    "filter",
+    "default_language",
+    "language_field",
+    "default_score",
+    "score_field",
+    "payload_field",
+    "indexes_all",
+}
 
 
 @dataclass
@@ -93,9 +131,7 @@ def parse_ft_info(reply: Any) -> FtInfo:
     top = as_map(reply)
     definition = {k: decode(v) for k, v in as_map(top.get("index_definition", [])).items()}
     raw_attrs = top.get("attributes") or []
-    attributes = [
-        _attribute_from_map(a) if isinstance(a, dict) else _attribute_from_tokens(a) for a in raw_attrs
-    ]
+    attributes = [_attribute_from_map(a) if isinstance(a, dict) else _attribute_from_tokens(a) for a in raw_attrs]
     options = [str(o) for o in decode(top.get("index_options") or [])]
     stopwords = decode(top["stopwords_list"]) if "stopwords_list" in top else None
     stats = {}

@@ -6,6 +6,7 @@ first documents by the index's own order (FT.SEARCH, NOCONTENT) and a bounded SC
 prefixes, whose hash-table order spreads the sample over the whole key space. Keys are bytes:
 Redis keys need not be valid UTF-8.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,7 +34,7 @@ def covered_by(key: bytes, prefixes: List[str]) -> bool:
 
 
 def renamed_key(key: bytes, old_prefix: str, new_prefix: str) -> bytes:
-    return new_prefix.encode() + key[len(old_prefix.encode()):]
+    return new_prefix.encode() + key[len(old_prefix.encode()) :]
 
 
 def separator_in_use(keys: List[bytes], prefixes: List[str]) -> Optional[str]:
@@ -45,7 +46,7 @@ def separator_in_use(keys: List[bytes], prefixes: List[str]) -> Optional[str]:
         prefix = max((p.encode() for p in prefixes if p and key.startswith(p.encode())), key=len, default=b"")
         if not prefix:
             continue
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         if rest[:1] and chr(rest[0]) in string.punctuation:
             found.add(chr(rest[0]))
         elif chr(prefix[-1]) in string.punctuation:
@@ -76,8 +77,20 @@ def key_from_text(value: Any) -> bytes:
 def _head_keys(client, index: str, count: int) -> List[bytes]:
     """The first `count` documents of the index. An FT.AGGREGATE cursor reads only what it returns;
     FT.SEARCH would count every document of the index first, whatever its LIMIT."""
-    reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(count),
-                                   *NO_TIMEOUT, "DIALECT", "2")
+    reply = client.execute_command(
+        "FT.AGGREGATE",
+        index,
+        "*",
+        "LOAD",
+        "1",
+        "@__key",
+        "WITHCURSOR",
+        "COUNT",
+        str(count),
+        *NO_TIMEOUT,
+        "DIALECT",
+        "2",
+    )
     rows, cursor = reply
     if int(cursor):
         client.execute_command("FT.CURSOR", "DEL", index, str(cursor))
@@ -90,8 +103,9 @@ def _scan_keys(client, prefixes: List[str], storage: str, count: int) -> List[by
     for prefix in prefixes:
         cursor = 0
         for _call in range(SCAN_CALLS):
-            cursor, keys = client.scan(cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=SCAN_COUNT,
-                                       _type=wanted)
+            cursor, keys = client.scan(
+                cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=SCAN_COUNT, _type=wanted
+            )
             found.extend(keys)
             if int(cursor) == 0 or len(found) >= count:
                 break
@@ -118,8 +132,20 @@ def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int
 
 def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[bytes]]:
     """Every document key of the index, in batches, through an FT.AGGREGATE cursor."""
-    reply = client.execute_command("FT.AGGREGATE", index, "*", "LOAD", "1", "@__key", "WITHCURSOR", "COUNT", str(batch),
-                                   *NO_TIMEOUT, "DIALECT", "2")
+    reply = client.execute_command(
+        "FT.AGGREGATE",
+        index,
+        "*",
+        "LOAD",
+        "1",
+        "@__key",
+        "WITHCURSOR",
+        "COUNT",
+        str(batch),
+        *NO_TIMEOUT,
+        "DIALECT",
+        "2",
+    )
     while True:
         rows, cursor = reply
         keys = _aggregate_keys(rows)
@@ -139,8 +165,9 @@ def iter_prefix_keys(client, prefixes: List[str], storage: str, batch: int = 100
         earlier = [p.encode() for p in prefixes[:position]]
         cursor = 0
         while True:
-            cursor, keys = client.scan(cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=batch,
-                                       _type=wanted)
+            cursor, keys = client.scan(
+                cursor=cursor, match=glob_escape(prefix.encode()) + b"*", count=batch, _type=wanted
+            )
             keys = [k for k in keys if not any(k.startswith(e) for e in earlier)]
             if keys:
                 yield keys
@@ -148,8 +175,9 @@ def iter_prefix_keys(client, prefixes: List[str], storage: str, batch: int = 100
                 break  # on to the next prefix
 
 
-def iter_keys(client, index: str, prefixes: List[str], storage: str, whole_prefix: bool,
-              batch: int = 1000) -> Iterator[List[bytes]]:
+def iter_keys(
+    client, index: str, prefixes: List[str], storage: str, whole_prefix: bool, batch: int = 1000
+) -> Iterator[List[bytes]]:
     """The documents a migration must cover: the index's own (FT.AGGREGATE cursor), or with
     `whole_prefix` every key under its prefixes (SCAN), which includes documents the index failed
     to index or has not reached yet."""
@@ -164,7 +192,9 @@ def _aggregate_keys(rows: Any) -> List[bytes]:
         return [as_map(as_map(r)["extra_attributes"])["__key"] for r in rows]
     keys = []
     for row in rows[1:]:  # RESP2: [count, [field, value, ...], ...]
-        if len(row) == 2 and row[0] == b"__key":  # the usual row, read without building a map (a backup reads every one)
+        if (
+            len(row) == 2 and row[0] == b"__key"
+        ):  # the usual row, read without building a map (a backup reads every one)
             keys.append(row[1])
         else:
             keys.append(as_map(row)["__key"])
@@ -177,9 +207,22 @@ def indexed_keys(client, index: str, keys: List[bytes], limit: Optional[int] = N
     found: set = set()
     page = len(keys) if not limit else limit
     for start in range(0, len(keys), max(1, page)):
-        chunk = keys[start:start + page]
-        reply = client.execute_command("FT.SEARCH", index, "*", "INKEYS", str(len(chunk)), *chunk, "NOCONTENT",
-                                       "LIMIT", "0", str(len(chunk)), *NO_TIMEOUT, "DIALECT", "2")
+        chunk = keys[start : start + page]
+        reply = client.execute_command(
+            "FT.SEARCH",
+            index,
+            "*",
+            "INKEYS",
+            str(len(chunk)),
+            *chunk,
+            "NOCONTENT",
+            "LIMIT",
+            "0",
+            str(len(chunk)),
+            *NO_TIMEOUT,
+            "DIALECT",
+            "2",
+        )
         if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
             top = as_map(reply[0] if isinstance(reply, list) else reply)
             found.update(as_map(row)["id"] for row in top.get("results", []))

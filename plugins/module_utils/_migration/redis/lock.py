@@ -7,6 +7,7 @@ holding our token (it expired and someone else took it) the work stops at the ne
 whose owner died expires by itself; one whose owner is a dead process on this very host is taken
 over at once. A string key is never indexed by a HASH or JSON index, so it cannot show up in one.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,7 @@ def held_locks(client) -> List[dict]:
         if raw is None:  # released meanwhile
             continue
         holder = _parse_holder(raw)
-        found.append({"index": name[len(prefix):], "holder": holder, "ttl_ms": ttl, "stale": owner_gone(holder)})
+        found.append({"index": name[len(prefix) :], "holder": holder, "ttl_ms": ttl, "stale": owner_gone(holder)})
     return sorted(found, key=lambda lock: lock["index"])
 
 
@@ -82,10 +83,17 @@ class IndexLock:
         self.client = client
         self.key = lock_key(index)
         self.index = index
-        self.token = json.dumps({
-            "token": secrets.token_hex(8), "host": socket.gethostname(), "pid": os.getpid(),
-            "purpose": purpose, "plan": plan_id, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }, sort_keys=True)
+        self.token = json.dumps(
+            {
+                "token": secrets.token_hex(8),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "purpose": purpose,
+                "plan": plan_id,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            sort_keys=True,
+        )
         self.lost = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -108,8 +116,11 @@ class IndexLock:
         if owner_gone(holder):
             # Its owner died on this host: the lock is stale. Take it over only if it is still that one.
             stale = self.client.get(self.key)
-            if stale is not None and self.client.eval(_RELEASE, 1, self.key, stale) and \
-                    self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS):
+            if (
+                stale is not None
+                and self.client.eval(_RELEASE, 1, self.key, stale)
+                and self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS)
+            ):
                 self._start_refresh()
                 return
             holder = self._holder() or holder
@@ -138,8 +149,11 @@ class IndexLock:
     def check(self) -> None:
         """Called between batches: stop if another process now owns the lock."""
         if self.lost:
-            raise MigrationFailed(f"the lock on {self.index} was lost (it expired and another process took it); "
-                                  "stopped before writing more", hint="re-run when the other process has finished")
+            raise MigrationFailed(
+                f"the lock on {self.index} was lost (it expired and another process took it); "
+                "stopped before writing more",
+                hint="re-run when the other process has finished",
+            )
 
     def release(self) -> None:
         self._stop.set()

@@ -8,6 +8,7 @@ names as keys - when it queues a command, so a refusal shows without anything ru
 itself is denied, ACL DRYRUN answers the same question for a user allowed to run it; where neither
 is allowed, the check refuses rather than guess.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
@@ -82,14 +83,18 @@ def require_permissions(client, commands: Sequence[Command], what: str) -> None:
     """Raise PreflightFailed naming every command (or key) the user may not use; nothing is run."""
     refused = refused_commands(client, commands)
     if refused is None:
-        raise PreflightFailed(f"cannot check this user's permissions for the {what}: MULTI and ACL DRYRUN are both "
-                              "denied; nothing was changed",
-                              hint="grant the user +multi +discard (or +acl|dryrun)")
+        raise PreflightFailed(
+            f"cannot check this user's permissions for the {what}: MULTI and ACL DRYRUN are both "
+            "denied; nothing was changed",
+            hint="grant the user +multi +discard (or +acl|dryrun)",
+        )
     if refused:
         names = sorted({name for name, _reason in refused})
         keys = any("key" in reason.lower() for _name, reason in refused)
         raise PreflightFailed(
             f"the Redis user may not run {', '.join(names)}, which the {what} needs; nothing was changed",
-            hint="grant those commands" + (" and access to the index names and document keys" if keys else "")
-                 + " to the user (ACL SETUSER), or connect as a user that has them",
-            details={"refused": [{"command": name, "reason": reason} for name, reason in refused]})
+            hint="grant those commands"
+            + (" and access to the index names and document keys" if keys else "")
+            + " to the user (ACL SETUSER), or connect as a user that has them",
+            details={"refused": [{"command": name, "reason": reason} for name, reason in refused]},
+        )

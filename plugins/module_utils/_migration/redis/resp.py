@@ -5,6 +5,7 @@ We read replies with `decode_responses=False` (vectors are binary), so text come
 RESP2 sends maps as flat [key, value, ...] lists where RESP3 sends dicts, and numbers as strings
 where RESP3 sends doubles. These helpers give one shape whichever protocol was chosen.
 """
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ running it twice is harmless, a key deleted meanwhile is never recreated, and a 
 changed meanwhile is never overwritten (it is reported as a conflict instead).
 Return codes: 2 written, 1 already done, 0 key gone (skipped), -1 conflict (nothing written).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -100,7 +101,9 @@ end
 """
 
 # KEYS[1] key; ARGV: old field, new field, [old, new]...
-HASH_MOVE = RENAME_FIELD + """
+HASH_MOVE = (
+    RENAME_FIELD
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local moved = 0
 for i = 1, #ARGV, 2 do
@@ -115,6 +118,7 @@ end
 if moved == 1 then return 2 end
 return 1
 """
+)
 
 # KEYS[1] key; ARGV: old JSONPath, new JSONPath, [old, new]... The value is moved as the exact JSON
 # text the server returns (no decoding in Lua, which would round numbers).
@@ -149,8 +153,8 @@ return 0
 # form (the same key when there was no prefix change). ARGV[1] the SHA1 of the document's original state,
 # ARGV[2] how many other states are acceptable, then their SHA1s, then per backed-up location: location,
 # original value, and "1" when the location held nothing, "@<location>" when its value moved there (a
-# renamed field: the original takes its place back, see RENAME_FIELD), else "0". A state is the document's values at those
-# locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
+# renamed field: the original takes its place back, see RENAME_FIELD), else "0". A state is the document's
+# values at those locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
 # Only a document in its original state (already restored) or in a state the migration produced is
 # written; anything else was changed by someone else and is left alone (-1). Returns 2 restored,
 # 1 already restored, 0 deleted (never recreated), -1 conflict (including both names existing).
@@ -184,7 +188,10 @@ end
 if key ~= KEYS[1] then redis.call('RENAME', key, KEYS[1]) end
 return 2
 """
-HASH_RESTORE = RENAME_FIELD + _RESTORE_HEAD + """
+HASH_RESTORE = (
+    RENAME_FIELD
+    + _RESTORE_HEAD
+    + """
 if redis.call('TYPE', key).ok ~= 'hash' then return -1 end
 local function read(k, location) return redis.call('HGET', k, location) end
 local function write(k, location, value, how)
@@ -197,9 +204,13 @@ local function write(k, location, value, how)
     redis.call('HSET', k, location, value)
   end
 end
-""" + _RESTORE_STATE
+"""
+    + _RESTORE_STATE
+)
 # JSON values are stored as the JSON.GET reply of their path, '[value]'; '[]' means nothing is there.
-JSON_RESTORE = _RESTORE_HEAD + """
+JSON_RESTORE = (
+    _RESTORE_HEAD
+    + """
 if redis.call('TYPE', key).ok ~= 'ReJSON-RL' then return -1 end
 local function read(k, location)
   local found = redis.call('JSON.GET', k, location)
@@ -213,7 +224,9 @@ local function write(k, location, value, how)
     redis.call('JSON.SET', k, location, string.sub(value, 2, -2))
   end
 end
-""" + _RESTORE_STATE
+"""
+    + _RESTORE_STATE
+)
 
 
 # An online migration's swap, guarded: one script, so that nothing can change the source between the

@@ -8,6 +8,7 @@ What still cannot be seen (INITIAL_CAP always; VECSIM parameters where FT.DEBUG 
 is listed in `unobserved`, and settings FT.INFO reports that this version does not understand are
 listed in `unrecognized`, so callers can refuse to drop them silently.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,9 +16,9 @@ from typing import Any, List, Optional
 
 from ..core.deps import BaseModel, Field, redis_exceptions
 from ..core.errors import IndexNotFound
+from ..schema.model import FieldSpec, IndexSchema, IndexSettings, differences
 from .ftinfo import Attribute, FtInfo, parse_ft_info
 from .resp import as_float, as_int, as_map, decode, text
-from ..schema.model import FieldSpec, IndexSchema, IndexSettings, differences
 from .stats import IndexStats, stats_from_info
 
 _TYPES = {"TEXT": "text", "TAG": "tag", "NUMERIC": "numeric", "GEO": "geo", "GEOSHAPE": "geoshape", "VECTOR": "vector"}
@@ -53,8 +54,9 @@ def read_info(client, name: str) -> FtInfo:
         reply = client.execute_command("FT.INFO", name)
     except redis_exceptions.ResponseError as err:
         if any(marker in str(err).lower() for marker in _NOT_FOUND):
-            raise IndexNotFound(f"no index or alias named {name!r}",
-                                hint="list the server's indexes with redis_index_info and no index") from None
+            raise IndexNotFound(
+                f"no index or alias named {name!r}", hint="list the server's indexes with redis_index_info and no index"
+            ) from None
         raise
     return parse_ft_info(reply)
 
@@ -97,12 +99,17 @@ def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
     if kind in ("text", "tag", "numeric", "geo", "geoshape"):
         attrs["unf"] = "UNF" in attr.flags
     if kind == "text":
-        attrs.update(_flags_attrs(attr, {"NOSTEM": "no_stem", "WITHSUFFIXTRIE": "withsuffixtrie",
-                                         "INDEXEMPTY": "index_empty"}))
+        attrs.update(
+            _flags_attrs(attr, {"NOSTEM": "no_stem", "WITHSUFFIXTRIE": "withsuffixtrie", "INDEXEMPTY": "index_empty"})
+        )
         attrs["weight"] = as_float(params.get("WEIGHT"), 1.0)
     elif kind == "tag":
-        attrs.update(_flags_attrs(attr, {"CASESENSITIVE": "case_sensitive", "WITHSUFFIXTRIE": "withsuffixtrie",
-                                         "INDEXEMPTY": "index_empty"}))
+        attrs.update(
+            _flags_attrs(
+                attr,
+                {"CASESENSITIVE": "case_sensitive", "WITHSUFFIXTRIE": "withsuffixtrie", "INDEXEMPTY": "index_empty"},
+            )
+        )
         attrs["separator"] = _separator(str(text(params.get("SEPARATOR", ""))))
     elif kind == "geoshape":
         attrs["coord_system"] = str(params.get("coord_system", "SPHERICAL")).lower()
@@ -114,10 +121,17 @@ def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
             "distance_metric": str(params.get("distance_metric", "")).lower(),
             "index_missing": "INDEXMISSING" in attr.flags,
         }
-        for source, target in (("M", "m"), ("ef_construction", "ef_construction"), ("ef_runtime", "ef_runtime"),
-                               ("graph_max_degree", "graph_max_degree"), ("search_window_size", "search_window_size"),
-                               ("construction_window_size", "construction_window_size"), ("reduce", "reduce"),
-                               ("training_threshold", "training_threshold"), ("block_size", "block_size")):
+        for source, target in (
+            ("M", "m"),
+            ("ef_construction", "ef_construction"),
+            ("ef_runtime", "ef_runtime"),
+            ("graph_max_degree", "graph_max_degree"),
+            ("search_window_size", "search_window_size"),
+            ("construction_window_size", "construction_window_size"),
+            ("reduce", "reduce"),
+            ("training_threshold", "training_threshold"),
+            ("block_size", "block_size"),
+        ):
             if source in params:
                 attrs[target] = as_int(params[source])
         if "epsilon" in params:
@@ -137,8 +151,12 @@ def _vecsim_params(client, index: str, field: str) -> Optional[dict[str, Any]]:
     if "BACKEND_INDEX" in info:  # tiered HNSW: the graph's parameters are on the backend index
         info = as_map(info["BACKEND_INDEX"])
     found: dict[str, Any] = {}
-    for source, target in (("BLOCK_SIZE", "block_size"), ("M", "m"), ("EF_CONSTRUCTION", "ef_construction"),
-                           ("EF_RUNTIME", "ef_runtime")):
+    for source, target in (
+        ("BLOCK_SIZE", "block_size"),
+        ("M", "m"),
+        ("EF_CONSTRUCTION", "ef_construction"),
+        ("EF_RUNTIME", "ef_runtime"),
+    ):
         if source in info:
             found[target] = as_int(info[source])
     if "EPSILON" in info:

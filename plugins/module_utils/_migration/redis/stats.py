@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Index statistics from a parsed FT.INFO: document counts, indexing state, memory."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional

@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Waiting for an index to finish indexing."""
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,9 @@ class StillIndexing(Exception):
         self.stats = stats
 
 
-def wait_until_indexed(client, index: str, timeout: float, steady: bool = True,
-                       on_poll: Optional[Callable[[IndexStats], None]] = None) -> IndexStats:
+def wait_until_indexed(
+    client, index: str, timeout: float, steady: bool = True, on_poll: Optional[Callable[[IndexStats], None]] = None
+) -> IndexStats:
     """Poll FT.INFO until the index is not indexing and 100% scanned (and, with `steady`, its
     document count is the same on two readings in a row). Raises StillIndexing at `timeout`."""
     deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ thousands of them. So the hot loops pack RESP themselves (one bytes.join per bat
 a connection taken from the client's pool, whose reply reader they use as it is. The connection
 carries the client's settings (TLS, timeouts, protocol, credentials) because it is the pool's.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Sequence
@@ -93,10 +94,12 @@ def read_values(wire: Wire, keys: Sequence[bytes], locations: Sequence[str], jso
         rows = []
         for i in range(len(keys)):
             row = []
-            for value in replies[i * step:(i + 1) * step]:
+            for value in replies[i * step : (i + 1) * step]:
                 if isinstance(value, Exception):
                     raise value
-                row.append(None if value in (None, b"[]") else (value if isinstance(value, bytes) else str(value).encode()))
+                row.append(
+                    None if value in (None, b"[]") else (value if isinstance(value, bytes) else str(value).encode())
+                )
             rows.append(row)
         return rows
     if len(names) == 1:

@@ -23,33 +23,34 @@ Works after a migration that completed, failed or was killed in any phase; runni
 changes nothing. The backup is kept, and marked rolled back, so the same plan can be applied again
 (into a new attempt directory).
 """
+
 from __future__ import annotations
 
 import hashlib
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..core import failpoints
-from . import online as rollback_online
-from ..backup.format import FormatError, Record, decode_records, iter_blocks
-from ..backup.store import DATA, BackupStore, read_header
-from ..core.sealed import utc_now
-from ..vectors.quantization import QuantParams
-from ..vectors.codec import convert_batch
-from ..redis.connection import lost_connection
-from ..core.deps import BaseModel, Field, redis_exceptions
-from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
-from ..redis.keyspace import key_to_text, renamed_key
-from ..redis.lock import acquire_locks, release_locks
 from ..apply.backups import backup_plan, verify_backup
 from ..apply.commands import rollback_commands
-from ..redis.permissions import require_permissions
 from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
+from ..backup.format import FormatError, Record, decode_records, iter_blocks
+from ..backup.store import DATA, BackupStore, read_header
+from ..core import failpoints
+from ..core.deps import BaseModel, Field, redis_exceptions
+from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
+from ..core.sealed import utc_now
 from ..planning.plan import MigrationPlan
+from ..redis.connection import lost_connection
+from ..redis.keyspace import key_to_text, renamed_key
+from ..redis.lock import acquire_locks, release_locks
+from ..redis.permissions import require_permissions
 from ..redis.scripts import Scripts
 from ..redis.snapshot import holds, index_exists, live_schema, read_schema
 from ..redis.stats import IndexStats
 from ..redis.waiting import StillIndexing, wait_until_indexed
+from ..vectors.codec import convert_batch
+from ..vectors.quantization import QuantParams
+from . import online as rollback_online
 
 LISTED = 100
 READ_BACK = 20  # restored documents of the first block whose bytes validation reads back
@@ -83,6 +84,7 @@ class RollbackResult(BaseModel):
 
 # -- the records to restore -----------------------------------------------------------------------------------------
 
+
 def _usable_records(store: BackupStore, partial: bool, unverified: list):
     """Records to restore, block by block. Without `partial` the whole backup was verified first;
     with it, records of damaged blocks are appended to `unverified` instead."""
@@ -94,12 +96,16 @@ def _usable_records(store: BackupStore, partial: bool, unverified: list):
                 try:
                     decoded = list(decode_records(block.payload, block.record_count, block.block_no))
                 except FormatError as err:  # framing broken inside this block: the block's length still holds
-                    unverified.extend({"block": block.block_no, "record": i, "key": None, "reason": str(err)}
-                                      for i in range(block.record_count))
+                    unverified.extend(
+                        {"block": block.block_no, "record": i, "key": None, "reason": str(err)}
+                        for i in range(block.record_count)
+                    )
                     continue
                 if not block.digest_ok:
-                    unverified.extend({"block": block.block_no, "record": i,
-                                       "key": key_to_text(r.key) if r else None} for i, r in decoded)
+                    unverified.extend(
+                        {"block": block.block_no, "record": i, "key": key_to_text(r.key) if r else None}
+                        for i, r in decoded
+                    )
                     continue
                 good = []
                 for i, record in decoded:
@@ -115,6 +121,7 @@ def _usable_records(store: BackupStore, partial: bool, unverified: list):
 
 
 # -- the states a document may be in ----------------------------------------------------------------------
+
 
 def state_digest(values: Sequence[Optional[bytes]]) -> bytes:
     """SHA1 (hex) of a document's values at the backed-up locations, in the record's order, exactly as
@@ -142,8 +149,11 @@ class _States:
             converted: List[Optional[bytes]] = [None] * len(records)
             params = self.params.get(quant.field)
             try:
-                values = convert_batch([originals[i] for i in present], quant.source, quant.target, quant.dims,
-                                       params) if present else []
+                values = (
+                    convert_batch([originals[i] for i in present], quant.source, quant.target, quant.dims, params)
+                    if present
+                    else []
+                )
             except ValueError:
                 # The migration could not convert this batch; only what converts on its own can be there.
                 values = []
@@ -160,8 +170,11 @@ class _States:
     def arguments(self, records: List[Record]) -> List[List[bytes]]:
         converted = self._converted(records)
         # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
-        takes = {} if self.rewrites.storage == "json" else {
-            m.old_location.encode(): b"@" + m.new_location.encode() for m in self.rewrites.moves}
+        takes = (
+            {}
+            if self.rewrites.storage == "json"
+            else {m.old_location.encode(): b"@" + m.new_location.encode() for m in self.rewrites.moves}
+        )
         rows = []
         for n, record in enumerate(records):
             original = [value for _name, value in record.entries]
@@ -170,15 +183,23 @@ class _States:
             for move in self.rewrites.moves:
                 old, new = where.get(move.old_location.encode()), where.get(move.new_location.encode())
                 # The move phase moves a value only onto nothing or onto the same value.
-                if old is not None and new is not None and original[old] is not None \
-                        and original[new] in (None, original[old]):
+                if (
+                    old is not None
+                    and new is not None
+                    and original[old] is not None
+                    and original[new] in (None, original[old])
+                ):
                     moved[old], moved[new] = None, original[old]
             quantized = list(moved)
             for quant in self.rewrites.quantize:
                 at, source = where.get(quant.location.encode()), where.get(quant.source_location.encode())
                 # The quantize phase writes only where the original source value is (its SHA1 check).
-                if at is not None and source is not None and converted[quant.field][n] is not None \
-                        and moved[at] == original[source]:
+                if (
+                    at is not None
+                    and source is not None
+                    and converted[quant.field][n] is not None
+                    and moved[at] == original[source]
+                ):
                     quantized[at] = converted[quant.field][n]
             others = {state_digest(state) for state in (moved, quantized) if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
@@ -190,8 +211,10 @@ class _States:
 
 # -- the steps ------------------------------------------------------------------------------------------
 
-def _restore_documents(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult,
-                       cluster: bool) -> List[Record]:
+
+def _restore_documents(
+    client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult, cluster: bool
+) -> List[Record]:
     """Restore every usable record. Returns the first block's first restored records, for the read-back."""
     prefix = plan.rewrites.prefix
     scripts = Scripts(client)
@@ -258,8 +281,10 @@ def _index_steps(client, plan: MigrationPlan, store: BackupStore, result: Rollba
         elif target.name == source.name and live.matches(source):
             pass  # the source is already back under its name
         else:
-            raise RollbackFailed(f"index {target.name!r} exists but is neither the plan's target nor its source",
-                                 hint="someone changed it after the migration; resolve it by hand first")
+            raise RollbackFailed(
+                f"index {target.name!r} exists but is neither the plan's target nor its source",
+                hint="someone changed it after the migration; resolve it by hand first",
+            )
     failpoints.hit("rollback_index", 0)
     if not index_exists(client, source.name):
         create_once(client, source)
@@ -286,8 +311,9 @@ def _read_back(client, plan: MigrationPlan, records: List[Record]) -> tuple[int,
     return checked, mismatched
 
 
-def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, stats: IndexStats,
-              read_back: List[Record]) -> None:
+def _validate(
+    client, plan: MigrationPlan, store: BackupStore, result: RollbackResult, stats: IndexStats, read_back: List[Record]
+) -> None:
     """Fill result.validation and result.problems."""
     source = plan.source_schema()
     found = read_schema(client, source.name).differs_from(source)
@@ -314,19 +340,31 @@ def _validate(client, plan: MigrationPlan, store: BackupStore, result: RollbackR
         problems.append(f"{docs} documents indexed, {wanted} expected")
     if added_refused:
         first = f" (last: {stats.last_indexing_error_key})" if stats.last_indexing_error_key else ""
-        problems.append(f"{added_refused} document(s) written after the migration cannot be indexed by the restored "
-                        f"index{first}: indexing failures rose from {failures_before} to {stats.hash_indexing_failures}")
+        problems.append(
+            f"{added_refused} document(s) written after the migration cannot be indexed by the restored "
+            f"index{first}: indexing failures rose from {failures_before} to {stats.hash_indexing_failures}"
+        )
     checked, mismatched = _read_back(client, plan, read_back)
     if mismatched:
         problems.append(f"{mismatched} of {checked} restored values differ from the backup")
     result.problems = problems
-    result.validation = {"schema_match": not found, "schema_differences": found, "doc_count_checked": count_checked,
-                         "doc_count_expected": expected, "doc_count_actual": docs,
-                         "documents_added": max(docs - expected, 0) + added_refused,
-                         "documents_added_not_indexed": added_refused, "documents_conflicting": result.conflicts,
-                         "documents_deleted": result.skipped_deleted, "indexing_failures_before": failures_before,
-                         "indexing_failures_after": stats.hash_indexing_failures, "values_checked": checked,
-                         "values_mismatched": mismatched, "passed": not problems, "problems": problems}
+    result.validation = {
+        "schema_match": not found,
+        "schema_differences": found,
+        "doc_count_checked": count_checked,
+        "doc_count_expected": expected,
+        "doc_count_actual": docs,
+        "documents_added": max(docs - expected, 0) + added_refused,
+        "documents_added_not_indexed": added_refused,
+        "documents_conflicting": result.conflicts,
+        "documents_deleted": result.skipped_deleted,
+        "indexing_failures_before": failures_before,
+        "indexing_failures_after": stats.hash_indexing_failures,
+        "values_checked": checked,
+        "values_mismatched": mismatched,
+        "passed": not problems,
+        "problems": problems,
+    }
 
 
 def _already_rolled_back(client, plan: MigrationPlan, store: BackupStore) -> bool:
@@ -362,17 +400,25 @@ def _record_failure(store: BackupStore, result: RollbackResult, err: Exception) 
         pass  # the header on disk still says rolling_back; the re-run works from that
 
 
-def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout: float = 600.0,
-             check_mode: bool = False, cluster: bool = False,
-             accept_validation_failure: bool = False) -> tuple[bool, RollbackResult]:
+def rollback(
+    client,
+    store: BackupStore,
+    *,
+    partial: bool = False,
+    wait_timeout: float = 600.0,
+    check_mode: bool = False,
+    cluster: bool = False,
+    accept_validation_failure: bool = False,
+) -> tuple[bool, RollbackResult]:
     """Roll back the migration `store` backs up. Returns (changed, result).
 
     With `accept_validation_failure` a rollback whose validation fails is finished all the same: the
     backup is marked rolled back with the failed validation recorded, and the problems are returned."""
     store.header = read_header(store.directory)
     plan = backup_plan(store)
-    result = RollbackResult(result="rolled_back", backup_path=store.directory, source_index=plan.source.index,
-                            target_index=plan.final_index)
+    result = RollbackResult(
+        result="rolled_back", backup_path=store.directory, source_index=plan.source.index, target_index=plan.final_index
+    )
     if _already_rolled_back(client, plan, store):
         result.result = "already_rolled_back"
         result.validation = store.header.rollback.get("validation", {})
@@ -381,10 +427,12 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
     verification = verify_backup(store, plan)
     result.verification = verification.model_dump()
     if not verification.ok and not partial:
-        raise BackupInvalid(f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
-                            hint="nothing was written; restore the backup from a copy, or set partial=true to "
-                                 "restore the verified records and list the rest",
-                            details={"verification": result.verification})
+        raise BackupInvalid(
+            f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
+            hint="nothing was written; restore the backup from a copy, or set partial=true to "
+            "restore the verified records and list the rest",
+            details={"verification": result.verification},
+        )
     result.records = verification.records
     require_permissions(client, rollback_commands(plan, cluster), "rollback")
     if check_mode:
@@ -406,16 +454,19 @@ def rollback(client, store: BackupStore, *, partial: bool = False, wait_timeout:
         try:
             stats = wait_until_indexed(client, plan.source.index, wait_timeout)
         except StillIndexing as err:
-            raise RollbackFailed(f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
-                                 hint="re-run the same task to keep waiting") from None
+            raise RollbackFailed(
+                f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
+                hint="re-run the same task to keep waiting",
+            ) from None
         _validate(client, plan, store, result, stats, read_back)
         if result.problems and not accept_validation_failure:
             raise ValidationFailed(
                 "rollback validation failed: " + "; ".join(result.problems),
                 hint="every document is restored or left as the application wrote it, and re-running writes "
-                     "nothing new; fix the cause and re-run, or re-run with accept_validation_failure=true to "
-                     "finish the rollback with these problems recorded",
-                details={"validation": result.validation, "problems": result.problems})
+                "nothing new; fix the cause and re-run, or re-run with accept_validation_failure=true to "
+                "finish the rollback with these problems recorded",
+                details={"validation": result.validation, "problems": result.problems},
+            )
         if result.problems:
             result.result = FINISHED_WITH_PROBLEMS
         _finish(store, result)
@@ -437,4 +488,5 @@ def _stopped(store: BackupStore, result: RollbackResult, err: Exception) -> Roll
         f"rollback stopped after {result.records} of the backup's documents: {what}; backup {store.directory} "
         "(still marked rolling_back)",
         hint="re-run the same task: it continues, and documents already restored are not written again",
-        details={"records_processed": result.records, "backup_path": store.directory})
+        details={"records_processed": result.records, "backup_path": store.directory},
+    )

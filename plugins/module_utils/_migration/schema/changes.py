@@ -5,13 +5,14 @@ Pure: no server, no judgement. Classification (classify.py) decides what is allo
 uses `rewrites_documents` to know which documents it must touch. Renames come from the patch,
 because a renamed field is indistinguishable from a removed one plus an added one.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional
 
 from ..core.deps import BaseModel
-from .patch import FieldRename
 from .model import UNOBSERVABLE_ATTRS, FieldSpec, IndexSchema
+from .patch import FieldRename
 
 INDEX_RENAME = "index_rename"
 PREFIX_CHANGE = "prefix_change"
@@ -65,12 +66,22 @@ def _attr_changes(name: str, before: FieldSpec, after: FieldSpec, json_storage: 
         elif before.type == "vector" and attr == "datatype":
             # Hash vectors are raw bytes in the document: a new datatype means new bytes. JSON
             # vectors are number arrays that FT.CREATE re-reads in the new type.
-            found.append(Change(kind=VECTOR_DATATYPE, field=name, attribute=attr, before=old[attr], after=new[attr],
-                                rewrites_documents=not json_storage))
+            found.append(
+                Change(
+                    kind=VECTOR_DATATYPE,
+                    field=name,
+                    attribute=attr,
+                    before=old[attr],
+                    after=new[attr],
+                    rewrites_documents=not json_storage,
+                )
+            )
         elif before.type == "vector" and attr == "algorithm":
             found.append(Change(kind=VECTOR_ALGORITHM, field=name, attribute=attr, before=old[attr], after=new[attr]))
         else:
-            found.append(Change(kind=FIELD_ATTRIBUTE, field=name, attribute=attr, before=old.get(attr), after=new.get(attr)))
+            found.append(
+                Change(kind=FIELD_ATTRIBUTE, field=name, attribute=attr, before=old.get(attr), after=new.get(attr))
+            )
     return found
 
 
@@ -81,14 +92,33 @@ def diff(source: IndexSchema, target: IndexSchema, renames: List[FieldRename] = 
     if src.index.name != dst.index.name:
         found.append(Change(kind=INDEX_RENAME, before=src.index.name, after=dst.index.name))
     if src.index.prefix != dst.index.prefix:
-        found.append(Change(kind=PREFIX_CHANGE, attribute="prefix", before=src.index.prefix, after=dst.index.prefix,
-                            rewrites_documents=True))
+        found.append(
+            Change(
+                kind=PREFIX_CHANGE,
+                attribute="prefix",
+                before=src.index.prefix,
+                after=dst.index.prefix,
+                rewrites_documents=True,
+            )
+        )
     if src.index.storage_type != dst.index.storage_type:
-        found.append(Change(kind=STORAGE_CHANGE, attribute="storage_type", before=src.index.storage_type,
-                            after=dst.index.storage_type))
+        found.append(
+            Change(
+                kind=STORAGE_CHANGE,
+                attribute="storage_type",
+                before=src.index.storage_type,
+                after=dst.index.storage_type,
+            )
+        )
     if src.index.key_separator != dst.index.key_separator:
-        found.append(Change(kind=SEPARATOR_CHANGE, attribute="key_separator", before=src.index.key_separator,
-                            after=dst.index.key_separator))
+        found.append(
+            Change(
+                kind=SEPARATOR_CHANGE,
+                attribute="key_separator",
+                before=src.index.key_separator,
+                after=dst.index.key_separator,
+            )
+        )
     skip = {"name", "prefix", "storage_type", "key_separator"}
     old_index, new_index = src.index.model_dump(), dst.index.model_dump()
     for option in sorted(set(old_index) - skip):
@@ -100,8 +130,15 @@ def diff(source: IndexSchema, target: IndexSchema, renames: List[FieldRename] = 
     consumed = {r.old_name for r in renames}
     json_storage = src.index.storage_type == "json"
     for rename in renames:
-        found.append(Change(kind=FIELD_RENAME, field=rename.new_name, before=rename.old_name, after=rename.new_name,
-                            rewrites_documents=rename.moves_data))
+        found.append(
+            Change(
+                kind=FIELD_RENAME,
+                field=rename.new_name,
+                before=rename.old_name,
+                after=rename.new_name,
+                rewrites_documents=rename.moves_data,
+            )
+        )
     for field in src.fields:
         if field.name not in consumed and dst.field(field.name) is None:
             found.append(Change(kind=FIELD_REMOVE, field=field.name, before=field.type))
@@ -112,14 +149,18 @@ def diff(source: IndexSchema, target: IndexSchema, renames: List[FieldRename] = 
             found.append(Change(kind=FIELD_ADD, field=field.name, after=field.type))
             continue
         if origin.type != field.type:
-            found.append(Change(kind=FIELD_TYPE, field=field.name, attribute="type", before=origin.type, after=field.type))
+            found.append(
+                Change(kind=FIELD_TYPE, field=field.name, attribute="type", before=origin.type, after=field.type)
+            )
             continue
         # A rename that moves data changes the path on purpose; any other path change is a redefinition.
         expected_path = origin.path
         if field.name in renamed and renamed[field.name].moves_data:
             expected_path = field.path
         if expected_path != field.path:
-            found.append(Change(kind=FIELD_PATH, field=field.name, attribute="path", before=origin.path, after=field.path))
+            found.append(
+                Change(kind=FIELD_PATH, field=field.name, attribute="path", before=origin.path, after=field.path)
+            )
         found += _attr_changes(field.name, origin, field, json_storage)
     return found
 

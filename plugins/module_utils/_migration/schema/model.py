@@ -9,6 +9,7 @@ Input is strict: an unknown key or value is an error naming the valid choices.
 is always UNF, NOOFFSETS implies NOHL, ...), so that two schemas compare equal exactly when the
 server would hold the same index.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,8 +35,15 @@ UNOBSERVABLE_ATTRS = ("initial_cap",)
 ALGORITHM_ONLY_ATTRS = {
     "flat": ("block_size",),
     "hnsw": ("m", "ef_construction", "ef_runtime", "epsilon"),
-    "svs-vamana": ("graph_max_degree", "construction_window_size", "search_window_size", "epsilon",
-                   "compression", "reduce", "training_threshold"),
+    "svs-vamana": (
+        "graph_max_degree",
+        "construction_window_size",
+        "search_window_size",
+        "epsilon",
+        "compression",
+        "reduce",
+        "training_threshold",
+    ),
 }
 
 
@@ -343,7 +351,9 @@ def _normalize_field(field: dict[str, Any], json_storage: bool) -> None:
         if not attrs["sortable"]:
             attrs["unf"] = False
     if kind == "vector":
-        defaults = FLAT_DEFAULTS if attrs["algorithm"] == "flat" else HNSW_DEFAULTS if attrs["algorithm"] == "hnsw" else {}
+        defaults = (
+            FLAT_DEFAULTS if attrs["algorithm"] == "flat" else HNSW_DEFAULTS if attrs["algorithm"] == "hnsw" else {}
+        )
         for name, value in defaults.items():
             if attrs.get(name) is None:
                 attrs[name] = value
@@ -372,14 +382,17 @@ def differences(expected: IndexSchema, actual: IndexSchema, ignore: tuple[str, .
         if want["type"] == have["type"]:
             for attr in sorted(set(want["attrs"]) | set(have["attrs"])):
                 if want["attrs"].get(attr) != have["attrs"].get(attr):
-                    found.append(f"field {name!r} {attr}: expected {want['attrs'].get(attr)!r}, "
-                                 f"found {have['attrs'].get(attr)!r}")
+                    found.append(
+                        f"field {name!r} {attr}: expected {want['attrs'].get(attr)!r}, "
+                        f"found {have['attrs'].get(attr)!r}"
+                    )
     return found
 
 
 # ---------------------------------------------------------------------------------------------
 # Strict parsing of user input, with messages that name the key and the valid choices.
 # ---------------------------------------------------------------------------------------------
+
 
 def check_keys(data: Any, allowed: tuple[str, ...] | list[str], where: str, what: str = "key") -> dict:
     """Raise SchemaInvalid for a non-mapping or for any key not in `allowed` (with a suggestion)."""
@@ -423,7 +436,9 @@ def parse_field(data: Any, where: str, storage: str | None = None, check_limits:
         limits.check_field(data, label)
     kind = str(data["type"]).strip().lower()
     if kind not in FIELD_TYPES:
-        raise SchemaInvalid(f"{label}: unknown field type {data['type']!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}")
+        raise SchemaInvalid(
+            f"{label}: unknown field type {data['type']!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}"
+        )
     attrs = data.get("attrs") or {}
     check_keys(attrs, tuple(ATTRS_BY_TYPE[kind].model_fields), f"{label}.attrs", f"{kind} field attribute")
     path = data.get("path")
@@ -455,8 +470,9 @@ def parse_schema(data: Any, where: str = "schema", check_limits: bool = False) -
     index = parse_index_settings(data["index"], f"{where}: index", check_limits)
     if not isinstance(data["fields"], list):
         raise SchemaInvalid(f"{where}: fields must be a list")
-    fields = [parse_field(f, f"{where}: fields[{i}]", index.storage_type, check_limits)
-              for i, f in enumerate(data["fields"])]
+    fields = [
+        parse_field(f, f"{where}: fields[{i}]", index.storage_type, check_limits) for i, f in enumerate(data["fields"])
+    ]
     try:
         schema = IndexSchema(index=index, fields=fields)
     except ValidationError as err:

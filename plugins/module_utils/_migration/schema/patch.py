@@ -14,6 +14,7 @@ name after a rename. A rename moves the document data when the field's document 
 its name (a hash field without `path`, or a JSON field at `$.<name>`); otherwise only the attribute
 name changes. The merge does not judge whether a change is allowed - classification does.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
@@ -134,9 +135,12 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
             limits.check_text(item["path"], "path", f"{label} ({item['name']})")
         kind = item.get("type")
         if kind is not None and str(kind).lower() not in FIELD_TYPES:
-            raise SchemaInvalid(f"{label} ({item['name']}): unknown field type {kind!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}")
-        updates.append(FieldUpdate(name=item["name"], type=str(kind).lower() if kind else None,
-                                   path=item.get("path"), attrs=attrs))
+            raise SchemaInvalid(
+                f"{label} ({item['name']}): unknown field type {kind!r}", hint=f"valid types: {', '.join(FIELD_TYPES)}"
+            )
+        updates.append(
+            FieldUpdate(name=item["name"], type=str(kind).lower() if kind else None, path=item.get("path"), attrs=attrs)
+        )
 
     renames = []
     for i, item in enumerate(_list(changes.get("rename_fields"), f"{where}: rename_fields")):
@@ -151,13 +155,21 @@ def parse_patch(data: Any, where: str = "patch") -> SchemaPatch:
     index = changes.get("index") or {}
     check_keys(index, INDEX_KEYS, f"{where}: changes.index", "index option")
     limits.check_index_options(index, f"{where}: changes.index")
-    return SchemaPatch(version=1, add_fields=adds, remove_fields=removes, update_fields=updates,
-                       rename_fields=renames, index=dict(index))
+    return SchemaPatch(
+        version=1,
+        add_fields=adds,
+        remove_fields=removes,
+        update_fields=updates,
+        rename_fields=renames,
+        index=dict(index),
+    )
 
 
 def _unknown_field(name: str, schema: IndexSchema, where: str) -> SchemaInvalid:
-    return SchemaInvalid(f"{where}: the index has no field {name!r}",
-                         hint=f"fields of {schema.name}: {', '.join(f.name for f in schema.fields)}")
+    return SchemaInvalid(
+        f"{where}: the index has no field {name!r}",
+        hint=f"fields of {schema.name}: {', '.join(f.name for f in schema.fields)}",
+    )
 
 
 def _rename_field(schema: IndexSchema, field: FieldSpec, rename: FieldRename) -> FieldSpec:
@@ -194,9 +206,10 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
         del fields[name]
         order.remove(name)
     if not order and not patch.add_fields:
-        raise SchemaInvalid(f"{where}: remove_fields removes every field of {source.name}, and an index needs at "
-                            "least one", hint="keep at least one field (or add one), or drop the index with "
-                                              "FT.DROPINDEX yourself")
+        raise SchemaInvalid(
+            f"{where}: remove_fields removes every field of {source.name}, and an index needs at least one",
+            hint="keep at least one field (or add one), or drop the index with FT.DROPINDEX yourself",
+        )
 
     for rename in patch.rename_fields:
         if rename.old_name not in fields:
@@ -204,8 +217,10 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
         if rename.old_name == rename.new_name:
             raise SchemaInvalid(f"{where}: rename_fields: {rename.old_name!r} is renamed to itself")
         if rename.new_name in fields or rename.new_name in renamed_to.values():
-            raise SchemaInvalid(f"{where}: rename_fields: cannot rename {rename.old_name!r} to {rename.new_name!r}, "
-                                "a field of that name exists")
+            raise SchemaInvalid(
+                f"{where}: rename_fields: cannot rename {rename.old_name!r} to {rename.new_name!r}, "
+                "a field of that name exists"
+            )
         field = fields.pop(rename.old_name)
         fields[rename.new_name] = _rename_field(source, field, rename)
         order[order.index(rename.old_name)] = rename.new_name
@@ -219,8 +234,12 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
             raise _unknown_field(update.name, source, f"{where}: update_fields")
         current = fields[name]
         kind = update.type or current.type
-        check_keys(update.attrs, tuple(ATTRS_BY_TYPE[kind].model_fields), f"{where}: update_fields ({update.name}).attrs",
-                   f"{kind} field attribute")
+        check_keys(
+            update.attrs,
+            tuple(ATTRS_BY_TYPE[kind].model_fields),
+            f"{where}: update_fields ({update.name}).attrs",
+            f"{kind} field attribute",
+        )
         attrs = current.attrs.model_dump() if kind == current.type else {}
         if kind == "vector" and "algorithm" in update.attrs and update.attrs["algorithm"] != attrs.get("algorithm"):
             # Parameters of the old algorithm do not apply to the new one (FLAT's block_size on HNSW, ...).
@@ -229,13 +248,20 @@ def merge(source: IndexSchema, patch: SchemaPatch, where: str = "patch") -> tupl
             for attr in old_only:
                 attrs.pop(attr, None)
         attrs.update(update.attrs)
-        data = {"name": name, "type": kind, "path": update.path if update.path is not None else current.path, "attrs": attrs}
+        data = {
+            "name": name,
+            "type": kind,
+            "path": update.path if update.path is not None else current.path,
+            "attrs": attrs,
+        }
         fields[name] = parse_field(data, f"{where}: update_fields", source.storage)  # it names the field itself
 
     for added in patch.add_fields:
         if added.name in fields:
-            raise SchemaInvalid(f"{where}: add_fields: field {added.name!r} already exists",
-                                hint="use update_fields to change an existing field")
+            raise SchemaInvalid(
+                f"{where}: add_fields: field {added.name!r} already exists",
+                hint="use update_fields to change an existing field",
+            )
         fields[added.name] = added
         order.append(added.name)
 

@@ -3,14 +3,15 @@
 
 The estimate sizes the backup from this and the executor performs it, so the two cannot disagree.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .changes import PREFIX_CHANGE, VECTOR_DATATYPE, Change
 from ..core.deps import BaseModel, Field
-from .patch import FieldRename
+from .changes import PREFIX_CHANGE, VECTOR_DATATYPE, Change
 from .model import DATATYPE_WIDTH, IndexSchema
+from .patch import FieldRename
 
 
 class Quantize(BaseModel):
@@ -64,23 +65,32 @@ class DocumentRewrites(BaseModel):
         return entries
 
 
-def document_rewrites(source: IndexSchema, target: IndexSchema, changes: List[Change],
-                      renames: List[FieldRename]) -> DocumentRewrites:
+def document_rewrites(
+    source: IndexSchema, target: IndexSchema, changes: List[Change], renames: List[FieldRename]
+) -> DocumentRewrites:
     rewrites = DocumentRewrites(storage=source.storage)
     renamed_from = {r.new_name: r for r in renames}
     for rename in renames:
         if rename.moves_data:
-            rewrites.moves.append(Move(field=rename.new_name, old_location=rename.old_location,
-                                       new_location=rename.new_location))
+            rewrites.moves.append(
+                Move(field=rename.new_name, old_location=rename.old_location, new_location=rename.new_location)
+            )
     for change in changes:
         if change.kind == VECTOR_DATATYPE and change.rewrites_documents:
             field = target.field(change.field)
             origin_name = renamed_from[change.field].old_name if change.field in renamed_from else change.field
             origin = source.field(origin_name)
-            rewrites.quantize.append(Quantize(
-                field=change.field, location=target.identifier(field), source_location=source.identifier(origin),
-                dims=field.attrs.dims, source=change.before, target=change.after, metric=field.attrs.distance_metric,
-            ))
+            rewrites.quantize.append(
+                Quantize(
+                    field=change.field,
+                    location=target.identifier(field),
+                    source_location=source.identifier(origin),
+                    dims=field.attrs.dims,
+                    source=change.before,
+                    target=change.after,
+                    metric=field.attrs.distance_metric,
+                )
+            )
         elif change.kind == PREFIX_CHANGE and len(change.before) == 1 and len(change.after) == 1:
             rewrites.prefix = PrefixRename(old=change.before[0], new=change.after[0])
     return rewrites

@@ -7,17 +7,18 @@ numbers. The migration's backup phase checks every document it rewrites before i
 and refuses to start on either; the planner audits a sample (or everything), and what it finds in a
 field the migration rewrites blocks the plan (`backup_refusals`): the migration would refuse it.
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from .datatypes import INT_DATATYPES
-from .codec import check_overflow
 from ..core.deps import BaseModel, Field
 from ..redis.keyspace import key_to_text
-from ..schema.rewrites import Quantize
 from ..schema.model import DATATYPE_WIDTH, IndexSchema
+from ..schema.rewrites import Quantize
+from .codec import check_overflow
+from .datatypes import INT_DATATYPES
 
 MAX_LISTED = 20
 
@@ -57,7 +58,7 @@ class AuditResult(BaseModel):
             mine[0] += total
             mine[1] += count
         room = MAX_LISTED - len(self.malformed)
-        self.malformed.extend(other.malformed[:max(room, 0)])
+        self.malformed.extend(other.malformed[: max(room, 0)])
 
 
 def _json_length(raw: Any) -> Optional[int]:
@@ -84,8 +85,9 @@ def _stored_size(raw: Any, json_storage: bool) -> Optional[int]:
     return int(raw) or None
 
 
-def audit_keys(client, schema: IndexSchema, keys: Iterable[bytes], measure: Sequence[str] = (),
-               quantize: Sequence[Quantize] = ()) -> AuditResult:
+def audit_keys(
+    client, schema: IndexSchema, keys: Iterable[bytes], measure: Sequence[str] = (), quantize: Sequence[Quantize] = ()
+) -> AuditResult:
     """Check every vector field of `schema` on `keys` (pipelined, one round trip), and sum the
     stored sizes of the values at `measure` (hash fields or JSONPaths). Vectors of the right size that
     `quantize` converts to a float type are checked for values that type cannot hold."""
@@ -115,23 +117,27 @@ def audit_keys(client, schema: IndexSchema, keys: Iterable[bytes], measure: Sequ
     replies = pipe.execute(raise_on_error=False)
     step = 1 + len(vectors) + len(measure)
     for i, key in enumerate(keys):
-        row = replies[i * step:(i + 1) * step]
+        row = replies[i * step : (i + 1) * step]
         if not row[0]:
             result.missing_keys += 1
             continue
-        for location, raw in zip(measure, row[1 + len(vectors):]):
+        for location, raw in zip(measure, row[1 + len(vectors) :]):
             size = _stored_size(raw, json_storage)
             if size is not None:
                 result.value_bytes[location][0] += size
                 result.value_bytes[location][1] += 1
-        for field, raw in zip(vectors, row[1:1 + len(vectors)]):
+        for field, raw in zip(vectors, row[1 : 1 + len(vectors)]):
             attrs = field.attrs
             if isinstance(raw, Exception):
                 raw = None
             if json_storage:
                 found, expected, unit = _json_length(raw), attrs.dims, "elements"
             else:
-                found, expected, unit = (None if raw is None else len(raw)), attrs.dims * DATATYPE_WIDTH[attrs.datatype], "bytes"
+                found, expected, unit = (
+                    (None if raw is None else len(raw)),
+                    attrs.dims * DATATYPE_WIDTH[attrs.datatype],
+                    "bytes",
+                )
             if raw is None and attrs.index_missing:
                 continue  # INDEXMISSING: documents may lack the field
             if found != expected:
@@ -139,8 +145,11 @@ def audit_keys(client, schema: IndexSchema, keys: Iterable[bytes], measure: Sequ
                 if raw is not None:  # a document without the vector is indexed without it; no refusal
                     result.wrong_size[field.name] = result.wrong_size.get(field.name, 0) + 1
                 if len(result.malformed) < MAX_LISTED:
-                    result.malformed.append(MalformedVector(key=key_to_text(key), field=field.name, found=found,
-                                                            expected=expected, unit=unit))
+                    result.malformed.append(
+                        MalformedVector(
+                            key=key_to_text(key), field=field.name, found=found, expected=expected, unit=unit
+                        )
+                    )
             elif not json_storage and schema.identifier(field) in converted:
                 good.setdefault(field.name, []).append(raw)
     for field in vectors:
@@ -165,11 +174,15 @@ def backup_refusals(audit: AuditResult, schema: IndexSchema, quantize: Sequence[
         if wrong:
             first = next((m for m in audit.malformed if m.field == field.name and m.found is not None), None)
             shown = f" (first: {first.key}: {first.found} {first.unit}, expected {first.expected})" if first else ""
-            reasons.append(f"{wrong} audited document(s) hold {field.name!r} vectors of the wrong size{shown}; "
-                           f"the migration refuses to convert them to {quant.target}: fix or delete those documents, "
-                           "then plan again")
+            reasons.append(
+                f"{wrong} audited document(s) hold {field.name!r} vectors of the wrong size{shown}; "
+                f"the migration refuses to convert them to {quant.target}: fix or delete those documents, "
+                "then plan again"
+            )
         if audit.overflow.get(field.name):
-            reasons.append(f"{audit.overflow[field.name]} value(s) of {field.name!r} in the audited documents are too "
-                           f"large for {quant.target} and would become infinite; the migration refuses them: choose a "
-                           "wider datatype (bfloat16 keeps float32's range)")
+            reasons.append(
+                f"{audit.overflow[field.name]} value(s) of {field.name!r} in the audited documents are too "
+                f"large for {quant.target} and would become infinite; the migration refuses them: choose a "
+                "wider datatype (bfloat16 keeps float32's range)"
+            )
     return reasons

@@ -12,6 +12,7 @@ int8 and uint8 need a `QuantParams`: one global scale (and, for uint8 with l2, a
 the data with `RangeStats` and `fit_quant_params` (fitting.py), and published so applications can encode their
 query vectors the same way (see docs/quantization.md).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
@@ -53,11 +54,9 @@ def _bfloat16_from_float32(values):
     return out
 
 
-
 def _float32_from_bfloat16(bits):
     # Native dtypes on both sides of the view: shifts yield native integers on any host.
     return (bits.astype(numpy.uint32) << 16).view(numpy.float32)
-
 
 
 def _values(raw, datatype: str, params: Optional[QuantParams]):
@@ -76,7 +75,6 @@ def _values(raw, datatype: str, params: Optional[QuantParams]):
     return dequantize(raw, params)
 
 
-
 def _stored(values, datatype: str, params: Optional[QuantParams]):
     """Float values -> stored elements of `datatype`."""
     if datatype in INT_DATATYPES:
@@ -88,13 +86,11 @@ def _stored(values, datatype: str, params: Optional[QuantParams]):
         return values.astype(STORAGE[datatype], copy=False)
 
 
-
 def _non_finite(stored, datatype: str):
     if datatype in _EXPONENT_MASK:
         mask = _EXPONENT_MASK[datatype]
         return (stored.view("<u2") & mask) == mask
     return ~numpy.isfinite(stored)
-
 
 
 def _matrix(buffers: Sequence[bytes], datatype: str, dims: int):
@@ -108,10 +104,10 @@ def _matrix(buffers: Sequence[bytes], datatype: str, dims: int):
     bad = numpy.flatnonzero(lengths != expected)
     if bad.size:
         first = int(bad[0])
-        raise MalformedVector(int(lengths[first]), expected, index=first, count=int(bad.size),
-                              datatype=datatype, dims=dims)
+        raise MalformedVector(
+            int(lengths[first]), expected, index=first, count=int(bad.size), datatype=datatype, dims=dims
+        )
     return numpy.frombuffer(data, dtype=STORAGE[datatype]).reshape(count, dims)
-
 
 
 def decode(buf: bytes, datatype: str, dims: int, params: Optional[QuantParams] = None):
@@ -127,13 +123,11 @@ def decode(buf: bytes, datatype: str, dims: int, params: Optional[QuantParams] =
     return _writable(_values(numpy.frombuffer(buf, dtype=STORAGE[datatype]), datatype, params), datatype, params)
 
 
-
 def decode_batch(buffers: Sequence[bytes], datatype: str, dims: int, params: Optional[QuantParams] = None):
     """Stored vectors -> an (n, dims) array of their values (see `decode`)."""
     need_numpy("decode vectors")
     datatype = normal_datatype(datatype)
     return _writable(_values(_matrix(buffers, datatype, dims), datatype, params), datatype, params)
-
 
 
 def _writable(values, datatype: str, params: Optional[QuantParams]):
@@ -143,8 +137,9 @@ def _writable(values, datatype: str, params: Optional[QuantParams]):
     return values.astype(kind)
 
 
-
-def encode_batch(values: Any, datatype: str, params: Optional[QuantParams] = None, *, overflow: str = "error") -> list[bytes]:
+def encode_batch(
+    values: Any, datatype: str, params: Optional[QuantParams] = None, *, overflow: str = "error"
+) -> list[bytes]:
     """An (n, dims) array of values -> stored vectors of `datatype`."""
     need_numpy("encode vectors")
     datatype = normal_datatype(datatype)
@@ -154,7 +149,6 @@ def encode_batch(values: Any, datatype: str, params: Optional[QuantParams] = Non
     if matrix.dtype.kind != "f" or matrix.dtype.itemsize < 4:
         matrix = matrix.astype(numpy.float32)
     return _finish(matrix, _stored(matrix, datatype, params), f"{matrix.dtype}", datatype, overflow)
-
 
 
 def _finish(values, stored, source: str, target: str, overflow: str) -> list[bytes]:
@@ -169,12 +163,18 @@ def _finish(values, stored, source: str, target: str, overflow: str) -> list[byt
     # Slices of a view: one big bytes copy first would cost more than the conversion (page faults).
     data = memoryview(numpy.ascontiguousarray(stored).reshape(-1).view(numpy.uint8))
     width = stored.shape[1] * stored.itemsize
-    return [data[start:start + width].tobytes() for start in range(0, stored.nbytes, width)]
+    return [data[start : start + width].tobytes() for start in range(0, stored.nbytes, width)]
 
 
-
-def convert_batch(buffers: Sequence[bytes], source: str, target: str, dims: int, params: Optional[QuantParams] = None,
-                  *, overflow: str = "error") -> list[bytes]:
+def convert_batch(
+    buffers: Sequence[bytes],
+    source: str,
+    target: str,
+    dims: int,
+    params: Optional[QuantParams] = None,
+    *,
+    overflow: str = "error",
+) -> list[bytes]:
     """Convert stored vectors from `source` to `target` datatype, all at once.
 
     `params` quantizes to int8/uint8, or dequantizes from them (without, an integer source is read
@@ -187,18 +187,22 @@ def convert_batch(buffers: Sequence[bytes], source: str, target: str, dims: int,
     if overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {overflow!r}")
     if source in INT_DATATYPES and target in INT_DATATYPES and source != target:
-        raise ValueError(f"{source} -> {target} is not converted directly: dequantize to float32 with the "
-                         f"{source} parameters, then fit parameters for {target}")
+        raise ValueError(
+            f"{source} -> {target} is not converted directly: dequantize to float32 with the "
+            f"{source} parameters, then fit parameters for {target}"
+        )
     matrix = _matrix(buffers, source, dims)
     if source == target:
         return buffers if isinstance(buffers, list) else list(buffers)
     values = _values(matrix, source, params if source in INT_DATATYPES else None)
-    return _finish(values, _stored(values, target, params if target in INT_DATATYPES else None), source, target, overflow)
+    return _finish(
+        values, _stored(values, target, params if target in INT_DATATYPES else None), source, target, overflow
+    )
 
 
-
-def check_overflow(buffers: Sequence[bytes], source: str, target: str, dims: int,
-                   params: Optional[QuantParams] = None) -> dict[str, Any]:
+def check_overflow(
+    buffers: Sequence[bytes], source: str, target: str, dims: int, params: Optional[QuantParams] = None
+) -> dict[str, Any]:
     """What converting these vectors would lose at the edges of the target's range.
 
     overflow:       finite values that would become inf (float16 beyond +-65504, ...)
@@ -209,9 +213,18 @@ def check_overflow(buffers: Sequence[bytes], source: str, target: str, dims: int
     need_numpy("check vectors")
     source, target = normal_datatype(source, "source"), normal_datatype(target, "target")
     values = _values(_matrix(buffers, source, dims), source, params if source in INT_DATATYPES else None)
-    report = {"source": source, "target": target, "vectors": int(values.shape[0]), "values": int(values.size),
-              "overflow": 0, "overflow_vectors": 0, "first_overflow": None, "underflow": 0, "clipped": 0,
-              "zeroed_vectors": 0}
+    report = {
+        "source": source,
+        "target": target,
+        "vectors": int(values.shape[0]),
+        "values": int(values.size),
+        "overflow": 0,
+        "overflow_vectors": 0,
+        "first_overflow": None,
+        "underflow": 0,
+        "clipped": 0,
+        "zeroed_vectors": 0,
+    }
     if not values.size or source == target:
         return report
     finite = numpy.isfinite(values)
@@ -237,19 +250,26 @@ def check_overflow(buffers: Sequence[bytes], source: str, target: str, dims: int
     return report
 
 
-
 _PRECISION = {
     "float64": "~15-16 significant decimal digits (53-bit significand), range +-1.8e308",
     "float32": "~7 significant decimal digits (relative error <= 2^-24 ~ 6.0e-8), range +-3.4e38",
-    "float16": ("~3 significant decimal digits (relative error <= 2^-11 ~ 4.9e-4), range +-65504: larger magnitudes "
-                "become inf, magnitudes below 6.1e-5 lose relative precision and below 3.0e-8 become 0"),
-    "bfloat16": ("~2-3 significant decimal digits (relative error <= 2^-8 ~ 3.9e-3), range +-3.4e38 like float32 "
-                 "(magnitudes from ~3.396e38 become inf)"),
+    "float16": (
+        "~3 significant decimal digits (relative error <= 2^-11 ~ 4.9e-4), range +-65504: larger magnitudes "
+        "become inf, magnitudes below 6.1e-5 lose relative precision and below 3.0e-8 become 0"
+    ),
+    "bfloat16": (
+        "~2-3 significant decimal digits (relative error <= 2^-8 ~ 3.9e-3), range +-3.4e38 like float32 "
+        "(magnitudes from ~3.396e38 become inf)"
+    ),
 }
 
-_WIDENING = {("float16", "float32"), ("float16", "float64"), ("bfloat16", "float32"), ("bfloat16", "float64"),
-             ("float32", "float64")}
-
+_WIDENING = {
+    ("float16", "float32"),
+    ("float16", "float64"),
+    ("bfloat16", "float32"),
+    ("bfloat16", "float64"),
+    ("float32", "float64"),
+}
 
 
 def describe_conversion(source: str, target: str) -> dict[str, Any]:
@@ -260,31 +280,48 @@ def describe_conversion(source: str, target: str) -> dict[str, Any]:
     if (source, target) in _WIDENING:
         return {"lossy": False, "supported": True, "precision": f"exact: every {source} value is a {target} value"}
     if source in INT_DATATYPES and target in INT_DATATYPES:
-        return {"lossy": True, "supported": False,
-                "precision": f"not converted directly: dequantize {source} to float32, then quantize to {target}"}
+        return {
+            "lossy": True,
+            "supported": False,
+            "precision": f"not converted directly: dequantize {source} to float32, then quantize to {target}",
+        }
     if source in INT_DATATYPES:
         exact = target in ("float32", "float64")
-        note = ("exact for the raw integers; dequantized values (q * scale + offset) are rounded once to "
-                + ("float32" if target == "float32" else target))
-        return {"lossy": not exact, "supported": True,
-                "precision": note if exact else f"{note}: {_PRECISION[target]}"}
+        note = "exact for the raw integers; dequantized values (q * scale + offset) are rounded once to " + (
+            "float32" if target == "float32" else target
+        )
+        return {"lossy": not exact, "supported": True, "precision": note if exact else f"{note}: {_PRECISION[target]}"}
     if target == "int8":
-        return {"lossy": True, "supported": True,
-                "precision": ("255 levels (codes -127..127, symmetric so that zero stays zero) over [-c, c], c fitted to the data (the 99.99th percentile "
-                              "of |v| by default); absolute error <= scale/2 = c/254 within the range, values beyond "
-                              "it are clipped; about 2 significant decimal digits for the largest values")}
+        return {
+            "lossy": True,
+            "supported": True,
+            "precision": (
+                "255 levels (codes -127..127, symmetric so that zero stays zero) over [-c, c], c fitted to the data "
+                "(the 99.99th percentile of |v| by default); absolute error <= scale/2 = c/254 within the range, "
+                "values beyond it are clipped; about 2 significant decimal digits for the largest values"
+            ),
+        }
     if target == "uint8":
-        return {"lossy": True, "supported": True,
-                "precision": ("256 levels (codes 0..255) over a range fitted to the data (offset 0 for cosine/ip, "
-                              "which need non-negative values); absolute error <= scale/2 = range/510 within the "
-                              "range, values beyond it are clipped")}
+        return {
+            "lossy": True,
+            "supported": True,
+            "precision": (
+                "256 levels (codes 0..255) over a range fitted to the data (offset 0 for cosine/ip, "
+                "which need non-negative values); absolute error <= scale/2 = range/510 within the "
+                "range, values beyond it are clipped"
+            ),
+        }
     text = _PRECISION[target]
     if source == "bfloat16" and target == "float16":
-        text = ("exact for magnitudes within 6.1e-5..65504 (float16 has more significand bits than bfloat16); "
-                "larger magnitudes become inf, smaller ones lose precision or become 0")
+        text = (
+            "exact for magnitudes within 6.1e-5..65504 (float16 has more significand bits than bfloat16); "
+            "larger magnitudes become inf, smaller ones lose precision or become 0"
+        )
     elif source == "float16" and target == "bfloat16":
         text = f"{text}; float16's range fits, so only precision is lost"
     elif source == "float64" and target == "bfloat16":
-        text = (f"{text}; rounded via float32, so a value within 2^-29 of a halfway point may round "
-                f"the other way than a direct rounding would (one bfloat16 step)")
+        text = (
+            f"{text}; rounded via float32, so a value within 2^-29 of a halfway point may round "
+            f"the other way than a direct rounding would (one bfloat16 step)"
+        )
     return {"lossy": True, "supported": True, "precision": text}

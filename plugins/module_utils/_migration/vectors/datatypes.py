@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The vector datatypes as stored: which are floats and which integer codes, the bytes one vector takes,
 and the errors a stored vector can raise when it is read or converted (vectors/codec.py)."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -20,8 +21,16 @@ STORAGE = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<u
 class MalformedVector(ValueError):
     """A stored vector whose byte length does not match the datatype and dims."""
 
-    def __init__(self, actual: int, expected: int, *, index: Optional[int] = None, count: int = 1,
-                 datatype: Optional[str] = None, dims: Optional[int] = None):
+    def __init__(
+        self,
+        actual: int,
+        expected: int,
+        *,
+        index: Optional[int] = None,
+        count: int = 1,
+        datatype: Optional[str] = None,
+        dims: Optional[int] = None,
+    ):
         self.actual = actual
         self.expected = expected
         self.index = index
@@ -34,7 +43,6 @@ class MalformedVector(ValueError):
         super().__init__(f"{where} has {actual} bytes, expected {expected}{shape}{more}")
 
 
-
 class VectorOverflow(ValueError):
     """Finite values that the target datatype would turn into infinity."""
 
@@ -43,9 +51,10 @@ class VectorOverflow(ValueError):
         self.index = index
         self.source = source
         self.target = target
-        super().__init__(f"{count} finite values would become infinite converting {source} to {target} "
-                         f"(first in vector {index} of the batch); the values are beyond the range of {target}")
-
+        super().__init__(
+            f"{count} finite values would become infinite converting {source} to {target} "
+            f"(first in vector {index} of the batch); the values are beyond the range of {target}"
+        )
 
 
 class NonFiniteValues(ValueError):
@@ -55,16 +64,16 @@ class NonFiniteValues(ValueError):
         self.count = count
         self.index = index
         self.target = target
-        super().__init__(f"{count} values are NaN or infinite (first in vector {index} of the batch); "
-                         f"{target} cannot represent them")
-
+        super().__init__(
+            f"{count} values are NaN or infinite (first in vector {index} of the batch); {target} cannot represent them"
+        )
 
 
 def need_numpy(what: str) -> None:
     if numpy is None:
-        raise DependencyMissing(f"numpy is required to {what}",
-                                hint="install it on the host that runs the module: pip install numpy")
-
+        raise DependencyMissing(
+            f"numpy is required to {what}", hint="install it on the host that runs the module: pip install numpy"
+        )
 
 
 def normal_datatype(value: Any, role: str = "datatype") -> str:
@@ -72,7 +81,6 @@ def normal_datatype(value: Any, role: str = "datatype") -> str:
     if normal not in VECTOR_DATATYPES:
         raise ValueError(f"{role} must be one of {', '.join(VECTOR_DATATYPES)}, not {value!r}")
     return normal
-
 
 
 def expected_length(datatype: str, dims: int) -> int:

@@ -1,14 +1,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fitting int8/uint8 parameters to a field's values: running statistics of the values in constant memory
 (RangeStats) and one global scale (and offset) from them (fit_quant_params)."""
+
 from __future__ import annotations
 
 import math
 from typing import Any, Optional, Sequence
 
 from ..core.deps import numpy
-from .codec import decode_batch
 from ..schema.model import DISTANCE_METRICS
+from .codec import decode_batch
 from .datatypes import FLOAT_DATATYPES, INT_DATATYPES, need_numpy, normal_datatype
 from .quantization import DEFAULT_PERCENTILE, QuantParams
 
@@ -59,8 +60,8 @@ class RangeStats:
         numpy.minimum(magnitude, self._MAGNITUDES - 1, out=magnitude)
         magnitude += (bits >> 31) * self._MAGNITUDES
         counts = numpy.bincount(magnitude, minlength=2 * self._MAGNITUDES)
-        self._pos += counts[:self._MAGNITUDES]
-        self._neg += counts[self._MAGNITUDES:]
+        self._pos += counts[: self._MAGNITUDES]
+        self._neg += counts[self._MAGNITUDES :]
         return self
 
     def update_buffers(self, buffers: Sequence[bytes], datatype: str, dims: int) -> "RangeStats":
@@ -147,10 +148,14 @@ class RangeStats:
 
     def to_dict(self) -> dict[str, Any]:
         empty = not self.count
-        return {"count": self.count, "non_finite": self.non_finite, "datatype": self.datatype,
-                "min": None if empty else self.min, "max": None if empty else self.max,
-                "max_abs": None if empty else self.max_abs}
-
+        return {
+            "count": self.count,
+            "non_finite": self.non_finite,
+            "datatype": self.datatype,
+            "min": None if empty else self.min,
+            "max": None if empty else self.max,
+            "max_abs": None if empty else self.max_abs,
+        }
 
 
 def _float32(value: float) -> float:
@@ -158,9 +163,14 @@ def _float32(value: float) -> float:
     return float(numpy.float32(value))
 
 
-
-def fit_quant_params(target: str, metric: str, stats: RangeStats, *, percentile: float = DEFAULT_PERCENTILE,
-                     source_datatype: Optional[str] = None) -> QuantParams:
+def fit_quant_params(
+    target: str,
+    metric: str,
+    stats: RangeStats,
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    source_datatype: Optional[str] = None,
+) -> QuantParams:
     """Fit one global scale (and offset) for converting a whole field to int8 or uint8.
 
     One scale for every vector: per-vector scales would change the relative lengths of vectors,
@@ -194,7 +204,8 @@ def fit_quant_params(target: str, metric: str, stats: RangeStats, *, percentile:
         if stats.min < 0:
             raise ValueError(
                 f"uint8 with the {metric} metric needs non-negative embeddings (zero must stay zero, so no "
-                f"offset is possible), but the smallest value is {stats.min:g}; use int8 instead, or the l2 metric")
+                f"offset is possible), but the smallest value is {stats.min:g}; use int8 instead, or the l2 metric"
+            )
         limit = stats.abs_quantile(1.0 - tail)
         scale = _float32(limit / 255) if limit > 0 else 1.0
         params = QuantParams("uint8", "affine", scale, 0.0, metric, source, 0.0, percentile)

@@ -11,15 +11,16 @@ those and none of the k is farther than the document itself, the document is rig
 otherwise the index does not answer what its documents hold. Where the hits cannot be read back
 (deleted meanwhile), the query is reported unjudged, not failed.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..core.deps import numpy
 from ..redis.keyspace import NO_TIMEOUT
-from .quality import distances
 from ..redis.resp import as_float, as_map
 from ..redis.snapshot import query_escape
+from .quality import distances
 
 KNN_K = 10
 # HNSW is approximate: searching wide makes a correct index return (nearly) the exact answer.
@@ -43,9 +44,25 @@ def nearest(client, index: str, field, vector: bytes, k: int = KNN_K, limit: Opt
     if field.attrs.algorithm != "flat":
         query += " EF_RUNTIME $ef"
         params += ["ef", str(APPROXIMATE_EF_RUNTIME)]
-    reply = client.execute_command("FT.SEARCH", index, query + " AS __knn_distance]", "PARAMS", str(len(params)),
-                                   *params, "SORTBY", "__knn_distance", "RETURN", "1", "__knn_distance",
-                                   "LIMIT", "0", str(rows), *NO_TIMEOUT, "DIALECT", "2")
+    reply = client.execute_command(
+        "FT.SEARCH",
+        index,
+        query + " AS __knn_distance]",
+        "PARAMS",
+        str(len(params)),
+        *params,
+        "SORTBY",
+        "__knn_distance",
+        "RETURN",
+        "1",
+        "__knn_distance",
+        "LIMIT",
+        "0",
+        str(rows),
+        *NO_TIMEOUT,
+        "DIALECT",
+        "2",
+    )
     if isinstance(reply, dict) or (isinstance(reply, list) and reply and isinstance(reply[0], dict)):
         top = as_map(reply[0] if isinstance(reply, list) else reply)
         found = []
@@ -54,8 +71,10 @@ def nearest(client, index: str, field, vector: bytes, k: int = KNN_K, limit: Opt
             values = as_map(row.get("extra_attributes") or {})
             found.append((row["id"], as_float(values.get("__knn_distance"), 0.0)))
         return found
-    return [(doc_id, as_float(as_map(fields or []).get("__knn_distance"), 0.0))
-            for doc_id, fields in zip(reply[1::2], reply[2::2])]
+    return [
+        (doc_id, as_float(as_map(fields or []).get("__knn_distance"), 0.0))
+        for doc_id, fields in zip(reply[1::2], reply[2::2])
+    ]
 
 
 def _tolerance(metric: str, own, others) -> Any:
@@ -63,12 +82,13 @@ def _tolerance(metric: str, own, others) -> Any:
         return numpy.full(len(others), COSINE_TOLERANCE)
     own_norm = float(numpy.linalg.norm(own))
     norms = numpy.linalg.norm(others, axis=1)
-    scale = own_norm * norms if metric == "ip" else own_norm ** 2 + norms ** 2
+    scale = own_norm * norms if metric == "ip" else own_norm**2 + norms**2
     return RELATIVE_TOLERANCE * (1.0 + scale)
 
 
-def judge_self_query(key: bytes, own, hits: Sequence[Hit], hit_vectors: Dict[bytes, Optional[Any]], metric: str,
-                     k: int) -> Tuple[str, str]:
+def judge_self_query(
+    key: bytes, own, hits: Sequence[Hit], hit_vectors: Dict[bytes, Optional[Any]], metric: str, k: int
+) -> Tuple[str, str]:
     """(verdict, why) of one self-query: FOUND, OUTRANKED (k other documents are at least as near, by
     their own stored vectors), MISSED, or UNJUDGED (the hits could not be read back).
 

@@ -6,15 +6,16 @@ distance metric, computed once from the original values and once from the conver
 ranking matters, so a conversion that scales every distance alike (int8 with one global scale)
 loses nothing by that alone.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from .datatypes import INT_DATATYPES, need_numpy
-from .quantization import QuantParams
-from .codec import convert_batch, decode_batch
 from ..core.deps import numpy
 from ..schema.model import DISTANCE_METRICS
+from .codec import convert_batch, decode_batch
+from .datatypes import INT_DATATYPES, need_numpy
+from .quantization import QuantParams
 
 DEFAULT_QUERIES = 200
 
@@ -118,8 +119,16 @@ def error_stats(original: Any, converted: Any) -> dict[str, float]:
     }
 
 
-def quality_report(original_bytes: Sequence[bytes], source: str, target: str, dims: int, metric: str,
-                   params: Optional[QuantParams] = None, k: int = 10, queries: Optional[int] = None) -> dict[str, Any]:
+def quality_report(
+    original_bytes: Sequence[bytes],
+    source: str,
+    target: str,
+    dims: int,
+    metric: str,
+    params: Optional[QuantParams] = None,
+    k: int = 10,
+    queries: Optional[int] = None,
+) -> dict[str, Any]:
     """Convert a sample like the migration would and measure the cost.
 
     Overflowing values are written as inf here (not refused) so that they show in `non_finite`
@@ -133,7 +142,12 @@ def quality_report(original_bytes: Sequence[bytes], source: str, target: str, di
     converted = decode_batch(converted_bytes, target, dims, params if target in INT_DATATYPES else None)
     count = original.shape[0]
     recall = recall_at_k(original, converted, metric, k, queries) if count > k else None
-    report: dict[str, Any] = {"sample_size": count, "queries": int(query_rows(count, queries).size),
-                              "k": k, "metric": metric, f"recall_at_{k}": recall}
+    report: dict[str, Any] = {
+        "sample_size": count,
+        "queries": int(query_rows(count, queries).size),
+        "k": k,
+        "metric": metric,
+        f"recall_at_{k}": recall,
+    }
     report.update(error_stats(original, converted))
     return report

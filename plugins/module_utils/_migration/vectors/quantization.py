@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """int8 and uint8 codes: the parameters that map float values to them and back (QuantParams), published so
 that applications encode their query vectors the same way (docs/quantization.md)."""
+
 from __future__ import annotations
 
 import math
@@ -62,9 +63,15 @@ class QuantParams:
             raise ValueError(f"source_datatype must be a float type, not {self.source_datatype!r}")
         if not 0.0 <= float(self.clip_fraction) <= 1.0:
             raise ValueError(f"clip_fraction must be between 0 and 1, not {self.clip_fraction!r}")
-        for name, value in (("datatype", datatype), ("scale", scale), ("offset", offset), ("metric", metric),
-                            ("source_datatype", source), ("clip_fraction", float(self.clip_fraction)),
-                            ("percentile", float(self.percentile))):
+        for name, value in (
+            ("datatype", datatype),
+            ("scale", scale),
+            ("offset", offset),
+            ("metric", metric),
+            ("source_datatype", source),
+            ("clip_fraction", float(self.clip_fraction)),
+            ("percentile", float(self.percentile)),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -100,7 +107,6 @@ class QuantParams:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-
 def quantize(values, params: Optional[QuantParams], target: str):
     if params is None:
         raise ValueError(f"converting to {target} needs QuantParams (fit them with fit_quant_params)")
@@ -109,8 +115,9 @@ def quantize(values, params: Optional[QuantParams], target: str):
     finite = numpy.isfinite(values)
     if not finite.all():
         bad = ~finite
-        raise NonFiniteValues(int(numpy.count_nonzero(bad)), int(numpy.argmax(bad.any(axis=-1))) if bad.ndim > 1 else 0,
-                              target)
+        raise NonFiniteValues(
+            int(numpy.count_nonzero(bad)), int(numpy.argmax(bad.any(axis=-1))) if bad.ndim > 1 else 0, target
+        )
     # Same arithmetic as the published formula, in the values' own precision (float32 for float32
     # sources, like an application's numpy code).
     kind = values.dtype.type
@@ -119,7 +126,6 @@ def quantize(values, params: Optional[QuantParams], target: str):
     numpy.rint(codes, out=codes)
     numpy.clip(codes, params.qmin, params.qmax, out=codes)
     return codes.astype(STORAGE[target])
-
 
 
 def dequantize(codes, params: QuantParams):

@@ -18,26 +18,27 @@ as in one process) while this one enumerates the keys and writes the blocks in e
 (backup_workers.py): the files, their checksums, the quality sample and the fitted scale are those
 of a single process.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ...core import failpoints
 from ...backup.format import encode_record
 from ...backup.workers import OrderedPool
-from ...vectors.datatypes import INT_DATATYPES, expected_length
-from ...vectors.quantization import QuantParams
-from ...vectors.fitting import RangeStats, fit_quant_params
-from ...vectors.codec import check_overflow, convert_batch
+from ...core import failpoints
 from ...core.errors import PreflightFailed
-from ...redis.keyspace import iter_keys, key_to_text
 from ...planning.planner import whole_prefix
-from ...vectors.quality import quality_report
+from ...redis.keyspace import iter_keys, key_to_text
 from ...redis.snapshot import read_info
 from ...redis.stats import stats_from_info
 from ...redis.wire import Wire, read_values
+from ...vectors.codec import check_overflow, convert_batch
+from ...vectors.datatypes import INT_DATATYPES, expected_length
+from ...vectors.fitting import RangeStats, fit_quant_params
+from ...vectors.quality import quality_report
+from ...vectors.quantization import QuantParams
 from .context import Context
 
 QUALITY_SAMPLE = 1000
@@ -53,8 +54,12 @@ def _convert(quant, originals: List[Optional[bytes]], params=None) -> List[Optio
     want = expected_length(quant.source, quant.dims)
     present = [i for i, value in enumerate(originals) if value is not None and len(value) == want]
     converted: List[Optional[bytes]] = [None] * len(originals)
-    for i, value in zip(present, convert_batch([originals[i] for i in present], quant.source, quant.target,
-                                               quant.dims, params) if present else []):
+    for i, value in zip(
+        present,
+        convert_batch([originals[i] for i in present], quant.source, quant.target, quant.dims, params)
+        if present
+        else [],
+    ):
         converted[i] = value
     return converted
 
@@ -64,10 +69,13 @@ def stage_from_backup(store, rewrites, params: Dict[str, QuantParams]) -> None:
     names = [q.location.encode() for q in rewrites.quantize]
     writer = store.staged_writer()
     for _block_no, records in store.iter_blocks():
-        columns = [_convert(q, [r.value(q.source_location.encode()) for r in records], params.get(q.field))
-                   for q in rewrites.quantize]
-        writer.write_block([_staged_record(r.key, [column[i] for column in columns], names)
-                            for i, r in enumerate(records)])
+        columns = [
+            _convert(q, [r.value(q.source_location.encode()) for r in records], params.get(q.field))
+            for q in rewrites.quantize
+        ]
+        writer.write_block(
+            [_staged_record(r.key, [column[i] for column in columns], names) for i, r in enumerate(records)]
+        )
     writer.close()
     _record_staged(store.header, writer)
 
@@ -92,8 +100,13 @@ class BatchWork:
         locations = tuple(location for location, _size, _absent in rewrites.backup_entries())
         # int8/uint8 need the scale over every value first: they are staged by a second pass.
         inline = bool(rewrites.quantize) and not any(q.target in INT_DATATYPES for q in rewrites.quantize)
-        return cls(locations, rewrites.storage == "json", tuple(rewrites.quantize),
-                   {location: i for i, location in enumerate(locations)}, inline)
+        return cls(
+            locations,
+            rewrites.storage == "json",
+            tuple(rewrites.quantize),
+            {location: i for i, location in enumerate(locations)},
+            inline,
+        )
 
     @property
     def names(self) -> List[bytes]:
@@ -118,8 +131,9 @@ class BatchResult:
     samples: Dict[str, List[bytes]] = field(default_factory=dict)
 
 
-def process_batch(wire: Wire, keys: List[bytes], work: BatchWork, ranges: Dict[str, RangeStats],
-                  room: Dict[str, int]) -> BatchResult:
+def process_batch(
+    wire: Wire, keys: List[bytes], work: BatchWork, ranges: Dict[str, RangeStats], room: Dict[str, int]
+) -> BatchResult:
     """Read one batch's values, check them and encode its records (and for float targets its staged
     records). Feeds `ranges` (int8/uint8 fields) in place; returns up to `room[field]` of the batch's
     good vectors as quality samples. The same in this process and in a worker."""
@@ -130,8 +144,9 @@ def process_batch(wire: Wire, keys: List[bytes], work: BatchWork, ranges: Dict[s
     if work.inline and not (result.malformed_count or result.overflow_count):
         columns = [_convert(q, [row[work.position[q.source_location]] for row in rows]) for q in work.quantize]
         staged_names = work.staged_names
-        result.staged = [_staged_record(key, [column[i] for column in columns], staged_names)
-                         for i, key in enumerate(keys)]
+        result.staged = [
+            _staged_record(key, [column[i] for column in columns], staged_names) for i, key in enumerate(keys)
+        ]
     return result
 
 
@@ -155,19 +170,26 @@ class Findings:
 
     def add(self, result: BatchResult) -> None:
         self.malformed_count += result.malformed_count
-        self.malformed.extend(result.malformed[:max(0, MAX_LISTED - len(self.malformed))])
+        self.malformed.extend(result.malformed[: max(0, MAX_LISTED - len(self.malformed))])
         self.overflow_count += result.overflow_count
         self.overflow_first = self.overflow_first or result.overflow_first
         for name, values in result.samples.items():
-            self.samples[name].extend(values[:max(0, QUALITY_SAMPLE - len(self.samples[name]))])
+            self.samples[name].extend(values[: max(0, QUALITY_SAMPLE - len(self.samples[name]))])
 
     def raise_for(self) -> None:
         _raise_for(self.malformed_count, self.malformed, self.overflow_count, self.overflow_first)
 
 
-def read_pass(client, connect: Callable[[], Any], batches: Iterator[List[bytes]], work: BatchWork,
-              ranges: Dict[str, RangeStats], findings: Findings, workers: int,
-              write: Callable[[BatchResult], None]) -> None:
+def read_pass(
+    client,
+    connect: Callable[[], Any],
+    batches: Iterator[List[bytes]],
+    work: BatchWork,
+    ranges: Dict[str, RangeStats],
+    findings: Findings,
+    workers: int,
+    write: Callable[[BatchResult], None],
+) -> None:
     """Process every batch of keys and hand each result to `write` in enumeration order, after
     `findings` has taken it in. With `workers` > 1 (and more than one batch) forked workers read,
     check and encode while this process enumerates and writes; `ranges` then gets their statistics
@@ -194,8 +216,14 @@ def read_pass(client, connect: Callable[[], Any], batches: Iterator[List[bytes]]
         state[1].close()
         return state[2]
 
-    with OrderedPool(workers, start, batch, finish, name="backup",
-                     hint="fix the cause, then re-run the same task: the backup starts again") as pool:
+    with OrderedPool(
+        workers,
+        start,
+        batch,
+        finish,
+        name="backup",
+        hint="fix the cause, then re-run the same task: the backup starts again",
+    ) as pool:
         # The room is read when a batch is sent: an upper bound of what is still wanted when its result
         # is taken in, which keeps only what a single process would have kept.
         for result in pool.map((keys, findings.room()) for keys in batches):
@@ -243,8 +271,14 @@ def run(ctx: Context) -> None:
     ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
     findings = Findings([q.field for q in rewrites.quantize])
     live = stats_from_info(read_info(client, ctx.source.name))
-    batches = iter_keys(client, ctx.source.name, ctx.source.index.prefix, ctx.source.storage,
-                        whole_prefix(ctx.source, live), ctx.options.batch_size)
+    batches = iter_keys(
+        client,
+        ctx.source.name,
+        ctx.source.index.prefix,
+        ctx.source.storage,
+        whole_prefix(ctx.source, live),
+        ctx.options.batch_size,
+    )
     output = _Output(ctx, work.inline, findings)
     read_pass(client, ctx.connect, batches, work, ranges, findings, ctx.options.workers, output.write)
     output.close()
@@ -263,12 +297,15 @@ def run(ctx: Context) -> None:
             try:
                 params = fit_quant_params(quant.target, quant.metric, ranges[quant.field], source_datatype=quant.source)
             except ValueError as err:
-                raise PreflightFailed(f"cannot quantize {quant.field!r} to {quant.target}: {err}; nothing was changed")
+                raise PreflightFailed(
+                    f"cannot quantize {quant.field!r} to {quant.target}: {err}; nothing was changed"
+                ) from None
             header.quant_params[quant.field] = params.to_dict()
             fitted[quant.field] = params
         if findings.samples[quant.field]:
-            header.quality[quant.field] = quality_report(findings.samples[quant.field], quant.source, quant.target,
-                                                         quant.dims, quant.metric, params)
+            header.quality[quant.field] = quality_report(
+                findings.samples[quant.field], quant.source, quant.target, quant.dims, quant.metric, params
+            )
     if rewrites.quantize and staged is None:
         stage_from_backup(store, rewrites, fitted)
     ctx.progress("backup", force=True, documents=documents, blocks=writer.blocks, bytes=writer.bytes)
@@ -288,20 +325,23 @@ def _check_batch(keys, rows, work: BatchWork, ranges, room, result: BatchResult)
             if len(value) != want:
                 result.malformed_count += 1
                 if len(result.malformed) < MAX_LISTED:
-                    result.malformed.append({"key": key_to_text(key), "field": quant.field, "bytes": len(value),
-                                             "expected": want})
+                    result.malformed.append(
+                        {"key": key_to_text(key), "field": quant.field, "bytes": len(value), "expected": want}
+                    )
                 continue
             good.append(value)
         if good and not result.malformed_count:
             # Integer targets clip to their fitted range instead (not known before the whole pass).
-            found = {} if quant.target in INT_DATATYPES else check_overflow(good, quant.source, quant.target, quant.dims)
+            found = (
+                {} if quant.target in INT_DATATYPES else check_overflow(good, quant.source, quant.target, quant.dims)
+            )
             if found.get("overflow"):
                 result.overflow_count += found["overflow"]
                 result.overflow_first = result.overflow_first or quant.field
             if quant.field in ranges:
                 ranges[quant.field].update_buffers(good, quant.source, quant.dims)
             if room.get(quant.field, 0) > 0:
-                result.samples[quant.field] = good[:room[quant.field]]
+                result.samples[quant.field] = good[: room[quant.field]]
 
 
 def _raise_for(malformed_count, malformed, overflow_count, overflow_first) -> None:
@@ -310,8 +350,12 @@ def _raise_for(malformed_count, malformed, overflow_count, overflow_first) -> No
             f"{malformed_count} document(s) hold vectors of the wrong size (first: {malformed[0]['key']} "
             f"{malformed[0]['field']}: {malformed[0]['bytes']} bytes, expected {malformed[0]['expected']}); "
             "nothing was changed",
-            hint="fix or delete those documents, then re-run", details={"malformed": malformed})
+            hint="fix or delete those documents, then re-run",
+            details={"malformed": malformed},
+        )
     if overflow_count:
         raise PreflightFailed(
             f"{overflow_count} value(s) of {overflow_first!r} are too large for the target datatype and would become "
-            "infinite; nothing was changed", hint="choose a wider datatype (bfloat16 keeps float32's range)")
+            "infinite; nothing was changed",
+            hint="choose a wider datatype (bfloat16 keeps float32's range)",
+        )

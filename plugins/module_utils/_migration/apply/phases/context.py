@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every phase of a migration works with."""
+
 from __future__ import annotations
 
 import time
@@ -9,10 +10,10 @@ from typing import Any, Callable, Optional
 from ...backup.store import BackupStore
 from ...core.deps import BaseModel
 from ...core.limits import BatchSize, WaitSeconds, Workers
-from ...redis.lock import IndexLock
 from ...planning.plan import MigrationPlan
-from ...schema.model import IndexSchema
+from ...redis.lock import IndexLock
 from ...redis.scripts import Scripts
+from ...schema.model import IndexSchema
 
 PROGRESS_SECONDS = 2.0
 

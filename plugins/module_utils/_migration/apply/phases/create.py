@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Phases `create` (FT.CREATE of the exact target schema, aliases re-pointed) and `wait`."""
+
 from __future__ import annotations
 
 from ...core import failpoints
@@ -17,8 +18,10 @@ def run_create(ctx: Context) -> None:
     # An earlier run may have created it: then it must be exactly ours.
     found = live.differs_from(target) if live is not None else []
     if found:
-        raise MigrationFailed(f"an index named {target.name!r} exists with another schema: {'; '.join(found[:3])}",
-                              hint="drop it (or rename the target) and re-run")
+        raise MigrationFailed(
+            f"an index named {target.name!r} exists with another schema: {'; '.join(found[:3])}",
+            hint="drop it (or rename the target) and re-run",
+        )
     if live is None:
         create_once(ctx.client, target)
     failpoints.hit("create", 0)
@@ -38,11 +41,14 @@ def create_once(client, schema) -> None:
 
 def run_wait(ctx: Context) -> None:
     """Until the target has indexed everything: not indexing, 100% scanned, the count steady."""
+
     def report(stats) -> None:
         ctx.progress("wait", num_docs=stats.num_docs, percent_indexed=stats.percent_indexed)
 
     try:
         wait_until_indexed(ctx.client, ctx.target.name, ctx.options.wait_timeout, on_poll=report)
     except StillIndexing as err:
-        raise MigrationFailed(f"{ctx.target.name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err})",
-                              hint="re-run the same task to keep waiting, or raise wait_timeout") from None
+        raise MigrationFailed(
+            f"{ctx.target.name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err})",
+            hint="re-run the same task to keep waiting, or raise wait_timeout",
+        ) from None

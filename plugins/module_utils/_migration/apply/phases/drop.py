@@ -7,16 +7,17 @@ may have started to read the keys or fields this migration changes (one created 
 ran, say) - found now, they cost nothing; found after the drop, they would stop the migration with
 the index gone, or break the other index.
 """
+
 from __future__ import annotations
 
 from ...core import failpoints
-from ..preflight import require_create_accepted
-from ...redis.catalog import other_indexes
-from ...planning.classify import shared_key_conflicts
 from ...core.deps import redis_exceptions
 from ...core.errors import PreflightFailed
+from ...planning.classify import shared_key_conflicts
+from ...redis.catalog import other_indexes
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.snapshot import index_exists
+from ..preflight import require_create_accepted
 from .context import Context
 
 MAX_LISTED = 10
@@ -32,7 +33,7 @@ def _collisions(ctx: Context) -> list:
             pipe.exists(old)
             pipe.exists(new)
         replies = pipe.execute()
-        for (old, new), old_exists, new_exists in zip(pairs, replies[::2], replies[1::2]):
+        for (_old, new), old_exists, new_exists in zip(pairs, replies[::2], replies[1::2]):
             if old_exists and new_exists:
                 found.append(key_to_text(new))
     return found
@@ -45,17 +46,25 @@ def run(ctx: Context) -> None:
         if taken:
             raise PreflightFailed(
                 f"{len(taken)} key(s) the prefix change would create already exist (first: {taken[0]}); "
-                "nothing was changed", hint="delete or move them, or choose another prefix",
-                details={"colliding_keys": taken[:MAX_LISTED]})
+                "nothing was changed",
+                hint="delete or move them, or choose another prefix",
+                details={"colliding_keys": taken[:MAX_LISTED]},
+            )
     if ctx.target.name != ctx.source.name and index_exists(ctx.client, ctx.target.name):
-        raise PreflightFailed(f"an index or alias named {ctx.target.name!r} now exists; nothing was changed",
-                              hint="choose another name or drop it first")
+        raise PreflightFailed(
+            f"an index or alias named {ctx.target.name!r} now exists; nothing was changed",
+            hint="choose another name or drop it first",
+        )
     others = other_indexes(ctx.client, {ctx.source.name, ctx.target.name})
     conflicts = shared_key_conflicts(ctx.source, plan.rewrites, others)
     if conflicts:
-        raise PreflightFailed("another index now shares the keys this migration changes: "
-                              + "; ".join(conflicts.values()) + "; nothing was changed",
-                              hint="resolve it, then re-run the same task", details={"shared_key_indexes": sorted(conflicts)})
+        raise PreflightFailed(
+            "another index now shares the keys this migration changes: "
+            + "; ".join(conflicts.values())
+            + "; nothing was changed",
+            hint="resolve it, then re-run the same task",
+            details={"shared_key_indexes": sorted(conflicts)},
+        )
     require_create_accepted(ctx.client, plan)
     ctx.store.header.aliases = list(plan.source.aliases)
     ctx.store.save()

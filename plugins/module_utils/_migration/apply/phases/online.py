@@ -12,29 +12,30 @@ The source serves every query until the EXEC and the new index every query after
 is safe to run again; a failure before the swap drops the new index (migrate.py), so that nothing
 is left beside the source.
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...core import failpoints
-from ...redis.capabilities import detect_capabilities, require_search_results
-from ...redis.catalog import aliases_of
-from ...schema.changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
-from ...vectors.codec import encode_batch
-from ...redis.connection import execute_once
 from ...core.deps import Field, numpy
 from ...core.errors import MigrationFailed
+from ...redis.capabilities import detect_capabilities, require_search_results
+from ...redis.catalog import aliases_of
+from ...redis.connection import execute_once
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text
 from ...redis.scripts import GUARDED_SWAP, SOURCE_CHANGED
-from ...schema.model import IndexSchema
 from ...redis.snapshot import read_info, read_schema, real_name
 from ...redis.stats import stats_from_info
 from ...redis.waiting import StillIndexing, wait_until_indexed
+from ...schema.changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
+from ...schema.model import IndexSchema
+from ...vectors.codec import encode_batch
+from ...vectors.knn import KNN_K, nearest
 from .context import Context
 from .create import create_once
 from .validate import IndexCheck
-from ...vectors.knn import KNN_K, nearest
 
 KNN_SAMPLE = 10
 # Share of one index's top 10 the other must also return, on average, where either is approximate (HNSW)
@@ -67,8 +68,10 @@ def run_create(ctx: Context) -> None:
     name = ctx.plan.final_index
     if real_name(ctx.client, name) == name:
         if not _ours(ctx, name):
-            raise MigrationFailed(f"an index named {name!r} exists with another definition; nothing was changed",
-                                  hint="drop it or choose another target name, then plan again")
+            raise MigrationFailed(
+                f"an index named {name!r} exists with another definition; nothing was changed",
+                hint="drop it or choose another target name, then plan again",
+            )
     else:
         create_once(ctx.client, _final(ctx))
     failpoints.hit("create", 0)
@@ -82,12 +85,15 @@ def run_wait(ctx: Context) -> None:
     try:
         wait_until_indexed(ctx.client, name, ctx.options.wait_timeout, on_poll=report)
     except StillIndexing as err:
-        raise MigrationFailed(f"{name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err}); "
-                              f"{ctx.source.name} kept serving and is unchanged",
-                              hint="raise wait_timeout and re-run the same task") from None
+        raise MigrationFailed(
+            f"{name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err}); "
+            f"{ctx.source.name} kept serving and is unchanged",
+            hint="raise wait_timeout and re-run the same task",
+        ) from None
 
 
 # -- validation against the live source ----------------------------------------------------------------
+
 
 def _membership_may_change(ctx: Context) -> bool:
     """Whether the new index may hold other documents than the source: another FILTER, new numeric/geo
@@ -131,7 +137,9 @@ def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple
             continue
         matrix = numpy.asarray([values], dtype=numpy.float64)
         try:
-            found.append((encode_batch(matrix, before.attrs.datatype)[0], encode_batch(matrix, after.attrs.datatype)[0]))
+            found.append(
+                (encode_batch(matrix, before.attrs.datatype)[0], encode_batch(matrix, after.attrs.datatype)[0])
+            )
         except ValueError:
             continue  # a value the narrower type cannot hold: not a usable query
     return found[:KNN_SAMPLE]
@@ -145,8 +153,9 @@ def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dic
         before = ctx.source.field(after.name)
         if before is None or before.type != "vector" or before.attrs.distance_metric != after.attrs.distance_metric:
             continue
-        exact = before.attrs.algorithm == after.attrs.algorithm == "flat" and \
-            before.attrs.datatype == after.attrs.datatype
+        exact = (
+            before.attrs.algorithm == after.attrs.algorithm == "flat" and before.attrs.datatype == after.attrs.datatype
+        )
         shares = []
         for source_query, target_query in _query_vectors(ctx, keys, before, after):
             expected = _top(ctx.client, ctx.source.name, before, source_query, limit)
@@ -156,8 +165,12 @@ def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dic
             shares.append(len(got & set(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
-        found[after.name] = {"queries": len(shares), "agreement": round(mean, 4), "required": wanted,
-                             "passed": mean >= wanted - 1e-9}
+        found[after.name] = {
+            "queries": len(shares),
+            "agreement": round(mean, 4),
+            "required": wanted,
+            "passed": mean >= wanted - 1e-9,
+        }
     return found
 
 
@@ -168,8 +181,10 @@ def validate(ctx: Context) -> OnlineValidation:
     source, target, moved = _counts(ctx)
     result.doc_count_source, result.doc_count_target, result.doc_count_tolerance = source, target, moved
     result.doc_count_checked = not _membership_may_change(ctx)
-    algorithms = {(ctx.source.field(f.name).attrs.algorithm if ctx.source.field(f.name) else None, f.attrs.algorithm)
-                  for f in _final(ctx).vector_fields()}
+    algorithms = {
+        (ctx.source.field(f.name).attrs.algorithm if ctx.source.field(f.name) else None, f.attrs.algorithm)
+        for f in _final(ctx).vector_fields()
+    }
     # An approximate (HNSW) source may count fewer documents than an exact (FLAT) target finds.
     more_allowed = ("hnsw", "flat") in algorithms
     limit = require_search_results(client, f"cannot validate {ctx.plan.final_index}")
@@ -185,17 +200,22 @@ def validate(ctx: Context) -> OnlineValidation:
     if result.doc_count_checked:
         low, high = source - moved, source + moved + (target if more_allowed else 0)
         if not low <= target <= high:
-            result.problems.append(f"{target} documents indexed by {ctx.plan.final_index}, {source} by "
-                                   f"{ctx.source.name}")
+            result.problems.append(
+                f"{target} documents indexed by {ctx.plan.final_index}, {source} by {ctx.source.name}"
+            )
     elif source and not target:
         result.problems.append(f"{ctx.plan.final_index} indexed no document; {ctx.source.name} holds {source}")
     if result.doc_count_checked and result.keys_missing:
-        result.problems.append(f"{len(result.keys_missing)} sampled document(s) missing from {ctx.plan.final_index} "
-                               f"(first: {result.keys_missing[0]})")
+        result.problems.append(
+            f"{len(result.keys_missing)} sampled document(s) missing from {ctx.plan.final_index} "
+            f"(first: {result.keys_missing[0]})"
+        )
     for name, knn in result.knn_fields.items():
         if not knn["passed"]:
-            result.problems.append(f"KNN on {name!r}: the new index returns {knn['agreement']:.0%} of the source's top "
-                                   f"{KNN_K} (at least {knn['required']:.0%} expected)")
+            result.problems.append(
+                f"KNN on {name!r}: the new index returns {knn['agreement']:.0%} of the source's top "
+                f"{KNN_K} (at least {knn['required']:.0%} expected)"
+            )
     result.passed = not result.problems
     return result
 
@@ -204,12 +224,15 @@ def run_validate(ctx: Context) -> None:
     result = validate(ctx)
     ctx.store.phase("validate").counters.update(result.model_dump())
     if not result.passed:
-        raise MigrationFailed("validation failed: " + "; ".join(result.problems) + f"; {ctx.source.name} kept serving "
-                              "and is unchanged", hint="inspect the plan and the documents, then re-run or plan again",
-                              details={"validation": result.model_dump()})
+        raise MigrationFailed(
+            "validation failed: " + "; ".join(result.problems) + f"; {ctx.source.name} kept serving and is unchanged",
+            hint="inspect the plan and the documents, then re-run or plan again",
+            details={"validation": result.model_dump()},
+        )
 
 
 # -- the swap -----------------------------------------------------------------------------------------------
+
 
 def swapped(ctx: Context) -> bool:
     """Whether the source's name already leads to the new index (the swap's EXEC ran)."""
@@ -236,9 +259,11 @@ def _source_as_planned(ctx: Context, names: List[str]) -> None:
 
 
 def _refuse_swap(ctx: Context, what: str) -> None:
-    raise MigrationFailed(f"{ctx.source.name} changed while {ctx.plan.final_index} was built ({what}); nothing was "
-                          f"swapped: {ctx.source.name} serves as it is",
-                          hint="plan again against the index as it is now (the index built beside it is dropped)")
+    raise MigrationFailed(
+        f"{ctx.source.name} changed while {ctx.plan.final_index} was built ({what}); nothing was "
+        f"swapped: {ctx.source.name} serves as it is",
+        hint="plan again against the index as it is now (the index built beside it is dropped)",
+    )
 
 
 def run_swap(ctx: Context) -> None:
@@ -249,8 +274,10 @@ def run_swap(ctx: Context) -> None:
     if swapped(ctx):
         return
     if real_name(client, ctx.source.name) != ctx.source.name:
-        raise MigrationFailed(f"{ctx.source.name} is gone or leads elsewhere; nothing was swapped",
-                              hint=f"{final} holds the target; point the names at it by hand or roll back")
+        raise MigrationFailed(
+            f"{ctx.source.name} is gone or leads elsewhere; nothing was swapped",
+            hint=f"{final} holds the target; point the names at it by hand or roll back",
+        )
     # The definition's fingerprint first, then the check that it is the planned one: a change after the
     # check changes the fingerprint, which the swap script compares before it writes anything.
     fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, "", *names)
@@ -265,9 +292,11 @@ def run_swap(ctx: Context) -> None:
     errors = [str(r) for r in replies if isinstance(r, Exception)]
     refused = [e for e in errors if e.startswith(SOURCE_CHANGED)]
     if refused:
-        _refuse_swap(ctx, refused[0][len(SOURCE_CHANGED):].strip())
+        _refuse_swap(ctx, refused[0][len(SOURCE_CHANGED) :].strip())
     wrong = [n for n in names if real_name(client, n) != final]
     if errors or wrong:
-        raise MigrationFailed(f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",
-                              hint=f"{final} holds the target; re-run the same task, or point the names at it by hand")
+        raise MigrationFailed(
+            f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",
+            hint=f"{final} holds the target; re-run the same task, or point the names at it by hand",
+        )
     ctx.progress("swap", force=True, names=names, index=final)

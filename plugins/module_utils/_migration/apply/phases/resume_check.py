@@ -12,29 +12,35 @@ first an older snapshot loses), each read at its first, last and some records be
 changed by someone else (in no state this migration makes) are not evidence either way and are
 skipped.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Set
 
 from ...backup.format import block_offsets, decode_records, read_block_at
 from ...backup.store import DATA
-from ...vectors.quantization import QuantParams
-from ...vectors.codec import convert_batch
 from ...core.errors import PreflightFailed
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.snapshot import index_exists, live_schema
+from ...vectors.codec import convert_batch
+from ...vectors.quantization import QuantParams
 from .context import Context
 
 REWRITE_PHASES = ("move_fields", "rename_keys", "quantize")
 SAMPLE_BLOCKS = 4
 SAMPLE_RECORDS = 8
-_WAY_OUT = ("roll it back with redis_index_rollback (it restores the originals where they are not already back and "
-            "recreates the source index), then apply the plan again")
+_WAY_OUT = (
+    "roll it back with redis_index_rollback (it restores the originals where they are not already back and "
+    "recreates the source index), then apply the plan again"
+)
 
 
 def _refuse(ctx: Context, what: str) -> None:
-    raise PreflightFailed(f"cannot resume: {what} - was the server restored from an older snapshot? Nothing was "
-                          f"written; backup {ctx.store.directory}", hint=_WAY_OUT)
+    raise PreflightFailed(
+        f"cannot resume: {what} - was the server restored from an older snapshot? Nothing was "
+        f"written; backup {ctx.store.directory}",
+        hint=_WAY_OUT,
+    )
 
 
 def _check_indexes(ctx: Context) -> None:
@@ -52,8 +58,11 @@ def _check_indexes(ctx: Context) -> None:
 def _applied(ctx: Context) -> Dict[str, Optional[Set[int]]]:
     """Per rewrite phase this plan needs: None when done for every block, else the ledgered blocks."""
     rewrites = ctx.plan.rewrites
-    needed = {"move_fields": bool(rewrites.moves), "rename_keys": rewrites.prefix is not None,
-              "quantize": bool(rewrites.quantize)}
+    needed = {
+        "move_fields": bool(rewrites.moves),
+        "rename_keys": rewrites.prefix is not None,
+        "quantize": bool(rewrites.quantize),
+    }
     found: Dict[str, Optional[Set[int]]] = {}
     for phase in REWRITE_PHASES:
         if needed[phase] and ctx.store.phase(phase).started_at:
@@ -73,8 +82,9 @@ def _expected(ctx: Context, record, phases: List[str], params: Dict[str, QuantPa
         for quant in rewrites.quantize:
             original = record.value(quant.source_location.encode())
             if original is not None:
-                state[quant.location] = convert_batch([original], quant.source, quant.target, quant.dims,
-                                                      params.get(quant.field))[0]
+                state[quant.location] = convert_batch(
+                    [original], quant.source, quant.target, quant.dims, params.get(quant.field)
+                )[0]
     key = record.key
     if "rename_keys" in phases and rewrites.prefix:
         key = renamed_key(key, rewrites.prefix.old, rewrites.prefix.new)
@@ -159,8 +169,11 @@ def _check_documents(ctx: Context) -> None:
                     continue
                 held = _went_back(ctx, record, phases, params)
                 if held:
-                    _refuse(ctx, f"{key_to_text(record.key)!r} holds {held} although the ledgers record "
-                                 f"phase(s) {', '.join(phases)} as applied to it")
+                    _refuse(
+                        ctx,
+                        f"{key_to_text(record.key)!r} holds {held} although the ledgers record "
+                        f"phase(s) {', '.join(phases)} as applied to it",
+                    )
 
 
 def check(ctx: Context) -> None:

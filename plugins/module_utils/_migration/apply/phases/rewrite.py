@@ -6,21 +6,22 @@ scripts.py, so a block applied twice changes nothing the second time. Counters: 
 (done by an earlier run), gone (key deleted meanwhile: left deleted), conflict (changed by someone
 else meanwhile: left as they made it).
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 from typing import Dict, List, Optional
 
+from ...backup.blocks import run_blocks
 from ...backup.format import block_offsets, decode_records, read_block_at
 from ...backup.store import STAGED
-from ...backup.blocks import run_blocks
-from ...vectors.quantization import QuantParams
-from ...vectors.codec import convert_batch
 from ...core.errors import BackupInvalid
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.scripts import BATCH_OUTCOME, QUANTIZE_BATCH, Scripts, flushed
 from ...redis.wire import Wire, pack
+from ...vectors.codec import convert_batch
+from ...vectors.quantization import QuantParams
 from .context import Context
 
 OUTCOME = {2: "written", 1: "already", 0: "gone", -1: "conflict"}
@@ -133,18 +134,25 @@ class _StagedQuantize:
     def _staged(self, stream, offsets, block_no: int, records: list) -> list:
         block = read_block_at(stream, offsets[block_no])
         staged = [r for _i, r in decode_records(block.payload, block.record_count, block_no, check_crc=False)]
-        if not block.digest_ok or block.block_no != block_no or len(staged) != len(records) or any(
-                s is None or s.key != r.key for s, r in zip(staged, records)):
-            raise BackupInvalid(f"block {block_no} of {self.ctx.store.path(STAGED)} does not match the backup's block",
-                                hint="the staged conversions were changed or damaged; restore the backup directory "
-                                     "from a copy, or roll back")
+        if (
+            not block.digest_ok
+            or block.block_no != block_no
+            or len(staged) != len(records)
+            or any(s is None or s.key != r.key for s, r in zip(staged, records))
+        ):
+            raise BackupInvalid(
+                f"block {block_no} of {self.ctx.store.path(STAGED)} does not match the backup's block",
+                hint="the staged conversions were changed or damaged; restore the backup directory "
+                "from a copy, or roll back",
+            )
         return staged
 
     def _again(self, client, keys: list, argv: list):
         """A call the server refused because its script cache was emptied meanwhile (SCRIPT FLUSH): sent
         again on another connection of the pool, which loads the script (the wire's replies stay in step)."""
-        return client.register_script(QUANTIZE_BATCH)(keys=keys, args=[*self.head, *(a for pairs in argv for a in pairs)],
-                                                      client=client)
+        return client.register_script(QUANTIZE_BATCH)(
+            keys=keys, args=[*self.head, *(a for pairs in argv for a in pairs)], client=client
+        )
 
     def __call__(self, client, block_no: int, records: list):
         wire, sha, stream, offsets = self._open(client)
@@ -158,14 +166,19 @@ class _StagedQuantize:
             keys.append(_final_key(self.ctx, record.key))
             argv.append(pairs)
         if self.cluster:  # a script's keys must share a slot: one call per document
-            wire.send(b"".join(pack(b"EVALSHA", sha, b"1", key, *self.head, *pairs) for key, pairs in zip(keys, argv)),
-                      len(keys))
+            wire.send(
+                b"".join(pack(b"EVALSHA", sha, b"1", key, *self.head, *pairs) for key, pairs in zip(keys, argv)),
+                len(keys),
+            )
 
             def outcome_per_key():
                 replies = wire.read(len(keys))
-                replies = [self._again(client, [key], [pairs]) if flushed(reply) else reply
-                           for key, pairs, reply in zip(keys, argv, replies)]
+                replies = [
+                    self._again(client, [key], [pairs]) if flushed(reply) else reply
+                    for key, pairs, reply in zip(keys, argv, replies)
+                ]
                 return _tally([_batch_code(reply) for reply in replies], keys)
+
             return outcome_per_key
         wire.send(pack(b"EVALSHA", sha, b"%d" % len(keys), *keys, *self.head, *(a for pairs in argv for a in pairs)))
 
@@ -176,6 +189,7 @@ class _StagedQuantize:
             if isinstance(reply, Exception):
                 raise reply
             return _tally([BATCH_OUTCOME.get(code, -1) for code in reply], keys)
+
         return outcome
 
 
@@ -206,8 +220,9 @@ def _convert_and_quantize(ctx: Context):
             name = quant.source_location.encode()
             originals = [r.value(name) for r in records]
             present = [i for i, value in enumerate(originals) if value is not None]
-            converted = convert_batch([originals[i] for i in present], quant.source, quant.target, quant.dims,
-                                      params.get(quant.field))
+            converted = convert_batch(
+                [originals[i] for i in present], quant.source, quant.target, quant.dims, params.get(quant.field)
+            )
             for i, new in zip(present, converted):
                 per_key[i] += [quant.location.encode(), hashlib.sha1(originals[i]).hexdigest().encode(), new]
         scripts = Scripts(client)
@@ -227,7 +242,15 @@ def _run(ctx: Context, phase: str, apply) -> Dict[str, object]:
     def progress(done: int, total: int) -> None:
         ctx.progress(phase, blocks_done=done, blocks=total)
 
-    totals = run_blocks(ctx.store, phase, apply, client=ctx.client, connect=ctx.connect, workers=ctx.options.workers,
-                        lock=ctx.lock, on_progress=progress)
+    totals = run_blocks(
+        ctx.store,
+        phase,
+        apply,
+        client=ctx.client,
+        connect=ctx.connect,
+        workers=ctx.options.workers,
+        lock=ctx.lock,
+        on_progress=progress,
+    )
     ctx.progress(phase, force=True, blocks_done=ctx.store.header.data_blocks, blocks=ctx.store.header.data_blocks)
     return totals

@@ -21,20 +21,21 @@ its window lost: they are counted (`documents_deleted_since_migration`), not dis
 count fails. The migration's own validation reports the figures without judging them (the source could
 gain failures between planning and the run, which the plan does not record).
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any, List, NamedTuple, Optional, Set, Tuple
 
-from ...schema.changes import FIELD_ADD
-from ...redis.capabilities import require_search_results
-from ...vectors.quantization import QuantParams
-from ...vectors.codec import convert_batch, decode_batch, encode_batch
 from ...core.deps import BaseModel, Field, numpy
+from ...redis.capabilities import require_search_results
 from ...redis.keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
 from ...redis.snapshot import snapshot_index
-from .context import Context
+from ...schema.changes import FIELD_ADD
+from ...vectors.codec import convert_batch, decode_batch, encode_batch
 from ...vectors.knn import KNN_K, MISSED, OUTRANKED, UNJUDGED, judge_self_query, nearest
+from ...vectors.quantization import QuantParams
+from .context import Context
 
 KNN_SAMPLE = 10
 # HNSW is approximate: a document's own vector finds it in the top 10 about 80% of the time at the
@@ -94,8 +95,11 @@ def _stored_vector(client, ctx: Context, key: bytes, field) -> Optional[bytes]:
     if values is None:
         return None
     params = ctx.store.header.quant_params.get(field.name)
-    return encode_batch(numpy.asarray([values], dtype=numpy.float64), field.attrs.datatype,
-                        QuantParams.from_dict(params) if params else None)[0]
+    return encode_batch(
+        numpy.asarray([values], dtype=numpy.float64),
+        field.attrs.datatype,
+        QuantParams.from_dict(params) if params else None,
+    )[0]
 
 
 def _values(raw: Optional[bytes], field) -> Any:
@@ -129,8 +133,9 @@ def _expected_vectors(ctx: Context, limit: Optional[int]) -> dict:
     _block_no, records = next(ctx.store.iter_blocks())
     records = [r for r in records if r is not None]
     pipe = ctx.client.pipeline(transaction=False)
-    finals = [renamed_key(r.key, rewrites.prefix.old, rewrites.prefix.new) if rewrites.prefix else r.key
-              for r in records]
+    finals = [
+        renamed_key(r.key, rewrites.prefix.old, rewrites.prefix.new) if rewrites.prefix else r.key for r in records
+    ]
     for key in finals:
         pipe.exists(key)
     alive = pipe.execute() if finals else []
@@ -140,7 +145,9 @@ def _expected_vectors(ctx: Context, limit: Optional[int]) -> dict:
     for quant in rewrites.quantize:
         pairs = [(k, r.value(quant.source_location.encode())) for k, r in chosen]
         pairs = [(k, v) for k, v in pairs if v is not None]
-        converted = convert_batch([v for _k, v in pairs], quant.source, quant.target, quant.dims, params.get(quant.field))
+        converted = convert_batch(
+            [v for _k, v in pairs], quant.source, quant.target, quant.dims, params.get(quant.field)
+        )
         found[quant.field] = [(k, c) for (k, _v), c in zip(pairs, converted)]
     return found
 
@@ -161,8 +168,9 @@ def _missing_now(ctx: Context) -> int:
 def _membership_changes(ctx: Context) -> bool:
     """Whether the new index may hold other documents than the old: with any FILTER (a first scan skips
     documents a live write indexed), or new numeric/geo fields whose values may not parse."""
-    return bool(ctx.target.index.filter) or any(c.kind == FIELD_ADD and c.after in ("numeric", "geo", "geoshape")
-                                                for c in ctx.plan.changes)
+    return bool(ctx.target.index.filter) or any(
+        c.kind == FIELD_ADD and c.after in ("numeric", "geo", "geoshape") for c in ctx.plan.changes
+    )
 
 
 def _approximate(ctx: Context) -> bool:
@@ -195,19 +203,27 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
     _judge_count(ctx, result, window, standalone)
     # Conflicting documents hold what the application wrote: the new index may refuse them.
-    if result.indexing_failures_checked and \
-            result.indexing_failures_after > result.indexing_failures_before + window.conflicts:
-        result.problems.append(f"indexing failures rose from {result.indexing_failures_before} (source) to "
-                               f"{result.indexing_failures_after}: the new index refuses documents the source indexed")
+    if (
+        result.indexing_failures_checked
+        and result.indexing_failures_after > result.indexing_failures_before + window.conflicts
+    ):
+        result.problems.append(
+            f"indexing failures rose from {result.indexing_failures_before} (source) to "
+            f"{result.indexing_failures_after}: the new index refuses documents the source indexed"
+        )
     if result.keys_missing:
         result.problems.append(f"{len(result.keys_missing)} sampled key(s) missing (first: {result.keys_missing[0]})")
     if result.vectors_differing:
-        result.problems.append(f"{len(result.vectors_differing)} of {result.vectors_compared} sampled vectors differ "
-                               f"from the conversion of their backed-up original (first: "
-                               f"{result.vectors_differing[0]['key']})")
+        result.problems.append(
+            f"{len(result.vectors_differing)} of {result.vectors_compared} sampled vectors differ "
+            f"from the conversion of their backed-up original (first: "
+            f"{result.vectors_differing[0]['key']})"
+        )
     if len(result.knn_missed) > result.knn_allowed_misses:
-        result.problems.append(f"{len(result.knn_missed)} of {result.knn_checked} KNN self-queries did not find "
-                               f"their own document (first: {result.knn_missed[0]['key']})")
+        result.problems.append(
+            f"{len(result.knn_missed)} of {result.knn_checked} KNN self-queries did not find "
+            f"their own document (first: {result.knn_missed[0]['key']})"
+        )
     result.passed = not result.problems
     return result
 
@@ -215,7 +231,9 @@ def run(ctx: Context, standalone: bool = False) -> ValidationResult:
 def _count_figures(ctx: Context, result: ValidationResult, stats, standalone: bool) -> _Window:
     """The document count found and expected, and what the window did to the documents."""
     result.doc_count_actual = stats.num_docs
-    source_docs = int(ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0)))
+    source_docs = int(
+        ctx.store.phase("backup").counters.get("source_num_docs", ctx.plan.source.stats.get("num_docs", 0))
+    )
     # Keys deleted during the window stay deleted, and documents someone else changed meanwhile were
     # left as they made them (they may or may not fit the new index): both are reported, not failures.
     rewrite_counters = [ctx.store.phase(p).counters for p in ("move_fields", "rename_keys", "quantize")]
@@ -246,12 +264,15 @@ def _sampled_keys(ctx: Context, result: ValidationResult, gone_keys: Set[str]) -
         pipe.exists(key)
     exists = pipe.execute() if keys else []
     result.keys_checked = len(keys)
-    result.keys_missing = [key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys]
+    result.keys_missing = [
+        key_to_text(k) for k, e in zip(keys, exists) if not e and str(key_to_text(k)) not in gone_keys
+    ]
     return keys, exists
 
 
-def _check_vectors(ctx: Context, result: ValidationResult, keys: List[bytes], exists: List[Any],
-                   limit: Optional[int]) -> None:
+def _check_vectors(
+    ctx: Context, result: ValidationResult, keys: List[bytes], exists: List[Any], limit: Optional[int]
+) -> None:
     """KNN self-queries of sampled documents per vector field, and quantized vectors compared with the
     conversion of their backed-up originals."""
     client, target = ctx.client, ctx.target
@@ -309,6 +330,12 @@ def _judge_count(ctx: Context, result: ValidationResult, window: _Window, standa
     if result.doc_count_checked and not low <= result.doc_count_actual <= high:
         expected = f"{low} to {high}" if low != high else str(high)
         since = result.documents_deleted_since_migration
-        result.problems.append(f"{result.doc_count_actual} documents indexed, {expected} expected" + (
-            f" ({since} document(s) of the backup deleted since the migration: validate before the application "
-            "writes again)" if since else ""))
+        result.problems.append(
+            f"{result.doc_count_actual} documents indexed, {expected} expected"
+            + (
+                f" ({since} document(s) of the backup deleted since the migration: validate before the application "
+                "writes again)"
+                if since
+                else ""
+            )
+        )

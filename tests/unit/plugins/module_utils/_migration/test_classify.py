@@ -1,23 +1,23 @@
 """Classification and warnings for states that are hard to produce on a live server."""
 from __future__ import annotations
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.audit import AuditResult
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
-    ServerCapabilities,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.changes import diff
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.classify import (
     LiveContext,
     classify,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.estimate import estimate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan_warnings import (
     collect_warnings,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import document_rewrites
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
+    ServerCapabilities,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.stats import IndexStats
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.changes import diff
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import document_rewrites
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.audit import AuditResult
 
 CAPS = ServerCapabilities(search_version="2.10.5", vector_datatypes=["float32", "float16"], vector_algorithms=["flat"])
 SOURCE = parse_schema({"index": {"name": "idx"}, "fields": [

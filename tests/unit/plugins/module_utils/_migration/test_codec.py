@@ -14,17 +14,6 @@ import struct
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.datatypes import (
-    MalformedVector,
-    NonFiniteValues,
-    VectorOverflow,
-    expected_length,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
-    RangeStats,
-    fit_quant_params,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
     check_overflow,
     convert_batch,
@@ -32,6 +21,17 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.v
     decode_batch,
     describe_conversion,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.datatypes import (
+    MalformedVector,
+    NonFiniteValues,
+    VectorOverflow,
+    expected_length,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+    RangeStats,
+    fit_quant_params,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
 
 FLOATS = ("float64", "float32", "float16", "bfloat16")
 ALL = FLOATS + ("int8", "uint8")

@@ -6,13 +6,13 @@ import time
 import pytest
 from fake_endpoints import FakeEndpoint
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import ValidationError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import ConnectionFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.limits import explain_options
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
     ConnectionSettings,
     connect,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import ValidationError
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import ConnectionFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.limits import explain_options
 
 
 def test_endpoint_has_no_credentials():

@@ -7,11 +7,11 @@ import pytest
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import limits
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import (
     parse_schema,
     parse_target_schema,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
 
 TARGET = {
     "index": {"name": "idx", "prefix": "p:", "language": "german", "score": 0.5, "filter": "@n>0",

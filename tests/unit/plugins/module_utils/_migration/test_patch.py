@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.changes import diff
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.changes import diff
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
 
 
 def schema(storage="hash"):

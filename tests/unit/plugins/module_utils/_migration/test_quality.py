@@ -6,14 +6,13 @@ import math
 import numpy
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
-    RangeStats,
-    fit_quant_params,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import (
     convert_batch,
     decode_batch,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+    RangeStats,
+    fit_quant_params,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quality import (
     distances,
@@ -21,6 +20,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.v
     quality_report,
     recall_at_k,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.quantization import QuantParams
 
 METRICS = ("l2", "ip", "cosine")
 
