@@ -5,7 +5,7 @@
         header.json     phase states and counters, identity hashes of the plan; replaced atomically
                         (temporary file, fsync, rename, fsync of the directory) and self-checksummed
         plan.yaml       the plan this backup belongs to (rollback recreates the source from it)
-        data.bin        every byte the migration mutates, before it does (backup_format.py)
+        data.bin        every byte the migration mutates, before it does (format.py)
         ledger-<phase>-<worker>.log
                         numbers of the data blocks a mutation phase has applied
     every file mode 0600

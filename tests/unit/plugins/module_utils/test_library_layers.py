@@ -144,6 +144,32 @@ def test_no_file_of_the_library_reaches_itself_through_its_imports():
     assert [" -> ".join(loop) for loop in circles()] == []
 
 
+def mapped_files() -> List[str]:
+    """The files docs/library.md lists under "Every file", as paths under plugins/module_utils/."""
+    with open(os.path.join(ROOT, "docs", "library.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    block = text.split("## Every file", 1)[1].split("```", 2)[1]
+    found, folders = [], []
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        name = line.split()[0]
+        folders = folders[:depth]
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        else:
+            found.append("/".join(folders + [name]))
+    return sorted(found)
+
+
+def test_the_map_in_the_docs_lists_every_file_of_the_library():
+    """docs/library.md names each file and what it holds: a file added, moved or removed is a map to update."""
+    actual = sorted(os.path.relpath(path, MODULE_UTILS) for path in _files("_migration") + _files("_quiesce")
+                    if not path.endswith("__init__.py"))
+    assert mapped_files() == actual
+
+
 def test_init_files_stay_empty():
     """ansible-test's empty-init sanity test: the rule lives in docs/library.md and here, not in __init__.py."""
     assert [path for path in _files("") if path.endswith("__init__.py") and os.path.getsize(path)] == []

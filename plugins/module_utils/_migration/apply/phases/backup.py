@@ -15,7 +15,7 @@ which needs every value, is known.
 
 With workers > 1, forked processes read, check and encode the batches (process_batch, the same code
 as in one process) while this one enumerates the keys and writes the blocks in enumeration order
-(backup_workers.py): the files, their checksums, the quality sample and the fitted scale are those
+(backup/workers.py): the files, their checksums, the quality sample and the fitted scale are those
 of a single process.
 """
 

@@ -7,7 +7,7 @@
 - the plan's sampled keys exist (under their new names after a prefix change);
 - a KNN query with each sampled document's own stored vector finds that document, or k documents
   that are at least as near by their own stored vectors (under IP a longer vector may outrank a
-  document on its own query: phases/knn.py judges that for every metric).
+  document on its own query: vectors/knn.py judges that for every metric).
 
 An approximate source (HNSW, SVS-VAMANA) may have counted fewer documents than its keys: documents it
 failed to index count as indexing failures, and the new index (FLAT, or one with room) may index them.
