@@ -9,7 +9,7 @@ verification of the backup, which a rollback would rely on. Reads only: no lock,
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..backup.format import FormatError
 from ..backup.links import refuse_links
@@ -144,19 +144,7 @@ def validate_migration(
     verification = _verified(store, plan)
     if plan.mode == ONLINE:
         checked = _online(client, plan, store)
-        return StandaloneValidation(
-            passed=checked["passed"],
-            source_index=plan.source.index,
-            target_index=plan.final_index,
-            plan_checksum=plan.checksum,
-            backup_path=store.directory,
-            migration_status=header.status,
-            migration_phase=header.phase,
-            backup_verified=verification.ok,
-            backup_problems=verification.problems,
-            validation=checked,
-            problems=checked["problems"],
-        )
+        return _outcome(plan, store, verification, plan.final_index, checked, checked["problems"])
     ctx = Context(
         client=client,
         connect=lambda: client,
@@ -180,16 +168,29 @@ def validate_migration(
             "the backup fails verification (a rollback would refuse it, or not restore it all): "
             + "; ".join(verification.problems)
         )
+    return _outcome(plan, store, verification, plan.target_index, result.model_dump(mode="json"), problems)
+
+
+def _outcome(
+    plan: MigrationPlan,
+    store: BackupStore,
+    verification: VerifyResult,
+    target_index: str,
+    validation: Dict[str, Any],
+    problems: List[str],
+) -> StandaloneValidation:
+    """The verdict: passed when nothing is wrong with the new index or the backup."""
+    header = store.header
     return StandaloneValidation(
         passed=not problems,
         source_index=plan.source.index,
-        target_index=plan.target_index,
+        target_index=target_index,
         plan_checksum=plan.checksum,
         backup_path=store.directory,
         migration_status=header.status,
         migration_phase=header.phase,
         backup_verified=verification.ok,
         backup_problems=verification.problems,
-        validation=result.model_dump(mode="json"),
+        validation=validation,
         problems=problems,
     )

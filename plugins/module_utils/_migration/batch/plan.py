@@ -31,7 +31,7 @@ from ..core.limits import check_text
 from ..core.sealed import SealedDocument, SealedFormat, checksum_of
 from ..core.yamlio import read_written_yaml
 from ..planning.plan import MigrationPlan, plan_from_dict
-from ..planning.planner import DEFAULT_BATCH_SIZE, create_plan
+from ..planning.planner import create_plan
 from ..redis.capabilities import detect_capabilities
 from ..redis.create_check import CHECK_PREFIX
 from ..redis.keyspace import prefixes_overlap
@@ -198,23 +198,16 @@ def overlapping_pairs(entries: List[BatchEntry]) -> List[Conflict]:
                 continue
             pairs = [(a, b) for a in left.prefixes for b in right.prefixes if prefixes_overlap(a, b)]
             after = [(a, b) for a in _key_space(left) for b in _key_space(right) if prefixes_overlap(a, b)]
-            if pairs:
-                a, b = pairs[0]
-                found.append(
-                    Conflict(
-                        indexes=[left.name, right.name],
-                        kind="overlapping_prefixes",
-                        reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}",
-                    )
+            if pairs or after:
+                a, b = (pairs or after)[0]
+                later = (
+                    "" if pairs else (" once the prefix changes are applied (their keys would end up under one prefix)")
                 )
-            elif after:
-                a, b = after[0]
                 found.append(
                     Conflict(
                         indexes=[left.name, right.name],
                         kind="overlapping_prefixes",
-                        reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r} once the prefix "
-                        "changes are applied (their keys would end up under one prefix)",
+                        reason=f"{left.name} <-> {right.name}: {a!r} <-> {b!r}{later}",
                     )
                 )
     return found
@@ -311,16 +304,13 @@ def create_batch_plan(
     *,
     failure_policy: str = "fail_fast",
     aliases: Optional[Dict[str, List[str]]] = None,
-    audit_sample: int = 1000,
-    audit_all: bool = False,
-    key_sample: int = 20,
-    backup_dir: Optional[str] = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     endpoint: str = "",
     created_at: Optional[str] = None,
+    **planning: Any,
 ) -> BatchPlan:
-    """Plan `patch` on every selected index. Raises PlanBlocked (details: conflicts, indexes) when
-    the batch is refused."""
+    """Plan `patch` on every selected index, each with create_plan and the same `planning` options
+    (audit_sample, audit_all, key_sample, backup_dir, batch_size). Raises PlanBlocked (details:
+    conflicts, indexes) when the batch is refused."""
     if failure_policy not in FAILURE_POLICIES:
         raise SchemaInvalid(
             f"unknown failure_policy {failure_policy!r}", hint=f"choose one of {', '.join(FAILURE_POLICIES)}"
@@ -332,16 +322,8 @@ def create_batch_plan(
             f"aliases names indexes that are not in the batch: {', '.join(unknown)}",
             hint="key aliases by the selected index names",
         )
-    caps = detect_capabilities(client)  # once for the batch: every plan records the same server
-    planning = {
-        "audit_sample": audit_sample,
-        "audit_all": audit_all,
-        "key_sample": key_sample,
-        "backup_dir": backup_dir,
-        "batch_size": batch_size,
-        "endpoint": endpoint,
-        "capabilities": caps,
-    }
+    # Capabilities once for the batch: every plan records the same server.
+    planning.update(endpoint=endpoint, capabilities=detect_capabilities(client))
     entries: List[BatchEntry] = []
     plans: Dict[str, MigrationPlan] = {}
     first_of: Dict[str, str] = {}  # source index -> the selected name that planned it first

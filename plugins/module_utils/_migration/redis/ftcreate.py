@@ -27,6 +27,13 @@ _INDEX_FLAGS = (
 )
 
 
+# The optional vector parameters, in FT.CREATE's order; each is the schema attribute of that name in lower case.
+_VECTOR_OPTIONS = (
+    "INITIAL_CAP BLOCK_SIZE M EF_CONSTRUCTION EF_RUNTIME EPSILON GRAPH_MAX_DEGREE CONSTRUCTION_WINDOW_SIZE "
+    "SEARCH_WINDOW_SIZE COMPRESSION REDUCE TRAINING_THRESHOLD"
+).split()
+
+
 def index_option_args(schema: IndexSchema) -> list[str]:
     index = schema.index
     args = ["ON", index.storage_type.upper(), "PREFIX", str(len(index.prefix)), *index.prefix]
@@ -55,20 +62,7 @@ def _vector_args(field: FieldSpec) -> list[str]:
         ("DIM", str(attrs.dims)),
         ("DISTANCE_METRIC", attrs.distance_metric.upper()),
     ]
-    optional = [
-        ("INITIAL_CAP", attrs.initial_cap),
-        ("BLOCK_SIZE", attrs.block_size),
-        ("M", attrs.m),
-        ("EF_CONSTRUCTION", attrs.ef_construction),
-        ("EF_RUNTIME", attrs.ef_runtime),
-        ("EPSILON", attrs.epsilon),
-        ("GRAPH_MAX_DEGREE", attrs.graph_max_degree),
-        ("CONSTRUCTION_WINDOW_SIZE", attrs.construction_window_size),
-        ("SEARCH_WINDOW_SIZE", attrs.search_window_size),
-        ("COMPRESSION", attrs.compression),
-        ("REDUCE", attrs.reduce),
-        ("TRAINING_THRESHOLD", attrs.training_threshold),
-    ]
+    optional = [(name, getattr(attrs, name.lower())) for name in _VECTOR_OPTIONS]
     params += [
         (name, _number(value) if isinstance(value, float) else str(value))
         for name, value in optional

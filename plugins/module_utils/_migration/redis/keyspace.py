@@ -74,10 +74,9 @@ def key_from_text(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
-def _head_keys(client, index: str, count: int) -> List[bytes]:
-    """The first `count` documents of the index. An FT.AGGREGATE cursor reads only what it returns;
-    FT.SEARCH would count every document of the index first, whatever its LIMIT."""
-    reply = client.execute_command(
+def _open_key_cursor(client, index: str, count: int):
+    """The first reply of an FT.AGGREGATE cursor over the index's document keys, `count` a read."""
+    return client.execute_command(
         "FT.AGGREGATE",
         index,
         "*",
@@ -91,6 +90,12 @@ def _head_keys(client, index: str, count: int) -> List[bytes]:
         "DIALECT",
         "2",
     )
+
+
+def _head_keys(client, index: str, count: int) -> List[bytes]:
+    """The first `count` documents of the index. An FT.AGGREGATE cursor reads only what it returns;
+    FT.SEARCH would count every document of the index first, whatever its LIMIT."""
+    reply = _open_key_cursor(client, index, count)
     rows, cursor = reply
     if int(cursor):
         client.execute_command("FT.CURSOR", "DEL", index, str(cursor))
@@ -132,20 +137,7 @@ def sample_keys(client, index: str, prefixes: List[str], storage: str, size: int
 
 def iter_index_keys(client, index: str, batch: int = 1000) -> Iterator[List[bytes]]:
     """Every document key of the index, in batches, through an FT.AGGREGATE cursor."""
-    reply = client.execute_command(
-        "FT.AGGREGATE",
-        index,
-        "*",
-        "LOAD",
-        "1",
-        "@__key",
-        "WITHCURSOR",
-        "COUNT",
-        str(batch),
-        *NO_TIMEOUT,
-        "DIALECT",
-        "2",
-    )
+    reply = _open_key_cursor(client, index, batch)
     while True:
         rows, cursor = reply
         keys = _aggregate_keys(rows)

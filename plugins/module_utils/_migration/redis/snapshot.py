@@ -77,6 +77,13 @@ def index_exists(client, name: str) -> bool:
     return True
 
 
+# Integer vector parameters as FT.INFO names them; each is the schema attribute of that name in lower case.
+_INFO_INTEGERS = (
+    "M ef_construction ef_runtime graph_max_degree search_window_size construction_window_size reduce "
+    "training_threshold block_size"
+).split()
+
+
 def _flags_attrs(attr: Attribute, names: dict[str, str]) -> dict[str, bool]:
     return {key: flag in attr.flags for flag, key in names.items()}
 
@@ -121,19 +128,9 @@ def _field_from_attribute(attr: Attribute, storage: str) -> FieldSpec:
             "distance_metric": str(params.get("distance_metric", "")).lower(),
             "index_missing": "INDEXMISSING" in attr.flags,
         }
-        for source, target in (
-            ("M", "m"),
-            ("ef_construction", "ef_construction"),
-            ("ef_runtime", "ef_runtime"),
-            ("graph_max_degree", "graph_max_degree"),
-            ("search_window_size", "search_window_size"),
-            ("construction_window_size", "construction_window_size"),
-            ("reduce", "reduce"),
-            ("training_threshold", "training_threshold"),
-            ("block_size", "block_size"),
-        ):
-            if source in params:
-                attrs[target] = as_int(params[source])
+        for name in _INFO_INTEGERS:
+            if name in params:
+                attrs[name.lower()] = as_int(params[name])
         if "epsilon" in params:
             attrs["epsilon"] = as_float(params["epsilon"])
         if "compression" in params:
@@ -151,14 +148,9 @@ def _vecsim_params(client, index: str, field: str) -> Optional[dict[str, Any]]:
     if "BACKEND_INDEX" in info:  # tiered HNSW: the graph's parameters are on the backend index
         info = as_map(info["BACKEND_INDEX"])
     found: dict[str, Any] = {}
-    for source, target in (
-        ("BLOCK_SIZE", "block_size"),
-        ("M", "m"),
-        ("EF_CONSTRUCTION", "ef_construction"),
-        ("EF_RUNTIME", "ef_runtime"),
-    ):
-        if source in info:
-            found[target] = as_int(info[source])
+    for name in ("BLOCK_SIZE", "M", "EF_CONSTRUCTION", "EF_RUNTIME"):
+        if name in info:
+            found[name.lower()] = as_int(info[name])
     if "EPSILON" in info:
         found["epsilon"] = as_float(info["EPSILON"])
     return found

@@ -183,23 +183,14 @@ class _States:
             for move in self.rewrites.moves:
                 old, new = where.get(move.old_location.encode()), where.get(move.new_location.encode())
                 # The move phase moves a value only onto nothing or onto the same value.
-                if (
-                    old is not None
-                    and new is not None
-                    and original[old] is not None
-                    and original[new] in (None, original[old])
-                ):
+                if None not in (old, new) and original[old] is not None and original[new] in (None, original[old]):
                     moved[old], moved[new] = None, original[old]
             quantized = list(moved)
             for quant in self.rewrites.quantize:
                 at, source = where.get(quant.location.encode()), where.get(quant.source_location.encode())
                 # The quantize phase writes only where the original source value is (its SHA1 check).
-                if (
-                    at is not None
-                    and source is not None
-                    and converted[quant.field][n] is not None
-                    and moved[at] == original[source]
-                ):
+                value = converted[quant.field][n]
+                if None not in (at, source, value) and moved[at] == original[source]:
                     quantized[at] = converted[quant.field][n]
             others = {state_digest(state) for state in (moved, quantized) if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]

@@ -28,6 +28,8 @@ VECTOR_DIMS = "vector_dims_change"
 VECTOR_DATATYPE = "vector_datatype_change"
 VECTOR_ALGORITHM = "vector_algorithm_change"
 FIELD_ATTRIBUTE = "field_attribute"
+# Index settings that say where documents are and how their keys are made, each a change of its own.
+_KEYSPACE_SETTINGS = ((PREFIX_CHANGE, "prefix"), (STORAGE_CHANGE, "storage_type"), (SEPARATOR_CHANGE, "key_separator"))
 
 
 class Change(BaseModel):
@@ -91,35 +93,16 @@ def diff(source: IndexSchema, target: IndexSchema, renames: List[FieldRename] = 
     found: List[Change] = []
     if src.index.name != dst.index.name:
         found.append(Change(kind=INDEX_RENAME, before=src.index.name, after=dst.index.name))
-    if src.index.prefix != dst.index.prefix:
-        found.append(
-            Change(
-                kind=PREFIX_CHANGE,
-                attribute="prefix",
-                before=src.index.prefix,
-                after=dst.index.prefix,
-                rewrites_documents=True,
+    for kind, attribute in _KEYSPACE_SETTINGS:
+        before, after = getattr(src.index, attribute), getattr(dst.index, attribute)
+        if before != after:
+            # Only a new prefix moves documents (their keys are renamed); the others are refused (classify.py).
+            found.append(
+                Change(
+                    kind=kind, attribute=attribute, before=before, after=after, rewrites_documents=kind == PREFIX_CHANGE
+                )
             )
-        )
-    if src.index.storage_type != dst.index.storage_type:
-        found.append(
-            Change(
-                kind=STORAGE_CHANGE,
-                attribute="storage_type",
-                before=src.index.storage_type,
-                after=dst.index.storage_type,
-            )
-        )
-    if src.index.key_separator != dst.index.key_separator:
-        found.append(
-            Change(
-                kind=SEPARATOR_CHANGE,
-                attribute="key_separator",
-                before=src.index.key_separator,
-                after=dst.index.key_separator,
-            )
-        )
-    skip = {"name", "prefix", "storage_type", "key_separator"}
+    skip = {"name", *(attribute for _kind, attribute in _KEYSPACE_SETTINGS)}
     old_index, new_index = src.index.model_dump(), dst.index.model_dump()
     for option in sorted(set(old_index) - skip):
         if old_index[option] != new_index[option]:
