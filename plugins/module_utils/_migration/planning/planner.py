@@ -144,36 +144,12 @@ def create_plan(
     derived = derive(source, patch, target_schema)
     target, changes, rewrites = derived.target, derived.changes, derived.rewrites
     classification, others, unchecked = _classify(client, snap, derived, caps)
-    renamed = any(c.kind == INDEX_RENAME for c in changes)
-
-    # A sample as large as the index is the whole index: audit all of it and the estimate is exact.
-    audit_all = audit_all or (audit_sample > 0 and snap.stats.num_docs <= audit_sample and snap.stats.fully_indexed)
-    audit = (
-        _audit(
-            client,
-            snap.name,
-            source,
-            keys[:audit_sample],
-            audit_all,
-            [m.old_location for m in rewrites.moves],
-            whole_prefix(source, snap.stats),
-            rewrites.quantize,
-        )
-        if (audit_sample or audit_all)
-        else AuditResult(mode="skipped")
-    )
+    audit = _audit_source(client, snap, keys, audit_sample, audit_all, rewrites)
     # What the migration's backup phase would refuse is blocked now, not found after the task started.
     _block(classification, backup_refusals(audit, source, rewrites.quantize))
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
     alias_names, complete = _aliases(client, index, snap.name, caps, aliases)
-
-    decision = (
-        choose_mode(mode, source, target, rewrites, cost, caps, alias_names, lambda name: index_exists(client, name))
-        if changes
-        else ModeDecision(mode=DROP_RECREATE, reason="nothing to change")
-    )
-    classification.mode = decision.mode
-    _block(classification, [decision.blocked] if decision.blocked else [])
+    decision = _decide_mode(client, mode, source, derived, cost, caps, alias_names, classification)
     warnings = collect_warnings(
         source,
         target,
@@ -191,21 +167,10 @@ def create_plan(
         decision.online,
     )
     warnings += [w for w in (decision.warning, unchecked) if w]
-
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
     plan = MigrationPlan(
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        source=SourceState(
-            index=snap.name,
-            requested_as=index,
-            endpoint=endpoint,
-            index_schema=source.to_dict(),
-            unobserved=snap.snapshot.unobserved,
-            unrecognized=snap.snapshot.unrecognized,
-            stats=snap.stats.model_dump(),
-            key_sample=[key_to_text(k) for k in keys[:key_sample]],
-            aliases=alias_names,
-            aliases_complete=complete,
-        ),
+        source=_source_state(snap, index, endpoint, keys[:key_sample], alias_names, complete),
         requested_changes=requested_changes(patch, target_schema),
         target_schema=target.to_dict(),
         changes=changes,
@@ -226,6 +191,68 @@ def create_plan(
         server=caps,
     )
     return plan.seal()
+
+
+def _audit_source(
+    client, snap: IndexSnapshot, keys: List[bytes], audit_sample: int, audit_all: bool, rewrites
+) -> AuditResult:
+    """The audit of the stored vectors (and of the values a backup stores whole): of the key sample, or of
+    every document when asked for - or when the sample is as large as the index: the estimate is then exact."""
+    if not audit_sample and not audit_all:
+        return AuditResult(mode="skipped")
+    source, stats = snap.snapshot.index_schema, snap.stats
+    audit_all = audit_all or (stats.num_docs <= audit_sample and stats.fully_indexed)
+    return _audit(
+        client,
+        snap.name,
+        source,
+        keys[:audit_sample],
+        audit_all,
+        [m.old_location for m in rewrites.moves],
+        whole_prefix(source, stats),
+        rewrites.quantize,
+    )
+
+
+def _decide_mode(
+    client,
+    mode: str,
+    source: IndexSchema,
+    derived: Derivation,
+    cost,
+    caps: ServerCapabilities,
+    aliases: List[str],
+    classification: Classification,
+) -> ModeDecision:
+    """Online or drop_recreate (modes.py), recorded in the classification; a requested mode that cannot be had
+    blocks the plan."""
+    if derived.changes:
+        decision = choose_mode(
+            mode, source, derived.target, derived.rewrites, cost, caps, aliases, lambda name: index_exists(client, name)
+        )
+    else:
+        decision = ModeDecision(mode=DROP_RECREATE, reason="nothing to change")
+    classification.mode = decision.mode
+    _block(classification, [decision.blocked] if decision.blocked else [])
+    return decision
+
+
+def _source_state(
+    snap: IndexSnapshot, index: str, endpoint: str, keys: List[bytes], aliases: List[str], complete: bool
+) -> SourceState:
+    """What the plan records of the source as it was seen."""
+    return SourceState(
+        index=snap.name,
+        requested_as=index,
+        endpoint=endpoint,
+        index_schema=snap.snapshot.index_schema.to_dict(),
+        unobserved=snap.snapshot.unobserved,
+        unrecognized=snap.snapshot.unrecognized,
+        stats=snap.stats.model_dump(),
+        key_sample=[key_to_text(k) for k in keys],
+        aliases=aliases,
+        aliases_complete=complete,
+    )
 
 
 def _check_request(
