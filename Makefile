@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   - venv, a local Redis with search, the demo index, the demo playbook
-#   make test   - venv, then every suite: unit, integration (real Redis), sanity, lint
+#   make test   - venv, then every suite: ruff, unit, integration (real Redis), sanity, lint
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -31,7 +31,7 @@ CHECK_USER_STATE = @if [ -e "$(USER_STATE)" ] && [ -n "$$($(USER_STATE_CHANGED) 
 	       "(ANSIBLE_HOME, ANSIBLE_REMOTE_TEMP, ANSIBLE_COLLECTIONS_PATH). Changed:" >&2; \
 	  $(USER_STATE_CHANGED) | head -n 10 >&2; exit 1; fi
 
-.PHONY: demo dist test test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis replica-set
+.PHONY: demo dist test test-ruff test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis replica-set
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -59,8 +59,14 @@ demo: venv
 	  $(BIN)/python tools/load_demo_data.py && \
 	  $(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml'
 
-test: test-units test-integration test-faults-fast test-sanity test-lint test-molecule test-publish test-awx
+test: test-ruff test-units test-integration test-faults-fast test-sanity test-lint test-molecule test-publish test-awx
 	$(CHECK_USER_STATE)
+
+# Lint (pyflakes, pycodestyle, import order, bugbear) everywhere, and the formatting of the library
+# (ruff.toml; `ruff format plugins/module_utils` formats it).
+test-ruff: venv
+	$(BIN)/ruff check plugins tests tools benchmarks
+	$(BIN)/ruff format --check plugins/module_utils
 
 test-units: venv
 	$(BIN)/pytest tests/unit

@@ -30,9 +30,8 @@ LINK = os.path.join(COLLECTIONS, "ansible_collections", "indexops", "redis_searc
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import BenchError, environment  # noqa: E402  pylint: disable=wrong-import-position
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 TARGET_SECONDS = 2.0
 DIMS = 64
@@ -43,7 +42,8 @@ def _library():
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench-batch` (it creates the collection link)")
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import batch_plan, patch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch import plan as batch_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     return batch_plan, patch.parse_patch
 
 

@@ -50,8 +50,6 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import INDEX, BenchError, environment, ft_info, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
 from migrate_throughput import (  # noqa: E402  pylint: disable=wrong-import-position
     BATCH_SIZE,
@@ -60,6 +58,7 @@ from migrate_throughput import (  # noqa: E402  pylint: disable=wrong-import-pos
     run_child_spec,
     verify,
 )
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 FLOAT16 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
 HNSW_M24 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"m": 24}}]}}
@@ -130,9 +129,13 @@ def poller_main(spec_path: str) -> int:
 
 def _child_ours(spec: dict) -> dict:
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection, patch, planner
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
     plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(spec["patch"]), batch_size=BATCH_SIZE,

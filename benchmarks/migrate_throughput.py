@@ -40,9 +40,8 @@ LINK = os.path.join(COLLECTIONS, "ansible_collections", "indexops", "redis_searc
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import INDEX, BenchError, environment, ft_info, int_list, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "bench:doc:"
 LOAD_BATCH = 5000
@@ -190,10 +189,15 @@ def _child_ours(spec: dict) -> dict:
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench-migrate` (it creates the collection link)")
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection, errors, patch, planner
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.report import MigrationReport
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.report import MigrationReport
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import errors
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     # pylint: enable=import-outside-toplevel
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)

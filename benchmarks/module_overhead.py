@@ -33,10 +33,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import INDEX, BenchError, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
 from migrate_throughput import create_index, load  # noqa: E402  pylint: disable=wrong-import-position
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 FLOAT16 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
 MODULE = "indexops.redis_search.redis_index_migrate"
@@ -69,8 +68,9 @@ def _fresh(client, docs: int, dims: int, seed: int) -> None:
 
 def _plan(client, tmp: str, backup_dir: str) -> str:
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import patch, planner
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(FLOAT16), backup_dir=backup_dir)
     path = os.path.join(tmp, "plan.yaml")
     write_plan(plan, path)
@@ -79,10 +79,12 @@ def _plan(client, tmp: str, backup_dir: str) -> str:
 
 def _library(client, url: str, plan_path: str, backup_dir: str) -> float:
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import connection
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import read_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
     settings = connection.ConnectionSettings(url=url)
     own = connection.connect(settings)
     start = time.perf_counter()

@@ -35,9 +35,8 @@ LINK = os.path.join(COLLECTIONS, "ansible_collections", "indexops", "redis_searc
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, COLLECTIONS)
 
-from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
-
 from bench_common import INDEX, BenchError, environment, int_list, wait_indexed  # noqa: E402  pylint: disable=wrong-import-position
+from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  pylint: disable=wrong-import-position
 
 TARGET_SECONDS = 0.5
 PREFIX = "bench:doc:"
@@ -59,7 +58,8 @@ def _ours():
     if not os.path.isdir(LINK):
         raise BenchError(f"{LINK} is missing; run `make bench` (it creates the collection link)")
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration import patch, planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
     return planner, patch.parse_patch
 
 

@@ -13,10 +13,24 @@ from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings, connect, lost_connection
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import ValidationError, missing, redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError, SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.limits import check_text, explain_options
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import (
+    ValidationError,
+    missing,
+    redis_exceptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    IndexOpsError,
+    SchemaInvalid,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.limits import (
+    check_text,
+    explain_options,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
+    ConnectionSettings,
+    connect,
+    lost_connection,
+)
 
 PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}
 ENV_URL = "REDIS_URL"
@@ -68,8 +82,12 @@ def _option_models() -> tuple:
     """The library models that hold the bounds of the operations' options (limits.py)."""
     # Imported here: only the modules that have such options need them.
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import PlanningOptions
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+        MigrateOptions,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
+        PlanningOptions,
+    )
     return PlanningOptions, MigrateOptions
 
 

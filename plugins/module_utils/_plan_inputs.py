@@ -1,14 +1,24 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Planning options (doc fragment indexops.redis_search.planning) -> a migration plan."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import SchemaPatch, parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan, requested_changes
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import IndexSchema, parse_target_schema
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import dump_yaml, read_yaml
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.yamlio import dump_yaml, read_yaml
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import MigrationPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
+    create_plan,
+    requested_changes,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import (
+    IndexSchema,
+    parse_target_schema,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import (
+    SchemaPatch,
+    parse_patch,
+)
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 
@@ -54,10 +64,18 @@ def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: 
     """Read the patch or target schema the options name and plan it."""
     patch, target = change_from_params(params)
     return create_plan(
-        client, params["index"], patch=patch, target_schema=target, aliases=params["aliases"],
-        audit_sample=params["audit_sample_size"], audit_all=params["audit_all"],
-        key_sample=params["key_sample_size"], backup_dir=backup_dir, batch_size=params["batch_size"],
-        endpoint=endpoint, mode=params["mode"],
+        client,
+        params["index"],
+        patch=patch,
+        target_schema=target,
+        aliases=params["aliases"],
+        audit_sample=params["audit_sample_size"],
+        audit_all=params["audit_all"],
+        key_sample=params["key_sample_size"],
+        backup_dir=backup_dir,
+        batch_size=params["batch_size"],
+        endpoint=endpoint,
+        mode=params["mode"],
     )
 
 

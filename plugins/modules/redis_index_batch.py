@@ -341,6 +341,27 @@ diff:
 
 import os
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.apply import (
+    apply_batch,
+    open_batch,
+    outcome_result,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.plan import (
+    create_batch_plan,
+    entry_summaries,
+    read_batch_plan,
+    resolve_selection,
+    summarize_batch,
+    write_batch_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.status import current_status
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import PlanInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.yamlio import read_yaml
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     benchmark_argument_spec,
@@ -349,26 +370,10 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     fail_from_exception,
     run_with_client,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import planning_argument_spec, schema_diff
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_apply import (
-    apply_batch,
-    open_batch,
-    outcome_result,
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    planning_argument_spec,
+    schema_diff,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_plan import (
-    create_batch_plan,
-    entry_summaries,
-    read_batch_plan,
-    resolve_selection,
-    summarize_batch,
-    write_batch_plan,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_status import current_status
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import connect
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.yamlio import read_yaml
 
 SELECTIONS = {"indexes": "list", "pattern": "pattern", "indexes_file": "file"}
 SHARED_PLANNING_OPTIONS = ("patch", "patch_file", "audit_sample_size", "audit_all", "key_sample_size", "batch_size")

@@ -284,17 +284,19 @@ server:
 
 import os
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import describe_backups
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.catalog import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import describe_backups
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexNotFound
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
+    detect_capabilities,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.catalog import (
     alias_targets,
     aliases_of,
     catalog,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexNotFound
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftcreate import create_command
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_command
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 
 
 def describe(client, params: dict) -> dict:

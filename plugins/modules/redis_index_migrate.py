@@ -157,6 +157,23 @@ diff:
   type: dict
 """
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.preflight import (
+    require_requested_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.resume_lookup import (
+    completed_plan,
+    unfinished_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    plan_from_dict,
+    read_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     benchmark_argument_spec,
@@ -169,16 +186,6 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     planning_argument_spec,
     requested_from_params,
     schema_diff,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply_checks import require_requested_index
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import connect
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resume_lookup import (
-    completed_plan,
-    unfinished_plan,
 )
 
 

@@ -180,6 +180,15 @@ diff:
 
 import os
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    PlanBlocked,
+    PlanInvalid,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    read_plan,
+    write_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
     CHANGE_OPTIONS,
@@ -187,9 +196,6 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     planning_argument_spec,
     schema_diff,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanBlocked, PlanInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import summarize
 
 
 def plan_index(module, client, settings) -> dict:

@@ -216,16 +216,25 @@ diff:
   type: dict
 """
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
+    PLAN,
+    existing_backup_dir,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    plan_from_dict,
+    read_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
+    detect_capabilities,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     build_module,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import schema_diff
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import PLAN, existing_backup_dir
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
 
 
 def roll_back(module, client) -> dict:

@@ -157,16 +157,19 @@ plan_checksum:
   type: str
 """
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.standalone_validate import (
+    find_migration,
+    validate_migration,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import ValidationFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    plan_from_dict,
+    read_plan,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     build_module,
     run_with_client,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import ValidationFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict, read_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.standalone_validate import (
-    find_migration,
-    validate_migration,
 )
 
 

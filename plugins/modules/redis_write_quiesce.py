@@ -298,8 +298,10 @@ import re
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_rules, runner
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import ObservationInvalid, check_window
-
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import (
+    ObservationInvalid,
+    check_window,
+)
 
 # A clear-text password rule (`>secret` adds one, `<secret` removes one) at the start of a rule or selector.
 _CLEAR_PASSWORD = re.compile(r"(?<![^ (])([<>])[^ )]+")

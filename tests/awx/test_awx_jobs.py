@@ -122,7 +122,9 @@ def test_rollback_job_restores_every_host(awx, ready, tmp_path):
 def test_release_job_gives_writes_back_after_an_interrupted_window(awx, ready, tmp_path):
     """A window whose job was killed after the quiesce: release.yml gives every user its rules back, byte for
     byte, and a second release finds nothing to do."""
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import ConnectionSettings
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
+        ConnectionSettings,
+    )
     from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import runner
 
     before = snapshot(ready)

@@ -19,13 +19,16 @@ import numpy
 import redis
 from datasets import wait_for
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import _pid_alive
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import _pid_alive
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 
 SUPPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support")
 DRIVER = os.path.join(SUPPORT, "fault_driver.py")

@@ -34,8 +34,8 @@ from fault_scenarios import (
     start_driver,
 )
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
 
 pytestmark = pytest.mark.fault
 

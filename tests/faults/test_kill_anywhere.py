@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from fault_scenarios import (
     SCENARIOS,
+    SEED,
     capture,
     driver_args,
     last_step,
@@ -28,11 +29,10 @@ from fault_scenarios import (
     source_index,
     start_driver,
     without_stale_locks,
-    SEED,
 )
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import read_header
 
 pytestmark = pytest.mark.kill_point
 

@@ -344,8 +344,9 @@ def test_server_crash_and_restart_mid_rollback(checkpoint, persistent_server, tm
 
 def test_dropped_connections_at_random_moments(clean_redis, proxy, tmp_path, calibrations, record_property):
     """Every connection cut at seeded random moments of one migration and of its rollback."""
-    from fault_scenarios import SEED  # pylint: disable=import-outside-toplevel
     import random  # pylint: disable=import-outside-toplevel
+
+    from fault_scenarios import SEED  # pylint: disable=import-outside-toplevel
     scenario = SCENARIOS["hash"]
     calibration = calibrations("hash")
     clean_redis.flushall()

@@ -16,16 +16,14 @@ import yaml
 from playbook_runner import ROOT, run_playbook
 from test_redis_index_migrate import DIMS, QUANT16, load, make_plan, run
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
     BackupHeader,
     BackupStore,
     describe_backups,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
-    choose_backup,
-    rollback,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 
 DOCS = os.path.join(ROOT, "docs", "operations.md")
 

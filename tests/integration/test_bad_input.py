@@ -26,9 +26,9 @@ from datasets import wait_for
 from fake_endpoints import FakeEndpoint
 from module_runner import run_module
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import create_check
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import SchemaInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import create_check
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
 from ansible_collections.indexops.redis_search.plugins.modules import (
     redis_index_batch,
     redis_index_info,
@@ -556,8 +556,9 @@ def test_an_interrupted_create_check_expires_by_itself(clean_redis, monkeypatch)
 
 def test_a_user_who_may_not_create_indexes_gets_a_warning_not_a_block(unchanged_server, redis_server):
     import redis  # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
+
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
     client = unchanged_server
     client.execute_command("ACL", "SETUSER", "planner", "on", ">pw", "~*", "&*", "+@all", "-FT.CREATE")
     try:

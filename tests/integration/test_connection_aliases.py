@@ -3,10 +3,11 @@ login_port, login_user, login_password (a secret like password), validate_certs,
 and client_key_file, with tls under the same name."""
 from __future__ import annotations
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, connection_settings
-from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
 from module_args import patch_module_args
 from module_runner import run_module
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, connection_settings
+from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
 
 USER, PASSWORD = "alias-user", "Alias-pw-5be1c0de"
 

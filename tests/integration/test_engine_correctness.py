@@ -19,13 +19,22 @@ from restartable_server import RestartableServer
 from test_migrate_safety import f16, planned, server_state
 from test_redis_index_migrate import QUANT16, dump_hashes, load, run, run_killed
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import MigrationFailed, PreflightFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import real_name, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    MigrationFailed,
+    PreflightFailed,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    real_name,
+    snapshot_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.modules import (
     redis_index_batch,
     redis_index_migrate,

@@ -19,18 +19,25 @@ from module_runner import run_module
 from redis_search_server import RedisSearchServer
 from test_redis_index_migrate import DIMS, QUANT16, dump_hashes, load, make_plan, run, run_killed
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     LockHeld,
     PlanBlocked,
     PlanInvalid,
     PreflightFailed,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.ftcreate import create_args
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import MigrationPlan, write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    MigrationPlan,
+    write_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_args
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    index_exists,
+    snapshot_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate
 
 
@@ -541,12 +548,8 @@ def test_on_the_fly_task_run_again_after_success_changes_nothing(clean_redis, re
 
 
 def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, redis_url, tmp_path):
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (  # noqa: E501  pylint: disable=import-outside-toplevel
-        BackupStore,
-    )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (  # pylint: disable=import-outside-toplevel
-        BackupInvalid,
-    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import BackupInvalid
     load(clean_redis)
     originals = dump_hashes(clean_redis, b"doc:*")
     plan, path = planned(clean_redis, tmp_path, QUANT16, batch_size=50)  # the batch size run_killed uses
@@ -568,7 +571,7 @@ def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, r
 
 
 def store_blocks(path):
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import (  # noqa: E501  pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import (
         decode_records,
         iter_blocks,
     )
@@ -581,22 +584,22 @@ def test_int8_targets_are_staged_in_a_second_pass_with_their_fitted_scale(tmp_pa
     """int8/uint8 need the scale over every value before converting any (this server lacks them, so the
     pass is checked on its own): staged.bin holds exactly the codec's conversion with those parameters."""
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import encode_record
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.backup import (
+        stage_from_backup,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import encode_record
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
         BackupHeader,
         BackupStore,
     )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.codec import (
-        RangeStats,
-        convert_batch,
-        fit_quant_params,
-    )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.backup import (
-        stage_from_backup,
-    )
-    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rewrites import (
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import (
         DocumentRewrites,
         Quantize,
+    )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+        RangeStats,
+        fit_quant_params,
     )
     rewrites = DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec", dims=DIMS,
                                                    source="float32", target="int8", metric="l2")])

@@ -11,8 +11,10 @@ import pytest
 from module_runner import run_module
 from test_redis_index_migrate import BATCH, DRIVER, QUANT16, load, make_plan, run
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.capabilities import detect_capabilities
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
+    detect_capabilities,
+)
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 

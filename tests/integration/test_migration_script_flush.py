@@ -7,7 +7,7 @@ import pytest
 import redis
 from test_redis_index_migrate import QUANT16, dump_hashes, expected_after_quantize, load, make_plan, run
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
 
 
 def flush_calls(client) -> int:

@@ -19,16 +19,17 @@ from module_runner import run_module
 from test_migrate_safety import server_state
 from test_redis_index_migrate import dump_hashes, load, make_plan, run, run_killed
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import MigrationFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases import online
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases import online
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import MigrationFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
     real_name,
     snapshot_index,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate
 
 READER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "index_reader.py")

@@ -15,40 +15,42 @@ import pytest
 import redis
 from datasets import dump_hashes, wait_for
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import (
-    decode_records,
-    iter_blocks,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
-    BackupStore,
-    read_header,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_workers import OrderedPool
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.codec import (
-    RangeStats,
-    fit_quant_params,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
-    MigrationFailed,
-    PreflightFailed,
-    SchemaInvalid,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases import backup
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.backup import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases import backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.backup import (
     BatchWork,
     Findings,
     read_pass,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rewrites import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import (
+    decode_records,
+    iter_blocks,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
+    BackupStore,
+    read_header,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.workers import OrderedPool
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    MigrationFailed,
+    PreflightFailed,
+    SchemaInvalid,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import index_exists
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import (
     DocumentRewrites,
     Quantize,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.fitting import (
+    RangeStats,
+    fit_quant_params,
+)
 
 DRIVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "migrate_driver.py")
 DOCS, DIMS, BATCH = 300, 16, 40  # 8 batches

@@ -20,10 +20,11 @@ from module_runner import run_module
 from playbook_runner import ROOT, run_playbook
 from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
 from redis_search_server import RedisSearchServer
+
 # app and users are the fixtures of test_write_quiesce.py: the same users, the same live application connection.
 from test_write_quiesce import app, as_migrator, assert_writes_refused_reads_work, users, warned  # noqa: F401  pylint: disable=unused-import
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import IndexLock, lock_key
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import IndexLock, lock_key
 from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
 
 SUPPORT = os.path.join(ROOT, "tests", "support")

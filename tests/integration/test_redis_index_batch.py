@@ -14,13 +14,20 @@ from module_runner import run_module
 from test_migrate_safety import server_state
 from test_redis_index_migrate import QUANT16, dump_hashes, load
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore, read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_plan import BatchPlan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch_state import read_state, save_state
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import lock_key
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import plan_from_dict
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
+    BackupStore,
+    read_header,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.plan import BatchPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.state import read_state, save_state
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import plan_from_dict
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    index_exists,
+    snapshot_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_batch, redis_index_validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from module_runner import run_module
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 FULL_INDEX = [

@@ -14,22 +14,27 @@ import redis
 from datasets import dump_hashes, wait_for
 from module_runner import run_module
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
     BackupStore,
     read_header,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     BackupInvalid,
     LockHeld,
     PreflightFailed,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import lock_key
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    index_exists,
+    snapshot_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate
 
 DRIVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "migrate_driver.py")

@@ -12,13 +12,21 @@ from module_runner import run_module
 from playbook_runner import run_playbook
 from redis_search_server import RedisSearchServer
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import estimate as estimate_module
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import PlanInvalid, SchemaInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan, write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import parse_schema
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    PlanInvalid,
+    SchemaInvalid,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import (
+    estimate as estimate_module,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    read_plan,
+    write_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate, redis_index_plan
 
 QUANTIZE = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}

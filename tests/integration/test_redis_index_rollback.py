@@ -21,12 +21,19 @@ from test_redis_index_migrate import (
     run_killed,
 )
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import BackupStore, read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.patch import parse_patch
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planner import create_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import index_exists, snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
+    BackupStore,
+    read_header,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    index_exists,
+    snapshot_index,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 from ansible_collections.indexops.redis_search.plugins.modules import (
     redis_index_migrate,
     redis_index_rollback,

@@ -8,12 +8,13 @@ import pytest
 from datasets import wait_for
 from module_runner import run_module
 from test_migrate_safety import planned, server_state
-from test_rollback_safety import _forge
 from test_redis_index_migrate import DIMS, QUANT16, load, make_plan, run, run_killed
+from test_rollback_safety import _forge
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import encode_record
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import BackupInvalid
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import choose_backup, rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import encode_record
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import BackupInvalid
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_validate
 
 DOCS = 120

@@ -8,31 +8,33 @@ import re
 import numpy
 import pytest
 import redis
-from datasets import is_hash
 from app_writes import AppWriter, dump_everything, write_counters
+from datasets import is_hash
 from module_runner import run_module
 from test_redis_index_migrate import DIMS, DOCS, QUANT16, load, make_plan, run
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_format import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import (
+    _in_scope,
+    choose_backup,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import (
     Entry,
     Record,
     encode_record,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup_store import read_header
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import (
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import read_header
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
     BackupInvalid,
     PreflightFailed,
     ValidationFailed,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
-    _in_scope,
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
     _States,
-    choose_backup,
     rollback,
     state_digest,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
 
 RENAME_VEC = {"rename_fields": [{"old_name": "vec", "new_name": "embedding"}]}

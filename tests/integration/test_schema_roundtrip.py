@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import changes, ftcreate, schema, snapshot
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import ftcreate, snapshot
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import changes
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import model as schema
 
 HASH, JSON = "hash", "json"
 STORAGES = (HASH, JSON)

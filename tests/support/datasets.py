@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.snapshot import read_info
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.stats import stats_from_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import read_info
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.stats import stats_from_info
 
 
 def wait_for(client, index: str, docs: int, timeout: float = 10.0) -> None:

@@ -47,21 +47,32 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), ".build"
 from cutting_proxy import parse_command  # noqa: E402  pylint: disable=wrong-import-position
 from redis.connection import AbstractConnection  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import (  # noqa: E402
-    backup_store,
-    failpoints,
-    migrate as migrate_module,
-    rollback as rollback_module,
-    rollback_online,
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply import migrate as migrate_module
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import (  # noqa: E402
+    migrate,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.connection import (  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (  # noqa: E402
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup import store as backup_store
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (  # noqa: E402
+    IndexOpsError,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (  # noqa: E402
+    read_plan,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import (
     ConnectionSettings,
     connect,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
+    online as rollback_online,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback import (
+    rollback as rollback_module,
+)
 
 STEPS = ("preflight", "backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap",
          "rollback_prepare", "rollback_restore", "rollback_index", "rollback_wait", "rollback_validate",
@@ -248,7 +259,7 @@ def main() -> int:
             result = {"changed": outcome.changed, "result": outcome.report.result,
                       "conflicts": outcome.report.conflicts}
         else:
-            store = rollback_module.choose_backup(args["backup_dir"], args["index"])
+            store = choose_backup(args["backup_dir"], args["index"])
             changed, outcome = rollback_module.rollback(client(), store, **args.get("options", {}))
             result = {"changed": changed, "result": outcome.result}
     except IndexOpsError as err:

@@ -15,10 +15,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), ".build"
 
 import redis  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.migrate import migrate  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.phases.context import MigrateOptions  # noqa: E402
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.plan import read_plan  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import (  # noqa: E402
+    migrate,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (  # noqa: E402
+    MigrateOptions,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (  # noqa: E402
+    IndexOpsError,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (  # noqa: E402
+    read_plan,
+)
 
 
 def main() -> int:

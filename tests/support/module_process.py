@@ -18,10 +18,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), ".build", "collections"))
 
-from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 from cutting_proxy import arm_remotely  # noqa: E402  pylint: disable=wrong-import-position
+from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import failpoints  # noqa: E402
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import failpoints  # noqa: E402
 
 
 def main() -> int:

@@ -6,11 +6,12 @@ command" only when none of them allows the command; a refusal for a key or a cha
 allows the command on other keys, so the user can still run it. Whether the user is on or off does
 not matter: switching a user off (or changing its password) leaves its open connections working.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import text
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import text
 
 from .write_commands import CommandInfo
 

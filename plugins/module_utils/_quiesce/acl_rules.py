@@ -5,12 +5,13 @@
 rule written `(<rule> <rule> ...)` with spaces inside. Restoring a user means sending the same
 rules again after `reset`, with every selector kept whole as one argument. Pure functions only.
 """
+
 from __future__ import annotations
 
 import re
 from typing import List, Sequence, Tuple
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
 
 
 class AclLineInvalid(IndexOpsError):
@@ -27,7 +28,7 @@ def split_line(line: str) -> Tuple[str, List[str]]:
     """`user <name> <rules...>` -> (name, rules), each selector one rule."""
     if not line.startswith("user "):
         raise AclLineInvalid(f"not an ACL LIST line: {redact(line)[:60]!r}")
-    name, _sep, rest = line[len("user "):].partition(" ")
+    name, _sep, rest = line[len("user ") :].partition(" ")
     if not name:
         raise AclLineInvalid("ACL LIST line without a user name")
     return name, split_rules(rest)

@@ -7,13 +7,14 @@ which are not application writes) and the call counters of every write command i
 `INFO commandstats` - executed calls, and calls ACL or the server rejected, which show that
 someone still tries to write.
 """
+
 from __future__ import annotations
 
 import math
 import time
 from typing import Any, Callable, Dict, List, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
 
 from .write_commands import command_stats
 
@@ -29,12 +30,15 @@ def check_window(seconds: float, interval: float) -> None:
     two readings (the interval below the window)."""
     for name, value in (("observe_seconds", seconds), ("observe_interval", interval)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-            raise ObservationInvalid(f"{name} must be a finite number of seconds above 0, not {value!r}",
-                                     hint=f"give {name} as a positive number, e.g. 5 (seconds) or 0.5 (interval)")
+            raise ObservationInvalid(
+                f"{name} must be a finite number of seconds above 0, not {value!r}",
+                hint=f"give {name} as a positive number, e.g. 5 (seconds) or 0.5 (interval)",
+            )
     if interval >= seconds:
-        raise ObservationInvalid(f"observe_interval ({interval:g} s) must be below observe_seconds ({seconds:g} s)",
-                                 hint="the counters are read at the start and every interval: give an interval "
-                                      "shorter than the window")
+        raise ObservationInvalid(
+            f"observe_interval ({interval:g} s) must be below observe_seconds ({seconds:g} s)",
+            hint="the counters are read at the start and every interval: give an interval shorter than the window",
+        )
 
 
 def _int(section: Dict[str, Any], key: str) -> int:
@@ -54,12 +58,19 @@ class Sample:
         self.rdb_changes = _int(persistence, "rdb_changes_since_last_save")
         self.expired = _int(stats, "expired_keys")
         self.evicted = _int(stats, "evicted_keys")
-        self.commands = {name: commands.get(name, {"calls": 0, "rejected_calls": 0, "failed_calls": 0})
-                         for name in names}
+        self.commands = {
+            name: commands.get(name, {"calls": 0, "rejected_calls": 0, "failed_calls": 0}) for name in names
+        }
 
 
-def observe(client, names: Sequence[str], seconds: float, interval: float = 0.5,
-            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
+def observe(
+    client,
+    names: Sequence[str],
+    seconds: float,
+    interval: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Dict[str, Any]:
     """Watch for `seconds`; return what arrived. `quiet` is True when no write ran."""
     check_window(seconds, interval)
     first = previous = Sample(client, names)
@@ -81,8 +92,10 @@ def observe(client, names: Sequence[str], seconds: float, interval: float = 0.5,
     per_command: Dict[str, Dict[str, int]] = {}
     executed = rejected = 0
     for name in names:
-        delta = {counter: last.commands[name][counter] - first.commands[name][counter]
-                 for counter in ("calls", "rejected_calls", "failed_calls")}
+        delta = {
+            counter: last.commands[name][counter] - first.commands[name][counter]
+            for counter in ("calls", "rejected_calls", "failed_calls")
+        }
         if any(delta.values()):
             per_command[name] = delta
         executed += delta["calls"]

@@ -16,16 +16,16 @@ it. Then the server's ACL file is made to match again (acl_file.py).
 verify: watch the server's write counters for a while, and look for users that could write unseen
 (created or changed during the window).
 """
+
 from __future__ import annotations
 
 import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import decode, text
-
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.lock import held_locks
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import redis_exceptions
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import held_locks
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode, text
 
 from . import access, acl_file, acl_rules, state_store
 from .observe import check_window, describe, observe
@@ -73,8 +73,10 @@ def _acl(client, *args: str) -> Any:
     try:
         return client.execute_command("ACL", *args)
     except redis_exceptions.NoPermissionError:
-        raise QuiesceRefused(f"the connecting user may not run ACL {args[0]}",
-                             hint="connect as the migrating user with +acl (or +@admin) permission") from None
+        raise QuiesceRefused(
+            f"the connecting user may not run ACL {args[0]}",
+            hint="connect as the migrating user with +acl (or +@admin) permission",
+        ) from None
 
 
 def whoami(client) -> str:
@@ -95,8 +97,9 @@ def _setuser(client, name: str, rules: Sequence[str]) -> None:
     try:
         client.execute_command(*acl_rules.setuser_args(name, rules))
     except redis_exceptions.ResponseError as err:
-        raise QuiesceRefused(f"ACL SETUSER {name} was refused: {str(err).splitlines()[0]}",
-                             details={"user": name}) from None
+        raise QuiesceRefused(
+            f"ACL SETUSER {name} was refused: {str(err).splitlines()[0]}", details={"user": name}
+        ) from None
 
 
 def _run_id(client) -> str:
@@ -142,8 +145,13 @@ def _exposed(client, names: Sequence[str], guarded, write_names: Sequence[str]) 
         if may is None:
             return None
         if may:
-            found.append({"name": name, "write_commands": len([c for c in may if c in writes]),
-                          "window_breaking": [c for c in may if c not in writes and c in WINDOW_BREAKING]})
+            found.append(
+                {
+                    "name": name,
+                    "write_commands": len([c for c in may if c in writes]),
+                    "window_breaking": [c for c in may if c not in writes and c in WINDOW_BREAKING],
+                }
+            )
     return found
 
 
@@ -152,20 +160,32 @@ def _describe_exposed(entry: Dict[str, Any]) -> str:
     return f"{entry['name']} ({', '.join(rights + entry['window_breaking'])})"
 
 
-def quiesce(client, endpoint: str, state_file: str, users: Sequence[str] = (), exclude_users: Sequence[str] = (),
-            extra_commands: Sequence[str] = (), check_mode: bool = False) -> Dict[str, Any]:
+def quiesce(
+    client,
+    endpoint: str,
+    state_file: str,
+    users: Sequence[str] = (),
+    exclude_users: Sequence[str] = (),
+    extra_commands: Sequence[str] = (),
+    check_mode: bool = False,
+) -> Dict[str, Any]:
     me = whoami(client)
     lines = acl_lines(client)
     state = state_store.load(state_file, endpoint)
     saved = state["users"] if state else {}
     targets = list(dict.fromkeys(users)) if users else sorted(set(lines) - {me} - set(exclude_users))
     if me in targets:
-        raise QuiesceRefused(f"users lists {me!r}, the user this task connects as: the migration could not write",
-                             hint="connect as a separate migrating user, or leave it out of users")
+        raise QuiesceRefused(
+            f"users lists {me!r}, the user this task connects as: the migration could not write",
+            hint="connect as a separate migrating user, or leave it out of users",
+        )
     unknown = [name for name in targets if name not in lines and name not in saved]
     if unknown:
-        raise QuiesceRefused(f"no ACL user named {', '.join(unknown)}", hint="ACL USERS lists the users",
-                             details={"known_users": sorted(lines)})
+        raise QuiesceRefused(
+            f"no ACL user named {', '.join(unknown)}",
+            hint="ACL USERS lists the users",
+            details={"known_users": sorted(lines)},
+        )
     commands = _commands(client)
     strange = unknown_commands(commands, extra_commands)
     if strange:
@@ -175,11 +195,19 @@ def quiesce(client, endpoint: str, state_file: str, users: Sequence[str] = (), e
     warnings: List[str] = []
     new_window = state is None
     if state is None:
-        state = state_store.new_state(endpoint, run_id, me, deny, left_alone=set(lines) - set(targets) - {me},
-                                      acl_file=acl_file.before_window(client, lines, run_id))
+        state = state_store.new_state(
+            endpoint,
+            run_id,
+            me,
+            deny,
+            left_alone=set(lines) - set(targets) - {me},
+            acl_file=acl_file.before_window(client, lines, run_id),
+        )
     elif state.get("run_id") != run_id:
-        warnings.append(f"{endpoint} restarted since the quiesce began (run_id changed): ACL changes not saved "
-                        "with ACL SAVE were lost and are applied again")
+        warnings.append(
+            f"{endpoint} restarted since the quiesce began (run_id changed): ACL changes not saved "
+            "with ACL SAVE were lost and are applied again"
+        )
         state["run_id"] = run_id
     deny_changed = state["denied_commands"] != deny
     state["denied_commands"] = deny
@@ -205,8 +233,9 @@ def quiesce(client, endpoint: str, state_file: str, users: Sequence[str] = (), e
             f"the command rules of ACL user(s) {', '.join(tampered)} were changed during the window by someone else "
             "(neither their rules before the window nor the quiesced ones): not quiesced over that",
             hint="release the window (it reports these users and leaves them as they are), check their rules, then "
-                 "start the window again",
-            details={"users": [{"name": name, "rules_now": acl_rules.redact(lines[name])} for name in tampered]})
+            "start the window again",
+            details={"users": [{"name": name, "rules_now": acl_rules.redact(lines[name])} for name in tampered]},
+        )
 
     if not check_mode and (todo or new_window):
         # The originals are on disk before the first ACL change: a run killed from here on can be released.
@@ -216,35 +245,43 @@ def quiesce(client, endpoint: str, state_file: str, users: Sequence[str] = (), e
             _name, current_rules = acl_rules.split_line(lines[name])
             _name, original_rules = acl_rules.split_line(state["users"][name]["original"])
             # Only the command rules come from the saved line: a password rotated meanwhile is kept.
-            _setuser(client, name, acl_rules.quiesced_rules(acl_rules.with_commands_of(current_rules, original_rules),
-                                                            deny))
+            _setuser(
+                client, name, acl_rules.quiesced_rules(acl_rules.with_commands_of(current_rules, original_rules), deny)
+            )
         after = acl_lines(client)
         for name in todo:
             state["users"][name]["quiesced"] = after.get(name)
         state_store.save(state_file, state)
 
     left_alone = sorted(set(lines) - set(targets) - {me})
-    exposed = _exposed(client, left_alone, guarded_commands(commands, extra_commands),
-                       write_command_names(commands, extra_commands))
+    exposed = _exposed(
+        client, left_alone, guarded_commands(commands, extra_commands), write_command_names(commands, extra_commands)
+    )
     if exposed is None:
-        warnings.append(f"{endpoint} cannot dry-run ACL rules (ACL DRYRUN, Redis 7+): whether the users left alone "
-                        f"({', '.join(left_alone)}) can write or break the window was not checked")
+        warnings.append(
+            f"{endpoint} cannot dry-run ACL rules (ACL DRYRUN, Redis 7+): whether the users left alone "
+            f"({', '.join(left_alone)}) can write or break the window was not checked"
+        )
         exposed = []
     elif exposed:
-        warnings.append(f"ACL user(s) left alone for the window can still write or break it: "
-                        f"{'; '.join(_describe_exposed(entry) for entry in exposed)} - quiesce them unless they must "
-                        "keep these rights")
+        warnings.append(
+            f"ACL user(s) left alone for the window can still write or break it: "
+            f"{'; '.join(_describe_exposed(entry) for entry in exposed)} - quiesce them unless they must "
+            "keep these rights"
+        )
     report = []
     for name in targets:
         entry = state["users"].get(name)
         if entry is None:
             continue
-        report.append({
-            "name": name,
-            "changed": name in todo,
-            "rules_before": acl_rules.redact(entry["original"]),
-            "rules_quiesced": acl_rules.redact(entry["quiesced"]) if entry["quiesced"] else None,
-        })
+        report.append(
+            {
+                "name": name,
+                "changed": name in todo,
+                "rules_before": acl_rules.redact(entry["original"]),
+                "rules_quiesced": acl_rules.redact(entry["quiesced"]) if entry["quiesced"] else None,
+            }
+        )
     return {
         "changed": bool(todo),
         "migrating_user": me,
@@ -267,10 +304,13 @@ def _since_seconds(since: Any) -> Optional[int]:
 def _describe_lock(lock: Dict[str, Any]) -> str:
     holder = lock["holder"]
     running = _since_seconds(holder.get("since"))
-    return (f"index {lock['index']} is locked by a {holder.get('purpose') or 'migration'} "
-            f"(host {holder.get('host')}, pid {holder.get('pid')}, plan {holder.get('plan') or '-'}, "
-            f"since {holder.get('since')}" + (f", {running} s ago" if running is not None else "")
-            + f"; the lock expires {max(int(lock['ttl_ms']), 0) / 1000:.0f} s after its owner stops renewing it)")
+    return (
+        f"index {lock['index']} is locked by a {holder.get('purpose') or 'migration'} "
+        f"(host {holder.get('host')}, pid {holder.get('pid')}, plan {holder.get('plan') or '-'}, "
+        f"since {holder.get('since')}"
+        + (f", {running} s ago" if running is not None else "")
+        + f"; the lock expires {max(int(lock['ttl_ms']), 0) / 1000:.0f} s after its owner stops renewing it)"
+    )
 
 
 def _check_locks(client, force: bool, warnings: List[str]) -> None:
@@ -279,9 +319,11 @@ def _check_locks(client, force: bool, warnings: List[str]) -> None:
     for lock in locks:
         if lock["stale"]:
             holder = lock["holder"]
-            warnings.append(f"index {lock['index']}: the lock of a {holder.get('purpose') or 'migration'} whose "
-                            f"process is gone (host {holder.get('host')}, pid {holder.get('pid')}) is still there: "
-                            "it stopped part-way - resume it or roll it back")
+            warnings.append(
+                f"index {lock['index']}: the lock of a {holder.get('purpose') or 'migration'} whose "
+                f"process is gone (host {holder.get('host')}, pid {holder.get('pid')}) is still there: "
+                "it stopped part-way - resume it or roll it back"
+            )
     live = [lock for lock in locks if not lock["stale"]]
     if not live:
         return
@@ -291,17 +333,26 @@ def _check_locks(client, force: bool, warnings: List[str]) -> None:
             f"a migration still runs on this server: {described}; releasing now would let the application write "
             "into an index being rebuilt",
             hint="wait until it has finished (its lock goes with it) and release again; force: true releases anyway, "
-                 "at the risk of documents written meanwhile failing to index or being overwritten",
-            details={"locks": live})
-    warnings.append(f"released with force while a migration runs: {described}; application writes now reach an "
-                    "index being rebuilt - documents written meanwhile can fail to index or be overwritten")
+            "at the risk of documents written meanwhile failing to index or being overwritten",
+            details={"locks": live},
+        )
+    warnings.append(
+        f"released with force while a migration runs: {described}; application writes now reach an "
+        "index being rebuilt - documents written meanwhile can fail to index or be overwritten"
+    )
 
 
 def release(client, endpoint: str, state_file: str, check_mode: bool = False, force: bool = False) -> Dict[str, Any]:
     state = state_store.load(state_file, endpoint)
     if state is None:
-        return {"changed": False, "users": [], "state_file": state_file, "state_file_removed": False,
-                "acl_file": None, "warnings": []}
+        return {
+            "changed": False,
+            "users": [],
+            "state_file": state_file,
+            "state_file_removed": False,
+            "acl_file": None,
+            "warnings": [],
+        }
     warnings: List[str] = []
     if state["users"]:
         _check_locks(client, force, warnings)
@@ -320,22 +371,44 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
         now = _commands_of(current)
         if now == _commands_of(original):
             # A restart, an ACL LOAD or an administrator gave its commands back already: kept as it is now.
-            report.append({"name": name, "changed": False, "outcome": "restored_already",
-                           "identical": current == original, "rules": acl_rules.redact(current)})
+            report.append(
+                {
+                    "name": name,
+                    "changed": False,
+                    "outcome": "restored_already",
+                    "identical": current == original,
+                    "rules": acl_rules.redact(current),
+                }
+            )
             settled.append(name)
             continue
         if quiesced is not None and now != _commands_of(quiesced):
             if entry.get("refused") and now != _commands_of(entry["refused"]):
                 # Refused before, and its rules were set since: whoever did it decided. Kept as it is.
-                report.append({"name": name, "changed": False, "outcome": "set_by_hand", "identical": None,
-                               "rules": acl_rules.redact(current)})
+                report.append(
+                    {
+                        "name": name,
+                        "changed": False,
+                        "outcome": "set_by_hand",
+                        "identical": None,
+                        "rules": acl_rules.redact(current),
+                    }
+                )
                 settled.append(name)
                 continue
             refused.append(name)
             entry["refused"] = current
-            report.append({"name": name, "changed": False, "outcome": "refused", "identical": False,
-                           "rules": acl_rules.redact(current), "rules_quiesced": acl_rules.redact(quiesced),
-                           "rules_before": acl_rules.redact(original)})
+            report.append(
+                {
+                    "name": name,
+                    "changed": False,
+                    "outcome": "refused",
+                    "identical": False,
+                    "rules": acl_rules.redact(current),
+                    "rules_quiesced": acl_rules.redact(quiesced),
+                    "rules_before": acl_rules.redact(original),
+                }
+            )
             continue
         _name, current_rules = acl_rules.split_line(current)
         _name, original_rules = acl_rules.split_line(original)
@@ -349,14 +422,23 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
         identical = None if check_mode else lines.get(name) == line
         kept = line != state["users"][name]["original"]
         if kept:
-            warnings.append(f"ACL user {name!r} was changed during the window (password, keys, channels or on/off): "
-                            "those changes are kept, only its command rules from before the window are restored")
+            warnings.append(
+                f"ACL user {name!r} was changed during the window (password, keys, channels or on/off): "
+                "those changes are kept, only its command rules from before the window are restored"
+            )
         if identical is False:
             mismatched.append(name)
         else:
             settled.append(name)
-        report.append({"name": name, "changed": True, "outcome": "restored_keeping_changes" if kept else "restored",
-                       "identical": identical, "rules": acl_rules.redact(line)})
+        report.append(
+            {
+                "name": name,
+                "changed": True,
+                "outcome": "restored_keeping_changes" if kept else "restored",
+                "identical": identical,
+                "rules": acl_rules.redact(line),
+            }
+        )
     report.sort(key=lambda entry: entry["name"])
     quiesced_lines = {name: entry["quiesced"] for name, entry in state["users"].items() if entry.get("quiesced")}
     if refused or mismatched:
@@ -366,34 +448,47 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             state_store.save(state_file, state)
         problems = []
         if refused:
-            problems.append(f"the command rules of {', '.join(refused)} were changed during the window by someone "
-                            "else: left as they are (still carrying the quiesce's denials)")
+            problems.append(
+                f"the command rules of {', '.join(refused)} were changed during the window by someone "
+                "else: left as they are (still carrying the quiesce's denials)"
+            )
         if mismatched:
             problems.append(f"the restored rules of {', '.join(mismatched)} read back differently")
         raise ReleaseIncomplete(
             "; ".join(problems),
             hint=f"set their rules by hand (ACL SETUSER; their rules before the window are in {state_file}), then "
-                 "release again: a user whose command rules changed since this refusal is taken off the state file "
-                 "as it is",
-            details={"users": report})
+            "release again: a user whose command rules changed since this refusal is taken off the state file "
+            "as it is",
+            details={"users": report},
+        )
     removed = True if check_mode else state_store.remove(state_file)
     final_lines = {**lines, **expected} if check_mode else lines
-    file_outcome = acl_file.after_release(client, state.get("acl_file"), final_lines, quiesced_lines, _run_id(client),
-                                          check_mode=check_mode)
+    file_outcome = acl_file.after_release(
+        client, state.get("acl_file"), final_lines, quiesced_lines, _run_id(client), check_mode=check_mode
+    )
     warnings += file_outcome["warnings"]
     changed = bool(expected) or removed or bool(file_outcome["report"] and file_outcome["report"]["saved"])
-    return {"changed": changed, "users": report, "state_file": state_file, "state_file_removed": removed,
-            "acl_file": file_outcome["report"], "warnings": warnings}
+    return {
+        "changed": changed,
+        "users": report,
+        "state_file": state_file,
+        "state_file_removed": removed,
+        "acl_file": file_outcome["report"],
+        "warnings": warnings,
+    }
 
 
-def writers_not_quiesced(client, endpoint: str, state_file: str, commands, extra_commands: Sequence[str],
-                         warnings: List[str]) -> List[Dict[str, Any]]:
+def writers_not_quiesced(
+    client, endpoint: str, state_file: str, commands, extra_commands: Sequence[str], warnings: List[str]
+) -> List[Dict[str, Any]]:
     """Users that could write or break the window unseen: neither quiesced, nor the migrating user, nor
     left alone on purpose when the window began - created, or changed, during the window."""
     state = state_store.load(state_file, endpoint)
     if state is None:
-        warnings.append(f"no quiesce is recorded in {state_file} (nothing was quiesced, or in check mode): the ACL "
-                        "users were not checked")
+        warnings.append(
+            f"no quiesce is recorded in {state_file} (nothing was quiesced, or in check mode): the ACL "
+            "users were not checked"
+        )
         return []
     me = whoami(client)
     lines = acl_lines(client)
@@ -410,42 +505,61 @@ def writers_not_quiesced(client, endpoint: str, state_file: str, commands, extra
             suspects[name] = "its rules were changed during the window"
     if not suspects:
         return []
-    found = _exposed(client, list(suspects), guarded_commands(commands, extra_commands),
-                     write_command_names(commands, extra_commands))
+    found = _exposed(
+        client,
+        list(suspects),
+        guarded_commands(commands, extra_commands),
+        write_command_names(commands, extra_commands),
+    )
     if found is None:
-        warnings.append(f"{endpoint} cannot dry-run ACL rules (ACL DRYRUN, Redis 7+): users created or changed "
-                        f"during the window ({', '.join(suspects)}) were not checked")
+        warnings.append(
+            f"{endpoint} cannot dry-run ACL rules (ACL DRYRUN, Redis 7+): users created or changed "
+            f"during the window ({', '.join(suspects)}) were not checked"
+        )
         return []
     for entry in found:
         entry["reason"] = suspects[entry["name"]]
     return found
 
 
-def verify(client, endpoint: str, seconds: float, interval: float, extra_commands: Sequence[str] = (),
-           fail_on_rejected: bool = False, state_file: Optional[str] = None, observer=observe) -> Dict[str, Any]:
+def verify(
+    client,
+    endpoint: str,
+    seconds: float,
+    interval: float,
+    extra_commands: Sequence[str] = (),
+    fail_on_rejected: bool = False,
+    state_file: Optional[str] = None,
+    observer=observe,
+) -> Dict[str, Any]:
     check_window(seconds, interval)
     commands = _commands(client)
     names = write_command_names(commands, extra_commands)
     observation = observer(client, names, seconds, interval)
     warnings: List[str] = []
     # After the observation: a user created while it ran is found too.
-    unquiesced = writers_not_quiesced(client, endpoint, state_file, commands, extra_commands, warnings) \
-        if state_file else []
+    unquiesced = (
+        writers_not_quiesced(client, endpoint, state_file, commands, extra_commands, warnings) if state_file else []
+    )
     if observation["writes_rejected"] and not fail_on_rejected:
-        warnings.append(f"{endpoint}: {observation['writes_rejected']} write(s) were rejected during the observation: "
-                        "a client still tries to write")
+        warnings.append(
+            f"{endpoint}: {observation['writes_rejected']} write(s) were rejected during the observation: "
+            "a client still tries to write"
+        )
     if not observation["quiet"] or (fail_on_rejected and observation["writes_rejected"]):
         raise WritesObserved(
             f"writes reached the server during the {seconds:g} s observation: {observation['writes_executed']} ran, "
             f"{observation['writes_rejected']} rejected, {observation['data_changes']} data change(s) "
             f"({describe(observation)})",
             hint="stop the application's writers (or quiesce the users they log in as) before migrating",
-            details={"observation": observation, "unquiesced_users": unquiesced})
+            details={"observation": observation, "unquiesced_users": unquiesced},
+        )
     if unquiesced:
         raise WritersNotQuiesced(
             f"ACL user(s) not quiesced can write or break the window: "
             f"{'; '.join(_describe_exposed(entry) + ' - ' + entry['reason'] for entry in unquiesced)}",
             hint="quiesce again (with every user it takes in the ones created since) or remove their rights, then "
-                 "verify again; nothing proves their connections stay quiet",
-            details={"observation": observation, "unquiesced_users": unquiesced})
+            "verify again; nothing proves their connections stay quiet",
+            details={"observation": observation, "unquiesced_users": unquiesced},
+        )
     return {"changed": False, "observation": observation, "unquiesced_users": unquiesced, "warnings": warnings}

@@ -7,21 +7,20 @@ removed only after every user was released (its rules read back as expected) or 
 already restored. It also names the users that existed and were left alone (excluded or not listed),
 so that a user created during the window stands out, and what the server's ACL file was like.
 """
+
 from __future__ import annotations
 
 import datetime
 import json
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexOpsError
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.files import DIR_MODE, write_atomic
 
 FORMAT = "indexops.redis_search/write-quiesce"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks left_alone and acl_file: read as "none recorded"
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 
 
 class StateFileInvalid(IndexOpsError):
@@ -34,8 +33,14 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def new_state(endpoint: str, run_id: str, migrating_user: str, denied_commands: list, left_alone: list = (),
-              acl_file: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def new_state(
+    endpoint: str,
+    run_id: str,
+    migrating_user: str,
+    denied_commands: list,
+    left_alone: list = (),
+    acl_file: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -58,16 +63,22 @@ def load(path: str, endpoint: str) -> Optional[Dict[str, Any]]:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise StateFileInvalid(f"cannot read the quiesce state file {path}: {err}",
-                               hint="restore it from a copy, or restore the users' rules by hand") from None
+        raise StateFileInvalid(
+            f"cannot read the quiesce state file {path}: {err}",
+            hint="restore it from a copy, or restore the users' rules by hand",
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("users"), dict):
         raise StateFileInvalid(f"{path} is not a write-quiesce state file")
     if state.get("version") not in READABLE_VERSIONS:
-        raise StateFileInvalid(f"{path} has state format version {state.get('version')}, this module reads "
-                               f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise StateFileInvalid(
+            f"{path} has state format version {state.get('version')}, this module reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     if state.get("endpoint") != endpoint:
-        raise StateFileInvalid(f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
-                               hint="each Redis server needs its own state_file")
+        raise StateFileInvalid(
+            f"{path} belongs to {state.get('endpoint')}, not {endpoint}",
+            hint="each Redis server needs its own state_file",
+        )
     state.setdefault("left_alone", [])
     state.setdefault("acl_file", None)
     return state
@@ -79,23 +90,7 @@ def save(path: str, state: Dict[str, Any]) -> None:
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=DIR_MODE)
     data = json.dumps(state, indent=2, sort_keys=True).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=".quiesce-", dir=directory)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(os.path.abspath(path), data, prefix=".quiesce-")
 
 
 def remove(path: str) -> bool:

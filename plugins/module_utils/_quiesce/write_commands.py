@@ -8,15 +8,23 @@ commands change server state while flagged `readonly` (aliases, dictionaries); t
 here by name and denied when the server has them. So are the commands that write no data but can
 break a window (WINDOW_BREAKING).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, NamedTuple, Sequence
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.resp import decode
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode
 
 # Flagged readonly by RediSearch 2.x, yet they change what queries see.
-STATE_CHANGING_READONLY = ("ft.aliasadd", "ft.aliasupdate", "ft.aliasdel", "ft._aliasaddifnx", "ft._aliasdelifx",
-                           "ft.dictadd", "ft.dictdel")
+STATE_CHANGING_READONLY = (
+    "ft.aliasadd",
+    "ft.aliasupdate",
+    "ft.aliasdel",
+    "ft._aliasaddifnx",
+    "ft._aliasdelifx",
+    "ft.dictadd",
+    "ft.dictdel",
+)
 
 # Commands that write no data, yet let a user undo or break a window: give itself writes back (ACL
 # SETUSER), change the server under the migration (CONFIG SET, REPLICAOF, FAILOVER, MODULE, DEBUG,
@@ -25,12 +33,41 @@ STATE_CHANGING_READONLY = ("ft.aliasadd", "ft.aliasupdate", "ft.aliasdel", "ft._
 # FLUSH/KILL), or change indexes (FT.ALTER, FT.DROPINDEX, FT.ALIAS*). Those in @write are denied by
 # -@write already; the others by name, where the server has them. FT.CONFIG has no subcommands ACL
 # could tell apart, so all of it is denied (FT.CONFIG GET too).
-WINDOW_BREAKING = ("acl|setuser", "acl|deluser", "acl|load", "acl|save", "config|set", "config|resetstat",
-                   "config|rewrite", "client|kill", "client|pause", "client|unpause", "script|flush", "script|kill",
-                   "function|flush", "function|kill", "function|delete", "function|restore", "ft.config", "ft.alter",
-                   "ft.dropindex", "ft.aliasadd", "ft.aliasupdate", "ft.aliasdel",
-                   "replicaof", "slaveof", "failover", "shutdown", "module|load", "module|loadex", "module|unload",
-                   "debug", "flushall", "flushdb", "swapdb")
+WINDOW_BREAKING = (
+    "acl|setuser",
+    "acl|deluser",
+    "acl|load",
+    "acl|save",
+    "config|set",
+    "config|resetstat",
+    "config|rewrite",
+    "client|kill",
+    "client|pause",
+    "client|unpause",
+    "script|flush",
+    "script|kill",
+    "function|flush",
+    "function|kill",
+    "function|delete",
+    "function|restore",
+    "ft.config",
+    "ft.alter",
+    "ft.dropindex",
+    "ft.aliasadd",
+    "ft.aliasupdate",
+    "ft.aliasdel",
+    "replicaof",
+    "slaveof",
+    "failover",
+    "shutdown",
+    "module|load",
+    "module|loadex",
+    "module|unload",
+    "debug",
+    "flushall",
+    "flushdb",
+    "swapdb",
+)
 
 
 class CommandInfo(NamedTuple):
@@ -100,7 +137,7 @@ def command_stats(info: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
         if not key.startswith("cmdstat_") or not isinstance(value, dict):
             continue
         value = decode(value)
-        stats[key[len("cmdstat_"):].lower()] = {
+        stats[key[len("cmdstat_") :].lower()] = {
             counter: int(value.get(counter, 0) or 0) for counter in ("calls", "rejected_calls", "failed_calls")
         }
     return stats

@@ -5,7 +5,7 @@ import pytest
 from module_runner import run_module
 
 from ansible_collections.indexops.redis_search.plugins.module_utils import _module_kit
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration import deps
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core import deps
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 

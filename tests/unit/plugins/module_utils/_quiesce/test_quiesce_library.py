@@ -5,8 +5,13 @@ import json
 
 import pytest
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.deps import redis_exceptions
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_file, acl_rules, runner, state_store
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import redis_exceptions
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import (
+    acl_file,
+    acl_rules,
+    runner,
+    state_store,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.access import dryrun_args
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import (
     ObservationInvalid,

@@ -1,0 +1,302 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The phases of an online migration: the target built beside the live source, then swapped in.
+
+    create    FT.CREATE of the exact target under its own name (modes.py) on the same prefixes
+    wait      until it has indexed everything (progress in the header, for redis_index_info)
+    validate  against the live source: schema, document counts, sampled documents, KNN agreement
+    swap      one MULTI/EXEC of one script: unless the source's definition or aliases changed during the
+              build (then nothing is swapped), the source is dropped and its name and aliases lead
+              to the new index
+
+The source serves every query until the EXEC and the new index every query after it. Each phase
+is safe to run again; a failure before the swap drops the new index (migrate.py), so that nothing
+is left beside the source.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from ...core import failpoints
+from ...core.deps import Field, numpy
+from ...core.errors import MigrationFailed
+from ...redis.capabilities import detect_capabilities, require_search_results
+from ...redis.catalog import aliases_of
+from ...redis.connection import execute_once
+from ...redis.keyspace import indexed_keys, key_from_text, key_to_text
+from ...redis.scripts import GUARDED_SWAP, SOURCE_CHANGED
+from ...redis.snapshot import read_info, read_schema, real_name
+from ...redis.stats import stats_from_info
+from ...redis.waiting import StillIndexing, wait_until_indexed
+from ...schema.changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
+from ...schema.model import IndexSchema
+from ...vectors.codec import encode_batch
+from ...vectors.knn import KNN_K, nearest
+from .context import Context
+from .create import create_once
+from .validate import IndexCheck
+
+KNN_SAMPLE = 10
+# Share of one index's top 10 the other must also return, on average, where either is approximate (HNSW)
+# or the datatype changed (ties break differently). A wrong definition shares almost nothing; a correct
+# HNSW index over hard data shares less than one might think: 77% at EF_RUNTIME 1000 for 200k uniform
+# random 384-d vectors (M 16, EF_CONSTRUCTION 200), which an 80% floor failed.
+APPROXIMATE_AGREEMENT = 0.5
+
+
+class OnlineValidation(IndexCheck):
+    doc_count_source: int = 0
+    doc_count_target: int = 0
+    doc_count_tolerance: int = 0
+    keys_checked: int = 0
+    keys_missing: List[Any] = Field(default_factory=list)
+    knn_fields: Dict[str, Any] = Field(default_factory=dict)
+    problems: List[str] = Field(default_factory=list)
+
+
+def _final(ctx: Context) -> IndexSchema:
+    return ctx.plan.final_schema()
+
+
+def _ours(ctx: Context, name: str) -> bool:
+    """Whether the index `name` is this migration's target (same definition)."""
+    return read_schema(ctx.client, name).matches(_final(ctx))
+
+
+def run_create(ctx: Context) -> None:
+    name = ctx.plan.final_index
+    if real_name(ctx.client, name) == name:
+        if not _ours(ctx, name):
+            raise MigrationFailed(
+                f"an index named {name!r} exists with another definition; nothing was changed",
+                hint="drop it or choose another target name, then plan again",
+            )
+    else:
+        create_once(ctx.client, _final(ctx))
+    failpoints.hit("create", 0)
+
+
+def run_wait(ctx: Context) -> None:
+    def report(stats) -> None:
+        ctx.progress("wait", num_docs=stats.num_docs, percent_indexed=stats.percent_indexed)
+
+    name = ctx.plan.final_index
+    try:
+        wait_until_indexed(ctx.client, name, ctx.options.wait_timeout, on_poll=report)
+    except StillIndexing as err:
+        raise MigrationFailed(
+            f"{name} was still indexing after {ctx.options.wait_timeout:.0f} s ({err}); "
+            f"{ctx.source.name} kept serving and is unchanged",
+            hint="raise wait_timeout and re-run the same task",
+        ) from None
+
+
+# -- validation against the live source ----------------------------------------------------------------
+
+
+def _membership_may_change(ctx: Context) -> bool:
+    """Whether the new index may hold other documents than the source: another FILTER, new numeric/geo
+    fields whose values may not parse, a narrower datatype whose range some values exceed."""
+    for change in ctx.plan.changes:
+        if change.kind == INDEX_OPTION and change.attribute in ("filter", "language_field", "score_field"):
+            return True
+        if change.kind == FIELD_ADD and change.after in ("numeric", "geo", "geoshape", "vector"):
+            return True
+        if change.kind == VECTOR_DATATYPE:
+            return True
+    return False
+
+
+def _counts(ctx: Context) -> Tuple[int, int, int]:
+    """(source documents, target documents, how far the source moved while they were read): writes go on."""
+    client = ctx.client
+    first = stats_from_info(read_info(client, ctx.source.name)).num_docs
+    target = stats_from_info(read_info(client, ctx.plan.final_index)).num_docs
+    second = stats_from_info(read_info(client, ctx.source.name)).num_docs
+    return second, target, abs(second - first)
+
+
+def _top(client, index: str, field, vector: bytes, limit: Optional[int] = None) -> List[bytes]:
+    return [doc_id for doc_id, _distance in nearest(client, index, field, vector, KNN_K, limit)]
+
+
+def _query_vectors(ctx: Context, keys: List[bytes], before, after) -> List[Tuple[bytes, bytes]]:
+    """(query for the source, query for the target) from sampled documents' own vectors."""
+    client, found = ctx.client, []
+    location = ctx.source.identifier(before)
+    for key in keys:
+        if ctx.source.storage == "hash":
+            raw = client.hget(key, location)
+            if raw is not None:
+                found.append((raw, raw))  # an online migration never changes hash vector bytes
+            continue
+        text = client.execute_command("JSON.GET", key, location)
+        values = json.loads(text)[0] if text and text != b"[]" else None
+        if not values:
+            continue
+        matrix = numpy.asarray([values], dtype=numpy.float64)
+        try:
+            found.append(
+                (encode_batch(matrix, before.attrs.datatype)[0], encode_batch(matrix, after.attrs.datatype)[0])
+            )
+        except ValueError:
+            continue  # a value the narrower type cannot hold: not a usable query
+    return found[:KNN_SAMPLE]
+
+
+def _knn_agreement(ctx: Context, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
+    """Per vector field: the share of the source's top 10 that the target also returns, for queries with
+    sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
+    found: Dict[str, Any] = {}
+    for after in _final(ctx).vector_fields():
+        before = ctx.source.field(after.name)
+        if before is None or before.type != "vector" or before.attrs.distance_metric != after.attrs.distance_metric:
+            continue
+        exact = (
+            before.attrs.algorithm == after.attrs.algorithm == "flat" and before.attrs.datatype == after.attrs.datatype
+        )
+        shares = []
+        for source_query, target_query in _query_vectors(ctx, keys, before, after):
+            expected = _top(ctx.client, ctx.source.name, before, source_query, limit)
+            if not expected:
+                continue
+            got = set(_top(ctx.client, ctx.plan.final_index, after, target_query, limit))
+            shares.append(len(got & set(expected)) / len(expected))
+        mean = sum(shares) / len(shares) if shares else 1.0
+        wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
+        found[after.name] = {
+            "queries": len(shares),
+            "agreement": round(mean, 4),
+            "required": wanted,
+            "passed": mean >= wanted - 1e-9,
+        }
+    return found
+
+
+def validate(ctx: Context) -> OnlineValidation:
+    client, result = ctx.client, OnlineValidation()
+    result.schema_differences = read_schema(client, ctx.plan.final_index).differs_from(_final(ctx))
+    result.schema_match = not result.schema_differences
+    source, target, moved = _counts(ctx)
+    result.doc_count_source, result.doc_count_target, result.doc_count_tolerance = source, target, moved
+    result.doc_count_checked = not _membership_may_change(ctx)
+    algorithms = {
+        (ctx.source.field(f.name).attrs.algorithm if ctx.source.field(f.name) else None, f.attrs.algorithm)
+        for f in _final(ctx).vector_fields()
+    }
+    # An approximate (HNSW) source may count fewer documents than an exact (FLAT) target finds.
+    more_allowed = ("hnsw", "flat") in algorithms
+    limit = require_search_results(client, f"cannot validate {ctx.plan.final_index}")
+    keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
+    in_source = indexed_keys(client, ctx.source.name, keys, limit)
+    in_target = indexed_keys(client, ctx.plan.final_index, [k for k in keys if k in in_source], limit)
+    result.keys_checked = len(in_source)
+    result.keys_missing = [key_to_text(k) for k in keys if k in in_source and k not in in_target]
+    result.knn_fields = _knn_agreement(ctx, [k for k in keys if k in in_target], limit)
+
+    if not result.schema_match:
+        result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
+    if result.doc_count_checked:
+        low, high = source - moved, source + moved + (target if more_allowed else 0)
+        if not low <= target <= high:
+            result.problems.append(
+                f"{target} documents indexed by {ctx.plan.final_index}, {source} by {ctx.source.name}"
+            )
+    elif source and not target:
+        result.problems.append(f"{ctx.plan.final_index} indexed no document; {ctx.source.name} holds {source}")
+    if result.doc_count_checked and result.keys_missing:
+        result.problems.append(
+            f"{len(result.keys_missing)} sampled document(s) missing from {ctx.plan.final_index} "
+            f"(first: {result.keys_missing[0]})"
+        )
+    for name, knn in result.knn_fields.items():
+        if not knn["passed"]:
+            result.problems.append(
+                f"KNN on {name!r}: the new index returns {knn['agreement']:.0%} of the source's top "
+                f"{KNN_K} (at least {knn['required']:.0%} expected)"
+            )
+    result.passed = not result.problems
+    return result
+
+
+def run_validate(ctx: Context) -> None:
+    result = validate(ctx)
+    ctx.store.phase("validate").counters.update(result.model_dump())
+    if not result.passed:
+        raise MigrationFailed(
+            "validation failed: " + "; ".join(result.problems) + f"; {ctx.source.name} kept serving and is unchanged",
+            hint="inspect the plan and the documents, then re-run or plan again",
+            details={"validation": result.model_dump()},
+        )
+
+
+# -- the swap -----------------------------------------------------------------------------------------------
+
+
+def swapped(ctx: Context) -> bool:
+    """Whether the source's name already leads to the new index (the swap's EXEC ran)."""
+    return real_name(ctx.client, ctx.source.name) == ctx.plan.final_index
+
+
+def _source_as_planned(ctx: Context, names: List[str]) -> None:
+    """The source still has the definition the plan was made from, and each of its names still leads to
+    it: what someone changed during the build (FT.ALTER, an alias moved, deleted or added) would be lost
+    by the swap."""
+    client, source = ctx.client, ctx.source.name
+    found = read_schema(client, source).differs_from(ctx.source)
+    if found:
+        _refuse_swap(ctx, f"its definition changed: {'; '.join(found[:3])}")
+    moved = [name for name in names if name != source and real_name(client, name) != source]
+    if moved:
+        _refuse_swap(ctx, f"alias(es) {', '.join(moved)} no longer lead to it")
+    caps = detect_capabilities(client, probe=False)
+    if caps.alias_listing:
+        aliases, _complete = aliases_of(client, source, caps, {})
+        added = sorted(set(aliases) - set(names))
+        if added:
+            _refuse_swap(ctx, f"alias(es) {', '.join(added)} were added to it")
+
+
+def _refuse_swap(ctx: Context, what: str) -> None:
+    raise MigrationFailed(
+        f"{ctx.source.name} changed while {ctx.plan.final_index} was built ({what}); nothing was "
+        f"swapped: {ctx.source.name} serves as it is",
+        hint="plan again against the index as it is now (the index built beside it is dropped)",
+    )
+
+
+def run_swap(ctx: Context) -> None:
+    plan, client = ctx.plan, ctx.client
+    final, names = plan.final_index, list(plan.online.names)
+    ctx.store.header.aliases = names
+    ctx.store.save()
+    if swapped(ctx):
+        return
+    if real_name(client, ctx.source.name) != ctx.source.name:
+        raise MigrationFailed(
+            f"{ctx.source.name} is gone or leads elsewhere; nothing was swapped",
+            hint=f"{final} holds the target; point the names at it by hand or roll back",
+        )
+    # The definition's fingerprint first, then the check that it is the planned one: a change after the
+    # check changes the fingerprint, which the swap script compares before it writes anything.
+    fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, "", *names)
+    _source_as_planned(ctx, names)
+    failpoints.hit("swap", 0)
+    # One script in one transaction: no client sees the source gone and its names not yet moved, and
+    # nothing changes the source between the script's check and its drop. The names are added after the
+    # drop, which removes the source's own aliases with it.
+    pipe = client.pipeline(transaction=True)
+    pipe.execute_command("EVAL", GUARDED_SWAP, "0", ctx.source.name, final, fingerprint, *names)
+    replies = execute_once(client, pipe, raise_on_error=False)
+    errors = [str(r) for r in replies if isinstance(r, Exception)]
+    refused = [e for e in errors if e.startswith(SOURCE_CHANGED)]
+    if refused:
+        _refuse_swap(ctx, refused[0][len(SOURCE_CHANGED) :].strip())
+    wrong = [n for n in names if real_name(client, n) != final]
+    if errors or wrong:
+        raise MigrationFailed(
+            f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",
+            hint=f"{final} holds the target; re-run the same task, or point the names at it by hand",
+        )
+    ctx.progress("swap", force=True, names=names, index=final)

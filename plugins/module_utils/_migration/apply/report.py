@@ -1,0 +1,78 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The migration report: what happened, phase by phase, with the figures an operator checks."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from ..backup.store import BackupStore
+from ..core.deps import BaseModel, Field
+from ..core.files import write_atomic
+from ..core.yamlio import dump_yaml
+from ..planning.plan import MigrationPlan
+
+REPORT_FORMAT = "indexops.redis_search/report"
+REPORT_FILE = "report.yaml"
+
+
+class MigrationReport(BaseModel):
+    format: str = REPORT_FORMAT
+    format_version: int = 1
+    result: str  # succeeded | failed | nothing_to_do | already_completed | would_migrate | would_resume
+    mode: str = "drop_recreate"
+    source_index: str
+    target_index: str
+    plan_checksum: str
+    backup_path: Optional[str] = None
+    attempt: int = 0
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    downtime_seconds: Optional[float] = None
+    documents: int = 0
+    phases: Dict[str, Any] = Field(default_factory=dict)
+    quant_params: Dict[str, Any] = Field(default_factory=dict)
+    quality: Dict[str, Any] = Field(default_factory=dict)
+    validation: Dict[str, Any] = Field(default_factory=dict)
+    conflicts: int = 0
+    warnings: List[str] = Field(default_factory=list)
+    error: Optional[Dict[str, Any]] = None
+
+
+def build_report(plan: MigrationPlan, result: str, store: Optional[BackupStore] = None) -> MigrationReport:
+    report = MigrationReport(
+        result=result,
+        mode=plan.mode,
+        source_index=plan.source.index,
+        target_index=plan.final_index,
+        plan_checksum=plan.checksum,
+        warnings=list(plan.warnings),
+    )
+    if store is None:
+        return report
+    header = store.header
+    report.backup_path = store.directory
+    report.attempt = header.attempt
+    report.started_at = header.created_at
+    report.finished_at = header.updated_at
+    report.documents = header.data_records
+    report.quant_params = header.quant_params
+    report.quality = header.quality
+    report.error = header.error
+    report.phases = {name: state.model_dump() for name, state in header.phases.items() if state.started_at}
+    report.validation = header.phases["validate"].counters
+    report.conflicts = sum(int(state.counters.get("conflict", 0)) for state in header.phases.values())
+    # The index is unavailable from the drop until the new one has indexed everything.
+    window = ("drop", "move_fields", "rename_keys", "quantize", "create", "wait")
+    if plan.mode == "online":
+        # The source serves until the swap's EXEC and the new index from then on: no read gap.
+        report.downtime_seconds = 0.0 if header.phases.get("swap") and header.phases["swap"].done else None
+    elif header.phases["drop"].started_at:
+        report.downtime_seconds = round(sum(header.phases[p].seconds for p in window), 3)
+    return report
+
+
+def save_report(report: MigrationReport, *paths: Optional[str]) -> None:
+    text = dump_yaml(report.model_dump(mode="json")).encode("utf-8")
+    for path in paths:
+        if path:
+            write_atomic(path, text)

@@ -1,0 +1,228 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Everything the operator must know before applying a plan, as one sentence each."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from ..redis.capabilities import ServerCapabilities
+from ..redis.catalog import OtherIndex
+from ..redis.keyspace import prefixes_overlap
+from ..redis.stats import IndexStats
+from ..schema.changes import FIELD_ADD, FIELD_REMOVE, VECTOR_DATATYPE, Change
+from ..schema.model import IndexSchema
+from ..schema.rewrites import DocumentRewrites
+from ..vectors.audit import AuditResult
+from ..vectors.codec import describe_conversion
+from .classify import Classification
+from .estimate import Estimate
+from .modes import OnlineSwap
+
+
+def _size(num: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(num) < 1024 or unit == "TiB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024
+    return str(num)
+
+
+def collect_warnings(
+    source: IndexSchema,
+    target: IndexSchema,
+    stats: IndexStats,
+    changes: List[Change],
+    rewrites: DocumentRewrites,
+    classification: Classification,
+    audit: AuditResult,
+    estimate: Estimate,
+    caps: ServerCapabilities,
+    others: List[OtherIndex],
+    aliases: List[str],
+    aliases_complete: bool,
+    unobserved: List[str],
+    online: Optional[OnlineSwap] = None,
+) -> List[str]:
+    if classification.nothing_to_do:
+        return []
+    found = [_mode_warning(source, stats, rewrites, classification, online)]
+    found += _change_warnings(changes, target)
+    found += _index_warnings(source, target, stats)
+    found += _alias_warnings(source, caps, aliases)
+    found += _unobserved_warnings(unobserved)
+    for other in others:
+        overlap = any(prefixes_overlap(m, t) for m in source.index.prefix for t in other.prefixes)
+        if overlap and (rewrites.moves or rewrites.prefix) and other.name not in classification.shared_key_indexes:
+            found.append(
+                f"Index {other.name!r} covers some of the same keys; renaming keys or fields changes what it indexes."
+            )
+    found += _audit_warnings(source, stats, rewrites, audit)
+    found += _cost_warnings(audit, estimate)
+    return found
+
+
+def _mode_warning(
+    source: IndexSchema,
+    stats: IndexStats,
+    rewrites: DocumentRewrites,
+    classification: Classification,
+    online: Optional[OnlineSwap],
+) -> str:
+    """What the index's users see during the migration: nothing (online), or a read gap."""
+    if online is not None and classification.mode == "online":
+        return (
+            f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} "
+            f"keeps serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then swapped "
+            f"in at once: {', '.join(online.names)} lead to {online.index} from then on. Writes go on; documents "
+            "written during the build are indexed by both."
+        )
+    return (
+        f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
+        f"indexed all {stats.num_docs} documents, and writes in that window are not indexed"
+        + (" and may be overwritten by the rewrite" if rewrites.any else "")
+        + ". Stop reads and writes for the migration window."
+    )
+
+
+def _change_warnings(changes: List[Change], target: IndexSchema) -> List[str]:
+    """What each applied change costs: precision, a field no longer searchable, documents that drop out."""
+    found = []
+    for change in changes:
+        if change.blocked:
+            continue
+        if change.kind == VECTOR_DATATYPE:
+            conversion = describe_conversion(change.before, change.after)
+            if conversion["lossy"] and change.rewrites_documents:
+                found.append(
+                    f"Lossy quantization of {change.field!r}: {change.before} -> {change.after}, "
+                    f"{conversion['precision']}. The original bytes are kept in the backup; applications "
+                    f"must send {change.after} query vectors."
+                )
+            elif conversion["lossy"]:
+                found.append(
+                    f"{change.field!r} is indexed as {change.after} from now on ({conversion['precision']}); "
+                    "JSON documents keep their numbers unchanged, only the index's copy loses precision."
+                )
+            if change.after == "uint8" and change.rewrites_documents:
+                found.append(
+                    f"uint8 with the {target.field(change.field).attrs.distance_metric} metric needs "
+                    "non-negative values unless the metric is l2; the migration checks all values first."
+                )
+        elif change.kind == FIELD_REMOVE and change.before == "vector":
+            found.append(
+                f"Removing vector field {change.field!r}: its bytes stay in the documents "
+                "but are no longer indexed or searchable."
+            )
+        elif change.kind == FIELD_ADD and change.after in ("numeric", "geo", "geoshape"):
+            found.append(
+                f"Adding {change.after} field {change.field!r}: documents whose value there cannot be "
+                "parsed fail indexing and drop out of the index."
+            )
+    return found
+
+
+def _index_warnings(source: IndexSchema, target: IndexSchema, stats: IndexStats) -> List[str]:
+    """What the index itself makes uncertain: a FILTER, a combination that crashed the server, failures, indexing."""
+    found = []
+    if target.index.filter:
+        found.append(
+            "The index has a FILTER: a new index's first scan can skip documents that were indexed when "
+            "written (for example ones missing the filtered field), so the document count is not validated."
+        )
+    if (
+        target.index.max_text_fields
+        and target.index.no_fields
+        and source.index.max_text_fields
+        and source.index.no_fields
+    ):
+        found.append(
+            "MAXTEXTFIELDS with NOFIELDS crashed redis-server (search 2.10.5) when indexing in our tests; "
+            "recreating this index repeats that combination."
+        )
+    if stats.hash_indexing_failures:
+        found.append(
+            f"The source index reports {stats.hash_indexing_failures} indexing failure(s) over its life "
+            "(this counter never decreases); documents that failed are not in it. The migration also scans "
+            "its prefixes so that every covered document is found."
+        )
+    if not stats.fully_indexed:
+        found.append(
+            f"The source index is still indexing ({stats.percent_indexed:.0%}); the migration waits for it "
+            "to finish before it starts."
+        )
+    return found
+
+
+def _alias_warnings(source: IndexSchema, caps: ServerCapabilities, aliases: List[str]) -> List[str]:
+    if caps.alias_listing:
+        return (
+            [f"Aliases {', '.join(aliases)} are dropped with the index and re-pointed at the new one."]
+            if aliases
+            else []
+        )
+    declared = f" Declared aliases that will be moved: {', '.join(aliases)}." if aliases else ""
+    return [
+        f"This server cannot list aliases (FT.ALIASLIST needs search 8.10) and FT.DROPINDEX drops every alias of "
+        f"{source.name}.{declared} Name every alias in `aliases` or it will be lost."
+    ]
+
+
+def _unobserved_warnings(unobserved: List[str]) -> List[str]:
+    """Settings the server did not report: the new index gets the defaults unless the target sets them."""
+    found = []
+    hidden = [u for u in unobserved if not u.endswith(".initial_cap") and u != "index.key_separator"]
+    if hidden:
+        found.append(
+            f"The server did not report {', '.join(hidden)}; the new index uses server defaults for them "
+            "unless the target schema sets them."
+        )
+    caps_set = [u.split(".")[1] for u in unobserved if u.endswith(".initial_cap")]
+    if caps_set:
+        found.append(
+            f"INITIAL_CAP of {', '.join(caps_set)} is never reported by the server; it is a preallocation "
+            "hint and the new index uses the default unless the target schema sets initial_cap."
+        )
+    return found
+
+
+def _cost_warnings(audit: AuditResult, estimate: Estimate) -> List[str]:
+    found = []
+    if audit.missing_keys:
+        found.append(f"{audit.missing_keys} sampled keys vanished while planning: is something writing?")
+    if estimate.aof_enabled and estimate.aof_growth_bytes:
+        found.append(
+            f"AOF is on: rewriting {estimate.documents_rewritten} documents appends about "
+            f"{_size(estimate.aof_growth_bytes)} to it until the next rewrite."
+        )
+    if estimate.backup_fits is False:
+        found.append(
+            f"The backup directory has {_size(estimate.backup_dir_free_bytes or 0)} free; the backup needs "
+            f"about {_size(estimate.backup_dir_required_bytes or 0)}."
+        )
+    return found
+
+
+def _audit_warnings(
+    source: IndexSchema, stats: IndexStats, rewrites: DocumentRewrites, audit: AuditResult
+) -> List[str]:
+    """Vectors the migration leaves as they are, and what a sampled audit could not check. (Wrong sizes in
+    the fields it rewrites are blocked reasons: audit.backup_refusals.)"""
+    found = []
+    rewritten = {q.source_location for q in rewrites.quantize}
+    refused = {f.name for f in source.vector_fields() if source.identifier(f) in rewritten}
+    left = [m for m in audit.malformed if not (m.field in refused and m.found is not None)]
+    count = audit.malformed_count - sum(audit.wrong_size.get(name, 0) for name in refused)
+    if count > 0 and left:
+        found.append(
+            f"{count} of {audit.documents} audited documents hold no vector or one of the wrong size in a "
+            f"field the migration does not rewrite (first: {left[0].key} {left[0].field}); it leaves them as "
+            "they are, and a vector of the wrong size keeps its document out of the index, before and after."
+        )
+    if rewrites.quantize and audit.mode != "all":
+        targets = ", ".join(sorted({q.target for q in rewrites.quantize}))
+        found.append(
+            f"The audit checked the vectors of {audit.documents} of {stats.num_docs} documents; the migration "
+            "checks every one before it changes anything and refuses to start on a vector of the wrong size "
+            f"or a value {targets} cannot hold (audit_all: true checks them all now)."
+        )
+    return found

@@ -1,0 +1,358 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Build a migration plan. Nothing here writes to disk, and the only write to Redis is the create
+check: the target definition is created under a throwaway name on a prefix no key has and dropped
+at once (create_check.py), so that a definition the server refuses is blocked now, not after the drop.
+
+snapshot -> merge patch (or take the target schema) -> diff -> per-document rewrites -> live
+context -> classify -> create check -> sample and audit -> estimate -> warnings -> sealed plan.
+Every read is bounded (a key sample, FT.INFO of each index), so planning takes the same time on
+any index size, unless the caller asks for a full audit.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..core.deps import BaseModel, ValidationError, field_validator
+from ..core.errors import SchemaInvalid
+from ..core.limits import BatchSize, SampleSize, check_schema, check_text, explain_options
+from ..redis.capabilities import ServerCapabilities, detect_capabilities
+from ..redis.catalog import OtherIndex, alias_targets, aliases_of, other_indexes
+from ..redis.create_check import CreateCheckUnavailable, check_create
+from ..redis.keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
+from ..redis.snapshot import IndexSnapshot, index_exists, snapshot_index
+from ..schema.changes import INDEX_RENAME
+from ..schema.model import IndexSchema
+from ..schema.patch import SchemaPatch
+from ..schema.rewrites import Quantize
+from ..vectors.audit import AuditResult, audit_keys, backup_refusals
+from .classify import Classification, LiveContext, classify
+from .derive import Derivation, derive
+from .estimate import estimate
+from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
+from .plan import MigrationPlan, Renames, SourceState
+from .plan_warnings import collect_warnings
+
+DEFAULT_BATCH_SIZE = 500
+
+
+class PlanningOptions(BaseModel):
+    """The bounds of the planning options (named as the modules' options), checked by create_plan
+    and, through this model, by the modules before they connect."""
+
+    audit_sample_size: SampleSize = 1000
+    audit_all: bool = False
+    key_sample_size: SampleSize = 20
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE
+    mode: str = AUTO
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
+
+
+def _target_refusal(client, target: IndexSchema) -> tuple[Optional[str], Optional[str]]:
+    """(the server's refusal of the target definition or None, a warning when it could not be asked)."""
+    try:
+        return check_create(client, target), None
+    except CreateCheckUnavailable as err:
+        return None, (
+            f"Whether the server accepts the target definition could not be checked ({err.message}); "
+            "redis_index_migrate checks it again before dropping anything"
+        )
+
+
+def whole_prefix(source: IndexSchema, stats) -> bool:
+    """Whether a migration must walk every key under the prefixes rather than the index's own
+    documents: when the index failed some of them or has not reached them all. Not with a FILTER,
+    whose excluded keys may belong to other applications."""
+    return (stats.hash_indexing_failures > 0 or not stats.fully_indexed) and not source.index.filter
+
+
+def _audit(
+    client,
+    index: str,
+    source: IndexSchema,
+    keys: List[bytes],
+    audit_all: bool,
+    measure: List[str],
+    scan: bool,
+    quantize: List[Quantize],
+    batch: int = 1000,
+) -> AuditResult:
+    if not audit_all:
+        result = audit_keys(client, source, keys, measure, quantize)
+        result.mode = "sample" if keys or source.vector_fields() else "skipped"
+        return result
+    total = AuditResult(mode="all")
+    total.value_bytes = {location: [0, 0] for location in measure}
+    for chunk in iter_keys(client, index, source.index.prefix, source.storage, scan, batch):
+        total.add(audit_keys(client, source, chunk, measure, quantize))
+    total.mode = "all"
+    return total
+
+
+def requested_changes(patch: Optional[SchemaPatch], target_schema: Optional[IndexSchema]) -> dict:
+    """What a plan records as asked for: the patch in its file shape, or the full target schema."""
+    return {"patch": patch.to_dict()} if patch is not None else {"target_schema": target_schema.to_dict()}
+
+
+def create_plan(
+    client,
+    index: str,
+    *,
+    patch: Optional[SchemaPatch] = None,
+    target_schema: Optional[IndexSchema] = None,
+    aliases: List[str] = (),
+    audit_sample: int = 1000,
+    audit_all: bool = False,
+    key_sample: int = 20,
+    backup_dir: Optional[str] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    endpoint: str = "",
+    capabilities: Optional[ServerCapabilities] = None,
+    created_at: Optional[str] = None,
+    mode: str = AUTO,
+) -> MigrationPlan:
+    """Plan the change of `index` described by `patch` or by a full `target_schema`.
+
+    Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
+    server refuses (create check) is a blocked reason quoting the server."""
+    _check_request(
+        index,
+        patch,
+        target_schema,
+        {
+            "audit_sample_size": audit_sample,
+            "audit_all": audit_all,
+            "key_sample_size": key_sample,
+            "batch_size": batch_size,
+            "mode": mode,
+        },
+    )
+    snap = snapshot_index(client, index)
+    source = snap.snapshot.index_schema
+    caps = capabilities or detect_capabilities(client)
+    keys = sample_keys(
+        client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample), head=key_sample
+    )
+    _take_key_separator(source, keys, target_schema)
+    derived = derive(source, patch, target_schema)
+    target, changes, rewrites = derived.target, derived.changes, derived.rewrites
+    classification, others, unchecked = _classify(client, snap, derived, caps)
+    audit = _audit_source(client, snap, keys, audit_sample, audit_all, rewrites)
+    # What the migration's backup phase would refuse is blocked now, not found after the task started.
+    _block(classification, backup_refusals(audit, source, rewrites.quantize))
+    cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
+    alias_names, complete = _aliases(client, index, snap.name, caps, aliases)
+    decision = _decide_mode(client, mode, source, derived, cost, caps, alias_names, classification)
+    warnings = collect_warnings(
+        source,
+        target,
+        snap.stats,
+        changes,
+        rewrites,
+        classification,
+        audit,
+        cost,
+        caps,
+        others,
+        alias_names,
+        complete,
+        snap.snapshot.unobserved,
+        decision.online,
+    )
+    warnings += [w for w in (decision.warning, unchecked) if w]
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    plan = MigrationPlan(
+        created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source=_source_state(snap, index, endpoint, keys[:key_sample], alias_names, complete),
+        requested_changes=requested_changes(patch, target_schema),
+        target_schema=target.to_dict(),
+        changes=changes,
+        renames=Renames(
+            index={"from": source.name, "to": target.name} if renamed else None,
+            prefix=rewrites.prefix.model_dump() if rewrites.prefix else None,
+            fields=derived.renames,
+        ),
+        rewrites=rewrites,
+        classification=classification,
+        mode=decision.mode,
+        requested_mode=mode,
+        mode_reason=decision.reason,
+        online=decision.online,
+        warnings=warnings,
+        audit=audit,
+        estimate=cost,
+        server=caps,
+    )
+    return plan.seal()
+
+
+def _audit_source(
+    client, snap: IndexSnapshot, keys: List[bytes], audit_sample: int, audit_all: bool, rewrites
+) -> AuditResult:
+    """The audit of the stored vectors (and of the values a backup stores whole): of the key sample, or of
+    every document when asked for - or when the sample is as large as the index: the estimate is then exact."""
+    if not audit_sample and not audit_all:
+        return AuditResult(mode="skipped")
+    source, stats = snap.snapshot.index_schema, snap.stats
+    audit_all = audit_all or (stats.num_docs <= audit_sample and stats.fully_indexed)
+    return _audit(
+        client,
+        snap.name,
+        source,
+        keys[:audit_sample],
+        audit_all,
+        [m.old_location for m in rewrites.moves],
+        whole_prefix(source, stats),
+        rewrites.quantize,
+    )
+
+
+def _decide_mode(
+    client,
+    mode: str,
+    source: IndexSchema,
+    derived: Derivation,
+    cost,
+    caps: ServerCapabilities,
+    aliases: List[str],
+    classification: Classification,
+) -> ModeDecision:
+    """Online or drop_recreate (modes.py), recorded in the classification; a requested mode that cannot be had
+    blocks the plan."""
+    if derived.changes:
+        decision = choose_mode(
+            mode, source, derived.target, derived.rewrites, cost, caps, aliases, lambda name: index_exists(client, name)
+        )
+    else:
+        decision = ModeDecision(mode=DROP_RECREATE, reason="nothing to change")
+    classification.mode = decision.mode
+    _block(classification, [decision.blocked] if decision.blocked else [])
+    return decision
+
+
+def _source_state(
+    snap: IndexSnapshot, index: str, endpoint: str, keys: List[bytes], aliases: List[str], complete: bool
+) -> SourceState:
+    """What the plan records of the source as it was seen."""
+    return SourceState(
+        index=snap.name,
+        requested_as=index,
+        endpoint=endpoint,
+        index_schema=snap.snapshot.index_schema.to_dict(),
+        unobserved=snap.snapshot.unobserved,
+        unrecognized=snap.snapshot.unrecognized,
+        stats=snap.stats.model_dump(),
+        key_sample=[key_to_text(k) for k in keys],
+        aliases=aliases,
+        aliases_complete=complete,
+    )
+
+
+def _check_request(
+    index: str, patch: Optional[SchemaPatch], target_schema: Optional[IndexSchema], options: Dict[str, Any]
+) -> None:
+    """Options and schema values within bounds (limits.py), before anything is read."""
+    if (patch is None) == (target_schema is None):
+        raise SchemaInvalid("give either a patch or a target schema")
+    try:
+        PlanningOptions(**options)
+    except ValidationError as err:
+        raise explain_options(err) from None
+    check_text(index, "index name", "index")
+    if target_schema is not None:
+        check_schema(target_schema, "target schema")
+
+
+def _take_key_separator(source: IndexSchema, keys: List[bytes], target_schema: Optional[IndexSchema]) -> None:
+    """No server reports a key separator (it is how applications build keys): the sampled keys show it. A
+    target schema that states a separator the keys contradict asks to change it (blocked); one that states
+    none, or keys that show none, leave it as the application has it."""
+    in_use = separator_in_use(keys, source.index.prefix)
+    if target_schema is None:
+        source.index.key_separator = in_use or source.index.key_separator
+        return
+    stated = "key_separator" in target_schema.index.model_fields_set
+    source.index.key_separator = in_use if stated and in_use else target_schema.index.key_separator
+
+
+def _classify(
+    client, snap: IndexSnapshot, derived: Derivation, caps: ServerCapabilities
+) -> Tuple[Classification, List[OtherIndex], Optional[str]]:
+    """(the verdict against the server as it is, the other indexes read for it, a warning when the server
+    could not be asked whether it accepts the target definition)."""
+    source, target, changes = snap.snapshot.index_schema, derived.target, derived.changes
+    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    live = LiveContext(
+        capabilities=caps,
+        others=other_indexes(client, [snap.name]),
+        target_name_taken=renamed and index_exists(client, target.name),
+    )
+    classification = classify(source, target, changes, derived.rewrites, live, snap.snapshot.unrecognized)
+    refusal, unchecked = _target_refusal(client, target) if changes else (None, None)
+    if refusal:
+        _block(
+            classification,
+            [
+                f"the server refuses the target definition: {refusal} (a throwaway FT.CREATE of the "
+                "exact target, dropped at once); correct the schema"
+            ],
+        )
+    return classification, live.others, unchecked
+
+
+def _block(classification: Classification, reasons: List[str]) -> None:
+    if reasons:
+        classification.blocked_reasons += reasons
+        classification.supported = False
+
+
+def _aliases(client, index: str, name: str, caps: ServerCapabilities, aliases: List[str]) -> Tuple[List[str], bool]:
+    """The index's aliases and whether the list is complete. Declared ones must lead to it; found without being
+    named: the one it was planned through, and the name an index made by an online migration goes by
+    (`products` for `products--v2`). FT.DROPINDEX would drop them all."""
+    declared = alias_targets(client, list(aliases))
+    missing = [a for a, t in declared.items() if t != name]
+    if missing:
+        raise SchemaInvalid(
+            f"aliases {', '.join(missing)} do not point at {name}", hint="list only aliases of the index being migrated"
+        )
+    probed = [other for other in dict.fromkeys([index, stem(name)]) if other != name and other not in declared]
+    declared.update({a: t for a, t in alias_targets(client, probed).items() if t == name})
+    return aliases_of(client, name, caps, declared)
+
+
+def summarize(plan: MigrationPlan) -> List[str]:
+    """A few lines a person can read in a job log."""
+    source = plan.source.index
+    lines = []
+    if plan.classification.nothing_to_do:
+        return [f"{source}: nothing to do - the live index already has the requested schema"]
+    state = "supported" if plan.classification.supported else "BLOCKED"
+    lines.append(
+        f"{source}: {len(plan.changes)} change(s), {state}, mode {plan.mode}, "
+        f"{plan.source.stats.get('num_docs', 0)} documents"
+    )
+    lines += [f"  - {c.describe()}" + (f"  [blocked: {c.reason}]" if c.blocked else "") for c in plan.changes]
+    for reason in plan.classification.blocked_reasons:
+        if not any(reason.endswith(c.reason or "\0") for c in plan.changes):
+            lines.append(f"  blocked: {reason}")
+    if plan.estimate.documents_rewritten:
+        exact = "exact" if plan.estimate.backup_bytes_exact else "estimated from a sample"
+        lines.append(
+            f"  backup: {plan.estimate.backup_bytes} bytes ({exact}) for {plan.estimate.documents_rewritten} "
+            "rewritten documents"
+        )
+    if plan.audit.mode != "skipped":
+        lines.append(
+            f"  audit ({plan.audit.mode}): {plan.audit.documents} documents, "
+            f"{plan.audit.malformed_count} malformed vectors"
+        )
+    lines += [f"  warning: {w}" for w in plan.warnings]
+    return lines

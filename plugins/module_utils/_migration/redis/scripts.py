@@ -1,0 +1,299 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Server-side scripts that make every document mutation conditional, atomic per key and replayable.
+
+Each takes what the document held before the migration (from the backup) into account, so that
+running it twice is harmless, a key deleted meanwhile is never recreated, and a value someone else
+changed meanwhile is never overwritten (it is reported as a conflict instead).
+Return codes: 2 written, 1 already done, 0 key gone (skipped), -1 conflict (nothing written).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.deps import redis_exceptions
+
+# KEYS[1] key; ARGV: location, sha1 of the original bytes, new bytes, [location, sha1, new]...
+QUANTIZE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local pending = {}
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current ~= ARGV[i + 2] then
+    if not current or redis.sha1hex(current) ~= ARGV[i + 1] then return -1 end
+    table.insert(pending, i)
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
+return 2
+"""
+
+# The quantize phase's per-batch form: one call for a whole block of documents, so that the
+# server's per-call cost is paid once per block, not per document. KEYS: the documents; ARGV[1] = F,
+# the vector fields per document; ARGV[2..F+1] their hash fields; then per document and field its
+# original bytes (from the backup) and its converted bytes (staged before the drop), both "" where
+# the document held no vector. The same rule per document as QUANTIZE: every field still original
+# (or already converted), or nothing is written. Returns one character per document: 2 written,
+# 1 already done, 0 gone, c conflict.
+QUANTIZE_BATCH = """
+local fields = tonumber(ARGV[1])
+local at = fields + 2
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local pending = {}
+  local state = '1'
+  for j = 1, fields do
+    local original, new = ARGV[at], ARGV[at + 1]
+    at = at + 2
+    if state == '1' and new ~= '' then
+      local current = redis.call('HGET', key, ARGV[j + 1])
+      if current ~= new then
+        if current == original then
+          pending[#pending + 1] = ARGV[j + 1]
+          pending[#pending + 1] = new
+        elseif not current and redis.call('EXISTS', key) == 0 then
+          state = '0'
+        else
+          state = 'c'
+        end
+      end
+    end
+  end
+  if state == '1' and #pending > 0 then
+    redis.call('HSET', key, unpack(pending))
+    state = '2'
+  end
+  out[i] = state
+end
+return table.concat(out)
+"""
+BATCH_OUTCOME = {ord("2"): 2, ord("1"): 1, ord("0"): 0, ord("c"): -1}
+
+# rename_field(key, old, new, value): HSET `new` to `value` and HDEL `old` (which the hash has), with `new`
+# in `old`'s place. A small hash (listpack: its fields in the order written, no field TTLs) is written again
+# in that order, its TTL kept, so that its DUMP bytes after a rename and its rollback are the original ones;
+# a hash table has no order to keep (nor one a rewrite could set), and gets HSET and HDEL.
+RENAME_FIELD = """
+local function rename_field(key, old, new, value)
+  if redis.call('OBJECT', 'ENCODING', key) == 'listpack' and redis.call('HLEN', key) <= 1000 then
+    local flat = redis.call('HGETALL', key)
+    local ttl = redis.call('PTTL', key)
+    local fields = {}
+    for i = 1, #flat, 2 do
+      if flat[i] == old then
+        fields[#fields + 1] = new
+        fields[#fields + 1] = value
+      elseif flat[i] ~= new then
+        fields[#fields + 1] = flat[i]
+        fields[#fields + 1] = flat[i + 1]
+      end
+    end
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(fields))
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  else
+    redis.call('HSET', key, new, value)
+    redis.call('HDEL', key, old)
+  end
+end
+"""
+
+# KEYS[1] key; ARGV: old field, new field, [old, new]...
+HASH_MOVE = (
+    RENAME_FIELD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local moved = 0
+for i = 1, #ARGV, 2 do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value then
+    local there = redis.call('HGET', KEYS[1], ARGV[i + 1])
+    if there and there ~= value then return -1 end
+    rename_field(KEYS[1], ARGV[i], ARGV[i + 1], value)
+    moved = 1
+  end
+end
+if moved == 1 then return 2 end
+return 1
+"""
+)
+
+# KEYS[1] key; ARGV: old JSONPath, new JSONPath, [old, new]... The value is moved as the exact JSON
+# text the server returns (no decoding in Lua, which would round numbers).
+JSON_MOVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local moved = 0
+for i = 1, #ARGV, 2 do
+  local found = redis.call('JSON.GET', KEYS[1], ARGV[i])
+  if found and found ~= '[]' then
+    local there = redis.call('JSON.GET', KEYS[1], ARGV[i + 1])
+    if there and there ~= '[]' and there ~= found then return -1 end
+    redis.call('JSON.SET', KEYS[1], ARGV[i + 1], string.sub(found, 2, -2))
+    redis.call('JSON.DEL', KEYS[1], ARGV[i])
+    moved = 1
+  end
+end
+if moved == 1 then return 2 end
+return 1
+"""
+
+# KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
+KEY_RENAME = """
+local old = redis.call('EXISTS', KEYS[1])
+local new = redis.call('EXISTS', KEYS[2])
+if old == 1 and new == 1 then return -1 end
+if old == 1 then redis.call('RENAME', KEYS[1], KEYS[2]); return 2 end
+if new == 1 then return 1 end
+return 0
+"""
+
+# Rollback: compare-and-set back to the backup's originals. KEYS[1] the original key, KEYS[2] its renamed
+# form (the same key when there was no prefix change). ARGV[1] the SHA1 of the document's original state,
+# ARGV[2] how many other states are acceptable, then their SHA1s, then per backed-up location: location,
+# original value, and "1" when the location held nothing, "@<location>" when its value moved there (a
+# renamed field: the original takes its place back, see RENAME_FIELD), else "0". A state is the document's
+# values at those locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
+# Only a document in its original state (already restored) or in a state the migration produced is
+# written; anything else was changed by someone else and is left alone (-1). Returns 2 restored,
+# 1 already restored, 0 deleted (never recreated), -1 conflict (including both names existing).
+_RESTORE_HEAD = """
+local key = KEYS[1]
+if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  key = KEYS[2]
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local first = 3 + tonumber(ARGV[2])
+"""
+_RESTORE_STATE = """
+local state = {}
+for i = first, #ARGV, 3 do
+  local value = read(key, ARGV[i])
+  if value then state[#state + 1] = '+' .. #value .. ':' .. value else state[#state + 1] = '-' end
+end
+local digest = redis.sha1hex(table.concat(state))
+if digest == ARGV[1] then
+  if key == KEYS[1] then return 1 end
+else
+  local known = false
+  for i = 3, first - 1 do
+    if ARGV[i] == digest then known = true break end
+  end
+  if not known then return -1 end
+  for i = first, #ARGV, 3 do write(key, ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+end
+if key ~= KEYS[1] then redis.call('RENAME', key, KEYS[1]) end
+return 2
+"""
+HASH_RESTORE = (
+    RENAME_FIELD
+    + _RESTORE_HEAD
+    + """
+if redis.call('TYPE', key).ok ~= 'hash' then return -1 end
+local function read(k, location) return redis.call('HGET', k, location) end
+local function write(k, location, value, how)
+  local moved = string.sub(how, 1, 1) == '@' and string.sub(how, 2) or nil
+  if how == '1' then
+    redis.call('HDEL', k, location)
+  elseif moved and redis.call('HEXISTS', k, location) == 0 and redis.call('HEXISTS', k, moved) == 1 then
+    rename_field(k, moved, location, value)
+  else
+    redis.call('HSET', k, location, value)
+  end
+end
+"""
+    + _RESTORE_STATE
+)
+# JSON values are stored as the JSON.GET reply of their path, '[value]'; '[]' means nothing is there.
+JSON_RESTORE = (
+    _RESTORE_HEAD
+    + """
+if redis.call('TYPE', key).ok ~= 'ReJSON-RL' then return -1 end
+local function read(k, location)
+  local found = redis.call('JSON.GET', k, location)
+  if not found or found == '[]' then return false end
+  return found
+end
+local function write(k, location, value, how)
+  if how == '1' then
+    redis.call('JSON.DEL', k, location)
+  else
+    redis.call('JSON.SET', k, location, string.sub(value, 2, -2))
+  end
+end
+"""
+    + _RESTORE_STATE
+)
+
+
+# An online migration's swap, guarded: one script, so that nothing can change the source between the
+# check and the swap. ARGV[1] the source index, ARGV[2] the new index, ARGV[3] the fingerprint of the
+# source's definition read before ('' to only read it), ARGV[4..] the names that lead to the new index
+# afterwards (the source's own name and its aliases, each of which must lead to the source now).
+# FT.INFO's keys are simple strings ({ok = ...} in Lua); lengths keep the fingerprint unambiguous.
+# Returns the fingerprint (read) or 'SWAPPED'; refuses with an error "SOURCECHANGED <what>" and no write.
+GUARDED_SWAP = """
+local function flat(v)
+  if type(v) == 'table' then
+    if v.ok then return #v.ok .. ':' .. v.ok end
+    local parts = {}
+    for _, item in ipairs(v) do parts[#parts + 1] = flat(item) end
+    return '[' .. table.concat(parts, ',') .. ']'
+  end
+  local text = tostring(v)
+  return #text .. ':' .. text
+end
+local function fingerprint(name)
+  local info = redis.pcall('FT.INFO', name)
+  if info.err then return '' end
+  local parts = {}
+  for i = 1, #info, 2 do
+    local key = info[i].ok or info[i]
+    if key == 'index_name' or key == 'index_options' or key == 'index_definition' or key == 'attributes' then
+      parts[#parts + 1] = key .. '=' .. flat(info[i + 1])
+    end
+  end
+  return table.concat(parts, ';')
+end
+local source, final, expected = ARGV[1], ARGV[2], ARGV[3]
+local now = fingerprint(source)
+if expected == '' then return now end
+if now ~= expected then
+  return redis.error_reply('SOURCECHANGED the definition of ' .. source .. ' changed (FT.ALTER, or dropped)')
+end
+for i = 4, #ARGV do
+  if ARGV[i] ~= source then
+    local info = redis.pcall('FT.INFO', ARGV[i])
+    local leads_to = not info.err and (type(info[2]) == 'table' and info[2].ok or info[2])
+    if leads_to ~= source then
+      return redis.error_reply('SOURCECHANGED alias ' .. ARGV[i] .. ' no longer leads to ' .. source)
+    end
+  end
+end
+redis.call('FT.DROPINDEX', source)
+for i = 4, #ARGV do redis.call('FT.ALIASUPDATE', ARGV[i], final) end
+return 'SWAPPED'
+"""
+SOURCE_CHANGED = "SOURCECHANGED"
+
+
+class Scripts:
+    """The scripts registered on one client (EVALSHA, loaded on first use, pipeline-safe)."""
+
+    def __init__(self, client):
+        self.quantize = client.register_script(QUANTIZE)
+        self.quantize_batch = client.register_script(QUANTIZE_BATCH)
+        self.hash_move = client.register_script(HASH_MOVE)
+        self.json_move = client.register_script(JSON_MOVE)
+        self.key_rename = client.register_script(KEY_RENAME)
+        self.hash_restore = client.register_script(HASH_RESTORE)
+        self.json_restore = client.register_script(JSON_RESTORE)
+
+
+def flushed(reply: Any) -> bool:
+    """Whether a script call's reply is "no such script": SCRIPT FLUSH (anyone may send it) or a restart
+    emptied the server's script cache since the script was loaded. Nothing ran; the call can be sent again."""
+    return redis_exceptions is not None and isinstance(reply, redis_exceptions.NoScriptError)

@@ -1,0 +1,127 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rolling back an online migration, online: no document changed, so only the index goes back.
+
+Before its swap, the migration's new index is simply dropped (the source served all along). After
+it, the source's exact definition is built again beside the migration's index, under a name of its
+own (the next `--vN`), validated against it, and swapped in the same way: one MULTI/EXEC drops the
+migration's index and points the source's name and aliases at the rebuilt one. Queries by those
+names are answered throughout. The name chosen is recorded in the backup's header first, so a
+rollback that stops is resumed on the same index.
+"""
+
+from __future__ import annotations
+
+from ..backup.store import BackupStore
+from ..core.errors import RollbackFailed
+from ..planning.modes import next_generation
+from ..planning.plan import MigrationPlan
+from ..redis.connection import execute_once
+from ..redis.ftcreate import create_args
+from ..redis.snapshot import index_exists, live_schema, read_info, real_name
+from ..redis.stats import stats_from_info
+from ..redis.waiting import StillIndexing, wait_until_indexed
+from ..schema.model import IndexSchema
+
+
+def named(schema: IndexSchema, name: str) -> IndexSchema:
+    copy = schema.model_copy(deep=True)
+    copy.index.name = name
+    return copy
+
+
+def same_definition(client, expected: IndexSchema, name: str) -> bool:
+    """Whether the index `name` leads to exists with `expected`'s definition (whatever its own name)."""
+    live = live_schema(client, name)
+    return live is not None and live.matches(named(expected, live.index_schema.name))
+
+
+def rolled_back(client, plan: MigrationPlan) -> bool:
+    """The source's name leads to the source's definition and the migration's index is gone."""
+    if not same_definition(client, plan.source_schema(), plan.source.index):
+        return False
+    return real_name(client, plan.final_index) != plan.final_index or plan.final_index == plan.source.index
+
+
+def _drop_ours(client, plan: MigrationPlan) -> bool:
+    name = plan.final_index
+    if real_name(client, name) != name:
+        return False
+    if not same_definition(client, plan.final_schema(), name):
+        raise RollbackFailed(
+            f"index {name!r} exists but is not the one this migration built",
+            hint="someone changed it after the migration; resolve it by hand first",
+        )
+    client.execute_command("FT.DROPINDEX", name)
+    return True
+
+
+def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: float) -> None:
+    """Roll the online migration back; fills `result` (dropped_target, recreated_source, aliases, validation)."""
+    source = plan.source_schema()
+    final = plan.final_index
+    names = list(plan.online.names) if plan.online else list(plan.source.aliases)
+    result.aliases = names
+    if real_name(client, source.name) == source.name:
+        # Never swapped: the source is live and as it was; the index built beside it goes.
+        if not same_definition(client, source, source.name):
+            raise RollbackFailed(
+                f"{source.name} exists but differs from the plan's source",
+                hint="someone changed it after the migration; resolve it by hand first",
+            )
+        result.dropped_target = _drop_ours(client, plan)
+        result.validation = {"passed": True, "swapped": False}
+        return
+    if real_name(client, final) is None and not store.header.rollback.get("online_index"):
+        raise RollbackFailed(
+            f"neither {source.name} nor the migration's index {final} exists",
+            hint="recreate the index by hand from the backup's plan.yaml",
+        )
+    rebuilt = store.header.rollback.get("online_index") or next_generation(
+        final, lambda name: index_exists(client, name)
+    )
+    store.header.rollback["online_index"] = rebuilt
+    store.save()
+    if real_name(client, rebuilt) != rebuilt:
+        client.execute_command("FT.CREATE", *create_args(named(source, rebuilt)))
+        result.recreated_source = True
+    try:
+        stats = wait_until_indexed(client, rebuilt, wait_timeout)
+    except StillIndexing as err:
+        raise RollbackFailed(
+            f"{rebuilt} was still indexing after {wait_timeout:.0f} s ({err}); {final} kept serving",
+            hint="re-run the same task to keep waiting",
+        ) from None
+    problems = []
+    if not same_definition(client, source, rebuilt):
+        problems.append(f"{rebuilt} does not have the source's definition")
+    current = stats_from_info(read_info(client, final)).num_docs if real_name(client, final) == final else None
+    if current is not None and stats.num_docs < current and not source.index.filter:
+        problems.append(f"{rebuilt} indexed {stats.num_docs} documents, {final} holds {current}")
+    result.validation = {
+        "passed": not problems,
+        "swapped": True,
+        "rebuilt_index": rebuilt,
+        "doc_count_actual": stats.num_docs,
+        "doc_count_expected": current,
+        "problems": problems,
+    }
+    if problems:
+        raise RollbackFailed(
+            "rollback validation failed: " + "; ".join(problems) + f"; {final} kept serving",
+            hint="inspect, then re-run the same task",
+        )
+    if real_name(client, final) == final:
+        pipe = client.pipeline(transaction=True)
+        pipe.execute_command("FT.DROPINDEX", final)
+        for name in names:
+            pipe.execute_command("FT.ALIASUPDATE", name, rebuilt)
+        execute_once(client, pipe, raise_on_error=False)
+        result.dropped_target = True
+    else:  # the migration's index is gone already (an earlier run swapped back): just the names
+        for name in names:
+            client.execute_command("FT.ALIASUPDATE", name, rebuilt)
+    wrong = [name for name in names if real_name(client, name) != rebuilt]
+    if wrong:
+        raise RollbackFailed(
+            f"{', '.join(wrong)} do not lead to {rebuilt} after the swap back", hint="re-run the same task"
+        )
