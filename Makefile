@@ -66,7 +66,7 @@ test: test-ruff test-units test-integration test-faults-fast test-sanity test-li
 # (ruff.toml; `ruff format plugins/module_utils` formats it).
 test-ruff: venv
 	$(BIN)/ruff check plugins tests tools benchmarks
-	$(BIN)/ruff format --check plugins/module_utils
+	$(BIN)/ruff format --check plugins tests tools benchmarks
 
 test-units: venv
 	$(BIN)/pytest tests/unit
@@ -92,6 +92,7 @@ test-faults-fast: venv
 # the importer's own ansible-lint and ansible-test runs are off; tests/publish/antsibull.cfg keeps antsibull's
 # log out of ~/antsibull.log.
 test-publish: venv dist
+	mkdir -p .build/importer $(ANSIBLE_STATE)/tmp
 	GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/publish/galaxy-importer.cfg \
 	GALAXY_IMPORTER_TMP_ROOT_DIR=$(CURDIR)/.build/importer GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=$(ANSIBLE_STATE)/tmp \
 	  $(BIN)/python tests/publish/import_check.py .build/dist/indexops-redis_search-*.tar.gz

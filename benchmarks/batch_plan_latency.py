@@ -13,6 +13,7 @@ run, excluded, then --runs timed runs of the whole batch plan (selection, every 
 its create check and full audit, the overlap check, the seal). Prints each run, the median and the
 worst, and the per-index cost. Exits 1 when the median exceeds 2 s, 2 when the benchmark cannot run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ def _library():
     # pylint: disable-next=import-outside-toplevel
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch import plan as batch_plan
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+
     return batch_plan, patch.parse_patch
 
 
@@ -51,12 +53,35 @@ def build(client, indexes: int, docs: int) -> None:
     rng = numpy.random.default_rng(9)
     for n in range(indexes):
         name, prefix = f"tenant_{n:02d}", f"t{n:02d}:"
-        client.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA", "title", "TEXT",
-                               "genre", "TAG", "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS),
-                               "DISTANCE_METRIC", "COSINE")
+        client.execute_command(
+            "FT.CREATE",
+            name,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            prefix,
+            "SCHEMA",
+            "title",
+            "TEXT",
+            "genre",
+            "TAG",
+            "embedding",
+            "VECTOR",
+            "FLAT",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            str(DIMS),
+            "DISTANCE_METRIC",
+            "COSINE",
+        )
         pipe = client.pipeline(transaction=False)
         for i, vector in enumerate(rng.random((docs, DIMS), dtype=numpy.float32)):
-            pipe.hset(f"{prefix}{i}", mapping={"title": f"item {i}", "genre": f"g{i % 5}", "embedding": vector.tobytes()})
+            pipe.hset(
+                f"{prefix}{i}", mapping={"title": f"item {i}", "genre": f"g{i % 5}", "embedding": vector.tobytes()}
+            )
         pipe.execute()
     deadline = time.monotonic() + 120
     for n in range(indexes):

@@ -1,4 +1,5 @@
 """What the benchmarks share: the index they build, reading it, and describing the machine."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ def wait_indexed(client, expected: int, timeout: float = 600.0) -> None:
         if int(info["num_docs"]) == expected and int(info["indexing"]) == 0 and float(info["percent_indexed"]) >= 1.0:
             return
         if time.monotonic() > deadline:
-            raise BenchError(f"index not fully indexed after {timeout:.0f}s: num_docs={info['num_docs']}, "
-                             f"indexing={info['indexing']}, percent_indexed={info['percent_indexed']}")
+            raise BenchError(
+                f"index not fully indexed after {timeout:.0f}s: num_docs={info['num_docs']}, "
+                f"indexing={info['indexing']}, percent_indexed={info['percent_indexed']}"
+            )
         time.sleep(0.05)
 
 
@@ -41,9 +44,11 @@ def environment(client, peer_version) -> str:
         fields = dict(zip(module[::2], module[1::2]))
         if fields.get(b"name") == b"search":
             search = int(fields[b"ver"])
-    return (f"Python {platform.python_version()}, redis-py {metadata.version('redis')}, numpy {numpy.__version__}, "
-            f"redisvl {peer_version or 'unavailable'}; Redis {server['redis_version']} with search "
-            f"{search // 10000}.{search // 100 % 100}.{search % 100}; {os.cpu_count()} CPUs ({platform.machine()})")
+    return (
+        f"Python {platform.python_version()}, redis-py {metadata.version('redis')}, numpy {numpy.__version__}, "
+        f"redisvl {peer_version or 'unavailable'}; Redis {server['redis_version']} with search "
+        f"{search // 10000}.{search // 100 % 100}.{search % 100}; {os.cpu_count()} CPUs ({platform.machine()})"
+    )
 
 
 def int_list(text: str) -> list:

@@ -28,6 +28,7 @@ its largest forked worker, are its own):
 Every run's result is checked (index definition, document count, no failures, sampled bytes). Exits 1
 when one of our runs fails its check, 2 when the benchmark cannot run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,12 @@ from redis_search_server import RedisSearchServer, ServerError  # noqa: E402  py
 
 FLOAT16 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
 HNSW_M24 = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"m": 24}}]}}
-TO_HNSW = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"algorithm": "hnsw", "m": 16,
-                                                                                       "ef_construction": 200}}]}}
+TO_HNSW = {
+    "version": 1,
+    "changes": {
+        "update_fields": [{"name": "embedding", "attrs": {"algorithm": "hnsw", "m": 16, "ef_construction": 200}}]
+    },
+}
 QUANTIZE_TOOLS = ("raw", "redisvl", "ours-w1", "ours-w2")
 ONLINE_TOOLS = ("ours-online", "ours-drop_recreate", "redisvl")
 SCENARIOS = {
@@ -81,6 +86,7 @@ CHILD_TIMEOUT = 7200.0
 
 # ---- the poller (a process of its own) ----------------------------------------------------------------
 
+
 def poller_main(spec_path: str) -> int:
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
@@ -96,9 +102,23 @@ def poller_main(spec_path: str) -> int:
                 # Filtered to document 0 (its number is a token of its title): a real KNN query through the
                 # vector index, but not a brute-force pass over every vector each 10 ms, which would slow the
                 # very server being measured.
-                reply = client.execute_command("FT.SEARCH", INDEX, "(@title:0)=>[KNN 3 @embedding $v]", "PARAMS", "2",
-                                               "v", vector, "NOCONTENT", "LIMIT", "0", "3", "TIMEOUT", "0", "DIALECT",
-                                               "2")
+                reply = client.execute_command(
+                    "FT.SEARCH",
+                    INDEX,
+                    "(@title:0)=>[KNN 3 @embedding $v]",
+                    "PARAMS",
+                    "2",
+                    "v",
+                    vector,
+                    "NOCONTENT",
+                    "LIMIT",
+                    "0",
+                    "3",
+                    "TIMEOUT",
+                    "0",
+                    "DIALECT",
+                    "2",
+                )
             except redis.RedisError:
                 continue  # no such index, or the other datatype: try the other query
             ok = bool(reply) and int(reply[0]) > 0
@@ -119,13 +139,23 @@ def poller_main(spec_path: str) -> int:
     def longest(times):
         gaps = [b - a for a, b in zip(times, times[1:])]
         return max(gaps) if gaps else None
+
     with open(spec["out"], "w", encoding="utf-8") as handle:
-        json.dump({"polls": polls, "answered": len(answered), "complete": len(complete),
-                   "longest_gap_seconds": longest(complete), "longest_unanswered_seconds": longest(answered)}, handle)
+        json.dump(
+            {
+                "polls": polls,
+                "answered": len(answered),
+                "complete": len(complete),
+                "longest_gap_seconds": longest(complete),
+                "longest_unanswered_seconds": longest(answered),
+            },
+            handle,
+        )
     return 0
 
 
 # ---- the child: one migration ----------------------------------------------------------------------------
+
 
 def _child_ours(spec: dict) -> dict:
     # pylint: disable=import-outside-toplevel
@@ -136,29 +166,53 @@ def _child_ours(spec: dict) -> dict:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
-    plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(spec["patch"]), batch_size=BATCH_SIZE,
-                               backup_dir=spec["backup_dir"], mode=spec.get("mode", "auto"))
+    plan = planner.create_plan(
+        client,
+        INDEX,
+        patch=patch.parse_patch(spec["patch"]),
+        batch_size=BATCH_SIZE,
+        backup_dir=spec["backup_dir"],
+        mode=spec.get("mode", "auto"),
+    )
     start = time.perf_counter()
-    report = migrate(client, lambda: connection.connect(settings), plan, spec["backup_dir"],
-                     MigrateOptions(batch_size=BATCH_SIZE, workers=spec["workers"], accept_data_loss=True,
-                                    wait_timeout=CHILD_TIMEOUT)).report
+    report = migrate(
+        client,
+        lambda: connection.connect(settings),
+        plan,
+        spec["backup_dir"],
+        MigrateOptions(
+            batch_size=BATCH_SIZE, workers=spec["workers"], accept_data_loss=True, wait_timeout=CHILD_TIMEOUT
+        ),
+    ).report
     phases = {name: state.get("seconds", 0.0) for name, state in report.phases.items()}
-    return {"apply_seconds": time.perf_counter() - start, "mode": report.mode, "result": report.result,
-            "reindex_seconds": phases.get("wait"), "validate_seconds": phases.get("validate"), "phases": phases}
+    return {
+        "apply_seconds": time.perf_counter() - start,
+        "mode": report.mode,
+        "result": report.result,
+        "reindex_seconds": phases.get("wait"),
+        "validate_seconds": phases.get("validate"),
+        "phases": phases,
+    }
 
 
 def _child_redisvl(spec: dict) -> dict:
     from redisvl.migration import MigrationExecutor, MigrationPlanner  # pylint: disable=import-outside-toplevel
+
     plan = MigrationPlanner().create_plan(index_name=INDEX, schema_patch_path=spec["patch_path"], redis_url=spec["url"])
     start = time.perf_counter()
-    report = MigrationExecutor().apply(plan, redis_url=spec["url"], backup_dir=spec["backup_dir"],
-                                       batch_size=BATCH_SIZE, num_workers=spec["workers"])
+    report = MigrationExecutor().apply(
+        plan, redis_url=spec["url"], backup_dir=spec["backup_dir"], batch_size=BATCH_SIZE, num_workers=spec["workers"]
+    )
     timings = report.timings.model_dump()
-    return {"apply_seconds": time.perf_counter() - start, "result": report.result,
-            "reindex_seconds": timings.get("initial_indexing_duration_seconds"),
-            "validate_seconds": timings.get("validation_duration_seconds")}
+    return {
+        "apply_seconds": time.perf_counter() - start,
+        "result": report.result,
+        "reindex_seconds": timings.get("initial_indexing_duration_seconds"),
+        "validate_seconds": timings.get("validation_duration_seconds"),
+    }
 
 
 def _child_raw(spec: dict) -> dict:
@@ -173,7 +227,9 @@ def _child_raw(spec: dict) -> dict:
         for key in keys:
             pipe.hget(key, "embedding")
         values = pipe.execute()
-        converted = numpy.frombuffer(b"".join(values), dtype=numpy.float32).reshape(len(keys), dims).astype(numpy.float16)
+        converted = (
+            numpy.frombuffer(b"".join(values), dtype=numpy.float32).reshape(len(keys), dims).astype(numpy.float16)
+        )
         pipe = client.pipeline(transaction=False)
         for key, row in zip(keys, converted):
             pipe.hset(key, "embedding", row.tobytes())
@@ -182,26 +238,49 @@ def _child_raw(spec: dict) -> dict:
     params = ["TYPE", "FLOAT16", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if spec["algorithm"] == "hnsw":
         params += ["M", "16", "EF_CONSTRUCTION", "200"]
-    client.execute_command("FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA", "title", "TEXT",
-                           "genre", "TAG", "embedding", "VECTOR", spec["algorithm"].upper(), str(len(params)), *params)
+    client.execute_command(
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        PREFIX,
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "genre",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        spec["algorithm"].upper(),
+        str(len(params)),
+        *params,
+    )
     wait_indexed(client, docs, CHILD_TIMEOUT)
     done = time.perf_counter()
-    return {"apply_seconds": done - start, "result": "succeeded", "rewrite_seconds": rewritten - start,
-            "reindex_seconds": done - rewritten}
+    return {
+        "apply_seconds": done - start,
+        "result": "succeeded",
+        "rewrite_seconds": rewritten - start,
+        "reindex_seconds": done - rewritten,
+    }
 
 
 def child_main(spec_path: str) -> int:
-    return run_child_spec(spec_path, lambda tool: _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl"
-                          else _child_ours)
+    return run_child_spec(
+        spec_path, lambda tool: _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl" else _child_ours
+    )
 
 
 # ---- one measurement ----------------------------------------------------------------------------------------
 
+
 def _tool_spec(tool: str) -> dict:
     if tool.startswith("ours-w"):
-        return {"tool": "ours", "workers": int(tool[len("ours-w"):]), "mode": "auto"}
+        return {"tool": "ours", "workers": int(tool[len("ours-w") :]), "mode": "auto"}
     if tool.startswith("ours-"):
-        return {"tool": "ours", "workers": 1, "mode": tool[len("ours-"):]}
+        return {"tool": "ours", "workers": 1, "mode": tool[len("ours-") :]}
     return {"tool": tool, "workers": 1}
 
 
@@ -209,8 +288,25 @@ def _create_index(client, dims: int, algorithm: str) -> None:
     params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if algorithm == "hnsw":
         params += ["M", "16", "EF_CONSTRUCTION", "200"]
-    client.execute_command("FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA", "title", "TEXT",
-                           "genre", "TAG", "embedding", "VECTOR", algorithm.upper(), str(len(params)), *params)
+    client.execute_command(
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        PREFIX,
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "genre",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        algorithm.upper(),
+        str(len(params)),
+        *params,
+    )
 
 
 def _check_online(client, docs: int, patch: dict) -> list:
@@ -244,37 +340,62 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
             with open(patch_path, "w", encoding="utf-8") as handle:
                 yaml.safe_dump(scenario["patch"], handle)
             os.mkdir(os.path.join(tmp, "backups"))
-            spec.update({"url": server.url, "patch": scenario["patch"], "patch_path": patch_path, "docs": docs,
-                         "dims": scenario["dims"], "algorithm": scenario["algorithm"],
-                         "backup_dir": os.path.join(tmp, "backups"), "result_path": os.path.join(tmp, "result.json")})
-            poll = {"url": server.url, "stop": os.path.join(tmp, "stop"), "out": os.path.join(tmp, "poll.json"),
-                    "vector32": query.tobytes().hex(), "vector16": query.astype(numpy.float16).tobytes().hex()}
+            spec.update(
+                {
+                    "url": server.url,
+                    "patch": scenario["patch"],
+                    "patch_path": patch_path,
+                    "docs": docs,
+                    "dims": scenario["dims"],
+                    "algorithm": scenario["algorithm"],
+                    "backup_dir": os.path.join(tmp, "backups"),
+                    "result_path": os.path.join(tmp, "result.json"),
+                }
+            )
+            poll = {
+                "url": server.url,
+                "stop": os.path.join(tmp, "stop"),
+                "out": os.path.join(tmp, "poll.json"),
+                "vector32": query.tobytes().hex(),
+                "vector16": query.astype(numpy.float16).tobytes().hex(),
+            }
             for name, data in (("spec.json", spec), ("poll-spec.json", poll)):
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as handle:
                     json.dump(data, handle)
             poller = subprocess.Popen([sys.executable, __file__, "--poller", os.path.join(tmp, "poll-spec.json")])
             time.sleep(0.5)  # answered before the migration starts
-            done = subprocess.run([sys.executable, __file__, "--child", os.path.join(tmp, "spec.json")],
-                                  capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", os.path.join(tmp, "spec.json")],
+                capture_output=True,
+                text=True,
+                timeout=CHILD_TIMEOUT,
+                check=False,
+            )
             time.sleep(0.5)
             with open(poll["stop"], "w", encoding="utf-8") as handle:
                 handle.write("stop")
             poller.wait(timeout=60)
             if not os.path.exists(spec["result_path"]):
-                return {"error": f"child exited {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])}
+                return {
+                    "error": f"child exited {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])
+                }
             with open(spec["result_path"], encoding="utf-8") as handle:
                 result = json.load(handle)
             with open(poll["out"], encoding="utf-8") as handle:
                 result["poll"] = json.load(handle)
             if "error" not in result:
-                result["problems"] = (verify(client, docs, scenario["dims"], seed, 300)
-                                      if scenario["patch"] is FLOAT16 else _check_online(client, docs, scenario["patch"]))
+                result["problems"] = (
+                    verify(client, docs, scenario["dims"], seed, 300)
+                    if scenario["patch"] is FLOAT16
+                    else _check_online(client, docs, scenario["patch"])
+                )
         finally:
             client.close()
     return result
 
 
 # ---- report ---------------------------------------------------------------------------------------------
+
 
 def med(results: list, key: str):
     values = [r[key] for r in results if "error" not in r and not r.get("problems") and r.get(key) is not None]
@@ -295,41 +416,63 @@ def ratio(a, b) -> str:
 
 
 def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
-    print(f"\n== {name}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
-          f"{json.dumps(scenario['patch']['changes']['update_fields'][0]['attrs'])} ==")
-    print(f"{'tool':<20}{'apply s':>9}{'read downtime s':>17}{'no answer s':>13}{'re-index s':>12}{'validate s':>12}"
-          f"{'RSS MB main/worker':>20}  check")
+    print(
+        f"\n== {name}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
+        f"{json.dumps(scenario['patch']['changes']['update_fields'][0]['attrs'])} =="
+    )
+    print(
+        f"{'tool':<20}{'apply s':>9}{'read downtime s':>17}{'no answer s':>13}{'re-index s':>12}{'validate s':>12}"
+        f"{'RSS MB main/worker':>20}  check"
+    )
     figures = {}
     for tool in [t for t in scenario["tools"] if t in rows]:
         results = rows[tool]
         failed = [r for r in results if "error" in r or r.get("problems")]
-        check = "verified" if not failed else "FAILED: " + (failed[0].get("error") or "; ".join(failed[0]["problems"][:2]))
-        figures[tool] = {"apply": med(results, "apply_seconds"), "downtime": downtime(results),
-                         "unanswered": downtime(results, "longest_unanswered_seconds"),
-                         "reindex": med(results, "reindex_seconds"), "validate": med(results, "validate_seconds"),
-                         "rewrite": med(results, "rewrite_seconds"), "rss": med(results, "peak_rss_mb"),
-                         "rss_workers": med(results, "peak_rss_children_mb"), "ok": not failed}
+        check = (
+            "verified" if not failed else "FAILED: " + (failed[0].get("error") or "; ".join(failed[0]["problems"][:2]))
+        )
+        figures[tool] = {
+            "apply": med(results, "apply_seconds"),
+            "downtime": downtime(results),
+            "unanswered": downtime(results, "longest_unanswered_seconds"),
+            "reindex": med(results, "reindex_seconds"),
+            "validate": med(results, "validate_seconds"),
+            "rewrite": med(results, "rewrite_seconds"),
+            "rss": med(results, "peak_rss_mb"),
+            "rss_workers": med(results, "peak_rss_children_mb"),
+            "ok": not failed,
+        }
         f = figures[tool]
         rss = fmt(f["rss"], ".0f") + (f"/{fmt(f['rss_workers'], '.0f')}" if tool == "ours-w2" else "")
-        print(f"{tool:<20}{fmt(f['apply']):>9}{fmt(f['downtime']):>17}{fmt(f['unanswered']):>13}{fmt(f['reindex']):>12}"
-              f"{fmt(f['validate']):>12}"
-              f"{rss:>20}  {check}")
+        print(
+            f"{tool:<20}{fmt(f['apply']):>9}{fmt(f['downtime']):>17}{fmt(f['unanswered']):>13}{fmt(f['reindex']):>12}"
+            f"{fmt(f['validate']):>12}"
+            f"{rss:>20}  {check}"
+        )
     raw, peer = figures.get("raw"), figures.get("redisvl")
     ours = figures.get("ours-w1") or figures.get("ours-online")
     if raw and ours and raw.get("rewrite") is not None:
         floor = raw["rewrite"] + raw["reindex"]
-        print(f"read downtime, ours w1 / (raw rewrite {raw['rewrite']:.2f} + re-index {raw['reindex']:.2f}): "
-              f"{ratio(ours['downtime'], floor)} (target <= 1.2)")
+        print(
+            f"read downtime, ours w1 / (raw rewrite {raw['rewrite']:.2f} + re-index {raw['reindex']:.2f}): "
+            f"{ratio(ours['downtime'], floor)} (target <= 1.2)"
+        )
     if peer and ours:
-        print(f"read downtime, {'ours online' if 'ours-online' in figures else 'ours w1'} / redisvl: "
-              f"{ratio(ours['downtime'], peer['downtime'])}" + ("" if "ours-online" in figures else " (target <= 0.6)"))
+        print(
+            f"read downtime, {'ours online' if 'ours-online' in figures else 'ours w1'} / redisvl: "
+            f"{ratio(ours['downtime'], peer['downtime'])}" + ("" if "ours-online" in figures else " (target <= 0.6)")
+        )
         print(f"apply, ours / redisvl: {ratio(ours['apply'], peer['apply'])}" + (" (target <= 0.8)" if raw else ""))
     if figures.get("ours-w1") and figures.get("ours-w2"):
-        print(f"apply, workers 2 speed-up: {ratio(figures['ours-w1']['apply'], figures['ours-w2']['apply'])} "
-              "(target >= 1.4)")
+        print(
+            f"apply, workers 2 speed-up: {ratio(figures['ours-w1']['apply'], figures['ours-w2']['apply'])} "
+            "(target >= 1.4)"
+        )
     if figures.get("ours-drop_recreate") and figures.get("ours-online"):
-        print(f"read downtime, online {fmt(figures['ours-online']['downtime'], '.3f')} s against drop_recreate "
-              f"{fmt(figures['ours-drop_recreate']['downtime'])} s")
+        print(
+            f"read downtime, online {fmt(figures['ours-online']['downtime'], '.3f')} s against drop_recreate "
+            f"{fmt(figures['ours-drop_recreate']['downtime'])} s"
+        )
     return figures
 
 
@@ -338,8 +481,12 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every document count (0.1: quick run)")
     parser.add_argument("--runs", type=int, default=1, help="measurements per tool (median)")
-    parser.add_argument("--tools", type=lambda text: [t.strip() for t in text.split(",") if t.strip()], default=[],
-                        help="only these tools of each scenario (e.g. ours-online,ours-w1); default: all")
+    parser.add_argument(
+        "--tools",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        default=[],
+        help="only these tools of each scenario (e.g. ours-online,ours-w1); default: all",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--poller", help=argparse.SUPPRESS)
@@ -373,20 +520,27 @@ def main(argv=None) -> int:
                 for tool in tools:
                     result = measure(scenario, tool, docs, args.seed)
                     rows.setdefault(tool, []).append(result)
-                    print(f"  {name} {tool} run {run + 1}: apply {fmt(result.get('apply_seconds'))} s, read downtime "
-                          f"{fmt((result.get('poll') or {}).get('longest_gap_seconds'))} s"
-                          + (f", {result['error']}" if "error" in result else "")
-                          + (f", WRONG: {result['problems'][:2]}" if result.get("problems") else ""), flush=True)
+                    print(
+                        f"  {name} {tool} run {run + 1}: apply {fmt(result.get('apply_seconds'))} s, read downtime "
+                        f"{fmt((result.get('poll') or {}).get('longest_gap_seconds'))} s"
+                        + (f", {result['error']}" if "error" in result else "")
+                        + (f", WRONG: {result['problems'][:2]}" if result.get("problems") else ""),
+                        flush=True,
+                    )
             figures = print_scenario(name, scenario, docs, rows)
             failed = failed or any(not f["ok"] for tool, f in figures.items() if tool.startswith("ours"))
             if "ours-w1" in figures and scenario["dims"] == 64:
                 memory[docs] = figures["ours-w1"]["rss"]
         if len(memory) >= 2:
             low, high = min(memory), max(memory)
-            print(f"\nours peak RSS (main): {memory[low]:.1f} MB at {low:,} docs, {memory[high]:.1f} MB at {high:,}: "
-                  f"grows {memory[high] - memory[low]:+.1f} MB (target: <= 100 MB, grows <= 10 MB)")
-        print(f"\nTotal {time.perf_counter() - began:.0f} s. Wall-clock times on a shared machine: ratios within one "
-              "run are what counts.")
+            print(
+                f"\nours peak RSS (main): {memory[low]:.1f} MB at {low:,} docs, {memory[high]:.1f} MB at {high:,}: "
+                f"grows {memory[high] - memory[low]:+.1f} MB (target: <= 100 MB, grows <= 10 MB)"
+            )
+        print(
+            f"\nTotal {time.perf_counter() - began:.0f} s. Wall-clock times on a shared machine: ratios within one "
+            "run are what counts."
+        )
         return 1 if failed else 0
     except (BenchError, ServerError) as err:
         print(f"migrate_scenarios: cannot run: {err}", file=sys.stderr)

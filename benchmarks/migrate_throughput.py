@@ -17,6 +17,7 @@ for a sample the stored bytes (vector = float16 of the original, text and tag un
 self-query. Exits 1 when one of our migrations fails or fails that check, or when our peak RSS grows
 with the document count (see print_memory), 2 when the benchmark itself cannot run. See docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,28 @@ PREFIX = "bench:doc:"
 LOAD_BATCH = 5000
 BATCH_SIZE = 500
 PATCH = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
-WORDS = ("red", "fast", "quiet", "ancient", "bright", "small", "green", "heavy", "lucky", "silent",
-         "river", "engine", "garden", "signal", "window", "market", "planet", "ticket", "mirror", "forest")
+WORDS = (
+    "red",
+    "fast",
+    "quiet",
+    "ancient",
+    "bright",
+    "small",
+    "green",
+    "heavy",
+    "lucky",
+    "silent",
+    "river",
+    "engine",
+    "garden",
+    "signal",
+    "window",
+    "market",
+    "planet",
+    "ticket",
+    "mirror",
+    "forest",
+)
 GENRES = ("news", "sports", "science", "travel", "food", "music", "finance", "health")
 TOOLS = ("ours", "redisvl")
 VERIFY_KNN = 5
@@ -68,13 +89,29 @@ NOISE_MB = 1.5
 
 # ---- data (the parent: server, documents, checks) -------------------------------------------------
 
+
 def create_index(client, dims: int, algorithm: str, hnsw: tuple) -> None:
     params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if algorithm == "hnsw":
         params += ["M", str(hnsw[0]), "EF_CONSTRUCTION", str(hnsw[1])]
     client.execute_command(
-        "FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA",
-        "title", "TEXT", "genre", "TAG", "embedding", "VECTOR", algorithm.upper(), str(len(params)), *params,
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        PREFIX,
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "genre",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        algorithm.upper(),
+        str(len(params)),
+        *params,
     )
 
 
@@ -96,8 +133,10 @@ def load(client, docs: int, dims: int, seed: int) -> None:
         vectors, titles, genres = block_data(seed, block, count, dims)
         pipe = client.pipeline(transaction=False)
         for row in range(count):
-            pipe.hset(f"{PREFIX}{block * LOAD_BATCH + row}",
-                      mapping={"title": titles[row], "genre": genres[row], "embedding": vectors[row].tobytes()})
+            pipe.hset(
+                f"{PREFIX}{block * LOAD_BATCH + row}",
+                mapping={"title": titles[row], "genre": genres[row], "embedding": vectors[row].tobytes()},
+            )
         pipe.execute()
 
 
@@ -147,14 +186,27 @@ def verify(client, docs: int, dims: int, seed: int, sample: int) -> list:
             if stored[doc] != want:
                 wrong.append(doc)
     if wrong:
-        problems.append(f"{len(wrong)} of {len(ids)} sampled documents differ from float16(original) "
-                        f"(first: {PREFIX}{wrong[0]})")
+        problems.append(
+            f"{len(wrong)} of {len(ids)} sampled documents differ from float16(original) (first: {PREFIX}{wrong[0]})"
+        )
     # Exact whatever the algorithm: the text filter (the document's number is a token of its title)
     # leaves one candidate, which the search module then compares by brute force.
     for doc in ids[:VERIFY_KNN]:
         try:
-            reply = client.execute_command("FT.SEARCH", INDEX, f"(@title:{doc})=>[KNN 1 @embedding $v AS dist]", "PARAMS",
-                                           "2", "v", stored[doc][2] or b"", "RETURN", "1", "dist", "DIALECT", "2")
+            reply = client.execute_command(
+                "FT.SEARCH",
+                INDEX,
+                f"(@title:{doc})=>[KNN 1 @embedding $v AS dist]",
+                "PARAMS",
+                "2",
+                "v",
+                stored[doc][2] or b"",
+                "RETURN",
+                "1",
+                "dist",
+                "DIALECT",
+                "2",
+            )
         except redis.ResponseError as err:
             problems.append(f"KNN self-query of {PREFIX}{doc}: {err}")
             break
@@ -169,6 +221,7 @@ def tree_bytes(path: str) -> int:
 
 
 # ---- the child: one migration, in a process of its own ----------------------------------------------
+
 
 def _own_peak_mb() -> float:
     """VmHWM of this process. Not ru_maxrss: Linux carries that over an exec, so it would include
@@ -198,13 +251,16 @@ def _child_ours(spec: dict) -> dict:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+
     # pylint: enable=import-outside-toplevel
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
     start = time.perf_counter()
     with open(spec["patch_path"], encoding="utf-8") as handle:
         parsed = patch.parse_patch(yaml.safe_load(handle))
-    plan = planner.create_plan(client, INDEX, patch=parsed, batch_size=spec["batch_size"], backup_dir=spec["backup_dir"])
+    plan = planner.create_plan(
+        client, INDEX, patch=parsed, batch_size=spec["batch_size"], backup_dir=spec["backup_dir"]
+    )
     plan_seconds = time.perf_counter() - start
     before = _own_peak_mb()
     options = MigrateOptions(batch_size=spec["batch_size"], workers=spec["workers"], accept_data_loss=True)
@@ -222,10 +278,16 @@ def _child_ours(spec: dict) -> dict:
         failure = {"phase": err.details.get("phase"), "message": err.message}
     apply_seconds = time.perf_counter() - start
     return {
-        "plan_seconds": plan_seconds, "apply_seconds": apply_seconds, "rss_before_apply_mb": before,
-        "result": report.result, "documents": report.documents, "downtime": report.downtime_seconds,
+        "plan_seconds": plan_seconds,
+        "apply_seconds": apply_seconds,
+        "rss_before_apply_mb": before,
+        "result": report.result,
+        "documents": report.documents,
+        "downtime": report.downtime_seconds,
         "phases": {name: state.get("seconds", 0.0) for name, state in report.phases.items()},
-        "validation": report.validation, "conflicts": report.conflicts, "failure": failure,
+        "validation": report.validation,
+        "conflicts": report.conflicts,
+        "failure": failure,
     }
 
 
@@ -239,17 +301,26 @@ def _child_redisvl(spec: dict) -> dict:
     plan_seconds = time.perf_counter() - start
     before = _own_peak_mb()
     start = time.perf_counter()
-    report = MigrationExecutor().apply(plan, redis_url=spec["url"], backup_dir=spec["backup_dir"],
-                                       batch_size=spec["batch_size"], num_workers=spec["workers"])
+    report = MigrationExecutor().apply(
+        plan,
+        redis_url=spec["url"],
+        backup_dir=spec["backup_dir"],
+        batch_size=spec["batch_size"],
+        num_workers=spec["workers"],
+    )
     apply_seconds = time.perf_counter() - start
     timings = report.timings.model_dump()
     return {
-        "plan_seconds": plan_seconds, "apply_seconds": apply_seconds, "rss_before_apply_mb": before,
-        "result": report.result, "downtime": timings.get("downtime_duration_seconds"),
+        "plan_seconds": plan_seconds,
+        "apply_seconds": apply_seconds,
+        "rss_before_apply_mb": before,
+        "result": report.result,
+        "downtime": timings.get("downtime_duration_seconds"),
         "phases": {name: timings.get(f"{name}_duration_seconds") for name in PEER_TIMINGS + ("total_migration",)},
         "validation": report.validation.model_dump(mode="json"),
-        "failure": None if report.result == "succeeded" else
-        {"phase": "validate", "message": "; ".join(map(str, report.validation.errors[:3])) or report.result},
+        "failure": None
+        if report.result == "succeeded"
+        else {"phase": "validate", "message": "; ".join(map(str, report.validation.errors[:3])) or report.result},
     }
 
 
@@ -279,8 +350,13 @@ def run_child(spec: dict, tmp: str) -> dict:
     with open(spec_path, "w", encoding="utf-8") as handle:
         json.dump(spec, handle)
     try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec_path], capture_output=True,
-                              text=True, timeout=CHILD_TIMEOUT, check=False)
+        done = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--child", spec_path],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"no result after {CHILD_TIMEOUT:.0f} s"}
     if not os.path.exists(spec["result_path"]):
@@ -291,6 +367,7 @@ def run_child(spec: dict, tmp: str) -> dict:
 
 
 # ---- one measurement ----------------------------------------------------------------------------------
+
 
 def measure(args, tool: str, docs: int, dims: int, workers: int) -> dict:
     """A fresh server, the documents, one migration in a child process, then the checks."""
@@ -307,8 +384,14 @@ def measure(args, tool: str, docs: int, dims: int, workers: int) -> dict:
                 yaml.safe_dump(PATCH, handle, sort_keys=False)
             backup_dir = os.path.join(tmp, "backups")
             os.mkdir(backup_dir)
-            spec = {"tool": tool, "url": server.url, "patch_path": patch_path, "backup_dir": backup_dir,
-                    "batch_size": BATCH_SIZE, "workers": workers}
+            spec = {
+                "tool": tool,
+                "url": server.url,
+                "patch_path": patch_path,
+                "backup_dir": backup_dir,
+                "batch_size": BATCH_SIZE,
+                "workers": workers,
+            }
             result = run_child(spec, tmp)
             result["backup_bytes"] = tree_bytes(backup_dir)
             result["problems"] = [] if "error" in result else verify(client, docs, dims, args.seed, args.verify_sample)
@@ -350,6 +433,7 @@ def timed(result: dict) -> bool:
 
 # ---- report ---------------------------------------------------------------------------------------------
 
+
 def median_of(results: list, key: str):
     values = [r[key] for r in results if timed(r) and r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -363,8 +447,7 @@ def median_phase(results: list, name: str):
 
 def median_other(results: list, names: tuple):
     """Median over runs of (apply wall - the listed phases) of each run."""
-    values = [r["apply_seconds"] - sum(r["phases"].get(n) or 0.0 for n in names)
-              for r in results if timed(r)]
+    values = [r["apply_seconds"] - sum(r["phases"].get(n) or 0.0 for n in names) for r in results if timed(r)]
     return statistics.median(values) if values else None
 
 
@@ -389,10 +472,14 @@ def process_peak(results: list, workers: int, tool: str):
 
 def print_config(rows: dict, sizes: list, dims: int, workers: int, args) -> None:
     runs = f"median of {args.runs} runs" if args.runs > 1 else "one run each"
-    print(f"\n== {args.algorithm.upper()} {dims}-d float32 -> float16, workers {workers}, batch {BATCH_SIZE} "
-          f"({runs}; apply time only, planning excluded) ==")
-    header = (f"{'docs':>9}  {'ours s':>8} {'docs/s':>8} {'RSS MB':>7}   {'redisvl s':>9} {'docs/s':>8} {'RSS MB':>7}"
-              f"   {'redisvl/ours':>12}  check (ours / redisvl)")
+    print(
+        f"\n== {args.algorithm.upper()} {dims}-d float32 -> float16, workers {workers}, batch {BATCH_SIZE} "
+        f"({runs}; apply time only, planning excluded) =="
+    )
+    header = (
+        f"{'docs':>9}  {'ours s':>8} {'docs/s':>8} {'RSS MB':>7}   {'redisvl s':>9} {'docs/s':>8} {'RSS MB':>7}"
+        f"   {'redisvl/ours':>12}  check (ours / redisvl)"
+    )
     print(header)
     print("-" * len(header))
     for docs in sizes:
@@ -400,18 +487,24 @@ def print_config(rows: dict, sizes: list, dims: int, workers: int, args) -> None
         mine, theirs = median_of(ours, "apply_seconds"), median_of(peer, "apply_seconds")
         ratio = fmt(theirs / mine if mine and theirs else None)
         marks = ["*" if any(timed(r) and r.get("failure") for r in rs) else "" for rs in (ours, peer)]
-        print(f"{docs:>9,}  {fmt(mine) + marks[0]:>8} {fmt(docs / mine if mine else None, ',.0f'):>8} "
-              f"{fmt(process_peak(ours, workers, 'ours'), '.0f'):>7}   {fmt(theirs) + marks[1]:>9} "
-              f"{fmt(docs / theirs if theirs else None, ',.0f'):>8} {fmt(process_peak(peer, workers, 'redisvl'), '.0f'):>7}"
-              f"   {ratio:>12}  {short_status(ours)} / {short_status(peer)}")
+        print(
+            f"{docs:>9,}  {fmt(mine) + marks[0]:>8} {fmt(docs / mine if mine else None, ',.0f'):>8} "
+            f"{fmt(process_peak(ours, workers, 'ours'), '.0f'):>7}   {fmt(theirs) + marks[1]:>9} "
+            f"{fmt(docs / theirs if theirs else None, ',.0f'):>8} {fmt(process_peak(peer, workers, 'redisvl'), '.0f'):>7}"
+            f"   {ratio:>12}  {short_status(ours)} / {short_status(peer)}"
+        )
     for docs in sizes:
         for tool in TOOLS:
             for run_no, result in enumerate(rows[(tool, docs, dims, workers)], start=1):
                 if status(result) != "verified":
                     print(f"  {tool} {docs:,} run {run_no}: {status(result)}")
-    if any(timed(r) and r.get("failure") for docs in sizes for tool in TOOLS for r in rows[(tool, docs, dims, workers)]):
-        print("* the tool's own validation stopped the migration at its very end; all its work was done and the data "
-              "checks out, so its time is shown - but the run failed.")
+    if any(
+        timed(r) and r.get("failure") for docs in sizes for tool in TOOLS for r in rows[(tool, docs, dims, workers)]
+    ):
+        print(
+            "* the tool's own validation stopped the migration at its very end; all its work was done and the data "
+            "checks out, so its time is shown - but the run failed."
+        )
     print("Ours by phase (s, from the report; 'other' = apply wall - phases: preflight, lock, report):")
     names = "".join(f"{n:>9}" for n in OUR_PHASES)
     print(f"{'docs':>9}  {'plan':>6}{names}{'other':>8}{'downtime':>10}{'backup MB':>11}")
@@ -420,10 +513,15 @@ def print_config(rows: dict, sizes: list, dims: int, workers: int, args) -> None
         phases = [median_phase(ours, n) for n in OUR_PHASES]
         other = median_other(ours, OUR_PHASES)
         backup = median_of(ours, "backup_bytes")
-        print(f"{docs:>9,}  {fmt(median_of(ours, 'plan_seconds')):>6}" + "".join(f"{fmt(p):>9}" for p in phases)
-              + f"{fmt(other):>8}{fmt(median_of(ours, 'downtime')):>10}{fmt(backup / 1e6 if backup else None, '.1f'):>11}")
-    print("redisvl by step (s, from report.timings; 'other' = apply wall - these: enumerate, dump, set-up"
-          + ("; with workers > 1 its dump runs inside quantize, after the drop):" if workers > 1 else "):"))
+        print(
+            f"{docs:>9,}  {fmt(median_of(ours, 'plan_seconds')):>6}"
+            + "".join(f"{fmt(p):>9}" for p in phases)
+            + f"{fmt(other):>8}{fmt(median_of(ours, 'downtime')):>10}{fmt(backup / 1e6 if backup else None, '.1f'):>11}"
+        )
+    print(
+        "redisvl by step (s, from report.timings; 'other' = apply wall - these: enumerate, dump, set-up"
+        + ("; with workers > 1 its dump runs inside quantize, after the drop):" if workers > 1 else "):")
+    )
     names = "".join(f"{n:>11}" for n in ("drop", "quantize", "recreate", "indexing", "validation"))
     print(f"{'docs':>9}  {'plan':>6}{names}{'other':>8}{'downtime':>10}{'backup MB':>11}")
     for docs in sizes:
@@ -431,8 +529,11 @@ def print_config(rows: dict, sizes: list, dims: int, workers: int, args) -> None
         phases = [median_phase(peer, n) for n in PEER_TIMINGS]
         other = median_other(peer, PEER_TIMINGS)
         backup = median_of(peer, "backup_bytes")
-        print(f"{docs:>9,}  {fmt(median_of(peer, 'plan_seconds')):>6}" + "".join(f"{fmt(p):>11}" for p in phases)
-              + f"{fmt(other):>8}{fmt(median_of(peer, 'downtime')):>10}{fmt(backup / 1e6 if backup else None, '.1f'):>11}")
+        print(
+            f"{docs:>9,}  {fmt(median_of(peer, 'plan_seconds')):>6}"
+            + "".join(f"{fmt(p):>11}" for p in phases)
+            + f"{fmt(other):>8}{fmt(median_of(peer, 'downtime')):>10}{fmt(backup / 1e6 if backup else None, '.1f'):>11}"
+        )
 
 
 def growth(points: list) -> str:
@@ -453,22 +554,32 @@ def span_mb(points: list):
 
 def print_memory(rows: dict, sizes: list, dims_list: list, workers_list: list):
     """Peak RSS per size and its growth; returns whether ours stayed flat (None: no verdict)."""
-    print("\n== Peak RSS of the migrating Python process (MB, median over runs; main: VmHWM, base = its peak after "
-          "imports and plan) ==")
-    print("ours with workers > 1: main = the process that runs migrate(); worker = the largest forked worker (ru_maxrss")
-    print("of RUSAGE_CHILDREN; it shares the main process's pages copy-on-write, so main + workers x worker is an upper")
+    print(
+        "\n== Peak RSS of the migrating Python process (MB, median over runs; main: VmHWM, base = its peak after "
+        "imports and plan) =="
+    )
+    print(
+        "ours with workers > 1: main = the process that runs migrate(); worker = the largest forked worker (ru_maxrss"
+    )
+    print(
+        "of RUSAGE_CHILDREN; it shares the main process's pages copy-on-write, so main + workers x worker is an upper"
+    )
     print("bound). redisvl runs its workers as threads of its one process.")
     worst = None
     for dims in dims_list:
         for workers in workers_list:
             for tool in TOOLS:
-                kinds = [("main", "peak_rss_mb")] + ([("worker", "peak_rss_children_mb")] if tool == "ours" and workers > 1 else [])
+                kinds = [("main", "peak_rss_mb")] + (
+                    [("worker", "peak_rss_children_mb")] if tool == "ours" and workers > 1 else []
+                )
                 for kind, key in kinds:
                     points = [(docs, peak(rows[(tool, docs, dims, workers)], key)) for docs in sizes]
                     base = [peak(rows[(tool, docs, dims, workers)], "rss_before_apply_mb") for docs in sizes]
                     label = f"{tool} {dims}-d w{workers} {kind}"
-                    values = ", ".join(f"{docs // 1000}k {fmt(mb, '.1f')}" + (f" (base {fmt(b, '.1f')})" if kind == "main" else "")
-                                       for (docs, mb), b in zip(points, base))
+                    values = ", ".join(
+                        f"{docs // 1000}k {fmt(mb, '.1f')}" + (f" (base {fmt(b, '.1f')})" if kind == "main" else "")
+                        for (docs, mb), b in zip(points, base)
+                    )
                     print(f"  {label:<24} {values}; growth {growth(points)}")
                     grown = span_mb(points)
                     if tool == "ours" and grown is not None:
@@ -476,12 +587,16 @@ def print_memory(rows: dict, sizes: list, dims_list: list, workers_list: list):
     span = sizes[-1] - sizes[0]
     held = KEY_LIST_MB_PER_10K * span / 10_000
     if worst is None or held < 2 * NOISE_MB:
-        print(f"Ours: no verdict: over {span:,} docs a list of keys would add only ~{held:.1f} MB, within twice the "
-              f"{NOISE_MB} MB noise; use sizes further apart (e.g. --sizes 20000,200000).")
+        print(
+            f"Ours: no verdict: over {span:,} docs a list of keys would add only ~{held:.1f} MB, within twice the "
+            f"{NOISE_MB} MB noise; use sizes further apart (e.g. --sizes 20000,200000)."
+        )
         return None
     flat = worst <= NOISE_MB
-    print(f"Ours: {'FLAT' if flat else 'NOT FLAT'}: its largest peak growth from {sizes[0]:,} to {sizes[-1]:,} docs is "
-          f"{worst:+.1f} MB (allowed: {NOISE_MB} MB of noise); holding one key per document in a list would add ~{held:.0f} MB.")
+    print(
+        f"Ours: {'FLAT' if flat else 'NOT FLAT'}: its largest peak growth from {sizes[0]:,} to {sizes[-1]:,} docs is "
+        f"{worst:+.1f} MB (allowed: {NOISE_MB} MB of noise); holding one key per document in a list would add ~{held:.0f} MB."
+    )
     return flat
 
 
@@ -496,8 +611,10 @@ def run(args) -> int:
         probe = redis.Redis.from_url(server.url, protocol=2)
         print(f"migrate_throughput: {environment(probe, peer_version)}")
         probe.close()
-    print(f"migrate_throughput: patch {PATCH}; sizes {args.sizes}, dims {args.dims}, {args.algorithm}, "
-          f"workers {args.workers}, runs {args.runs}, seed {args.seed}; a fresh private server per measurement")
+    print(
+        f"migrate_throughput: patch {PATCH}; sizes {args.sizes}, dims {args.dims}, {args.algorithm}, "
+        f"workers {args.workers}, runs {args.runs}, seed {args.seed}; a fresh private server per measurement"
+    )
     rows: dict = {}
     failed_ours = False
     began = time.perf_counter()
@@ -511,25 +628,37 @@ def run(args) -> int:
                         rows.setdefault((tool, docs, dims, workers), []).append(result)
                         text = status(result)
                         failed_ours = failed_ours or (tool == "ours" and text != "verified")
-                        print(f"  {tool:<7} {docs:>8,} docs {dims}-d w{workers} run {run_no + 1}: "
-                              f"apply {fmt(result.get('apply_seconds'))} s, plan {fmt(result.get('plan_seconds'), '.3f')} s, "
-                              f"peak RSS {fmt(result.get('peak_rss_mb'), '.1f')} MB"
-                              + (f" (worker {result['peak_rss_children_mb']:.1f})" if tool == "ours" and workers > 1
-                                 and "peak_rss_children_mb" in result else "")
-                              + f"; data ready in {result['prepared_seconds']:.1f} s; {text}", flush=True)
+                        print(
+                            f"  {tool:<7} {docs:>8,} docs {dims}-d w{workers} run {run_no + 1}: "
+                            f"apply {fmt(result.get('apply_seconds'))} s, plan {fmt(result.get('plan_seconds'), '.3f')} s, "
+                            f"peak RSS {fmt(result.get('peak_rss_mb'), '.1f')} MB"
+                            + (
+                                f" (worker {result['peak_rss_children_mb']:.1f})"
+                                if tool == "ours" and workers > 1 and "peak_rss_children_mb" in result
+                                else ""
+                            )
+                            + f"; data ready in {result['prepared_seconds']:.1f} s; {text}",
+                            flush=True,
+                        )
     for dims in args.dims:
         for workers in args.workers:
             print_config(rows, args.sizes, dims, workers, args)
     flat = print_memory(rows, args.sizes, args.dims, args.workers)
-    print(f"\nTotal {time.perf_counter() - began:.0f} s. Machine noise applies: wall-clock times; the server, the "
-          "migrating process and its workers share the same cores.")
+    print(
+        f"\nTotal {time.perf_counter() - began:.0f} s. Machine noise applies: wall-clock times; the server, the "
+        "migrating process and its workers share the same cores."
+    )
     return 1 if failed_ours or flat is False else 0
 
 
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int_list, default=int_list("20000,50000,100000"),
-                        help="document counts, comma-separated (default 20000,50000,100000)")
+    parser.add_argument(
+        "--sizes",
+        type=int_list,
+        default=int_list("20000,50000,100000"),
+        help="document counts, comma-separated (default 20000,50000,100000)",
+    )
     parser.add_argument("--dims", type=int_list, default=[384], help="vector dimensions, comma-separated (default 384)")
     parser.add_argument("--algorithm", choices=("flat", "hnsw"), default="flat", help="vector index (default flat)")
     parser.add_argument("--workers", type=int_list, default=int_list("1,2"), help="worker counts (default 1,2)")

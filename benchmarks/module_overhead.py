@@ -14,6 +14,7 @@ and, to say where the difference goes:
               a fresh Python doing nothing.
 Exits 1 when a migration fails, 2 when the benchmark cannot run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,23 @@ IMPORT = "import ansible_collections.indexops.redis_search.plugins.modules.redis
 
 def _ansible(args: list, env: dict) -> float:
     start = time.perf_counter()
-    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
-                           "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", *args],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"ansible {' '.join(args[:2])} failed: {done.stdout.strip()[-400:]}")
@@ -71,6 +86,7 @@ def _plan(client, tmp: str, backup_dir: str) -> str:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+
     plan = planner.create_plan(client, INDEX, patch=patch.parse_patch(FLOAT16), backup_dir=backup_dir)
     path = os.path.join(tmp, "plan.yaml")
     write_plan(plan, path)
@@ -85,11 +101,17 @@ def _library(client, url: str, plan_path: str, backup_dir: str) -> float:
     )
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import read_plan
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
+
     settings = connection.ConnectionSettings(url=url)
     own = connection.connect(settings)
     start = time.perf_counter()
-    outcome = migrate(own, lambda: connection.connect(settings), read_plan(plan_path), backup_dir,
-                      MigrateOptions(accept_data_loss=True))
+    outcome = migrate(
+        own,
+        lambda: connection.connect(settings),
+        read_plan(plan_path),
+        backup_dir,
+        MigrateOptions(accept_data_loss=True),
+    )
     seconds = time.perf_counter() - start
     own.close()
     if outcome.report.result != "succeeded":
@@ -103,8 +125,13 @@ def run(args) -> int:
     except ServerError as err:
         print(f"module_overhead: cannot start a Redis with search: {err}", file=sys.stderr)
         return 2
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_HOME": os.path.join(ROOT, ".build", "ansible"),
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+        "ANSIBLE_HOME": os.path.join(ROOT, ".build", "ansible"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+    }
     rows = {"library": [], "module": [], "ansible": [], "imports": []}
     client = redis.Redis.from_url(server.url, protocol=2)
     try:
@@ -117,13 +144,29 @@ def run(args) -> int:
                     if how == "library":
                         seconds = _library(client, server.url, plan_path, backup_dir)
                     else:
-                        seconds = _ansible(["-m", MODULE, "-a", json.dumps({
-                            "plan_file": plan_path, "backup_dir": backup_dir, "redis_url": server.url,
-                            "accept_data_loss": True})], env)
+                        seconds = _ansible(
+                            [
+                                "-m",
+                                MODULE,
+                                "-a",
+                                json.dumps(
+                                    {
+                                        "plan_file": plan_path,
+                                        "backup_dir": backup_dir,
+                                        "redis_url": server.url,
+                                        "accept_data_loss": True,
+                                    }
+                                ),
+                            ],
+                            env,
+                        )
                     rows[how].append(seconds)
             rows["ansible"].append(_ansible(["-m", "ansible.builtin.ping"], env))
             rows["imports"].append(_python(IMPORT) - _python("pass"))
-            print(f"  run {number}: " + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in rows.items()), flush=True)
+            print(
+                f"  run {number}: " + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in rows.items()),
+                flush=True,
+            )
     except (BenchError, RuntimeError, subprocess.CalledProcessError) as err:
         print(f"module_overhead: {err}", file=sys.stderr)
         return 1 if isinstance(err, RuntimeError) else 2

@@ -14,6 +14,7 @@ INFO commandstats show what each planner asked the server for, and a few more ru
 timed step by step. Exits 1 when our p95 exceeds 0.5 s at any size, 2 when the benchmark itself
 cannot run. See docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +44,45 @@ PREFIX = "bench:doc:"
 DIMS = 384
 LOAD_BATCH = 5000
 PATCH = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
-WORDS = ("red", "fast", "quiet", "ancient", "bright", "small", "green", "heavy", "lucky", "silent",
-         "river", "engine", "garden", "signal", "window", "market", "planet", "ticket", "mirror", "forest")
+WORDS = (
+    "red",
+    "fast",
+    "quiet",
+    "ancient",
+    "bright",
+    "small",
+    "green",
+    "heavy",
+    "lucky",
+    "silent",
+    "river",
+    "engine",
+    "garden",
+    "signal",
+    "window",
+    "market",
+    "planet",
+    "ticket",
+    "mirror",
+    "forest",
+)
 GENRES = ("news", "sports", "science", "travel", "food", "music", "finance", "health")
 BREAKDOWN_RUNS = 5
 GROWTH_MIN_DOCS = 100_000
 # Functions of planner.py timed one by one in the breakdown (names missing from planner.py are skipped).
-PHASES = ("snapshot_index", "detect_capabilities", "_other_indexes", "index_exists", "classify", "sample_keys",
-          "_audit", "estimate", "alias_targets", "aliases_of", "collect_warnings")
+PHASES = (
+    "snapshot_index",
+    "detect_capabilities",
+    "_other_indexes",
+    "index_exists",
+    "classify",
+    "sample_keys",
+    "_audit",
+    "estimate",
+    "alias_targets",
+    "aliases_of",
+    "collect_warnings",
+)
 
 
 def _ours():
@@ -60,6 +92,7 @@ def _ours():
     # pylint: disable-next=import-outside-toplevel
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning import planner
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
+
     return planner, patch.parse_patch
 
 
@@ -74,11 +107,31 @@ def _peer():
 
 # ---- data -----------------------------------------------------------------------------------------
 
+
 def create_index(client) -> None:
     client.execute_command(
-        "FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA",
-        "title", "TEXT", "genre", "TAG",
-        "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE",
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        PREFIX,
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "genre",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "COSINE",
     )
 
 
@@ -91,15 +144,19 @@ def load(client, start: int, stop: int, rng) -> None:
         pipe = client.pipeline(transaction=False)
         for row in range(count):
             doc = first + row
-            pipe.hset(f"{PREFIX}{doc}", mapping={
-                "title": " ".join(WORDS[w] for w in words[row]) + f" {doc}",
-                "genre": GENRES[doc % len(GENRES)],
-                "embedding": vectors[row].tobytes(),
-            })
+            pipe.hset(
+                f"{PREFIX}{doc}",
+                mapping={
+                    "title": " ".join(WORDS[w] for w in words[row]) + f" {doc}",
+                    "genre": GENRES[doc % len(GENRES)],
+                    "embedding": vectors[row].tobytes(),
+                },
+            )
         pipe.execute()
 
 
 # ---- measurement ----------------------------------------------------------------------------------
+
 
 def p95(samples: list) -> float:
     return float(numpy.percentile(samples, 95))
@@ -111,8 +168,11 @@ def server_counters(client) -> dict:
     counters = {"net_output_bytes": int(info.get("total_net_output_bytes", 0))}
     for key, value in info.items():
         if key.startswith("cmdstat_") and isinstance(value, dict):
-            name = key[len("cmdstat_"):].upper()
-            counters[name] = (int(value.get("calls", 0)) + int(value.get("rejected_calls", 0)), int(value.get("usec", 0)))
+            name = key[len("cmdstat_") :].upper()
+            counters[name] = (
+                int(value.get("calls", 0)) + int(value.get("rejected_calls", 0)),
+                int(value.get("usec", 0)),
+            )
     return counters
 
 
@@ -148,6 +208,7 @@ def timed_phases(module, sink: dict):
                 return func(*args, **kwargs)
             finally:
                 sink[name] = sink.get(name, 0.0) + time.perf_counter() - start
+
         return timed
 
     for name, func in saved.items():
@@ -187,7 +248,9 @@ class Bench:
         try:
             return self.theirs()
         except Exception as err:  # pylint: disable=broad-exception-caught
-            self.peer_error = f"redisvl {self.peer_version} MigrationPlanner.create_plan failed: {type(err).__name__}: {err}"
+            self.peer_error = (
+                f"redisvl {self.peer_version} MigrationPlanner.create_plan failed: {type(err).__name__}: {err}"
+            )
             return None
 
     def measure(self, runs: int) -> dict:
@@ -222,10 +285,15 @@ class Bench:
             phases["rest"] = phases["total"] - sum(v for k, v in phases.items() if k != "total")
             for name, value in phases.items():
                 steps.setdefault(name, []).append(value)
-        return {"ours": ours, "theirs": theirs, "phases": {name: statistics.median(values) for name, values in steps.items()}}
+        return {
+            "ours": ours,
+            "theirs": theirs,
+            "phases": {name: statistics.median(values) for name, values in steps.items()},
+        }
 
 
 # ---- report ---------------------------------------------------------------------------------------
+
 
 def seconds(samples: list) -> str:
     return f"{statistics.median(samples):.4f} / {p95(samples):.4f}" if samples else "n/a"
@@ -233,19 +301,25 @@ def seconds(samples: list) -> str:
 
 def describe_plans(result: dict) -> str:
     ours = result["ours_plan"]
-    text = f"ours: supported={ours.classification.supported}, mode={ours.mode}, audit={ours.audit.mode} " \
-           f"({ours.audit.documents} docs)"
+    text = (
+        f"ours: supported={ours.classification.supported}, mode={ours.mode}, audit={ours.audit.mode} "
+        f"({ours.audit.documents} docs)"
+    )
     theirs = result["theirs_plan"]
     if theirs is not None:
-        text += f"; redisvl: supported={theirs.diff_classification.supported}, mode={theirs.mode}, " \
-                f"key_sample={len(theirs.source.keyspace.key_sample)} keys"
+        text += (
+            f"; redisvl: supported={theirs.diff_classification.supported}, mode={theirs.mode}, "
+            f"key_sample={len(theirs.source.keyspace.key_sample)} keys"
+        )
     return text
 
 
 def print_reads(docs: int, reads: dict) -> None:
     ours, theirs = reads["ours"], reads["theirs"]
-    names = sorted({n for n in ours if n != "net_output_bytes"} | {n for n in theirs if n != "net_output_bytes"},
-                   key=lambda n: (-ours.get(n, (0, 0))[1] - theirs.get(n, (0, 0))[1], n))
+    names = sorted(
+        {n for n in ours if n != "net_output_bytes"} | {n for n in theirs if n != "net_output_bytes"},
+        key=lambda n: (-ours.get(n, (0, 0))[1] - theirs.get(n, (0, 0))[1], n),
+    )
     print(f"\nWhat one plan asked the server for at {docs:,} docs (INFO commandstats delta; server time in ms):")
     print(f"  {'command':<22}{'ours calls':>11}{'ours ms':>10}{'redisvl calls':>15}{'redisvl ms':>12}")
     for name in names:
@@ -253,12 +327,20 @@ def print_reads(docs: int, reads: dict) -> None:
         print(f"  {name:<22}{mine[0]:>11}{mine[1] / 1000:>10.2f}{peer[0]:>15}{peer[1] / 1000:>12.2f}")
     total_ours = [sum(v[i] for k, v in ours.items() if k != "net_output_bytes") for i in (0, 1)]
     total_theirs = [sum(v[i] for k, v in theirs.items() if k != "net_output_bytes") for i in (0, 1)]
-    print(f"  {'total':<22}{total_ours[0]:>11}{total_ours[1] / 1000:>10.2f}{total_theirs[0]:>15}{total_theirs[1] / 1000:>12.2f}")
-    print(f"  {'~bytes sent to client':<22}{ours.get('net_output_bytes', 0):>21,}{theirs.get('net_output_bytes', 0):>27,}")
+    print(
+        f"  {'total':<22}{total_ours[0]:>11}{total_ours[1] / 1000:>10.2f}{total_theirs[0]:>15}{total_theirs[1] / 1000:>12.2f}"
+    )
+    print(
+        f"  {'~bytes sent to client':<22}{ours.get('net_output_bytes', 0):>21,}{theirs.get('net_output_bytes', 0):>27,}"
+    )
     phases = reads["phases"]
-    parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]) if k not in ("total", "rest"))
-    print(f"  ours by step (ms, median of {BREAKDOWN_RUNS} plans; total {phases['total'] * 1000:.1f}): {parts}; "
-          f"rest (diff, rewrites, plan model, patch file) {phases['rest'] * 1000:.1f}")
+    parts = ", ".join(
+        f"{k} {v * 1000:.1f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]) if k not in ("total", "rest")
+    )
+    print(
+        f"  ours by step (ms, median of {BREAKDOWN_RUNS} plans; total {phases['total'] * 1000:.1f}): {parts}; "
+        f"rest (diff, rewrites, plan model, patch file) {phases['rest'] * 1000:.1f}"
+    )
 
 
 def growth(rows: list, key: str, crossing: bool) -> str:
@@ -276,9 +358,13 @@ def growth(rows: list, key: str, crossing: bool) -> str:
 
 
 def print_table(rows: list, runs: int) -> bool:
-    print(f"\nPlanning latency, {runs} timed runs each after one warm-up (seconds; median / p95). Target: ours p95 <= "
-          f"{TARGET_SECONDS} s.")
-    header = f"{'docs':>10}  {'ours med / p95':>17}  {'redisvl med / p95':>19}  {'redisvl/ours (med)':>18}  {'target':>6}"
+    print(
+        f"\nPlanning latency, {runs} timed runs each after one warm-up (seconds; median / p95). Target: ours p95 <= "
+        f"{TARGET_SECONDS} s."
+    )
+    header = (
+        f"{'docs':>10}  {'ours med / p95':>17}  {'redisvl med / p95':>19}  {'redisvl/ours (med)':>18}  {'target':>6}"
+    )
     print(header)
     print("-" * len(header))
     passed = True
@@ -288,14 +374,18 @@ def print_table(rows: list, runs: int) -> bool:
         passed = passed and ok
         ratio = f"{statistics.median(theirs) / statistics.median(ours):.2f}" if theirs else "n/a"
         print(f"{docs:>10,}  {seconds(ours):>17}  {seconds(theirs):>19}  {ratio:>18}  {'PASS' if ok else 'FAIL':>6}")
-    print("\nContext, not the comparison (median s): ours without the vector audit (audit_sample=0); redisvl handed the")
+    print(
+        "\nContext, not the comparison (median s): ours without the vector audit (audit_sample=0); redisvl handed the"
+    )
     print("benchmark's open client instead of a URL (no connection set-up per plan).")
     print(f"{'docs':>10}  {'ours audit_sample=0':>20}  {'redisvl redis_client':>21}")
     for docs, result in rows:
         mine, peer = result["ours_no_audit"], result["theirs_client"]
         peer_text = f"{statistics.median(peer):.4f}" if peer else "n/a"
         print(f"{docs:>10,}  {statistics.median(mine):>20.4f}  {peer_text:>21}")
-    print(f"\nGrowth of the median with size: ours {growth(rows, 'ours', True)}; redisvl {growth(rows, 'theirs', False)}.")
+    print(
+        f"\nGrowth of the median with size: ours {growth(rows, 'ours', True)}; redisvl {growth(rows, 'theirs', False)}."
+    )
     return passed
 
 
@@ -319,8 +409,11 @@ def run(args) -> int:
             load(client, loaded, docs, rng)
             wait_indexed(client, docs)
             loaded = docs
-            print(f"\nplan_latency: {docs:,} docs loaded and indexed in {time.perf_counter() - start:.1f} s "
-                  "(one index, grown from the previous size)", flush=True)
+            print(
+                f"\nplan_latency: {docs:,} docs loaded and indexed in {time.perf_counter() - start:.1f} s "
+                "(one index, grown from the previous size)",
+                flush=True,
+            )
             result = bench.measure(args.runs)
             print(f"  plans: {describe_plans(result)}")
             if bench.peer_error:
@@ -337,8 +430,12 @@ def run(args) -> int:
 
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int_list, default=int_list("10000,100000,500000"),
-                        help="document counts, comma-separated (default 10000,100000,500000)")
+    parser.add_argument(
+        "--sizes",
+        type=int_list,
+        default=int_list("10000,100000,500000"),
+        help="document counts, comma-separated (default 10000,100000,500000)",
+    )
     parser.add_argument("--runs", type=int, default=20, help="timed runs per planner and size (default 20)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the random documents")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 Tests that talk to Redis only ever talk to the private server started here (see
 tools/redis_search_server.py); each test starts from an empty database.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,6 +54,7 @@ def redis_url(redis_server) -> str:
 def clean_redis(redis_server):
     """An empty database (FLUSHALL also drops every search index)."""
     import redis  # pylint: disable=import-outside-toplevel
+
     client = redis.Redis.from_url(redis_server.url, protocol=2)
     client.flushall()
     yield client
@@ -63,6 +65,7 @@ def clean_redis(redis_server):
 def client(request, clean_redis, redis_server):
     """A client of the test server speaking RESP2 or RESP3 (tests using it run under both)."""
     import redis  # pylint: disable=import-outside-toplevel
+
     conn = redis.Redis.from_url(redis_server.url, protocol=request.param)
     yield conn
     conn.close()
@@ -101,6 +104,7 @@ def replica_set(replica_set_of_module):
         if node.paused:
             replica_set.resume_replica(node)
     import redis  # pylint: disable=import-outside-toplevel
+
     for node in replica_set.nodes:
         if not node.running:
             continue

@@ -5,6 +5,7 @@
 `embedding` (uniform random, seed 42), indexed by `products` (FLAT, cosine). Connects to
 $REDIS_URL. Replaces any earlier demo index and demo keys; touches nothing else.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,19 +29,41 @@ def main() -> int:
     if stale:
         client.delete(*stale)
     client.execute_command(
-        "FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", PREFIX, "SCHEMA",
-        "name", "TEXT", "category", "TAG",
-        "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE",
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        PREFIX,
+        "SCHEMA",
+        "name",
+        "TEXT",
+        "category",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "COSINE",
     )
     numpy.random.seed(42)
     vectors = numpy.random.rand(DOCS, DIMS).astype(numpy.float32)
     pipe = client.pipeline(transaction=False)
     for i in range(DOCS):
-        pipe.hset(f"{PREFIX}:{i}", mapping={
-            "name": f"product {i}",
-            "category": "electronics" if i % 2 == 0 else "books",
-            "embedding": vectors[i].tobytes(),
-        })
+        pipe.hset(
+            f"{PREFIX}:{i}",
+            mapping={
+                "name": f"product {i}",
+                "category": "electronics" if i % 2 == 0 else "books",
+                "embedding": vectors[i].tobytes(),
+            },
+        )
     pipe.execute()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

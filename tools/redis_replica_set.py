@@ -20,6 +20,7 @@ starts the set, runs COMMAND with REDIS_URL (the primary), REDIS_REPLICA_URLS, R
 starts the set for interactive use, prints those variables as `export` lines and keeps the set
 until Ctrl-C, SIGTERM or SIGHUP (kill the primary meanwhile to watch a failover).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,14 +137,22 @@ class SentinelServer(RedisSearchServer):
         # Sentinel refuses to start without a config file it can rewrite (it saves what it learns there).
         service = self.service
         with open(self.config_path, "w", encoding="utf-8") as config:
-            config.write("\n".join([
-                f"port {self.port}", f"bind {HOST}", "daemonize no", f'dir "{self.data_dir}"',
-                f'logfile "{self.log_path}"',
-                f"sentinel monitor {service} {HOST} {self.primary_port} {self.quorum}",
-                f"sentinel down-after-milliseconds {service} {self.down_after_ms}",
-                f"sentinel failover-timeout {service} {self.failover_timeout_ms}",
-                f"sentinel parallel-syncs {service} 1", "",
-            ]))
+            config.write(
+                "\n".join(
+                    [
+                        f"port {self.port}",
+                        f"bind {HOST}",
+                        "daemonize no",
+                        f'dir "{self.data_dir}"',
+                        f'logfile "{self.log_path}"',
+                        f"sentinel monitor {service} {HOST} {self.primary_port} {self.quorum}",
+                        f"sentinel down-after-milliseconds {service} {self.down_after_ms}",
+                        f"sentinel failover-timeout {service} {self.failover_timeout_ms}",
+                        f"sentinel parallel-syncs {service} 1",
+                        "",
+                    ]
+                )
+            )
         return [self.config_path, "--sentinel"]
 
     def _check_role(self, fields: dict[str, str]) -> None:
@@ -165,16 +174,26 @@ class SentinelReplicaSet:
     step took: servers, sync, sentinels, start (the sum) and, after a failover, failover.
     """
 
-    def __init__(self, replicas: int = 1, sentinels: int = 1, service: str = SERVICE,
-                 down_after_ms: int = DOWN_AFTER_MS, failover_timeout_ms: int = FAILOVER_TIMEOUT_MS):
+    def __init__(
+        self,
+        replicas: int = 1,
+        sentinels: int = 1,
+        service: str = SERVICE,
+        down_after_ms: int = DOWN_AFTER_MS,
+        failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
+    ):
         if replicas < 1 or sentinels < 1:
-            raise ReplicaSetError(f"a replica set needs at least one replica and one Sentinel, "
-                                  f"not replicas={replicas} sentinels={sentinels}")
+            raise ReplicaSetError(
+                f"a replica set needs at least one replica and one Sentinel, "
+                f"not replicas={replicas} sentinels={sentinels}"
+            )
         # Sentinels first: a signal stops servers in the order they were made, and a Sentinel still
         # running while the primary stops would start a failover.
         quorum = sentinels // 2 + 1
-        self.sentinels = [SentinelServer(f"sentinel{i}", service, quorum, down_after_ms, failover_timeout_ms)
-                          for i in range(sentinels)]
+        self.sentinels = [
+            SentinelServer(f"sentinel{i}", service, quorum, down_after_ms, failover_timeout_ms)
+            for i in range(sentinels)
+        ]
         self.nodes = [DataNode(f"node{i}") for i in range(replicas + 1)]
         self.service = service
         self.timings: dict[str, float] = {}
@@ -206,8 +225,7 @@ class SentinelReplicaSet:
         except BaseException:
             self.stop()
             raise
-        self.timings.update(servers=synced - began, sync=watched - synced, sentinels=done - watched,
-                            start=done - began)
+        self.timings.update(servers=synced - began, sync=watched - synced, sentinels=done - watched, start=done - began)
         return self
 
     def stop(self) -> None:
@@ -259,8 +277,12 @@ class SentinelReplicaSet:
         """The nodes Sentinel lists as replicas of the primary, in node order; without
         `include_down`, not those it finds down or disconnected (a killed or paused one)."""
         states = self.replica_states()
-        return [node for node in self.nodes if node in states and (
-            include_down or not {"s_down", "o_down", "disconnected"} & set(states[node]["flags"].split(",")))]
+        return [
+            node
+            for node in self.nodes
+            if node in states
+            and (include_down or not {"s_down", "o_down", "disconnected"} & set(states[node]["flags"].split(",")))
+        ]
 
     # -- waiting ---------------------------------------------------------------------------------------
 
@@ -276,18 +298,25 @@ class SentinelReplicaSet:
 
         def synced(node: DataNode) -> bool:
             fields = info_fields(node.port, "replication")
-            return (fields.get("role") == "slave" and fields.get("master_port") == str(primary.port)
-                    and fields.get("master_link_status") == "up"
-                    and int(fields.get("slave_repl_offset", -1)) >= target)
+            return (
+                fields.get("role") == "slave"
+                and fields.get("master_port") == str(primary.port)
+                and fields.get("master_link_status") == "up"
+                and int(fields.get("slave_repl_offset", -1)) >= target
+            )
 
         for node in self._live_replicas(primary):
-            _wait(f"{node.name} in sync with {primary.name} at offset {target}", timeout,
-                  lambda node=node: True if synced(node) else None)
+            _wait(
+                f"{node.name} in sync with {primary.name} at offset {target}",
+                timeout,
+                lambda node=node: True if synced(node) else None,
+            )
 
     def wait_until_sentinels_know_replicas(self, timeout: float = 30.0) -> None:
         """Wait until every running Sentinel reports the same primary, lists each running, unpaused
         replica as up and linked to it, and knows the other Sentinels (a failover needs their votes).
         A Sentinel learns of a replica from the primary's INFO, which it asks every 10 s."""
+
         def known() -> bool | None:
             primary = self.primary()
             wanted = set(self._live_replicas(primary))
@@ -299,8 +328,12 @@ class SentinelReplicaSet:
                 states = self.replica_states(sentinel)
                 for node in wanted:
                     state = states.get(node)
-                    if state is None or state["flags"] != "slave" or state["master-link-status"] != "ok" \
-                            or state["master-port"] != str(primary.port):
+                    if (
+                        state is None
+                        or state["flags"] != "slave"
+                        or state["master-link-status"] != "ok"
+                        or state["master-port"] != str(primary.port)
+                    ):
                         return None
             return True
 
@@ -388,6 +421,7 @@ class SentinelReplicaSet:
     def client(self, node: DataNode | None = None, **kwargs):
         """A redis-py client of `node` (the current primary by default); kwargs go to redis.Redis."""
         import redis  # pylint: disable=import-outside-toplevel  # the tool itself needs no client library
+
         node = node or self.primary()
         return redis.Redis(host=HOST, port=node.port, **kwargs)
 
@@ -404,10 +438,15 @@ class SentinelReplicaSet:
     def describe(self) -> list[str]:
         """One line per process: role, address, pid and directory."""
         primary = self.primary()
-        lines = [f"{'primary' if node is primary else 'replica'} {node.name} on {node.url} "
-                 f"(pid {node.process.pid}, data {node.data_dir})" for node in self.nodes]
-        lines += [f"sentinel {sentinel.name} on {sentinel.address} (pid {sentinel.process.pid}, "
-                  f"data {sentinel.data_dir})" for sentinel in self.sentinels]
+        lines = [
+            f"{'primary' if node is primary else 'replica'} {node.name} on {node.url} "
+            f"(pid {node.process.pid}, data {node.data_dir})"
+            for node in self.nodes
+        ]
+        lines += [
+            f"sentinel {sentinel.name} on {sentinel.address} (pid {sentinel.process.pid}, data {sentinel.data_dir})"
+            for sentinel in self.sentinels
+        ]
         return lines
 
 

@@ -20,6 +20,7 @@ and keeps it until Ctrl-C, SIGTERM or SIGHUP, then stops it and removes its dire
 As a library, a server stops and its directory goes when the process is terminated by SIGTERM or
 SIGHUP (unless the program installed handlers of its own) and when the interpreter exits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -197,8 +198,13 @@ def _die_with_us() -> list[str]:
     if not _SETPRIV:
         setpriv = shutil.which("setpriv")
         try:
-            works = bool(setpriv) and subprocess.run([setpriv, "--pdeathsig", "KILL", "true"], check=False,
-                                                     capture_output=True, timeout=10).returncode == 0
+            works = (
+                bool(setpriv)
+                and subprocess.run(
+                    [setpriv, "--pdeathsig", "KILL", "true"], check=False, capture_output=True, timeout=10
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.SubprocessError):
             works = False
         _SETPRIV.append(setpriv if works else None)
@@ -239,8 +245,9 @@ class RedisSearchServer:
         for _attempt in range(1 if port else attempts):
             self.port = port or free_port()
             cmd = [*_die_with_us(), paths["server"], *self._arguments(paths)]
-            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.STDOUT, cwd=self.data_dir)
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.data_dir
+            )
             try:
                 self._wait_until_ours(timeout)
                 return self
@@ -257,11 +264,27 @@ class RedisSearchServer:
     def _arguments(self, paths: dict[str, str]) -> list[str]:
         """The command line after the binary, once the port is chosen."""
         args = [
-            "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self.data_dir,
-            "--logfile", self.log_path, "--daemonize", "no",
-            "--loadmodule", paths["search"], "TIMEOUT", "0",
-            "--loadmodule", paths["json"], *self.extra_args,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.data_dir,
+            "--logfile",
+            self.log_path,
+            "--daemonize",
+            "no",
+            "--loadmodule",
+            paths["search"],
+            "TIMEOUT",
+            "0",
+            "--loadmodule",
+            paths["json"],
+            *self.extra_args,
         ]
         return args + ["--requirepass", self.password] if self.password else args
 
@@ -405,15 +428,21 @@ def run_command(command: list[str], env: dict[str, str], signals: StopSignals) -
 
 def _run(command: list[str]) -> int:
     with StopSignals() as signals, RedisSearchServer() as server:
-        print(f"redis_search_server: Redis with search and JSON on {server.url} "
-              f"(pid {server.process.pid}, data {server.data_dir})", flush=True)
+        print(
+            f"redis_search_server: Redis with search and JSON on {server.url} "
+            f"(pid {server.process.pid}, data {server.data_dir})",
+            flush=True,
+        )
         return run_command(command, dict(os.environ, REDIS_URL=server.url), signals)
 
 
 def _serve() -> int:
     with StopSignals() as signals, RedisSearchServer() as server:
-        print(f"redis_search_server: Redis with search and JSON on {server.url} "
-              f"(pid {server.process.pid}, data {server.data_dir}); Ctrl-C stops it", flush=True)
+        print(
+            f"redis_search_server: Redis with search and JSON on {server.url} "
+            f"(pid {server.process.pid}, data {server.data_dir}); Ctrl-C stops it",
+            flush=True,
+        )
         print(f"export REDIS_URL={server.url}", flush=True)
         while not signals.received:
             if server.process.poll() is not None:

@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The benchmark record option of the modules that migrate (argspec: module_utils/_module_kit.py)."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Options that describe a change to plan (argspec: module_utils/_plan_inputs.py)."""
+
 from __future__ import annotations
 
 

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every module needs on the host that runs it: requirements.txt, as documentation (a test
 compares the two). Every module extends this fragment."""
+
 from __future__ import annotations
 
 

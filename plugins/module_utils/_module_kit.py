@@ -5,6 +5,7 @@ AnsibleModule, dependency checks and turning library errors into `fail_json`, in
 The migration library under `_migration/` knows nothing about Ansible; this file is the only
 module_utils file that imports it.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,12 @@ def connection_argument_spec() -> dict[str, Any]:
         "port": {"type": "int", "default": 6379, "aliases": ["login_port"]},
         "db": {"type": "int", "default": 0},
         "username": {"type": "str", "aliases": ["login_user"], "fallback": (env_fallback, ["REDIS_USERNAME"])},
-        "password": {"type": "str", "no_log": True, "aliases": ["login_password"],
-                     "fallback": (env_fallback, ["REDIS_PASSWORD"])},
+        "password": {
+            "type": "str",
+            "no_log": True,
+            "aliases": ["login_password"],
+            "fallback": (env_fallback, ["REDIS_PASSWORD"]),
+        },
         "tls": {"type": "bool", "default": False},
         "tls_ca_cert": {"type": "path", "aliases": ["ca_certs"]},
         "tls_client_cert": {"type": "path", "aliases": ["client_cert_file"]},
@@ -88,6 +93,7 @@ def _option_models() -> tuple:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
         PlanningOptions,
     )
+
     return PlanningOptions, MigrateOptions
 
 
@@ -124,8 +130,9 @@ def check_names(params: dict[str, Any]) -> None:
         check_text(alias, "alias", "aliases")
 
 
-def build_module(argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"),
-                 **kwargs: Any) -> AnsibleModule:
+def build_module(
+    argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"), **kwargs: Any
+) -> AnsibleModule:
     """AnsibleModule with the connection options merged in; fails early on missing libraries."""
     spec = connection_argument_spec()
     spec.update(argument_spec)
@@ -168,8 +175,9 @@ def connection_settings(module: AnsibleModule):
     return settings
 
 
-def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str, index: str | None = None,
-                        **result: Any) -> None:
+def fail_from_exception(
+    module: AnsibleModule, err: BaseException, endpoint: str, index: str | None = None, **result: Any
+) -> None:
     """The one place an exception becomes a failed task: one-line msg, structure in keys."""
     where = f"{endpoint} index {index!r}" if index else endpoint
     if isinstance(err, IndexOpsError):
@@ -178,16 +186,23 @@ def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str
     if redis_exceptions is not None and isinstance(err, redis_exceptions.NoPermissionError):
         # ACL refused something the library did not ask about first (reading an index it may not see).
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        hint = ("grant the user the commands and the keys (index names and document prefixes) it needs "
-                "(ACL SETUSER), or connect as a user that has them")
-        module.fail_json(msg=f"{where}: the Redis user may not do this: {reason}; nothing was changed; {hint}",
-                         error_type="permission_denied", hint=hint, **result)
+        hint = (
+            "grant the user the commands and the keys (index names and document prefixes) it needs "
+            "(ACL SETUSER), or connect as a user that has them"
+        )
+        module.fail_json(
+            msg=f"{where}: the Redis user may not do this: {reason}; nothing was changed; {hint}",
+            error_type="permission_denied",
+            hint=hint,
+            **result,
+        )
     if lost_connection(err):
         # After its retries: the server went away or the network dropped it. Every module's work is safe to
         # run again, so that is the way on.
         hint = "check the server and the network, then re-run the same task: it continues where it stopped"
-        module.fail_json(msg=f"{where}: {lost_connection(err)}; {hint}", error_type="connection_lost",
-                         hint=hint, **result)
+        module.fail_json(
+            msg=f"{where}: {lost_connection(err)}; {hint}", error_type="connection_lost", hint=hint, **result
+        )
     module.fail_json(
         msg=f"{where}: unexpected {type(err).__name__}: {err}",
         error_type="unexpected",
@@ -196,8 +211,9 @@ def fail_from_exception(module: AnsibleModule, err: BaseException, endpoint: str
     )
 
 
-def run_with_client(module: AnsibleModule, action: Callable[[Any, Any], dict[str, Any]],
-                    index: str | None = None) -> None:
+def run_with_client(
+    module: AnsibleModule, action: Callable[[Any, Any], dict[str, Any]], index: str | None = None
+) -> None:
     """Connect, run `action(client, settings)` and exit with its result, or fail readably."""
     try:
         settings = connection_settings(module)

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: one schema patch across many Redis search indexes, planned once, applied to the end."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -388,9 +389,18 @@ def plan_batch(module, client, settings) -> dict:
     else:
         patch = parse_patch(read_yaml(params["patch_file"], "patch"), f"patch file {params['patch_file']}")
     batch = create_batch_plan(
-        client, selection, patch, failure_policy=params["failure_policy"], aliases=params["aliases"],
-        audit_sample=params["audit_sample_size"], audit_all=params["audit_all"], key_sample=params["key_sample_size"],
-        backup_dir=params["backup_dir"], batch_size=params["batch_size"], endpoint=settings.endpoint)
+        client,
+        selection,
+        patch,
+        failure_policy=params["failure_policy"],
+        aliases=params["aliases"],
+        audit_sample=params["audit_sample_size"],
+        audit_all=params["audit_all"],
+        key_sample=params["key_sample_size"],
+        backup_dir=params["backup_dir"],
+        batch_size=params["batch_size"],
+        endpoint=settings.endpoint,
+    )
     changed = False
     path = params["plan_out"]
     if path:
@@ -410,10 +420,14 @@ def plan_batch(module, client, settings) -> dict:
         if not entry.applicable:
             module.warn(f"{entry.name} is skipped: {entry.skip_reason}")
     result = {
-        "changed": changed, "result": "planned", "batch_id": batch.batch_id,
+        "changed": changed,
+        "result": "planned",
+        "batch_id": batch.batch_id,
         "applicable": [e.name for e in batch.applicable()],
         "skipped_indexes": [{"name": e.name, "reason": e.skip_reason} for e in batch.indexes if not e.applicable],
-        "indexes": entry_summaries(batch), "summary": summarize_batch(batch), "batch_plan": batch.to_dict(),
+        "indexes": entry_summaries(batch),
+        "summary": summarize_batch(batch),
+        "batch_plan": batch.to_dict(),
     }
     if path:
         result["plan_path"] = path
@@ -434,16 +448,33 @@ def index_diffs(batch, names) -> list:
 def run_batch(module, client, settings) -> dict:
     params = module.params
     batch, plan_file = open_batch(params["plan_file"], params["state_file"])
-    options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],
-                             wait_timeout=params["wait_timeout"], accept_data_loss=params["accept_data_loss"])
-    outcome = apply_batch(client, lambda: connect(settings), batch, plan_file, params["backup_dir"], options,
-                          retry_failed=params["retry_failed"], resume=params["state"] == "resumed",
-                          state_file=params["state_file"], endpoint=settings.endpoint, check_mode=module.check_mode,
-                          report_out=params["report_out"], benchmark_out=params["benchmark_out"])
+    options = MigrateOptions(
+        batch_size=params["batch_size"],
+        workers=params["workers"],
+        wait_timeout=params["wait_timeout"],
+        accept_data_loss=params["accept_data_loss"],
+    )
+    outcome = apply_batch(
+        client,
+        lambda: connect(settings),
+        batch,
+        plan_file,
+        params["backup_dir"],
+        options,
+        retry_failed=params["retry_failed"],
+        resume=params["state"] == "resumed",
+        state_file=params["state_file"],
+        endpoint=settings.endpoint,
+        check_mode=module.check_mode,
+        report_out=params["report_out"],
+        benchmark_out=params["benchmark_out"],
+    )
     result = outcome_result(outcome)
     if module._diff and outcome.changed:  # pylint: disable=protected-access
         # A run that fails raises before this: every index it ran succeeded.
-        changed = [w["name"] for w in outcome.would if w["result"] in WOULD_CHANGE] if module.check_mode else outcome.ran
+        changed = (
+            [w["name"] for w in outcome.would if w["result"] in WOULD_CHANGE] if module.check_mode else outcome.ran
+        )
         result["diff"] = index_diffs(batch, changed)
     return result
 
@@ -466,21 +497,23 @@ def main() -> None:
     spec.update(backup_argument_spec())
     spec["backup_dir"] = dict(spec["backup_dir"], required=False)
     spec.update(benchmark_argument_spec())
-    spec.update({
-        "state": {"type": "str", "default": "planned", "choices": ["planned", "applied", "resumed", "status"]},
-        "indexes": {"type": "list", "elements": "str"},
-        "pattern": {"type": "str"},
-        "indexes_file": {"type": "path"},
-        "aliases": {"type": "dict", "default": {}},
-        "failure_policy": {"type": "str", "default": "fail_fast", "choices": ["fail_fast", "continue_on_error"]},
-        "plan_out": {"type": "path"},
-        "plan_file": {"type": "path"},
-        "state_file": {"type": "path"},
-        "accept_data_loss": {"type": "bool", "default": False},
-        "retry_failed": {"type": "bool", "default": False},
-        "workers": {"type": "int", "default": 1},
-        "report_out": {"type": "path"},
-    })
+    spec.update(
+        {
+            "state": {"type": "str", "default": "planned", "choices": ["planned", "applied", "resumed", "status"]},
+            "indexes": {"type": "list", "elements": "str"},
+            "pattern": {"type": "str"},
+            "indexes_file": {"type": "path"},
+            "aliases": {"type": "dict", "default": {}},
+            "failure_policy": {"type": "str", "default": "fail_fast", "choices": ["fail_fast", "continue_on_error"]},
+            "plan_out": {"type": "path"},
+            "plan_file": {"type": "path"},
+            "state_file": {"type": "path"},
+            "accept_data_loss": {"type": "bool", "default": False},
+            "retry_failed": {"type": "bool", "default": False},
+            "workers": {"type": "int", "default": 1},
+            "report_out": {"type": "path"},
+        }
+    )
     module = build_module(
         spec,
         libraries=("redis", "pydantic", "PyYAML", "numpy"),

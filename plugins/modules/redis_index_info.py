@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: read-only facts about a Redis server's search indexes."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -318,17 +319,20 @@ def describe(client, params: dict) -> dict:
             return result
         aliases, complete = aliases_of(client, snap.name, caps, declared)
         schema = snap.snapshot.index_schema
-        result.update(exists=True, index={
-            "name": snap.name,
-            "requested_as": snap.requested_as,
-            "aliases": aliases,
-            "aliases_complete": complete,
-            "schema": schema.to_dict(),
-            "ft_create": create_command(schema),
-            "unobserved": snap.snapshot.unobserved,
-            "unrecognized": snap.snapshot.unrecognized,
-            "stats": snap.stats.model_dump(),
-        })
+        result.update(
+            exists=True,
+            index={
+                "name": snap.name,
+                "requested_as": snap.requested_as,
+                "aliases": aliases,
+                "aliases_complete": complete,
+                "schema": schema.to_dict(),
+                "ft_create": create_command(schema),
+                "unobserved": snap.snapshot.unobserved,
+                "unrecognized": snap.snapshot.unrecognized,
+                "stats": snap.stats.model_dump(),
+            },
+        )
     return result
 
 
@@ -344,9 +348,11 @@ def main() -> None:
     )
     backup_dir = module.params["backup_dir"]
     if backup_dir and os.path.exists(backup_dir) and not os.path.isdir(backup_dir):
-        module.fail_json(msg=f"backup_dir {backup_dir} is a file, not a directory; give the backup directory of "
-                             "redis_index_migrate (the directory holding <index>-<plan id> subdirectories)",
-                         error_type="invalid_input")
+        module.fail_json(
+            msg=f"backup_dir {backup_dir} is a file, not a directory; give the backup directory of "
+            "redis_index_migrate (the directory holding <index>-<plan id> subdirectories)",
+            error_type="invalid_input",
+        )
     run_with_client(module, lambda client, _settings: describe(client, module.params), index=module.params["index"])
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: apply a schema migration of a Redis search index, crash-safe, with a backup."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -199,15 +200,29 @@ def apply(module, client, settings) -> dict:
         # Re-running the same task after its migration changed Redis continues that migration, or after
         # it completed reports it done (the request may not fit the migrated index: a renamed field).
         requested = requested_from_params(params)
-        plan = unfinished_plan(params["backup_dir"], params["index"], requested) or \
-            completed_plan(client, params["backup_dir"], params["index"], requested) or \
-            plan_from_params(client, params, settings.endpoint, params["backup_dir"])
+        plan = (
+            unfinished_plan(params["backup_dir"], params["index"], requested)
+            or completed_plan(client, params["backup_dir"], params["index"], requested)
+            or plan_from_params(client, params, settings.endpoint, params["backup_dir"])
+        )
     require_requested_index(plan, params["index"])
-    options = MigrateOptions(batch_size=params["batch_size"], workers=params["workers"],
-                             wait_timeout=params["wait_timeout"], accept_data_loss=params["accept_data_loss"])
-    outcome = migrate(client, lambda: connect(settings), plan, params["backup_dir"], options,
-                      check_mode=module.check_mode, report_out=params["report_out"], endpoint=settings.endpoint,
-                      benchmark_out=params["benchmark_out"])
+    options = MigrateOptions(
+        batch_size=params["batch_size"],
+        workers=params["workers"],
+        wait_timeout=params["wait_timeout"],
+        accept_data_loss=params["accept_data_loss"],
+    )
+    outcome = migrate(
+        client,
+        lambda: connect(settings),
+        plan,
+        params["backup_dir"],
+        options,
+        check_mode=module.check_mode,
+        report_out=params["report_out"],
+        endpoint=settings.endpoint,
+        benchmark_out=params["benchmark_out"],
+    )
     report = outcome.report
     result = {
         "changed": outcome.changed,
@@ -229,13 +244,15 @@ def main() -> None:
     spec = planning_argument_spec()
     spec.update(backup_argument_spec())
     spec.update(benchmark_argument_spec())
-    spec.update({
-        "plan_file": {"type": "path"},
-        "plan": {"type": "dict"},
-        "workers": {"type": "int", "default": 1},
-        "accept_data_loss": {"type": "bool", "default": False},
-        "report_out": {"type": "path"},
-    })
+    spec.update(
+        {
+            "plan_file": {"type": "path"},
+            "plan": {"type": "dict"},
+            "workers": {"type": "int", "default": 1},
+            "accept_data_loss": {"type": "bool", "default": False},
+            "report_out": {"type": "path"},
+        }
+    )
     sources = ["plan_file", "plan"] + CHANGE_OPTIONS
     module = build_module(
         spec,

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: plan a schema change of a Redis search index (read-only)."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -213,10 +214,12 @@ def plan_index(module, client, settings) -> dict:
     if module._diff:  # pylint: disable=protected-access
         result["diff"] = schema_diff(plan)
     if not plan.classification.supported and params["fail_on_blocked"]:
-        raise PlanBlocked(f"{len(plan.classification.blocked_reasons)} change(s) blocked: "
-                          + "; ".join(plan.classification.blocked_reasons),
-                          hint="see blocked_reasons; set fail_on_blocked=false to keep the plan anyway",
-                          details={k: v for k, v in result.items() if k not in ("changed", "plan")})
+        raise PlanBlocked(
+            f"{len(plan.classification.blocked_reasons)} change(s) blocked: "
+            + "; ".join(plan.classification.blocked_reasons),
+            hint="see blocked_reasons; set fail_on_blocked=false to keep the plan anyway",
+            details={k: v for k, v in result.items() if k not in ("changed", "plan")},
+        )
     for warning in plan.warnings:
         module.warn(warning)
     path = params["plan_out"]
@@ -254,11 +257,13 @@ def plan_out_problem(path: str | None) -> str | None:
 def main() -> None:
     spec = planning_argument_spec()
     spec["index"]["required"] = True
-    spec.update({
-        "plan_out": {"type": "path"},
-        "backup_dir": {"type": "path"},
-        "fail_on_blocked": {"type": "bool", "default": True},
-    })
+    spec.update(
+        {
+            "plan_out": {"type": "path"},
+            "backup_dir": {"type": "path"},
+            "fail_on_blocked": {"type": "bool", "default": True},
+        }
+    )
     module = build_module(
         spec,
         mutually_exclusive=[CHANGE_OPTIONS],

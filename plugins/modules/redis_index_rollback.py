@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: roll a Redis search index migration back, fully and verifiably, from its backup."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -247,9 +248,15 @@ def roll_back(module, client) -> dict:
         checksum = plan_from_dict(params["plan"], "plan").checksum
     store = choose_backup(backup_dir, params["index"], checksum, client=client)
     cluster = detect_capabilities(client, probe=False).cluster_enabled
-    changed, result = rollback(client, store, partial=params["partial"], wait_timeout=params["wait_timeout"],
-                               check_mode=module.check_mode, cluster=cluster,
-                               accept_validation_failure=params["accept_validation_failure"])
+    changed, result = rollback(
+        client,
+        store,
+        partial=params["partial"],
+        wait_timeout=params["wait_timeout"],
+        check_mode=module.check_mode,
+        cluster=cluster,
+        accept_validation_failure=params["accept_validation_failure"],
+    )
     answer = {"changed": changed, **result.model_dump(mode="json")}
     if module._diff and changed:  # pylint: disable=protected-access
         answer["diff"] = rollback_diff(read_plan(store.path(PLAN)))
@@ -259,19 +266,25 @@ def roll_back(module, client) -> dict:
 def rollback_diff(plan) -> dict:
     """The migration's schema diff the other way round: from what it made back to what it started from."""
     forward = schema_diff(plan)
-    return {"before_header": f"{plan.target_index} (migrated)", "after_header": f"{plan.source.index} (restored)",
-            "before": forward["after"], "after": forward["before"]}
+    return {
+        "before_header": f"{plan.target_index} (migrated)",
+        "after_header": f"{plan.source.index} (restored)",
+        "before": forward["after"],
+        "after": forward["before"],
+    }
 
 
 def main() -> None:
     spec = backup_argument_spec()
-    spec.update({
-        "index": {"type": "str"},
-        "plan_file": {"type": "path"},
-        "plan": {"type": "dict"},
-        "partial": {"type": "bool", "default": False},
-        "accept_validation_failure": {"type": "bool", "default": False},
-    })
+    spec.update(
+        {
+            "index": {"type": "str"},
+            "plan_file": {"type": "path"},
+            "plan": {"type": "dict"},
+            "partial": {"type": "bool", "default": False},
+            "accept_validation_failure": {"type": "bool", "default": False},
+        }
+    )
     module = build_module(
         spec,
         mutually_exclusive=[["index", "plan_file", "plan"]],

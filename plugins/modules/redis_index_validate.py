@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: validate a completed migration against its plan and backup, changing nothing."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -184,20 +185,24 @@ def check(module, client) -> dict:
     found = validate_migration(client, plan, store, wait_timeout=params["wait_timeout"])
     result = {"changed": False, **found.model_dump(mode="json")}
     if not found.passed and params["fail_on_problems"]:
-        raise ValidationFailed(f"validation of {found.target_index} failed: " + "; ".join(found.problems),
-                               hint="nothing was changed; see problems and validation (fail_on_problems=false "
-                                    "reports without failing)", details=result)
+        raise ValidationFailed(
+            f"validation of {found.target_index} failed: " + "; ".join(found.problems),
+            hint="nothing was changed; see problems and validation (fail_on_problems=false reports without failing)",
+            details=result,
+        )
     return result
 
 
 def main() -> None:
     spec = backup_argument_spec()
-    spec.update({
-        "index": {"type": "str"},
-        "plan_file": {"type": "path"},
-        "plan": {"type": "dict"},
-        "fail_on_problems": {"type": "bool", "default": True},
-    })
+    spec.update(
+        {
+            "index": {"type": "str"},
+            "plan_file": {"type": "path"},
+            "plan": {"type": "dict"},
+            "fail_on_problems": {"type": "bool", "default": True},
+        }
+    )
     module = build_module(
         spec,
         mutually_exclusive=[["index", "plan_file", "plan"]],

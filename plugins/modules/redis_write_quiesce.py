@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: stop application writes to one Redis for a migration window, and restore them."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -326,8 +327,10 @@ def acl_diff(module, endpoint: str, before: dict, result: dict) -> dict:
         else:  # check mode: the rules the quiesce would set
             _name, now = acl_rules.split_line(before[user["name"]])
             _name, saved = acl_rules.split_line(user["rules_before"])
-            after[user["name"]] = acl_rules.line_of(user["name"], acl_rules.quiesced_rules(
-                acl_rules.with_commands_of(now, saved), result["denied_commands"]))
+            after[user["name"]] = acl_rules.line_of(
+                user["name"],
+                acl_rules.quiesced_rules(acl_rules.with_commands_of(now, saved), result["denied_commands"]),
+            )
     return {
         "before_header": f"{endpoint} ACL users",
         "after_header": f"{endpoint} ACL users ({state})",
@@ -341,15 +344,29 @@ def act(module, client, settings) -> dict:
     diff = module._diff and params["state"] != "verified"  # pylint: disable=protected-access
     before = runner.acl_lines(client) if diff else {}
     if params["state"] == "quiesced":
-        result = runner.quiesce(client, settings.endpoint, params["state_file"], params["users"],
-                                params["exclude_users"], params["extra_commands"], check_mode=module.check_mode)
+        result = runner.quiesce(
+            client,
+            settings.endpoint,
+            params["state_file"],
+            params["users"],
+            params["exclude_users"],
+            params["extra_commands"],
+            check_mode=module.check_mode,
+        )
     elif params["state"] == "released":
-        result = runner.release(client, settings.endpoint, params["state_file"], check_mode=module.check_mode,
-                                force=params["force"])
+        result = runner.release(
+            client, settings.endpoint, params["state_file"], check_mode=module.check_mode, force=params["force"]
+        )
     else:
-        result = runner.verify(client, settings.endpoint, params["observe_seconds"], params["observe_interval"],
-                               params["extra_commands"], fail_on_rejected=params["fail_on_rejected"],
-                               state_file=params["state_file"])
+        result = runner.verify(
+            client,
+            settings.endpoint,
+            params["observe_seconds"],
+            params["observe_interval"],
+            params["extra_commands"],
+            fail_on_rejected=params["fail_on_rejected"],
+            state_file=params["state_file"],
+        )
     for warning in result.pop("warnings"):
         module.warn(warning)
     if diff and result["changed"] and any(user["changed"] for user in result["users"]):

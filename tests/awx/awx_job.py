@@ -16,6 +16,7 @@ To add a job: build its extra variables with `survey_answers()`, call `AwxSite.j
 that runs while the test does something else - another job, a cancel), and assert on the JobResult (status, rc,
 stats, per-task results by host, stdout).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,12 @@ ANSWER_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice":
 
 def build_tarball(dest: str) -> str:
     """`make dist`: the collection's tarball, built from this checkout into `dest`."""
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", dest, ROOT],
-                   check=True, capture_output=True, env=quiet_ansible_env(dest))
+    subprocess.run(
+        [os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", dest, ROOT],
+        check=True,
+        capture_output=True,
+        env=quiet_ansible_env(dest),
+    )
     (tarball,) = [name for name in os.listdir(dest) if name.endswith(".tar.gz")]
     return os.path.join(dest, tarball)
 
@@ -50,10 +55,18 @@ def build_tarball(dest: str) -> str:
 def quiet_ansible_env(home: str) -> Dict[str, str]:
     """ansible-galaxy's state under `home`, never ~/.ansible; no inherited collections path (make's names the
     checkout, where ansible-galaxy would find the collection installed already and install nothing)."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS")}
-    env.update({"ANSIBLE_HOME": os.path.join(home, ".ansible"), "ANSIBLE_NOCOLOR": "1",
-                "PATH": BIN + os.pathsep + env.get("PATH", "")})
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS")
+    }
+    env.update(
+        {
+            "ANSIBLE_HOME": os.path.join(home, ".ansible"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+        }
+    )
     return env
 
 
@@ -141,29 +154,62 @@ class AwxSite:
         with open(os.path.join(project, "collections", "requirements.yml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump({"collections": [{"name": relative, "type": "file"}]}, handle)
         installed = os.path.join(self.workdir, "requirements_collections")
-        subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r",
-                        os.path.join(project, "collections", "requirements.yml"), "-p", installed],
-                       check=True, capture_output=True, env=quiet_ansible_env(self.workdir), cwd=project)
+        subprocess.run(
+            [
+                os.path.join(BIN, "ansible-galaxy"),
+                "collection",
+                "install",
+                "-r",
+                os.path.join(project, "collections", "requirements.yml"),
+                "-p",
+                installed,
+            ],
+            check=True,
+            capture_output=True,
+            env=quiet_ansible_env(self.workdir),
+            cwd=project,
+        )
         self._installed = installed
         return installed
 
-    def job(self, playbook: str, extravars: Optional[Dict[str, Any]] = None, check: bool = False,
-            diff: bool = False, limit: Optional[str] = None, timeout: int = 300, **runner_options: Any) -> JobResult:
+    def job(
+        self,
+        playbook: str,
+        extravars: Optional[Dict[str, Any]] = None,
+        check: bool = False,
+        diff: bool = False,
+        limit: Optional[str] = None,
+        timeout: int = 300,
+        **runner_options: Any,
+    ) -> JobResult:
         """Launch a job template of `playbook` (a file of the project) and wait for it. `runner_options` go to
         ansible_runner.run as they are (cancel_callback, event_handler, status_handler, ...)."""
         pdd = self.prepare(extravars, check=check, diff=diff, limit=limit)
         runner = ansible_runner.run(**self.runner_arguments(pdd, playbook, timeout), **runner_options)
         return self.result(runner, pdd)
 
-    def start(self, playbook: str, extravars: Optional[Dict[str, Any]] = None, check: bool = False,
-              diff: bool = False, limit: Optional[str] = None, timeout: int = 300, **runner_options: Any):
+    def start(
+        self,
+        playbook: str,
+        extravars: Optional[Dict[str, Any]] = None,
+        check: bool = False,
+        diff: bool = False,
+        limit: Optional[str] = None,
+        timeout: int = 300,
+        **runner_options: Any,
+    ):
         """Launch a job without waiting: (thread, runner, private_data_dir). Join the thread, then `result()`."""
         pdd = self.prepare(extravars, check=check, diff=diff, limit=limit)
         thread, runner = ansible_runner.run_async(**self.runner_arguments(pdd, playbook, timeout), **runner_options)
         return thread, runner, pdd
 
-    def prepare(self, extravars: Optional[Dict[str, Any]] = None, check: bool = False, diff: bool = False,
-                limit: Optional[str] = None) -> str:
+    def prepare(
+        self,
+        extravars: Optional[Dict[str, Any]] = None,
+        check: bool = False,
+        diff: bool = False,
+        limit: Optional[str] = None,
+    ) -> str:
         """A fresh private_data_dir for one job, laid out as AWX lays it out."""
         installed = self.project_update()
         self._jobs += 1
@@ -181,7 +227,10 @@ class AwxSite:
     @staticmethod
     def runner_arguments(pdd: str, playbook: str, timeout: int) -> Dict[str, Any]:
         return {
-            "private_data_dir": pdd, "playbook": playbook, "quiet": True, "timeout": timeout,
+            "private_data_dir": pdd,
+            "playbook": playbook,
+            "quiet": True,
+            "timeout": timeout,
             # What the job's environment has besides the credential: AWX points Ansible at the project's
             # installed collections; its state and temporary files stay inside the job's directory.
             "envvars": {
@@ -199,8 +248,9 @@ class AwxSite:
         """What AWX shows of a finished job."""
         with open(runner.stdout.name, encoding="utf-8") as handle:
             stdout = handle.read()
-        return JobResult(status=runner.status, rc=runner.rc, events=list(runner.events), stdout=stdout,
-                         private_data_dir=pdd)
+        return JobResult(
+            status=runner.status, rc=runner.rc, events=list(runner.events), stdout=stdout, private_data_dir=pdd
+        )
 
     @staticmethod
     def _write(pdd: str, relative: str, text: str) -> None:
@@ -210,15 +260,22 @@ class AwxSite:
             handle.write(text)
 
 
-def redis_inventory(urls: Dict[str, str], group_vars: Dict[str, Any],
-                    host_vars: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
+def redis_inventory(
+    urls: Dict[str, str], group_vars: Dict[str, Any], host_vars: Optional[Dict[str, Dict[str, Any]]] = None
+) -> Dict[str, Any]:
     """The inventory of docs/awx.md: one host per Redis server in group redis_search, connection local, the
     interpreter that runs ansible-playbook, redis_url per host; more per-host variables from `host_vars`."""
     hosts = {host: {"redis_url": url, **(host_vars or {}).get(host, {})} for host, url in urls.items()}
-    return {"redis_search": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                 **group_vars},
-        "hosts": hosts}}
+    return {
+        "redis_search": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                **group_vars,
+            },
+            "hosts": hosts,
+        }
+    }
 
 
 def hosts_of(results: Dict[str, Dict[str, Any]], event: str) -> List[str]:

@@ -1,5 +1,6 @@
 """Each job of docs/awx.md, run through ansible-runner the way AWX runs it (awx_job.py): what the job reports
 (status, rc, the events per host) and what the Redis servers and the shared storage hold afterwards."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,9 @@ from quiesce_setup import acl_lines
 
 pytestmark = pytest.mark.playbook
 
-FLOAT16_PATCH = "version: 1\nchanges:\n  update_fields:\n    - name: embedding\n      attrs:\n        datatype: float16\n"
+FLOAT16_PATCH = (
+    "version: 1\nchanges:\n  update_fields:\n    - name: embedding\n      attrs:\n        datatype: float16\n"
+)
 PLAN_TASK = "Plan the change"
 MIGRATE_TASK = "Migrate (re-running resumes where it stopped)"
 ROLLBACK_TASK = "Roll the migration back from its backup"
@@ -27,8 +30,7 @@ def snapshot(fleet) -> dict:
     for host in fleet.hosts:
         client = fleet.admin(host)
         try:
-            found[host] = {"datatype": index_datatype(client), "documents": documents(client),
-                           "acl": acl_lines(client)}
+            found[host] = {"datatype": index_datatype(client), "documents": documents(client), "acl": acl_lines(client)}
         finally:
             client.close()
     return found
@@ -37,8 +39,11 @@ def snapshot(fleet) -> dict:
 def plan_job_vars(plan_dir: str) -> dict:
     """The plan job of docs/awx.md: the survey's first two questions, and the workflow's plan directory."""
     answers = survey_answers(indexops_index="products", indexops_patch=FLOAT16_PATCH)
-    return {"indexops_index": answers["indexops_index"], "indexops_patch": answers["indexops_patch"],
-            "indexops_plan_dir": plan_dir}
+    return {
+        "indexops_index": answers["indexops_index"],
+        "indexops_patch": answers["indexops_patch"],
+        "indexops_plan_dir": plan_dir,
+    }
 
 
 def test_plan_job_on_first_use_writes_each_hosts_plan_in_check_mode(awx, ready, tmp_path):
@@ -63,14 +68,22 @@ def test_workflow_plan_then_migrate_applies_the_reviewed_plans_with_each_hosts_o
     """The workflow: plan (check) -> approval -> migrate with the same survey answers. Per-host settings of the
     inventory hold on their host: redis2 stops writes another way (strategy none) and keeps its backups
     elsewhere; the survey's answers, extra vars, would override them everywhere if it carried them."""
-    awx.inventory["redis_search"]["hosts"]["redis2"].update({
-        "indexops_quiesce_strategy": "none",
-        "indexops_backup_dir": str(tmp_path / "storage" / "redis2-backups"),
-    })
+    awx.inventory["redis_search"]["hosts"]["redis2"].update(
+        {
+            "indexops_quiesce_strategy": "none",
+            "indexops_backup_dir": str(tmp_path / "storage" / "redis2-backups"),
+        }
+    )
     before = snapshot(ready)
     plan_dir = str(tmp_path / "storage" / "plans")
-    answers = survey_answers(indexops_index="products", indexops_patch=FLOAT16_PATCH, indexops_plan_dir=plan_dir,
-                             indexops_accept_data_loss="yes", indexops_verify_seconds=1, indexops_serial=2)
+    answers = survey_answers(
+        indexops_index="products",
+        indexops_patch=FLOAT16_PATCH,
+        indexops_plan_dir=plan_dir,
+        indexops_accept_data_loss="yes",
+        indexops_verify_seconds=1,
+        indexops_serial=2,
+    )
 
     plan = awx.job("plan.yml", answers, check=True, diff=True)  # the workflow's survey reaches every node
     assert (plan.status, plan.rc) == ("successful", 0), plan.explain()
@@ -102,8 +115,12 @@ def test_workflow_plan_then_migrate_applies_the_reviewed_plans_with_each_hosts_o
 
 def test_rollback_job_restores_every_host(awx, ready, tmp_path):
     before = snapshot(ready)
-    answers = survey_answers(indexops_index="products", indexops_patch=FLOAT16_PATCH,
-                             indexops_accept_data_loss="yes", indexops_verify_seconds=1)
+    answers = survey_answers(
+        indexops_index="products",
+        indexops_patch=FLOAT16_PATCH,
+        indexops_accept_data_loss="yes",
+        indexops_verify_seconds=1,
+    )
     migrate = awx.job("migrate.yml", answers)
     assert (migrate.status, migrate.rc) == ("successful", 0), migrate.explain()
     assert {state["datatype"] for state in snapshot(ready).values()} == {"FLOAT16"}
@@ -113,8 +130,7 @@ def test_rollback_job_restores_every_host(awx, ready, tmp_path):
     assert (rollback.status, rollback.rc) == ("successful", 0), rollback.explain()
     rolled = rollback.results(ROLLBACK_TASK)
     assert hosts_of(rolled, "runner_on_ok") == ready.hosts
-    assert all(found["res"]["result"] == "rolled_back" and found["res"]["restored"] == 120
-               for found in rolled.values())
+    assert all(found["res"]["result"] == "rolled_back" and found["res"]["restored"] == 120 for found in rolled.values())
     assert all("FLOAT32" in found["res"]["diff"]["after"].upper() for found in rolled.values())
     assert snapshot(ready) == before  # every byte, and every ACL line as it was before the window
 
@@ -141,7 +157,9 @@ def test_release_job_gives_writes_back_after_an_interrupted_window(awx, ready, t
     check = awx.job("release.yml", {}, check=True, diff=True)
     assert (check.status, check.rc) == ("successful", 0), check.explain()
     assert sorted(check.changed_hosts()) == ready.hosts
-    assert all(snapshot(ready)[host]["acl"] != before[host]["acl"] for host in ready.hosts)  # a Check job writes nothing
+    assert all(
+        snapshot(ready)[host]["acl"] != before[host]["acl"] for host in ready.hosts
+    )  # a Check job writes nothing
 
     release = awx.job("release.yml", {}, diff=True)
     assert (release.status, release.rc) == ("successful", 0), release.explain()
@@ -160,11 +178,13 @@ def test_the_survey_carries_only_per_job_choices():
     """Survey answers are extra vars, which beat every inventory variable: a question for a per-host setting
     would override it on every host. None of the survey's variables is one the example inventory sets per host
     or per group."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "awx", "migrate_survey.json"),
-              encoding="utf-8") as handle:
+    with open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "awx", "migrate_survey.json"), encoding="utf-8"
+    ) as handle:
         survey = {question["variable"] for question in json.load(handle)["spec"]}
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "inventory", "example.yml"),
-              encoding="utf-8") as handle:
+    with open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "inventory", "example.yml"), encoding="utf-8"
+    ) as handle:
         inventory = yaml.safe_load(handle)["redis_search"]
     per_host = set(inventory["vars"]) | {name for host in inventory["hosts"].values() for name in host}
     assert per_host >= {"indexops_quiesce_strategy", "indexops_backup_dir", "indexops_quiesce_state_dir"}

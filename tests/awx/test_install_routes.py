@@ -2,6 +2,7 @@
 `type: url` (served here on loopback; `type: file` is what every job in test_awx_jobs.py installs from), and the
 execution environment file playbooks/awx/execution-environment.yml, which `ansible-builder create` turns into a
 build context whose galaxy step installs the collection and whose introspection finds its requirements."""
+
 from __future__ import annotations
 
 import functools
@@ -40,9 +41,20 @@ def test_requirements_yml_installs_the_tarball_from_a_url(tarball, tmp_path):
         url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(tarball)}"
         requirements = tmp_path / "requirements.yml"
         requirements.write_text(yaml.safe_dump({"collections": [{"name": url, "type": "url"}]}))
-        subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", str(requirements),
-                        "-p", str(tmp_path / "collections")], check=True, capture_output=True,
-                       env=quiet_ansible_env(str(tmp_path)))
+        subprocess.run(
+            [
+                os.path.join(BIN, "ansible-galaxy"),
+                "collection",
+                "install",
+                "-r",
+                str(requirements),
+                "-p",
+                str(tmp_path / "collections"),
+            ],
+            check=True,
+            capture_output=True,
+            env=quiet_ansible_env(str(tmp_path)),
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -54,12 +66,28 @@ def test_execution_environment_file_builds_a_context_that_installs_the_collectio
         definition = yaml.safe_load(handle)
     # The file names the tarball of this version: a version bump must update it.
     (build_file,) = definition["additional_build_files"]
-    assert build_file["src"] == os.path.basename(tarball), "playbooks/awx/execution-environment.yml names another version"
+    assert build_file["src"] == os.path.basename(tarball), (
+        "playbooks/awx/execution-environment.yml names another version"
+    )
     shutil.copy(EE_FILE, tmp_path / "execution-environment.yml")
     shutil.copy(tarball, tmp_path)
     env = quiet_ansible_env(str(tmp_path))
-    subprocess.run([os.path.join(BIN, "ansible-builder"), "create", "-f", "execution-environment.yml", "-c", "context",
-                    "--output-filename", "Containerfile"], check=True, capture_output=True, cwd=tmp_path, env=env)
+    subprocess.run(
+        [
+            os.path.join(BIN, "ansible-builder"),
+            "create",
+            "-f",
+            "execution-environment.yml",
+            "-c",
+            "context",
+            "--output-filename",
+            "Containerfile",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+    )
     build = tmp_path / "context" / "_build"
     assert (build / "collections" / os.path.basename(tarball)).is_file()
     containerfile = (tmp_path / "context" / "Containerfile").read_text()
@@ -67,13 +95,35 @@ def test_execution_environment_file_builds_a_context_that_installs_the_collectio
 
     # The galaxy stage of the build, as the Containerfile runs it (WORKDIR /build is the context's _build).
     share = tmp_path / "usr-share-ansible"
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", "requirements.yml",
-                    "--collections-path", str(share / "collections")], check=True, capture_output=True, cwd=build,
-                   env=env)
+    subprocess.run(
+        [
+            os.path.join(BIN, "ansible-galaxy"),
+            "collection",
+            "install",
+            "-r",
+            "requirements.yml",
+            "--collections-path",
+            str(share / "collections"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=build,
+        env=env,
+    )
     assert installed_version(str(share / "collections")) == galaxy_version()
     # The builder stage's introspection: the collection's meta/execution-environment.yml brings its requirements.
-    found = subprocess.run([os.path.join(BIN, "python"), str(build / "scripts" / "introspect.py"), "introspect",
-                            str(share / "collections")], check=True, capture_output=True, text=True, env=env)
+    found = subprocess.run(
+        [
+            os.path.join(BIN, "python"),
+            str(build / "scripts" / "introspect.py"),
+            "introspect",
+            str(share / "collections"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     python = " ".join(yaml.safe_load(found.stdout)["python"])
     for requirement in ("redis", "pydantic", "numpy"):
         assert f"{requirement}>=" in python

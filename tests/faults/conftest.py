@@ -8,6 +8,7 @@ written to .build/faults/counts.json, counts the ones that passed. Bad-input tes
 test_rollback_safety.py that assert the same) are counted by marker or by name when they run in the
 same session (`make test-faults`).
 """
+
 from __future__ import annotations
 
 import collections
@@ -68,8 +69,9 @@ class Tally:
             elif name == "bad_input":
                 self.bad_inputs.append(value)
                 recorded = True
-        if not recorded and ("bad_input" in report.keywords
-                             or any(pattern in report.nodeid for pattern in BAD_INPUT_ELSEWHERE)):
+        if not recorded and (
+            "bad_input" in report.keywords or any(pattern in report.nodeid for pattern in BAD_INPUT_ELSEWHERE)
+        ):
             self.bad_inputs.append({"test": report.nodeid.split("::", 1)[-1]})
 
     def summary(self) -> dict:
@@ -82,15 +84,19 @@ class Tally:
         faults = collections.Counter(f["kind"] for f in self.faults)
         writes = sum(f.get("writes", 0) for f in self.faults)
         return {
-            "date": datetime.date.today().isoformat(), "seed": SEED,
-            "kill_points_survived": len(kills), "random_kills_after_the_end": len(late),
+            "date": datetime.date.today().isoformat(),
+            "seed": SEED,
+            "kill_points_survived": len(kills),
+            "random_kills_after_the_end": len(late),
             "kill_points_by_step": dict(sorted(by_step.items())),
             "kill_points_by_kind": dict(sorted(by_kind.items())),
             "kill_points_by_scenario": dict(sorted(by_scenario.items())),
             "faults_injected": sum(f.get("count", 1) for f in self.faults),
-            "fault_cases": len(self.faults), "faults_by_kind": dict(sorted(faults.items())),
+            "fault_cases": len(self.faults),
+            "faults_by_kind": dict(sorted(faults.items())),
             "application_writes": writes,
-            "bad_inputs_tried": len(self.bad_inputs), "tests_failed": self.failed,
+            "bad_inputs_tried": len(self.bad_inputs),
+            "tests_failed": self.failed,
         }
 
     def pytest_terminal_summary(self, terminalreporter):
@@ -103,13 +109,17 @@ class Tally:
         write = terminalreporter.write_line
         terminalreporter.section("fault injection counts")
         write(f"seed {data['seed']} (INDEXOPS_FAULT_SEED), {data['date']}")
-        write(f"kill points survived: {data['kill_points_survived']} (random moments after the run's end, not "
-              f"counted: {data['random_kills_after_the_end']})")
+        write(
+            f"kill points survived: {data['kill_points_survived']} (random moments after the run's end, not "
+            f"counted: {data['random_kills_after_the_end']})"
+        )
         write(f"  by step: {data['kill_points_by_step']}")
         write(f"  by kind: {data['kill_points_by_kind']}")
         write(f"  by scenario: {data['kill_points_by_scenario']}")
-        write(f"faults injected: {data['faults_injected']} in {data['fault_cases']} cases {data['faults_by_kind']}, "
-              f"with {data['application_writes']} concurrent application writes")
+        write(
+            f"faults injected: {data['faults_injected']} in {data['fault_cases']} cases {data['faults_by_kind']}, "
+            f"with {data['application_writes']} concurrent application writes"
+        )
         write(f"bad inputs tried: {data['bad_inputs_tried']}")
         write(f"written to {os.path.relpath(COUNTS, ROOT)}")
 
@@ -124,15 +134,18 @@ def calibrations(redis_server, tmp_path_factory):
     """calibrated(name): the scenario run once without faults, cached for the session."""
     import redis  # pylint: disable=import-outside-toplevel
     from fault_scenarios import SCENARIOS, calibrate  # pylint: disable=import-outside-toplevel
+
     cache = {}
 
     def calibrated(name):
         if name not in cache:
             client = redis.Redis.from_url(redis_server.url, protocol=2)
             try:
-                cache[name] = calibrate(client, redis_server.url, SCENARIOS[name],
-                                        str(tmp_path_factory.mktemp(f"calibrate-{name}")))
+                cache[name] = calibrate(
+                    client, redis_server.url, SCENARIOS[name], str(tmp_path_factory.mktemp(f"calibrate-{name}"))
+                )
             finally:
                 client.close()
         return cache[name]
+
     return calibrated

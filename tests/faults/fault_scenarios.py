@@ -4,6 +4,7 @@ Every scenario loads the same seeded documents each time, so one plan file (made
 applies to every fresh load, and the state an uninterrupted run leaves - computed independently here
 and checked against a real run - is what every interrupted-then-resumed run must leave too.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,15 @@ DOCS, DIMS, BATCH = 300, 16, 50
 SEED = int(os.environ.get("INDEXOPS_FAULT_SEED", "8"))
 TTL_DOC = 3  # one document carries a TTL: key renames must keep it
 # What FT.INFO says of an index's definition and content (not statistics the GC moves, nor max_doc_id).
-DEFINING_INFO = ("index_name", "index_options", "index_definition", "attributes", "stopwords_list", "num_docs",
-                 "hash_indexing_failures")
+DEFINING_INFO = (
+    "index_name",
+    "index_options",
+    "index_definition",
+    "attributes",
+    "stopwords_list",
+    "num_docs",
+    "hash_indexing_failures",
+)
 
 
 @dataclass
@@ -63,25 +71,69 @@ class Scenario:
 RENAME_ALL = {"rename_fields": [{"old_name": "title", "new_name": "headline"}]}
 SCENARIOS = {
     # Field rename moving data, prefix change, index rename and float32 -> float16, in one migration.
-    "hash": Scenario("hash", "hash", {**RENAME_ALL, "index": {"name": "idx_v2", "prefix": "item:"},
-                                      "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]},
-                     "doc:", "item:", "idx_v2", moves={"title": "headline"}, quantize="vec"),
-    "hash_workers2": Scenario("hash_workers2", "hash", {**RENAME_ALL, "index": {"name": "idx_v2", "prefix": "item:"},
-                                                        "update_fields": [{"name": "vec",
-                                                                           "attrs": {"datatype": "float16"}}]},
-                              "doc:", "item:", "idx_v2", workers=2, moves={"title": "headline"}, quantize="vec"),
+    "hash": Scenario(
+        "hash",
+        "hash",
+        {
+            **RENAME_ALL,
+            "index": {"name": "idx_v2", "prefix": "item:"},
+            "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}],
+        },
+        "doc:",
+        "item:",
+        "idx_v2",
+        moves={"title": "headline"},
+        quantize="vec",
+    ),
+    "hash_workers2": Scenario(
+        "hash_workers2",
+        "hash",
+        {
+            **RENAME_ALL,
+            "index": {"name": "idx_v2", "prefix": "item:"},
+            "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}],
+        },
+        "doc:",
+        "item:",
+        "idx_v2",
+        workers=2,
+        moves={"title": "headline"},
+        quantize="vec",
+    ),
     # JSON: both a text field and the vector field renamed (their values move), prefix and index renamed,
     # the vector index re-typed to float16 (JSON documents keep their numbers: re-indexed only).
-    "json": Scenario("json", "json", {"rename_fields": [{"old_name": "title", "new_name": "headline"},
-                                                        {"old_name": "vec", "new_name": "embedding"}],
-                                      "index": {"name": "jdx_v2", "prefix": "k:"},
-                                      "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]},
-                     "j:", "k:", "jdx_v2", moves={"title": "headline", "vec": "embedding"}),
+    "json": Scenario(
+        "json",
+        "json",
+        {
+            "rename_fields": [
+                {"old_name": "title", "new_name": "headline"},
+                {"old_name": "vec", "new_name": "embedding"},
+            ],
+            "index": {"name": "jdx_v2", "prefix": "k:"},
+            "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}],
+        },
+        "j:",
+        "k:",
+        "jdx_v2",
+        moves={"title": "headline", "vec": "embedding"},
+    ),
     # Online: the documents stay; a new index is built beside the live one and swapped in.
-    "online": Scenario("online", "hash", {"add_fields": [{"name": "colour", "type": "tag"}],
-                                          "update_fields": [{"name": "title", "attrs": {"weight": 2}},
-                                                            {"name": "vec", "attrs": {"algorithm": "hnsw", "m": 8}}]},
-                       "doc:", None, "idx--v2", mode="online"),
+    "online": Scenario(
+        "online",
+        "hash",
+        {
+            "add_fields": [{"name": "colour", "type": "tag"}],
+            "update_fields": [
+                {"name": "title", "attrs": {"weight": 2}},
+                {"name": "vec", "attrs": {"algorithm": "hnsw", "m": 8}},
+            ],
+        },
+        "doc:",
+        None,
+        "idx--v2",
+        mode="online",
+    ),
 }
 
 
@@ -96,21 +148,65 @@ def load(client, scenario: Scenario) -> None:
     index = source_index(scenario)
     vector = ["VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE"]
     if scenario.storage == "hash":
-        client.execute_command("FT.CREATE", index, "ON", "HASH", "PREFIX", "1", scenario.prefix, "SCHEMA",
-                               "title", "TEXT", "tag", "TAG", "vec", *vector)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            scenario.prefix,
+            "SCHEMA",
+            "title",
+            "TEXT",
+            "tag",
+            "TAG",
+            "vec",
+            *vector,
+        )
     else:
-        client.execute_command("FT.CREATE", index, "ON", "JSON", "PREFIX", "1", scenario.prefix, "SCHEMA",
-                               "$.title", "AS", "title", "TEXT", "$.tag", "AS", "tag", "TAG", "$.vec", "AS", "vec",
-                               *vector)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "JSON",
+            "PREFIX",
+            "1",
+            scenario.prefix,
+            "SCHEMA",
+            "$.title",
+            "AS",
+            "title",
+            "TEXT",
+            "$.tag",
+            "AS",
+            "tag",
+            "TAG",
+            "$.vec",
+            "AS",
+            "vec",
+            *vector,
+        )
     pipe = client.pipeline(transaction=False)
     for i in range(DOCS):
         key = f"{scenario.prefix}{i}"
         if scenario.storage == "hash":
-            pipe.hset(key, mapping={"title": f"document {i}", "tag": f"t{i % 3}", "colour": "red" if i % 2 else "blue",
-                                    "vec": vectors[i].tobytes()})
+            pipe.hset(
+                key,
+                mapping={
+                    "title": f"document {i}",
+                    "tag": f"t{i % 3}",
+                    "colour": "red" if i % 2 else "blue",
+                    "vec": vectors[i].tobytes(),
+                },
+            )
         else:
-            pipe.execute_command("JSON.SET", key, "$", json.dumps({"title": f"document {i} é", "tag": f"t{i % 3}",
-                                                                   "n": i * 0.1, "vec": vectors[i].tolist()}))
+            pipe.execute_command(
+                "JSON.SET",
+                key,
+                "$",
+                json.dumps({"title": f"document {i} é", "tag": f"t{i % 3}", "n": i * 0.1, "vec": vectors[i].tolist()}),
+            )
     pipe.execute()
     client.pexpire(f"{scenario.prefix}{TTL_DOC}", 3_600_000)
     for alias in scenario.aliases:
@@ -119,6 +215,7 @@ def load(client, scenario: Scenario) -> None:
 
 
 # -- what Redis holds ------------------------------------------------------------------------------------
+
 
 def defining_info(client, name) -> dict:
     reply = client.execute_command("FT.INFO", name)
@@ -178,7 +275,7 @@ def expected_documents(scenario: Scenario, original: dict) -> dict:
     for key, entry in original["keys"].items():
         new_key = key
         if scenario.new_prefix and key.startswith(scenario.prefix.encode()):
-            new_key = scenario.new_prefix.encode() + key[len(scenario.prefix):]
+            new_key = scenario.new_prefix.encode() + key[len(scenario.prefix) :]
         if entry[0] == "hash":
             fields = dict(entry[1])
             for old, new in scenario.moves.items():
@@ -201,14 +298,21 @@ def expected_documents(scenario: Scenario, original: dict) -> dict:
 
 # -- running -----------------------------------------------------------------------------------------------
 
+
 def start_driver(args: dict, failpoint: Optional[str] = None) -> subprocess.Popen:
     """The driver in a process group of its own (so that killing it takes its workers and nothing else);
     `failpoint` is INDEXOPS_FAILPOINT for it (phase:point:pause=seconds holds it there)."""
     env = {k: v for k, v in os.environ.items() if k != "INDEXOPS_FAILPOINT"}
     if failpoint:
         env["INDEXOPS_FAILPOINT"] = failpoint
-    return subprocess.Popen([sys.executable, DRIVER, json.dumps(args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, DRIVER, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
 
 
 def read_trace(path) -> List[dict]:
@@ -224,8 +328,9 @@ def last_step(trace: List[dict]) -> Optional[str]:
 
 
 def run_in_process(client, url, plan, backup_dir, scenario: Scenario):
-    return migrate(client, lambda: redis.Redis.from_url(url), plan, str(backup_dir),
-                   MigrateOptions(**scenario.options()))
+    return migrate(
+        client, lambda: redis.Redis.from_url(url), plan, str(backup_dir), MigrateOptions(**scenario.options())
+    )
 
 
 def roll_back(client, backup_dir, scenario: Scenario):
@@ -233,8 +338,14 @@ def roll_back(client, backup_dir, scenario: Scenario):
 
 
 def make_plan(client, scenario: Scenario, path) -> Any:
-    plan = create_plan(client, source_index(scenario), patch=parse_patch({"version": 1, "changes": scenario.changes}),
-                       aliases=scenario.aliases, mode=scenario.mode, batch_size=BATCH)
+    plan = create_plan(
+        client,
+        source_index(scenario),
+        patch=parse_patch({"version": 1, "changes": scenario.changes}),
+        aliases=scenario.aliases,
+        mode=scenario.mode,
+        batch_size=BATCH,
+    )
     assert plan.classification.supported, plan.classification.blocked_reasons
     write_plan(plan, str(path))
     return plan
@@ -244,6 +355,7 @@ def make_plan(client, scenario: Scenario, path) -> Any:
 class Calibration:
     """One uninterrupted run of a scenario, through the driver: its plan, what it left, how many commands
     each step sent, and how long it took; then the same for its rollback."""
+
     plan: Any
     plan_path: str
     original: dict
@@ -278,8 +390,9 @@ def calibrate(client, url, scenario: Scenario, workdir) -> Calibration:
     plan_path = os.path.join(workdir, "plan.yaml")
     plan = make_plan(client, scenario, plan_path)
     trace = os.path.join(workdir, "calibrate.trace")
-    code, out, err, _took = run_driver(driver_args("migrate", url, scenario, os.path.join(workdir, "b"), trace,
-                                                   plan_path))
+    code, out, err, _took = run_driver(
+        driver_args("migrate", url, scenario, os.path.join(workdir, "b"), trace, plan_path)
+    )
     assert code == 0, out + err
     done = json.loads(out)
     assert done["result"] == "succeeded", done
@@ -291,9 +404,16 @@ def calibrate(client, url, scenario: Scenario, workdir) -> Calibration:
     assert code == 0, out + err
     undone = json.loads(out)
     assert undone["result"] == "rolled_back", undone
-    return Calibration(plan=plan, plan_path=plan_path, original=original, reference=reference,
-                       migrate_steps=done["steps"], migrate_seconds=migrate_seconds,
-                       rollback_steps=undone["steps"], rollback_seconds=_span(read_trace(rb_trace)))
+    return Calibration(
+        plan=plan,
+        plan_path=plan_path,
+        original=original,
+        reference=reference,
+        migrate_steps=done["steps"],
+        migrate_seconds=migrate_seconds,
+        rollback_steps=undone["steps"],
+        rollback_seconds=_span(read_trace(rb_trace)),
+    )
 
 
 def _span(events: List[dict]) -> float:
@@ -318,8 +438,13 @@ def resolve(spec: dict, steps: dict) -> dict:
 
 def run_module_process(module: str, args: dict, arm: Optional[dict] = None, timeout: float = 300) -> dict:
     """A module's task in a process of its own (see tests/support/module_process.py): its JSON result."""
-    proc = subprocess.run([sys.executable, MODULE_PROCESS, json.dumps({"module": module, "args": args, "arm": arm})],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, MODULE_PROCESS, json.dumps({"module": module, "args": args, "arm": arm})],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result (exit {proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
     return json.loads(lines[-1])

@@ -7,6 +7,7 @@ converted twice, deleted documents stay deleted (after the rollback too), and th
 conflict - the migration's each document whose vector the application changed before the migration
 reached it, the rollback's each document the application changed at all.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,15 @@ class Application:
         if self.json:
             return (str(i), "vec", old, new, "$.vec", "$.embedding", [json.dumps(values.tolist()).encode()])
         # As long as what is stored: float32 before the conversion, float16 after it.
-        return (str(i), "vec", old, new, "vec", "vec",
-                [values.astype(numpy.float32).tobytes(), values.astype(numpy.float16).tobytes()])
+        return (
+            str(i),
+            "vec",
+            old,
+            new,
+            "vec",
+            "vec",
+            [values.astype(numpy.float32).tobytes(), values.astype(numpy.float16).tobytes()],
+        )
 
     def title_update(self, i):
         old, new = self.names(i)
@@ -89,9 +97,12 @@ class Application:
         chosen = [int(i) for i in self.rng.permutation(candidates)]
         self.vec_docs, self.title_docs = chosen[:18], chosen[12:26]  # some get both
         self.deleted_docs = chosen[26:34] + chosen[:2]  # two of them after an update
-        ops = [self.vector_update(i) for i in self.vec_docs] + [self.title_update(i) for i in self.title_docs] + \
-            [lambda i=i: self.writer.delete(str(i), *self.names(i)) for i in chosen[26:34]] + \
-            [self.new_document(n) for n in range(6)]
+        ops = (
+            [self.vector_update(i) for i in self.vec_docs]
+            + [self.title_update(i) for i in self.title_docs]
+            + [lambda i=i: self.writer.delete(str(i), *self.names(i)) for i in chosen[26:34]]
+            + [self.new_document(n) for n in range(6)]
+        )
         order = self.rng.permutation(len(ops))
         late = [lambda i=i: self.writer.delete(str(i), *self.names(i)) for i in chosen[:2]]
         return [ops[j] for j in order] + late
@@ -135,8 +146,9 @@ class Application:
         (Documents the application deleted afterwards may or may not have been reached first.)"""
         if self.json:
             return set(), set()
-        early = {doc for (doc, kind), values in self.writer.history.items()
-                 if kind == "vec" and len(values[0]) == DIMS * 4}
+        early = {
+            doc for (doc, kind), values in self.writer.history.items() if kind == "vec" and len(values[0]) == DIMS * 4
+        }
         return early - set(self.writer.deleted), early
 
     def check_migrated(self, original: dict, report) -> None:
@@ -175,12 +187,18 @@ class Application:
         for key, value in self.writer.added.items():  # not the migration's: left exactly as written
             assert self.read(key) == self.as_stored(value)
         must, may = self.expected_conflicts()
-        listed = {k.split(":", 1)[1] for phase in ("move_fields", "rename_keys", "quantize")
-                  for k in report.phases.get(phase, {}).get("counters", {}).get("conflict_keys", [])}
+        listed = {
+            k.split(":", 1)[1]
+            for phase in ("move_fields", "rename_keys", "quantize")
+            for k in report.phases.get(phase, {}).get("counters", {}).get("conflict_keys", [])
+        }
         assert must <= listed <= may, (sorted(listed), sorted(must), sorted(may))
         assert report.conflicts == len(listed)
-        gone = {k for phase in ("move_fields", "rename_keys", "quantize")
-                for k in report.phases.get(phase, {}).get("counters", {}).get("gone_keys", [])}
+        gone = {
+            k
+            for phase in ("move_fields", "rename_keys", "quantize")
+            for k in report.phases.get(phase, {}).get("counters", {}).get("gone_keys", [])
+        }
         assert {k.split(":", 1)[1] for k in gone} <= set(deleted), gone
 
     def check_rolled_back(self, original: dict, result) -> None:
@@ -236,8 +254,9 @@ def hold_at_checkpoints(monkeypatch, app, store_of, tmp_path):
 
 
 @pytest.mark.parametrize("scenario_name", [pytest.param("hash", marks=pytest.mark.faults_fast), "json"])
-def test_application_writes_during_a_migration_and_its_rollback(scenario_name, clean_redis, redis_url, tmp_path,
-                                                                monkeypatch, record_property):
+def test_application_writes_during_a_migration_and_its_rollback(
+    scenario_name, clean_redis, redis_url, tmp_path, monkeypatch, record_property
+):
     scenario = SCENARIOS[scenario_name]
     load(clean_redis, scenario)
     original = capture(clean_redis)
@@ -261,13 +280,21 @@ def test_application_writes_during_a_migration_and_its_rollback(scenario_name, c
     again_changed, again = roll_back(clean_redis, backup, scenario)
     assert not again_changed and again.result == "already_rolled_back"
     assert capture(clean_redis) == before
-    record_property("fault", {"kind": "application_writes", "case": scenario_name, "writes": app.writer.count,
-                              "conflicts": result.conflicts})
+    record_property(
+        "fault",
+        {
+            "kind": "application_writes",
+            "case": scenario_name,
+            "writes": app.writer.count,
+            "conflicts": result.conflicts,
+        },
+    )
 
 
 @pytest.mark.parametrize("scenario_name", ["hash", "json"])
-def test_application_writes_while_a_migration_is_killed_and_resumed(scenario_name, clean_redis, redis_url, tmp_path,
-                                                                    calibrations, record_property):
+def test_application_writes_while_a_migration_is_killed_and_resumed(
+    scenario_name, clean_redis, redis_url, tmp_path, calibrations, record_property
+):
     """The migration is SIGKILLed in its last rewrite phase, after its last block was sent (all but that block
     recorded as done), while the application writes; the resumed run must still convert nothing twice, keep
     every write, and report every conflict - also those the killed run found."""
@@ -280,8 +307,10 @@ def test_application_writes_while_a_migration_is_killed_and_resumed(scenario_nam
     backup, trace = tmp_path / "b", tmp_path / "trace"
     last = "quantize" if scenario.quantize else "rename_keys"
     kill = resolve({"step": last, "records": "last"}, calibration.migrate_steps)
-    proc = start_driver(driver_args("migrate", redis_url, scenario, backup, trace, calibration.plan_path, kill=kill),
-                        failpoint="drop:start:pause=1")
+    proc = start_driver(
+        driver_args("migrate", redis_url, scenario, backup, trace, calibration.plan_path, kill=kill),
+        failpoint="drop:start:pause=1",
+    )
     deadline = time.monotonic() + 60
     while not any(e.get("step") == "drop" for e in read_trace(trace)) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -296,5 +325,12 @@ def test_application_writes_while_a_migration_is_killed_and_resumed(scenario_nam
     changed, result = roll_back(clean_redis, backup, scenario)
     assert changed
     app.check_rolled_back(original, result)
-    record_property("fault", {"kind": "application_writes", "case": f"{scenario_name}-killed-and-resumed",
-                              "writes": app.writer.count, "count": 2})  # the writes, and the kill
+    record_property(
+        "fault",
+        {
+            "kind": "application_writes",
+            "case": f"{scenario_name}-killed-and-resumed",
+            "writes": app.writer.count,
+            "count": 2,
+        },
+    )  # the writes, and the kill

@@ -6,6 +6,7 @@ to the end, and Redis must hold exactly what an uninterrupted run left (every ke
 TTLs, every index's definition and counts, the aliases); then a rollback must bring back every original
 byte and key name.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,9 +96,26 @@ def randoms(scenario, count, fast=0):
 
 MIGRATION_KILLS = [
     # hash: rename title -> headline (data moves), prefix doc: -> item:, index idx -> idx_v2, float32 -> float16
-    *checkpoints("hash", "backup:start", "backup:1", "backup:3", "backup:6", "drop:start", "drop:0",
-                 "move_fields:start", "move_fields:3", "rename_keys:start", "rename_keys:6", "quantize:start",
-                 "quantize:2", "create:start", "create:0", "wait:start", "validate:start", fast=("move_fields:3",)),
+    *checkpoints(
+        "hash",
+        "backup:start",
+        "backup:1",
+        "backup:3",
+        "backup:6",
+        "drop:start",
+        "drop:0",
+        "move_fields:start",
+        "move_fields:3",
+        "rename_keys:start",
+        "rename_keys:6",
+        "quantize:start",
+        "quantize:2",
+        "create:start",
+        "create:0",
+        "wait:start",
+        "validate:start",
+        fast=("move_fields:3",),
+    ),
     at("hash", "preflight", command="FT.CREATE"),  # the throwaway create check, before it is dropped again
     at("hash", "preflight", commands=0.5),
     # Creating the backup directory: after its mkdir, before plan.yaml; after plan.yaml, before header.json.
@@ -133,8 +151,17 @@ MIGRATION_KILLS = [
     at("hash_workers2", "quantize", commands=0.5),
     *randoms("hash_workers2", 3),
     # JSON: title -> headline and vec -> embedding (both move), prefix j: -> k:, index jdx -> jdx_v2
-    *checkpoints("json", "backup:2", "drop:0", "move_fields:start", "move_fields:4", "rename_keys:3", "create:0",
-                 "wait:start", "validate:start"),
+    *checkpoints(
+        "json",
+        "backup:2",
+        "drop:0",
+        "move_fields:start",
+        "move_fields:4",
+        "rename_keys:3",
+        "create:0",
+        "wait:start",
+        "validate:start",
+    ),
     at("json", "preflight", command="FT.CREATE"),
     at("json", "backup", commands=0.5),
     at("json", "drop", commands="last"),
@@ -196,8 +223,10 @@ def run_killed(kill: Kill, args: dict, seconds: float):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it had finished
-        print(f"random kill: seed {SEED}, {delay:.3f} s after the run's first step ({kill.spec['fraction']:.3f} of "
-              f"{seconds:.3f} s)")
+        print(
+            f"random kill: seed {SEED}, {delay:.3f} s after the run's first step ({kill.spec['fraction']:.3f} of "
+            f"{seconds:.3f} s)"
+        )
     else:
         proc = start_driver(args)
     out, err = proc.communicate(timeout=180)
@@ -222,9 +251,11 @@ def same_after_online_rollback(now: dict, original: dict) -> None:
     `live` lead to: the documents are the originals, and the names lead to the original definition."""
     assert now["keys"] == original["keys"]
     assert len(now["indexes"]) == 1
-    (name, info), = now["indexes"].items()
-    (_old, before), = original["indexes"].items()
-    assert {k: v for k, v in info.items() if k != "index_name"} == {k: v for k, v in before.items() if k != "index_name"}
+    ((name, info),) = now["indexes"].items()
+    ((_old, before),) = original["indexes"].items()
+    assert {k: v for k, v in info.items() if k != "index_name"} == {
+        k: v for k, v in before.items() if k != "index_name"
+    }
     assert now["aliases"] == {"live": name}
 
 
@@ -237,16 +268,24 @@ def check_rolled_back(client, scenario, calibration) -> None:
 
 
 @pytest.mark.parametrize("kill", [k.param() for k in MIGRATION_KILLS])
-def test_migration_killed_anywhere_resumes_to_the_uninterrupted_result(kill, clean_redis, redis_url, tmp_path,
-                                                                       calibrations, record_property):
+def test_migration_killed_anywhere_resumes_to_the_uninterrupted_result(
+    kill, clean_redis, redis_url, tmp_path, calibrations, record_property
+):
     scenario = SCENARIOS[kill.scenario]
     calibration = calibrations(kill.scenario)
     clean_redis.flushall()
     load(clean_redis, scenario)
     assert capture(clean_redis) == calibration.original
     backup = tmp_path / "b"
-    args = driver_args("migrate", redis_url, scenario, backup, tmp_path / "trace", calibration.plan_path,
-                       resolve(kill.spec, calibration.migrate_steps))
+    args = driver_args(
+        "migrate",
+        redis_url,
+        scenario,
+        backup,
+        tmp_path / "trace",
+        calibration.plan_path,
+        resolve(kill.spec, calibration.migrate_steps),
+    )
     code, trace, output = run_killed(kill, args, calibration.migrate_seconds)
     died_in = check_killed(kill, code, trace, output)
 
@@ -262,13 +301,16 @@ def test_migration_killed_anywhere_resumes_to_the_uninterrupted_result(kill, cle
     changed, result = roll_back(clean_redis, backup, scenario)
     assert changed and result.result == "rolled_back" and result.conflicts == 0
     check_rolled_back(clean_redis, scenario, calibration)
-    record_property("kill_point", {"scenario": kill.scenario, "kind": kill.kind, "step": died_in, "id": kill.id,
-                                   "action": "migrate"})
+    record_property(
+        "kill_point",
+        {"scenario": kill.scenario, "kind": kill.kind, "step": died_in, "id": kill.id, "action": "migrate"},
+    )
 
 
 @pytest.mark.parametrize("kill", [k.param() for k in ROLLBACK_KILLS])
-def test_rollback_killed_anywhere_resumes_to_every_original_byte(kill, clean_redis, redis_url, tmp_path, calibrations,
-                                                                 record_property):
+def test_rollback_killed_anywhere_resumes_to_every_original_byte(
+    kill, clean_redis, redis_url, tmp_path, calibrations, record_property
+):
     scenario = SCENARIOS[kill.scenario]
     calibration = calibrations(kill.scenario)
     clean_redis.flushall()
@@ -276,8 +318,9 @@ def test_rollback_killed_anywhere_resumes_to_every_original_byte(kill, clean_red
     backup = tmp_path / "b"
     run_in_process(clean_redis, redis_url, calibration.plan, backup, scenario)
     assert capture(clean_redis) == calibration.reference
-    args = driver_args("rollback", redis_url, scenario, backup, tmp_path / "trace",
-                       kill=resolve(kill.spec, calibration.rollback_steps))
+    args = driver_args(
+        "rollback", redis_url, scenario, backup, tmp_path / "trace", kill=resolve(kill.spec, calibration.rollback_steps)
+    )
     code, trace, output = run_killed(kill, args, calibration.rollback_seconds)
     died_in = check_killed(kill, code, trace, output)
 
@@ -289,15 +332,34 @@ def test_rollback_killed_anywhere_resumes_to_every_original_byte(kill, clean_red
         assert result.conflicts == 0 and result.skipped_deleted == 0
     check_rolled_back(clean_redis, scenario, calibration)
     assert read_header(result.backup_path).status == "rolled_back"
-    record_property("kill_point", {"scenario": kill.scenario, "kind": kill.kind, "step": died_in, "id": kill.id,
-                                   "action": "rollback"})
+    record_property(
+        "kill_point",
+        {"scenario": kill.scenario, "kind": kill.kind, "step": died_in, "id": kill.id, "action": "rollback"},
+    )
 
 
 def test_the_kill_points_cover_every_step():
     """Guards the tables: at least 50 kill points, and every step of every kind of run has some."""
     assert len(MIGRATION_KILLS) + len(ROLLBACK_KILLS) >= 50
     aimed = {k.spec.get("step") or k.spec.get("checkpoint", "").split(":")[0] for k in MIGRATION_KILLS + ROLLBACK_KILLS}
-    for step in ("preflight", "backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate",
-                 "swap", "rollback_prepare", "rollback_restore", "rollback", "rollback_index", "rollback_wait",
-                 "rollback_validate", "rollback_online", "release"):
+    for step in (
+        "preflight",
+        "backup",
+        "drop",
+        "move_fields",
+        "rename_keys",
+        "quantize",
+        "create",
+        "wait",
+        "validate",
+        "swap",
+        "rollback_prepare",
+        "rollback_restore",
+        "rollback",
+        "rollback_index",
+        "rollback_wait",
+        "rollback_validate",
+        "rollback_online",
+        "release",
+    ):
         assert step in aimed, step

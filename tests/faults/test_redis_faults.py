@@ -7,6 +7,7 @@ names the phase and the way on; the same task run again finishes; and Redis then
 uninterrupted run leaves (every key's bytes and name, every index's definition and counts, the
 aliases), and a rollback brings back every original byte and key name.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,18 @@ def proxy(redis_server):
 
 def migrate_args(url, scenario, backup_dir) -> dict:
     """The module task, planning on the fly (so that the plan is the connection's own endpoint's)."""
-    return {"redis_url": url, "index": source_index(scenario), "patch": {"version": 1, "changes": scenario.changes},
-            "aliases": scenario.aliases, "batch_size": 50, "workers": scenario.workers, "mode": scenario.mode,
-            "backup_dir": str(backup_dir), "accept_data_loss": True, "wait_timeout": 60}
+    return {
+        "redis_url": url,
+        "index": source_index(scenario),
+        "patch": {"version": 1, "changes": scenario.changes},
+        "aliases": scenario.aliases,
+        "batch_size": 50,
+        "workers": scenario.workers,
+        "mode": scenario.mode,
+        "backup_dir": str(backup_dir),
+        "accept_data_loss": True,
+        "wait_timeout": 60,
+    }
 
 
 def task(module, args, proxy=None, checkpoint=None, cut=None) -> dict:
@@ -107,11 +117,13 @@ MIGRATE_CUTS = [
 FAST_CUTS = {"dropindex-reply-lost", "quantize-outage", "online-swap-exec-reply-lost"}
 
 
-@pytest.mark.parametrize("name, scenario_name, checkpoint, cut",
-                         [pytest.param(*c, id=c[0], marks=[pytest.mark.faults_fast] if c[0] in FAST_CUTS else [])
-                          for c in MIGRATE_CUTS])
-def test_connection_cut_during_migration(name, scenario_name, checkpoint, cut, clean_redis, proxy, tmp_path,
-                                         calibrations, record_property):
+@pytest.mark.parametrize(
+    "name, scenario_name, checkpoint, cut",
+    [pytest.param(*c, id=c[0], marks=[pytest.mark.faults_fast] if c[0] in FAST_CUTS else []) for c in MIGRATE_CUTS],
+)
+def test_connection_cut_during_migration(
+    name, scenario_name, checkpoint, cut, clean_redis, proxy, tmp_path, calibrations, record_property
+):
     scenario = SCENARIOS[scenario_name]
     calibration = calibrations(scenario_name)
     clean_redis.flushall()
@@ -123,17 +135,27 @@ def test_connection_cut_during_migration(name, scenario_name, checkpoint, cut, c
         assert "migration stopped in phase" in first["msg"], first["msg"]
     outcome = rerun_until_done("redis_index_migrate", args, first, "succeeded", cut.get("outage", 0))
     assert without_stale_locks(capture(clean_redis)) == calibration.reference
-    undone = task("redis_index_rollback", {"redis_url": proxy.url, "index": source_index(scenario),
-                                           "backup_dir": str(tmp_path / "b")})
+    undone = task(
+        "redis_index_rollback",
+        {"redis_url": proxy.url, "index": source_index(scenario), "backup_dir": str(tmp_path / "b")},
+    )
     assert undone["result"] == "rolled_back", undone
     now = without_stale_locks(capture(clean_redis))
     if scenario.mode == "online":
         assert now["keys"] == calibration.original["keys"]
     else:
         assert now == calibration.original
-    record_property("fault", {"kind": "connection_cut", "case": name, "outcome": outcome,
-                              "cut": proxy.cuts[0]["command"], "count": len(proxy.cuts),
-                              "first_error": first.get("msg")})
+    record_property(
+        "fault",
+        {
+            "kind": "connection_cut",
+            "case": name,
+            "outcome": outcome,
+            "cut": proxy.cuts[0]["command"],
+            "count": len(proxy.cuts),
+            "first_error": first.get("msg"),
+        },
+    )
     print(f"{name}: {outcome}; first run: {first.get('msg', first.get('result'))}")
 
 
@@ -149,11 +171,16 @@ ROLLBACK_CUTS = [
 ]
 
 
-@pytest.mark.parametrize("name, scenario_name, checkpoint, cut",
-                         [pytest.param(*c, id=c[0], marks=[pytest.mark.faults_fast] if c[0] == "restore-reply-lost"
-                                       else []) for c in ROLLBACK_CUTS])
-def test_connection_cut_during_rollback(name, scenario_name, checkpoint, cut, clean_redis, redis_url, proxy, tmp_path,
-                                        calibrations, record_property):
+@pytest.mark.parametrize(
+    "name, scenario_name, checkpoint, cut",
+    [
+        pytest.param(*c, id=c[0], marks=[pytest.mark.faults_fast] if c[0] == "restore-reply-lost" else [])
+        for c in ROLLBACK_CUTS
+    ],
+)
+def test_connection_cut_during_rollback(
+    name, scenario_name, checkpoint, cut, clean_redis, redis_url, proxy, tmp_path, calibrations, record_property
+):
     scenario = SCENARIOS[scenario_name]
     calibration = calibrations(scenario_name)
     clean_redis.flushall()
@@ -170,13 +197,22 @@ def test_connection_cut_during_rollback(name, scenario_name, checkpoint, cut, cl
         assert now["aliases"]["live"] is not None and len(now["indexes"]) == 1
     else:
         assert now == calibration.original
-    record_property("fault", {"kind": "connection_cut", "case": f"rollback-{name}", "outcome": outcome,
-                              "cut": proxy.cuts[0]["command"], "count": len(proxy.cuts),
-                              "first_error": first.get("msg")})
+    record_property(
+        "fault",
+        {
+            "kind": "connection_cut",
+            "case": f"rollback-{name}",
+            "outcome": outcome,
+            "cut": proxy.cuts[0]["command"],
+            "count": len(proxy.cuts),
+            "first_error": first.get("msg"),
+        },
+    )
     print(f"rollback {name}: {outcome}; first run: {first.get('msg', first.get('result'))}")
 
 
 # -- the server crashes and comes back from its AOF ----------------------------------------------------------
+
 
 @pytest.fixture
 def persistent_server():
@@ -241,18 +277,21 @@ RESTARTS = [
 ]
 
 
-@pytest.mark.parametrize("name, scenario_name, checkpoint",
-                         [pytest.param(*r, id=r[0], marks=[pytest.mark.faults_fast] if r[0] == "mid-quantize" else [])
-                          for r in RESTARTS])
-def test_server_crash_and_restart_mid_migration(name, scenario_name, checkpoint, persistent_server, tmp_path,
-                                                calibrations, record_property):
+@pytest.mark.parametrize(
+    "name, scenario_name, checkpoint",
+    [pytest.param(*r, id=r[0], marks=[pytest.mark.faults_fast] if r[0] == "mid-quantize" else []) for r in RESTARTS],
+)
+def test_server_crash_and_restart_mid_migration(
+    name, scenario_name, checkpoint, persistent_server, tmp_path, calibrations, record_property
+):
     calibration = calibrations(scenario_name)
     url = persistent_server.url
     scenario, client = _loaded(persistent_server, scenario_name)
     assert capture(client) == calibration.original
     backup, trace = tmp_path / "b", tmp_path / "trace"
-    proc = start_driver(driver_args("migrate", url, scenario, backup, trace, calibration.plan_path),
-                        failpoint=f"{checkpoint}:pause=2")
+    proc = start_driver(
+        driver_args("migrate", url, scenario, backup, trace, calibration.plan_path), failpoint=f"{checkpoint}:pause=2"
+    )
     time.sleep(0.3)
     deadline = time.monotonic() + 60
     while not _paused_at(trace, checkpoint) and time.monotonic() < deadline and proc.poll() is None:
@@ -309,8 +348,15 @@ def test_server_and_migration_crash_together(records, persistent_server, tmp_pat
     done = run_in_process(client, url, calibration.plan, backup, scenario)
     assert done.changed and done.report.result == "succeeded"
     _converged_then_rolled_back(client, backup, scenario, calibration)
-    record_property("fault", {"kind": "server_restart", "case": f"power-cut-quantize-{records}",
-                              "outcome": "killed_then_resumed", "count": 2})
+    record_property(
+        "fault",
+        {
+            "kind": "server_restart",
+            "case": f"power-cut-quantize-{records}",
+            "outcome": "killed_then_resumed",
+            "count": 2,
+        },
+    )
 
 
 @pytest.mark.parametrize("checkpoint", ["rollback:100", "rollback_index:0"])
@@ -347,6 +393,7 @@ def test_dropped_connections_at_random_moments(clean_redis, proxy, tmp_path, cal
     import random  # pylint: disable=import-outside-toplevel
 
     from fault_scenarios import SEED  # pylint: disable=import-outside-toplevel
+
     scenario = SCENARIOS["hash"]
     calibration = calibrations("hash")
     clean_redis.flushall()
@@ -376,12 +423,18 @@ def test_dropped_connections_at_random_moments(clean_redis, proxy, tmp_path, cal
     thread.join()
     assert not results[-1].get("failed"), results[-1]["msg"]
     assert without_stale_locks(capture(clean_redis)) == calibration.reference
-    undone = task("redis_index_rollback", {"redis_url": proxy.url, "index": "idx",
-                                           "backup_dir": str(tmp_path / "b")})
+    undone = task("redis_index_rollback", {"redis_url": proxy.url, "index": "idx", "backup_dir": str(tmp_path / "b")})
     assert undone["result"] == "rolled_back", undone
     assert without_stale_locks(capture(clean_redis)) == calibration.original
-    record_property("fault", {"kind": "connection_cut", "case": "random-moments", "count": len(proxy.cuts),
-                              "outcome": f"{len(results)} run(s)"})
+    record_property(
+        "fault",
+        {
+            "kind": "connection_cut",
+            "case": "random-moments",
+            "count": len(proxy.cuts),
+            "outcome": f"{len(results)} run(s)",
+        },
+    )
 
 
 def test_the_proxy_cuts_where_it_is_told(redis_server):

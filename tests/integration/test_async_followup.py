@@ -4,6 +4,7 @@ The follow-up reads `migrations | last`, so `migrations` must be oldest first by
 backup directory is named `<index>-<plan id>` and plan ids are hashes: sorted by name, an earlier
 migration can come last, and the follow-up then waits for a migration that ended long ago.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -75,17 +76,35 @@ def test_docs_followup_ends_with_the_new_migration_completed(clean_redis, redis_
     tasks = docs_tasks()
     follow = next(task for task in tasks if "until" in task)
     follow.update(retries=40, delay=1)  # the docs wait up to 2 hours; a failure here should not
-    tasks.append({"name": "Keep what the follow-up saw", "ansible.builtin.copy": {
-        "content": "{{ progress | to_json }}", "dest": str(tmp_path / "progress.json"), "mode": "0600"}})
-    play = [{"name": "Async migration, followed as docs/operations.md shows", "hosts": "localhost",
-             "gather_facts": False, "tasks": tasks,
-             "vars": {"plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(backup_dir), "plan_id": new.plan_id}}]
-    done = run_playbook(yaml.safe_dump(play, sort_keys=False), timeout=240, env={
-        "REDIS_URL": redis_url,
-        "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"),
-        # Hold the quantize phase so that the follow-up sees the migration running.
-        "INDEXOPS_FAILPOINT": "quantize:1:pause=3",
-    })
+    tasks.append(
+        {
+            "name": "Keep what the follow-up saw",
+            "ansible.builtin.copy": {
+                "content": "{{ progress | to_json }}",
+                "dest": str(tmp_path / "progress.json"),
+                "mode": "0600",
+            },
+        }
+    )
+    play = [
+        {
+            "name": "Async migration, followed as docs/operations.md shows",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": tasks,
+            "vars": {"plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(backup_dir), "plan_id": new.plan_id},
+        }
+    ]
+    done = run_playbook(
+        yaml.safe_dump(play, sort_keys=False),
+        timeout=240,
+        env={
+            "REDIS_URL": redis_url,
+            "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"),
+            # Hold the quantize phase so that the follow-up sees the migration running.
+            "INDEXOPS_FAILPOINT": "quantize:1:pause=3",
+        },
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
     with open(tmp_path / "progress.json", encoding="utf-8") as handle:
@@ -99,9 +118,16 @@ def test_docs_followup_ends_with_the_new_migration_completed(clean_redis, redis_
 
 
 def _backup(root, index, plan_id, created_at, attempt=1):
-    header = BackupHeader(plan_checksum="sha256:" + plan_id * 5, plan_id=plan_id, attempt=attempt,
-                          source_index=index, target_index=index, storage="hash", batch_size=10,
-                          created_at=created_at.isoformat(timespec="microseconds"))
+    header = BackupHeader(
+        plan_checksum="sha256:" + plan_id * 5,
+        plan_id=plan_id,
+        attempt=attempt,
+        source_index=index,
+        target_index=index,
+        storage="hash",
+        batch_size=10,
+        created_at=created_at.isoformat(timespec="microseconds"),
+    )
     return BackupStore.create(str(root), header, "plan: {}\n").directory
 
 

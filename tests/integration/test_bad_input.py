@@ -6,6 +6,7 @@ connection to the test server is added unless the case sets `connection`); `$url
 `$tmp`, `$http_port`, `$close_port` and `$silent_port` in any string are replaced at run time;
 `expect` are substrings the msg must contain (name the problem and the fix).
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,14 +49,25 @@ TARGET = {
         {"name": "name", "type": "text"},
         {"name": "category", "type": "tag"},
         {"name": "price", "type": "numeric"},
-        {"name": "embedding", "type": "vector",
-         "attrs": {"algorithm": "hnsw", "dims": DIMS, "distance_metric": "cosine", "datatype": "float32"}},
+        {
+            "name": "embedding",
+            "type": "vector",
+            "attrs": {"algorithm": "hnsw", "dims": DIMS, "distance_metric": "cosine", "datatype": "float32"},
+        },
     ],
 }
 # What FT.INFO says of an index's definition and content. Not its statistics: reads move some
 # (number_of_uses, cursor_stats) and the server's background GC others (memory sizes, blocks).
-DEFINING_INFO = {"index_name", "index_options", "index_definition", "attributes", "stopwords_list", "num_docs",
-                 "max_doc_id", "hash_indexing_failures"}
+DEFINING_INFO = {
+    "index_name",
+    "index_options",
+    "index_definition",
+    "attributes",
+    "stopwords_list",
+    "num_docs",
+    "max_doc_id",
+    "hash_indexing_failures",
+}
 
 
 @dataclass
@@ -89,37 +101,87 @@ def vector_attrs(**attrs: Any):
 # --- shared cases: connection options, every module refuses them the same way ------------------------
 
 CONNECTION_CASES = [
-    Case("db-option", {}, ["database 1 is not supported", "database 0", "db: 0"],
-         connection={"host": "127.0.0.1", "port": "$port", "db": 1}),
-    Case("db-in-url", {}, ["redis_url (or REDIS_URL) selects database 3", "/0 at the end of redis_url"],
-         connection={"redis_url": "redis://127.0.0.1:$port/3"}),
-    Case("db-in-url-query", {}, ["redis_url (or REDIS_URL) selects database 2"],
-         connection={"redis_url": "redis://127.0.0.1:$port/0?db=2"}),
-    Case("port-99999", {}, ["port must be 65535 or less, not 99999", "set port to 65535 or less"],
-         connection={"host": "127.0.0.1", "port": 99999}),
+    Case(
+        "db-option",
+        {},
+        ["database 1 is not supported", "database 0", "db: 0"],
+        connection={"host": "127.0.0.1", "port": "$port", "db": 1},
+    ),
+    Case(
+        "db-in-url",
+        {},
+        ["redis_url (or REDIS_URL) selects database 3", "/0 at the end of redis_url"],
+        connection={"redis_url": "redis://127.0.0.1:$port/3"},
+    ),
+    Case(
+        "db-in-url-query",
+        {},
+        ["redis_url (or REDIS_URL) selects database 2"],
+        connection={"redis_url": "redis://127.0.0.1:$port/0?db=2"},
+    ),
+    Case(
+        "port-99999",
+        {},
+        ["port must be 65535 or less, not 99999", "set port to 65535 or less"],
+        connection={"host": "127.0.0.1", "port": 99999},
+    ),
     Case("socket-timeout-0", {"socket_timeout": 0}, ["socket_timeout must be more than 0", "set socket_timeout"]),
     Case("connect-timeout-0", {"connect_timeout": 0}, ["connect_timeout must be more than 0"]),
     Case("connect-timeout-negative", {"connect_timeout": -3}, ["connect_timeout must be more than 0, not -3"]),
-    Case("tls-against-plain-server", {"connect_timeout": 2, "tls_verify": False},
-         ["cannot connect to 127.0.0.1:$port/0", "TLS handshake failed", "speaks TLS"],
-         connection={"redis_url": "rediss://127.0.0.1:$port/0"}, max_seconds=8),
-    Case("tls-option-against-plain-server", {"connect_timeout": 2, "tls": True, "tls_verify": False},
-         ["TLS handshake failed"], connection={"host": "127.0.0.1", "port": "$port"}, max_seconds=8),
-    Case("http-endpoint", {"connect_timeout": 2}, ["127.0.0.1:$http_port/0", "does not answer like a Redis server",
-                                                   "is it a Redis server"],
-         connection={"host": "127.0.0.1", "port": "$http_port"}, max_seconds=8),
-    Case("accept-and-close-endpoint", {"connect_timeout": 2}, ["cannot connect to 127.0.0.1:$close_port/0",
-                                                               "is it a Redis server"],
-         connection={"host": "127.0.0.1", "port": "$close_port"}, max_seconds=8),
-    Case("silent-endpoint", {"connect_timeout": 2}, ["cannot connect to 127.0.0.1:$silent_port/0", "connect_timeout"],
-         connection={"host": "127.0.0.1", "port": "$silent_port"}, max_seconds=8),
+    Case(
+        "tls-against-plain-server",
+        {"connect_timeout": 2, "tls_verify": False},
+        ["cannot connect to 127.0.0.1:$port/0", "TLS handshake failed", "speaks TLS"],
+        connection={"redis_url": "rediss://127.0.0.1:$port/0"},
+        max_seconds=8,
+    ),
+    Case(
+        "tls-option-against-plain-server",
+        {"connect_timeout": 2, "tls": True, "tls_verify": False},
+        ["TLS handshake failed"],
+        connection={"host": "127.0.0.1", "port": "$port"},
+        max_seconds=8,
+    ),
+    Case(
+        "http-endpoint",
+        {"connect_timeout": 2},
+        ["127.0.0.1:$http_port/0", "does not answer like a Redis server", "is it a Redis server"],
+        connection={"host": "127.0.0.1", "port": "$http_port"},
+        max_seconds=8,
+    ),
+    Case(
+        "accept-and-close-endpoint",
+        {"connect_timeout": 2},
+        ["cannot connect to 127.0.0.1:$close_port/0", "is it a Redis server"],
+        connection={"host": "127.0.0.1", "port": "$close_port"},
+        max_seconds=8,
+    ),
+    Case(
+        "silent-endpoint",
+        {"connect_timeout": 2},
+        ["cannot connect to 127.0.0.1:$silent_port/0", "connect_timeout"],
+        connection={"host": "127.0.0.1", "port": "$silent_port"},
+        max_seconds=8,
+    ),
     # Wrong credentials for an ACL user that exists (see `places`), in the URL and as options; an unknown user.
-    Case("wrong-password-in-url", {}, ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
-         connection={"redis_url": "redis://reader:not-the-password@127.0.0.1:$port/0"}),
-    Case("wrong-password-option", {}, ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
-         connection={"host": "127.0.0.1", "port": "$port", "username": "reader", "password": "not-the-password"}),
-    Case("unknown-user", {}, ["authentication to 127.0.0.1:$port/0 failed"],
-         connection={"host": "127.0.0.1", "port": "$port", "username": "nobody", "password": READER_PASSWORD}),
+    Case(
+        "wrong-password-in-url",
+        {},
+        ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
+        connection={"redis_url": "redis://reader:not-the-password@127.0.0.1:$port/0"},
+    ),
+    Case(
+        "wrong-password-option",
+        {},
+        ["authentication to 127.0.0.1:$port/0 failed", "check username and password"],
+        connection={"host": "127.0.0.1", "port": "$port", "username": "reader", "password": "not-the-password"},
+    ),
+    Case(
+        "unknown-user",
+        {},
+        ["authentication to 127.0.0.1:$port/0 failed"],
+        connection={"host": "127.0.0.1", "port": "$port", "username": "nobody", "password": READER_PASSWORD},
+    ),
 ]
 
 
@@ -130,127 +192,259 @@ SCHEMA_CASES = [
     Case("hnsw-m-32768", {"patch": update("embedding", m=32768)}, ["m 32768", "2..4096"]),
     Case("hnsw-m-1", {"patch": update("embedding", m=1)}, ["m 1 is outside", "2..4096"]),
     Case("ef-construction-0", {"patch": update("embedding", ef_construction=0)}, ["ef_construction 0", "1..1048576"]),
-    Case("ef-runtime-huge", {"patch": update("embedding", ef_runtime=2**40)}, ["ef_runtime 1099511627776", "1..1048576"]),
+    Case(
+        "ef-runtime-huge", {"patch": update("embedding", ef_runtime=2**40)}, ["ef_runtime 1099511627776", "1..1048576"]
+    ),
     Case("epsilon-nan", {"patch": update("embedding", epsilon="nan")}, ["epsilon 'nan' is not a finite number"]),
     Case("epsilon-inf", {"patch": update("embedding", epsilon=float("inf"))}, ["epsilon inf is not a finite number"]),
-    Case("block-size-2^40", {"patch": update("embedding", algorithm="flat", block_size=2**40)},
-         ["block_size 1099511627776", "1..1048576"]),
+    Case(
+        "block-size-2^40",
+        {"patch": update("embedding", algorithm="flat", block_size=2**40)},
+        ["block_size 1099511627776", "1..1048576"],
+    ),
     Case("dims-huge", {"patch": update("embedding", dims=10**6)}, ["dims 1000000", "1..32768"]),
-    Case("initial-cap-huge", {"patch": update("embedding", initial_cap=2**32)}, ["initial_cap 4294967296", "0..4194304"]),
+    Case(
+        "initial-cap-huge", {"patch": update("embedding", initial_cap=2**32)}, ["initial_cap 4294967296", "0..4194304"]
+    ),
     Case("weight-inf", {"patch": update("name", weight=float("inf"))}, ["weight inf is not a finite number"]),
     Case("weight-nan", {"patch": update("name", weight="nan")}, ["weight 'nan' is not a finite number"]),
     Case("weight-negative", {"patch": update("name", weight=-2)}, ["weight -2", "0..1e+06"]),
-    Case("phonetic-unknown", {"patch": update("name", phonetic_matcher="dm:de")},
-         ["phonetic_matcher 'dm:de'", "accepted: dm:en, dm:fr, dm:pt, dm:es"]),
+    Case(
+        "phonetic-unknown",
+        {"patch": update("name", phonetic_matcher="dm:de")},
+        ["phonetic_matcher 'dm:de'", "accepted: dm:en, dm:fr, dm:pt, dm:es"],
+    ),
     Case("separator-nul", {"patch": update("category", separator="\x00")}, ["separator '\\x00'", "accepted: one of"]),
     Case("separator-newline", {"patch": update("category", separator="\n")}, ["separator '\\n'", "accepted: one of"]),
-    Case("language-unknown", {"patch": patch(index={"language": "klingon"})},
-         ["language 'klingon' is not one the server knows", "accepted: arabic"]),
+    Case(
+        "language-unknown",
+        {"patch": patch(index={"language": "klingon"})},
+        ["language 'klingon' is not one the server knows", "accepted: arabic"],
+    ),
     Case("score-nan", {"patch": patch(index={"score": "nan"})}, ["score 'nan' is not a finite number"]),
     Case("score-above-1", {"patch": patch(index={"score": 1.5})}, ["score 1.5", "0..1"]),
     Case("prefix-nul", {"patch": patch(index={"prefix": "a\x00b:"})}, ["prefix", "control character '\\x00'"]),
     Case("filter-nul", {"patch": patch(index={"filter": "@price>0\x00"})}, ["filter", "control character"]),
     Case("stopword-empty", {"patch": patch(index={"stopwords": ["the", ""]})}, ["stopword is empty"]),
-    Case("field-name-nul", {"patch": patch(add_fields=[{"name": "a\x00b", "type": "tag"}])},
-         ["field name 'a\\x00b' contains the control character"]),
+    Case(
+        "field-name-nul",
+        {"patch": patch(add_fields=[{"name": "a\x00b", "type": "tag"}])},
+        ["field name 'a\\x00b' contains the control character"],
+    ),
     # Only the server can parse a FILTER: the create check asks it, before anything changes.
-    Case("filter-unparsable", {"patch": patch(index={"filter": "@price>"})},
-         ["the server refuses the target definition", "Syntax error", "correct the schema"]),
-    Case("target-hnsw-m-1e9", {"target_schema": target(vector_attrs(m=10**9))},
-         ["target_schema: fields[3] (embedding)", "m 1000000000", "2..4096"]),
-    Case("target-language-unknown", {"target_schema": target(lambda d: d["index"].update(language="klingon"))},
-         ["target_schema: index", "language 'klingon'"]),
-    Case("target-filter-unparsable", {"target_schema": target(lambda d: d["index"].update(filter="hasprefix("))},
-         ["the server refuses the target definition", "Syntax error"]),
+    Case(
+        "filter-unparsable",
+        {"patch": patch(index={"filter": "@price>"})},
+        ["the server refuses the target definition", "Syntax error", "correct the schema"],
+    ),
+    Case(
+        "target-hnsw-m-1e9",
+        {"target_schema": target(vector_attrs(m=10**9))},
+        ["target_schema: fields[3] (embedding)", "m 1000000000", "2..4096"],
+    ),
+    Case(
+        "target-language-unknown",
+        {"target_schema": target(lambda d: d["index"].update(language="klingon"))},
+        ["target_schema: index", "language 'klingon'"],
+    ),
+    Case(
+        "target-filter-unparsable",
+        {"target_schema": target(lambda d: d["index"].update(filter="hasprefix("))},
+        ["the server refuses the target definition", "Syntax error"],
+    ),
 ]
 
 
 # --- planning input (issue 13 C) ------------------------------------------------------------------
 
 PLANNING_CASES = [
-    Case("batch-size-0", {"patch": update("name", weight=2), "batch_size": 0},
-         ["batch_size must be 1 or more, not 0", "set batch_size to 1 or more"]),
-    Case("audit-sample-negative", {"patch": update("name", weight=2), "audit_sample_size": -1},
-         ["audit_sample_size must be 0 or more, not -1"]),
-    Case("key-sample-negative", {"patch": update("name", weight=2), "key_sample_size": -5},
-         ["key_sample_size must be 0 or more, not -5"]),
-    Case("rename-to-empty", {"patch": patch(rename_fields=[{"old_name": "name", "new_name": ""}])},
-         ["rename_fields[0]: new_name is empty", "give a non-empty new_name"]),
-    Case("rename-from-empty", {"patch": patch(rename_fields=[{"old_name": "", "new_name": "title"}])},
-         ["rename_fields[0]: old_name is empty"]),
-    Case("remove-every-field", {"patch": patch(remove_fields=["name", "category", "price", "embedding"])},
-         ["removes every field of products", "keep at least one field"]),
+    Case(
+        "batch-size-0",
+        {"patch": update("name", weight=2), "batch_size": 0},
+        ["batch_size must be 1 or more, not 0", "set batch_size to 1 or more"],
+    ),
+    Case(
+        "audit-sample-negative",
+        {"patch": update("name", weight=2), "audit_sample_size": -1},
+        ["audit_sample_size must be 0 or more, not -1"],
+    ),
+    Case(
+        "key-sample-negative",
+        {"patch": update("name", weight=2), "key_sample_size": -5},
+        ["key_sample_size must be 0 or more, not -5"],
+    ),
+    Case(
+        "rename-to-empty",
+        {"patch": patch(rename_fields=[{"old_name": "name", "new_name": ""}])},
+        ["rename_fields[0]: new_name is empty", "give a non-empty new_name"],
+    ),
+    Case(
+        "rename-from-empty",
+        {"patch": patch(rename_fields=[{"old_name": "", "new_name": "title"}])},
+        ["rename_fields[0]: old_name is empty"],
+    ),
+    Case(
+        "remove-every-field",
+        {"patch": patch(remove_fields=["name", "category", "price", "embedding"])},
+        ["removes every field of products", "keep at least one field"],
+    ),
 ]
 
 
 # --- what a patch asks for (issue 8): misspelt, unknown, invalid, blocked, colliding, unsupported ---------
 
 PATCH_CASES = [
-    Case("misspelt-patch-section", {"patch": {"version": 1, "changes": {"update_feilds": [{"name": "name"}]}}},
-         ["unknown section 'update_feilds'", "did you mean 'update_fields'?"]),
-    Case("misspelt-attribute", {"patch": update("embedding", datatyp="float16")},
-         ["unknown vector field attribute 'datatyp'", "did you mean 'datatype'?"]),
-    Case("unknown-field", {"patch": update("colour", weight=2)},
-         ["the index has no field 'colour'", "fields of products: name, category, price, embedding"]),
-    Case("attribute-of-another-type", {"patch": update("name", separator=";")},
-         ["unknown text field attribute 'separator'", "valid text field attributes:"]),
-    Case("datatype-invalid", {"patch": update("embedding", datatype="float8")},
-         ["datatype must be one of float32, float64, float16, bfloat16, int8, uint8, not 'float8'"]),
-    Case("blocked-dims", {"patch": update("embedding", dims=16)},
-         ["dims 8 -> 16", "new dimensions need new embeddings", "re-embed"]),
-    Case("blocked-storage-type", {"target_schema": target(lambda d: d["index"].update(storage_type="json"))},
-         ["storage_type 'hash' -> 'json'", "export, transform and reload"]),
-    Case("rename-onto-a-field", {"patch": patch(rename_fields=[{"old_name": "name", "new_name": "category"}])},
-         ["cannot rename 'name' to 'category', a field of that name exists"]),
-    Case("target-name-is-an-index", {"patch": patch(index={"name": "names"})},
-         ["an index or alias named 'names' already exists", "choose another name"]),
-    Case("target-name-is-an-alias", {"patch": patch(index={"name": "catalog"})},
-         ["an index or alias named 'catalog' already exists", "choose another name"]),
-    Case("datatype-the-server-lacks", {"patch": update("embedding", datatype="int8")},
-         ["the server does not accept INT8 vectors", "upgrade the server first"]),
+    Case(
+        "misspelt-patch-section",
+        {"patch": {"version": 1, "changes": {"update_feilds": [{"name": "name"}]}}},
+        ["unknown section 'update_feilds'", "did you mean 'update_fields'?"],
+    ),
+    Case(
+        "misspelt-attribute",
+        {"patch": update("embedding", datatyp="float16")},
+        ["unknown vector field attribute 'datatyp'", "did you mean 'datatype'?"],
+    ),
+    Case(
+        "unknown-field",
+        {"patch": update("colour", weight=2)},
+        ["the index has no field 'colour'", "fields of products: name, category, price, embedding"],
+    ),
+    Case(
+        "attribute-of-another-type",
+        {"patch": update("name", separator=";")},
+        ["unknown text field attribute 'separator'", "valid text field attributes:"],
+    ),
+    Case(
+        "datatype-invalid",
+        {"patch": update("embedding", datatype="float8")},
+        ["datatype must be one of float32, float64, float16, bfloat16, int8, uint8, not 'float8'"],
+    ),
+    Case(
+        "blocked-dims",
+        {"patch": update("embedding", dims=16)},
+        ["dims 8 -> 16", "new dimensions need new embeddings", "re-embed"],
+    ),
+    Case(
+        "blocked-storage-type",
+        {"target_schema": target(lambda d: d["index"].update(storage_type="json"))},
+        ["storage_type 'hash' -> 'json'", "export, transform and reload"],
+    ),
+    Case(
+        "rename-onto-a-field",
+        {"patch": patch(rename_fields=[{"old_name": "name", "new_name": "category"}])},
+        ["cannot rename 'name' to 'category', a field of that name exists"],
+    ),
+    Case(
+        "target-name-is-an-index",
+        {"patch": patch(index={"name": "names"})},
+        ["an index or alias named 'names' already exists", "choose another name"],
+    ),
+    Case(
+        "target-name-is-an-alias",
+        {"patch": patch(index={"name": "catalog"})},
+        ["an index or alias named 'catalog' already exists", "choose another name"],
+    ),
+    Case(
+        "datatype-the-server-lacks",
+        {"patch": update("embedding", datatype="int8")},
+        ["the server does not accept INT8 vectors", "upgrade the server first"],
+    ),
 ]
 
-PLAN_CASES = CONNECTION_CASES + SCHEMA_CASES + PLANNING_CASES + PATCH_CASES + [
-    Case("plan-out-is-a-directory", {"patch": update("name", weight=2), "plan_out": "$tmp"},
-         ["plan_out $tmp is a directory", "give the path of a file"]),
-    Case("plan-out-in-missing-directory", {"patch": update("name", weight=2), "plan_out": "$tmp/no/such/plan.yaml"},
-         ["the directory $tmp/no/such does not exist", "create it first"]),
-]
+PLAN_CASES = (
+    CONNECTION_CASES
+    + SCHEMA_CASES
+    + PLANNING_CASES
+    + PATCH_CASES
+    + [
+        Case(
+            "plan-out-is-a-directory",
+            {"patch": update("name", weight=2), "plan_out": "$tmp"},
+            ["plan_out $tmp is a directory", "give the path of a file"],
+        ),
+        Case(
+            "plan-out-in-missing-directory",
+            {"patch": update("name", weight=2), "plan_out": "$tmp/no/such/plan.yaml"},
+            ["the directory $tmp/no/such does not exist", "create it first"],
+        ),
+    ]
+)
 
-MIGRATE_CASES = CONNECTION_CASES + PLANNING_CASES + [
-    Case("workers-0", {"patch": update("name", weight=2), "workers": 0}, ["workers must be 1 or more, not 0"]),
-    Case("workers-negative", {"patch": update("name", weight=2), "workers": -4}, ["workers must be 1 or more, not -4"]),
-    Case("wait-timeout-negative", {"patch": update("name", weight=2), "wait_timeout": -1},
-         ["wait_timeout must be 0 or more, not -1", "set wait_timeout"]),
-    Case("hnsw-m-1e9", {"patch": update("embedding", m=10**9)}, ["m 1000000000", "2..4096"]),
-    Case("target-hnsw-m-1e9", {"target_schema": target(vector_attrs(m=10**9))}, ["m 1000000000"]),
-    # Planned on the fly: the create check blocks it before the lock, the backup or the drop.
-    Case("filter-unparsable", {"patch": patch(index={"filter": "@price>"})},
-         ["the server refuses the target definition", "Syntax error"]),
-    Case("target-filter-unparsable", {"target_schema": target(lambda d: d["index"].update(filter="hasprefix("))},
-         ["the server refuses the target definition", "Syntax error"]),
-    # A report that could not be written used to turn a completed migration into a failed one.
-    Case("report-out-in-missing-directory", {"patch": update("name", weight=2), "report_out": "$tmp/no/report.yaml"},
-         ["the directory of report_out $tmp/no/report.yaml does not exist", "create it, or choose another path"]),
-    Case("report-out-is-a-directory", {"patch": update("name", weight=2), "report_out": "$tmp"},
-         ["report_out $tmp is a directory", "give report_out a file name"]),
-    # Cases that need more than options (a plan file of another index, a plan from a second server, a
-    # full disk in a process of its own) are in test_migrate_safety.py, with the same assertions.
-] + PATCH_CASES + [
-    # An ACL user without a command the migration needs is refused before the drop, naming it (see `places`).
-    Case("acl-user-without-ft-dropindex", {"patch": update("embedding", datatype="float16")},
-         ["the Redis user may not run FT.DROPINDEX, which the migration needs", "nothing was changed", "ACL SETUSER"],
-         connection={"redis_url": "redis://no_drop:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
-    Case("acl-user-without-hset", {"patch": update("embedding", datatype="float16")},
-         ["may not run HSET", "nothing was changed"],
-         connection={"redis_url": "redis://no_hset:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
-    Case("acl-user-without-ft-aliasupdate", {"patch": patch(index={"name": "products_v2"})},
-         ["may not run FT.ALIASUPDATE", "nothing was changed"],
-         connection={"redis_url": "redis://no_alias:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
-    Case("acl-user-without-the-keys", {"patch": update("embedding", datatype="float16")},
-         ["the Redis user may not do this: No permissions to access a key", "nothing was changed", "ACL SETUSER"],
-         connection={"redis_url": "redis://other_keys:" + READER_PASSWORD + "@127.0.0.1:$port/0"}),
-]
+MIGRATE_CASES = (
+    CONNECTION_CASES
+    + PLANNING_CASES
+    + [
+        Case("workers-0", {"patch": update("name", weight=2), "workers": 0}, ["workers must be 1 or more, not 0"]),
+        Case(
+            "workers-negative",
+            {"patch": update("name", weight=2), "workers": -4},
+            ["workers must be 1 or more, not -4"],
+        ),
+        Case(
+            "wait-timeout-negative",
+            {"patch": update("name", weight=2), "wait_timeout": -1},
+            ["wait_timeout must be 0 or more, not -1", "set wait_timeout"],
+        ),
+        Case("hnsw-m-1e9", {"patch": update("embedding", m=10**9)}, ["m 1000000000", "2..4096"]),
+        Case("target-hnsw-m-1e9", {"target_schema": target(vector_attrs(m=10**9))}, ["m 1000000000"]),
+        # Planned on the fly: the create check blocks it before the lock, the backup or the drop.
+        Case(
+            "filter-unparsable",
+            {"patch": patch(index={"filter": "@price>"})},
+            ["the server refuses the target definition", "Syntax error"],
+        ),
+        Case(
+            "target-filter-unparsable",
+            {"target_schema": target(lambda d: d["index"].update(filter="hasprefix("))},
+            ["the server refuses the target definition", "Syntax error"],
+        ),
+        # A report that could not be written used to turn a completed migration into a failed one.
+        Case(
+            "report-out-in-missing-directory",
+            {"patch": update("name", weight=2), "report_out": "$tmp/no/report.yaml"},
+            ["the directory of report_out $tmp/no/report.yaml does not exist", "create it, or choose another path"],
+        ),
+        Case(
+            "report-out-is-a-directory",
+            {"patch": update("name", weight=2), "report_out": "$tmp"},
+            ["report_out $tmp is a directory", "give report_out a file name"],
+        ),
+        # Cases that need more than options (a plan file of another index, a plan from a second server, a
+        # full disk in a process of its own) are in test_migrate_safety.py, with the same assertions.
+    ]
+    + PATCH_CASES
+    + [
+        # An ACL user without a command the migration needs is refused before the drop, naming it (see `places`).
+        Case(
+            "acl-user-without-ft-dropindex",
+            {"patch": update("embedding", datatype="float16")},
+            [
+                "the Redis user may not run FT.DROPINDEX, which the migration needs",
+                "nothing was changed",
+                "ACL SETUSER",
+            ],
+            connection={"redis_url": "redis://no_drop:" + READER_PASSWORD + "@127.0.0.1:$port/0"},
+        ),
+        Case(
+            "acl-user-without-hset",
+            {"patch": update("embedding", datatype="float16")},
+            ["may not run HSET", "nothing was changed"],
+            connection={"redis_url": "redis://no_hset:" + READER_PASSWORD + "@127.0.0.1:$port/0"},
+        ),
+        Case(
+            "acl-user-without-ft-aliasupdate",
+            {"patch": patch(index={"name": "products_v2"})},
+            ["may not run FT.ALIASUPDATE", "nothing was changed"],
+            connection={"redis_url": "redis://no_alias:" + READER_PASSWORD + "@127.0.0.1:$port/0"},
+        ),
+        Case(
+            "acl-user-without-the-keys",
+            {"patch": update("embedding", datatype="float16")},
+            ["the Redis user may not do this: No permissions to access a key", "nothing was changed", "ACL SETUSER"],
+            connection={"redis_url": "redis://other_keys:" + READER_PASSWORD + "@127.0.0.1:$port/0"},
+        ),
+    ]
+)
 
 ROLLBACK_CASES = CONNECTION_CASES + [
     Case("wait-timeout-negative", {"wait_timeout": -10}, ["wait_timeout must be 0 or more, not -10"]),
@@ -258,36 +452,68 @@ ROLLBACK_CASES = CONNECTION_CASES + [
 ]
 
 INFO_CASES = CONNECTION_CASES + [
-    Case("backup-dir-is-a-file", {"backup_dir": "$tmp/a-file"}, ["backup_dir $tmp/a-file is a file, not a directory",
-                                                                 "give the backup directory"]),
+    Case(
+        "backup-dir-is-a-file",
+        {"backup_dir": "$tmp/a-file"},
+        ["backup_dir $tmp/a-file is a file, not a directory", "give the backup directory"],
+    ),
 ]
 
 
 BATCH_CASES = CONNECTION_CASES + [
-    Case("batch-misspelt-patch-section", {"patch": {"version": 1, "changes": {"update_feilds": []}}},
-         ["unknown section 'update_feilds'", "did you mean 'update_fields'?"]),
-    Case("batch-pattern-matches-nothing", {"pattern": "zzz*", "indexes": None},
-         ["the pattern selection 'zzz*' names no index", "check the names or the pattern"]),
-    Case("batch-failure-policy-unknown", {"failure_policy": "retry_forever"},
-         ["failure_policy", "fail_fast, continue_on_error"]),
-    Case("batch-plan-file-missing", {"state": "applied", "plan_file": "$tmp/no-such-batch.yaml",
-                                     "backup_dir": "$tmp/b", "patch": None, "indexes": None},
-         ["cannot read batch plan file $tmp/no-such-batch.yaml"]),
+    Case(
+        "batch-misspelt-patch-section",
+        {"patch": {"version": 1, "changes": {"update_feilds": []}}},
+        ["unknown section 'update_feilds'", "did you mean 'update_fields'?"],
+    ),
+    Case(
+        "batch-pattern-matches-nothing",
+        {"pattern": "zzz*", "indexes": None},
+        ["the pattern selection 'zzz*' names no index", "check the names or the pattern"],
+    ),
+    Case(
+        "batch-failure-policy-unknown",
+        {"failure_policy": "retry_forever"},
+        ["failure_policy", "fail_fast, continue_on_error"],
+    ),
+    Case(
+        "batch-plan-file-missing",
+        {
+            "state": "applied",
+            "plan_file": "$tmp/no-such-batch.yaml",
+            "backup_dir": "$tmp/b",
+            "patch": None,
+            "indexes": None,
+        },
+        ["cannot read batch plan file $tmp/no-such-batch.yaml"],
+    ),
     Case("batch-plan-out-in-missing-directory", {"plan_out": "$tmp/no/such/batch.yaml"}, ["$tmp/no/such"]),
 ]
 
 VALIDATE_CASES = CONNECTION_CASES + [
-    Case("validate-backup-dir-missing", {"backup_dir": "$tmp/no-such-dir"},
-         ["backup_dir $tmp/no-such-dir does not exist or is not a directory", "point backup_dir at the directory"]),
-    Case("validate-no-backup-of-the-index", {},
-         ["no backup of index 'products' in $tmp/backups", "check backup_dir and index"]),
-    Case("validate-plan-file-missing", {"plan_file": "$tmp/no-plan.yaml", "index": None},
-         ["cannot read plan file $tmp/no-plan.yaml"]),
+    Case(
+        "validate-backup-dir-missing",
+        {"backup_dir": "$tmp/no-such-dir"},
+        ["backup_dir $tmp/no-such-dir does not exist or is not a directory", "point backup_dir at the directory"],
+    ),
+    Case(
+        "validate-no-backup-of-the-index",
+        {},
+        ["no backup of index 'products' in $tmp/backups", "check backup_dir and index"],
+    ),
+    Case(
+        "validate-plan-file-missing",
+        {"plan_file": "$tmp/no-plan.yaml", "index": None},
+        ["cannot read plan file $tmp/no-plan.yaml"],
+    ),
 ]
 
 QUIESCE_CASES = CONNECTION_CASES + [
-    Case("quiesce-the-connecting-user", {"users": ["default"]},
-         ["users lists 'default', the user this task connects as", "connect as a separate migrating user"]),
+    Case(
+        "quiesce-the-connecting-user",
+        {"users": ["default"]},
+        ["users lists 'default', the user this task connects as", "connect as a separate migrating user"],
+    ),
     Case("quiesce-unknown-user", {"users": ["nobody"]}, ["no ACL user named nobody", "ACL USERS lists the users"]),
     Case("quiesce-state-file-is-a-directory", {"users": ["reader"], "state_file": "$tmp"}, ["$tmp"]),
 ]
@@ -297,15 +523,45 @@ QUIESCE_CASES = CONNECTION_CASES + [
 
 
 def load_products(client, count: int = 30) -> None:
-    client.execute_command("FT.CREATE", "products", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
-                           "name", "TEXT", "category", "TAG", "price", "NUMERIC", "embedding", "VECTOR", "HNSW", "6",
-                           "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE")
+    client.execute_command(
+        "FT.CREATE",
+        "products",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "product:",
+        "SCHEMA",
+        "name",
+        "TEXT",
+        "category",
+        "TAG",
+        "price",
+        "NUMERIC",
+        "embedding",
+        "VECTOR",
+        "HNSW",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "COSINE",
+    )
     client.execute_command("FT.CREATE", "names", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA", "name", "TEXT")
     vectors = numpy.random.default_rng(7).random((count, DIMS), dtype=numpy.float32)
     pipe = client.pipeline(transaction=False)
     for i in range(count):
-        pipe.hset(f"product:{i}", mapping={"name": f"product {i}", "category": "books" if i % 2 else "toys",
-                                           "price": i, "embedding": vectors[i].tobytes()})
+        pipe.hset(
+            f"product:{i}",
+            mapping={
+                "name": f"product {i}",
+                "category": "books" if i % 2 else "toys",
+                "price": i,
+                "embedding": vectors[i].tobytes(),
+            },
+        )
     pipe.execute()
     client.execute_command("FT.ALIASADD", "catalog", "names")
     wait_for(client, "products", count)
@@ -318,10 +574,8 @@ def server_state(client) -> dict:
     infos = {}
     for name in indexes:
         reply = client.execute_command("FT.INFO", name)
-        infos[name] = {key: value for key, value in zip(reply[::2], reply[1::2])
-                       if key.decode() in DEFINING_INFO}
-    return {"keys": {key: client.dump(key) for key in client.scan_iter(count=1000)}, "indexes": indexes,
-            "info": infos}
+        infos[name] = {key: value for key, value in zip(reply[::2], reply[1::2]) if key.decode() in DEFINING_INFO}
+    return {"keys": {key: client.dump(key) for key in client.scan_iter(count=1000)}, "indexes": indexes, "info": infos}
 
 
 @pytest.fixture
@@ -349,13 +603,18 @@ ACL_USERS = {
 def places(redis_server, tmp_path):
     """What `$name` in a case stands for; the ACL users exist meanwhile."""
     import redis  # pylint: disable=import-outside-toplevel
+
     admin = redis.Redis.from_url(redis_server.url, protocol=2)
     for name, rules in ACL_USERS.items():
         admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{READER_PASSWORD}", *rules)
     (tmp_path / "a-file").write_text("not a directory")
     endpoints = {behaviour: FakeEndpoint(behaviour) for behaviour in ("http", "close", "silent")}
-    yield {"url": redis_server.url, "port": str(redis_server.port), "tmp": str(tmp_path),
-           **{f"{name}_port": str(endpoint.port) for name, endpoint in endpoints.items()}}
+    yield {
+        "url": redis_server.url,
+        "port": str(redis_server.port),
+        "tmp": str(tmp_path),
+        **{f"{name}_port": str(endpoint.port) for name, endpoint in endpoints.items()},
+    }
     for endpoint in endpoints.values():
         endpoint.close()
     for name in ACL_USERS:
@@ -436,15 +695,20 @@ def without_none(args: dict) -> dict:
 
 def refuse_without(module, case: Case, places: dict, capsys, extra: dict) -> dict:
     args = {**extra, **case.args}
-    return refuse(module, Case(case.id, without_none(args), case.expect, case.connection, case.max_seconds),
-                  places, capsys, {})
+    return refuse(
+        module, Case(case.id, without_none(args), case.expect, case.connection, case.max_seconds), places, capsys, {}
+    )
 
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("case", BATCH_CASES, ids=ids(BATCH_CASES))
 def test_redis_index_batch_refuses(case, unchanged_server, places, capsys, tmp_path):
-    extra = {"state": "planned", "indexes": ["products"], "patch": update("name", weight=2),
-             "plan_out": str(tmp_path / "batch.yaml")}
+    extra = {
+        "state": "planned",
+        "indexes": ["products"],
+        "patch": update("name", weight=2),
+        "plan_out": str(tmp_path / "batch.yaml"),
+    }
     refuse_without(redis_index_batch, case, places, capsys, extra)
     assert not (tmp_path / "batch.yaml").exists() and not (tmp_path / "b").exists()
 
@@ -453,18 +717,25 @@ def test_redis_index_batch_refuses(case, unchanged_server, places, capsys, tmp_p
 @pytest.mark.parametrize("case", VALIDATE_CASES, ids=ids(VALIDATE_CASES))
 def test_redis_index_validate_refuses(case, unchanged_server, places, capsys, tmp_path):
     (tmp_path / "backups").mkdir()
-    refuse_without(redis_index_validate, case, places, capsys,
-                   {"index": "products", "backup_dir": str(tmp_path / "backups")})
+    refuse_without(
+        redis_index_validate, case, places, capsys, {"index": "products", "backup_dir": str(tmp_path / "backups")}
+    )
 
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("case", QUIESCE_CASES, ids=ids(QUIESCE_CASES))
 def test_redis_write_quiesce_refuses(case, unchanged_server, places, capsys, tmp_path, redis_server):
     import redis  # pylint: disable=import-outside-toplevel
+
     admin = redis.Redis.from_url(redis_server.url, protocol=2)
     rules = admin.execute_command("ACL", "LIST")
-    refuse_without(redis_write_quiesce, case, places, capsys,
-                   {"state": "quiesced", "users": ["reader"], "state_file": str(tmp_path / "quiesce.json")})
+    refuse_without(
+        redis_write_quiesce,
+        case,
+        places,
+        capsys,
+        {"state": "quiesced", "users": ["reader"], "state_file": str(tmp_path / "quiesce.json")},
+    )
     assert admin.execute_command("ACL", "LIST") == rules  # no user's rules changed
     assert not (tmp_path / "quiesce.json").exists()
     admin.close()
@@ -473,12 +744,34 @@ def test_redis_write_quiesce_refuses(case, unchanged_server, places, capsys, tmp
 def test_the_cases_cover_issue_13():
     """Guards the tables against losing a case when they are extended."""
     every = {case.id for cases in (PLAN_CASES, MIGRATE_CASES, ROLLBACK_CASES, INFO_CASES) for case in cases}
-    for needed in ("hnsw-m-1e9", "weight-inf", "weight-nan", "block-size-2^40", "language-unknown",
-                   "filter-unparsable", "phonetic-unknown", "separator-nul", "db-option", "db-in-url", "batch-size-0",
-                   "workers-0", "audit-sample-negative", "key-sample-negative", "socket-timeout-0",
-                   "wait-timeout-negative", "port-99999", "rename-to-empty", "rename-from-empty", "remove-every-field",
-                   "plan-out-is-a-directory", "plan-out-in-missing-directory", "backup-dir-is-a-file",
-                   "tls-against-plain-server", "http-endpoint", "accept-and-close-endpoint"):
+    for needed in (
+        "hnsw-m-1e9",
+        "weight-inf",
+        "weight-nan",
+        "block-size-2^40",
+        "language-unknown",
+        "filter-unparsable",
+        "phonetic-unknown",
+        "separator-nul",
+        "db-option",
+        "db-in-url",
+        "batch-size-0",
+        "workers-0",
+        "audit-sample-negative",
+        "key-sample-negative",
+        "socket-timeout-0",
+        "wait-timeout-negative",
+        "port-99999",
+        "rename-to-empty",
+        "rename-from-empty",
+        "remove-every-field",
+        "plan-out-is-a-directory",
+        "plan-out-in-missing-directory",
+        "backup-dir-is-a-file",
+        "tls-against-plain-server",
+        "http-endpoint",
+        "accept-and-close-endpoint",
+    ):
         assert needed in every, needed
     assert len(every) >= 40
 
@@ -559,6 +852,7 @@ def test_a_user_who_may_not_create_indexes_gets_a_warning_not_a_block(unchanged_
 
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import create_plan
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
+
     client = unchanged_server
     client.execute_command("ACL", "SETUSER", "planner", "on", ">pw", "~*", "&*", "+@all", "-FT.CREATE")
     try:
@@ -583,8 +877,9 @@ def backup_files(root) -> dict:
     for directory, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(directory, name)
-            found[os.path.relpath(path, root)] = ("link", os.readlink(path)) if os.path.islink(path) else \
-                ("file", open(path, "rb").read())  # pylint: disable=consider-using-with
+            found[os.path.relpath(path, root)] = (
+                ("link", os.readlink(path)) if os.path.islink(path) else ("file", open(path, "rb").read())
+            )  # pylint: disable=consider-using-with
     return found
 
 
@@ -600,12 +895,28 @@ def expect_refusal(module, args: dict, capsys, expect: list) -> dict:
 def migrated(client, redis_url, tmp_path, capsys, count=90) -> tuple:
     """products migrated float32 -> float16 in 3 backup blocks; (backup directory, plan file)."""
     load_products(client, count=count)
-    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "batch_size": 30,
-                                  "patch": update("embedding", datatype="float16"),
-                                  "plan_out": str(tmp_path / "plan.yaml")}, capsys)
-    run_module(redis_index_migrate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
-                                     "backup_dir": str(tmp_path / "backups"), "accept_data_loss": True,
-                                     "batch_size": 30}, capsys)
+    run_module(
+        redis_index_plan,
+        {
+            "redis_url": redis_url,
+            "index": "products",
+            "batch_size": 30,
+            "patch": update("embedding", datatype="float16"),
+            "plan_out": str(tmp_path / "plan.yaml"),
+        },
+        capsys,
+    )
+    run_module(
+        redis_index_migrate,
+        {
+            "redis_url": redis_url,
+            "plan_file": str(tmp_path / "plan.yaml"),
+            "backup_dir": str(tmp_path / "backups"),
+            "accept_data_loss": True,
+            "batch_size": 30,
+        },
+        capsys,
+    )
     (directory,) = [os.path.join(tmp_path / "backups", d) for d in os.listdir(tmp_path / "backups")]
     return directory, str(tmp_path / "plan.yaml")
 
@@ -695,8 +1006,9 @@ BACKUP_DAMAGE = {
 @pytest.mark.bad_input
 @pytest.mark.parametrize("module", [redis_index_rollback, redis_index_validate], ids=["rollback", "validate"])
 @pytest.mark.parametrize("how", list(BACKUP_DAMAGE))
-def test_a_damaged_backup_is_refused_with_redis_and_backup_unchanged(how, module, clean_redis, redis_url, tmp_path,
-                                                                     capsys):
+def test_a_damaged_backup_is_refused_with_redis_and_backup_unchanged(
+    how, module, clean_redis, redis_url, tmp_path, capsys
+):
     directory, _plan = migrated(clean_redis, redis_url, tmp_path, capsys)
     damage(directory, how)
     state, files = server_state(clean_redis), backup_files(tmp_path / "backups")
@@ -716,8 +1028,12 @@ def test_a_damaged_backup_is_refused_by_migrate_too(how, clean_redis, redis_url,
     directory, plan = migrated(clean_redis, redis_url, tmp_path, capsys)
     damage(directory, how)
     state, files = server_state(clean_redis), backup_files(tmp_path / "backups")
-    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "plan_file": plan, "accept_data_loss": True,
-                                         "backup_dir": str(tmp_path / "backups")}, capsys, BACKUP_DAMAGE[how])
+    expect_refusal(
+        redis_index_migrate,
+        {"redis_url": redis_url, "plan_file": plan, "accept_data_loss": True, "backup_dir": str(tmp_path / "backups")},
+        capsys,
+        BACKUP_DAMAGE[how],
+    )
     assert server_state(clean_redis) == state
     assert backup_files(tmp_path / "backups") == files
 
@@ -756,13 +1072,25 @@ PLAN_DAMAGE = {
 def test_a_stale_or_edited_plan_is_refused_before_anything(how, clean_redis, redis_url, tmp_path, capsys):
     load_products(clean_redis)
     path = str(tmp_path / "plan.yaml")
-    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "plan_out": path,
-                                  "patch": update("embedding", datatype="float16")}, capsys)
+    run_module(
+        redis_index_plan,
+        {
+            "redis_url": redis_url,
+            "index": "products",
+            "plan_out": path,
+            "patch": update("embedding", datatype="float16"),
+        },
+        capsys,
+    )
     change, expect = PLAN_DAMAGE[how]
     change(clean_redis, path)
     state = server_state(clean_redis)
-    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "plan_file": path, "accept_data_loss": True,
-                                         "backup_dir": str(tmp_path / "backups")}, capsys, expect)
+    expect_refusal(
+        redis_index_migrate,
+        {"redis_url": redis_url, "plan_file": path, "accept_data_loss": True, "backup_dir": str(tmp_path / "backups")},
+        capsys,
+        expect,
+    )
     assert server_state(clean_redis) == state
     assert not (tmp_path / "backups").exists() or not os.listdir(tmp_path / "backups")
     assert not os.path.exists(path + ".pwned")
@@ -775,27 +1103,38 @@ def small_filesystem(tmp_path):
 
     def mount(directory, options):
         os.makedirs(directory, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True,
-                              check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, check=False
+        )
         if done.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
         mounted.append(directory)
         return directory
+
     yield mount
     for directory in reversed(mounted):
         subprocess.run(["umount", str(directory)], check=False)
 
 
 @pytest.mark.bad_input
-def test_an_unwritable_backup_dir_is_refused_before_anything(clean_redis, redis_url, tmp_path, capsys,
-                                                             small_filesystem):
+def test_an_unwritable_backup_dir_is_refused_before_anything(
+    clean_redis, redis_url, tmp_path, capsys, small_filesystem
+):
     load_products(clean_redis)
     readonly = small_filesystem(tmp_path / "ro", "ro,size=1m")  # read-only even for root
     state = server_state(clean_redis)
-    expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products", "accept_data_loss": True,
-                                         "patch": update("embedding", datatype="float16"),
-                                         "backup_dir": str(readonly / "backups")}, capsys,
-                   ["cannot create backup_dir", "Read-only file system"])
+    expect_refusal(
+        redis_index_migrate,
+        {
+            "redis_url": redis_url,
+            "index": "products",
+            "accept_data_loss": True,
+            "patch": update("embedding", datatype="float16"),
+            "backup_dir": str(readonly / "backups"),
+        },
+        capsys,
+        ["cannot create backup_dir", "Read-only file system"],
+    )
     assert server_state(clean_redis) == state
 
 
@@ -810,10 +1149,18 @@ def test_a_full_backup_dir_is_refused_before_anything(clean_redis, redis_url, tm
         except OSError:
             pass  # full
     state = server_state(clean_redis)
-    result = expect_refusal(redis_index_migrate, {"redis_url": redis_url, "index": "products",
-                                                  "accept_data_loss": True, "backup_dir": str(full / "backups"),
-                                                  "patch": update("embedding", datatype="float16")}, capsys,
-                            ["bytes free, the backup needs about", "free space or choose another backup_dir"])
+    result = expect_refusal(
+        redis_index_migrate,
+        {
+            "redis_url": redis_url,
+            "index": "products",
+            "accept_data_loss": True,
+            "backup_dir": str(full / "backups"),
+            "patch": update("embedding", datatype="float16"),
+        },
+        capsys,
+        ["bytes free, the backup needs about", "free space or choose another backup_dir"],
+    )
     assert result["error_type"] == "preflight_failed"
     assert server_state(clean_redis) == state
     assert not os.listdir(full / "backups")
@@ -823,29 +1170,39 @@ NEWLINE_NAME = {"version": 1, "changes": {"index": {"language": "german"}}}
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("module, extra", [
-    (redis_index_info, {"index": "products\nx"}),
-    (redis_index_plan, {"index": "products\nx", "patch": NEWLINE_NAME}),
-    (redis_index_migrate, {"index": "products\nx", "patch": NEWLINE_NAME, "backup_dir": "{tmp}"}),
-    (redis_index_rollback, {"index": "products\nx", "backup_dir": "{tmp}"}),
-    (redis_index_validate, {"index": "products\nx", "backup_dir": "{tmp}"}),
-    (redis_index_batch, {"indexes": ["products", "products\nx"], "patch": NEWLINE_NAME}),
-    (redis_index_plan, {"index": "products", "aliases": ["live\n"], "patch": NEWLINE_NAME}),
-], ids=["info", "plan", "migrate", "rollback", "validate", "batch", "alias"])
+@pytest.mark.parametrize(
+    "module, extra",
+    [
+        (redis_index_info, {"index": "products\nx"}),
+        (redis_index_plan, {"index": "products\nx", "patch": NEWLINE_NAME}),
+        (redis_index_migrate, {"index": "products\nx", "patch": NEWLINE_NAME, "backup_dir": "{tmp}"}),
+        (redis_index_rollback, {"index": "products\nx", "backup_dir": "{tmp}"}),
+        (redis_index_validate, {"index": "products\nx", "backup_dir": "{tmp}"}),
+        (redis_index_batch, {"indexes": ["products", "products\nx"], "patch": NEWLINE_NAME}),
+        (redis_index_plan, {"index": "products", "aliases": ["live\n"], "patch": NEWLINE_NAME}),
+    ],
+    ids=["info", "plan", "migrate", "rollback", "validate", "batch", "alias"],
+)
 def test_a_name_with_a_newline_is_refused_in_one_line(clean_redis, redis_url, tmp_path, capsys, module, extra):
     """The server keeps such an index as 'products\\nx' (escaped), which no command then finds by that name."""
     load_products(clean_redis, count=10)
-    clean_redis.execute_command("FT.CREATE", "products\nx", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA",
-                                "name", "TEXT")
+    clean_redis.execute_command(
+        "FT.CREATE", "products\nx", "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA", "name", "TEXT"
+    )
     assert clean_redis.execute_command("FT._LIST").count(b"products\\nx") == 1
-    before = ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
-              sorted(clean_redis.execute_command("FT._LIST")))
+    before = (
+        {key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+        sorted(clean_redis.execute_command("FT._LIST")),
+    )
     args = {"redis_url": redis_url, **{k: str(tmp_path) if v == "{tmp}" else v for k, v in extra.items()}}
-    result = expect_refusal(module, args, capsys, ["contains the control character '\\n'; accepted: printable "
-                                                   "characters"])
+    result = expect_refusal(
+        module, args, capsys, ["contains the control character '\\n'; accepted: printable characters"]
+    )
     assert result["error_type"] == "invalid_input"
-    assert ({key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
-            sorted(clean_redis.execute_command("FT._LIST"))) == before
+    assert (
+        {key: clean_redis.dump(key) for key in clean_redis.scan_iter()},
+        sorted(clean_redis.execute_command("FT._LIST")),
+    ) == before
     assert os.listdir(tmp_path) == []
 
 
@@ -854,58 +1211,94 @@ def test_malformed_vectors_in_the_keyspace_are_refused_before_the_drop(clean_red
     load_products(clean_redis)
     args = {"redis_url": redis_url, "accept_data_loss": True, "backup_dir": str(tmp_path / "b")}
     patch = update("embedding", datatype="float16")
-    run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch": patch,
-                                  "plan_out": str(tmp_path / "plan.yaml")}, capsys)
+    run_module(
+        redis_index_plan,
+        {"redis_url": redis_url, "index": "products", "patch": patch, "plan_out": str(tmp_path / "plan.yaml")},
+        capsys,
+    )
     clean_redis.hset("product:bad", mapping={"name": "bad", "embedding": b"\x01\x02\x03"})
     clean_redis.hset("product:short", mapping={"name": "short", "embedding": b"\x00" * (DIMS * 4 - 4)})
     state = server_state(clean_redis)
     # Planned now, the audit finds them: blocked.
-    blocked = expect_refusal(redis_index_migrate, {**args, "index": "products", "patch": patch}, capsys,
-                             ["2 audited document(s) hold 'embedding' vectors of the wrong size",
-                              "fix or delete those documents"])
+    blocked = expect_refusal(
+        redis_index_migrate,
+        {**args, "index": "products", "patch": patch},
+        capsys,
+        ["2 audited document(s) hold 'embedding' vectors of the wrong size", "fix or delete those documents"],
+    )
     assert blocked["error_type"] == "plan_blocked"
     # Planned before they were written: the backup phase finds them.
-    result = expect_refusal(redis_index_migrate, {**args, "plan_file": str(tmp_path / "plan.yaml")}, capsys,
-                            ["2 document(s) hold vectors of the wrong size", "nothing was changed",
-                             "fix or delete those documents"])
+    result = expect_refusal(
+        redis_index_migrate,
+        {**args, "plan_file": str(tmp_path / "plan.yaml")},
+        capsys,
+        ["2 document(s) hold vectors of the wrong size", "nothing was changed", "fix or delete those documents"],
+    )
     assert {m["key"] for m in result["malformed"]} == {"product:bad", "product:short"}
     assert server_state(clean_redis) == state
 
 
 @pytest.mark.bad_input
 def test_an_acl_user_without_json_set_is_refused_before_the_drop(clean_redis, redis_url, tmp_path, capsys):
-    clean_redis.execute_command("FT.CREATE", "jdocs", "ON", "JSON", "PREFIX", "1", "jd:", "SCHEMA", "$.title", "AS",
-                                "title", "TEXT")
+    clean_redis.execute_command(
+        "FT.CREATE", "jdocs", "ON", "JSON", "PREFIX", "1", "jd:", "SCHEMA", "$.title", "AS", "title", "TEXT"
+    )
     for i in range(20):
         clean_redis.execute_command("JSON.SET", f"jd:{i}", "$", json.dumps({"title": f"t {i}"}))
-    clean_redis.execute_command("ACL", "SETUSER", "no_json_set", "reset", "on", ">pw", "~*", "&*", "+@all",
-                                "-json.set")
+    clean_redis.execute_command("ACL", "SETUSER", "no_json_set", "reset", "on", ">pw", "~*", "&*", "+@all", "-json.set")
     try:
         state = server_state(clean_redis)
-        expect_refusal(redis_index_migrate, {"redis_url": f"redis://no_json_set:pw@127.0.0.1:{redis_url.rsplit(':', 1)[1]}",
-                                             "index": "jdocs", "backup_dir": str(tmp_path / "b"),
-                                             "patch": patch(rename_fields=[{"old_name": "title", "new_name": "name"}])},
-                       capsys, ["the Redis user may not run JSON.SET, which the migration needs", "nothing was changed"])
+        expect_refusal(
+            redis_index_migrate,
+            {
+                "redis_url": f"redis://no_json_set:pw@127.0.0.1:{redis_url.rsplit(':', 1)[1]}",
+                "index": "jdocs",
+                "backup_dir": str(tmp_path / "b"),
+                "patch": patch(rename_fields=[{"old_name": "title", "new_name": "name"}]),
+            },
+            capsys,
+            ["the Redis user may not run JSON.SET, which the migration needs", "nothing was changed"],
+        )
         assert server_state(clean_redis) == state
     finally:
         clean_redis.execute_command("ACL", "DELUSER", "no_json_set")
 
 
 @pytest.mark.bad_input
-def test_an_acl_user_without_ft_dropindex_is_refused_by_the_batch_before_anything(clean_redis, redis_url, tmp_path,
-                                                                                  capsys):
+def test_an_acl_user_without_ft_dropindex_is_refused_by_the_batch_before_anything(
+    clean_redis, redis_url, tmp_path, capsys
+):
     load_products(clean_redis)
     plan = str(tmp_path / "batch.yaml")
-    run_module(redis_index_batch, {"redis_url": redis_url, "state": "planned", "indexes": ["products"],
-                                   "patch": update("embedding", datatype="float16"), "plan_out": plan}, capsys)
-    clean_redis.execute_command("ACL", "SETUSER", "no_drop_batch", "reset", "on", ">pw", "~*", "&*", "+@all",
-                                "-ft.dropindex")
+    run_module(
+        redis_index_batch,
+        {
+            "redis_url": redis_url,
+            "state": "planned",
+            "indexes": ["products"],
+            "patch": update("embedding", datatype="float16"),
+            "plan_out": plan,
+        },
+        capsys,
+    )
+    clean_redis.execute_command(
+        "ACL", "SETUSER", "no_drop_batch", "reset", "on", ">pw", "~*", "&*", "+@all", "-ft.dropindex"
+    )
     try:
         state = server_state(clean_redis)
         port = redis_url.rsplit(":", 1)[1]
-        result = run_module(redis_index_batch, {"redis_url": f"redis://no_drop_batch:pw@127.0.0.1:{port}",
-                                                "state": "applied", "plan_file": plan, "accept_data_loss": True,
-                                                "backup_dir": str(tmp_path / "b")}, capsys, expect_failure=True)
+        result = run_module(
+            redis_index_batch,
+            {
+                "redis_url": f"redis://no_drop_batch:pw@127.0.0.1:{port}",
+                "state": "applied",
+                "plan_file": plan,
+                "accept_data_loss": True,
+                "backup_dir": str(tmp_path / "b"),
+            },
+            capsys,
+            expect_failure=True,
+        )
         assert "\n" not in result["msg"] and "unexpected" not in result["msg"]
         assert "FT.DROPINDEX" in json.dumps(result), result["msg"]
         assert server_state(clean_redis) == state

@@ -1,6 +1,7 @@
 """--diff of the modules that change Redis and had none: redis_index_rollback and redis_index_batch show each
 index's schema before and after, redis_write_quiesce each user's ACL line before and after - in check mode what
 would change - and never a secret."""
+
 from __future__ import annotations
 
 import yaml
@@ -57,8 +58,13 @@ def test_quiesce_diff_shows_each_users_acl_line_without_secrets(clean_redis, red
     create_users(clean_redis)
     # A user whose rules hold a clear-text password rule as ACL SETUSER takes it, and a hash.
     clean_redis.execute_command("ACL", "SETUSER", "ops", "reset", "on", ">ops-Secret-1", "~ops:*", "+@all")
-    args = {"redis_url": redis_server.url, "username": MIGRATOR[0], "password": MIGRATOR[1],
-            "state_file": str(tmp_path / "state.json"), "users": [APP[0], "ops"]}
+    args = {
+        "redis_url": redis_server.url,
+        "username": MIGRATOR[0],
+        "password": MIGRATOR[1],
+        "state_file": str(tmp_path / "state.json"),
+        "users": [APP[0], "ops"],
+    }
     try:
         before = acl_lines(clean_redis)
         preview = run_module(redis_write_quiesce, {**args, "state": "quiesced"}, capsys, check_mode=True, diff=True)
@@ -74,7 +80,8 @@ def test_quiesce_diff_shows_each_users_acl_line_without_secrets(clean_redis, red
         assert quiesced["diff"]["before"].splitlines() == lines
         # After is the server's own line as read back, hashes hidden.
         assert quiesced["diff"]["after"] == "".join(
-            redis_write_quiesce.shown(after[name].decode()) + "\n" for name in (APP[0], "ops"))
+            redis_write_quiesce.shown(after[name].decode()) + "\n" for name in (APP[0], "ops")
+        )
         assert run_module(redis_write_quiesce, {**args, "state": "quiesced"}, capsys, diff=True).get("diff") is None
 
         released = run_module(redis_write_quiesce, {**args, "state": "released"}, capsys, diff=True)
@@ -93,5 +100,7 @@ def test_quiesce_diff_shows_each_users_acl_line_without_secrets(clean_redis, red
 
 def test_clear_text_password_rules_are_masked():
     line = "user x on >pw-one <pw-two #" + "a" * 64 + " ~k:* (>pw-three ~s:* +get) +@all"
-    assert redis_write_quiesce.shown(line) == \
-        "user x on ><redacted> <<redacted> #<redacted> ~k:* (><redacted> ~s:* +get) +@all"
+    assert (
+        redis_write_quiesce.shown(line)
+        == "user x on ><redacted> <<redacted> #<redacted> ~k:* (><redacted> ~s:* +get) +@all"
+    )

@@ -2,6 +2,7 @@
 
 Every test here failed before its fix: it asserts what Redis and the backup hold afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,23 @@ def load_unnormalised(client, docs=300, metric="IP", algorithm="FLAT", seed=11):
     norms = numpy.exp(rng.uniform(numpy.log(0.01), numpy.log(100.0), (docs, 1)))
     vectors = (rng.standard_normal((docs, DIMS)) * norms).astype(numpy.float32)
     params = ["TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", metric]
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "vec", "VECTOR", algorithm, str(len(params)), *params)
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "vec",
+        "VECTOR",
+        algorithm,
+        str(len(params)),
+        *params,
+    )
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
         pipe.hset(f"doc:{i}", mapping={"title": f"document {i}", "vec": vectors[i].tobytes()})
@@ -70,9 +86,11 @@ def ip_self_misses(vectors) -> int:
 
 # --- 1. a drop_recreate migration that ends on DISTANCE_METRIC IP validates correctly -------------------------
 
+
 @pytest.mark.parametrize("algorithm", ["FLAT", "HNSW"])
-def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(clean_redis, redis_url, tmp_path, capsys,
-                                                                    algorithm):
+def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(
+    clean_redis, redis_url, tmp_path, capsys, algorithm
+):
     vectors = load_unnormalised(clean_redis, algorithm=algorithm)
     assert ip_self_misses(vectors) > 200  # of 300: the data the old check could not judge
     plan, _path = planned(clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]})
@@ -91,8 +109,11 @@ def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(clean_redis,
     assert snapshot_index(clean_redis, "idx").snapshot.index_schema.field("vec").attrs.distance_metric == "ip"
     # redis_index_validate judges the same way, read-only.
     before = server_state(clean_redis)
-    result = run_module(redis_index_validate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
-                                               "backup_dir": str(tmp_path / "b")}, capsys)
+    result = run_module(
+        redis_index_validate,
+        {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b")},
+        capsys,
+    )
     assert result["passed"] and result["validation"]["knn_missed"] == []
     assert server_state(clean_redis) == before
 
@@ -100,9 +121,14 @@ def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(clean_redis,
 def test_moving_to_ip_with_a_rewrite_validates(clean_redis, redis_url, tmp_path):
     vectors = load_unnormalised(clean_redis, metric="COSINE")
     assert ip_self_misses(vectors) > 200
-    plan, _path = planned(clean_redis, tmp_path, {
-        "rename_fields": [{"old_name": "title", "new_name": "headline"}],
-        "update_fields": [{"name": "vec", "attrs": {"distance_metric": "ip"}}]})
+    plan, _path = planned(
+        clean_redis,
+        tmp_path,
+        {
+            "rename_fields": [{"old_name": "title", "new_name": "headline"}],
+            "update_fields": [{"name": "vec", "attrs": {"distance_metric": "ip"}}],
+        },
+    )
     assert plan.mode == "drop_recreate"
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
     validation = outcome.report.validation
@@ -115,6 +141,7 @@ def test_moving_to_ip_with_a_rewrite_validates(clean_redis, redis_url, tmp_path)
 
 
 # --- 2. a server with a low MAXSEARCHRESULTS: the migration and redis_index_validate work within it -----------
+
 
 @pytest.fixture
 def max_search_results(clean_redis):
@@ -139,13 +166,19 @@ def test_low_max_search_results_migrates_and_validates(clean_redis, redis_url, t
     assert outcome.report.result == "succeeded" and validation["passed"], validation
     assert validation["keys_checked"] == 20 and validation["knn_checked"] == 10 and validation["knn_missed"] == []
     assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in before.items()}
-    result = run_module(redis_index_validate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
-                                               "backup_dir": str(tmp_path / "b")}, capsys)
+    result = run_module(
+        redis_index_validate,
+        {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b")},
+        capsys,
+    )
     assert result["passed"] and result["validation"]["keys_checked"] == 20
     # A limit below the KNN depth: the self-queries ask for no more rows than the server allows.
     max_search_results(3)
-    result = run_module(redis_index_validate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
-                                               "backup_dir": str(tmp_path / "b")}, capsys)
+    result = run_module(
+        redis_index_validate,
+        {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b")},
+        capsys,
+    )
     assert result["passed"] and result["validation"]["knn_missed"] == []
 
 
@@ -174,6 +207,7 @@ def test_max_search_results_zero_is_refused_before_anything(clean_redis, redis_u
 
 # --- 3. resuming after Redis went back to an older snapshot, with a field rename and quantization ---------------
 
+
 @pytest.fixture
 def rdb_server():
     """A private server that keeps its data in an RDB file only (SAVE), SIGKILLed and started again from it."""
@@ -194,8 +228,9 @@ def test_resume_after_an_older_snapshot_refuses_with_nothing_written(rdb_server,
     client = redis.Redis.from_url(rdb_server.url, protocol=2)
     load(client, docs=400)  # 8 blocks of 50
     originals = dump_hashes(client, b"doc:*")
-    plan, path = planned(client, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                            **QUANT16})
+    plan, path = planned(
+        client, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}
+    )
     assert run_killed(rdb_server.url, path, tmp_path / "b", f"quantize:{first}").returncode == -signal.SIGKILL
     client.save()
     shutil.copy(os.path.join(rdb_server.data_dir, "dump.rdb"), tmp_path / "older.rdb")
@@ -219,8 +254,9 @@ def test_resume_after_an_older_snapshot_refuses_with_nothing_written(rdb_server,
     # Nothing written: not a key, not an index, and the backup holds what it held (but for the failure note).
     assert server_state(client) == before and client.execute_command("FT._LIST") == []
     backup_after = {name: open(store.path(name), "rb").read() for name in os.listdir(store.directory)}
-    assert {n: v for n, v in backup_after.items() if n not in ("header.json", "report.yaml")} == \
-        {n: v for n, v in backup_before.items() if n not in ("header.json", "report.yaml")}
+    assert {n: v for n, v in backup_after.items() if n not in ("header.json", "report.yaml")} == {
+        n: v for n, v in backup_before.items() if n not in ("header.json", "report.yaml")
+    }
     # The way out: roll back, then apply again.
     rollback(client, choose_backup(str(tmp_path / "b"), "idx"))
     assert dump_hashes(client, b"doc:*") == originals
@@ -241,13 +277,17 @@ CHANGES = {
 
 @pytest.mark.parametrize("when", [("validate", "start"), ("swap", 0)], ids=["during_build", "before_transaction"])
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, redis_url, tmp_path, monkeypatch,
-                                                                change, when):
+def test_a_source_changed_during_an_online_build_is_not_swapped(
+    clean_redis, redis_url, tmp_path, monkeypatch, change, when
+):
     load(clean_redis, docs=120)
-    clean_redis.execute_command("FT.CREATE", "other", "ON", "HASH", "PREFIX", "1", "elsewhere:", "SCHEMA", "n", "NUMERIC")
+    clean_redis.execute_command(
+        "FT.CREATE", "other", "ON", "HASH", "PREFIX", "1", "elsewhere:", "SCHEMA", "n", "NUMERIC"
+    )
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
-    plan, _path = planned(clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]},
-                          aliases=["live"])
+    plan, _path = planned(
+        clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]}, aliases=["live"]
+    )
     assert plan.mode == "online" and plan.online.names == ["idx", "live"]
     real_hit = failpoints.hit
 
@@ -262,8 +302,9 @@ def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, red
         run(clean_redis, redis_url, plan, tmp_path / "b")
     assert "changed while idx--v2 was built" in err.value.message and "nothing was swapped" in err.value.message
     if when == ("swap", 0):  # after the last check: the swap script's own guard refused
-        assert ("the definition of idx changed (FT.ALTER" if change == "alter" else
-                "alias live no longer leads to idx") in err.value.message
+        assert (
+            "the definition of idx changed (FT.ALTER" if change == "alter" else "alias live no longer leads to idx"
+        ) in err.value.message
     # The source serves as it was left: its definition (with the FT.ALTER), its alias where someone put it.
     assert sorted(clean_redis.execute_command("FT._LIST")) == [b"idx", b"other"]
     fields = [f.name for f in snapshot_index(clean_redis, "idx").snapshot.index_schema.fields]
@@ -282,6 +323,7 @@ def test_a_source_changed_during_an_online_build_is_not_swapped(clean_redis, red
 
 # --- benchmark_out: the run's timings and throughput, machine-readable ------------------------------------------
 
+
 def read_yaml_file(path):
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
@@ -289,19 +331,31 @@ def read_yaml_file(path):
 
 def test_migrate_writes_a_benchmark_record_of_the_run(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis, docs=300)
-    _plan, path = planned(clean_redis, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                                  **QUANT16})
+    _plan, path = planned(
+        clean_redis, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}
+    )
     out = tmp_path / "bench.yaml"
-    args = {"redis_url": redis_url, "plan_file": str(path), "backup_dir": str(tmp_path / "b"), "accept_data_loss": True,
-            "batch_size": 50, "workers": 2, "benchmark_out": str(out)}
+    args = {
+        "redis_url": redis_url,
+        "plan_file": str(path),
+        "backup_dir": str(tmp_path / "b"),
+        "accept_data_loss": True,
+        "batch_size": 50,
+        "workers": 2,
+        "benchmark_out": str(out),
+    }
     run_module(redis_index_migrate, args, capsys, check_mode=True)
     assert not out.exists()  # check mode writes nothing
     result = run_module(redis_index_migrate, args, capsys)
     report = result["report"]
     record = read_yaml_file(out)
     assert record["format"] == "indexops.redis_search/benchmark" and record["format_version"] == 1
-    assert (record["kind"], record["result"], record["source_index"], record["mode"]) == \
-        ("migration", "succeeded", "idx", "drop_recreate")
+    assert (record["kind"], record["result"], record["source_index"], record["mode"]) == (
+        "migration",
+        "succeeded",
+        "idx",
+        "drop_recreate",
+    )
     assert record["documents"] == 300 and record["downtime_seconds"] == report["downtime_seconds"]
     assert list(record["phases"]) == list(report["phases"])
     for name, figures in record["phases"].items():
@@ -333,8 +387,14 @@ def test_a_failed_migration_still_writes_its_benchmark(clean_redis, redis_url, t
     plan, _path = planned(clean_redis, tmp_path, QUANT16)
     monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:raise")
     with pytest.raises(MigrationFailed):
-        migrate(clean_redis, lambda: redis.Redis.from_url(redis_url), plan, str(tmp_path / "b"),
-                MigrateOptions(batch_size=50, accept_data_loss=True), benchmark_out=str(tmp_path / "bench.yaml"))
+        migrate(
+            clean_redis,
+            lambda: redis.Redis.from_url(redis_url),
+            plan,
+            str(tmp_path / "b"),
+            MigrateOptions(batch_size=50, accept_data_loss=True),
+            benchmark_out=str(tmp_path / "bench.yaml"),
+        )
     record = read_yaml_file(tmp_path / "bench.yaml")
     assert record["result"] == "failed" and record["phases"]["backup"]["documents"] == 100
     assert "quantize" in record["phases"] and "create" not in record["phases"]  # where it stopped
@@ -343,13 +403,31 @@ def test_a_failed_migration_still_writes_its_benchmark(clean_redis, redis_url, t
 def test_batch_writes_a_benchmark_record_per_index(clean_redis, redis_url, tmp_path, capsys):
     for name, prefix in (("idx_a", "a:"), ("idx_b", "b:")):
         load(clean_redis, index=name, prefix=prefix, docs=100)
-    run_module(redis_index_batch, {"redis_url": redis_url, "state": "planned", "pattern": "idx_*",
-                                   "patch": {"version": 1, "changes": QUANT16}, "plan_out": str(tmp_path / "batch.yaml"),
-                                   "batch_size": 50}, capsys)
+    run_module(
+        redis_index_batch,
+        {
+            "redis_url": redis_url,
+            "state": "planned",
+            "pattern": "idx_*",
+            "patch": {"version": 1, "changes": QUANT16},
+            "plan_out": str(tmp_path / "batch.yaml"),
+            "batch_size": 50,
+        },
+        capsys,
+    )
     out = tmp_path / "bench.yaml"
-    result = run_module(redis_index_batch, {"redis_url": redis_url, "state": "applied",
-                                            "plan_file": str(tmp_path / "batch.yaml"), "backup_dir": str(tmp_path / "b"),
-                                            "accept_data_loss": True, "benchmark_out": str(out)}, capsys)
+    result = run_module(
+        redis_index_batch,
+        {
+            "redis_url": redis_url,
+            "state": "applied",
+            "plan_file": str(tmp_path / "batch.yaml"),
+            "backup_dir": str(tmp_path / "b"),
+            "accept_data_loss": True,
+            "benchmark_out": str(out),
+        },
+        capsys,
+    )
     assert result["changed"]
     record = read_yaml_file(out)
     assert record["kind"] == "batch" and record["batch_id"] == result["batch_id"]

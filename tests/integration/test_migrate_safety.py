@@ -2,6 +2,7 @@
 
 Every test here failed before its fix: it asserts what Redis and the backup hold afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,29 @@ def f16(raw: bytes) -> bytes:
 
 
 def test_multi_prefix_index_scanned_by_prefix_converts_every_prefix(clean_redis, redis_url, tmp_path):
-    clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "2", "a:", "b:", "SCHEMA", "n", "NUMERIC",
-                                "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS),
-                                "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "2",
+        "a:",
+        "b:",
+        "SCHEMA",
+        "n",
+        "NUMERIC",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "L2",
+    )
     rng = numpy.random.default_rng(5)
     for prefix in ("a:", "b:"):
         for i in range(40):
@@ -82,11 +103,30 @@ def low_query_timeout(clean_redis):
         clean_redis.execute_command("FT.CONFIG", "SET", name, value)
 
 
-def test_low_server_query_timeout_does_not_fail_a_correct_migration(clean_redis, redis_url, tmp_path,
-                                                                    low_query_timeout):
+def test_low_server_query_timeout_does_not_fail_a_correct_migration(
+    clean_redis, redis_url, tmp_path, low_query_timeout
+):
     docs, dims = 40000, 128
-    clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "vec", "VECTOR",
-                                "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(dims),
+        "DISTANCE_METRIC",
+        "L2",
+    )
     vectors = numpy.random.default_rng(2).random((docs, dims), dtype=numpy.float32)
     pipe = clean_redis.pipeline(transaction=False)
     for i in range(docs):
@@ -105,21 +145,33 @@ DRIVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def driver_args(url, plan_path, backup_dir, fsize_limit=None, **options):
-    args = {"url": url, "plan": str(plan_path), "backup_dir": str(backup_dir), "fsize_limit": fsize_limit,
-            "options": {"batch_size": 50, "accept_data_loss": True, **options}}
+    args = {
+        "url": url,
+        "plan": str(plan_path),
+        "backup_dir": str(backup_dir),
+        "fsize_limit": fsize_limit,
+        "options": {"batch_size": 50, "accept_data_loss": True, **options},
+    }
     return [sys.executable, DRIVER, json.dumps(args)]
 
 
 def start_paused(url, plan_path, backup_dir, failpoint):
     """A migration in a process of its own, paused at `failpoint` (phase:point:pause=seconds)."""
-    return subprocess.Popen(driver_args(url, plan_path, backup_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, INDEXOPS_FAILPOINT=failpoint))
+    return subprocess.Popen(
+        driver_args(url, plan_path, backup_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, INDEXOPS_FAILPOINT=failpoint),
+    )
 
 
 def backing_up(backup_dir) -> bool:
     """Whether a migration into `backup_dir` passed its preflight and is writing its backup."""
-    return any(os.path.exists(os.path.join(backup_dir, d, "data.bin")) for d in
-               (os.listdir(backup_dir) if os.path.isdir(backup_dir) else []))
+    return any(
+        os.path.exists(os.path.join(backup_dir, d, "data.bin"))
+        for d in (os.listdir(backup_dir) if os.path.isdir(backup_dir) else [])
+    )
 
 
 def wait_until(predicate, timeout=20.0):
@@ -134,8 +186,10 @@ def wait_until(predicate, timeout=20.0):
 def server_state(client):
     """Every key's DUMP and every index's definition: what 'nothing was changed' compares."""
     keys = {k: client.dump(k) for k in client.scan_iter(count=1000) if not k.startswith(b"indexops:lock:")}
-    indexes = {name: snapshot_index(client, name).snapshot.index_schema.to_dict()
-               for name in sorted(client.execute_command("FT._LIST"))}
+    indexes = {
+        name: snapshot_index(client, name).snapshot.index_schema.to_dict()
+        for name in sorted(client.execute_command("FT._LIST"))
+    }
     return keys, indexes
 
 
@@ -147,8 +201,11 @@ def planned(client, tmp_path, changes, **kwargs):
 
 
 def second_index(client, name="other", prefix="doc:", vector=True):
-    schema = ["tag", "TAG"] + (["vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC",
-                                "COSINE"] if vector else [])
+    schema = ["tag", "TAG"] + (
+        ["vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE"]
+        if vector
+        else []
+    )
     client.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA", *schema)
 
 
@@ -234,17 +291,21 @@ def acl_users(clean_redis, redis_url):
         clean_redis.execute_command("ACL", "SETUSER", name, "reset", "on", ">secret-pw", *rules)
         made.append(name)
         return redis.Redis.from_url(f"redis://{name}:secret-pw@127.0.0.1:{port}/0")
+
     yield make
     for name in made:
         clean_redis.execute_command("ACL", "DELUSER", name)
 
 
-@pytest.mark.parametrize("rules, missing", [
-    (("~*", "+@all", "-ft.dropindex"), "FT.DROPINDEX"),
-    (("~*", "+@all", "-hset"), "HSET"),
-    (("~*", "+@all", "-evalsha", "-eval"), "EVAL, EVALSHA"),
-    (("~doc:*", "~indexops:lock:*", "+@all"), "FT.AGGREGATE"),  # search commands treat index names as keys
-])
+@pytest.mark.parametrize(
+    "rules, missing",
+    [
+        (("~*", "+@all", "-ft.dropindex"), "FT.DROPINDEX"),
+        (("~*", "+@all", "-hset"), "HSET"),
+        (("~*", "+@all", "-evalsha", "-eval"), "EVAL, EVALSHA"),
+        (("~doc:*", "~indexops:lock:*", "+@all"), "FT.AGGREGATE"),  # search commands treat index names as keys
+    ],
+)
 def test_missing_permissions_are_refused_before_anything(clean_redis, redis_url, tmp_path, acl_users, rules, missing):
     load(clean_redis, docs=60)
     plan = make_plan(clean_redis, QUANT16)
@@ -347,6 +408,7 @@ def test_resealed_plan_with_a_blocked_change_is_refused(clean_redis, redis_url, 
         data["classification"].update(supported=True, blocked_reasons=[])
         for change in data["changes"]:
             change.update(blocked=False, reason=None)
+
     forged = reseal(plan, unblock)
     before = server_state(clean_redis)
     with pytest.raises(PlanBlocked, match="new dimensions need new embeddings"):
@@ -360,6 +422,7 @@ def test_resealed_plan_with_edited_rewrites_is_refused(clean_redis, redis_url, t
 
     def other_bytes(data):
         data["rewrites"]["quantize"][0]["target"] = "bfloat16"  # the index says float16, the bytes would not
+
     forged = reseal(plan, other_bytes)
     before = server_state(clean_redis)
     with pytest.raises(PlanInvalid, match="document rewrites do not follow"):
@@ -371,15 +434,25 @@ def test_resealed_plan_with_edited_rewrites_is_refused(clean_redis, redis_url, t
 
 
 def module_args(redis_url, tmp_path, **extra):
-    return {"redis_url": redis_url, "index": "idx", "patch": {"version": 1, "changes": QUANT16},
-            "backup_dir": str(tmp_path / "b"), "accept_data_loss": True, **extra}
+    return {
+        "redis_url": redis_url,
+        "index": "idx",
+        "patch": {"version": 1, "changes": QUANT16},
+        "backup_dir": str(tmp_path / "b"),
+        "accept_data_loss": True,
+        **extra,
+    }
 
 
 def test_report_out_in_a_missing_directory_is_refused_first(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis, docs=20)
     before = server_state(clean_redis)
-    failed = run_module(redis_index_migrate, module_args(redis_url, tmp_path, report_out=str(tmp_path / "no" / "r.yaml")),
-                        capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_migrate,
+        module_args(redis_url, tmp_path, report_out=str(tmp_path / "no" / "r.yaml")),
+        capsys,
+        expect_failure=True,
+    )
     assert "the directory of report_out" in failed["msg"] and "does not exist" in failed["msg"]
     assert "\n" not in failed["msg"]
     assert server_state(clean_redis) == before
@@ -390,9 +463,18 @@ def test_index_next_to_a_plan_of_another_index_is_refused(clean_redis, redis_url
     load(clean_redis, index="other", prefix="o:", docs=20)
     _plan, path = planned(clean_redis, tmp_path, QUANT16, index="other")
     before = server_state(clean_redis)
-    failed = run_module(redis_index_migrate, {"redis_url": redis_url, "index": "idx", "plan_file": str(path),
-                                              "backup_dir": str(tmp_path / "b"), "accept_data_loss": True},
-                        capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_migrate,
+        {
+            "redis_url": redis_url,
+            "index": "idx",
+            "plan_file": str(path),
+            "backup_dir": str(tmp_path / "b"),
+            "accept_data_loss": True,
+        },
+        capsys,
+        expect_failure=True,
+    )
     assert "the plan is for index 'other', not 'idx'" in failed["msg"]
     assert server_state(clean_redis) == before
 
@@ -402,14 +484,23 @@ def test_plan_from_another_server_is_refused(clean_redis, redis_url, capsys, tmp
     with RedisSearchServer() as elsewhere:
         other = redis.Redis.from_url(elsewhere.url)
         load(other, docs=20)
-        plan = create_plan(other, "idx", patch=parse_patch({"version": 1, "changes": QUANT16}),
-                           endpoint=elsewhere.url.split("//")[1])
+        plan = create_plan(
+            other, "idx", patch=parse_patch({"version": 1, "changes": QUANT16}), endpoint=elsewhere.url.split("//")[1]
+        )
         write_plan(plan, str(tmp_path / "plan.yaml"))
         other.close()
     before = server_state(clean_redis)
-    failed = run_module(redis_index_migrate, {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"),
-                                              "backup_dir": str(tmp_path / "b"), "accept_data_loss": True},
-                        capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_migrate,
+        {
+            "redis_url": redis_url,
+            "plan_file": str(tmp_path / "plan.yaml"),
+            "backup_dir": str(tmp_path / "b"),
+            "accept_data_loss": True,
+        },
+        capsys,
+        expect_failure=True,
+    )
     assert "the plan was made against 127.0.0.1:" in failed["msg"] and "this connection is" in failed["msg"]
     assert server_state(clean_redis) == before
 
@@ -419,16 +510,22 @@ def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis
     before = dump_hashes(clean_redis, b"doc:*")
     _plan, path = planned(clean_redis, tmp_path, QUANT16)
     state = server_state(clean_redis)
-    full = subprocess.run(driver_args(redis_url, path, tmp_path / "b", fsize_limit=8000), capture_output=True,
-                          text=True, timeout=120, check=False)
+    full = subprocess.run(
+        driver_args(redis_url, path, tmp_path / "b", fsize_limit=8000),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert full.returncode == 1, full.stdout + full.stderr
     failure = json.loads(full.stdout)["failed"]
     assert failure.startswith("migration stopped in phase backup: cannot write the backup in ")
     assert ": File too large; nothing in Redis was changed yet" in failure
     assert "nothing in Redis was changed yet" in failure and "backup " + str(tmp_path / "b") in failure
     assert server_state(clean_redis) == state
-    resumed = subprocess.run(driver_args(redis_url, path, tmp_path / "b"), capture_output=True, text=True,
-                             timeout=120, check=False)
+    resumed = subprocess.run(
+        driver_args(redis_url, path, tmp_path / "b"), capture_output=True, text=True, timeout=120, check=False
+    )
     assert json.loads(resumed.stdout)["result"] == "succeeded", resumed.stdout + resumed.stderr
     assert dump_hashes(clean_redis, b"doc:*") == {k: {**v, b"vec": f16(v[b"vec"])} for k, v in before.items()}
 
@@ -436,8 +533,9 @@ def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis
 # --- rollback: the same permission check and the target name's lock ---------------------------------------------
 
 
-def test_rollback_without_the_permissions_it_needs_is_refused_before_anything(clean_redis, redis_url, tmp_path,
-                                                                              acl_users):
+def test_rollback_without_the_permissions_it_needs_is_refused_before_anything(
+    clean_redis, redis_url, tmp_path, acl_users
+):
     load(clean_redis, docs=60)
     run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
     user = acl_users("restorer", "~*", "+@all", "-hset")
@@ -450,8 +548,11 @@ def test_rollback_without_the_permissions_it_needs_is_refused_before_anything(cl
 def test_rollback_of_a_rename_waits_for_a_run_holding_the_target_name(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=60)
     run(clean_redis, redis_url, make_plan(clean_redis, {"index": {"name": "renamed"}, **QUANT16}), tmp_path)
-    clean_redis.set("indexops:lock:renamed", json.dumps({"token": "x", "host": "elsewhere", "pid": 1,
-                                                         "purpose": "migration"}), px=60_000)
+    clean_redis.set(
+        "indexops:lock:renamed",
+        json.dumps({"token": "x", "host": "elsewhere", "pid": 1, "purpose": "migration"}),
+        px=60_000,
+    )
     before = server_state(clean_redis)
     with pytest.raises(LockHeld, match="another migration of renamed holds the lock"):
         rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
@@ -473,6 +574,7 @@ def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, red
         for change in data["changes"]:
             if change["attribute"] == "filter":
                 change["after"] = "@title=="
+
     forged = reseal(plan, unparsable_filter)
     before = server_state(clean_redis)
     with pytest.raises(PreflightFailed, match="the server refuses the target definition"):
@@ -503,8 +605,11 @@ def test_on_the_fly_task_with_other_changes_waits_for_the_unfinished_one(clean_r
     _plan, path = planned(clean_redis, tmp_path, QUANT16)
     assert run_killed(redis_url, path, tmp_path / "b", "quantize:2").returncode == -signal.SIGKILL
     before = server_state(clean_redis)
-    other = module_args(redis_url, tmp_path, patch={"version": 1, "changes": {
-        "update_fields": [{"name": "vec", "attrs": {"datatype": "bfloat16"}}]}})
+    other = module_args(
+        redis_url,
+        tmp_path,
+        patch={"version": 1, "changes": {"update_fields": [{"name": "vec", "attrs": {"datatype": "bfloat16"}}]}},
+    )
     failed = run_module(redis_index_migrate, other, capsys, expect_failure=True)
     assert "an unfinished migration of idx" in failed["msg"] and "asked for other changes" in failed["msg"]
     assert "plan_file" in failed["hint"] and "redis_index_rollback" in failed["hint"]
@@ -520,12 +625,16 @@ def test_on_the_fly_task_that_stopped_before_changing_anything_plans_again(clean
     assert done["result"] == "succeeded" and done["report"]["plan_checksum"] != _plan.checksum
 
 
-@pytest.mark.parametrize("changes, mode, no_longer_fits", [
-    ({"rename_fields": [{"old_name": "title", "new_name": "headline"}]}, "drop_recreate", "no field 'title'"),
-    ({"index": {"name": "idx_v2"}}, "online", None),
-])
-def test_on_the_fly_task_run_again_after_success_changes_nothing(clean_redis, redis_url, capsys, tmp_path, changes,
-                                                                 mode, no_longer_fits):
+@pytest.mark.parametrize(
+    "changes, mode, no_longer_fits",
+    [
+        ({"rename_fields": [{"old_name": "title", "new_name": "headline"}]}, "drop_recreate", "no field 'title'"),
+        ({"index": {"name": "idx_v2"}}, "online", None),
+    ],
+)
+def test_on_the_fly_task_run_again_after_success_changes_nothing(
+    clean_redis, redis_url, capsys, tmp_path, changes, mode, no_longer_fits
+):
     """A renamed field: the request no longer fits the migrated index; its completed migration answers."""
     load(clean_redis, docs=40)
     args = module_args(redis_url, tmp_path, patch={"version": 1, "changes": changes}, mode=mode)
@@ -550,6 +659,7 @@ def test_on_the_fly_task_run_again_after_success_changes_nothing(clean_redis, re
 def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, redis_url, tmp_path):
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import BackupInvalid
+
     load(clean_redis)
     originals = dump_hashes(clean_redis, b"doc:*")
     plan, path = planned(clean_redis, tmp_path, QUANT16, batch_size=50)  # the batch size run_killed uses
@@ -575,6 +685,7 @@ def store_blocks(path):
         decode_records,
         iter_blocks,
     )
+
     with open(path, "rb") as stream:
         for block in iter_blocks(stream):
             yield block.block_no, [r for _i, r in decode_records(block.payload, block.record_count)]
@@ -601,16 +712,41 @@ def test_int8_targets_are_staged_in_a_second_pass_with_their_fitted_scale(tmp_pa
         RangeStats,
         fit_quant_params,
     )
-    rewrites = DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec", dims=DIMS,
-                                                   source="float32", target="int8", metric="l2")])
-    store = BackupStore.create(str(tmp_path), BackupHeader(plan_checksum="sha256:" + "0" * 64, plan_id="0" * 12,
-                                                           source_index="idx", target_index="idx", storage="hash",
-                                                           batch_size=3), "plan: {}\n")
+
+    rewrites = DocumentRewrites(
+        quantize=[
+            Quantize(
+                field="vec",
+                location="vec",
+                source_location="vec",
+                dims=DIMS,
+                source="float32",
+                target="int8",
+                metric="l2",
+            )
+        ]
+    )
+    store = BackupStore.create(
+        str(tmp_path),
+        BackupHeader(
+            plan_checksum="sha256:" + "0" * 64,
+            plan_id="0" * 12,
+            source_index="idx",
+            target_index="idx",
+            storage="hash",
+            batch_size=3,
+        ),
+        "plan: {}\n",
+    )
     vectors = numpy.random.default_rng(4).standard_normal((7, DIMS)).astype(numpy.float32)
     writer = store.data_writer()
     for start in range(0, 7, 3):
-        writer.write_block([encode_record(f"k{i}".encode(), [(b"vec", vectors[i].tobytes() if i != 5 else None)])
-                            for i in range(start, min(start + 3, 7))])
+        writer.write_block(
+            [
+                encode_record(f"k{i}".encode(), [(b"vec", vectors[i].tobytes() if i != 5 else None)])
+                for i in range(start, min(start + 3, 7))
+            ]
+        )
     writer.close()
     store.header.data_blocks, store.header.data_records = writer.blocks, writer.records
     store.header.data_bytes, store.header.data_chain = writer.bytes, writer.chain

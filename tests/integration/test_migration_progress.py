@@ -1,4 +1,5 @@
 """Following a running migration, and int8 on servers that accept it."""
+
 from __future__ import annotations
 
 import json
@@ -22,15 +23,26 @@ def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, caps
     load(clean_redis)
     plan = make_plan(clean_redis, QUANT16)
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    args = {"url": redis_url, "plan": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b"),
-            "options": {"batch_size": BATCH, "accept_data_loss": True}}
-    running = subprocess.Popen([sys.executable, DRIVER, json.dumps(args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=dict(os.environ, INDEXOPS_FAILPOINT="quantize:2:pause=3"))
+    args = {
+        "url": redis_url,
+        "plan": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "options": {"batch_size": BATCH, "accept_data_loss": True},
+    }
+    running = subprocess.Popen(
+        [sys.executable, DRIVER, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, INDEXOPS_FAILPOINT="quantize:2:pause=3"),
+    )
     try:
         seen = None
         for _attempt in range(300):
-            info = run_module(redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "b"),
-                                                 "probe_capabilities": False}, capsys)
+            info = run_module(
+                redis_index_info,
+                {"redis_url": redis_url, "backup_dir": str(tmp_path / "b"), "probe_capabilities": False},
+                capsys,
+            )
             migrations = info.get("migrations") or []
             if migrations and migrations[0]["phase"] == "quantize":
                 seen = migrations[0]
@@ -43,8 +55,11 @@ def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, caps
     finally:
         running.wait(timeout=60)
     assert running.returncode == 0
-    done = run_module(redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "b"), "index": "idx",
-                                         "probe_capabilities": False}, capsys)
+    done = run_module(
+        redis_index_info,
+        {"redis_url": redis_url, "backup_dir": str(tmp_path / "b"), "index": "idx", "probe_capabilities": False},
+        capsys,
+    )
     assert done["migrations"][0]["status"] == "completed"
     assert done["migrations"][0]["phases_done"][-1] == "validate"
 

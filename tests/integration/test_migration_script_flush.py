@@ -1,5 +1,6 @@
 """A SCRIPT FLUSH in the middle of a drop/recreate migration: the server forgets the migration's scripts
 after the index was dropped, and the migration loads them again and finishes, every byte right."""
+
 from __future__ import annotations
 
 import numpy

@@ -6,6 +6,7 @@
 - tools/redis_search_server.py never leaves a server or its directory behind when it is stopped by
   a signal, as a command (`run`, `serve`) or as a library.
 """
+
 from __future__ import annotations
 
 import glob
@@ -31,20 +32,31 @@ MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 
 
 def ansible_env(tmp_path, collections: str) -> dict:
     """Only `collections` is searched, and Ansible writes nothing outside tmp_path."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_HOME=str(tmp_path / "ansible-home"),
-               ANSIBLE_NOCOLOR="1")
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections,
+        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+        ANSIBLE_NOCOLOR="1",
+    )
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     return env
 
 
 def ansible_doc(module: str, env: dict) -> dict:
-    done = subprocess.run([os.path.join(BIN, "ansible-doc"), "-j", f"indexops.redis_search.{module}"],
-                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    done = subprocess.run(
+        [os.path.join(BIN, "ansible-doc"), "-j", f"indexops.redis_search.{module}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)[f"indexops.redis_search.{module}"]["doc"]
 
 
 # -- the tarball (README "Install") --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory) -> str:
@@ -52,9 +64,14 @@ def tarball(tmp_path_factory) -> str:
     if not os.path.exists(os.path.join(ROOT, "galaxy.yml")):
         pytest.skip("an installed collection has no galaxy.yml to build from")
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(out), ROOT],
-                          capture_output=True, text=True, env=ansible_env(out, str(out / "none")), check=False,
-                          timeout=300)
+    done = subprocess.run(
+        [os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(out), ROOT],
+        capture_output=True,
+        text=True,
+        env=ansible_env(out, str(out / "none")),
+        check=False,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = glob.glob(str(out / "indexops-redis_search-*.tar.gz"))
     return path
@@ -72,24 +89,45 @@ def test_tarball_installs_into_a_collections_path_and_ansible_doc_reads_it_there
     assert doc["filename"].startswith(str(installed) + os.sep)  # the installed copy, not the checkout
     assert "backup_dir" in doc["options"] and "redis_url" in doc["options"]
     # The installed tests find everything they import (conftest needs tools/redis_search_server.py).
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "tests/unit", "tests/integration"], cwd=installed, capture_output=True, text=True,
-                          env=env, check=False, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit",
+            "tests/integration",
+        ],
+        cwd=installed,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 # A path into a directory or file the build may leave out: `tools/<name>.<ext>`,
 # `os.path.join(..., "tools", "<name>.<ext>")` or a quoted Makefile.
-REFERENCE = re.compile(r"""(?<![\w.-])((?:tools|benchmarks)/[\w.-]+\.\w+)"""
-                       r"""|["']((?:tools|benchmarks))["'],\s*["']([\w.-]+\.\w+)["']"""
-                       r"""|["'](Makefile)["']""")
+REFERENCE = re.compile(
+    r"""(?<![\w.-])((?:tools|benchmarks)/[\w.-]+\.\w+)"""
+    r"""|["']((?:tools|benchmarks))["'],\s*["']([\w.-]+\.\w+)["']"""
+    r"""|["'](Makefile)["']"""
+)
 
 
 def test_tarball_ships_what_its_playbooks_and_tests_use_and_the_license(tarball):
     with tarfile.open(tarball) as archive:
         members = set(archive.getnames())
-        texts = {name: archive.extractfile(name).read().decode("utf-8", "replace") for name in members
-                 if name.startswith(("playbooks/", "tests/", "tools/", "roles/")) and archive.getmember(name).isfile()}
+        texts = {
+            name: archive.extractfile(name).read().decode("utf-8", "replace")
+            for name in members
+            if name.startswith(("playbooks/", "tests/", "tools/", "roles/")) and archive.getmember(name).isfile()
+        }
         license_text = archive.extractfile("LICENSE").read().decode() if "LICENSE" in members else ""
     assert "plugins/doc_fragments/requirements.py" in members
     assert "tools/redis_search_server.py" in members and "playbooks/demo.yml" in members
@@ -107,6 +145,7 @@ def test_tarball_ships_what_its_playbooks_and_tests_use_and_the_license(tarball)
 
 
 # -- requirements in every module's documentation ----------------------------------------------------------
+
 
 def _normalised(requirement: str) -> str:
     """`redis (the Python client) >= 5.0, < 9` and `redis>=5.0,<9` both become `redis>=5.0,<9`."""
@@ -209,8 +248,9 @@ def test_serve_keeps_a_server_until_told_to_stop(signum, leftovers):
     client = redis.Redis.from_url(url, protocol=2)
     info = client.info("server")
     assert info["process_id"] == server_pid
-    assert b"search" in b" ".join(m[b"name"] for m in client.execute_command("MODULE", "LIST")
-                                  for m in [dict(zip(m[::2], m[1::2]))])
+    assert b"search" in b" ".join(
+        m[b"name"] for m in client.execute_command("MODULE", "LIST") for m in [dict(zip(m[::2], m[1::2]))]
+    )
     client.close()
 
     serve.send_signal(signum)

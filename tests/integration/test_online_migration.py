@@ -3,6 +3,7 @@
 Queried by a separate process all along, applied for every kind of change that leaves the documents
 as they are, killed at each step and resumed, and rolled back - online too.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,7 @@ def names(client, *candidates):
 
 # --- the plan says which mode, why, and what it costs -------------------------------------------------------
 
+
 def test_a_change_that_leaves_the_documents_plans_online(clean_redis):
     load(clean_redis, docs=50)
     plan = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]})
@@ -70,9 +72,15 @@ def test_a_change_that_rewrites_documents_plans_drop_recreate_and_online_is_bloc
     assert plan.mode == "drop_recreate" and "rewrites the vector bytes of vec" in plan.mode_reason
     forced = make_plan(clean_redis, quantize, mode="online")
     assert not forced.classification.supported
-    assert any("mode online needs the documents to stay as they are" in r for r in forced.classification.blocked_reasons)
-    assert make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]},
-                     mode="drop_recreate").mode == "drop_recreate"
+    assert any(
+        "mode online needs the documents to stay as they are" in r for r in forced.classification.blocked_reasons
+    )
+    assert (
+        make_plan(
+            clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="drop_recreate"
+        ).mode
+        == "drop_recreate"
+    )
 
 
 def test_online_falls_back_when_the_second_index_does_not_fit_in_memory(clean_redis):
@@ -84,7 +92,9 @@ def test_online_falls_back_when_the_second_index_does_not_fit_in_memory(clean_re
         assert plan.mode == "drop_recreate"
         assert any(w.startswith("Online was not possible: a second index of about") for w in plan.warnings)
         forced = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="online")
-        assert any("free memory, raise maxmemory or use drop_recreate" in r for r in forced.classification.blocked_reasons)
+        assert any(
+            "free memory, raise maxmemory or use drop_recreate" in r for r in forced.classification.blocked_reasons
+        )
     finally:
         clean_redis.config_set("maxmemory", "0")
 
@@ -111,13 +121,39 @@ CHANGES = {
 
 def load_rich(client, algorithm="FLAT", docs=400):
     rng = numpy.random.default_rng(11)
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "tag", "TAG", "vec", "VECTOR", algorithm, str(len(VECTOR)), *VECTOR)
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "tag",
+        "TAG",
+        "vec",
+        "VECTOR",
+        algorithm,
+        str(len(VECTOR)),
+        *VECTOR,
+    )
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
-        pipe.hset(f"doc:{i}", mapping={"title": f"document {i}", "tag": f"t{i % 3};x", "body": f"body {i}",
-                                       "colour": "red" if i % 2 else "blue", "price": i, "where": f"{i % 90}.5,{i % 45}.5",
-                                       "vec": rng.standard_normal(16).astype(numpy.float32).tobytes()})
+        pipe.hset(
+            f"doc:{i}",
+            mapping={
+                "title": f"document {i}",
+                "tag": f"t{i % 3};x",
+                "body": f"body {i}",
+                "colour": "red" if i % 2 else "blue",
+                "price": i,
+                "where": f"{i % 90}.5,{i % 45}.5",
+                "vec": rng.standard_normal(16).astype(numpy.float32).tobytes(),
+            },
+        )
     pipe.execute()
     wait_for(client, "idx", docs)
 
@@ -136,8 +172,9 @@ def query_works(client, change):
     elif change == "separator":
         assert client.execute_command("FT.SEARCH", "idx", "@tag:{x}", "LIMIT", "0", "0")[0] == 400
     query = client.hget("doc:5", "vec")
-    reply = client.execute_command("FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query, "NOCONTENT",
-                                   "DIALECT", "2")
+    reply = client.execute_command(
+        "FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query, "NOCONTENT", "DIALECT", "2"
+    )
     assert reply[1:] == [b"doc:5"]
 
 
@@ -174,8 +211,9 @@ def test_json_datatype_change_online(clean_redis, redis_url, tmp_path):
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.report.validation["knn_fields"]["vec"]["agreement"] >= 0.8
     query = vectors[5].astype(numpy.float16).tobytes()
-    reply = clean_redis.execute_command("FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query,
-                                        "NOCONTENT", "DIALECT", "2")
+    reply = clean_redis.execute_command(
+        "FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query, "NOCONTENT", "DIALECT", "2"
+    )
     assert reply[1:] == [b"j:5"]
     assert {i: clean_redis.execute_command("JSON.GET", f"j:{i}") for i in range(300)} == documents
     rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
@@ -196,8 +234,12 @@ def test_online_rename_keeps_the_old_name_as_an_alias(clean_redis, redis_url, tm
 
 def test_a_second_online_migration_keeps_the_name(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=100)
-    run(clean_redis, redis_url, make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}),
-        tmp_path)
+    run(
+        clean_redis,
+        redis_url,
+        make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}),
+        tmp_path,
+    )
     # Planned by its name (an alias now) or by the index's own name: either way, `idx` follows.
     for requested in ("idx", "idx--v2"):
         plan = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 3}}]}, index=requested)
@@ -233,7 +275,7 @@ def test_knn_agreement_floor_of_an_approximate_target(clean_redis, redis_url, tm
         if index != plan.online.index:
             return found
         others = [f"doc:{i}".encode() for i in range(299, 0, -1) if f"doc:{i}".encode() not in found]
-        return found[:shared] + others[:len(found) - shared]
+        return found[:shared] + others[: len(found) - shared]
 
     monkeypatch.setattr(online, "_top", top)
     if passes:
@@ -241,23 +283,29 @@ def test_knn_agreement_floor_of_an_approximate_target(clean_redis, redis_url, tm
         assert outcome.report.validation["knn_fields"]["vec"]["agreement"] == pytest.approx(shared / 10)
         assert real_name(clean_redis, "idx") == plan.online.index
         return
-    with pytest.raises(MigrationFailed, match=r"KNN on 'vec': the new index returns 40% of the source's top 10 "
-                                              r"\(at least 50% expected\)"):
+    with pytest.raises(
+        MigrationFailed,
+        match=r"KNN on 'vec': the new index returns 40% of the source's top 10 "
+        r"\(at least 50% expected\)",
+    ):
         run(clean_redis, redis_url, plan, tmp_path)
     assert server_state(clean_redis) == before  # the source serves as it was; the index built beside it is gone
 
 
 # --- killed at each step: the re-run converges, rollback restores the source ----------------------------------
 
-@pytest.mark.parametrize("failpoint", ["create:start", "create:0", "wait:start", "validate:start", "swap:start",
-                                       "swap:0"])
+
+@pytest.mark.parametrize(
+    "failpoint", ["create:start", "create:0", "wait:start", "validate:start", "swap:start", "swap:0"]
+)
 def test_online_killed_at_each_step_converges_and_rolls_back(clean_redis, redis_url, tmp_path, failpoint):
     load(clean_redis, docs=300)
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
     before = definition(clean_redis, "idx")
     documents = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]},
-                     aliases=["live"])
+    plan = make_plan(
+        clean_redis, {"update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw"}}]}, aliases=["live"]
+    )
     write_plan(plan, str(tmp_path / "plan.yaml"))
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", failpoint)
     assert killed.returncode == -signal.SIGKILL
@@ -286,9 +334,30 @@ def test_rollback_of_an_online_migration_killed_before_the_swap(clean_redis, red
 
 # --- no read gap: a reader process queries by the original name all along -------------------------------------
 
+
 def load_big(client, docs=20000, dims=32):
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "L2")
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(dims),
+        "DISTANCE_METRIC",
+        "L2",
+    )
     vectors = numpy.random.default_rng(5).random((docs, dims), dtype=numpy.float32)
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
@@ -303,8 +372,15 @@ def load_big(client, docs=20000, dims=32):
 def read_during(redis_url, tmp_path, vector, action):
     """Run `action` while a separate process queries `idx` (KNN) every 5 ms; return what it saw."""
     stop, out = tmp_path / "stop", tmp_path / "reader.json"
-    args = {"url": redis_url, "index": "idx", "interval": 0.005, "stop_file": str(stop), "out": str(out),
-            "field": "vec", "vector": vector.tobytes().hex()}
+    args = {
+        "url": redis_url,
+        "index": "idx",
+        "interval": 0.005,
+        "stop_file": str(stop),
+        "out": str(out),
+        "field": "vec",
+        "vector": vector.tobytes().hex(),
+    }
     reader = subprocess.Popen([sys.executable, READER, json.dumps(args)])
     try:
         time.sleep(0.5)  # the reader is answered before the migration starts
@@ -317,14 +393,22 @@ def read_during(redis_url, tmp_path, vector, action):
 
 
 @pytest.mark.parametrize("mode", ["online", "drop_recreate"])
-def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise(clean_redis, redis_url, tmp_path,
-                                                                                 mode):
+def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise(
+    clean_redis, redis_url, tmp_path, mode
+):
     vectors = load_big(clean_redis)
-    plan = make_plan(clean_redis, {"add_fields": [{"name": "colour", "type": "tag"}],
-                                   "update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode=mode)
+    plan = make_plan(
+        clean_redis,
+        {
+            "add_fields": [{"name": "colour", "type": "tag"}],
+            "update_fields": [{"name": "title", "attrs": {"weight": 2}}],
+        },
+        mode=mode,
+    )
     assert plan.mode == mode
-    seen = read_during(redis_url, tmp_path, vectors[7],
-                       lambda: run(clean_redis, redis_url, plan, tmp_path / "b", wait_timeout=120))
+    seen = read_during(
+        redis_url, tmp_path, vectors[7], lambda: run(clean_redis, redis_url, plan, tmp_path / "b", wait_timeout=120)
+    )
     assert seen["answered"] > 50, seen
     if mode == "online":
         assert seen["errors"] == 0 and seen["empty"] == 0, seen
@@ -335,8 +419,12 @@ def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise
 
 def test_module_reports_the_mode_and_no_downtime(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis, docs=60)
-    args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path / "b"),
-            "patch": {"version": 1, "changes": {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}}}
+    args = {
+        "redis_url": redis_url,
+        "index": "idx",
+        "backup_dir": str(tmp_path / "b"),
+        "patch": {"version": 1, "changes": {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}},
+    }
     done = run_module(redis_index_migrate, args, capsys)
     assert done["changed"] and done["report"]["mode"] == "online" and done["report"]["downtime_seconds"] == 0.0
     assert done["report"]["target_index"] == "idx--v2"

@@ -1,4 +1,5 @@
 """The backup pass across worker processes: the same files, checks and samples as one process."""
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,28 @@ DEFINING_INFO = ("index_name", "index_options", "index_definition", "attributes"
 def load(client, docs=DOCS, seed=7):
     rng = numpy.random.default_rng(seed)
     vectors = rng.standard_normal((docs, DIMS)).astype(numpy.float32)
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE")
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "COSINE",
+    )
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
         pipe.hset(f"doc:{i}", mapping={"title": f"document {i}", "vec": vectors[i].tobytes()})
@@ -79,8 +100,9 @@ def make_plan(client, changes):
 def run(client, url, plan, backup_dir, connect=None, **options):
     options.setdefault("batch_size", BATCH)
     options.setdefault("accept_data_loss", True)
-    return migrate(client, connect or (lambda: redis.Redis.from_url(url)), plan, str(backup_dir),
-                   MigrateOptions(**options))
+    return migrate(
+        client, connect or (lambda: redis.Redis.from_url(url)), plan, str(backup_dir), MigrateOptions(**options)
+    )
 
 
 def defining_info(client, name="idx"):
@@ -93,8 +115,10 @@ def decoded(store, name):
     """The file's bytes, and its records block by block as (key, entries)."""
     with open(store.path(name), "rb") as stream:
         content = stream.read()
-    blocks = [[(r.key, r.entries) for _i, r in decode_records(b.payload, b.record_count, b.block_no)]
-              for b in iter_blocks(io.BytesIO(content))]
+    blocks = [
+        [(r.key, r.entries) for _i, r in decode_records(b.payload, b.record_count, b.block_no)]
+        for b in iter_blocks(io.BytesIO(content))
+    ]
     return content, blocks
 
 
@@ -125,6 +149,7 @@ def pools(monkeypatch):
 
 # --- the same backup, byte for byte ------------------------------------------------------------------
 
+
 def test_two_workers_write_the_same_backup_as_one(clean_redis, redis_url, tmp_path, pools):
     vectors = load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
@@ -145,8 +170,15 @@ def test_two_workers_write_the_same_backup_as_one(clean_redis, redis_url, tmp_pa
         content_2, blocks_2 = decoded(double, name)
         assert len(blocks_2) == 8 and blocks_2 == blocks_1, name
         assert content_2 == content_1, name
-    for name in ("data_chain", "data_records", "data_bytes", "staged_chain", "staged_records", "staged_bytes",
-                 "quality"):
+    for name in (
+        "data_chain",
+        "data_records",
+        "data_bytes",
+        "staged_chain",
+        "staged_records",
+        "staged_bytes",
+        "quality",
+    ):
         assert getattr(double.header, name) == getattr(single.header, name), name
     assert double.verify().ok and double.verify_staged().ok
     keys = [key for block in decoded(double, "data.bin")[1] for key, _entries in block]
@@ -164,8 +196,24 @@ def test_two_workers_write_the_same_backup_as_one(clean_redis, redis_url, tmp_pa
 
 def test_two_workers_write_the_same_json_backup_as_one(clean_redis, redis_url, tmp_path, pools):
     def load_json():
-        clean_redis.execute_command("FT.CREATE", "idx", "ON", "JSON", "PREFIX", "1", "j:", "SCHEMA", "$.title", "AS",
-                                    "title", "TEXT", "$.n", "AS", "n", "NUMERIC")
+        clean_redis.execute_command(
+            "FT.CREATE",
+            "idx",
+            "ON",
+            "JSON",
+            "PREFIX",
+            "1",
+            "j:",
+            "SCHEMA",
+            "$.title",
+            "AS",
+            "title",
+            "TEXT",
+            "$.n",
+            "AS",
+            "n",
+            "NUMERIC",
+        )
         pipe = clean_redis.pipeline(transaction=False)
         for i in range(DOCS):
             pipe.execute_command("JSON.SET", f"j:{i}", "$", json.dumps({"title": f"document {i} é", "n": i}))
@@ -193,6 +241,7 @@ def test_two_workers_over_a_single_batch_stay_in_process(clean_redis, redis_url,
 
 
 # --- refusals before the drop --------------------------------------------------------------------
+
 
 def test_malformed_vector_in_a_later_batch_is_refused_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis)
@@ -233,6 +282,7 @@ def test_a_worker_that_cannot_connect_fails_the_backup_clearly(clean_redis, redi
 
 # --- int8/uint8: the ranges measured by the workers, merged --------------------------------------
 
+
 def test_merged_range_statistics_fit_the_same_params():
     rng = numpy.random.default_rng(3)
     values = (rng.standard_normal((4000, 24)) * rng.uniform(0.1, 3.0, 24)).astype(numpy.float32)
@@ -240,28 +290,48 @@ def test_merged_range_statistics_fit_the_same_params():
     whole = RangeStats().update_buffers([v.tobytes() for v in values], "float32", 24)
     parts = [RangeStats(), RangeStats()]
     for number, start in enumerate(range(0, 4000, 250)):  # round-robin batches, like the workers get them
-        parts[number % 2].update_buffers([v.tobytes() for v in values[start:start + 250]], "float32", 24)
+        parts[number % 2].update_buffers([v.tobytes() for v in values[start : start + 250]], "float32", 24)
     merged = RangeStats().merge(parts[0]).merge(parts[1])
     assert merged.to_dict() == whole.to_dict()
     for target, metric in (("int8", "l2"), ("int8", "ip"), ("int8", "cosine"), ("uint8", "l2")):
-        assert fit_quant_params(target, metric, merged, source_datatype="float32") == \
-            fit_quant_params(target, metric, whole, source_datatype="float32")
+        assert fit_quant_params(target, metric, merged, source_datatype="float32") == fit_quant_params(
+            target, metric, whole, source_datatype="float32"
+        )
 
 
 @pytest.mark.parametrize("target", ["int8", "uint8"])
 def test_int8_read_pass_in_two_workers_matches_one_process(clean_redis, redis_url, target):
     vectors = load(clean_redis, docs=700)
-    rewrites = DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec", dims=DIMS,
-                                                   source="float32", target=target, metric="l2")])
+    rewrites = DocumentRewrites(
+        quantize=[
+            Quantize(
+                field="vec",
+                location="vec",
+                source_location="vec",
+                dims=DIMS,
+                source="float32",
+                target=target,
+                metric="l2",
+            )
+        ]
+    )
     work = BatchWork.of(rewrites)
     assert not work.inline  # staged by the second pass, once the scale is known
     keys = [f"doc:{i}".encode() for i in range(700)]
 
     def one_pass(workers):
         ranges, findings, written = {"vec": RangeStats()}, Findings(["vec"]), []
-        batches = iter([keys[i:i + 60] for i in range(0, 700, 60)])
-        read_pass(clean_redis, lambda: redis.Redis.from_url(redis_url), batches, work, ranges, findings, workers,
-                  lambda result: written.append((result.records, result.staged)))
+        batches = iter([keys[i : i + 60] for i in range(0, 700, 60)])
+        read_pass(
+            clean_redis,
+            lambda: redis.Redis.from_url(redis_url),
+            batches,
+            work,
+            ranges,
+            findings,
+            workers,
+            lambda result: written.append((result.records, result.staged)),
+        )
         return ranges["vec"], findings, written
 
     stats_1, findings_1, written_1 = one_pass(1)
@@ -269,8 +339,9 @@ def test_int8_read_pass_in_two_workers_matches_one_process(clean_redis, redis_ur
     no_workers_left()
     assert written_2 == written_1 and all(staged is None for _records, staged in written_2)
     assert stats_2.to_dict() == stats_1.to_dict() and stats_1.count == 700 * DIMS
-    assert fit_quant_params(target, "l2", stats_2, source_datatype="float32") == \
-        fit_quant_params(target, "l2", stats_1, source_datatype="float32")
+    assert fit_quant_params(target, "l2", stats_2, source_datatype="float32") == fit_quant_params(
+        target, "l2", stats_1, source_datatype="float32"
+    )
     assert findings_2.samples == findings_1.samples and len(findings_1.samples["vec"]) == 700
     assert findings_1.samples["vec"][:3] == [v.tobytes() for v in vectors[:3]]
 
@@ -278,17 +349,38 @@ def test_int8_read_pass_in_two_workers_matches_one_process(clean_redis, redis_ur
 def test_quality_sample_keeps_the_first_vectors_in_enumeration_order(clean_redis, redis_url, monkeypatch):
     monkeypatch.setattr(backup, "QUALITY_SAMPLE", 130)  # full in the middle of the fourth batch
     load(clean_redis, docs=400)
-    work = BatchWork.of(DocumentRewrites(quantize=[Quantize(field="vec", location="vec", source_location="vec",
-                                                            dims=DIMS, source="float32", target="float16",
-                                                            metric="l2")]))
+    work = BatchWork.of(
+        DocumentRewrites(
+            quantize=[
+                Quantize(
+                    field="vec",
+                    location="vec",
+                    source_location="vec",
+                    dims=DIMS,
+                    source="float32",
+                    target="float16",
+                    metric="l2",
+                )
+            ]
+        )
+    )
     keys = [f"doc:{i}".encode() for i in range(400)]
     findings = Findings(["vec"])
-    read_pass(clean_redis, lambda: redis.Redis.from_url(redis_url), iter([keys[i:i + 40] for i in range(0, 400, 40)]),
-              work, {}, findings, 3, lambda result: None)
+    read_pass(
+        clean_redis,
+        lambda: redis.Redis.from_url(redis_url),
+        iter([keys[i : i + 40] for i in range(0, 400, 40)]),
+        work,
+        {},
+        findings,
+        3,
+        lambda result: None,
+    )
     assert findings.samples["vec"] == [clean_redis.hget(key, "vec") for key in keys[:130]]
 
 
 # --- the pool itself -----------------------------------------------------------------------------
+
 
 def _slow_double(_state, task):
     time.sleep(0.001 * (task % 7))  # workers finish out of order
@@ -345,6 +437,7 @@ def test_pool_reports_a_worker_that_died():
 
 # --- killed mid-way, then the same call again ----------------------------------------------------
 
+
 def driver_processes(marker):
     """Processes (the driver or its forked workers) whose command line carries `marker`."""
     found = []
@@ -366,10 +459,20 @@ def test_killed_in_a_parallel_backup_then_run_again(clean_redis, redis_url, tmp_
     before = dump_hashes(clean_redis)
     plan = make_plan(clean_redis, {**RENAME, **QUANT16})
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    args = {"url": redis_url, "plan": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b"),
-            "options": {"batch_size": BATCH, "accept_data_loss": True, "workers": 2}}
-    killed = subprocess.run([sys.executable, DRIVER, json.dumps(args)], env=dict(os.environ, INDEXOPS_FAILPOINT=failpoint),
-                            capture_output=True, text=True, timeout=120, check=False)
+    args = {
+        "url": redis_url,
+        "plan": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "options": {"batch_size": BATCH, "accept_data_loss": True, "workers": 2},
+    }
+    killed = subprocess.run(
+        [sys.executable, DRIVER, json.dumps(args)],
+        env=dict(os.environ, INDEXOPS_FAILPOINT=failpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     deadline = time.monotonic() + 10
     while driver_processes(str(tmp_path / "plan.yaml")) and time.monotonic() < deadline:
@@ -383,6 +486,8 @@ def test_killed_in_a_parallel_backup_then_run_again(clean_redis, redis_url, tmp_
     assert store.verify().ok and store.header.data_records == DOCS
     after = dump_hashes(clean_redis)
     for i in range(DOCS):
-        assert after[f"doc:{i}".encode()] == {b"headline": f"document {i}".encode(),
-                                              b"vec": vectors[i].astype(numpy.float16).tobytes()}
+        assert after[f"doc:{i}".encode()] == {
+            b"headline": f"document {i}".encode(),
+            b"vec": vectors[i].astype(numpy.float16).tobytes(),
+        }
     assert run(clean_redis, redis_url, plan, tmp_path / "b", workers=2).changed is False

@@ -4,6 +4,7 @@ Each wrong answer (a datatype this server lacks, a field that does not exist, a 
 taken, a new vector field, a menu number that is not there) must be refused at once and asked
 again; the patch written and the plan shown must hold exactly the accepted answers.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,28 @@ WIZARD = os.path.join(ROOT, "playbooks", "patch_wizard.yml")
 
 def spawn(redis_url: str, tmp_path, *extra: str) -> pexpect.spawn:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_USERNAME", "REDIS_PASSWORD")}
-    env.update({"REDIS_URL": redis_url, "ANSIBLE_COLLECTIONS_PATH": collections_path(), "ANSIBLE_NOCOLOR": "1",
-                "PWD": str(tmp_path),  # as a shell sets it: the wizard writes relative paths there
-                "ANSIBLE_HOME": str(tmp_path / "ansible"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-                "PATH": BIN + os.pathsep + env.get("PATH", "")})
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+            "ANSIBLE_NOCOLOR": "1",
+            "PWD": str(tmp_path),  # as a shell sets it: the wizard writes relative paths there
+            "ANSIBLE_HOME": str(tmp_path / "ansible"),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+        }
+    )
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={BIN}/python\n")
-    return pexpect.spawn(os.path.join(BIN, "ansible-playbook"), ["-i", str(inventory), WIZARD, *extra],
-                         cwd=str(tmp_path), env=env, encoding="utf-8", timeout=90, dimensions=(200, 250))
+    return pexpect.spawn(
+        os.path.join(BIN, "ansible-playbook"),
+        ["-i", str(inventory), WIZARD, *extra],
+        cwd=str(tmp_path),
+        env=env,
+        encoding="utf-8",
+        timeout=90,
+        dimensions=(200, 250),
+    )
 
 
 def answer(child: pexpect.spawn, prompt: str, reply: str) -> None:
@@ -58,7 +73,9 @@ def test_wizard_checks_each_answer_against_the_live_index_and_plans_the_patch(cl
     answer(child, "Field to update", "embedding")
     answer(child, "Algorithm (flat, hnsw) [flat]", "")
     answer(child, "Datatype (", "int8")
-    child.expect_exact("int8 is not a datatype this server accepts (search 2.10.5 accepts float32, float64, float16, bfloat16)")
+    child.expect_exact(
+        "int8 is not a datatype this server accepts (search 2.10.5 accepts float32, float64, float16, bfloat16)"
+    )
     answer(child, "Datatype (", "float16")
     answer(child, "Distance metric (cosine, l2, ip) [cosine]", "")
 
@@ -94,12 +111,16 @@ def test_wizard_checks_each_answer_against_the_live_index_and_plans_the_patch(cl
     assert "failed=0" in output
 
     patch = yaml.safe_load((tmp_path / "products-patch.yaml").read_text())
-    assert patch == {"version": 1, "changes": {
-        "add_fields": [{"name": "price", "type": "numeric", "attrs": {"sortable": True}}],
-        "remove_fields": ["category"],
-        "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}],
-        "rename_fields": [{"old_name": "name", "new_name": "title"}],
-        "index": {}}}
+    assert patch == {
+        "version": 1,
+        "changes": {
+            "add_fields": [{"name": "price", "type": "numeric", "attrs": {"sortable": True}}],
+            "remove_fields": ["category"],
+            "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}],
+            "rename_fields": [{"old_name": "name", "new_name": "title"}],
+            "index": {},
+        },
+    }
     target = yaml.safe_load((tmp_path / "target.yaml").read_text())
     fields = {field["name"]: field for field in target["fields"]}
     assert sorted(fields) == ["embedding", "price", "title"] and fields["embedding"]["attrs"]["datatype"] == "float16"

@@ -5,6 +5,7 @@ an ACL file, observation windows that prove nothing, and rights that undo a quie
 Each test asserts what the server holds afterwards - every ACL LIST line byte for byte - which passwords
 authenticate, and what the application could write.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,8 +72,10 @@ def release(url: str, state: str, capsys, **args) -> dict:
 
 # --- 1. release under a live migration ---------------------------------------------------------------
 
-def test_release_refuses_while_a_live_migration_holds_a_lock_and_force_says_what_it_risks(users, app, redis_url,
-                                                                                          tmp_path, capsys):
+
+def test_release_refuses_while_a_live_migration_holds_a_lock_and_force_says_what_it_risks(
+    users, app, redis_url, tmp_path, capsys
+):
     before = acl_lines(users)
     state = str(tmp_path / "redis1.acl.json")
     quiesce(redis_url, state, capsys)
@@ -80,8 +83,9 @@ def test_release_refuses_while_a_live_migration_holds_a_lock_and_force_says_what
     lock = IndexLock(admin(redis_url), "products", "migration", plan_id="0b9a7a041e09")
     lock.acquire()  # a live owner: this very process
     try:
-        refused = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys,
-                             expect_failure=True)
+        refused = run_module(
+            redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys, expect_failure=True
+        )
         assert refused["error_type"] == "release_refused"
         assert "index products is locked by a migration" in refused["msg"]
         assert f"pid {os.getpid()}" in refused["msg"] and "plan 0b9a7a041e09" in refused["msg"]
@@ -91,8 +95,9 @@ def test_release_refuses_while_a_live_migration_holds_a_lock_and_force_says_what
         assert os.path.exists(state)
         assert_writes_refused_reads_work(app)
 
-        forced = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released",
-                                                             force=True), capsys)
+        forced = run_module(
+            redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released", force=True), capsys
+        )
         assert forced["changed"] and warned(forced, "released with force while a migration runs")
         assert warned(forced, "documents written meanwhile can fail to index or be overwritten")
         assert acl_lines(users) == before
@@ -103,13 +108,18 @@ def test_release_refuses_while_a_live_migration_holds_a_lock_and_force_says_what
 
 def test_a_stale_lock_of_a_dead_process_does_not_hold_the_release(users, app, redis_url, tmp_path, capsys):
     import socket  # pylint: disable=import-outside-toplevel
+
     before = acl_lines(users)
     state = str(tmp_path / "redis1.acl.json")
     quiesce(redis_url, state, capsys)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
-    admin(redis_url).set(lock_key("products"), json.dumps({"token": "x", "host": socket.gethostname(),
-                                                           "pid": int(dead.stdout), "purpose": "migration"}), px=60_000)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    admin(redis_url).set(
+        lock_key("products"),
+        json.dumps({"token": "x", "host": socket.gethostname(), "pid": int(dead.stdout), "purpose": "migration"}),
+        px=60_000,
+    )
     released = release(redis_url, state, capsys)
     assert acl_lines(users) == before
     assert warned(released, "whose process is gone") and warned(released, "resume it or roll it back")
@@ -124,19 +134,30 @@ KILLED_MIGRATE = """
 
 @pytest.mark.playbook
 def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration_outlived_by_its_job_ends(
-        users, redis_url, tmp_path, monkeypatch):
+    users, redis_url, tmp_path, monkeypatch
+):
     """The reported sequence: SIGKILL of ansible-playbook's process group during the migrate task leaves the
     module running. docs/windows.md's recovery - migrate.yml again, then release.yml - must not give the
     application its writes back under it, and must give them back once it has finished."""
     from fleet import INDEX, index_datatype, load_products  # pylint: disable=import-outside-toplevel
     from playbook_process import kill_playbook, local_inventory, start_playbook  # pylint: disable=import-outside-toplevel
+
     load_products(users, docs=300)
     before = acl_lines(users)
-    inventory = local_inventory(str(tmp_path / "inventory.ini"), "redis1", redis_url,
-                                redis_connection=repr({"username": MIGRATOR[0], "password": MIGRATOR[1]}))
-    variables = {"indexops_index": INDEX, "indexops_patch": json.dumps(PRODUCTS_PATCH),
-                 "indexops_accept_data_loss": "yes", "indexops_backup_dir": str(tmp_path / "backups"),
-                 "indexops_quiesce_state_dir": str(tmp_path / "quiesce"), "indexops_verify_seconds": 1}
+    inventory = local_inventory(
+        str(tmp_path / "inventory.ini"),
+        "redis1",
+        redis_url,
+        redis_connection=repr({"username": MIGRATOR[0], "password": MIGRATOR[1]}),
+    )
+    variables = {
+        "indexops_index": INDEX,
+        "indexops_patch": json.dumps(PRODUCTS_PATCH),
+        "indexops_accept_data_loss": "yes",
+        "indexops_backup_dir": str(tmp_path / "backups"),
+        "indexops_quiesce_state_dir": str(tmp_path / "quiesce"),
+        "indexops_verify_seconds": 1,
+    }
     migrate_yml, release_yml = (os.path.join(ROOT, "playbooks", name) for name in ("migrate.yml", "release.yml"))
     # The migration holds still after its first rewritten block (the index is dropped) for a while.
     monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:pause=30")
@@ -162,8 +183,9 @@ def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration
     assert again.returncode != 0 and "a migration still runs on this server" in again.stdout, again.stdout[-4000:]
     still_stopped()
     # 2. release.yml, while the orphan runs: refused, naming it.
-    refused = run_playbook(release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")},
-                           args=("-i", inventory))
+    refused = run_playbook(
+        release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")}, args=("-i", inventory)
+    )
     assert refused.returncode != 0
     assert "a migration still runs on this server: index products is locked by a migration" in refused.stdout
     still_stopped()
@@ -174,8 +196,9 @@ def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration
     # Once it has finished: migrate.yml finds nothing to do, release.yml gives the writes back.
     done = run_playbook(migrate_yml, variables, args=("-i", inventory))
     assert done.returncode == 0, done.stdout[-4000:]
-    released = run_playbook(release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")},
-                            args=("-i", inventory))
+    released = run_playbook(
+        release_yml, {"indexops_quiesce_state_dir": str(tmp_path / "quiesce")}, args=("-i", inventory)
+    )
     assert released.returncode == 0, released.stdout[-3000:]
     assert acl_lines(users) == before
     assert can_write(redis_url, *APP)
@@ -187,6 +210,7 @@ def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration
 
 
 # --- 2. other admins' changes during the window --------------------------------------------------------
+
 
 def test_a_password_rotated_during_the_window_is_kept(users, redis_url, tmp_path, capsys):
     before = acl_lines(users)
@@ -203,8 +227,10 @@ def test_a_password_rotated_during_the_window_is_kept(users, redis_url, tmp_path
     assert acl_lines(users) == {**before, "app": expected}  # byte for byte, the new password's hash in place
     assert authenticates(redis_url, "app", "app-rotated") and not authenticates(redis_url, *APP)
     assert can_write(redis_url, "app", "app-rotated")
-    assert {u["name"]: u["outcome"] for u in released["users"]} == {"app": "restored_keeping_changes",
-                                                                    "default": "restored"}
+    assert {u["name"]: u["outcome"] for u in released["users"]} == {
+        "app": "restored_keeping_changes",
+        "default": "restored",
+    }
     assert all(u["identical"] for u in released["users"]) and not os.path.exists(state)
     assert warned(released, "those changes are kept")
 
@@ -230,8 +256,9 @@ def test_command_rules_changed_by_someone_else_are_refused_not_overwritten(users
     admin(redis_url).execute_command("ACL", "SETUSER", "app", "+@write")  # someone gives writes back by hand
     changed = acl_lines(users)["app"]
 
-    refused = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys,
-                         expect_failure=True)
+    refused = run_module(
+        redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys, expect_failure=True
+    )
 
     assert refused["error_type"] == "release_incomplete" and "app" in refused["msg"]
     assert acl_lines(users) == {**before, "app": changed}  # default restored; app left exactly as that admin made it
@@ -240,11 +267,13 @@ def test_command_rules_changed_by_someone_else_are_refused_not_overwritten(users
         assert list(json.load(handle)["users"]) == ["app"]  # kept for another try; default is done
     # Refused again while nobody has decided; once an administrator has set the user by hand, a release takes
     # it off the state file and changes nothing.
-    again = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys,
-                       expect_failure=True)
+    again = run_module(
+        redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys, expect_failure=True
+    )
     assert again["error_type"] == "release_incomplete" and acl_lines(users)["app"] == changed
-    admin(redis_url).execute_command("ACL", "SETUSER", "app", "reset", "on", ">" + APP[1], "~app:*", "-@all",
-                                     "+@read", "+hset")
+    admin(redis_url).execute_command(
+        "ACL", "SETUSER", "app", "reset", "on", ">" + APP[1], "~app:*", "-@all", "+@read", "+hset"
+    )
     by_hand = acl_lines(users)["app"]
     done = release(redis_url, state, capsys)
     assert [(u["name"], u["outcome"], u["changed"]) for u in done["users"]] == [("app", "set_by_hand", False)]
@@ -254,15 +283,19 @@ def test_command_rules_changed_by_someone_else_are_refused_not_overwritten(users
 
 # --- 3. users created or changed during the window ----------------------------------------------------
 
+
 def test_verify_fails_naming_a_user_created_during_the_window(users, app, redis_url, tmp_path, capsys):
     state = str(tmp_path / "redis1.acl.json")
     quiesce(redis_url, state, capsys)
     admin(redis_url).execute_command("ACL", "SETUSER", "late", "on", ">late-secret", "~app:*", "+@write", "+@read")
     assert can_write(redis_url, "late", "late-secret")
 
-    failed = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", state_file=state,
-                                                         observe_seconds=0.5, observe_interval=0.1), capsys,
-                        expect_failure=True)
+    failed = run_module(
+        redis_write_quiesce,
+        as_migrator(redis_url, state="verified", state_file=state, observe_seconds=0.5, observe_interval=0.1),
+        capsys,
+        expect_failure=True,
+    )
 
     assert failed["error_type"] == "writers_not_quiesced"
     assert "late (" in failed["msg"] and "created during the window" in failed["msg"]
@@ -271,8 +304,11 @@ def test_verify_fails_naming_a_user_created_during_the_window(users, app, redis_
     # Quiescing again takes the new user in; then the window verifies.
     assert [u["name"] for u in quiesce(redis_url, state, capsys)["users"] if u["changed"]] == ["late"]
     assert not can_write(redis_url, "late", "late-secret")
-    quiet = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", state_file=state,
-                                                        observe_seconds=0.5, observe_interval=0.1), capsys)
+    quiet = run_module(
+        redis_write_quiesce,
+        as_migrator(redis_url, state="verified", state_file=state, observe_seconds=0.5, observe_interval=0.1),
+        capsys,
+    )
     assert quiet["unquiesced_users"] == []
 
 
@@ -280,9 +316,12 @@ def test_verify_fails_naming_a_quiesced_user_given_writes_back(users, redis_url,
     state = str(tmp_path / "redis1.acl.json")
     quiesce(redis_url, state, capsys, exclude_users=["default"])
     admin(redis_url).execute_command("ACL", "SETUSER", "app", "+set")
-    failed = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", state_file=state,
-                                                         observe_seconds=0.5, observe_interval=0.1), capsys,
-                        expect_failure=True)
+    failed = run_module(
+        redis_write_quiesce,
+        as_migrator(redis_url, state="verified", state_file=state, observe_seconds=0.5, observe_interval=0.1),
+        capsys,
+        expect_failure=True,
+    )
     # `default` was left alone on purpose (excluded): the quiesce warned about it, the verification does not.
     assert [u["name"] for u in failed["unquiesced_users"]] == ["app"]
     assert "its rules were changed during the window" in failed["msg"]
@@ -306,8 +345,13 @@ ROLE_VERIFY_PLAY = """
 @pytest.mark.playbook
 def test_the_role_fails_the_window_for_a_user_created_during_its_verification(users, redis_url, tmp_path):
     from playbook_process import local_inventory, start_playbook  # pylint: disable=import-outside-toplevel
-    inventory = local_inventory(str(tmp_path / "inventory.ini"), "redis1", redis_url,
-                                redis_connection=repr({"username": MIGRATOR[0], "password": MIGRATOR[1]}))
+
+    inventory = local_inventory(
+        str(tmp_path / "inventory.ini"),
+        "redis1",
+        redis_url,
+        redis_connection=repr({"username": MIGRATOR[0], "password": MIGRATOR[1]}),
+    )
     state_dir = tmp_path / "quiesce"
     run = start_playbook(ROLE_VERIFY_PLAY, inventory, json.dumps({"state_dir": str(state_dir)}))
     deadline = time.monotonic() + 120
@@ -321,6 +365,7 @@ def test_the_role_fails_the_window_for_a_user_created_during_its_verification(us
 
 
 # --- 4. the ACL file -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def aclfile_server(tmp_path):
@@ -336,8 +381,9 @@ def aclfile_server(tmp_path):
     server.stop()
 
 
-def test_an_acl_save_during_the_window_does_not_lock_the_application_out_after_a_restart(aclfile_server, tmp_path,
-                                                                                         capsys):
+def test_an_acl_save_during_the_window_does_not_lock_the_application_out_after_a_restart(
+    aclfile_server, tmp_path, capsys
+):
     server, path = aclfile_server
     watcher = admin(server.url)
     before = acl_lines(watcher)
@@ -376,8 +422,9 @@ def test_an_acl_file_that_differed_before_the_window_is_reported_not_saved(aclfi
     watcher.close()
 
 
-def test_an_acl_save_during_the_window_is_made_good_even_when_the_file_differed_before(aclfile_server, tmp_path,
-                                                                                       capsys):
+def test_an_acl_save_during_the_window_is_made_good_even_when_the_file_differed_before(
+    aclfile_server, tmp_path, capsys
+):
     """The save during the window already wrote what was unsaved; what it must not leave is the quiesce."""
     server, path = aclfile_server
     watcher = admin(server.url)
@@ -398,21 +445,32 @@ def test_an_acl_save_during_the_window_is_made_good_even_when_the_file_differed_
 
 # --- 5. observation windows that prove nothing ----------------------------------------------------------
 
-@pytest.mark.parametrize("seconds, interval, problem", [
-    ("0", "0.5", "observe_seconds must be a finite number of seconds above 0"),
-    ("-1", "0.5", "observe_seconds must be a finite number of seconds above 0"),
-    ("nan", "0.5", "observe_seconds must be a finite number of seconds above 0"),
-    ("inf", "0.5", "observe_seconds must be a finite number of seconds above 0"),
-    ("5", "-1", "observe_interval must be a finite number of seconds above 0"),
-    ("5", "nan", "observe_interval must be a finite number of seconds above 0"),
-    ("1", "1", "observe_interval (1 s) must be below observe_seconds (1 s)"),
-])
+
+@pytest.mark.parametrize(
+    "seconds, interval, problem",
+    [
+        ("0", "0.5", "observe_seconds must be a finite number of seconds above 0"),
+        ("-1", "0.5", "observe_seconds must be a finite number of seconds above 0"),
+        ("nan", "0.5", "observe_seconds must be a finite number of seconds above 0"),
+        ("inf", "0.5", "observe_seconds must be a finite number of seconds above 0"),
+        ("5", "-1", "observe_interval must be a finite number of seconds above 0"),
+        ("5", "nan", "observe_interval must be a finite number of seconds above 0"),
+        ("1", "1", "observe_interval (1 s) must be below observe_seconds (1 s)"),
+    ],
+)
 def test_an_observation_that_proves_nothing_is_refused_at_once(users, redis_url, seconds, interval, problem):
-    spec = {"module": "redis_write_quiesce",
-            "args": as_migrator(redis_url, state="verified", observe_seconds=seconds, observe_interval=interval)}
+    spec = {
+        "module": "redis_write_quiesce",
+        "args": as_migrator(redis_url, state="verified", observe_seconds=seconds, observe_interval=interval),
+    }
     started = time.monotonic()
-    done = subprocess.run([sys.executable, os.path.join(SUPPORT, "module_process.py"), json.dumps(spec)],
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, os.path.join(SUPPORT, "module_process.py"), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     result = json.loads(done.stdout)
     assert time.monotonic() - started < 15
     assert result["failed"] and result["error_type"] == "invalid_input", result
@@ -423,18 +481,40 @@ def test_an_observation_that_proves_nothing_is_refused_at_once(users, redis_url,
 
 # Sent for real: harmless to this test's server if a bug let them through.
 BYPASSES = [
-    ("ACL", "SETUSER", "default", "+@write"), ("ACL", "SETUSER", "app", "+@all"), ("ACL", "DELUSER", "app"),
-    ("CONFIG", "SET", "slowlog-max-len", "128"), ("CONFIG", "RESETSTAT"), ("REPLICAOF", "NO", "ONE"),
-    ("SCRIPT", "FLUSH"), ("FUNCTION", "FLUSH"), ("FT.CONFIG", "SET", "TIMEOUT", "0"),
-    ("FT.ALTER", "idx", "SCHEMA", "ADD", "x", "TEXT"), ("FT.DROPINDEX", "idx"), ("FT.ALIASADD", "a", "idx"),
-    ("FT.ALIASUPDATE", "a", "idx"), ("FT.ALIASDEL", "a"), ("FLUSHDB",), ("FLUSHALL",), ("SWAPDB", "0", "1"),
+    ("ACL", "SETUSER", "default", "+@write"),
+    ("ACL", "SETUSER", "app", "+@all"),
+    ("ACL", "DELUSER", "app"),
+    ("CONFIG", "SET", "slowlog-max-len", "128"),
+    ("CONFIG", "RESETSTAT"),
+    ("REPLICAOF", "NO", "ONE"),
+    ("SCRIPT", "FLUSH"),
+    ("FUNCTION", "FLUSH"),
+    ("FT.CONFIG", "SET", "TIMEOUT", "0"),
+    ("FT.ALTER", "idx", "SCHEMA", "ADD", "x", "TEXT"),
+    ("FT.DROPINDEX", "idx"),
+    ("FT.ALIASADD", "a", "idx"),
+    ("FT.ALIASUPDATE", "a", "idx"),
+    ("FT.ALIASDEL", "a"),
+    ("FLUSHDB",),
+    ("FLUSHALL",),
+    ("SWAPDB", "0", "1"),
 ]
 # Asked of the server with ACL DRYRUN: they would stop or break this test's server if they ran.
 DRY_BYPASSES = [
-    ("ACL", "LOAD"), ("ACL", "SAVE"), ("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "REWRITE"),
-    ("CLIENT", "KILL", "USER", "migrator"), ("CLIENT", "PAUSE", "100000", "WRITE"), ("SCRIPT", "KILL"),
-    ("FUNCTION", "KILL"), ("SHUTDOWN", "NOSAVE"), ("MODULE", "UNLOAD", "search"), ("MODULE", "LOAD", "/x.so"),
-    ("DEBUG", "SLEEP", "10"), ("FAILOVER",), ("SLAVEOF", "NO", "ONE"),
+    ("ACL", "LOAD"),
+    ("ACL", "SAVE"),
+    ("CONFIG", "SET", "maxmemory", "1"),
+    ("CONFIG", "REWRITE"),
+    ("CLIENT", "KILL", "USER", "migrator"),
+    ("CLIENT", "PAUSE", "100000", "WRITE"),
+    ("SCRIPT", "KILL"),
+    ("FUNCTION", "KILL"),
+    ("SHUTDOWN", "NOSAVE"),
+    ("MODULE", "UNLOAD", "search"),
+    ("MODULE", "LOAD", "/x.so"),
+    ("DEBUG", "SLEEP", "10"),
+    ("FAILOVER",),
+    ("SLAVEOF", "NO", "ONE"),
 ]
 
 
@@ -457,18 +537,23 @@ def test_a_quiesced_user_with_admin_rights_cannot_undo_or_break_the_window(users
     assert ran == []
     assert [command for command, verdict in dry.items() if b"no permissions to run the" not in verdict] == []
     assert acl_lines(users) == quiesced  # nothing it tried changed a rule
-    assert hostile.execute_command("FT.SEARCH", "idx", "*")[0] == 1 and hostile.hget("app:1", "f") == b"original"  # reads work
+    assert (
+        hostile.execute_command("FT.SEARCH", "idx", "*")[0] == 1 and hostile.hget("app:1", "f") == b"original"
+    )  # reads work
     assert users.script_exists(sha) == [True] and users.execute_command("FT._LIST") == [b"idx"]
     hostile.close()
 
 
 def test_users_left_alone_with_rights_that_break_the_window_are_named(users, redis_url, tmp_path, capsys):
-    admin(redis_url).execute_command("ACL", "SETUSER", "ops", "on", ">ops-secret", "-@all", "+@read", "+client|kill",
-                                     "+config|set", "+script|flush")
+    admin(redis_url).execute_command(
+        "ACL", "SETUSER", "ops", "on", ">ops-secret", "-@all", "+@read", "+client|kill", "+config|set", "+script|flush"
+    )
     admin(redis_url).execute_command("ACL", "SETUSER", "reader", "on", ">r", "~*", "-@all", "+@read")
     state = str(tmp_path / "redis1.acl.json")
     done = quiesce(redis_url, state, capsys, exclude_users=["ops", "reader"])
-    assert done["users_left_alone"] == [{"name": "ops", "write_commands": 0,
-                                         "window_breaking": ["client|kill", "config|set", "script|flush"]}]
-    assert warned(done, "left alone for the window can still write or break it: ops (client|kill, config|set, "
-                        "script|flush)")
+    assert done["users_left_alone"] == [
+        {"name": "ops", "write_commands": 0, "window_breaking": ["client|kill", "config|set", "script|flush"]}
+    ]
+    assert warned(
+        done, "left alone for the window can still write or break it: ops (client|kill, config|set, script|flush)"
+    )

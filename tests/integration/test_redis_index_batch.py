@@ -1,4 +1,5 @@
 """redis_index_batch against the real server: plan once, apply to the end, every byte checked."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,11 @@ def load_batch(client) -> dict:
 def converted(before: dict, indexes=MIGRATED) -> dict:
     """The exact bytes float32 -> float16 must leave in the migrated indexes' documents."""
     wanted = tuple(prefix_of(i) for i in indexes)
-    return {k: {**v, b"vec": numpy.frombuffer(v[b"vec"], numpy.float32).astype(numpy.float16).tobytes()}
-            for k, v in before.items() if k.startswith(wanted)}
+    return {
+        k: {**v, b"vec": numpy.frombuffer(v[b"vec"], numpy.float32).astype(numpy.float16).tobytes()}
+        for k, v in before.items()
+        if k.startswith(wanted)
+    }
 
 
 def subset(hashes: dict, *indexes: str) -> dict:
@@ -68,16 +72,29 @@ def subset(hashes: dict, *indexes: str) -> dict:
 
 def plan_args(redis_url, tmp_path, **extra) -> dict:
     """Planning options (pattern idx_* unless another selection is given; None leaves an option out)."""
-    args = {"redis_url": redis_url, "state": "planned", "patch": PATCH, "plan_out": str(tmp_path / "batch.yaml"),
-            "batch_size": BATCH, **extra}
+    args = {
+        "redis_url": redis_url,
+        "state": "planned",
+        "patch": PATCH,
+        "plan_out": str(tmp_path / "batch.yaml"),
+        "batch_size": BATCH,
+        **extra,
+    }
     if not {"indexes", "indexes_file"} & set(extra):
         args.setdefault("pattern", "idx_*")
     return {k: v for k, v in args.items() if v is not None}
 
 
 def apply_args(redis_url, tmp_path, state="applied", **extra) -> dict:
-    return {"redis_url": redis_url, "state": state, "plan_file": str(tmp_path / "batch.yaml"),
-            "backup_dir": str(tmp_path / "b"), "batch_size": BATCH, "accept_data_loss": True, **extra}
+    return {
+        "redis_url": redis_url,
+        "state": state,
+        "plan_file": str(tmp_path / "batch.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "batch_size": BATCH,
+        "accept_data_loss": True,
+        **extra,
+    }
 
 
 def by_name(result: dict) -> dict:
@@ -109,6 +126,7 @@ def test_plan_skips_the_index_the_patch_does_not_fit_and_seals_every_plan(clean_
     # The file holds each index's own sealed plan, loadable as redis_index_migrate loads one.
     with open(tmp_path / "batch.yaml", encoding="utf-8") as handle:
         import yaml  # pylint: disable=import-outside-toplevel
+
         on_disk = yaml.safe_load(handle)
     assert on_disk["checksum"] == planned["batch_plan"]["checksum"] and on_disk["checksum"][7:19] == planned["batch_id"]
     for entry in on_disk["indexes"][:3]:
@@ -125,23 +143,32 @@ def test_plan_skips_the_index_the_patch_does_not_fit_and_seals_every_plan(clean_
 
 def test_selection_by_list_and_file_keeps_its_order_and_skips_unknown_names(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
-    listed = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_c", "missing", "idx_a"]),
-                        capsys)
+    listed = run_module(
+        redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_c", "missing", "idx_a"]), capsys
+    )
     assert [e["name"] for e in listed["indexes"]] == ["idx_c", "missing", "idx_a"]
     assert listed["applicable"] == ["idx_c", "idx_a"]
     assert listed["skipped_indexes"] == [{"name": "missing", "reason": "no index or alias named 'missing'"}]
     names = tmp_path / "names.txt"
     names.write_text("# tenants\nidx_b\n\n  idx_a  \nidx_b\n", encoding="utf-8")
-    filed = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes_file=str(names), plan_out=None),
-                       capsys)
+    filed = run_module(
+        redis_index_batch, plan_args(redis_url, tmp_path, indexes_file=str(names), plan_out=None), capsys
+    )
     assert filed["applicable"] == ["idx_b", "idx_a"] and filed["batch_plan"]["selection"]["kind"] == "file"
     # Aliases are declared per index (FT.DROPINDEX drops them; this server cannot list them).
     clean_redis.execute_command("FT.ALIASADD", "live_a", "idx_a")
-    aliased = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], plan_out=None,
-                                                      aliases={"idx_a": ["live_a"]}), capsys)
+    aliased = run_module(
+        redis_index_batch,
+        plan_args(redis_url, tmp_path, indexes=["idx_a"], plan_out=None, aliases={"idx_a": ["live_a"]}),
+        capsys,
+    )
     assert plan_from_dict(aliased["batch_plan"]["indexes"][0]["plan"]).source.aliases == ["live_a"]
-    stray = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], plan_out=None,
-                                                    aliases={"idx_b": ["live_a"]}), capsys, expect_failure=True)
+    stray = run_module(
+        redis_index_batch,
+        plan_args(redis_url, tmp_path, indexes=["idx_a"], plan_out=None, aliases={"idx_b": ["live_a"]}),
+        capsys,
+        expect_failure=True,
+    )
     assert "aliases names indexes that are not in the batch: idx_b" in stray["msg"]
 
 
@@ -156,8 +183,13 @@ def test_overlapping_prefixes_are_refused_at_plan_time(clean_redis, redis_url, c
     # Not only vector rewrites: two index-only changes of overlapping indexes are refused as well.
     tag = {"version": 1, "changes": {"add_fields": [{"name": "extra", "type": "tag"}]}}
     refused = run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=tag), capsys, expect_failure=True)
-    assert refused["conflicts"] == [{"indexes": ["idx_main", "idx_premium"], "kind": "overlapping_prefixes",
-                                     "reason": "idx_main <-> idx_premium: 'p:' <-> 'p:premium:'"}]
+    assert refused["conflicts"] == [
+        {
+            "indexes": ["idx_main", "idx_premium"],
+            "kind": "overlapping_prefixes",
+            "reason": "idx_main <-> idx_premium: 'p:' <-> 'p:premium:'",
+        }
+    ]
     # A skipped index does not take part: idx_notes covers p: too but has no `vec` for the patch.
     clean_redis.execute_command("FT.DROPINDEX", "idx_premium")
     clean_redis.execute_command("FT.CREATE", "idx_notes", "ON", "HASH", "PREFIX", "1", "p:", "SCHEMA", "title", "TEXT")
@@ -169,12 +201,21 @@ def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis,
     load_batch(clean_redis)
     before = server_state(clean_redis)
     onto_m = {"version": 1, "changes": {"index": {"prefix": "m:"}}}
-    refused = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a", "idx_b"], patch=onto_m),
-                         capsys, expect_failure=True)
+    refused = run_module(
+        redis_index_batch,
+        plan_args(redis_url, tmp_path, indexes=["idx_a", "idx_b"], patch=onto_m),
+        capsys,
+        expect_failure=True,
+    )
     assert refused["error_type"] == "plan_blocked" and "\n" not in refused["msg"]
-    assert refused["conflicts"] == [{"indexes": ["idx_a", "idx_b"], "kind": "overlapping_prefixes",
-                                     "reason": "idx_a <-> idx_b: 'm:' <-> 'm:' once the prefix changes are applied "
-                                               "(their keys would end up under one prefix)"}]
+    assert refused["conflicts"] == [
+        {
+            "indexes": ["idx_a", "idx_b"],
+            "kind": "overlapping_prefixes",
+            "reason": "idx_a <-> idx_b: 'm:' <-> 'm:' once the prefix changes are applied "
+            "(their keys would end up under one prefix)",
+        }
+    ]
     assert not (tmp_path / "batch.yaml").exists() and server_state(clean_redis) == before
     # One index moved onto a prefix of its own is no conflict, and the entry says where its keys go.
     planned = run_module(redis_index_batch, plan_args(redis_url, tmp_path, indexes=["idx_a"], patch=onto_m), capsys)
@@ -183,8 +224,26 @@ def test_two_indexes_moved_onto_one_prefix_are_refused_at_plan_time(clean_redis,
 
 def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, redis_url, capsys, tmp_path):
     load_batch(clean_redis)
-    clean_redis.execute_command("FT.CREATE", "reader", "ON", "HASH", "PREFIX", "1", "b:", "SCHEMA", "vec", "VECTOR",
-                                "FLAT", "6", "TYPE", "FLOAT32", "DIM", "16", "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "reader",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "b:",
+        "SCHEMA",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        "16",
+        "DISTANCE_METRIC",
+        "L2",
+    )
     refused = run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys, expect_failure=True)
     [conflict] = refused["conflicts"]
     assert conflict["kind"] == "shared_keys" and conflict["indexes"] == ["idx_b", "reader"]
@@ -195,8 +254,9 @@ def test_an_index_outside_the_batch_reading_the_vectors_refuses_it(clean_redis, 
 # --- applying -------------------------------------------------------------------------------------------
 
 
-def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clean_redis, redis_url, capsys, tmp_path,
-                                                                            monkeypatch):
+def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(
+    clean_redis, redis_url, capsys, tmp_path, monkeypatch
+):
     original = load_batch(clean_redis)
     schemas = {name: snapshot_index(clean_redis, name).snapshot.index_schema.to_dict() for name in MIGRATED}
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
@@ -219,7 +279,11 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
     assert subset(now, "idx_b", "idx_c", "idx_z") == subset(original, "idx_b", "idx_c", "idx_z")
     state = read_state(failed["state_file"])
     assert [(r.name, r.status) for r in state.indexes] == [
-        ("idx_a", "failed"), ("idx_b", "pending"), ("idx_c", "pending"), ("idx_z", "skipped")]
+        ("idx_a", "failed"),
+        ("idx_b", "pending"),
+        ("idx_c", "pending"),
+        ("idx_z", "skipped"),
+    ]
     assert state.backup_dir == str(tmp_path / "b") and state.batch_id == failed["batch_id"]
     header = read_header(state.entry("idx_a").backup_path)
     assert header.status == "failed" and header.phases["drop"].done and not header.phases["quantize"].done
@@ -231,12 +295,15 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
     assert "failed - 1 failed, 2 pending, 1 skipped" in status["summary"][0]
     assert "FAILED    idx_a: migration stopped in phase quantize" in text and "the index was dropped" in text
     assert "next: resume migrates idx_b" in text and "next: resume migrates idx_c" in text
-    assert f"next: idx_a stays failed; retry_failed=true resumes it from phase quantize with its plan and backup " \
-           f"{state.entry('idx_a').backup_path}" in text
+    assert (
+        f"next: idx_a stays failed; retry_failed=true resumes it from phase quantize with its plan and backup "
+        f"{state.entry('idx_a').backup_path}" in text
+    )
 
     # 3. Resume finishes the rest; idx_a stays failed, so the task still fails.
-    resumed = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys,
-                         expect_failure=True)
+    resumed = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys, expect_failure=True
+    )
     assert resumed["result"] == "partial_failure" and resumed["ran"] == ["idx_b", "idx_c"]
     assert [by_name(resumed)[n]["status"] for n in MIGRATED] == ["failed", "succeeded", "succeeded"]
     assert subset(dump_hashes(clean_redis), "idx_b", "idx_c") == converted(original, ("idx_b", "idx_c"))
@@ -256,6 +323,7 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
     assert again["changed"] is False and again["result"] == "completed" and again["ran"] == []
     with open(retried["report_file"], encoding="utf-8") as handle:
         import yaml  # pylint: disable=import-outside-toplevel
+
         report = yaml.safe_load(handle)
     assert report["format"] == "indexops.redis_search/batch-report" and report["status"] == "completed"
     assert report["summary"] == {"total": 4, "pending": 0, "running": 0, "succeeded": 3, "failed": 0, "skipped": 1}
@@ -263,8 +331,9 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
 
     # 6. Each index validates on its own afterwards (plan and backup found by its name).
     for name in MIGRATED:
-        checked = run_module(redis_index_validate, {"redis_url": redis_url, "index": name,
-                                                    "backup_dir": str(tmp_path / "b")}, capsys)
+        checked = run_module(
+            redis_index_validate, {"redis_url": redis_url, "index": name, "backup_dir": str(tmp_path / "b")}, capsys
+        )
         assert checked["passed"] and checked["backup_verified"] and checked["validation"]["vectors_compared"] == 10
 
     # 7. Each index rolls back to every original byte and its original schema.
@@ -276,7 +345,8 @@ def test_fail_fast_after_a_drop_then_resume_then_retry_failed_then_rollback(clea
 
 
 def test_continue_on_error_finishes_the_others_and_a_drifted_index_is_left_untouched(
-        clean_redis, redis_url, capsys, tmp_path, monkeypatch):
+    clean_redis, redis_url, capsys, tmp_path, monkeypatch
+):
     original = load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path, failure_policy="continue_on_error"), capsys)
     # idx_c changes after the review: its reviewed plan no longer describes it.
@@ -295,8 +365,9 @@ def test_continue_on_error_finishes_the_others_and_a_drifted_index_is_left_untou
     assert subset(now, "idx_c") == subset(original, "idx_c")  # nothing of the drifted index was touched
     assert server_state(clean_redis)[1][b"idx_c"] == drifted[1][b"idx_c"]
 
-    retried = run_module(redis_index_batch, apply_args(redis_url, tmp_path, retry_failed=True), capsys,
-                         expect_failure=True)
+    retried = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, retry_failed=True), capsys, expect_failure=True
+    )
     assert retried["ran"] == ["idx_a", "idx_c"]
     assert [by_name(retried)[n]["status"] for n in MIGRATED] == ["succeeded", "succeeded", "failed"]
     assert subset(dump_hashes(clean_redis), "idx_a", "idx_b") == converted(original, ("idx_a", "idx_b"))
@@ -304,12 +375,14 @@ def test_continue_on_error_finishes_the_others_and_a_drifted_index_is_left_untou
 
 
 def test_lossy_conversions_are_accepted_for_every_index_before_the_first_starts(
-        clean_redis, redis_url, capsys, tmp_path):
+    clean_redis, redis_url, capsys, tmp_path
+):
     load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
     before = server_state(clean_redis)
-    refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path, accept_data_loss=False), capsys,
-                         expect_failure=True)
+    refused = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, accept_data_loss=False), capsys, expect_failure=True
+    )
     assert refused["error_type"] == "preflight_failed" and "in 3 index(es) need accept_data_loss=true" in refused["msg"]
     assert all(f"{name}: vec float32->float16" in refused["msg"] for name in MIGRATED)
     assert server_state(clean_redis) == before and backups(tmp_path) == []
@@ -328,32 +401,52 @@ def test_check_mode_runs_each_preflight_and_writes_nothing(clean_redis, redis_ur
 
 
 def test_resume_refuses_another_backup_dir_another_plan_and_an_edited_plan(
-        clean_redis, redis_url, capsys, tmp_path, monkeypatch):
+    clean_redis, redis_url, capsys, tmp_path, monkeypatch
+):
     load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
-    nothing = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys,
-                         expect_failure=True)
+    nothing = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys, expect_failure=True
+    )
     assert "no batch state" in nothing["msg"] and "to resume" in nothing["msg"]
     monkeypatch.setenv("INDEXOPS_FAILPOINT", FAIL_AFTER_DROP)
     first = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, expect_failure=True)
     state_before = open(first["state_file"], "rb").read()
 
-    other_dir = run_module(redis_index_batch, {**apply_args(redis_url, tmp_path, state="resumed"),
-                                               "backup_dir": str(tmp_path / "elsewhere")}, capsys, expect_failure=True)
+    other_dir = run_module(
+        redis_index_batch,
+        {**apply_args(redis_url, tmp_path, state="resumed"), "backup_dir": str(tmp_path / "elsewhere")},
+        capsys,
+        expect_failure=True,
+    )
     assert f"was started with backup_dir {tmp_path / 'b'}" in other_dir["msg"]
     # Another batch plan (planned again: a new id) with this state file.
-    run_module(redis_index_batch, plan_args(redis_url, tmp_path, plan_out=str(tmp_path / "other.yaml"),
-                                            pattern="idx_[bc]"), capsys)
-    other_plan = run_module(redis_index_batch, {**apply_args(redis_url, tmp_path, state="resumed"),
-                                                "plan_file": str(tmp_path / "other.yaml"),
-                                                "state_file": first["state_file"]}, capsys, expect_failure=True)
+    run_module(
+        redis_index_batch,
+        plan_args(redis_url, tmp_path, plan_out=str(tmp_path / "other.yaml"), pattern="idx_[bc]"),
+        capsys,
+    )
+    other_plan = run_module(
+        redis_index_batch,
+        {
+            **apply_args(redis_url, tmp_path, state="resumed"),
+            "plan_file": str(tmp_path / "other.yaml"),
+            "state_file": first["state_file"],
+        },
+        capsys,
+        expect_failure=True,
+    )
     assert f"belongs to batch {first['batch_id']}, not to this batch plan" in other_plan["msg"]
     # An edited batch plan (an index's plan swapped out) is refused before anything.
-    text = (tmp_path / "batch.yaml").read_text(encoding="utf-8").replace("failure_policy: fail_fast",
-                                                                         "failure_policy: continue_on_error")
+    text = (
+        (tmp_path / "batch.yaml")
+        .read_text(encoding="utf-8")
+        .replace("failure_policy: fail_fast", "failure_policy: continue_on_error")
+    )
     (tmp_path / "batch.yaml").write_text(text, encoding="utf-8")
-    edited = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys,
-                        expect_failure=True)
+    edited = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys, expect_failure=True
+    )
     assert "was changed after it was written" in edited["msg"] and edited["error_type"] == "invalid_plan"
     assert open(first["state_file"], "rb").read() == state_before  # none of them wrote the state
 
@@ -369,10 +462,15 @@ def test_a_batch_plan_field_edited_and_resealed_is_refused(clean_redis, redis_ur
     (tmp_path / "batch.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     before = server_state(clean_redis)
     for check_mode in (True, False):
-        refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, check_mode=check_mode,
-                             expect_failure=True)
-        assert refused["error_type"] == "invalid_plan" and "its own fields (failure_policy, selection, patch or " \
-            "index entries) are not the ones its plan of idx_a was sealed with" in refused["msg"]
+        refused = run_module(
+            redis_index_batch, apply_args(redis_url, tmp_path), capsys, check_mode=check_mode, expect_failure=True
+        )
+        assert (
+            refused["error_type"] == "invalid_plan"
+            and "its own fields (failure_policy, selection, patch or "
+            "index entries) are not the ones its plan of idx_a was sealed with"
+            in refused["msg"]
+        )
     assert server_state(clean_redis) == before and backups(tmp_path) == []
     assert not os.path.exists(tmp_path / "batch.state.json")
     fields = BatchPlan.model_validate(planned["batch_plan"]).fields_checksum()
@@ -380,7 +478,8 @@ def test_a_batch_plan_field_edited_and_resealed_is_refused(clean_redis, redis_ur
 
 
 def test_a_state_resealed_as_succeeded_is_checked_against_the_backups_and_the_server(
-        clean_redis, redis_url, capsys, tmp_path, monkeypatch):
+    clean_redis, redis_url, capsys, tmp_path, monkeypatch
+):
     load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
     monkeypatch.setenv("INDEXOPS_FAILPOINT", FAIL_AFTER_DROP)
@@ -396,18 +495,21 @@ def test_a_state_resealed_as_succeeded_is_checked_against_the_backups_and_the_se
     forged, before = open(first["state_file"], "rb").read(), server_state(clean_redis)
     said = "says idx_a succeeded, but its backup"
     for state_option in ("resumed", "applied"):
-        refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state=state_option), capsys,
-                             expect_failure=True)
+        refused = run_module(
+            redis_index_batch, apply_args(redis_url, tmp_path, state=state_option), capsys, expect_failure=True
+        )
         assert said in refused["msg"] and "says failed in phase quantize" in refused["msg"]
-    status = run_module(redis_index_batch, {"state": "status", "plan_file": str(tmp_path / "batch.yaml")}, capsys,
-                        expect_failure=True)
+    status = run_module(
+        redis_index_batch, {"state": "status", "plan_file": str(tmp_path / "batch.yaml")}, capsys, expect_failure=True
+    )
     assert said in status["msg"]
     # The index's backup header re-sealed as completed as well: the server holds no such index.
     store = BackupStore.for_plan(str(tmp_path / "b"), state.entry("idx_a").plan_checksum)
     store.header.status = store.header.phase = "completed"
     store.save()
-    refused = run_module(redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys,
-                         expect_failure=True)
+    refused = run_module(
+        redis_index_batch, apply_args(redis_url, tmp_path, state="resumed"), capsys, expect_failure=True
+    )
     assert "says idx_a succeeded, but the server does not hold its new index 'idx_a'" in refused["msg"]
     assert open(first["state_file"], "rb").read() == forged and server_state(clean_redis) == before
 
@@ -419,8 +521,9 @@ def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, ca
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": apply_args(redis_url, tmp_path)}), encoding="utf-8")
     env = dict(os.environ, INDEXOPS_FAILPOINT="quantize:2", PYTHONPATH=os.path.join(ROOT, ".build", "collections"))
-    killed = subprocess.run([sys.executable, MODULE, str(args)], env=env, capture_output=True, text=True, timeout=120,
-                            check=False)
+    killed = subprocess.run(
+        [sys.executable, MODULE, str(args)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     state = read_state(str(tmp_path / "batch.state.json"))
     assert state.status == "running" and state.current == "idx_a" and state.entry("idx_a").status == "running"
@@ -436,7 +539,8 @@ def test_a_killed_batch_resumes_the_interrupted_index(clean_redis, redis_url, ca
 
 
 def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_state(
-        clean_redis, redis_url, capsys, tmp_path):
+    clean_redis, redis_url, capsys, tmp_path
+):
     load_batch(clean_redis)
     run_module(redis_index_batch, plan_args(redis_url, tmp_path), capsys)
     first = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys)
@@ -446,7 +550,7 @@ def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_stat
     run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=bfloat), capsys)
     second = run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys)
     assert second["result"] == "completed" and second["batch_id"] != first["batch_id"]
-    assert os.path.exists(first["state_file"][:-len(".json")] + f".{first['batch_id']}.json")
+    assert os.path.exists(first["state_file"][: -len(".json")] + f".{first['batch_id']}.json")
     assert snapshot_index(clean_redis, "idx_a").snapshot.index_schema.field("vec").attrs.datatype == "bfloat16"
     # An unfinished batch, though, is never set aside by another plan.
     run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=PATCH), capsys)
@@ -455,8 +559,13 @@ def test_a_new_plan_after_a_completed_batch_starts_afresh_and_keeps_the_old_stat
         run_module(redis_index_batch, apply_args(redis_url, tmp_path), capsys, expect_failure=True)
     finally:
         os.environ.pop("INDEXOPS_FAILPOINT", None)
-    run_module(redis_index_batch, plan_args(redis_url, tmp_path, patch=bfloat, plan_out=str(tmp_path / "b2.yaml")),
-               capsys)
-    refused = run_module(redis_index_batch, {**apply_args(redis_url, tmp_path), "plan_file": str(tmp_path / "b2.yaml"),
-                                             "state_file": second["state_file"]}, capsys, expect_failure=True)
+    run_module(
+        redis_index_batch, plan_args(redis_url, tmp_path, patch=bfloat, plan_out=str(tmp_path / "b2.yaml")), capsys
+    )
+    refused = run_module(
+        redis_index_batch,
+        {**apply_args(redis_url, tmp_path), "plan_file": str(tmp_path / "b2.yaml"), "state_file": second["state_file"]},
+        capsys,
+        expect_failure=True,
+    )
     assert "belongs to batch" in refused["msg"]

@@ -1,4 +1,5 @@
 """redis_index_info against the real server: lossless schema, stats, capabilities, aliases."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,15 +9,72 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 FULL_INDEX = [
-    "FT.CREATE", "full", "ON", "HASH", "PREFIX", "1", "doc:", "FILTER", "@price>=0", "LANGUAGE", "french",
-    "SCORE", "0.7", "NOOFFSETS", "STOPWORDS", "3", "le", "la", "les", "SCHEMA",
-    "title", "TEXT", "NOSTEM", "WEIGHT", "3.5", "SORTABLE",
-    "tags", "TAG", "SEPARATOR", ";", "CASESENSITIVE",
-    "price", "NUMERIC", "SORTABLE",
-    "where", "GEO",
-    "flat_vec", "VECTOR", "FLAT", "8", "TYPE", "FLOAT32", "DIM", "4", "DISTANCE_METRIC", "COSINE", "BLOCK_SIZE", "256",
-    "hnsw_vec", "VECTOR", "HNSW", "14", "TYPE", "FLOAT32", "DIM", "4", "DISTANCE_METRIC", "IP", "M", "12",
-    "EF_CONSTRUCTION", "150", "EF_RUNTIME", "25", "EPSILON", "0.05",
+    "FT.CREATE",
+    "full",
+    "ON",
+    "HASH",
+    "PREFIX",
+    "1",
+    "doc:",
+    "FILTER",
+    "@price>=0",
+    "LANGUAGE",
+    "french",
+    "SCORE",
+    "0.7",
+    "NOOFFSETS",
+    "STOPWORDS",
+    "3",
+    "le",
+    "la",
+    "les",
+    "SCHEMA",
+    "title",
+    "TEXT",
+    "NOSTEM",
+    "WEIGHT",
+    "3.5",
+    "SORTABLE",
+    "tags",
+    "TAG",
+    "SEPARATOR",
+    ";",
+    "CASESENSITIVE",
+    "price",
+    "NUMERIC",
+    "SORTABLE",
+    "where",
+    "GEO",
+    "flat_vec",
+    "VECTOR",
+    "FLAT",
+    "8",
+    "TYPE",
+    "FLOAT32",
+    "DIM",
+    "4",
+    "DISTANCE_METRIC",
+    "COSINE",
+    "BLOCK_SIZE",
+    "256",
+    "hnsw_vec",
+    "VECTOR",
+    "HNSW",
+    "14",
+    "TYPE",
+    "FLOAT32",
+    "DIM",
+    "4",
+    "DISTANCE_METRIC",
+    "IP",
+    "M",
+    "12",
+    "EF_CONSTRUCTION",
+    "150",
+    "EF_RUNTIME",
+    "25",
+    "EPSILON",
+    "0.05",
 ]
 
 
@@ -46,7 +104,12 @@ def test_schema_shows_every_setting(clean_redis, redis_url, capsys, protocol):
     assert fields["where"]["type"] == "geo"
     flat = fields["flat_vec"]["attrs"]
     assert (flat["algorithm"], flat["datatype"], flat["dims"], flat["distance_metric"], flat["block_size"]) == (
-        "flat", "float32", 4, "cosine", 256)
+        "flat",
+        "float32",
+        4,
+        "cosine",
+        256,
+    )
     hnsw = fields["hnsw_vec"]["attrs"]
     assert (hnsw["algorithm"], hnsw["distance_metric"], hnsw["m"], hnsw["ef_construction"]) == ("hnsw", "ip", 12, 150)
     assert hnsw["ef_runtime"] == 25  # not shown by FT.INFO: read from FT.DEBUG VECSIM_INFO
@@ -63,6 +126,7 @@ def test_ft_create_recreates_identical_index(clean_redis, redis_url, capsys):
     first = run_module(redis_index_info, {"redis_url": redis_url, "index": "full"}, capsys)["index"]
     clean_redis.execute_command("FT.DROPINDEX", "full")
     import shlex
+
     clean_redis.execute_command(*shlex.split(first["ft_create"]))
     second = run_module(redis_index_info, {"redis_url": redis_url, "index": "full"}, capsys)["index"]
     assert second["schema"] == first["schema"]
@@ -70,11 +134,45 @@ def test_ft_create_recreates_identical_index(clean_redis, redis_url, capsys):
 
 def test_phonetic_and_hidden_flags_are_captured(clean_redis, redis_url, capsys):
     clean_redis.execute_command(
-        "FT.CREATE", "ph", "ON", "JSON", "PREFIX", "1", "j:", "SCHEMA",
-        "$.name", "AS", "name", "TEXT", "PHONETIC", "dm:en", "WITHSUFFIXTRIE", "INDEXMISSING",
-        "$.plain", "AS", "plain", "TEXT", "INDEXEMPTY",
-        "$.shape", "AS", "shape", "GEOSHAPE", "FLAT",
-        "$.v", "AS", "v", "VECTOR", "HNSW", "6", "TYPE", "BFLOAT16", "DIM", "3", "DISTANCE_METRIC", "L2")
+        "FT.CREATE",
+        "ph",
+        "ON",
+        "JSON",
+        "PREFIX",
+        "1",
+        "j:",
+        "SCHEMA",
+        "$.name",
+        "AS",
+        "name",
+        "TEXT",
+        "PHONETIC",
+        "dm:en",
+        "WITHSUFFIXTRIE",
+        "INDEXMISSING",
+        "$.plain",
+        "AS",
+        "plain",
+        "TEXT",
+        "INDEXEMPTY",
+        "$.shape",
+        "AS",
+        "shape",
+        "GEOSHAPE",
+        "FLAT",
+        "$.v",
+        "AS",
+        "v",
+        "VECTOR",
+        "HNSW",
+        "6",
+        "TYPE",
+        "BFLOAT16",
+        "DIM",
+        "3",
+        "DISTANCE_METRIC",
+        "L2",
+    )
     result = run_module(redis_index_info, {"redis_url": redis_url, "index": "ph"}, capsys)
     fields = {f["name"]: f for f in result["index"]["schema"]["fields"]}
     assert fields["name"]["attrs"]["phonetic_matcher"] == "dm:en"
@@ -87,17 +185,41 @@ def test_phonetic_and_hidden_flags_are_captured(clean_redis, redis_url, capsys):
 
 def test_listing_aliases_and_missing_index(clean_redis, redis_url, capsys):
     clean_redis.execute_command("FT.CREATE", "a_idx", "ON", "HASH", "PREFIX", "1", "a:", "SCHEMA", "t", "TEXT")
-    clean_redis.execute_command("FT.CREATE", "b_idx", "ON", "JSON", "PREFIX", "1", "b:", "SCHEMA",
-                                "$.v", "AS", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT16", "DIM", "2", "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "b_idx",
+        "ON",
+        "JSON",
+        "PREFIX",
+        "1",
+        "b:",
+        "SCHEMA",
+        "$.v",
+        "AS",
+        "v",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT16",
+        "DIM",
+        "2",
+        "DISTANCE_METRIC",
+        "L2",
+    )
     clean_redis.execute_command("FT.ALIASADD", "current", "a_idx")
-    result = run_module(redis_index_info, {"redis_url": redis_url, "aliases": ["current", "nothing", "b_idx"],
-                                           "index": "current"}, capsys)
+    result = run_module(
+        redis_index_info,
+        {"redis_url": redis_url, "aliases": ["current", "nothing", "b_idx"], "index": "current"},
+        capsys,
+    )
     assert [i["name"] for i in result["indexes"]] == ["a_idx", "b_idx"]
     by_name = {i["name"]: i for i in result["indexes"]}
     assert by_name["a_idx"]["aliases"] == ["current"]
     assert by_name["b_idx"]["storage_type"] == "json"
     assert by_name["b_idx"]["vector_fields"] == [
-        {"name": "v", "algorithm": "flat", "datatype": "float16", "dims": 2, "distance_metric": "l2"}]
+        {"name": "v", "algorithm": "flat", "datatype": "float16", "dims": 2, "distance_metric": "l2"}
+    ]
     assert result["alias_targets"] == {"current": "a_idx", "nothing": None, "b_idx": None}
     assert result["index"]["name"] == "a_idx" and result["index"]["requested_as"] == "current"
     missing = run_module(redis_index_info, {"redis_url": redis_url, "index": "nope"}, capsys)
@@ -106,11 +228,17 @@ def test_listing_aliases_and_missing_index(clean_redis, redis_url, capsys):
 
 def test_capabilities_probe_writes_nothing(clean_redis, redis_url, capsys):
     clean_redis.execute_command("FT.CREATE", "only", "SCHEMA", "t", "TEXT")
-    before = (clean_redis.execute_command("FT._LIST"), clean_redis.dbsize(),
-              clean_redis.info("persistence")["rdb_changes_since_last_save"])
+    before = (
+        clean_redis.execute_command("FT._LIST"),
+        clean_redis.dbsize(),
+        clean_redis.info("persistence")["rdb_changes_since_last_save"],
+    )
     result = run_module(redis_index_info, {"redis_url": redis_url}, capsys, check_mode=True)
-    after = (clean_redis.execute_command("FT._LIST"), clean_redis.dbsize(),
-             clean_redis.info("persistence")["rdb_changes_since_last_save"])
+    after = (
+        clean_redis.execute_command("FT._LIST"),
+        clean_redis.dbsize(),
+        clean_redis.info("persistence")["rdb_changes_since_last_save"],
+    )
     assert before == after
     server = result["server"]
     assert server["detected_by"] == "probe"
@@ -120,15 +248,17 @@ def test_capabilities_probe_writes_nothing(clean_redis, redis_url, capsys):
 
 
 def test_unreachable_server_fails_readably(capsys):
-    result = run_module(redis_index_info, {"host": "127.0.0.1", "port": 1, "connect_timeout": 1}, capsys,
-                        expect_failure=True)
+    result = run_module(
+        redis_index_info, {"host": "127.0.0.1", "port": 1, "connect_timeout": 1}, capsys, expect_failure=True
+    )
     assert result["msg"].startswith("127.0.0.1:1/0: cannot connect to 127.0.0.1:1/0")
     assert result["error_type"] == "connection_failed"
 
 
 @pytest.mark.parametrize("separator", ["\n", "\r", "\t", "\\", "\x01"])
 def test_tag_separators_the_server_escapes_are_read_back_exactly(clean_redis, separator):
-    clean_redis.execute_command("FT.CREATE", "seps", "ON", "HASH", "PREFIX", "1", "s:", "SCHEMA", "t", "TAG",
-                                "SEPARATOR", separator)
+    clean_redis.execute_command(
+        "FT.CREATE", "seps", "ON", "HASH", "PREFIX", "1", "s:", "SCHEMA", "t", "TAG", "SEPARATOR", separator
+    )
     schema = snapshot_index(clean_redis, "seps").snapshot.index_schema
     assert schema.field("t").attrs.separator == separator

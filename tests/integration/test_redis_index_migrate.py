@@ -1,4 +1,5 @@
 """redis_index_migrate and the executor against the real server: every byte checked."""
+
 from __future__ import annotations
 
 import json
@@ -68,20 +69,63 @@ def load(client, datatype="float32", algorithm="FLAT", storage="hash", index="id
     vectors = rng.standard_normal((docs, DIMS)).astype(numpy.float64)
     params = ["TYPE", datatype.upper(), "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE"]
     if storage == "hash":
-        client.execute_command("FT.CREATE", index, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA", "title", "TEXT",
-                               "tag", "TAG", "vec", "VECTOR", algorithm, str(len(params)), *params)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            prefix,
+            "SCHEMA",
+            "title",
+            "TEXT",
+            "tag",
+            "TAG",
+            "vec",
+            "VECTOR",
+            algorithm,
+            str(len(params)),
+            *params,
+        )
     else:
-        client.execute_command("FT.CREATE", index, "ON", "JSON", "PREFIX", "1", prefix, "SCHEMA",
-                               "$.title", "AS", "title", "TEXT", "$.tag", "AS", "tag", "TAG",
-                               "$.vec", "AS", "vec", "VECTOR", algorithm, str(len(params)), *params)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "JSON",
+            "PREFIX",
+            "1",
+            prefix,
+            "SCHEMA",
+            "$.title",
+            "AS",
+            "title",
+            "TEXT",
+            "$.tag",
+            "AS",
+            "tag",
+            "TAG",
+            "$.vec",
+            "AS",
+            "vec",
+            "VECTOR",
+            algorithm,
+            str(len(params)),
+            *params,
+        )
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
         key = f"{prefix}{i}"
         if storage == "hash":
             pipe.hset(key, mapping={"title": f"document {i}", "tag": f"t{i % 3}", "vec": encode(vectors[i], datatype)})
         else:
-            pipe.execute_command("JSON.SET", key, "$", json.dumps({"title": f"document {i}", "tag": f"t{i % 3}",
-                                                                   "vec": vectors[i].tolist()}))
+            pipe.execute_command(
+                "JSON.SET",
+                key,
+                "$",
+                json.dumps({"title": f"document {i}", "tag": f"t{i % 3}", "vec": vectors[i].tolist()}),
+            )
     pipe.execute()
     wait_for(client, index, docs)
     return vectors
@@ -102,10 +146,20 @@ QUANT16 = {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}
 
 # --- conversions, algorithms, storage ----------------------------------------------------------
 
-@pytest.mark.parametrize("source, target", [
-    ("float32", "float16"), ("float32", "bfloat16"), ("float32", "float64"), ("float64", "float32"),
-    ("float16", "float32"), ("float64", "float16"), ("float16", "bfloat16"), ("bfloat16", "float32"),
-])
+
+@pytest.mark.parametrize(
+    "source, target",
+    [
+        ("float32", "float16"),
+        ("float32", "bfloat16"),
+        ("float32", "float64"),
+        ("float64", "float32"),
+        ("float16", "float32"),
+        ("float64", "float16"),
+        ("float16", "bfloat16"),
+        ("bfloat16", "float32"),
+    ],
+)
 def test_every_conversion_writes_the_exact_bytes(clean_redis, redis_url, tmp_path, source, target):
     vectors = load(clean_redis, datatype=source)
     stored = {i: clean_redis.hget(f"doc:{i}", "vec") for i in range(DOCS)}
@@ -131,8 +185,20 @@ def test_hash_quantization_on_flat_and_hnsw_keeps_search_working(clean_redis, re
     outcome = run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
     assert outcome.report.validation["passed"]
     query = vectors[5].astype(numpy.float16).tobytes()
-    reply = clean_redis.execute_command("FT.SEARCH", "idx", "*=>[KNN 3 @vec $v AS score]", "PARAMS", "2", "v", query,
-                                        "SORTBY", "score", "NOCONTENT", "DIALECT", "2")
+    reply = clean_redis.execute_command(
+        "FT.SEARCH",
+        "idx",
+        "*=>[KNN 3 @vec $v AS score]",
+        "PARAMS",
+        "2",
+        "v",
+        query,
+        "SORTBY",
+        "score",
+        "NOCONTENT",
+        "DIALECT",
+        "2",
+    )
     assert reply[1] == b"doc:5"
     assert outcome.report.quality["vec"]["recall_at_10"] > 0.95
     assert snapshot_index(clean_redis, "idx").snapshot.index_schema.field("vec").attrs.algorithm == algorithm.lower()
@@ -151,20 +217,28 @@ def test_json_datatype_change_reindexes_without_touching_documents(clean_redis, 
 
 # --- renames ---------------------------------------------------------------------------------------
 
+
 def test_rename_field_index_and_prefix_together(clean_redis, redis_url, tmp_path):
     load(clean_redis)
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
     clean_redis.expire("doc:3", 5000)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                   "index": {"name": "idx_v2", "prefix": "item:"}, **QUANT16}, aliases=["live"])
+    plan = make_plan(
+        clean_redis,
+        {
+            "rename_fields": [{"old_name": "title", "new_name": "headline"}],
+            "index": {"name": "idx_v2", "prefix": "item:"},
+            **QUANT16,
+        },
+        aliases=["live"],
+    )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.report.validation["passed"], outcome.report.validation
     assert not index_exists(clean_redis, "idx") and index_exists(clean_redis, "idx_v2")
     assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx_v2"  # the alias moved with it
     assert list(clean_redis.scan_iter(match="doc:*")) == []
     for key, fields in before.items():
-        new_key = b"item:" + key[len(b"doc:"):]
+        new_key = b"item:" + key[len(b"doc:") :]
         after = clean_redis.hgetall(new_key)
         assert after[b"headline"] == fields[b"title"] and b"title" not in after
         assert after[b"tag"] == fields[b"tag"]
@@ -205,28 +279,52 @@ def test_prefix_collision_is_refused_before_the_drop(clean_redis, redis_url, tmp
 
 # --- crashes, resume, the lock, tampering ----------------------------------------------------------
 
+
 def expected_after_quantize(before):
-    return {k: {**v, b"vec": numpy.frombuffer(v[b"vec"], numpy.float32).astype(numpy.float16).tobytes()}
-            for k, v in before.items()}
+    return {
+        k: {**v, b"vec": numpy.frombuffer(v[b"vec"], numpy.float32).astype(numpy.float16).tobytes()}
+        for k, v in before.items()
+    }
 
 
 def run_killed(url, plan_path, backup_dir, failpoint, **options):
-    args = {"url": url, "plan": str(plan_path), "backup_dir": str(backup_dir),
-            "options": {"batch_size": BATCH, "accept_data_loss": True, **options}}
+    args = {
+        "url": url,
+        "plan": str(plan_path),
+        "backup_dir": str(backup_dir),
+        "options": {"batch_size": BATCH, "accept_data_loss": True, **options},
+    }
     env = dict(os.environ, INDEXOPS_FAILPOINT=failpoint)
-    return subprocess.run([sys.executable, DRIVER, json.dumps(args)], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, DRIVER, json.dumps(args)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
-@pytest.mark.parametrize("failpoint", [
-    "backup:start", "backup:3", "drop:start", "drop:0", "move_fields:2", "rename_keys:start", "rename_keys:4",
-    "quantize:start", "quantize:3", "create:start", "create:0", "wait:start", "validate:start",
-])
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        "backup:start",
+        "backup:3",
+        "drop:start",
+        "drop:0",
+        "move_fields:2",
+        "rename_keys:start",
+        "rename_keys:4",
+        "quantize:start",
+        "quantize:3",
+        "create:start",
+        "create:0",
+        "wait:start",
+        "validate:start",
+    ],
+)
 def test_killed_in_every_phase_then_resumed_to_the_exact_bytes(clean_redis, redis_url, tmp_path, failpoint):
     load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                   "index": {"prefix": "item:"}, **QUANT16})
+    plan = make_plan(
+        clean_redis,
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], "index": {"prefix": "item:"}, **QUANT16},
+    )
     plan_path = tmp_path / "plan.yaml"
     write_plan(plan, str(plan_path))
     killed = run_killed(redis_url, plan_path, tmp_path / "b", failpoint)
@@ -262,12 +360,21 @@ def test_concurrent_second_run_is_refused(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=100)
     plan = make_plan(clean_redis, QUANT16)
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    args = {"url": redis_url, "plan": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b"),
-            "options": {"batch_size": BATCH, "accept_data_loss": True}}
-    first = subprocess.Popen([sys.executable, DRIVER, json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=dict(os.environ, INDEXOPS_FAILPOINT="quantize:1:pause=4"))
+    args = {
+        "url": redis_url,
+        "plan": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "options": {"batch_size": BATCH, "accept_data_loss": True},
+    }
+    first = subprocess.Popen(
+        [sys.executable, DRIVER, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, INDEXOPS_FAILPOINT="quantize:1:pause=4"),
+    )
     try:
         import time  # pylint: disable=import-outside-toplevel
+
         for _attempt in range(200):
             if clean_redis.exists(lock_key("idx")):
                 break
@@ -283,11 +390,16 @@ def test_concurrent_second_run_is_refused(clean_redis, redis_url, tmp_path):
 
 def test_stale_lock_of_a_dead_process_is_taken_over(clean_redis, redis_url, tmp_path):
     import socket  # pylint: disable=import-outside-toplevel
+
     load(clean_redis, docs=20)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
-    clean_redis.set(lock_key("idx"), json.dumps({"token": "x", "host": socket.gethostname(),
-                                                 "pid": int(dead.stdout), "purpose": "migration"}), px=60_000)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    clean_redis.set(
+        lock_key("idx"),
+        json.dumps({"token": "x", "host": socket.gethostname(), "pid": int(dead.stdout), "purpose": "migration"}),
+        px=60_000,
+    )
     assert run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path).report.result == "succeeded"
 
 
@@ -341,11 +453,13 @@ def test_deleted_key_stays_deleted_and_changed_vector_is_kept(clean_redis, redis
 
 # --- backup contents, estimate, module behaviour ---------------------------------------------------
 
+
 def test_backup_holds_every_original_byte_with_safe_permissions(clean_redis, redis_url, tmp_path):
     load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
-                     batch_size=BATCH)
+    plan = make_plan(
+        clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}, batch_size=BATCH
+    )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     store = BackupStore.for_plan(str(tmp_path), plan.checksum)
     assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
@@ -391,8 +505,13 @@ def test_unusable_backup_dir_fails_before_anything(clean_redis, redis_url, capsy
     else:
         backup_dir = "/proc/indexops-backups"  # not creatable, even by root
         message = "cannot create backup_dir /proc/indexops-backups"
-    args = {"redis_url": redis_url, "index": "idx", "patch": {"version": 1, "changes": QUANT16},
-            "backup_dir": str(backup_dir), "accept_data_loss": True}
+    args = {
+        "redis_url": redis_url,
+        "index": "idx",
+        "patch": {"version": 1, "changes": QUANT16},
+        "backup_dir": str(backup_dir),
+        "accept_data_loss": True,
+    }
     failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
     assert message in failed["msg"] and failed["error_type"] == "preflight_failed"
     assert index_exists(clean_redis, "idx") and not clean_redis.exists(lock_key("idx"))
@@ -401,8 +520,13 @@ def test_unusable_backup_dir_fails_before_anything(clean_redis, redis_url, capsy
 def test_module_check_mode_diff_lossy_gate_and_idempotence(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis, docs=40)
     before = dump_hashes(clean_redis)
-    args = {"redis_url": redis_url, "index": "idx", "patch": {"version": 1, "changes": QUANT16},
-            "backup_dir": str(tmp_path / "b"), "report_out": str(tmp_path / "report.yaml")}
+    args = {
+        "redis_url": redis_url,
+        "index": "idx",
+        "patch": {"version": 1, "changes": QUANT16},
+        "backup_dir": str(tmp_path / "b"),
+        "report_out": str(tmp_path / "report.yaml"),
+    }
     refused = run_module(redis_index_migrate, args, capsys, expect_failure=True)
     assert "need accept_data_loss=true" in refused["msg"]
     args["accept_data_loss"] = True
@@ -420,12 +544,19 @@ def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, caps
     load(clean_redis, docs=40)
     plan = make_plan(clean_redis, QUANT16)
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    args = {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b"),
-            "accept_data_loss": True, "wait_timeout": 0}
+    args = {
+        "redis_url": redis_url,
+        "plan_file": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "accept_data_loss": True,
+        "wait_timeout": 0,
+    }
     failed = run_module(redis_index_migrate, args, capsys, expect_failure=True)
     assert failed["phase"] == "wait" and failed["source_index_exists"] is False and failed["target_index_exists"]
-    assert failed["msg"].startswith(f"{redis_url[8:]} index None: migration stopped in phase wait") or \
-        "migration stopped in phase wait" in failed["msg"]
+    assert (
+        failed["msg"].startswith(f"{redis_url[8:]} index None: migration stopped in phase wait")
+        or "migration stopped in phase wait" in failed["msg"]
+    )
     assert os.path.exists(failed["report_path"])
     args["wait_timeout"] = 60
     resumed = run_module(redis_index_migrate, args, capsys)
@@ -435,8 +566,26 @@ def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, caps
 
 def load_wide_hnsw(client, docs=5000, dims=384):
     """An HNSW index big enough to be approximate (self-queries miss at the default EF_RUNTIME)."""
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "vec", "VECTOR", "HNSW",
-                           "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE")
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "vec",
+        "VECTOR",
+        "HNSW",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(dims),
+        "DISTANCE_METRIC",
+        "COSINE",
+    )
     vectors = numpy.random.default_rng(1).random((docs, dims), dtype=numpy.float32)
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
@@ -457,12 +606,15 @@ def test_hnsw_validation_still_catches_garbled_vectors(clean_redis, redis_url, t
     load_wide_hnsw(clean_redis)
     plan = make_plan(clean_redis, QUANT16)
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "validate:start",
-                      batch_size=500).returncode == -signal.SIGKILL
+    assert (
+        run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "validate:start", batch_size=500).returncode
+        == -signal.SIGKILL
+    )
     rng = numpy.random.default_rng(99)  # right length, wrong content: what a broken encoder would write
     for key in clean_redis.scan_iter(match="doc:*"):
         clean_redis.hset(key, "vec", rng.random(384).astype(numpy.float16).tobytes())
     from datasets import wait_for as settle  # pylint: disable=import-outside-toplevel
+
     settle(clean_redis, "idx", 5000, 120)
     with pytest.raises(Exception, match="KNN self-queries did not find their own document"):
         run(clean_redis, redis_url, plan, tmp_path / "b", batch_size=500)

@@ -1,4 +1,5 @@
 """redis_index_plan and the planner against the real server."""
+
 from __future__ import annotations
 
 import json
@@ -38,19 +39,56 @@ def load_products(client, count=600, dims=8, index="products", prefix="product",
     vectors = rng.random((count, dims), dtype=numpy.float32)
     vector_args = [algorithm, "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if storage == "hash":
-        client.execute_command("FT.CREATE", index, "ON", "HASH", "PREFIX", "1", prefix, "SCHEMA",
-                               "name", "TEXT", "category", "TAG", "embedding", "VECTOR", *vector_args)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            prefix,
+            "SCHEMA",
+            "name",
+            "TEXT",
+            "category",
+            "TAG",
+            "embedding",
+            "VECTOR",
+            *vector_args,
+        )
     else:
-        client.execute_command("FT.CREATE", index, "ON", "JSON", "PREFIX", "1", prefix, "SCHEMA",
-                               "$.name", "AS", "name", "TEXT", "$.category", "AS", "category", "TAG",
-                               "$.embedding", "AS", "embedding", "VECTOR", *vector_args)
+        client.execute_command(
+            "FT.CREATE",
+            index,
+            "ON",
+            "JSON",
+            "PREFIX",
+            "1",
+            prefix,
+            "SCHEMA",
+            "$.name",
+            "AS",
+            "name",
+            "TEXT",
+            "$.category",
+            "AS",
+            "category",
+            "TAG",
+            "$.embedding",
+            "AS",
+            "embedding",
+            "VECTOR",
+            *vector_args,
+        )
     pipe = client.pipeline(transaction=False)
     for i in range(count):
         doc = {"name": f"product {i}", "category": "electronics" if i % 2 == 0 else "books"}
         if storage == "hash":
             pipe.hset(f"{prefix}:{i}", mapping={**doc, "embedding": vectors[i].tobytes()})
         else:
-            pipe.execute_command("JSON.SET", f"{prefix}:{i}", "$", json.dumps({**doc, "embedding": vectors[i].tolist()}))
+            pipe.execute_command(
+                "JSON.SET", f"{prefix}:{i}", "$", json.dumps({**doc, "embedding": vectors[i].tolist()})
+            )
     pipe.execute()
     wait_for(client, index, count)
     return vectors
@@ -63,9 +101,12 @@ def plan(client, changes, index="products", **kwargs):
 def server_state(client):
     """Everything planning must leave as it was: the indexes, every key's bytes, the schema. (Not the
     dirty counter: the create check's throwaway FT.CREATE and FT.DROPINDEX count as two changes.)"""
-    return (sorted(client.execute_command("FT._LIST")), {key: client.dump(key) for key in client.scan_iter()},
-            client.info("commandstats").get("cmdstat_hset"),
-            snapshot_index(client, "products").snapshot.index_schema.to_dict())
+    return (
+        sorted(client.execute_command("FT._LIST")),
+        {key: client.dump(key) for key in client.scan_iter()},
+        client.info("commandstats").get("cmdstat_hset"),
+        snapshot_index(client, "products").snapshot.index_schema.to_dict(),
+    )
 
 
 # --- the reference walkthrough ------------------------------------------------------------------
@@ -76,7 +117,8 @@ def test_reference_patch_is_supported_with_downtime_warning(client):
     result = plan(client, QUANTIZE["changes"])
     assert result.classification.supported and not result.classification.nothing_to_do
     assert [(c.kind, c.field, c.before, c.after, c.rewrites_documents) for c in result.changes] == [
-        ("vector_datatype_change", "embedding", "float32", "float16", True)]
+        ("vector_datatype_change", "embedding", "float32", "float16", True)
+    ]
     assert any(w.startswith("Downtime:") for w in result.warnings)
     lossy = next(w for w in result.warnings if w.startswith("Lossy quantization of 'embedding'"))
     assert "2^-11" in lossy and "65504" in lossy
@@ -94,6 +136,7 @@ def test_reference_patch_is_supported_with_downtime_warning(client):
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_same_plan_under_both_protocols(clean_redis, redis_url, protocol):
     import redis  # pylint: disable=import-outside-toplevel
+
     load_products(clean_redis)
     reference = plan(redis.Redis.from_url(redis_url, protocol=2), QUANTIZE["changes"])
     other = plan(redis.Redis.from_url(redis_url, protocol=protocol), QUANTIZE["changes"])
@@ -105,6 +148,7 @@ def test_check_mode_playbook_changes_nothing(tmp_path):
     """The walkthrough's patch planned in check mode: nothing in Redis, nothing on disk."""
     with RedisSearchServer() as server:
         import redis  # pylint: disable=import-outside-toplevel
+
         client = redis.Redis.from_url(server.url)
         load_products(client)
         backup_dir = tmp_path / "backups"
@@ -149,6 +193,7 @@ def test_check_diff_shows_the_diff_without_plan_out(tmp_path):
     run must still show the schema diff (Ansible prints diffs of changed tasks only)."""
     with RedisSearchServer() as server:
         import redis  # pylint: disable=import-outside-toplevel
+
         client = redis.Redis.from_url(server.url)
         load_products(client, count=50)
         before = server_state(client)
@@ -167,8 +212,11 @@ def test_check_diff_shows_the_diff_without_plan_out(tmp_path):
       indexops.redis_search.redis_index_plan:
         redis_url: {server.url}
         index: products
-        patch: {json.dumps({"version": 1, "changes": {"update_fields": [
-            {"name": "embedding", "attrs": {"datatype": "float32"}}]}})}
+        patch: {
+            json.dumps(
+                {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float32"}}]}}
+            )
+        }
       register: same
     - name: The first would change the index, the second would not
       ansible.builtin.assert:
@@ -191,18 +239,24 @@ def test_check_mode_reports_changed_only_for_a_real_change(clean_redis, redis_ur
     assert run_module(redis_index_plan, args, capsys, check_mode=True, diff=True)["changed"] is True
     # Outside check mode the same plan without plan_out writes nothing: not a change.
     assert run_module(redis_index_plan, args, capsys)["changed"] is False
-    blocked = {**args, "fail_on_blocked": False,
-               "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}}}
+    blocked = {
+        **args,
+        "fail_on_blocked": False,
+        "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}},
+    }
     assert run_module(redis_index_plan, blocked, capsys, check_mode=True)["changed"] is False
 
 
 # --- the create check --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes, server_says", [
-    ({"index": {"filter": "@name=="}}, "Syntax error"),
-    ({"index": {"filter": "nosuchfunction(@name)"}}, "Unknown function"),
-])
+@pytest.mark.parametrize(
+    "changes, server_says",
+    [
+        ({"index": {"filter": "@name=="}}, "Syntax error"),
+        ({"index": {"filter": "nosuchfunction(@name)"}}, "Unknown function"),
+    ],
+)
 def test_a_target_the_server_refuses_is_blocked_with_its_message(clean_redis, changes, server_says):
     load_products(clean_redis, count=10)
     lists_before = clean_redis.execute_command("FT._LIST")
@@ -221,9 +275,11 @@ def test_a_target_the_server_accepts_is_not_blocked(clean_redis):
 
 def test_planning_options_are_checked_by_the_library(clean_redis):
     load_products(clean_redis, count=5)
-    for kwargs, message in [({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
-                            ({"audit_sample": -1}, "audit_sample_size must be 0 or more, not -1"),
-                            ({"key_sample": -2}, "key_sample_size must be 0 or more, not -2")]:
+    for kwargs, message in [
+        ({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
+        ({"audit_sample": -1}, "audit_sample_size must be 0 or more, not -1"),
+        ({"key_sample": -2}, "key_sample_size must be 0 or more, not -2"),
+    ]:
         with pytest.raises(SchemaInvalid, match=message):
             plan(clean_redis, QUANTIZE["changes"], **kwargs)
     with pytest.raises(SchemaInvalid, match="index name 'products\\\\nx' contains the control character"):
@@ -233,25 +289,33 @@ def test_planning_options_are_checked_by_the_library(clean_redis):
 # --- blocked rules -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"update_fields": [{"name": "embedding", "attrs": {"dims": 16}}]}, "new dimensions need new embeddings"),
-    ({"index": {"storage_type": "json"}}, "changing the storage type"),
-    ({"index": {"key_separator": "-"}}, "the key separator is how applications build keys"),
-    ({"add_fields": [{"name": "v2", "type": "vector", "attrs": {"dims": 8, "algorithm": "flat"}}]},
-     "the documents hold no vectors for it"),
-    ({"update_fields": [{"name": "category", "type": "text"}]}, "cannot follow a type change"),
-    ({"update_fields": [{"name": "name", "path": "title"}]}, "use rename_fields to move a field"),
-    ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "int8"}}]}, "does not accept INT8 vectors"),
-    ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "uint8"}}]}, "does not accept UINT8 vectors"),
-    ({"update_fields": [{"name": "embedding", "attrs": {"algorithm": "svs-vamana"}}]},
-     "does not accept the SVS-VAMANA algorithm"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"update_fields": [{"name": "embedding", "attrs": {"dims": 16}}]}, "new dimensions need new embeddings"),
+        ({"index": {"storage_type": "json"}}, "changing the storage type"),
+        ({"index": {"key_separator": "-"}}, "the key separator is how applications build keys"),
+        (
+            {"add_fields": [{"name": "v2", "type": "vector", "attrs": {"dims": 8, "algorithm": "flat"}}]},
+            "the documents hold no vectors for it",
+        ),
+        ({"update_fields": [{"name": "category", "type": "text"}]}, "cannot follow a type change"),
+        ({"update_fields": [{"name": "name", "path": "title"}]}, "use rename_fields to move a field"),
+        ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "int8"}}]}, "does not accept INT8 vectors"),
+        ({"update_fields": [{"name": "embedding", "attrs": {"datatype": "uint8"}}]}, "does not accept UINT8 vectors"),
+        (
+            {"update_fields": [{"name": "embedding", "attrs": {"algorithm": "svs-vamana"}}]},
+            "does not accept the SVS-VAMANA algorithm",
+        ),
+    ],
+)
 def test_blocked_changes(clean_redis, changes, fragment):
     load_products(clean_redis, count=50)
     result = plan(clean_redis, changes)
     assert not result.classification.supported
-    assert any(fragment in reason for reason in result.classification.blocked_reasons), \
+    assert any(fragment in reason for reason in result.classification.blocked_reasons), (
         result.classification.blocked_reasons
+    )
 
 
 def test_json_path_change_is_blocked(clean_redis):
@@ -288,9 +352,29 @@ def test_index_rename_to_a_taken_name_is_blocked(clean_redis, taken):
 
 def test_quantizing_keys_another_index_reads_is_blocked(clean_redis):
     load_products(clean_redis, count=20)
-    clean_redis.execute_command("FT.CREATE", "shadow", "ON", "HASH", "PREFIX", "1", "product:1", "SCHEMA",
-                                "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "L2")
-    clean_redis.execute_command("FT.CREATE", "names_only", "ON", "HASH", "PREFIX", "1", "product", "SCHEMA", "name", "TEXT")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "shadow",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "product:1",
+        "SCHEMA",
+        "embedding",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        "8",
+        "DISTANCE_METRIC",
+        "L2",
+    )
+    clean_redis.execute_command(
+        "FT.CREATE", "names_only", "ON", "HASH", "PREFIX", "1", "product", "SCHEMA", "name", "TEXT"
+    )
     result = plan(clean_redis, QUANTIZE["changes"])
     assert result.classification.shared_key_indexes == ["shadow"]
     assert "index 'shadow'" in result.classification.blocked_reasons[0]
@@ -316,8 +400,13 @@ def test_failures_malformed_vectors_removed_vector_and_unobserved(clean_redis):
     assert any(w.startswith("INITIAL_CAP of embedding") for w in result.warnings)
     # The bounded sample includes a SCAN of the prefix, so it finds the document the index rejected.
     assert result.audit.malformed_count == 1
-    assert result.audit.malformed[0].model_dump() == {"key": "product:bad", "field": "embedding", "found": 12,
-                                                      "expected": 32, "unit": "bytes"}
+    assert result.audit.malformed[0].model_dump() == {
+        "key": "product:bad",
+        "field": "embedding",
+        "found": 12,
+        "expected": 32,
+        "unit": "bytes",
+    }
     assert any("1 of" in w and "wrong size" in w for w in result.warnings)
 
 
@@ -330,7 +419,8 @@ def test_what_the_migration_refuses_is_blocked_by_the_plan(clean_redis, redis_ur
     assert result.audit.mode == "all" and not result.classification.supported
     assert result.classification.blocked_reasons == [
         "1 audited document(s) hold 'embedding' vectors of the wrong size (first: product:bad: 12 bytes, expected 32); "
-        "the migration refuses to convert them to float16: fix or delete those documents, then plan again"]
+        "the migration refuses to convert them to float16: fix or delete those documents, then plan again"
+    ]
     args = {"redis_url": redis_url, "index": "products", "patch": QUANTIZE}
     failed = run_module(redis_index_plan, args, capsys, expect_failure=True)
     assert failed["error_type"] == "plan_blocked" and "vectors of the wrong size" in failed["msg"]
@@ -343,9 +433,11 @@ def test_what_the_migration_refuses_is_blocked_by_the_plan(clean_redis, redis_ur
     # A sample that missed it cannot be sure, and says what it did not check.
     sampled = plan(clean_redis, QUANTIZE["changes"], audit_sample=5, key_sample=5)
     assert sampled.audit.mode == "sample" and sampled.classification.supported
-    assert "The audit checked the vectors of 5 of 30 documents; the migration checks every one before it changes " \
-           "anything and refuses to start on a vector of the wrong size or a value float16 cannot hold " \
-           "(audit_all: true checks them all now)." in sampled.warnings
+    assert (
+        "The audit checked the vectors of 5 of 30 documents; the migration checks every one before it changes "
+        "anything and refuses to start on a vector of the wrong size or a value float16 cannot hold "
+        "(audit_all: true checks them all now)." in sampled.warnings
+    )
     # The same document is no obstacle to a change that leaves its vector as it is.
     untouched = plan(clean_redis, {"add_fields": [{"name": "note", "type": "text"}]})
     assert untouched.classification.supported and untouched.classification.blocked_reasons == []
@@ -359,7 +451,8 @@ def test_values_the_target_type_cannot_hold_block_the_plan(clean_redis):
     result = plan(clean_redis, QUANTIZE["changes"])
     assert result.classification.blocked_reasons == [
         "8 value(s) of 'embedding' in the audited documents are too large for float16 and would become infinite; the "
-        "migration refuses them: choose a wider datatype (bfloat16 keeps float32's range)"]
+        "migration refuses them: choose a wider datatype (bfloat16 keeps float32's range)"
+    ]
     bfloat = plan(clean_redis, {"update_fields": [{"name": "embedding", "attrs": {"datatype": "bfloat16"}}]})
     assert bfloat.classification.supported
 
@@ -394,6 +487,7 @@ def test_aliases_declared_and_undeclared(clean_redis):
 def test_aof_growth_warning():
     with RedisSearchServer(extra_args=("--appendonly", "yes")) as server:
         import redis  # pylint: disable=import-outside-toplevel
+
         client = redis.Redis.from_url(server.url)
         load_products(client, count=100)
         result = plan(client, QUANTIZE["changes"])
@@ -408,6 +502,7 @@ def test_backup_dir_without_room(clean_redis, tmp_path, monkeypatch):
 
     class Usage:  # a nearly full disk; the real one cannot be filled in a test
         free = 100
+
     monkeypatch.setattr(estimate_module.shutil, "disk_usage", lambda path: Usage)
     full = plan(clean_redis, QUANTIZE["changes"], backup_dir=str(tmp_path))
     assert full.estimate.backup_fits is False
@@ -423,8 +518,10 @@ def test_nothing_to_do(client):
 
 def test_renames_of_field_index_and_prefix(clean_redis):
     load_products(clean_redis, count=10)
-    result = plan(clean_redis, {"rename_fields": [{"old_name": "name", "new_name": "title"}],
-                                "index": {"name": "catalog", "prefix": "item"}})
+    result = plan(
+        clean_redis,
+        {"rename_fields": [{"old_name": "name", "new_name": "title"}], "index": {"name": "catalog", "prefix": "item"}},
+    )
     assert result.classification.supported
     move = result.rewrites.moves[0]
     assert (move.old_location, move.new_location) == ("name", "title")
@@ -448,8 +545,9 @@ def test_target_schema_input(clean_redis):
     assert any("numeric field 'price'" in w for w in result.warnings)
 
 
-def test_a_target_schema_changing_the_key_separator_is_blocked_and_changes_nothing(clean_redis, redis_url, capsys,
-                                                                                   tmp_path):
+def test_a_target_schema_changing_the_key_separator_is_blocked_and_changes_nothing(
+    clean_redis, redis_url, capsys, tmp_path
+):
     """No server reports a key separator: the sampled keys (product:<i>) show the one in use."""
     load_products(clean_redis, count=20)
     keys = {key: clean_redis.dump(key) for key in clean_redis.scan_iter()}
@@ -513,8 +611,12 @@ def test_plan_round_trips_through_yaml(clean_redis, tmp_path):
 
 def test_blocked_plan_fails_the_task_unless_asked_not_to(clean_redis, redis_url, capsys, tmp_path):
     load_products(clean_redis, count=10)
-    args = {"redis_url": redis_url, "index": "products", "plan_out": str(tmp_path / "p.yaml"),
-            "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}}}
+    args = {
+        "redis_url": redis_url,
+        "index": "products",
+        "plan_out": str(tmp_path / "p.yaml"),
+        "patch": {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"dims": 4}}]}},
+    }
     failed = run_module(redis_index_plan, args, capsys, expect_failure=True)
     assert failed["error_type"] == "plan_blocked" and "new dimensions need new embeddings" in failed["msg"]
     assert not (tmp_path / "p.yaml").exists()
@@ -522,23 +624,39 @@ def test_blocked_plan_fails_the_task_unless_asked_not_to(clean_redis, redis_url,
     assert kept["supported"] is False and kept["changed"] and (tmp_path / "p.yaml").exists()
 
 
-@pytest.mark.parametrize("patch_data, message", [
-    ({"version": 1, "chnages": {}}, "unknown key 'chnages'"),
-    ({"version": 1, "changes": {"update_feilds": []}}, "unknown section 'update_feilds'"),
-    ({"version": 1, "changes": {"update_fields": [{"name": "embeding", "attrs": {"datatype": "float16"}}]}},
-     "the index has no field 'embeding'; fields of products: name, category, embedding"),
-    ({"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"data_type": "float16"}}]}},
-     "unknown vector field attribute 'data_type'; did you mean 'datatype'?"),
-    ({"version": 1, "changes": {"index": {"prefixes": "x"}}}, "unknown index option 'prefixes'; did you mean 'prefix'?"),
-    ({"version": 1, "changes": {"rename_fields": [{"old_name": "name", "new_name": "category"}]}},
-     "a field of that name exists"),
-    ({"version": 2, "changes": {}}, "unsupported version 2"),
-])
+@pytest.mark.parametrize(
+    "patch_data, message",
+    [
+        ({"version": 1, "chnages": {}}, "unknown key 'chnages'"),
+        ({"version": 1, "changes": {"update_feilds": []}}, "unknown section 'update_feilds'"),
+        (
+            {"version": 1, "changes": {"update_fields": [{"name": "embeding", "attrs": {"datatype": "float16"}}]}},
+            "the index has no field 'embeding'; fields of products: name, category, embedding",
+        ),
+        (
+            {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"data_type": "float16"}}]}},
+            "unknown vector field attribute 'data_type'; did you mean 'datatype'?",
+        ),
+        (
+            {"version": 1, "changes": {"index": {"prefixes": "x"}}},
+            "unknown index option 'prefixes'; did you mean 'prefix'?",
+        ),
+        (
+            {"version": 1, "changes": {"rename_fields": [{"old_name": "name", "new_name": "category"}]}},
+            "a field of that name exists",
+        ),
+        ({"version": 2, "changes": {}}, "unsupported version 2"),
+    ],
+)
 def test_strict_input_errors(clean_redis, redis_url, capsys, patch_data, message):
     load_products(clean_redis, count=5)
     before = clean_redis.dbsize()
-    failed = run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch": patch_data}, capsys,
-                        expect_failure=True)
+    failed = run_module(
+        redis_index_plan,
+        {"redis_url": redis_url, "index": "products", "patch": patch_data},
+        capsys,
+        expect_failure=True,
+    )
     assert message in failed["msg"]
     assert failed["error_type"] == "invalid_input"
     assert clean_redis.dbsize() == before
@@ -548,9 +666,14 @@ def test_patch_file_errors_name_the_file(clean_redis, redis_url, capsys, tmp_pat
     load_products(clean_redis, count=5)
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nchanges:\n  update_fields: [\n")
-    failed = run_module(redis_index_plan, {"redis_url": redis_url, "index": "products", "patch_file": str(bad)},
-                        capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_plan,
+        {"redis_url": redis_url, "index": "products", "patch_file": str(bad)},
+        capsys,
+        expect_failure=True,
+    )
     assert f"patch file {bad} is not valid YAML at line" in failed["msg"]
-    missing = run_module(redis_index_plan, {"redis_url": redis_url, "index": "nope", "patch": QUANTIZE}, capsys,
-                         expect_failure=True)
+    missing = run_module(
+        redis_index_plan, {"redis_url": redis_url, "index": "nope", "patch": QUANTIZE}, capsys, expect_failure=True
+    )
     assert missing["error_type"] == "index_not_found" and "no index or alias named 'nope'" in missing["msg"]

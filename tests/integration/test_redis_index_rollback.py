@@ -1,4 +1,5 @@
 """redis_index_rollback against the real server: back to exactly where it started."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,11 +42,54 @@ from ansible_collections.indexops.redis_search.plugins.modules import (
 )
 
 RICH_INDEX = [  # every kind of index option, so "recreated exactly" means something
-    "FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "FILTER", "@title!=\"hidden\"", "LANGUAGE", "german",
-    "SCORE", "0.8", "NOOFFSETS", "STOPWORDS", "2", "der", "die", "SCHEMA",
-    "title", "TEXT", "NOSTEM", "WEIGHT", "2.5", "SORTABLE", "tag", "TAG", "SEPARATOR", ";", "CASESENSITIVE",
-    "vec", "VECTOR", "HNSW", "14", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "L2", "M", "12",
-    "EF_CONSTRUCTION", "150", "EF_RUNTIME", "30", "EPSILON", "0.03",
+    "FT.CREATE",
+    "idx",
+    "ON",
+    "HASH",
+    "PREFIX",
+    "1",
+    "doc:",
+    "FILTER",
+    '@title!="hidden"',
+    "LANGUAGE",
+    "german",
+    "SCORE",
+    "0.8",
+    "NOOFFSETS",
+    "STOPWORDS",
+    "2",
+    "der",
+    "die",
+    "SCHEMA",
+    "title",
+    "TEXT",
+    "NOSTEM",
+    "WEIGHT",
+    "2.5",
+    "SORTABLE",
+    "tag",
+    "TAG",
+    "SEPARATOR",
+    ";",
+    "CASESENSITIVE",
+    "vec",
+    "VECTOR",
+    "HNSW",
+    "14",
+    "TYPE",
+    "FLOAT32",
+    "DIM",
+    str(DIMS),
+    "DISTANCE_METRIC",
+    "L2",
+    "M",
+    "12",
+    "EF_CONSTRUCTION",
+    "150",
+    "EF_RUNTIME",
+    "30",
+    "EPSILON",
+    "0.03",
 ]
 
 
@@ -65,8 +109,14 @@ def rich(client, docs=200):
     client.execute_command(*RICH_INDEX)
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
-        pipe.hset(f"doc:{i}", mapping={"title": f"titel {i}", "tag": f"a;b{i % 4}",
-                                       "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes()})
+        pipe.hset(
+            f"doc:{i}",
+            mapping={
+                "title": f"titel {i}",
+                "tag": f"a;b{i % 4}",
+                "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes(),
+            },
+        )
     pipe.execute()
     wait_for(client, "idx", docs)
 
@@ -87,8 +137,9 @@ def test_rollback_after_completed_quantization_restores_every_byte(clean_redis, 
     assert state(clean_redis) == before  # every byte of every document, and every index option
     assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx"
     query = clean_redis.hget("doc:7", "vec")  # float32 again: a float32 query finds the document
-    reply = clean_redis.execute_command("FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query,
-                                        "NOCONTENT", "DIALECT", "2")
+    reply = clean_redis.execute_command(
+        "FT.SEARCH", "idx", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", query, "NOCONTENT", "DIALECT", "2"
+    )
     assert reply[1:] == [b"doc:7"]
     assert result.validation["passed"] and result.validation["values_checked"] > 0
     again_changed, again = roll(clean_redis, tmp_path)
@@ -99,8 +150,10 @@ def test_rollback_after_completed_quantization_restores_every_byte(clean_redis, 
 def test_rollback_after_a_migration_killed_in_any_phase(clean_redis, redis_url, tmp_path, failpoint):
     load(clean_redis)
     before = state(clean_redis)
-    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                   "index": {"prefix": "item:"}, **QUANT16})
+    plan = make_plan(
+        clean_redis,
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], "index": {"prefix": "item:"}, **QUANT16},
+    )
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", failpoint).returncode == -signal.SIGKILL
     changed, result = roll(clean_redis, tmp_path / "b")
@@ -114,8 +167,14 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
     clean_redis.pexpire("doc:4", 600_000)
     before = state(clean_redis)
-    plan = make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                   "index": {"name": "idx_v2", "prefix": "item:"}}, aliases=["live"])
+    plan = make_plan(
+        clean_redis,
+        {
+            "rename_fields": [{"old_name": "title", "new_name": "headline"}],
+            "index": {"name": "idx_v2", "prefix": "item:"},
+        },
+        aliases=["live"],
+    )
     run(clean_redis, redis_url, plan, tmp_path)
     assert index_exists(clean_redis, "idx_v2") and not index_exists(clean_redis, "idx")
     changed, result = roll(clean_redis, tmp_path, index="idx_v2")  # found by its new name too
@@ -126,10 +185,14 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
 
 
-@pytest.mark.parametrize("changes", [
-    {"rename_fields": [{"old_name": "title", "new_name": "headline"}]},
-    {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
-], ids=["rename", "rename_and_quantize"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}]},
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+    ],
+    ids=["rename", "rename_and_quantize"],
+)
 def test_a_field_rename_and_its_rollback_keep_the_field_order(clean_redis, redis_url, tmp_path, changes):
     """Small hashes (listpack, as these: 16-d float32 vectors are 64 bytes) keep their fields in the order
     written: the renamed field takes the old one's place, and back, so the DUMP bytes are the original ones."""
@@ -150,8 +213,28 @@ def test_a_field_rename_and_its_rollback_keep_the_field_order(clean_redis, redis
 
 def test_a_hash_table_gets_its_contents_back_whatever_the_order(clean_redis, redis_url, tmp_path):
     """A hash with a value over 64 bytes (a 64-d float32 vector) is a hash table: no field order to keep."""
-    clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                                "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "64", "DISTANCE_METRIC", "L2")
+    clean_redis.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        "64",
+        "DISTANCE_METRIC",
+        "L2",
+    )
     rng = numpy.random.default_rng(8)
     for i in range(50):
         clean_redis.hset(f"doc:{i}", mapping={"title": f"t {i}", "vec": rng.random(64, dtype=numpy.float32).tobytes()})
@@ -159,8 +242,12 @@ def test_a_hash_table_gets_its_contents_back_whatever_the_order(clean_redis, red
     wait_for(clean_redis, "idx", 50)
     assert clean_redis.object("encoding", "doc:1") == b"hashtable"
     before = dump_hashes(clean_redis)
-    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
-        tmp_path)
+    run(
+        clean_redis,
+        redis_url,
+        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path,
+    )
     _changed, result = roll(clean_redis, tmp_path)
     assert result.restored == 50 and dump_hashes(clean_redis) == before
     assert 500_000 < clean_redis.pttl("doc:4") <= 600_000
@@ -170,8 +257,12 @@ def test_json_rollback(clean_redis, redis_url, tmp_path):
     load(clean_redis, storage="json", prefix="j:")
     before = {k: clean_redis.execute_command("JSON.GET", k) for k in clean_redis.scan_iter(match="j:*")}
     schema = snapshot_index(clean_redis, "idx").snapshot.index_schema.to_dict()
-    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}],
-                                                        **QUANT16}), tmp_path)
+    run(
+        clean_redis,
+        redis_url,
+        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}], **QUANT16}),
+        tmp_path,
+    )
     roll(clean_redis, tmp_path)
     assert {k: clean_redis.execute_command("JSON.GET", k) for k in clean_redis.scan_iter(match="j:*")} == before
     assert snapshot_index(clean_redis, "idx").snapshot.index_schema.to_dict() == schema
@@ -206,8 +297,12 @@ def test_damaged_backup_is_refused_with_nothing_written(clean_redis, redis_url, 
             handle.truncate(os.path.getsize(data) - 1)
     migrated = state(clean_redis)
     commands = command_stats(clean_redis)
-    failed = run_module(redis_index_rollback, {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)},
-                        capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_rollback,
+        {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)},
+        capsys,
+        expect_failure=True,
+    )
     assert failed["error_type"] == "backup_invalid" and "failed verification" in failed["msg"]
     assert "nothing was written" in failed["msg"]
     assert state(clean_redis) == migrated
@@ -253,8 +348,9 @@ def test_the_right_backup_among_many(clean_redis, redis_url, tmp_path):
     _changed, result = roll(clean_redis, tmp_path)  # then the one before it
     assert result.backup_path == BackupStore.for_plan(str(tmp_path), first.checksum).directory
     docs, _schema = state(clean_redis)
-    assert {k: v for k, v in docs.items() if k.startswith(b"doc:")} == \
-        {k: v for k, v in original[0].items() if k.startswith(b"doc:")}
+    assert {k: v for k, v in docs.items() if k.startswith(b"doc:")} == {
+        k: v for k, v in original[0].items() if k.startswith(b"doc:")
+    }
     assert len(clean_redis.hget("o:1", "vec")) == DIMS * 2  # the other index stays migrated
 
 
@@ -262,8 +358,12 @@ def test_every_migration_of_a_chain_rolled_back_leaves_nothing_to_roll_back(clea
     load(clean_redis)
     original = state(clean_redis)
     run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
-    run(clean_redis, redis_url, make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
-        tmp_path)
+    run(
+        clean_redis,
+        redis_url,
+        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        tmp_path,
+    )
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
     first, second = run_module(redis_index_rollback, args, capsys), run_module(redis_index_rollback, args, capsys)
     assert first["changed"] and second["changed"] and first["backup_path"] != second["backup_path"]
@@ -280,8 +380,13 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
     load(clean_redis)
     clean_redis.execute_command("FT.ALIASADD", "idx_live", "idx")
     before = state(clean_redis)
-    migrate_args = {"redis_url": redis_url, "index": "idx_live", "patch": {"version": 1, "changes": QUANT16},
-                    "backup_dir": str(tmp_path / "b"), "accept_data_loss": True}
+    migrate_args = {
+        "redis_url": redis_url,
+        "index": "idx_live",
+        "patch": {"version": 1, "changes": QUANT16},
+        "backup_dir": str(tmp_path / "b"),
+        "accept_data_loss": True,
+    }
     done = run_module(redis_index_migrate, migrate_args, capsys)
     assert done["changed"] and done["plan"]["source"]["requested_as"] == "idx_live"
     args = {"redis_url": redis_url, "index": "idx_live", "backup_dir": str(tmp_path / "b")}
@@ -327,9 +432,17 @@ def test_check_mode_then_module_idempotence_then_reapply(clean_redis, redis_url,
 
 def test_missing_backup_dir_and_unknown_index(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis, docs=10)
-    missing = run_module(redis_index_rollback, {"redis_url": redis_url, "index": "idx",
-                                                "backup_dir": str(tmp_path / "nope")}, capsys, expect_failure=True)
+    missing = run_module(
+        redis_index_rollback,
+        {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path / "nope")},
+        capsys,
+        expect_failure=True,
+    )
     assert "does not exist" in missing["msg"] and not (tmp_path / "nope").exists()
-    unknown = run_module(redis_index_rollback, {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)},
-                         capsys, expect_failure=True)
+    unknown = run_module(
+        redis_index_rollback,
+        {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)},
+        capsys,
+        expect_failure=True,
+    )
     assert "no backup of index 'idx'" in unknown["msg"]

@@ -1,4 +1,5 @@
 """redis_index_validate against the real server: a completed migration checked again, read-only."""
+
 from __future__ import annotations
 
 import signal
@@ -21,8 +22,12 @@ DOCS = 120
 
 
 def validate_args(redis_url, tmp_path, **extra) -> dict:
-    return {"redis_url": redis_url, "plan_file": str(tmp_path / "plan.yaml"), "backup_dir": str(tmp_path / "b"),
-            **extra}
+    return {
+        "redis_url": redis_url,
+        "plan_file": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        **extra,
+    }
 
 
 def migrated(client, redis_url, tmp_path, changes=None):
@@ -44,8 +49,12 @@ def test_a_completed_migration_validates_and_nothing_changes(clean_redis, redis_
     assert validation["vectors_compared"] == 10 and validation["vectors_differing"] == []
     assert validation["indexing_failures_checked"] and validation["indexing_failures_after"] == 0
     assert validation["documents_beyond_source"] == 0 and validation["source_approximate"] is False
-    by_index = run_module(redis_index_validate, {"redis_url": redis_url, "index": "idx",
-                                                 "backup_dir": str(tmp_path / "b")}, capsys, check_mode=True)
+    by_index = run_module(
+        redis_index_validate,
+        {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path / "b")},
+        capsys,
+        check_mode=True,
+    )
     assert by_index["passed"] and by_index["backup_path"] == result["backup_path"]
     assert server_state(clean_redis) == before
 
@@ -69,8 +78,9 @@ def test_indexing_failures_that_rose_fail_though_the_count_matches(clean_redis, 
     wait_for(clean_redis, "idx", DOCS)
     failed = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys, expect_failure=True)
     assert failed["validation"]["doc_count_actual"] == DOCS
-    assert failed["problems"] == ["indexing failures rose from 0 (source) to 1: the new index refuses documents the "
-                                  "source indexed"]
+    assert failed["problems"] == [
+        "indexing failures rose from 0 (source) to 1: the new index refuses documents the source indexed"
+    ]
 
 
 def test_a_forged_backup_rollback_refuses_is_not_verified(clean_redis, redis_url, capsys, tmp_path):
@@ -97,24 +107,42 @@ def test_documents_deleted_since_the_migration_are_counted_and_fail_the_count(cl
     validation = failed["validation"]
     assert validation["documents_deleted_since_migration"] == 3 and validation["documents_gone"] == 0
     assert (validation["doc_count_expected"], validation["doc_count_actual"]) == (DOCS, DOCS - 3)
-    assert failed["problems"] == [f"{DOCS - 3} documents indexed, {DOCS} expected (3 document(s) of the backup "
-                                  "deleted since the migration: validate before the application writes again)"]
+    assert failed["problems"] == [
+        f"{DOCS - 3} documents indexed, {DOCS} expected (3 document(s) of the backup "
+        "deleted since the migration: validate before the application writes again)"
+    ]
 
 
 def load_with_unparsable(client, algorithm: str, bad: int = 5) -> None:
     """`idx` over doc:* whose numeric `n` does not parse in `bad` documents: the source counts them as
     indexing failures, not documents; without `n` they index."""
     params = ["TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "L2"]
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "n", "NUMERIC",
-                           "vec", "VECTOR", algorithm, str(len(params)), *params)
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "n",
+        "NUMERIC",
+        "vec",
+        "VECTOR",
+        algorithm,
+        str(len(params)),
+        *params,
+    )
     vectors = numpy.random.default_rng(4).random((DOCS, DIMS), dtype=numpy.float32)
     for i in range(DOCS):
         client.hset(f"doc:{i}", mapping={"n": "not a number" if i >= DOCS - bad else i, "vec": vectors[i].tobytes()})
     wait_for(client, "idx", DOCS - bad)
 
 
-def test_hnsw_to_flat_accepts_the_documents_the_approximate_source_did_not_count(clean_redis, redis_url, capsys,
-                                                                                 tmp_path):
+def test_hnsw_to_flat_accepts_the_documents_the_approximate_source_did_not_count(
+    clean_redis, redis_url, capsys, tmp_path
+):
     load_with_unparsable(clean_redis, "HNSW")
     # Quantized too, so that the vectors are rewritten and the migration drops and recreates the index.
     flat16 = {"algorithm": "flat", "datatype": "float16"}

@@ -2,6 +2,7 @@
 watching them, the faults later tests inject (SIGKILL of the primary, a paused replica), and nothing left
 behind - as a library, after `stop()` and a signal, and as the `run` and `serve` commands.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,10 +30,12 @@ def conn(node) -> redis.Redis:
 
 def load_documents(client: redis.Redis, count: int = 50) -> None:
     """An index over hashes and one over JSON documents, then `count` documents of each."""
-    client.execute_command("FT.CREATE", "docs", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "n", "NUMERIC")
-    client.execute_command("FT.CREATE", "jdocs", "ON", "JSON", "PREFIX", "1", "jdoc:", "SCHEMA", "$.title", "AS",
-                           "title", "TEXT")
+    client.execute_command(
+        "FT.CREATE", "docs", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT", "n", "NUMERIC"
+    )
+    client.execute_command(
+        "FT.CREATE", "jdocs", "ON", "JSON", "PREFIX", "1", "jdoc:", "SCHEMA", "$.title", "AS", "title", "TEXT"
+    )
     pipe = client.pipeline(transaction=False)
     for i in range(count):
         pipe.hset(f"doc:{i}", mapping={"title": f"hello {i}", "n": i})
@@ -57,6 +60,7 @@ def modules(client: redis.Redis) -> set[bytes]:
 
 
 # -- the set, through the fixture ------------------------------------------------------------------------
+
 
 def test_both_nodes_have_search_and_json_and_the_replica_receives_indexes_and_documents(replica_set):
     primary, (replica,) = replica_set.primary(), replica_set.replicas()
@@ -89,8 +93,11 @@ def test_sentinel_reports_the_primary_and_the_replica_and_every_process_is_ours(
 
     for server in (*replica_set.nodes, sentinel):
         fields = info_fields(server.port, "server")
-        assert (fields["process_id"], fields["tcp_port"], fields["run_id"]) == \
-            (str(server.process.pid), str(server.port), server.run_id)
+        assert (fields["process_id"], fields["tcp_port"], fields["run_id"]) == (
+            str(server.process.pid),
+            str(server.port),
+            server.run_id,
+        )
     assert info_fields(sentinel.port, "server")["redis_mode"] == "sentinel"
     # Sentinel knows the replica by the same run_id.
     assert replica_set.replica_states()[replica]["runid"] == replica.run_id
@@ -101,7 +108,8 @@ def test_sentinel_reports_the_primary_and_the_replica_and_every_process_is_ours(
 
 
 def test_sigkill_of_the_primary_promotes_the_replica_which_has_the_data_and_the_old_one_comes_back_as_replica(
-        replica_set):
+    replica_set,
+):
     old, replica = replica_set.primary(), replica_set.replicas()[0]
     load_documents(conn(old))
     assert conn(old).execute_command("WAIT", "1", "5000") == 1  # acknowledged by the replica before the kill
@@ -166,6 +174,7 @@ def test_acl_setuser_on_the_primary_is_not_replicated(replica_set):
 
 
 # -- a set of its own: three Sentinels, two replicas, nothing left behind --------------------------------------
+
 
 def test_three_sentinels_fail_over_by_quorum_and_stop_leaves_no_process_or_directory():
     replica_set = SentinelReplicaSet(replicas=2, sentinels=3)
@@ -258,8 +267,9 @@ def test_run_sets_the_variables_and_sigterm_leaves_no_server_command_or_director
 
 
 def test_run_returns_the_commands_exit_code_and_serve_prints_the_exports(leftovers):
-    run = spawn([sys.executable, TOOL, "run", "--replicas", "2", "--", sys.executable, "-c", "raise SystemExit(3)"],
-                leftovers)
+    run = spawn(
+        [sys.executable, TOOL, "run", "--replicas", "2", "--", sys.executable, "-c", "raise SystemExit(3)"], leftovers
+    )
     banners = [read_line(run, BANNER) for _server in range(4)]
     assert run.wait(timeout=60) == 3
     assert [banner.group(1) for banner in banners] == ["primary", "replica", "replica", "sentinel"]
@@ -268,8 +278,12 @@ def test_run_returns_the_commands_exit_code_and_serve_prints_the_exports(leftove
     serve = spawn([sys.executable, TOOL, "serve", "--service", "shop"], leftovers)
     banners = [read_line(serve, BANNER) for _server in range(3)]
     exports = dict(read_line(serve, re.compile(r"^export (\w+)=(\S+)$")).groups() for _line in range(4))
-    assert exports == {"REDIS_URL": banners[0].group(3), "REDIS_REPLICA_URLS": banners[1].group(3),
-                       "REDIS_SENTINELS": banners[2].group(3), "REDIS_SENTINEL_SERVICE": "shop"}
+    assert exports == {
+        "REDIS_URL": banners[0].group(3),
+        "REDIS_REPLICA_URLS": banners[1].group(3),
+        "REDIS_SENTINELS": banners[2].group(3),
+        "REDIS_SENTINEL_SERVICE": "shop",
+    }
     serve.send_signal(signal.SIGINT)
     assert serve.wait(timeout=60) == 0, serve.stderr.read()
     assert all(wait_gone(int(banner.group(4))) and not os.path.exists(banner.group(5)) for banner in banners)

@@ -3,6 +3,7 @@
 What is checked is what the servers hold afterwards - the index's vector type, every document's
 bytes, every ACL LIST line byte for byte - and what the play reported per host.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,8 +119,9 @@ def test_a_failure_on_one_host_is_rolled_back_released_and_stops_the_rollout(rea
     python = failing_interpreter(str(tmp_path), "quantize:1")
     inventory = ready.inventory(str(tmp_path / "inventory.ini"), {"redis2": {"ansible_python_interpreter": python}})
 
-    done = run_playbook(MIGRATE, migrate_vars(tmp_path, indexops_serial=1, indexops_max_fail_percentage=0),
-                        args=("-i", inventory))
+    done = run_playbook(
+        MIGRATE, migrate_vars(tmp_path, indexops_serial=1, indexops_max_fail_percentage=0), args=("-i", inventory)
+    )
 
     assert done.returncode != 0
     counts = recap(done.stdout)
@@ -165,6 +167,7 @@ def test_an_online_change_keeps_every_write_going(ready, tmp_path):
     application writing all along is never refused, while the index is swapped on every host."""
     import threading  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
+
     inventory = ready.inventory(str(tmp_path / "inventory.ini"))
     weight = {"version": 1, "changes": {"update_fields": [{"name": "name", "attrs": {"weight": 2}}]}}
     variables = migrate_vars(tmp_path, indexops_serial=3, indexops_patch=json.dumps(weight))
@@ -179,6 +182,7 @@ def test_an_online_change_keeps_every_write_going(ready, tmp_path):
             except Exception as err:  # pylint: disable=broad-exception-caught
                 refused.append(f"{host}: {err}")
             time.sleep(0.01)
+
     for host in ready.hosts:
         writers.append(threading.Thread(target=write, args=(host,)))
         writers[-1].start()
@@ -204,10 +208,31 @@ def test_batch_playbook_migrates_every_index_of_every_host_in_its_window(ready, 
     """batch.yml: one patch over `products*` on three hosts (with a second index on each), writes stopped
     for each window and restored byte for byte, and a second run changes nothing."""
     from fleet import load_products  # pylint: disable=import-outside-toplevel
+
     for host in ready.hosts:
         client = ready.admin(host)
-        client.execute_command("FT.CREATE", "products_eu", "ON", "HASH", "PREFIX", "1", "eu:", "SCHEMA", "name", "TEXT",
-                               "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "L2")
+        client.execute_command(
+            "FT.CREATE",
+            "products_eu",
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            "eu:",
+            "SCHEMA",
+            "name",
+            "TEXT",
+            "embedding",
+            "VECTOR",
+            "FLAT",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "8",
+            "DISTANCE_METRIC",
+            "L2",
+        )
         for i in range(40):
             client.hset(f"eu:{i}", mapping={"name": f"eu {i}", "embedding": bytes(range(32))})
         client.close()

@@ -1,5 +1,6 @@
 """redis_index_rollback must never undo what the application wrote, must always have a way out, and
 must never write outside the index, whatever the backup says (issue 13)."""
+
 from __future__ import annotations
 
 import json
@@ -84,11 +85,25 @@ class Scenario:
         old_key, new_key = _names(i, self.prefix, self.new_prefix)
         values = self.rng.standard_normal(DIMS)
         if self.json:
-            return (str(i), "vec", old_key, new_key, "$.vec", f"$.{self.vec_after}",
-                    [json.dumps(values.tolist()).encode()])
+            return (
+                str(i),
+                "vec",
+                old_key,
+                new_key,
+                "$.vec",
+                f"$.{self.vec_after}",
+                [json.dumps(values.tolist()).encode()],
+            )
         # As long as what is stored: float32 before the rewrite, float16 after it.
-        return (str(i), "vec", old_key, new_key, "vec", self.vec_after,
-                [values.astype(numpy.float32).tobytes(), values.astype(numpy.float16).tobytes()])
+        return (
+            str(i),
+            "vec",
+            old_key,
+            new_key,
+            "vec",
+            self.vec_after,
+            [values.astype(numpy.float32).tobytes(), values.astype(numpy.float16).tobytes()],
+        )
 
     def title_update(self, i: int) -> tuple:
         old_key, new_key = _names(i, self.prefix, self.new_prefix)
@@ -108,13 +123,17 @@ class Scenario:
             chosen = [int(i) for i in self.rng.permutation(candidates)]
             self.during_vec, self.during_title = chosen[:14], chosen[10:20]  # some documents get both
             self.after_vec, self.after_title = chosen[20:26] + chosen[:3], chosen[26:30]
-            updates = [self.vector_update(i) for i in self.during_vec] + \
-                [self.title_update(i) for i in self.during_title] + [self.vector_update(i) for i in chosen[:4]]
+            updates = (
+                [self.vector_update(i) for i in self.during_vec]
+                + [self.title_update(i) for i in self.during_title]
+                + [self.vector_update(i) for i in chosen[:4]]
+            )
             order = self.rng.permutation(len(updates))
             self.app.start([updates[j] for j in order])
             self.during_started = True
-        elif self.during_started and ((phase, point) == ("drop", "0") or point == "2"
-                                      or point == "start" and phase in ("create", "wait")):
+        elif self.during_started and (
+            (phase, point) == ("drop", "0") or point == "2" or point == "start" and phase in ("create", "wait")
+        ):
             # Hold the migration until the application made a few more writes: they land in every phase.
             self.writes_expected += 3
             self.app.wait_for(self.writes_expected)
@@ -219,16 +238,19 @@ def test_prefix_change_alone_renames_updated_documents_back_with_their_updates(c
     clean_redis.hset("item:8", mapping={"vec": b"\x01" * DIMS * 4, "title": "updated"})
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path), "idx"))
     assert changed and result.restored == DOCS and result.conflicts == 0
-    assert {k: clean_redis.hgetall(k) for k in clean_redis.scan_iter(match="doc:*")} == \
-        {**before, b"doc:8": {**before[b"doc:8"], b"vec": b"\x01" * DIMS * 4, b"title": b"updated"}}
+    assert {k: clean_redis.hgetall(k) for k in clean_redis.scan_iter(match="doc:*")} == {
+        **before,
+        b"doc:8": {**before[b"doc:8"], b"vec": b"\x01" * DIMS * 4, b"title": b"updated"},
+    }
     assert list(clean_redis.scan_iter(match="item:*")) == []
 
 
 def test_application_deleting_a_moved_field_is_not_undone(clean_redis, redis_url, tmp_path):
     load(clean_redis)
     before = {k: clean_redis.hgetall(k) for k in clean_redis.scan_iter(match="doc:*")}
-    plan = make_plan(clean_redis, {**RENAME_VEC, "update_fields": [{"name": "embedding",
-                                                                    "attrs": {"datatype": "float16"}}]})
+    plan = make_plan(
+        clean_redis, {**RENAME_VEC, "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}
+    )
     run(clean_redis, redis_url, plan, tmp_path)
     clean_redis.hdel("doc:40", "embedding")  # the application removed the vector
     clean_redis.hset("doc:41", "title", "still mine")  # not a location the migration changed
@@ -262,8 +284,14 @@ def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, 
     run(clean_redis, redis_url, plan, tmp_path)
     rng = numpy.random.default_rng(5)
     for i in range(DOCS, DOCS + 5):  # the application writes new documents in the new layout
-        clean_redis.hset(f"doc:{i}", mapping={"headline": f"new {i}", "tag": "t9",
-                                              "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes()})
+        clean_redis.hset(
+            f"doc:{i}",
+            mapping={
+                "headline": f"new {i}",
+                "tag": "t9",
+                "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes(),
+            },
+        )
     added = {f"doc:{i}".encode(): clean_redis.hgetall(f"doc:{i}") for i in range(DOCS, DOCS + 5)}
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
     done = run_module(redis_index_rollback, args, capsys)
@@ -281,15 +309,22 @@ def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, 
     assert snapshot_index(clean_redis, "idx").stats.num_docs == DOCS + 5
 
 
-def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(clean_redis, redis_url, tmp_path,
-                                                                                capsys):
+def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(
+    clean_redis, redis_url, tmp_path, capsys
+):
     load(clean_redis)
     originals = dump_everything(clean_redis)
     run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
     rng = numpy.random.default_rng(6)
     for i in range(DOCS, DOCS + 50):  # written in the migrated layout: float16, half the bytes float32 needs
-        clean_redis.hset(f"doc:{i}", mapping={"title": f"new {i}", "tag": "t1",
-                                              "vec": rng.standard_normal(DIMS).astype(numpy.float16).tobytes()})
+        clean_redis.hset(
+            f"doc:{i}",
+            mapping={
+                "title": f"new {i}",
+                "tag": "t1",
+                "vec": rng.standard_normal(DIMS).astype(numpy.float16).tobytes(),
+            },
+        )
     added = {f"doc:{i}".encode(): clean_redis.hgetall(f"doc:{i}") for i in range(DOCS, DOCS + 50)}
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
     failed = run_module(redis_index_rollback, args, capsys, expect_failure=True)
@@ -312,13 +347,37 @@ def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(
 
 def _numeric_index(client, docs: int = 100) -> None:
     rng = numpy.random.default_rng(1)
-    client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT",
-                           "n", "NUMERIC", "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS),
-                           "DISTANCE_METRIC", "L2")
+    client.execute_command(
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "title",
+        "TEXT",
+        "n",
+        "NUMERIC",
+        "vec",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "L2",
+    )
     for i in range(docs):
-        client.hset(f"doc:{i}", mapping={"title": f"d {i}", "n": str(i),
-                                         "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes()})
+        client.hset(
+            f"doc:{i}",
+            mapping={"title": f"d {i}", "n": str(i), "vec": rng.standard_normal(DIMS).astype(numpy.float32).tobytes()},
+        )
     from datasets import wait_for  # pylint: disable=import-outside-toplevel
+
     wait_for(client, "idx", docs)
 
 
@@ -394,14 +453,18 @@ def _forge(store, extra: bytes) -> None:
     store.save()
 
 
-@pytest.mark.parametrize("key, entries, named", [
-    (b"other:1", [(b"vec", b"\x00" * DIMS * 4)], "other:1"),
-    (b"doc:3", [(b"vec", b"\x00" * DIMS * 4), (b"title", b"rewritten")], "title"),
-    (b"\xffdoc", [(b"vec", None)], "base64"),
-])
+@pytest.mark.parametrize(
+    "key, entries, named",
+    [
+        (b"other:1", [(b"vec", b"\x00" * DIMS * 4)], "other:1"),
+        (b"doc:3", [(b"vec", b"\x00" * DIMS * 4), (b"title", b"rewritten")], "title"),
+        (b"\xffdoc", [(b"vec", None)], "base64"),
+    ],
+)
 @pytest.mark.parametrize("partial", [False, True])
-def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, tmp_path, capsys, key, entries, named,
-                                                       partial):
+def test_forged_backup_is_refused_with_nothing_written(
+    clean_redis, redis_url, tmp_path, capsys, key, entries, named, partial
+):
     load(clean_redis)
     run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
     clean_redis.hset("other:1", mapping={"vec": b"keep me", "note": "not the index's"})
@@ -411,8 +474,12 @@ def test_forged_backup_is_refused_with_nothing_written(clean_redis, redis_url, t
     assert choose_backup(str(tmp_path), "idx").verify().ok  # the forgery passes every checksum
     everything, counters = dump_everything(clean_redis), write_counters(clean_redis)
 
-    failed = run_module(redis_index_rollback, {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path),
-                                               "partial": partial}, capsys, expect_failure=True)
+    failed = run_module(
+        redis_index_rollback,
+        {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path), "partial": partial},
+        capsys,
+        expect_failure=True,
+    )
     assert failed["error_type"] == "backup_invalid" and "\n" not in failed["msg"]
     assert named in failed["msg"] and "nothing was written" in failed["msg"]
     assert dump_everything(clean_redis) == everything
@@ -446,8 +513,9 @@ return redis.sha1hex(table.concat(state))
 
 def test_states_cover_move_then_quantize_and_nothing_else(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=20)
-    plan = make_plan(clean_redis, {**RENAME_VEC, "update_fields": [{"name": "embedding",
-                                                                    "attrs": {"datatype": "float16"}}]})
+    plan = make_plan(
+        clean_redis, {**RENAME_VEC, "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}
+    )
     run(clean_redis, redis_url, plan, tmp_path)
     store = choose_backup(str(tmp_path), "idx")
     _block, records = next(store.iter_blocks())
@@ -467,8 +535,10 @@ def test_scope_check(clean_redis):
     plan = make_plan(clean_redis, {"index": {"prefix": "item:"}, **QUANT16})
     check = _in_scope(plan)
     check(Record(b"doc:1", (Entry(b"vec", b"x"),)))
-    for record, named in [(Record(b"item:1", (Entry(b"vec", b"x"),)), "item:1"),
-                          (Record(b"doc:1", (Entry(b"vec", b"x"), Entry(b"vec", None))), "twice"),
-                          (Record(b"doc:1", (Entry(b"$.vec", b"x"),)), "$.vec")]:
+    for record, named in [
+        (Record(b"item:1", (Entry(b"vec", b"x"),)), "item:1"),
+        (Record(b"doc:1", (Entry(b"vec", b"x"), Entry(b"vec", None))), "twice"),
+        (Record(b"doc:1", (Entry(b"$.vec", b"x"),)), "$.vec"),
+    ]:
         with pytest.raises(BackupInvalid, match=re.escape(named)):
             check(record)

@@ -15,6 +15,7 @@ and cannot be seen at all on a NOINDEX field; FT.INFO omits default_score when i
 are stored lower-cased and deduplicated; INITIAL_CAP is never reported; type options come in any
 order, then INDEXEMPTY / INDEXMISSING in any order, then SORTABLE [UNF] / NOINDEX in any order.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -75,21 +76,58 @@ class Definition:
 
 _FLAGS = {"index_missing": False, "sortable": False, "unf": False, "no_index": False}
 FIELD_DEFAULTS: dict[str, dict] = {
-    "text": {"weight": 1.0, "no_stem": False, "phonetic_matcher": None, "withsuffixtrie": False, "index_empty": False,
-             **_FLAGS},
+    "text": {
+        "weight": 1.0,
+        "no_stem": False,
+        "phonetic_matcher": None,
+        "withsuffixtrie": False,
+        "index_empty": False,
+        **_FLAGS,
+    },
     "tag": {"separator": None, "case_sensitive": False, "withsuffixtrie": False, "index_empty": False, **_FLAGS},
     "numeric": dict(_FLAGS),
     "geo": dict(_FLAGS),
     "geoshape": {"coord_system": "spherical", **_FLAGS},
-    "vector": {"dims": None, "algorithm": None, "datatype": "float32", "distance_metric": "cosine", "initial_cap": None,
-               "index_missing": False, "block_size": None, "m": None, "ef_construction": None, "ef_runtime": None,
-               "epsilon": None, "graph_max_degree": None, "construction_window_size": None, "search_window_size": None,
-               "compression": None, "reduce": None, "training_threshold": None},
+    "vector": {
+        "dims": None,
+        "algorithm": None,
+        "datatype": "float32",
+        "distance_metric": "cosine",
+        "initial_cap": None,
+        "index_missing": False,
+        "block_size": None,
+        "m": None,
+        "ef_construction": None,
+        "ef_runtime": None,
+        "epsilon": None,
+        "graph_max_degree": None,
+        "construction_window_size": None,
+        "search_window_size": None,
+        "compression": None,
+        "reduce": None,
+        "training_threshold": None,
+    },
 }
-VECSIM_DEFAULTS = {"flat": {"block_size": 1024}, "hnsw": {"m": 16, "ef_construction": 200, "ef_runtime": 10, "epsilon": 0.01}}
-INDEX_DEFAULTS = {"prefix": [""], "key_separator": ":", "filter": None, "language": None, "language_field": None,
-                  "score": 1.0, "score_field": None, "payload_field": None, "max_text_fields": False, "no_offsets": False,
-                  "no_highlight": False, "no_fields": False, "no_freqs": False, "stopwords": None}
+VECSIM_DEFAULTS = {
+    "flat": {"block_size": 1024},
+    "hnsw": {"m": 16, "ef_construction": 200, "ef_runtime": 10, "epsilon": 0.01},
+}
+INDEX_DEFAULTS = {
+    "prefix": [""],
+    "key_separator": ":",
+    "filter": None,
+    "language": None,
+    "language_field": None,
+    "score": 1.0,
+    "score_field": None,
+    "payload_field": None,
+    "max_text_fields": False,
+    "no_offsets": False,
+    "no_highlight": False,
+    "no_fields": False,
+    "no_freqs": False,
+    "stopwords": None,
+}
 
 
 def reported_attrs(storage: str, fdef: FieldDef) -> dict:
@@ -132,6 +170,7 @@ def declared_schema(definition: Definition) -> schema.IndexSchema:
 # The matrix.
 # ---------------------------------------------------------------------------------------------
 
+
 def naming(storage: str, i: int, base: str) -> tuple[str, str, bool]:
     """Cycle through the ways a field is named: plain, `identifier AS alias`, nested JSON, JSON without AS."""
     if storage == HASH:
@@ -149,12 +188,25 @@ def flag_combos(with_empty: bool):
 
 def flag_tokens(i: int, empty: bool, missing: bool, noindex: bool, sortable: str) -> tuple[list, dict]:
     sort = {"": [], "sortable": ["SORTABLE"], "unf": ["SORTABLE", "UNF"]}[sortable]
-    groups = {"empty": ["INDEXEMPTY"] if empty else [], "missing": ["INDEXMISSING"] if missing else [],
-              "sort": sort, "noindex": ["NOINDEX"] if noindex else []}
+    groups = {
+        "empty": ["INDEXEMPTY"] if empty else [],
+        "missing": ["INDEXMISSING"] if missing else [],
+        "sort": sort,
+        "noindex": ["NOINDEX"] if noindex else [],
+    }
     # Documented order on even rows; another order the parser accepts on odd rows.
     order = ("empty", "missing", "sort", "noindex") if i % 2 == 0 else ("missing", "empty", "noindex", "sort")
-    declared = {key: True for key, on in (("index_empty", empty), ("index_missing", missing), ("no_index", noindex),
-                                          ("sortable", bool(sortable)), ("unf", sortable == "unf")) if on}
+    declared = {
+        key: True
+        for key, on in (
+            ("index_empty", empty),
+            ("index_missing", missing),
+            ("no_index", noindex),
+            ("sortable", bool(sortable)),
+            ("unf", sortable == "unf"),
+        )
+        if on
+    }
     return [token for name in order for token in groups[name]], declared
 
 
@@ -204,12 +256,18 @@ def scalar_definitions() -> list[Definition]:
     found = []
     for s, storage in enumerate(STORAGES):
         for kind, keyword, with_empty, option_list, options_of in (
-                ("text", "TEXT", True, TEXT_OPTIONS, text_options),
-                ("tag", "TAG", True, TAG_OPTIONS, tag_options),
-                ("numeric", "NUMERIC", False, [()], lambda i, o: ([], {})),
-                ("geo", "GEO", False, [()], lambda i, o: ([], {})),
-                ("geoshape", "GEOSHAPE", False, [None, "FLAT", "SPHERICAL"],
-                 lambda i, o: ([o], {"coord_system": o.lower()}) if o else ([], {}))):
+            ("text", "TEXT", True, TEXT_OPTIONS, text_options),
+            ("tag", "TAG", True, TAG_OPTIONS, tag_options),
+            ("numeric", "NUMERIC", False, [()], lambda i, o: ([], {})),
+            ("geo", "GEO", False, [()], lambda i, o: ([], {})),
+            (
+                "geoshape",
+                "GEOSHAPE",
+                False,
+                [None, "FLAT", "SPHERICAL"],
+                lambda i, o: ([o], {"coord_system": o.lower()}) if o else ([], {}),
+            ),
+        ):
             for i, combo in enumerate(flag_combos(with_empty)):
                 flags, flag_attrs = flag_tokens(i, *combo)
                 k = i + s * 18
@@ -217,23 +275,40 @@ def scalar_definitions() -> list[Definition]:
                 for slot, base in enumerate(("a", "b")):
                     identifier, name, alias = naming(storage, i + slot, base)
                     type_opts, declared = options_of(i + slot, option_list[(2 * k + slot) % len(option_list)])
-                    fields.append(FieldDef(identifier, name, kind, [keyword, *type_opts, *flags],
-                                           {**declared, **flag_attrs}, alias))
+                    fields.append(
+                        FieldDef(
+                            identifier, name, kind, [keyword, *type_opts, *flags], {**declared, **flag_attrs}, alias
+                        )
+                    )
                 label = "+".join(t.lower() for t in flags) or "plain"
                 found.append(Definition(f"{kind}-{storage}-{i:02d}-{label}", storage, [], fields, docs=i % 4 == 0))
     return found
 
 
-def vector_field(storage: str, i: int, base: str, algorithm: str, datatype: str, metric: str, dims: int,
-                 extra: dict, index_missing: bool) -> FieldDef:
+def vector_field(
+    storage: str,
+    i: int,
+    base: str,
+    algorithm: str,
+    datatype: str,
+    metric: str,
+    dims: int,
+    extra: dict,
+    index_missing: bool,
+) -> FieldDef:
     pairs = [("TYPE", datatype), ("DIM", str(dims)), ("DISTANCE_METRIC", metric)]
     pairs += [(key.upper(), str(value)) for key, value in extra.items() if value is not None]
     if i % 2:
         pairs.reverse()  # parameters come in any order
     tokens = ["VECTOR", algorithm, str(2 * len(pairs)), *[t for p in pairs for t in p]]
     tokens += ["INDEXMISSING"] if index_missing else []
-    declared = {"algorithm": algorithm.lower(), "datatype": datatype.lower(), "distance_metric": metric.lower(),
-                "dims": dims, **{k: v for k, v in extra.items() if v is not None}}
+    declared = {
+        "algorithm": algorithm.lower(),
+        "datatype": datatype.lower(),
+        "distance_metric": metric.lower(),
+        "dims": dims,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
     if index_missing:
         declared["index_missing"] = True
     identifier, name, alias = naming(storage, i, base)
@@ -245,16 +320,40 @@ def vector_definitions() -> list[Definition]:
     found = []
     for storage in STORAGES:
         for j, (datatype, metric) in enumerate(itertools.product(DATATYPES, METRICS)):
-            flat = [vector_field(storage, j + slot, base, "FLAT", datatype, metric, 2 + (j + slot) % 5,
-                                 {"block_size": (None, 7, 512)[(j + slot) % 3],
-                                  "initial_cap": (None, 100)[(j + slot) % 2]}, (j + slot) % 2 == 0)
-                    for slot, base in enumerate(("a", "b"))]
-            hnsw = [vector_field(storage, j + slot, base, "HNSW", datatype, metric, 2 + (j + slot) % 5,
-                                 {"m": (None, 4, 32)[(j + slot) % 3], "ef_construction": (None, 50, 400)[(j + 2 * slot) % 3],
-                                  "ef_runtime": (33, None, 5)[(j + slot) % 3],
-                                  "epsilon": (None, 0.3, 0.05, 0.123456789)[(j + slot) % 4],
-                                  "initial_cap": (None, 100)[(j + slot + 1) % 2]}, (j + slot) % 2 == 1)
-                    for slot, base in enumerate(("a", "b"))]
+            flat = [
+                vector_field(
+                    storage,
+                    j + slot,
+                    base,
+                    "FLAT",
+                    datatype,
+                    metric,
+                    2 + (j + slot) % 5,
+                    {"block_size": (None, 7, 512)[(j + slot) % 3], "initial_cap": (None, 100)[(j + slot) % 2]},
+                    (j + slot) % 2 == 0,
+                )
+                for slot, base in enumerate(("a", "b"))
+            ]
+            hnsw = [
+                vector_field(
+                    storage,
+                    j + slot,
+                    base,
+                    "HNSW",
+                    datatype,
+                    metric,
+                    2 + (j + slot) % 5,
+                    {
+                        "m": (None, 4, 32)[(j + slot) % 3],
+                        "ef_construction": (None, 50, 400)[(j + 2 * slot) % 3],
+                        "ef_runtime": (33, None, 5)[(j + slot) % 3],
+                        "epsilon": (None, 0.3, 0.05, 0.123456789)[(j + slot) % 4],
+                        "initial_cap": (None, 100)[(j + slot + 1) % 2],
+                    },
+                    (j + slot) % 2 == 1,
+                )
+                for slot, base in enumerate(("a", "b"))
+            ]
             tag = f"{datatype.lower()}-{metric.lower()}"
             found.append(Definition(f"vector-flat-{storage}-{tag}", storage, [], flat, docs=j % 3 == 0))
             found.append(Definition(f"vector-hnsw-{storage}-{tag}", storage, [], hnsw, docs=j % 3 == 1))
@@ -272,8 +371,11 @@ def index_option_cases(storage: str) -> list[tuple[str, list, dict]]:
         ("prefix-3-with-empty", ["PREFIX", "3", "a:", "", "b:"], {"prefix": ["a:", "", "b:"]}),
         ("prefix-2-unsorted", ["PREFIX", "2", "z:", "a:"], {"prefix": ["z:", "a:"]}),
         ("filter", ["FILTER", "@n > 3"], {"filter": "@n > 3"}),
-        ("filter-quoted", ["PREFIX", "1", "f:", "FILTER", "@n > 3 || startswith(@__key, \"f:\")"],
-         {"prefix": ["f:"], "filter": "@n > 3 || startswith(@__key, \"f:\")"}),
+        (
+            "filter-quoted",
+            ["PREFIX", "1", "f:", "FILTER", '@n > 3 || startswith(@__key, "f:")'],
+            {"prefix": ["f:"], "filter": '@n > 3 || startswith(@__key, "f:")'},
+        ),
         ("language-german", ["LANGUAGE", "german"], {"language": "german"}),
         ("language-French", ["LANGUAGE", "French"], {"language": "French"}),
         ("language-chinese", ["LANGUAGE", "chinese"], {"language": "chinese"}),
@@ -290,24 +392,64 @@ def index_option_cases(storage: str) -> list[tuple[str, list, dict]]:
         ("nohl", ["NOHL"], {"no_highlight": True}),
         ("nofields", ["NOFIELDS"], {"no_fields": True}),
         ("nofreqs", ["NOFREQS"], {"no_freqs": True}),
-        ("every-flag", every_flag, {"max_text_fields": True, "no_offsets": True, "no_highlight": True,
-                                    "no_fields": True, "no_freqs": True}),
+        (
+            "every-flag",
+            every_flag,
+            {"max_text_fields": True, "no_offsets": True, "no_highlight": True, "no_fields": True, "no_freqs": True},
+        ),
         ("stopwords-0", ["STOPWORDS", "0"], {"stopwords": []}),
         ("stopwords-custom", ["STOPWORDS", "4", "le", "La", "les", "le"], {"stopwords": ["le", "La", "les", "le"]}),
-        ("everything", ["PREFIX", "2", "e:", "", "FILTER", "@n >= 0", "LANGUAGE", "french", "LANGUAGE_FIELD",
-                        f"{ref}lang", "SCORE", "0.5", "SCORE_FIELD", f"{ref}sc", "PAYLOAD_FIELD", f"{ref}pl",
-                        *every_flag, "STOPWORDS", "2", "et", "ou"],
-         {"prefix": ["e:", ""], "filter": "@n >= 0", "language": "french", "language_field": f"{ref}lang", "score": 0.5,
-          "score_field": f"{ref}sc", "payload_field": f"{ref}pl", "max_text_fields": True, "no_offsets": True,
-          "no_highlight": True, "no_fields": True, "no_freqs": True, "stopwords": ["et", "ou"]}),
+        (
+            "everything",
+            [
+                "PREFIX",
+                "2",
+                "e:",
+                "",
+                "FILTER",
+                "@n >= 0",
+                "LANGUAGE",
+                "french",
+                "LANGUAGE_FIELD",
+                f"{ref}lang",
+                "SCORE",
+                "0.5",
+                "SCORE_FIELD",
+                f"{ref}sc",
+                "PAYLOAD_FIELD",
+                f"{ref}pl",
+                *every_flag,
+                "STOPWORDS",
+                "2",
+                "et",
+                "ou",
+            ],
+            {
+                "prefix": ["e:", ""],
+                "filter": "@n >= 0",
+                "language": "french",
+                "language_field": f"{ref}lang",
+                "score": 0.5,
+                "score_field": f"{ref}sc",
+                "payload_field": f"{ref}pl",
+                "max_text_fields": True,
+                "no_offsets": True,
+                "no_highlight": True,
+                "no_fields": True,
+                "no_freqs": True,
+                "stopwords": ["et", "ou"],
+            },
+        ),
     ]
 
 
 def small_fields(storage: str) -> list[FieldDef]:
     identifier = (lambda name: f"$.{name}") if storage == JSON else (lambda name: name)
-    return [FieldDef(identifier("t"), "t", "text", ["TEXT"], {}, storage == JSON),
-            FieldDef(identifier("tg"), "tg", "tag", ["TAG"], {}, storage == JSON),
-            FieldDef(identifier("n"), "n", "numeric", ["NUMERIC", "SORTABLE"], {"sortable": True}, storage == JSON)]
+    return [
+        FieldDef(identifier("t"), "t", "text", ["TEXT"], {}, storage == JSON),
+        FieldDef(identifier("tg"), "tg", "tag", ["TAG"], {}, storage == JSON),
+        FieldDef(identifier("n"), "n", "numeric", ["NUMERIC", "SORTABLE"], {"sortable": True}, storage == JSON),
+    ]
 
 
 def index_definitions() -> list[Definition]:
@@ -316,42 +458,94 @@ def index_definitions() -> list[Definition]:
         for i, (label, options, declared) in enumerate(index_option_cases(storage)):
             # search 2.10.5 segfaults indexing any document into a MAXTEXTFIELDS + NOFIELDS index.
             crashes = {"MAXTEXTFIELDS", "NOFIELDS"} <= set(options)
-            found.append(Definition(f"index-{storage}-{label}", storage, options, small_fields(storage), declared,
-                                    docs=(i % 3 == 0 or label.startswith("filter")) and not crashes))
+            found.append(
+                Definition(
+                    f"index-{storage}-{label}",
+                    storage,
+                    options,
+                    small_fields(storage),
+                    declared,
+                    docs=(i % 3 == 0 or label.startswith("filter")) and not crashes,
+                )
+            )
     return found
 
 
 def mixed_definitions() -> list[Definition]:
     """Every field type in one index, odd names, JSON arrays; with documents."""
-    vec = ["VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", "3", "DISTANCE_METRIC", "L2", "EF_RUNTIME", "20",
-           "EPSILON", "0.2"]
+    vec = [
+        "VECTOR",
+        "HNSW",
+        "10",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        "3",
+        "DISTANCE_METRIC",
+        "L2",
+        "EF_RUNTIME",
+        "20",
+        "EPSILON",
+        "0.2",
+    ]
     hash_fields = [
-        FieldDef("my field", "my-name", "text", ["TEXT", "WEIGHT", "0.5", "PHONETIC", "dm:en"],
-                 {"weight": 0.5, "phonetic_matcher": "dm:en"}),
+        FieldDef(
+            "my field",
+            "my-name",
+            "text",
+            ["TEXT", "WEIGHT", "0.5", "PHONETIC", "dm:en"],
+            {"weight": 0.5, "phonetic_matcher": "dm:en"},
+        ),
         FieldDef("x.y", "x.y", "text", ["TEXT", "SORTABLE"], {"sortable": True}, False),
-        FieldDef("same", "same", "tag", ["TAG", "SEPARATOR", "|", "INDEXEMPTY"], {"separator": "|", "index_empty": True}),
+        FieldDef(
+            "same", "same", "tag", ["TAG", "SEPARATOR", "|", "INDEXEMPTY"], {"separator": "|", "index_empty": True}
+        ),
         FieldDef("with:colon", "with:colon", "numeric", ["NUMERIC", "INDEXMISSING"], {"index_missing": True}, False),
         FieldDef("loc", "loc", "geo", ["GEO", "SORTABLE"], {"sortable": True}, False),
         FieldDef("shape", "area", "geoshape", ["GEOSHAPE", "FLAT"], {"coord_system": "flat"}),
-        FieldDef("emb", "emb", "vector", vec, {"algorithm": "hnsw", "datatype": "float32", "dims": 3,
-                                               "distance_metric": "l2", "ef_runtime": 20, "epsilon": 0.2}, False),
+        FieldDef(
+            "emb",
+            "emb",
+            "vector",
+            vec,
+            {
+                "algorithm": "hnsw",
+                "datatype": "float32",
+                "dims": 3,
+                "distance_metric": "l2",
+                "ef_runtime": 20,
+                "epsilon": 0.2,
+            },
+            False,
+        ),
     ]
     json_fields = [
-        FieldDef("$.meta.title", "title", "text", ["TEXT", "NOSTEM", "WEIGHT", "0.1", "SORTABLE"],
-                 {"no_stem": True, "weight": 0.1, "sortable": True}),
+        FieldDef(
+            "$.meta.title",
+            "title",
+            "text",
+            ["TEXT", "NOSTEM", "WEIGHT", "0.1", "SORTABLE"],
+            {"no_stem": True, "weight": 0.1, "sortable": True},
+        ),
         FieldDef("$.tags[*]", "tags", "tag", ["TAG", "CASESENSITIVE"], {"case_sensitive": True}),
         FieldDef("$.csv", "csv", "tag", ["TAG", "SEPARATOR", ";"], {"separator": ";"}),
         FieldDef("$.price", "$.price", "numeric", ["NUMERIC", "SORTABLE"], {"sortable": True}, False),
         FieldDef("$.loc", "loc", "geo", ["GEO"], {}),
         FieldDef("$.area", "area", "geoshape", ["GEOSHAPE", "SPHERICAL", "INDEXMISSING"], {"index_missing": True}),
-        FieldDef("$.emb", "emb", "vector", ["VECTOR", "FLAT", "8", "TYPE", "FLOAT16", "DIM", "3", "DISTANCE_METRIC",
-                                            "IP", "BLOCK_SIZE", "64"],
-                 {"algorithm": "flat", "datatype": "float16", "dims": 3, "distance_metric": "ip", "block_size": 64}),
+        FieldDef(
+            "$.emb",
+            "emb",
+            "vector",
+            ["VECTOR", "FLAT", "8", "TYPE", "FLOAT16", "DIM", "3", "DISTANCE_METRIC", "IP", "BLOCK_SIZE", "64"],
+            {"algorithm": "flat", "datatype": "float16", "dims": 3, "distance_metric": "ip", "block_size": 64},
+        ),
     ]
     opts = ["PREFIX", "2", "m:", "n:", "LANGUAGE", "german", "SCORE", "0.5"]
     declared = {"prefix": ["m:", "n:"], "language": "german", "score": 0.5}
-    return [Definition("mixed-hash", HASH, opts, hash_fields, declared, docs=True),
-            Definition("mixed-json", JSON, opts, json_fields, declared, docs=True)]
+    return [
+        Definition("mixed-hash", HASH, opts, hash_fields, declared, docs=True),
+        Definition("mixed-json", JSON, opts, json_fields, declared, docs=True),
+    ]
 
 
 DEFINITIONS = scalar_definitions() + vector_definitions() + index_definitions() + mixed_definitions()
@@ -361,6 +555,7 @@ BY_ID = {d.id: d for d in DEFINITIONS}
 # ---------------------------------------------------------------------------------------------
 # Documents, so that some snapshots are taken of non-empty indexes.
 # ---------------------------------------------------------------------------------------------
+
 
 def _vector_bytes(datatype: str, values: list) -> bytes:
     if datatype == "bfloat16":  # the high half of each float32
@@ -420,6 +615,7 @@ def wait_indexed(client, name: str) -> snapshot.IndexSnapshot:
 # ---------------------------------------------------------------------------------------------
 # The tests.
 # ---------------------------------------------------------------------------------------------
+
 
 def check_against_definition(definition: Definition, snap: snapshot.SchemaSnapshot) -> None:
     """The snapshot holds what the FT.CREATE wrote: no attribute may be lost on both sides."""
@@ -493,14 +689,88 @@ def _field(snap: snapshot.IndexSnapshot, name: str) -> schema.FieldSpec:
 def test_captured_values_match_the_command(client):
     """Literal values from literal commands: a snapshot that drops them cannot pass by symmetry."""
     client.execute_command(
-        "FT.CREATE", "lit", "ON", "HASH", "PREFIX", "3", "a:", "", "b:", "SCORE", "0", "STOPWORDS", "3", "Foo", "foo", "bar",
-        "SCHEMA", "w1", "TEXT", "WEIGHT", "0.1", "w2", "TEXT", "WEIGHT", "3.5", "PHONETIC", "dm:fr", "NOSTEM",
-        "hidden", "TEXT", "PHONETIC", "dm:en", "SORTABLE", "NOINDEX",
-        "s1", "TAG", "SEPARATOR", ";", "s2", "TAG", "SEPARATOR", "|", "s3", "TAG", "SEPARATOR", ".",
-        "shape", "GEOSHAPE", "FLAT", "SORTABLE", "UNF",
-        "h", "VECTOR", "HNSW", "14", "TYPE", "BFLOAT16", "DIM", "3", "DISTANCE_METRIC", "IP", "EF_RUNTIME", "33",
-        "EPSILON", "0.123456789", "M", "4", "EF_CONSTRUCTION", "50",
-        "f", "VECTOR", "FLAT", "8", "TYPE", "FLOAT64", "DIM", "2", "DISTANCE_METRIC", "L2", "BLOCK_SIZE", "7")
+        "FT.CREATE",
+        "lit",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "3",
+        "a:",
+        "",
+        "b:",
+        "SCORE",
+        "0",
+        "STOPWORDS",
+        "3",
+        "Foo",
+        "foo",
+        "bar",
+        "SCHEMA",
+        "w1",
+        "TEXT",
+        "WEIGHT",
+        "0.1",
+        "w2",
+        "TEXT",
+        "WEIGHT",
+        "3.5",
+        "PHONETIC",
+        "dm:fr",
+        "NOSTEM",
+        "hidden",
+        "TEXT",
+        "PHONETIC",
+        "dm:en",
+        "SORTABLE",
+        "NOINDEX",
+        "s1",
+        "TAG",
+        "SEPARATOR",
+        ";",
+        "s2",
+        "TAG",
+        "SEPARATOR",
+        "|",
+        "s3",
+        "TAG",
+        "SEPARATOR",
+        ".",
+        "shape",
+        "GEOSHAPE",
+        "FLAT",
+        "SORTABLE",
+        "UNF",
+        "h",
+        "VECTOR",
+        "HNSW",
+        "14",
+        "TYPE",
+        "BFLOAT16",
+        "DIM",
+        "3",
+        "DISTANCE_METRIC",
+        "IP",
+        "EF_RUNTIME",
+        "33",
+        "EPSILON",
+        "0.123456789",
+        "M",
+        "4",
+        "EF_CONSTRUCTION",
+        "50",
+        "f",
+        "VECTOR",
+        "FLAT",
+        "8",
+        "TYPE",
+        "FLOAT64",
+        "DIM",
+        "2",
+        "DISTANCE_METRIC",
+        "L2",
+        "BLOCK_SIZE",
+        "7",
+    )
     snap = snapshot.snapshot_index(client, "lit")
     index = snap.snapshot.index_schema.index
     assert index.prefix == ["a:", "", "b:"]
@@ -515,7 +785,13 @@ def test_captured_values_match_the_command(client):
     shape = _field(snap, "shape").attrs
     assert (shape.coord_system, shape.sortable, shape.unf) == ("flat", True, True)
     hnsw = _field(snap, "h").attrs
-    assert (hnsw.datatype, hnsw.m, hnsw.ef_construction, hnsw.ef_runtime, hnsw.epsilon) == ("bfloat16", 4, 50, 33, 0.123456789)
+    assert (hnsw.datatype, hnsw.m, hnsw.ef_construction, hnsw.ef_runtime, hnsw.epsilon) == (
+        "bfloat16",
+        4,
+        50,
+        33,
+        0.123456789,
+    )
     assert _field(snap, "f").attrs.block_size == 7
     assert "fields.h.initial_cap" in snap.snapshot.unobserved
     assert snap.snapshot.unrecognized == []

@@ -1,4 +1,5 @@
 """Passwords never appear in module output, in Ansible's log (even at -vvvv) or in any file a module writes."""
+
 from __future__ import annotations
 
 import os
@@ -55,6 +56,7 @@ def assert_invocation_masked(output: str) -> None:
     """Where ansible-core prints each task's invocation at -vvvv (2.16 to 2.19 do), the password options in it are
     masked; 2.21 no longer returns the invocation, and the password must then be nowhere else either."""
     import ansible  # pylint: disable=import-outside-toplevel
+
     if tuple(int(part) for part in ansible.__version__.split(".")[:2]) < (2, 21):
         assert '"invocation"' in output and "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output
 
@@ -63,12 +65,16 @@ def assert_invocation_masked(output: str) -> None:
 def test_password_absent_at_vvvv():
     with RedisSearchServer(password=PASSWORD) as server:
         import redis  # pylint: disable=import-outside-toplevel
+
         client = redis.Redis(port=server.port, password=PASSWORD)
         client.execute_command("FT.CREATE", "demo", "SCHEMA", "t", "TEXT")
-        done = run_playbook(PLAYBOOK, extra_vars={"port": server.port}, verbosity=4,
-                            files={"secrets.yml": f"redis_password: {PASSWORD}\n"},
-                            env={"REDIS_URL": f"redis://default:{PASSWORD}@127.0.0.1:{server.port}/0",
-                                 "REDIS_PASSWORD": PASSWORD})
+        done = run_playbook(
+            PLAYBOOK,
+            extra_vars={"port": server.port},
+            verbosity=4,
+            files={"secrets.yml": f"redis_password: {PASSWORD}\n"},
+            env={"REDIS_URL": f"redis://default:{PASSWORD}@127.0.0.1:{server.port}/0", "REDIS_PASSWORD": PASSWORD},
+        )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "ok=5" in done.stdout and "failed=0" in done.stdout and "ignored=1" in done.stdout
@@ -174,6 +180,7 @@ EVERY_MODULE = """
 def files_holding(root, secret: str, skip=()) -> list:
     """Every file under `root` whose bytes hold `secret` (as is, or URL-encoded)."""
     import urllib.parse  # pylint: disable=import-outside-toplevel
+
     needles = {secret.encode(), urllib.parse.quote(secret, safe="").encode()}
     found = []
     for directory, _dirs, names in os.walk(root):
@@ -190,17 +197,39 @@ def files_holding(root, secret: str, skip=()) -> list:
 
 @pytest.mark.playbook
 @pytest.mark.parametrize("given", ["in_redis_url", "as_password_option"])
-def test_every_module_keeps_the_password_out_of_output_and_files(given, clean_redis, redis_server, tmp_path,
-                                                                 monkeypatch):
+def test_every_module_keeps_the_password_out_of_output_and_files(
+    given, clean_redis, redis_server, tmp_path, monkeypatch
+):
     import numpy  # pylint: disable=import-outside-toplevel
     from datasets import wait_for  # pylint: disable=import-outside-toplevel
-    clean_redis.execute_command("ACL", "SETUSER", "migrator_secrets", "reset", "on", f">{MIGRATOR_PASSWORD}",
-                                "~*", "&*", "+@all")
+
+    clean_redis.execute_command(
+        "ACL", "SETUSER", "migrator_secrets", "reset", "on", f">{MIGRATOR_PASSWORD}", "~*", "&*", "+@all"
+    )
     clean_redis.execute_command("ACL", "SETUSER", "app_secrets", "reset", "on", ">app-pw-1", "~*", "+@all")
     try:
-        clean_redis.execute_command("FT.CREATE", "docs", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA", "t", "TEXT",
-                                    "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "4",
-                                    "DISTANCE_METRIC", "L2")
+        clean_redis.execute_command(
+            "FT.CREATE",
+            "docs",
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            "d:",
+            "SCHEMA",
+            "t",
+            "TEXT",
+            "vec",
+            "VECTOR",
+            "FLAT",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "4",
+            "DISTANCE_METRIC",
+            "L2",
+        )
         vectors = numpy.random.default_rng(3).random((60, 4), dtype=numpy.float32)
         for i in range(60):
             clean_redis.hset(f"d:{i}", mapping={"t": f"doc {i}", "vec": vectors[i].tobytes()})
@@ -209,13 +238,21 @@ def test_every_module_keeps_the_password_out_of_output_and_files(given, clean_re
         if given == "in_redis_url":
             connection = {"redis_url": f"redis://migrator_secrets:{{{{ redis_password }}}}@127.0.0.1:{port}/0"}
         else:
-            connection = {"host": "127.0.0.1", "port": port, "username": "migrator_secrets",
-                          "password": "{{ redis_password }}"}
+            connection = {
+                "host": "127.0.0.1",
+                "port": port,
+                "username": "migrator_secrets",
+                "password": "{{ redis_password }}",
+            }
         out = tmp_path / "out"
         out.mkdir()
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the playbook's own directory is under tmp_path
-        done = run_playbook(EVERY_MODULE, extra_vars={"out": str(out), "connection": connection}, verbosity=4,
-                            files={"secrets.yml": f"redis_password: {MIGRATOR_PASSWORD}\n"})
+        done = run_playbook(
+            EVERY_MODULE,
+            extra_vars={"out": str(out), "connection": connection},
+            verbosity=4,
+            files={"secrets.yml": f"redis_password: {MIGRATOR_PASSWORD}\n"},
+        )
     finally:
         clean_redis.execute_command("ACL", "DELUSER", "migrator_secrets", "app_secrets")
     output = done.stdout + done.stderr
@@ -225,8 +262,14 @@ def test_every_module_keeps_the_password_out_of_output_and_files(given, clean_re
     assert_invocation_masked(output)
     # Every file the modules wrote: plans, batch plan and state, backups, reports, the quiesce state.
     written = {os.path.relpath(os.path.join(d, n), out) for d, _s, names in os.walk(out) for n in names}
-    for expected in ("plan.yaml", "report.yaml", "batch.yaml", "batch.state.json", "batch.report.yaml",
-                     "quiesce-state-kept.json"):
+    for expected in (
+        "plan.yaml",
+        "report.yaml",
+        "batch.yaml",
+        "batch.state.json",
+        "batch.report.yaml",
+        "quiesce-state-kept.json",
+    ):
         assert expected in written, sorted(written)
     assert any(name.startswith("backups/docs-") and name.endswith("data.bin") for name in written)
     assert any(name.startswith("batch-backups/") and name.endswith("header.json") for name in written)

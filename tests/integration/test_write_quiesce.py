@@ -3,6 +3,7 @@ has key patterns, channels, a subcommand, a denied command and two selectors.
 
 The application's own live connection is used throughout: ACL changes apply to it at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,15 @@ from quiesce_setup import APP, MIGRATOR, acl_lines, create_users, reset_acl
 
 from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
 
-WRITES = [("HSET", "app:1", "f", "changed"), ("DEL", "app:1"), ("JSON.SET", "doc:1", "$.n", "2"),
-          ("SET", "sel:1", "changed"), ("HSET", "sel:2", "f", "v"), ("FT.CREATE", "app_idx", "SCHEMA", "t", "TEXT"),
-          ("EXPIRE", "app:1", "10")]
+WRITES = [
+    ("HSET", "app:1", "f", "changed"),
+    ("DEL", "app:1"),
+    ("JSON.SET", "doc:1", "$.n", "2"),
+    ("SET", "sel:1", "changed"),
+    ("HSET", "sel:2", "f", "v"),
+    ("FT.CREATE", "app_idx", "SCHEMA", "t", "TEXT"),
+    ("EXPIRE", "app:1", "10"),
+]
 
 
 @pytest.fixture
@@ -61,13 +68,15 @@ def assert_writes_refused_reads_work(app) -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(users, app, redis_url, tmp_path,
-                                                                              capsys, protocol):
+def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(
+    users, app, redis_url, tmp_path, capsys, protocol
+):
     before = acl_lines(users)
     state = str(tmp_path / "state" / "redis1.acl.json")
 
-    preview = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, protocol=protocol), capsys,
-                         check_mode=True)
+    preview = run_module(
+        redis_write_quiesce, as_migrator(redis_url, state_file=state, protocol=protocol), capsys, check_mode=True
+    )
     assert preview["changed"] and not os.path.exists(state) and acl_lines(users) == before
 
     done = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, protocol=protocol), capsys)
@@ -79,7 +88,9 @@ def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(us
     assert oct(os.stat(os.path.dirname(state)).st_mode & 0o777) == "0o700"
     saved = json.load(open(state, encoding="utf-8"))
     assert {name: entry["original"].encode() for name, entry in saved["users"].items()} == {
-        "app": before["app"], "default": before["default"]}
+        "app": before["app"],
+        "default": before["default"],
+    }
     assert_writes_refused_reads_work(app)
     with pytest.raises(redis.exceptions.NoPermissionError):
         users.set("x", "1")  # the default user too
@@ -88,8 +99,9 @@ def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(us
     again = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, protocol=protocol), capsys)
     assert not again["changed"]
 
-    released = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released",
-                                                           protocol=protocol), capsys)
+    released = run_module(
+        redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released", protocol=protocol), capsys
+    )
     assert released["changed"] and all(u["identical"] for u in released["users"])
     assert acl_lines(users) == before
     assert not os.path.exists(state)
@@ -101,14 +113,23 @@ def test_quiesce_refuses_writes_and_release_restores_every_line_byte_for_byte(us
 
 def test_quiesce_refuses_to_lock_out_the_migrating_user_and_unknown_names(users, redis_url, tmp_path, capsys):
     state = str(tmp_path / "s.json")
-    refused = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, users=["app", "migrator"]),
-                         capsys, expect_failure=True)
+    refused = run_module(
+        redis_write_quiesce,
+        as_migrator(redis_url, state_file=state, users=["app", "migrator"]),
+        capsys,
+        expect_failure=True,
+    )
     assert refused["error_type"] == "quiesce_refused" and "migrator" in refused["msg"]
-    unknown = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, users=["nobody"]), capsys,
-                         expect_failure=True)
+    unknown = run_module(
+        redis_write_quiesce, as_migrator(redis_url, state_file=state, users=["nobody"]), capsys, expect_failure=True
+    )
     assert "nobody" in unknown["msg"] and "app" in unknown["known_users"]
-    strange = run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, extra_commands=["NO.SUCH"]),
-                         capsys, expect_failure=True)
+    strange = run_module(
+        redis_write_quiesce,
+        as_migrator(redis_url, state_file=state, extra_commands=["NO.SUCH"]),
+        capsys,
+        expect_failure=True,
+    )
     assert "no.such" in strange["msg"]
     assert not os.path.exists(state)
 
@@ -128,8 +149,12 @@ def test_verification_fails_on_writes_that_ran_and_reports_rejected_ones(users, 
     thread = threading.Thread(target=keep_writing, args=(writer, ("JSON.SET", "doc:2", "$", "1")))
     thread.start()
     try:
-        failed = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", observe_seconds=1,
-                                                             observe_interval=0.2), capsys, expect_failure=True)
+        failed = run_module(
+            redis_write_quiesce,
+            as_migrator(redis_url, state="verified", observe_seconds=1, observe_interval=0.2),
+            capsys,
+            expect_failure=True,
+        )
     finally:
         stop.set()
         thread.join()
@@ -144,16 +169,25 @@ def test_verification_fails_on_writes_that_ran_and_reports_rejected_ones(users, 
     thread = threading.Thread(target=keep_writing, args=(app, ("HSET", "app:1", "f", "x")))
     thread.start()
     try:
-        quiet = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", observe_seconds=1,
-                                                            observe_interval=0.2), capsys)
-        strict = run_module(redis_write_quiesce, as_migrator(redis_url, state="verified", observe_seconds=1,
-                                                             fail_on_rejected=True), capsys, expect_failure=True)
+        quiet = run_module(
+            redis_write_quiesce,
+            as_migrator(redis_url, state="verified", observe_seconds=1, observe_interval=0.2),
+            capsys,
+        )
+        strict = run_module(
+            redis_write_quiesce,
+            as_migrator(redis_url, state="verified", observe_seconds=1, fail_on_rejected=True),
+            capsys,
+            expect_failure=True,
+        )
     finally:
         stop.set()
         thread.join()
         run_module(redis_write_quiesce, as_migrator(redis_url, state_file=state, state="released"), capsys)
     assert quiet["observation"]["quiet"] and quiet["observation"]["writes_executed"] == 0
-    assert quiet["observation"]["writes_rejected"] > 0 and quiet["observation"]["commands"]["hset"]["rejected_calls"] > 0
+    assert (
+        quiet["observation"]["writes_rejected"] > 0 and quiet["observation"]["commands"]["hset"]["rejected_calls"] > 0
+    )
     assert warned(quiet, "a client still tries to write")
     assert strict["observation"]["writes_rejected"] > 0
     assert app.hget("app:1", "f") == b"original"
@@ -192,13 +226,19 @@ def test_release_playbook_restores_writes_after_a_killed_run(users, app, redis_u
 
     assert_writes_refused_reads_work(app)  # the killed run left the server quiesced
 
-    released = run_playbook(os.path.join(ROOT, "playbooks", "release.yml"),
-                            {"indexops_quiesce_state_dir": str(state_dir)}, args=("-i", inventory))
+    released = run_playbook(
+        os.path.join(ROOT, "playbooks", "release.yml"),
+        {"indexops_quiesce_state_dir": str(state_dir)},
+        args=("-i", inventory),
+    )
     assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
     assert "redis1                     : ok=" in released.stdout and "changed=1" in released.stdout
     assert acl_lines(users) == before  # byte for byte
     assert app.hset("app:1", "f", "after") == 0
 
-    again = run_playbook(os.path.join(ROOT, "playbooks", "release.yml"),
-                         {"indexops_quiesce_state_dir": str(state_dir)}, args=("-i", inventory))
+    again = run_playbook(
+        os.path.join(ROOT, "playbooks", "release.yml"),
+        {"indexops_quiesce_state_dir": str(state_dir)},
+        args=("-i", inventory),
+    )
     assert again.returncode == 0 and "changed=0" in again.stdout

@@ -1,5 +1,6 @@
 """Import a collection tarball the way Automation Hub and Galaxy do (galaxy-importer), and fail on
 any error or warning it reports - a warning on upload is a rejection waiting to happen."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,13 @@ import sys
 def main(tarball: str) -> int:
     # The importer writes importer_result.json into its working directory: next to the tarball, not the checkout.
     tarball = os.path.abspath(tarball)
-    run = subprocess.run([sys.executable, "-m", "galaxy_importer.main", tarball], capture_output=True, text=True,
-                         check=False, cwd=os.path.dirname(tarball))
+    run = subprocess.run(
+        [sys.executable, "-m", "galaxy_importer.main", tarball],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.path.dirname(tarball),
+    )
     output = run.stdout + run.stderr
     complaints = [line for line in output.splitlines() if line.startswith(("WARNING", "ERROR"))]
     for line in output.splitlines():

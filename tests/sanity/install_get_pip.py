@@ -1,4 +1,5 @@
 """Put the get-pip stand-in where the installed ansible-test looks for a cached bootstrap script."""
+
 import os
 import re
 import shutil

@@ -7,6 +7,7 @@ long as the one stored there (float32 before the rewrite, float16 after). It als
 so the test knows exactly what the application wrote, in which order, whatever the interleaving
 with the migration.
 """
+
 from __future__ import annotations
 
 import threading
@@ -76,8 +77,16 @@ class AppWriter:
         self._lock = threading.Lock()
         self.error: Optional[BaseException] = None
 
-    def write(self, doc: str, kind: str, old_key: str, new_key: str, old_field: str, new_field: str,
-              candidates: Sequence[bytes]) -> None:
+    def write(
+        self,
+        doc: str,
+        kind: str,
+        old_key: str,
+        new_key: str,
+        old_field: str,
+        new_field: str,
+        candidates: Sequence[bytes],
+    ) -> None:
         reply = self.script(keys=[old_key, new_key], args=[old_field, new_field, *candidates])
         if reply:
             with self._lock:
@@ -96,6 +105,7 @@ class AppWriter:
     def add(self, key: str, value) -> None:
         """A new document: a mapping for a hash, a JSON-serializable object for JSON."""
         import json  # pylint: disable=import-outside-toplevel
+
         if self.json_storage:
             self.client.execute_command("JSON.SET", key, "$", json.dumps(value))
             # What the server keeps: it prints doubles with 17 significant digits at most.
@@ -154,9 +164,26 @@ def dump_everything(client) -> Dict[bytes, bytes]:
     return {key: client.dump(key) for key in sorted(client.scan_iter(count=1000))}
 
 
-WRITE_COMMANDS = ("hset", "hdel", "del", "unlink", "set", "rename", "restore", "evalsha", "eval", "json.set",
-                  "json.del", "ft.create", "ft.dropindex", "ft.aliasupdate", "ft.aliasadd", "ft.aliasdel", "expire",
-                  "pexpire")
+WRITE_COMMANDS = (
+    "hset",
+    "hdel",
+    "del",
+    "unlink",
+    "set",
+    "rename",
+    "restore",
+    "evalsha",
+    "eval",
+    "json.set",
+    "json.del",
+    "ft.create",
+    "ft.dropindex",
+    "ft.aliasupdate",
+    "ft.aliasadd",
+    "ft.aliasdel",
+    "expire",
+    "pexpire",
+)
 
 
 def write_counters(client) -> Dict[str, int]:
@@ -167,7 +194,8 @@ def write_counters(client) -> Dict[str, int]:
     counters = {}
     for name in WRITE_COMMANDS:
         entry = stats.get(f"cmdstat_{name}") or {}
-        counters[name] = int(entry.get("calls", 0)) + int(entry.get("rejected_calls", 0)) + \
-            int(entry.get("failed_calls", 0))
+        counters[name] = (
+            int(entry.get("calls", 0)) + int(entry.get("rejected_calls", 0)) + int(entry.get("failed_calls", 0))
+        )
     counters["rdb_changes_since_last_save"] = int(client.info("persistence")["rdb_changes_since_last_save"])
     return counters

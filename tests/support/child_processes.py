@@ -2,6 +2,7 @@
 
 Used by the tests of tools/redis_search_server.py and tools/redis_replica_set.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,7 +79,6 @@ class Leftovers:
 
 
 def spawn(args: list[str], leftovers: Leftovers) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               cwd=ROOT)
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     leftovers.pids.append(process.pid)
     return process

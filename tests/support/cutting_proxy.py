@@ -15,6 +15,7 @@ that a cut can fall between two commands of one pipeline. Arm it with `cut(...)`
 run in a process of its own) arms a cut through `control_port`: one JSON line {"cut": {...}}, answered
 "ok". Threads only, no dependencies; `close()` stops everything.
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,7 +30,7 @@ def parse_command(buffer: bytes, start: int) -> Optional[Tuple[int, str]]:
     """(end offset, upper-case name) of the command starting at `start`, or None when incomplete."""
     if start >= len(buffer):
         return None
-    if buffer[start:start + 1] != b"*":
+    if buffer[start : start + 1] != b"*":
         end = buffer.find(b"\r\n", start)
         if end < 0:
             return None
@@ -38,18 +39,18 @@ def parse_command(buffer: bytes, start: int) -> Optional[Tuple[int, str]]:
     end = buffer.find(b"\r\n", start)
     if end < 0:
         return None
-    count = int(buffer[start + 1:end])
+    count = int(buffer[start + 1 : end])
     position, name = end + 2, ""
     for index in range(count):
         end = buffer.find(b"\r\n", position)
         if end < 0:
             return None
-        length = int(buffer[position + 1:end])
+        length = int(buffer[position + 1 : end])
         data_end = end + 2 + length
         if data_end + 2 > len(buffer):
             return None
         if index == 0:
-            name = buffer[end + 2:data_end].decode(errors="replace").upper()
+            name = buffer[end + 2 : data_end].decode(errors="replace").upper()
         position = data_end + 2
     return position, name
 
@@ -104,8 +105,13 @@ class CuttingProxy:
     # -- control -------------------------------------------------------------------------------------
     def cut(self, command: Optional[str] = None, nth: int = 1, reply: bool = False, outage: float = 0.0) -> None:
         with self._lock:
-            self._armed = {"command": command.upper() if command else None, "nth": nth, "reply": reply,
-                           "outage": outage, "count": 0}
+            self._armed = {
+                "command": command.upper() if command else None,
+                "nth": nth,
+                "reply": reply,
+                "outage": outage,
+                "count": 0,
+            }
 
     def cut_now(self, outage: float = 0.0) -> None:
         """Cut every connection at once, wherever the clients are."""
@@ -188,8 +194,15 @@ class CuttingProxy:
         with self._lock:
             pairs = list(self._pairs)
             self._down_until = time.monotonic() + armed["outage"]
-            self.cuts.append({"command": name, "nth": armed["nth"], "reply": armed["reply"],
-                              "outage": armed["outage"], "at": time.time()})
+            self.cuts.append(
+                {
+                    "command": name,
+                    "nth": armed["nth"],
+                    "reply": armed["reply"],
+                    "outage": armed["outage"],
+                    "at": time.time(),
+                }
+            )
         if armed["reply"]:
             time.sleep(0.1)  # the server runs what it received; its replies go nowhere
         for pair in pairs:

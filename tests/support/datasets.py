@@ -1,4 +1,5 @@
 """Helpers the integration tests share for setting up data."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Local TCP endpoints that are not Redis, for connection tests: silent, closing at once, or HTTP."""
+
 from __future__ import annotations
 
 import socket

@@ -30,6 +30,7 @@ block in one script call, that call is the record. Workers (forked) count in the
 Prints {"changed", "result", "steps": {step: {"commands", "records"}}} when it ran to the end,
 {"failed": message} with exit code 1 on a library error; killed, it has no exit code but -9.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,25 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
     rollback as rollback_module,
 )
 
-STEPS = ("preflight", "backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap",
-         "rollback_prepare", "rollback_restore", "rollback_index", "rollback_wait", "rollback_validate",
-         "rollback_online", "release")
+STEPS = (
+    "preflight",
+    "backup",
+    "drop",
+    "move_fields",
+    "rename_keys",
+    "quantize",
+    "create",
+    "wait",
+    "validate",
+    "swap",
+    "rollback_prepare",
+    "rollback_restore",
+    "rollback_index",
+    "rollback_wait",
+    "rollback_validate",
+    "rollback_online",
+    "release",
+)
 
 _ctx = multiprocessing.get_context("fork")
 # Shared with forked workers: [step index, commands in step, records in step, matches in step, total commands],
@@ -106,8 +123,16 @@ def enter(step: str) -> None:
 
 def die(why: dict) -> None:
     """SIGKILL this process group: the run and every worker, at once."""
-    _trace({"event": "kill", "step": _step(), "commands_in_step": _shared[1], "records_in_step": _shared[2],
-            "total": _shared[4], **why})
+    _trace(
+        {
+            "event": "kill",
+            "step": _step(),
+            "commands_in_step": _shared[1],
+            "records_in_step": _shared[2],
+            "total": _shared[4],
+            **why,
+        }
+    )
     os.killpg(os.getpgid(0), signal.SIGKILL)
     time.sleep(60)  # never reached
 
@@ -173,7 +198,7 @@ def _send_packed(self, command, check_health=True):
     limit = _allowed([name for _end, name in found])
     if limit < 0:
         return _original_send(self, [payload], check_health)
-    _original_send(self, [payload[:found[limit - 1][0]]], check_health)
+    _original_send(self, [payload[: found[limit - 1][0]]], check_health)
     # The server must have run what was sent: no more input on this connection, and its end of the
     # connection read to the close (Redis runs the commands it read before it sees the end).
     sock = self._sock
@@ -198,6 +223,7 @@ def _file_writes(original):
         if _kill.get("step") == step and _kill.get("file_writes") == written[step]:
             die({"before_writing": os.path.basename(path)})
         return original(path, data)
+
     return write_atomic
 
 
@@ -208,6 +234,7 @@ def _on_checkpoint(original):
         if _kill.get("checkpoint") == f"{phase}:{point}":
             die({"checkpoint": f"{phase}:{point}"})
         original(phase, point)
+
     return hit
 
 
@@ -215,6 +242,7 @@ def _marks(step: str, function):
     def marked(*args, **kwargs):
         enter(step)
         return function(*args, **kwargs)
+
     return marked
 
 
@@ -237,8 +265,11 @@ def install(kill: dict, trace: str) -> None:
 
 
 def counts() -> dict:
-    return {step: {"commands": _shared[5 + 2 * i], "records": _shared[6 + 2 * i]}
-            for i, step in enumerate(STEPS) if _shared[5 + 2 * i]}
+    return {
+        step: {"commands": _shared[5 + 2 * i], "records": _shared[6 + 2 * i]}
+        for i, step in enumerate(STEPS)
+        if _shared[5 + 2 * i]
+    }
 
 
 def main() -> int:
@@ -254,10 +285,14 @@ def main() -> int:
 
     try:
         if args["action"] == "migrate":
-            outcome = migrate(client(), client, read_plan(args["plan"]), args["backup_dir"],
-                              MigrateOptions(**args.get("options", {})))
-            result = {"changed": outcome.changed, "result": outcome.report.result,
-                      "conflicts": outcome.report.conflicts}
+            outcome = migrate(
+                client(), client, read_plan(args["plan"]), args["backup_dir"], MigrateOptions(**args.get("options", {}))
+            )
+            result = {
+                "changed": outcome.changed,
+                "result": outcome.report.result,
+                "conflicts": outcome.report.conflicts,
+            }
         else:
             store = choose_backup(args["backup_dir"], args["index"])
             changed, outcome = rollback_module.rollback(client(), store, **args.get("options", {}))

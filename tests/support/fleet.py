@@ -3,6 +3,7 @@
 Each server gets the products index of the demo (hash documents, 8-d float32 vectors), a migrating
 ACL user and an application user, so that the playbooks run the way they run on a fleet.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,40 @@ DIMS = 8
 def load_products(client, docs: int = 120, seed: int = 7) -> None:
     """`products`: hashes product:<i> with name, category and an 8-d float32 embedding (FLAT, cosine)."""
     client.execute_command(
-        "FT.CREATE", INDEX, "ON", "HASH", "PREFIX", "1", "product:", "SCHEMA", "name", "TEXT", "category", "TAG",
-        "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", str(DIMS), "DISTANCE_METRIC", "COSINE")
+        "FT.CREATE",
+        INDEX,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "product:",
+        "SCHEMA",
+        "name",
+        "TEXT",
+        "category",
+        "TAG",
+        "embedding",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        str(DIMS),
+        "DISTANCE_METRIC",
+        "COSINE",
+    )
     vectors = numpy.random.default_rng(seed).random((docs, DIMS), dtype=numpy.float32)
     pipe = client.pipeline(transaction=False)
     for i in range(docs):
-        pipe.hset(f"product:{i}", mapping={"name": f"product {i}", "category": "books" if i % 2 else "games",
-                                           "embedding": vectors[i].tobytes()})
+        pipe.hset(
+            f"product:{i}",
+            mapping={
+                "name": f"product {i}",
+                "category": "books" if i % 2 else "games",
+                "embedding": vectors[i].tobytes(),
+            },
+        )
     pipe.execute()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -96,9 +124,13 @@ class Fleet:
         for host, server in zip(self.hosts, self.servers):
             extra = " ".join(f"{k}={v}" for k, v in (host_vars or {}).get(host, {}).items())
             lines.append(f"{host} redis_url={server.url} {extra}".rstrip())
-        lines += ["", "[redis_search:vars]", "ansible_connection=local",
-                  f"ansible_python_interpreter={sys.executable}",
-                  f"redis_connection={{'username': '{MIGRATOR[0]}', 'password': '{MIGRATOR[1]}'}}"]
+        lines += [
+            "",
+            "[redis_search:vars]",
+            "ansible_connection=local",
+            f"ansible_python_interpreter={sys.executable}",
+            f"redis_connection={{'username': '{MIGRATOR[0]}', 'password': '{MIGRATOR[1]}'}}",
+        ]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
         return path

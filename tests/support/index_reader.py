@@ -5,6 +5,7 @@ optionally field + vector (hex) for a KNN query instead of `*`. The result: quer
 (a reply with at least one document), empty replies, errors (first few listed) and the longest time
 between two answered queries - what a client of the index would have seen.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,23 @@ def main() -> int:
     client = redis.Redis.from_url(args["url"], protocol=2, socket_timeout=5)
     query = ["FT.SEARCH", args["index"], "*", "NOCONTENT", "LIMIT", "0", "1", "TIMEOUT", "0"]
     if args.get("field"):
-        query = ["FT.SEARCH", args["index"], f"*=>[KNN 3 @{args['field']} $v]", "PARAMS", "2", "v",
-                 bytes.fromhex(args["vector"]), "NOCONTENT", "LIMIT", "0", "3", "TIMEOUT", "0", "DIALECT", "2"]
+        query = [
+            "FT.SEARCH",
+            args["index"],
+            f"*=>[KNN 3 @{args['field']} $v]",
+            "PARAMS",
+            "2",
+            "v",
+            bytes.fromhex(args["vector"]),
+            "NOCONTENT",
+            "LIMIT",
+            "0",
+            "3",
+            "TIMEOUT",
+            "0",
+            "DIALECT",
+            "2",
+        ]
     sent = answered = empty = 0
     errors = []
     last = first = None
@@ -43,8 +59,17 @@ def main() -> int:
             errors.append(str(err))
         time.sleep(args.get("interval", 0.005))
     with open(args["out"], "w", encoding="utf-8") as handle:
-        json.dump({"sent": sent, "answered": answered, "empty": empty, "errors": len(errors),
-                   "first_errors": sorted(set(errors))[:5], "longest_gap_ms": round(longest * 1000, 1)}, handle)
+        json.dump(
+            {
+                "sent": sent,
+                "answered": answered,
+                "empty": empty,
+                "errors": len(errors),
+                "first_errors": sorted(set(errors))[:5],
+                "longest_gap_ms": round(longest * 1000, 1),
+            },
+            handle,
+        )
     return 0
 
 

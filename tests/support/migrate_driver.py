@@ -2,6 +2,7 @@
 with url, plan (path), backup_dir and options; optionally fsize_limit (bytes any file this process
 writes may reach: a full disk without a tiny filesystem). Prints {"changed", "result"} on success,
 {"failed": message} with exit code 1 on a library error."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,13 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_FSIZE, (args["fsize_limit"], args["fsize_limit"]))
     client = redis.Redis.from_url(args["url"])
     try:
-        outcome = migrate(client, lambda: redis.Redis.from_url(args["url"]), read_plan(args["plan"]),
-                          args["backup_dir"], MigrateOptions(**args.get("options", {})))
+        outcome = migrate(
+            client,
+            lambda: redis.Redis.from_url(args["url"]),
+            read_plan(args["plan"]),
+            args["backup_dir"],
+            MigrateOptions(**args.get("options", {})),
+        )
     except IndexOpsError as err:
         print(json.dumps({"failed": str(err), "details": err.details}, default=str))
         return 1

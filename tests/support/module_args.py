@@ -2,6 +2,7 @@
 
 ansible-core 2.19 added `ansible.module_utils.testing.patch_module_args`; before it, a module read them from
 `basic._ANSIBLE_ARGS` (which is what that helper patches, with a serialisation profile on top)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,5 +20,6 @@ except ImportError:  # ansible-core < 2.19
         encoded = json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}).encode()
         with mock.patch.object(basic, "_ANSIBLE_ARGS", encoded):
             yield
+
 
 __all__ = ["patch_module_args"]

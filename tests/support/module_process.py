@@ -7,6 +7,7 @@ arm: {"checkpoint": "phase:point", "control": port, "cut": {...}} - when the run
 checkpoint, the cutting proxy listening for control on that port is armed with that cut (see
 cutting_proxy.py).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,6 +36,7 @@ def main() -> int:
                 armed.append(True)
                 arm_remotely(arm["control"], arm["cut"])
             original(phase, point)
+
         failpoints.hit = hit
     module = importlib.import_module(f"ansible_collections.indexops.redis_search.plugins.modules.{spec['module']}")
     args = {**spec["args"], "_ansible_remote_tmp": tempfile.gettempdir(), "_ansible_tmpdir": tempfile.gettempdir()}

@@ -1,4 +1,5 @@
 """Run a module's main() in-process, the way Ansible would, and return its result dict."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ class ModuleFailed(AssertionError):
         self.result = result
 
 
-def run_module(module, args: dict[str, Any], capsys, check_mode: bool = False, diff: bool = False,
-               expect_failure: bool = False) -> dict:
+def run_module(
+    module, args: dict[str, Any], capsys, check_mode: bool = False, diff: bool = False, expect_failure: bool = False
+) -> dict:
     """Call module.main() with `args`; return the parsed JSON it printed.
 
     Raises ModuleFailed when the module failed and a failure was not expected."""

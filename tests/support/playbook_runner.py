@@ -1,4 +1,5 @@
 """Run ansible-playbook as a user would, against this checkout's collection."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ def collections_path() -> str:
     return os.path.join(ROOT, ".build", "collections")
 
 
-def run_playbook(playbook: str, extra_vars: dict | None = None, env: dict | None = None, verbosity: int = 0,
-                 args: tuple[str, ...] = (), timeout: int = 300, files: dict | None = None) -> subprocess.CompletedProcess:
+def run_playbook(
+    playbook: str,
+    extra_vars: dict | None = None,
+    env: dict | None = None,
+    verbosity: int = 0,
+    args: tuple[str, ...] = (),
+    timeout: int = 300,
+    files: dict | None = None,
+) -> subprocess.CompletedProcess:
     """Run `playbook` (a path, or YAML text) on localhost with this venv's Python.
 
     `files` ({name: text}) are written next to the playbook (vars files, patches, ...)."""
@@ -41,15 +49,17 @@ def run_playbook(playbook: str, extra_vars: dict | None = None, env: dict | None
     if verbosity:
         cmd.append("-" + "v" * verbosity)
     full_env = dict(os.environ)
-    full_env.update({
-        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
-        "ANSIBLE_LOCAL_TEMP": os.path.join(workdir, "tmp"),
-        "ANSIBLE_HOME": os.path.join(workdir, "home"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "PATH": BIN + os.pathsep + full_env.get("PATH", ""),
-    })
+    full_env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+            "ANSIBLE_LOCAL_TEMP": os.path.join(workdir, "tmp"),
+            "ANSIBLE_HOME": os.path.join(workdir, "home"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "PATH": BIN + os.pathsep + full_env.get("PATH", ""),
+        }
+    )
     for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_USERNAME"):
         full_env.pop(name, None)
     full_env.update(env or {})

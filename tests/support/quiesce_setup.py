@@ -1,5 +1,6 @@
 """ACL users for the write-quiesce tests: a migrating user, an application user with selectors and
 key patterns, and the default user, on a private server started by tools/redis_search_server.py."""
+
 from __future__ import annotations
 
 from typing import Dict
@@ -9,10 +10,33 @@ APP = ("app", "app-secret")
 
 # An application user whose rules exercise what a restore must keep: key patterns with read/write
 # restrictions, channels, a subcommand, a denied command and two selectors.
-APP_RULES = ["on", ">app-secret", "~app:*", "~product:*", "~doc:*", "%R~ro:*", "resetchannels", "&events:*",
-             "-@all", "+@read", "+@write", "+@connection", "+@keyspace", "+@transaction", "+@scripting",
-             "+json.set", "+json.get", "+json.del", "+ft.search", "+ft.info", "+ft.create", "+config|get",
-             "-flushall", "(~sel:* +get +set +hset)", "(%W~wonly:* resetchannels +@write)"]
+APP_RULES = [
+    "on",
+    ">app-secret",
+    "~app:*",
+    "~product:*",
+    "~doc:*",
+    "%R~ro:*",
+    "resetchannels",
+    "&events:*",
+    "-@all",
+    "+@read",
+    "+@write",
+    "+@connection",
+    "+@keyspace",
+    "+@transaction",
+    "+@scripting",
+    "+json.set",
+    "+json.get",
+    "+json.del",
+    "+ft.search",
+    "+ft.info",
+    "+ft.create",
+    "+config|get",
+    "-flushall",
+    "(~sel:* +get +set +hset)",
+    "(%W~wonly:* resetchannels +@write)",
+]
 
 
 def create_users(client) -> None:
@@ -30,11 +54,13 @@ def reset_acl(client) -> None:
     """Back to a server's initial users: only `default`, allowed everything. A quiesced `default` may not
     run ACL commands, so it is reset as the migrating user first (when that user is still there)."""
     import redis  # pylint: disable=import-outside-toplevel
+
     kwargs = client.connection_pool.connection_kwargs
     admin = redis.Redis(host=kwargs["host"], port=kwargs["port"], username=MIGRATOR[0], password=MIGRATOR[1])
     try:
-        admin.execute_command("ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*",
-                              "+@all")
+        admin.execute_command(
+            "ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*", "+@all"
+        )
     except redis.exceptions.RedisError:
         pass  # no migrating user: `default` still has its rights
     finally:
@@ -42,4 +68,6 @@ def reset_acl(client) -> None:
     for name in client.execute_command("ACL", "USERS"):
         if name != b"default":
             client.execute_command("ACL", "DELUSER", name)
-    client.execute_command("ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*", "+@all")
+    client.execute_command(
+        "ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*", "+@all"
+    )

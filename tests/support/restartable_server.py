@@ -6,6 +6,7 @@ was fsynced before the reply - and rebuilds its search indexes from it, as a pro
 after a crash. Built on tools/redis_search_server.py (free port, own directory, the process checked,
 and a start that waits while the server loads its AOF).
 """
+
 from __future__ import annotations
 
 from redis_search_server import RedisSearchServer

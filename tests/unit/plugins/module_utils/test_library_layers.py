@@ -6,6 +6,7 @@ Each folder of `_migration/` may import only itself and the folders below it, `_
 through an import made inside a function. The test reads the code as text (ast), runs nothing,
 and names the file and the import that breaks the rule.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,14 +62,14 @@ def imports(path: str) -> List[Tuple[int, str]]:
                 base = package[: len(package) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             elif node.module and node.module.startswith(PACKAGE + "."):
-                target = node.module[len(PACKAGE) + 1:]
+                target = node.module[len(PACKAGE) + 1 :]
             else:
                 continue
             for alias in node.names:
                 sub = f"{target}.{alias.name}"
                 found.add((node.lineno, sub if _exists(sub) else target))
         elif isinstance(node, ast.Import):
-            found |= {(node.lineno, a.name[len(PACKAGE) + 1:]) for a in node.names if a.name.startswith(PACKAGE + ".")}
+            found |= {(node.lineno, a.name[len(PACKAGE) + 1 :]) for a in node.names if a.name.startswith(PACKAGE + ".")}
     return sorted(found)
 
 
@@ -100,14 +101,18 @@ def layer_violations() -> List[str]:
             if not target.startswith("_migration"):
                 found.append(f"{_where(path, line)} imports {target}, which is outside the library")
             elif layer not in ALLOWED[own]:
-                found.append(f"{_where(path, line)} ({own}/) imports {target} ({layer}/), "
-                             f"a layer it may not use: {own}/ uses only {', '.join(sorted(ALLOWED[own]))}")
+                found.append(
+                    f"{_where(path, line)} ({own}/) imports {target} ({layer}/), "
+                    f"a layer it may not use: {own}/ uses only {', '.join(sorted(ALLOWED[own]))}"
+                )
     for path in _files("_quiesce"):
         for line, target in imports(path):
             layer = _folder(target)
             if layer != "_quiesce" and (not target.startswith("_migration") or layer not in QUIESCE_ALLOWED):
-                found.append(f"{_where(path, line)} (_quiesce/) imports {target}: _quiesce/ uses only "
-                             "_migration/core/ and _migration/redis/")
+                found.append(
+                    f"{_where(path, line)} (_quiesce/) imports {target}: _quiesce/ uses only "
+                    "_migration/core/ and _migration/redis/"
+                )
     return found
 
 
@@ -124,7 +129,7 @@ def circles() -> List[List[str]]:
         stack.append(module)
         for target in graph.get(module, ()):
             if state.get(target) == "open":
-                found.append(stack[stack.index(target):] + [target])
+                found.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -165,8 +170,11 @@ def mapped_files() -> List[str]:
 
 def test_the_map_in_the_docs_lists_every_file_of_the_library():
     """docs/library.md names each file and what it holds: a file added, moved or removed is a map to update."""
-    actual = sorted(os.path.relpath(path, MODULE_UTILS) for path in _files("_migration") + _files("_quiesce")
-                    if not path.endswith("__init__.py"))
+    actual = sorted(
+        os.path.relpath(path, MODULE_UTILS)
+        for path in _files("_migration") + _files("_quiesce")
+        if not path.endswith("__init__.py")
+    )
     assert mapped_files() == actual
 
 
@@ -175,10 +183,13 @@ def test_init_files_stay_empty():
     assert [path for path in _files("") if path.endswith("__init__.py") and os.path.getsize(path)] == []
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from ..planning.plan import MigrationPlan\n", "(redis/) imports _migration.planning.plan (planning/)"),
-    ("def f():\n    from ..batch import state\n", "(redis/) imports _migration.batch.state (batch/)"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from ..planning.plan import MigrationPlan\n", "(redis/) imports _migration.planning.plan (planning/)"),
+        ("def f():\n    from ..batch import state\n", "(redis/) imports _migration.batch.state (batch/)"),
+    ],
+)
 def test_an_import_of_a_higher_layer_is_named_with_its_file_and_line(tmp_path, monkeypatch, source, expected):
     """The check itself can fail: a redis/ file importing a plan, even inside a function, is reported."""
     fake = tmp_path / "module_utils"

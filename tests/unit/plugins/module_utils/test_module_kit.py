@@ -1,4 +1,5 @@
 """The Ansible adapter: missing libraries, connection precedence, errors -> fail_json."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,12 +16,15 @@ def test_missing_library_is_reported_by_name(monkeypatch, capsys):
     assert "Failed to import the required Python library (pydantic)" in result["msg"]
 
 
-@pytest.mark.parametrize("params, env, expected", [
-    ({"redis_url": "redis://a:1/0"}, {"REDIS_URL": "redis://env:9/0"}, "a:1/0"),
-    ({"host": "h", "port": 7}, {"REDIS_URL": "redis://env:9"}, "h:7/0"),
-    ({}, {"REDIS_URL": "redis://env:9"}, "env:9/0"),
-    ({}, {}, "localhost:6379/0"),
-])
+@pytest.mark.parametrize(
+    "params, env, expected",
+    [
+        ({"redis_url": "redis://a:1/0"}, {"REDIS_URL": "redis://env:9/0"}, "a:1/0"),
+        ({"host": "h", "port": 7}, {"REDIS_URL": "redis://env:9"}, "h:7/0"),
+        ({}, {"REDIS_URL": "redis://env:9"}, "env:9/0"),
+        ({}, {}, "localhost:6379/0"),
+    ],
+)
 def test_connection_precedence(monkeypatch, params, env, expected):
     monkeypatch.delenv("REDIS_URL", raising=False)
     for key, value in env.items():
@@ -36,13 +40,16 @@ def test_connection_precedence(monkeypatch, params, env, expected):
 
 # Every module validates its options through the library's models before it connects: a port of
 # 1 on localhost is never tried, so a failure naming the option proves nothing ran first.
-@pytest.mark.parametrize("args, expected", [
-    ({"port": 99999}, "port must be 65535 or less, not 99999"),
-    ({"db": 2}, "database 2 is not supported"),
-    ({"redis_url": "redis://localhost:1/4"}, "redis_url (or REDIS_URL) selects database 4"),
-    ({"socket_timeout": 0}, "socket_timeout must be more than 0, not 0.0"),
-    ({"connect_timeout": -5}, "connect_timeout must be more than 0, not -5.0"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ({"port": 99999}, "port must be 65535 or less, not 99999"),
+        ({"db": 2}, "database 2 is not supported"),
+        ({"redis_url": "redis://localhost:1/4"}, "redis_url (or REDIS_URL) selects database 4"),
+        ({"socket_timeout": 0}, "socket_timeout must be more than 0, not 0.0"),
+        ({"connect_timeout": -5}, "connect_timeout must be more than 0, not -5.0"),
+    ],
+)
 def test_connection_options_are_refused_before_connecting(monkeypatch, capsys, args, expected):
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setattr(_module_kit, "connect", lambda settings: pytest.fail("connected"))

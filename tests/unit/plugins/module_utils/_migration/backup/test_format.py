@@ -1,4 +1,5 @@
 """The backup data format: records and blocks round-trip, damage is found where it is."""
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,9 @@ RECORDS = [
 
 
 def data_file(blocks):
-    return FILE_MAGIC + b"".join(encode_block(n, [encode_record(k, e) for k, e in records]) for n, records in
-                                 enumerate(blocks))
+    return FILE_MAGIC + b"".join(
+        encode_block(n, [encode_record(k, e) for k, e in records]) for n, records in enumerate(blocks)
+    )
 
 
 def test_records_come_back_as_written_with_absent_values_apart_from_empty_ones():
@@ -77,8 +79,9 @@ def test_block_offsets_lead_to_each_block_and_the_chain_covers_them_in_order():
     running = EMPTY_CHAIN
     for block in encoded:
         running = chain(running, block_digest(block))
-    swapped = chain(chain(chain(EMPTY_CHAIN, block_digest(encoded[1])), block_digest(encoded[0])),
-                    block_digest(encoded[2]))
+    swapped = chain(
+        chain(chain(EMPTY_CHAIN, block_digest(encoded[1])), block_digest(encoded[0])), block_digest(encoded[2])
+    )
     assert running != swapped
 
 

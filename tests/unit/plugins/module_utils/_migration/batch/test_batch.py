@@ -1,5 +1,6 @@
 """The pure pieces of batch migrations: selection files, prefix overlaps, the sealed plan, the state
 machine and its readable status."""
+
 from __future__ import annotations
 
 import json
@@ -37,15 +38,26 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
 
 
 def entry(name, prefixes, storage="hash", applicable=True):
-    return BatchEntry(name=name, applicable=applicable, storage=storage, prefixes=prefixes,
-                      skip_reason=None if applicable else "no vec", plan_checksum=f"sha256:{name}" if applicable else None)
+    return BatchEntry(
+        name=name,
+        applicable=applicable,
+        storage=storage,
+        prefixes=prefixes,
+        skip_reason=None if applicable else "no vec",
+        plan_checksum=f"sha256:{name}" if applicable else None,
+    )
 
 
 def batch(*entries, policy="fail_fast"):
     names = [e.name for e in entries]
-    return BatchPlan(created_at="2026-01-01T00:00:00+00:00", endpoint="127.0.0.1:6379", failure_policy=policy,
-                     selection=Selection(kind="list", value=names, names=names),
-                     patch={"version": 1, "changes": {}}, indexes=list(entries)).seal()
+    return BatchPlan(
+        created_at="2026-01-01T00:00:00+00:00",
+        endpoint="127.0.0.1:6379",
+        failure_policy=policy,
+        selection=Selection(kind="list", value=names, names=names),
+        patch={"version": 1, "changes": {}},
+        indexes=list(entries),
+    ).seal()
 
 
 # --- selection and overlaps --------------------------------------------------------------------------------
@@ -59,14 +71,17 @@ def test_index_file_ignores_blanks_comments_and_spaces(tmp_path):
         read_index_file(str(tmp_path / "missing.txt"))
 
 
-@pytest.mark.parametrize("left, right, overlap", [
-    (["doc:"], ["doc:premium:"], True),     # one is a string prefix of the other
-    (["doc:premium:"], ["doc:"], True),
-    (["doc:"], ["doc:"], True),
-    (["doc:"], ["docs:"], False),           # 'docs:' does not start with 'doc:'
-    (["a:", "b:"], ["c:", "b:x"], True),    # any pair of a multi-prefix index
-    ([""], ["anything:"], True),            # the empty prefix covers every key
-])
+@pytest.mark.parametrize(
+    "left, right, overlap",
+    [
+        (["doc:"], ["doc:premium:"], True),  # one is a string prefix of the other
+        (["doc:premium:"], ["doc:"], True),
+        (["doc:"], ["doc:"], True),
+        (["doc:"], ["docs:"], False),  # 'docs:' does not start with 'doc:'
+        (["a:", "b:"], ["c:", "b:x"], True),  # any pair of a multi-prefix index
+        ([""], ["anything:"], True),  # the empty prefix covers every key
+    ],
+)
 def test_overlap_follows_ft_create_prefix_semantics(left, right, overlap):
     found = overlapping_pairs([entry("one", left), entry("two", right)])
     assert bool(found) is overlap
@@ -126,20 +141,27 @@ def started(tmp_path):
 def test_a_new_state_is_pending_but_for_skipped_indexes(tmp_path):
     _plan, state = started(tmp_path)
     assert [(r.name, r.status) for r in state.indexes] == [
-        ("a", PENDING), ("b", PENDING), ("c", PENDING), ("z", "skipped")]
+        ("a", PENDING),
+        ("b", PENDING),
+        ("c", PENDING),
+        ("z", "skipped"),
+    ]
     assert overall_status(state) == "not_started"
     assert [r.name for r in work_list(state, retry_failed=False)] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("statuses, retry, todo, overall", [
-    ((SUCCEEDED, RUNNING, PENDING), False, ["b", "c"], "running"),        # killed in b: b continues
-    ((FAILED, PENDING, PENDING), False, ["b", "c"], "failed"),            # fail_fast stopped at a
-    ((FAILED, PENDING, PENDING), True, ["a", "b", "c"], "failed"),
-    ((FAILED, SUCCEEDED, SUCCEEDED), False, [], "partial_failure"),
-    ((FAILED, SUCCEEDED, SUCCEEDED), True, ["a"], "partial_failure"),
-    ((SUCCEEDED, SUCCEEDED, SUCCEEDED), True, [], "completed"),
-    ((SUCCEEDED, PENDING, PENDING), False, ["b", "c"], "running"),        # killed between indexes
-])
+@pytest.mark.parametrize(
+    "statuses, retry, todo, overall",
+    [
+        ((SUCCEEDED, RUNNING, PENDING), False, ["b", "c"], "running"),  # killed in b: b continues
+        ((FAILED, PENDING, PENDING), False, ["b", "c"], "failed"),  # fail_fast stopped at a
+        ((FAILED, PENDING, PENDING), True, ["a", "b", "c"], "failed"),
+        ((FAILED, SUCCEEDED, SUCCEEDED), False, [], "partial_failure"),
+        ((FAILED, SUCCEEDED, SUCCEEDED), True, ["a"], "partial_failure"),
+        ((SUCCEEDED, SUCCEEDED, SUCCEEDED), True, [], "completed"),
+        ((SUCCEEDED, PENDING, PENDING), False, ["b", "c"], "running"),  # killed between indexes
+    ],
+)
 def test_work_list_and_overall_status(tmp_path, statuses, retry, todo, overall):
     _plan, state = started(tmp_path)
     for run, status in zip(state.indexes, statuses):
@@ -195,11 +217,24 @@ def test_status_names_the_failure_and_what_resume_would_do(tmp_path):
     state.indexes[1].status, state.indexes[1].result, state.indexes[1].documents = SUCCEEDED, "succeeded", 12
     status = describe(state, "s.json")
     assert status["result"] == "failed"
-    assert status["summary"][0] == f"batch {state.batch_id} (fail_fast, 4 indexes): failed - 1 succeeded, 1 failed, " \
-                                   "1 pending, 1 skipped"
+    assert (
+        status["summary"][0] == f"batch {state.batch_id} (fail_fast, 4 indexes): failed - 1 succeeded, 1 failed, "
+        "1 pending, 1 skipped"
+    )
     assert "  FAILED    a: migration stopped in phase create: boom" in status["summary"]
     assert "  skipped   z: no vec" in status["summary"]
-    assert status["failures"] == [{"name": "a", "error": "migration stopped in phase create: boom", "kind": None,
-                                   "hint": None, "phase": None, "index_dropped": False, "backup_path": None}]
-    assert next_steps(state) == ["a stays failed; retry_failed=true resumes it from the start (nothing of it was "
-                                 "changed)", "resume migrates c"]
+    assert status["failures"] == [
+        {
+            "name": "a",
+            "error": "migration stopped in phase create: boom",
+            "kind": None,
+            "hint": None,
+            "phase": None,
+            "index_dropped": False,
+            "backup_path": None,
+        }
+    ]
+    assert next_steps(state) == [
+        "a stays failed; retry_failed=true resumes it from the start (nothing of it was changed)",
+        "resume migrates c",
+    ]

@@ -1,4 +1,5 @@
 """Atomic file writing: the old content or the new one, never half, and no temporary file left."""
+
 from __future__ import annotations
 
 import os
@@ -33,4 +34,6 @@ def test_the_caller_names_the_error_of_a_directory_it_cannot_write_in(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_atomic(missing, b"x")
     with pytest.raises(PlanInvalid, match="cannot write plan file .*: No such file or directory"):
-        write_atomic(missing, b"x", refused=lambda err: PlanInvalid(f"cannot write plan file {missing}: {err.strerror}"))
+        write_atomic(
+            missing, b"x", refused=lambda err: PlanInvalid(f"cannot write plan file {missing}: {err.strerror}")
+        )

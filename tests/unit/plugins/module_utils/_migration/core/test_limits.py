@@ -1,4 +1,5 @@
 """Range validation of schema values (limits.py): patches and target schemas, before any plan."""
+
 from __future__ import annotations
 
 import copy
@@ -14,16 +15,35 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import merge, parse_patch
 
 TARGET = {
-    "index": {"name": "idx", "prefix": "p:", "language": "german", "score": 0.5, "filter": "@n>0",
-              "stopwords": ["a", "the"]},
+    "index": {
+        "name": "idx",
+        "prefix": "p:",
+        "language": "german",
+        "score": 0.5,
+        "filter": "@n>0",
+        "stopwords": ["a", "the"],
+    },
     "fields": [
         {"name": "title", "type": "text", "attrs": {"weight": 2, "phonetic_matcher": "dm:fr"}},
         {"name": "tags", "type": "tag", "attrs": {"separator": "|"}},
         {"name": "n", "type": "numeric"},
-        {"name": "flat", "type": "vector",
-         "attrs": {"algorithm": "flat", "dims": 8, "block_size": 1024, "initial_cap": 1000}},
-        {"name": "hnsw", "type": "vector",
-         "attrs": {"algorithm": "hnsw", "dims": 8, "m": 16, "ef_construction": 200, "ef_runtime": 10, "epsilon": 0.01}},
+        {
+            "name": "flat",
+            "type": "vector",
+            "attrs": {"algorithm": "flat", "dims": 8, "block_size": 1024, "initial_cap": 1000},
+        },
+        {
+            "name": "hnsw",
+            "type": "vector",
+            "attrs": {
+                "algorithm": "hnsw",
+                "dims": 8,
+                "m": 16,
+                "ef_construction": 200,
+                "ef_runtime": 10,
+                "epsilon": 0.01,
+            },
+        },
     ],
 }
 SOURCE = parse_schema(TARGET)
@@ -66,8 +86,7 @@ FIELD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("position, attr, value, expected", FIELD_CASES,
-                         ids=[f"{c[1]}={c[2]!r}" for c in FIELD_CASES])
+@pytest.mark.parametrize("position, attr, value, expected", FIELD_CASES, ids=[f"{c[1]}={c[2]!r}" for c in FIELD_CASES])
 def test_out_of_range_attributes_in_a_target_schema(position, attr, value, expected):
     data = copy.deepcopy(TARGET)
     data["fields"][position]["attrs"][attr] = value
@@ -80,8 +99,7 @@ def test_out_of_range_attributes_in_a_target_schema(position, attr, value, expec
         assert part in message, message
 
 
-@pytest.mark.parametrize("position, attr, value, expected", FIELD_CASES,
-                         ids=[f"{c[1]}={c[2]!r}" for c in FIELD_CASES])
+@pytest.mark.parametrize("position, attr, value, expected", FIELD_CASES, ids=[f"{c[1]}={c[2]!r}" for c in FIELD_CASES])
 def test_out_of_range_attributes_in_a_patch_update(position, attr, value, expected):
     name = TARGET["fields"][position]["name"]
     with pytest.raises(SchemaInvalid) as err:
@@ -100,8 +118,10 @@ def test_the_same_value_from_a_source_schema_is_not_refused_when_read_back():
     source = parse_schema(data)
     assert source.field("hnsw").attrs.m == 8000
     with pytest.raises(SchemaInvalid, match="target schema: field 'hnsw': m 8000 is outside the accepted range"):
-        merge(source, parse_patch({"version": 1, "changes": {
-            "update_fields": [{"name": "title", "attrs": {"weight": 3}}]}}))
+        merge(
+            source,
+            parse_patch({"version": 1, "changes": {"update_fields": [{"name": "title", "attrs": {"weight": 3}}]}}),
+        )
 
 
 INDEX_CASES = [
@@ -163,19 +183,32 @@ def test_vectors_allocated_at_once_are_bounded_in_bytes():
     with pytest.raises(SchemaInvalid, match="initial_cap 1000000 x dims 4096"):
         parse_target_schema(data)
     # The same through a patch: dims come from the source, block_size from the patch.
-    source = parse_schema({"index": {"name": "i"}, "fields": [
-        {"name": "v", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4096, "datatype": "float64"}}]})
+    source = parse_schema(
+        {
+            "index": {"name": "i"},
+            "fields": [
+                {"name": "v", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4096, "datatype": "float64"}}
+            ],
+        }
+    )
     with pytest.raises(SchemaInvalid, match="block_size 1048576 x dims 4096"):
-        merge(source, parse_patch({"version": 1, "changes": {"update_fields": [
-            {"name": "v", "attrs": {"block_size": 1_048_576}}]}}))
+        merge(
+            source,
+            parse_patch(
+                {"version": 1, "changes": {"update_fields": [{"name": "v", "attrs": {"block_size": 1_048_576}}]}}
+            ),
+        )
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"rename_fields": [{"old_name": "title", "new_name": ""}]}, "new_name is empty"),
-    ({"rename_fields": [{"old_name": "", "new_name": "x"}]}, "old_name is empty"),
-    ({"remove_fields": [""]}, "field name is empty"),
-    ({"update_fields": [{"name": "", "attrs": {"weight": 2}}]}, "field name is empty"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"rename_fields": [{"old_name": "title", "new_name": ""}]}, "new_name is empty"),
+        ({"rename_fields": [{"old_name": "", "new_name": "x"}]}, "old_name is empty"),
+        ({"remove_fields": [""]}, "field name is empty"),
+        ({"update_fields": [{"name": "", "attrs": {"weight": 2}}]}, "field name is empty"),
+    ],
+)
 def test_empty_names_in_a_patch(changes, expected):
     with pytest.raises(SchemaInvalid, match=expected):
         parse_patch({"version": 1, "changes": changes})
@@ -188,19 +221,39 @@ def test_removing_every_field_is_one_clear_line():
     assert "removes every field of idx" in str(err.value) and "keep at least one field" in str(err.value)
     assert "\n" not in str(err.value)
     # Replacing every field is fine.
-    target, _patch = merge(SOURCE, parse_patch({"version": 1, "changes": {
-        "remove_fields": [f["name"] for f in TARGET["fields"]], "add_fields": [{"name": "only", "type": "tag"}]}}))
+    target, _patch = merge(
+        SOURCE,
+        parse_patch(
+            {
+                "version": 1,
+                "changes": {
+                    "remove_fields": [f["name"] for f in TARGET["fields"]],
+                    "add_fields": [{"name": "only", "type": "tag"}],
+                },
+            }
+        ),
+    )
     assert [f.name for f in target.fields] == ["only"]
 
 
 def test_json_tags_without_separator_and_strings_that_look_like_numbers():
-    schema = parse_target_schema({"index": {"name": "j", "storage_type": "json"}, "fields": [
-        {"name": "t", "type": "tag", "attrs": {"separator": ""}},
-        {"name": "v", "type": "vector", "attrs": {"algorithm": "hnsw", "dims": "8", "m": "16"}}]})
+    schema = parse_target_schema(
+        {
+            "index": {"name": "j", "storage_type": "json"},
+            "fields": [
+                {"name": "t", "type": "tag", "attrs": {"separator": ""}},
+                {"name": "v", "type": "vector", "attrs": {"algorithm": "hnsw", "dims": "8", "m": "16"}},
+            ],
+        }
+    )
     assert schema.field("v").attrs.m == 16
     with pytest.raises(SchemaInvalid, match="m 99999 is outside"):
-        parse_target_schema({"index": {"name": "j"}, "fields": [
-            {"name": "v", "type": "vector", "attrs": {"algorithm": "hnsw", "dims": 8, "m": "99999"}}]})
+        parse_target_schema(
+            {
+                "index": {"name": "j"},
+                "fields": [{"name": "v", "type": "vector", "attrs": {"algorithm": "hnsw", "dims": 8, "m": "99999"}}],
+            }
+        )
 
 
 def test_option_errors_are_one_line_naming_the_option():
@@ -208,10 +261,13 @@ def test_option_errors_are_one_line_naming_the_option():
         MigrateOptions,
     )
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.deps import ValidationError
-    for options, expected in [({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
-                              ({"workers": -2}, "workers must be 1 or more, not -2"),
-                              ({"workers": 100000}, "workers must be 64 or less, not 100000"),
-                              ({"wait_timeout": -1}, "wait_timeout must be 0 or more, not -1")]:
+
+    for options, expected in [
+        ({"batch_size": 0}, "batch_size must be 1 or more, not 0"),
+        ({"workers": -2}, "workers must be 1 or more, not -2"),
+        ({"workers": 100000}, "workers must be 64 or less, not 100000"),
+        ({"wait_timeout": -1}, "wait_timeout must be 0 or more, not -1"),
+    ]:
         with pytest.raises(ValidationError) as err:
             MigrateOptions(**options)
         assert str(limits.explain_options(err.value)).startswith(expected)

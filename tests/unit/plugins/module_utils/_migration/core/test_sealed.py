@@ -1,4 +1,5 @@
 """Sealed files: the checksum anyone can recompute, and the refusals of a file that is not what was written."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,15 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
     checksum_of,
 )
 
-FORMAT = SealedFormat("indexops.redis_search/thing", 2, "thing", create="make one", newer="make it again",
-                      malformed="remake it", edited="do not edit it")
+FORMAT = SealedFormat(
+    "indexops.redis_search/thing",
+    2,
+    "thing",
+    create="make one",
+    newer="make it again",
+    malformed="remake it",
+    edited="do not edit it",
+)
 
 
 class Thing(SealedDocument):
@@ -32,8 +40,9 @@ class Thing(SealedDocument):
 
 
 class Diary(SealedRecord):
-    KIND: ClassVar[RecordKind] = RecordKind("indexops.redis_search/diary", 1, "diary", "diary file", BackupInvalid,
-                                            "restore it")
+    KIND: ClassVar[RecordKind] = RecordKind(
+        "indexops.redis_search/diary", 1, "diary", "diary file", BackupInvalid, "restore it"
+    )
     format: str = "indexops.redis_search/diary"
     format_version: int = 1
     checksum: str = ""
@@ -55,13 +64,19 @@ def test_a_sealed_document_loads_back_and_opens_its_yaml_with_its_header():
     assert thing.short_id == thing.checksum[7:19]
 
 
-@pytest.mark.parametrize("change, message, hint", [
-    ({"format": "other"}, "thing t.yaml is not an indexops.redis_search thing (format: "
-                          "indexops.redis_search/thing missing)", "make one"),
-    ({"format_version": 1}, "thing t.yaml has format_version 1; this collection reads 2", "make it again"),
-    ({"size": "many"}, "thing t.yaml is malformed at size: ", "remake it"),
-    ({"size": 4}, "thing t.yaml was changed after it was written (checksum mismatch)", "do not edit it"),
-])
+@pytest.mark.parametrize(
+    "change, message, hint",
+    [
+        (
+            {"format": "other"},
+            "thing t.yaml is not an indexops.redis_search thing (format: indexops.redis_search/thing missing)",
+            "make one",
+        ),
+        ({"format_version": 1}, "thing t.yaml has format_version 1; this collection reads 2", "make it again"),
+        ({"size": "many"}, "thing t.yaml is malformed at size: ", "remake it"),
+        ({"size": 4}, "thing t.yaml was changed after it was written (checksum mismatch)", "do not edit it"),
+    ],
+)
 def test_each_refusal_says_what_is_wrong_and_the_way_out(change, message, hint):
     data = {**Thing(created_at="now", size=3).seal().to_dict(), **change}
     with pytest.raises(PlanInvalid) as refused:

@@ -1,4 +1,5 @@
 """One derivation of a request: the planner's, and the one that checks a plan when it is applied."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,22 +27,39 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.model import parse_schema
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.patch import parse_patch
 
-SOURCE = parse_schema({"index": {"name": "idx", "prefix": "doc:"}, "fields": [
-    {"name": "title", "type": "text"},
-    {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}}]})
-PATCH = parse_patch({"version": 1, "changes": {"rename_fields": [{"old_name": "title", "new_name": "headline"}],
-                                               "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}})
+SOURCE = parse_schema(
+    {
+        "index": {"name": "idx", "prefix": "doc:"},
+        "fields": [
+            {"name": "title", "type": "text"},
+            {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}},
+        ],
+    }
+)
+PATCH = parse_patch(
+    {
+        "version": 1,
+        "changes": {
+            "rename_fields": [{"old_name": "title", "new_name": "headline"}],
+            "update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}],
+        },
+    }
+)
 
 
 def plan_of(requested, derived, **changes):
     plan = MigrationPlan(
         created_at="2026-01-01T00:00:00+00:00",
         source=SourceState(index="idx", requested_as="idx", endpoint="", index_schema=SOURCE.to_dict()),
-        requested_changes=requested, target_schema=derived.target.to_dict(), changes=derived.changes,
-        renames=Renames(fields=derived.renames), rewrites=derived.rewrites,
+        requested_changes=requested,
+        target_schema=derived.target.to_dict(),
+        changes=derived.changes,
+        renames=Renames(fields=derived.renames),
+        rewrites=derived.rewrites,
         classification=Classification(supported=True, nothing_to_do=False),
         estimate=Estimate(documents=0, documents_rewritten=0, batch_size=500),
-        server=ServerCapabilities(search_version="2.10.5"))
+        server=ServerCapabilities(search_version="2.10.5"),
+    )
     for key, value in changes.items():
         setattr(plan, key, value)
     return plan.seal()

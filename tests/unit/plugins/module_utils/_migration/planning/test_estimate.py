@@ -1,4 +1,5 @@
 """The cost estimate: the backup's size byte for byte as the format writes it, memory, AOF growth."""
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,15 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema.rewrites import document_rewrites
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.audit import AuditResult
 
-SOURCE = parse_schema({"index": {"name": "idx", "prefix": "doc:"}, "fields": [
-    {"name": "title", "type": "text"},
-    {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}}]})
+SOURCE = parse_schema(
+    {
+        "index": {"name": "idx", "prefix": "doc:"},
+        "fields": [
+            {"name": "title", "type": "text"},
+            {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}},
+        ],
+    }
+)
 KEYS = [f"doc:{i}".encode() for i in range(5)]  # 5 documents, batches of 2: 3 blocks
 
 
@@ -34,8 +41,9 @@ def planned(changes):
 
 
 def blocks_of(records, batch):
-    return FILE_MAGIC + b"".join(encode_block(n, records[i:i + batch])
-                                 for n, i in enumerate(range(0, len(records), batch)))
+    return FILE_MAGIC + b"".join(
+        encode_block(n, records[i : i + batch]) for n, i in enumerate(range(0, len(records), batch))
+    )
 
 
 def test_a_complete_audit_gives_the_backup_and_staged_files_byte_for_byte():

@@ -1,4 +1,5 @@
 """FT.INFO parsing against replies recorded from a real server, in both protocols."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,10 +58,18 @@ def test_stats_same_in_both_protocols():
 
 
 def test_unknown_tokens_are_kept_not_dropped():
-    reply = [b"index_name", b"x", b"index_options", [b"NEWOPTION"], b"index_definition",
-             [b"key_type", b"HASH", b"prefixes", [b""]],
-             b"attributes", [[b"identifier", b"f", b"attribute", b"f", b"type", b"TEXT", b"WEIGHT", b"1", b"FUTUREFLAG"]],
-             b"num_docs", 0]
+    reply = [
+        b"index_name",
+        b"x",
+        b"index_options",
+        [b"NEWOPTION"],
+        b"index_definition",
+        [b"key_type", b"HASH", b"prefixes", [b""]],
+        b"attributes",
+        [[b"identifier", b"f", b"attribute", b"f", b"type", b"TEXT", b"WEIGHT", b"1", b"FUTUREFLAG"]],
+        b"num_docs",
+        0,
+    ]
     info = parse_ft_info(reply)
     assert info.attributes[0].unrecognized == ["FUTUREFLAG"]
     assert info.unrecognized == ["index option NEWOPTION"]

@@ -1,4 +1,5 @@
 """A live index compared with a schema: as far as the server shows it, and no further."""
+
 from __future__ import annotations
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import SchemaSnapshot
@@ -7,8 +8,12 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 
 def schema(separator=":", block_size=None, dims=4):
     attrs = {"algorithm": "flat", "dims": dims, **({"block_size": block_size} if block_size else {})}
-    return parse_schema({"index": {"name": "idx", "key_separator": separator}, "fields": [
-        {"name": "vec", "type": "vector", "attrs": attrs}]})
+    return parse_schema(
+        {
+            "index": {"name": "idx", "key_separator": separator},
+            "fields": [{"name": "vec", "type": "vector", "attrs": attrs}],
+        }
+    )
 
 
 # This server did not show BLOCK_SIZE (FT.DEBUG not allowed).

@@ -1,4 +1,5 @@
 """The typed changes between two schemas: which rewrite documents, and what is no change at all."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,10 +23,15 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 
 
 def schema(storage="hash", **index):
-    return parse_schema({"index": {"name": "idx", "prefix": "p:", "storage_type": storage, **index}, "fields": [
-        {"name": "title", "type": "text"},
-        {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}},
-    ]})
+    return parse_schema(
+        {
+            "index": {"name": "idx", "prefix": "p:", "storage_type": storage, **index},
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}},
+            ],
+        }
+    )
 
 
 def changes_of(changes, storage="hash"):
@@ -69,19 +75,31 @@ def test_index_level_changes():
 
 
 def test_fields_added_removed_retyped_and_retuned():
-    found = changes_of({
-        "add_fields": [{"name": "price", "type": "numeric"}],
-        "remove_fields": ["title"],
-        "update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw", "m": 8}}],
-    })
+    found = changes_of(
+        {
+            "add_fields": [{"name": "price", "type": "numeric"}],
+            "remove_fields": ["title"],
+            "update_fields": [{"name": "vec", "attrs": {"algorithm": "hnsw", "m": 8}}],
+        }
+    )
     assert {(c.kind, c.field, c.attribute) for c in found} >= {
-        (FIELD_ADD, "price", None), (FIELD_REMOVE, "title", None), (VECTOR_ALGORITHM, "vec", "algorithm"),
-        (FIELD_ATTRIBUTE, "vec", "m")}
+        (FIELD_ADD, "price", None),
+        (FIELD_REMOVE, "title", None),
+        (VECTOR_ALGORITHM, "vec", "algorithm"),
+        (FIELD_ATTRIBUTE, "vec", "m"),
+    }
     assert not any(c.rewrites_documents for c in found)
 
 
 def test_a_type_change_is_reported_alone_without_its_attributes():
     source = schema()
-    target = parse_schema({"index": {"name": "idx", "prefix": "p:"}, "fields": [
-        {"name": "title", "type": "tag"}, {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}}]})
+    target = parse_schema(
+        {
+            "index": {"name": "idx", "prefix": "p:"},
+            "fields": [
+                {"name": "title", "type": "tag"},
+                {"name": "vec", "type": "vector", "attrs": {"algorithm": "flat", "dims": 4}},
+            ],
+        }
+    )
     assert summary(diff(source, target)) == [(FIELD_TYPE, "title", "type", "text", "tag", False)]

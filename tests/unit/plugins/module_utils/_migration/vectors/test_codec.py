@@ -4,6 +4,7 @@ Expected results come from independent computations: struct packing (which round
 even and refuses to overflow), a compare-based bfloat16 rounding written here, hard-coded bit
 patterns and numpy casts — never from the code under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ KNOWN = [1.0, -2.5, 65504.0, 1e-8, 3.4e38, math.nan, math.inf, -math.inf]
 
 
 # --- independent references ------------------------------------------------------------------
+
 
 def f32_bits(value: float) -> int:
     return struct.unpack("<I", struct.pack("<f", value))[0]
@@ -87,7 +89,7 @@ def value_of(element: bytes, datatype: str) -> float:
 
 def elements(buf: bytes, datatype: str) -> list[bytes]:
     width = WIDTH[datatype]
-    return [buf[i:i + width] for i in range(0, len(buf), width)]
+    return [buf[i : i + width] for i in range(0, len(buf), width)]
 
 
 def is_nan(element: bytes, datatype: str) -> bool:
@@ -103,6 +105,7 @@ def as_buffers(matrix: numpy.ndarray, dtype: str = "<f4") -> list[bytes]:
 
 
 # --- lengths -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("datatype", ALL)
 def test_expected_length(datatype):
@@ -156,6 +159,7 @@ def test_a_missing_vector_is_named():
 
 # --- float conversions, exact bytes --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("source", FLOATS)
 @pytest.mark.parametrize("target", FLOATS)
 def test_known_values_in_every_direction(source, target):
@@ -170,34 +174,40 @@ def test_known_values_in_every_direction(source, target):
             assert got == want, f"{value!r}: {source}->{target} gave {got.hex()}, expected {want.hex()}"
 
 
-@pytest.mark.parametrize("value, half, bfloat", [
-    (1.0, 0x3C00, 0x3F80),
-    (-2.5, 0xC100, 0xC020),
-    (65504.0, 0x7BFF, 0x4780),   # bfloat16 rounds 65504 up to 65536
-    (1e-8, 0x0000, 0x322C),      # below float16's smallest subnormal / 2: zero
-    (3.4e38, 0x7C00, 0x7F80),    # beyond both ranges: inf (3.4e38 > bfloat16's 3.39e38 max)
-    (math.inf, 0x7C00, 0x7F80),
-    (-math.inf, 0xFC00, 0xFF80),
-])
+@pytest.mark.parametrize(
+    "value, half, bfloat",
+    [
+        (1.0, 0x3C00, 0x3F80),
+        (-2.5, 0xC100, 0xC020),
+        (65504.0, 0x7BFF, 0x4780),  # bfloat16 rounds 65504 up to 65536
+        (1e-8, 0x0000, 0x322C),  # below float16's smallest subnormal / 2: zero
+        (3.4e38, 0x7C00, 0x7F80),  # beyond both ranges: inf (3.4e38 > bfloat16's 3.39e38 max)
+        (math.inf, 0x7C00, 0x7F80),
+        (-math.inf, 0xFC00, 0xFF80),
+    ],
+)
 def test_known_bit_patterns_from_float32(value, half, bfloat):
     buf = struct.pack("<f", value)
     assert convert_batch([buf], "float32", "float16", 1, overflow="allow") == [struct.pack("<H", half)]
     assert convert_batch([buf], "float32", "bfloat16", 1, overflow="allow") == [struct.pack("<H", bfloat)]
 
 
-@pytest.mark.parametrize("bits, expected", [
-    (0x3F808000, 0x3F80),  # exactly halfway, kept half even: stays
-    (0x3F818000, 0x3F82),  # exactly halfway, kept half odd: up to even
-    (0x3F808001, 0x3F81),  # just above halfway: up
-    (0x3F807FFF, 0x3F80),  # just below halfway: down
-    (0xBF808000, 0xBF80),  # negative, even: stays
-    (0xBF818000, 0xBF82),  # negative, odd: away from zero to even
-    (0x3FFF8000, 0x4000),  # odd, halfway: carries into the exponent (2.0)
-    (0x00008000, 0x0000),  # subnormal halfway, even
-    (0x00018000, 0x0002),  # subnormal halfway, odd
-    (0x7F7F7FFF, 0x7F7F),  # just below the overflow point: largest finite bfloat16
-    (0x7F7F8000, 0x7F80),  # halfway to the next binade, odd: inf
-])
+@pytest.mark.parametrize(
+    "bits, expected",
+    [
+        (0x3F808000, 0x3F80),  # exactly halfway, kept half even: stays
+        (0x3F818000, 0x3F82),  # exactly halfway, kept half odd: up to even
+        (0x3F808001, 0x3F81),  # just above halfway: up
+        (0x3F807FFF, 0x3F80),  # just below halfway: down
+        (0xBF808000, 0xBF80),  # negative, even: stays
+        (0xBF818000, 0xBF82),  # negative, odd: away from zero to even
+        (0x3FFF8000, 0x4000),  # odd, halfway: carries into the exponent (2.0)
+        (0x00008000, 0x0000),  # subnormal halfway, even
+        (0x00018000, 0x0002),  # subnormal halfway, odd
+        (0x7F7F7FFF, 0x7F7F),  # just below the overflow point: largest finite bfloat16
+        (0x7F7F8000, 0x7F80),  # halfway to the next binade, odd: inf
+    ],
+)
 def test_bfloat16_rounds_to_nearest_even(bits, expected):
     assert bf16_round(bits) == expected  # the reference agrees with the hand-made table
     result = convert_batch([struct.pack("<I", bits)], "float32", "bfloat16", 1, overflow="allow")
@@ -215,7 +225,7 @@ def test_bfloat16_keeps_nan_quiet_and_signed(bits):
 
 def test_bfloat16_round_trips_every_bit_pattern():
     patterns = numpy.arange(65536, dtype=numpy.uint32)
-    raw = [patterns[i:i + 256].astype("<u2").tobytes() for i in range(0, 65536, 256)]
+    raw = [patterns[i : i + 256].astype("<u2").tobytes() for i in range(0, 65536, 256)]
     as_f32 = convert_batch(raw, "bfloat16", "float32", 256)
     # Decoding is exact: the pattern is the upper half of the float32.
     assert b"".join(as_f32) == (patterns << 16).astype("<u4").tobytes()
@@ -229,7 +239,7 @@ def test_bfloat16_round_trips_every_bit_pattern():
 
 def test_float16_round_trips_every_bit_pattern():
     patterns = numpy.arange(65536, dtype=numpy.uint32).astype("<u2")
-    raw = [patterns[i:i + 256].tobytes() for i in range(0, 65536, 256)]
+    raw = [patterns[i : i + 256].tobytes() for i in range(0, 65536, 256)]
     reference = patterns.view("<f2").astype(numpy.float32)
     there = convert_batch(raw, "float16", "float32", 256)
     got = numpy.frombuffer(b"".join(there), dtype="<f4")
@@ -242,7 +252,7 @@ def test_float16_round_trips_every_bit_pattern():
 def test_float64_to_bfloat16_goes_through_float32():
     # 1 + 2^-8 + 2^-30: just above the halfway point between two bfloat16 values. Rounded to
     # float32 first it lands exactly on the halfway point and ties to even: down.
-    value = 1.0 + 2.0 ** -8 + 2.0 ** -30
+    value = 1.0 + 2.0**-8 + 2.0**-30
     [result] = convert_batch([struct.pack("<d", value)], "float64", "bfloat16", 1)
     assert result == struct.pack("<H", 0x3F80)
     assert "via float32" in describe_conversion("float64", "bfloat16")["precision"]
@@ -282,6 +292,7 @@ def test_decode_values():
 
 # --- overflow --------------------------------------------------------------------------------
 
+
 def overflow_batch() -> list[bytes]:
     fine = struct.pack("<8f", *[1.0] * 8)
     return [fine, struct.pack("<8f", 1, 65504, 65519, 65520, -1e5, math.inf, math.nan, 1e-9), fine]
@@ -310,12 +321,15 @@ def test_infinities_already_in_the_source_are_not_overflow():
     assert elements(convert_batch(batch, "float32", "float16", 3)[0], "float16")[:2] == [b"\x00\x7c", b"\x00\xfc"]
 
 
-@pytest.mark.parametrize("source, target, value", [
-    ("float64", "float32", 1e39),
-    ("float64", "float16", 7e4),
-    ("float32", "bfloat16", 3.4e38),
-    ("bfloat16", "float16", 1e5),
-])
+@pytest.mark.parametrize(
+    "source, target, value",
+    [
+        ("float64", "float32", 1e39),
+        ("float64", "float16", 7e4),
+        ("float32", "bfloat16", 3.4e38),
+        ("bfloat16", "float16", 1e5),
+    ],
+)
 def test_overflow_in_other_narrowing_conversions(source, target, value):
     buf = stored(value, source) + stored(1.0, source)
     with pytest.raises(VectorOverflow):
@@ -330,6 +344,7 @@ def test_vectors_that_vanish_are_counted():
 
 
 # --- quantization ------------------------------------------------------------------------------
+
 
 def int8_codes(matrix, scale):
     return numpy.clip(numpy.rint(matrix / numpy.float32(scale)), -127, 127).astype(numpy.int8)
@@ -357,8 +372,9 @@ def test_int8_scale_ignores_rare_outliers_and_reports_clipping():
     assert everything.scale == float(numpy.float32(100 / 127)) and everything.clip_fraction == 0
 
 
-@pytest.mark.parametrize("target, metric, shift", [("int8", "ip", 0), ("uint8", "cosine", 3), ("uint8", "l2", 0),
-                                                   ("uint8", "l2", 5)])
+@pytest.mark.parametrize(
+    "target, metric, shift", [("int8", "ip", 0), ("uint8", "cosine", 3), ("uint8", "l2", 0), ("uint8", "l2", 5)]
+)
 def test_quantized_round_trip_error_is_at_most_half_a_step(target, metric, shift):
     matrix = random_vectors(200, 48) + numpy.float32(shift)
     matrix = numpy.abs(matrix) if metric == "cosine" else matrix
@@ -436,16 +452,19 @@ def test_non_finite_values_cannot_be_quantized():
         fit_quant_params("int8", "l2", stats)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("int8", "symmetric", 0.0), "positive"),
-    (("int8", "symmetric", math.nan), "positive"),
-    (("int8", "affine", 0.1), "symmetric scheme"),
-    (("uint8", "symmetric", 0.1), "affine scheme"),
-    (("int8", "symmetric", 0.1, 1.0), "no offset"),
-    (("uint8", "affine", 0.1, -1.0, "cosine"), "zero to stay zero"),
-    (("float16", "symmetric", 0.1), "int8 or uint8"),
-    (("int8", "symmetric", 0.1, 0.0, "hamming"), "metric"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("int8", "symmetric", 0.0), "positive"),
+        (("int8", "symmetric", math.nan), "positive"),
+        (("int8", "affine", 0.1), "symmetric scheme"),
+        (("uint8", "symmetric", 0.1), "affine scheme"),
+        (("int8", "symmetric", 0.1, 1.0), "no offset"),
+        (("uint8", "affine", 0.1, -1.0, "cosine"), "zero to stay zero"),
+        (("float16", "symmetric", 0.1), "int8 or uint8"),
+        (("int8", "symmetric", 0.1, 0.0, "hamming"), "metric"),
+    ],
+)
 def test_quant_params_validation(args, message):
     with pytest.raises(ValueError, match=message):
         QuantParams(*args)
@@ -462,6 +481,7 @@ def test_quant_params_publish_and_read_back():
 
 
 # --- range statistics ----------------------------------------------------------------------------
+
 
 def test_range_stats_memory_does_not_grow():
     stats = RangeStats()
@@ -501,13 +521,14 @@ def test_update_buffers_records_the_datatype():
 
 # --- descriptions ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("source", FLOATS)
 @pytest.mark.parametrize("target", FLOATS)
 def test_lossy_flag_is_honest_for_floats(source, target):
     """A conversion called lossless must round-trip every test value; one called lossy must not."""
     described = describe_conversion(source, target)
     assert isinstance(described["precision"], str) and described["precision"]
-    samples = [1.0 + 2.0 ** -20, 1.001, 1e5, 1e-7, 3.3e38, -0.3, 12345.678]
+    samples = [1.0 + 2.0**-20, 1.001, 1e5, 1e-7, 3.3e38, -0.3, 12345.678]
     batch = [b"".join(stored(v, source) for v in samples)]
     there = convert_batch(batch, source, target, len(samples), overflow="allow")
     back = convert_batch(there, target, source, len(samples), overflow="allow")

@@ -1,4 +1,5 @@
 """How a KNN self-query is judged under each distance metric (phases/knn.py): pure logic."""
+
 from __future__ import annotations
 
 import numpy

@@ -1,4 +1,5 @@
 """Measuring what a vector conversion costs: recall@k and element errors (pure logic)."""
+
 from __future__ import annotations
 
 import math
@@ -99,11 +100,12 @@ def test_unchanged_values_have_full_recall(embeddings, metric):
 def test_float16_keeps_recall_close_to_one(embeddings, metric):
     report = quality_report(buffers(embeddings), "float32", "float16", 384, metric)
     assert report["recall_at_10"] > 0.95
-    assert 0 < report["mean_rel_error"] <= 2.0 ** -11
+    assert 0 < report["mean_rel_error"] <= 2.0**-11
     assert report["non_finite"] == 0
     # Independent: the largest rounding error of a float16 cast.
     assert report["max_abs_error"] == pytest.approx(
-        numpy.abs(embeddings.astype(numpy.float16).astype(numpy.float64) - embeddings).max())
+        numpy.abs(embeddings.astype(numpy.float16).astype(numpy.float64) - embeddings).max()
+    )
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -148,8 +150,16 @@ def test_error_stats_known_values():
 def test_report_names_k_and_handles_small_samples(embeddings):
     sample = buffers(embeddings[:50])
     report = quality_report(sample, "float32", "bfloat16", 384, "cosine", k=5, queries=20)
-    assert set(report) == {"sample_size", "queries", "k", "metric", "recall_at_5", "max_abs_error",
-                           "mean_rel_error", "non_finite"}
+    assert set(report) == {
+        "sample_size",
+        "queries",
+        "k",
+        "metric",
+        "recall_at_5",
+        "max_abs_error",
+        "mean_rel_error",
+        "non_finite",
+    }
     assert (report["sample_size"], report["queries"], report["k"]) == (50, 20, 5)
     assert quality_report(sample[:10], "float32", "float16", 384, "l2")["recall_at_10"] is None
 
@@ -162,12 +172,15 @@ def test_report_reads_quantized_sources_with_their_params(embeddings):
     assert decode_batch(codes, "int8", 384, params).dtype == numpy.float32
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"k": 0}, "k must be"),
-    ({"k": 5}, "k must be"),
-    ({"metric": "hamming"}, "metric must be"),
-    ({"queries": 0}, "queries must be positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 0}, "k must be"),
+        ({"k": 5}, "k must be"),
+        ({"metric": "hamming"}, "metric must be"),
+        ({"queries": 0}, "queries must be positive"),
+    ],
+)
 def test_recall_refuses_bad_arguments(kwargs, message):
     data = numpy.eye(5)
     arguments = {"metric": "l2", "k": 2, **kwargs}
