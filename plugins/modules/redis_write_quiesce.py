@@ -296,12 +296,24 @@ diff:
 
 import re
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
-from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import acl_rules, runner
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.members import address_of
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
+    build_module,
+    connection_settings,
+    fail_from_exception,
+    run_with_client,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce import (
+    acl_rules,
+    replica_set,
+    runner,
+    sentinel_support,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.observe import (
     ObservationInvalid,
     check_window,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._quiesce.set_state import is_set_file
 
 # A clear-text password rule (`>secret` adds one, `<secret` removes one) at the start of a rule or selector.
 _CLEAR_PASSWORD = re.compile(r"(?<![^ (])([<>])[^ )]+")
@@ -317,6 +329,7 @@ def acl_diff(module, endpoint: str, before: dict, result: dict) -> dict:
     or in check mode the line the run would set)."""
     users = [user for user in result["users"] if user["changed"]]
     state = module.params["state"]
+    deny = result.get("denied_commands", [])
     after = {}
     for user in users:
         if state == "released":
@@ -328,7 +341,10 @@ def acl_diff(module, endpoint: str, before: dict, result: dict) -> dict:
             _name, saved = acl_rules.split_line(user["rules_before"])
             after[user["name"]] = acl_rules.line_of(
                 user["name"],
-                acl_rules.quiesced_rules(acl_rules.with_commands_of(now, saved), result["denied_commands"]),
+                acl_rules.quiesced_rules(
+                    acl_rules.with_commands_of(now, saved),
+                    sentinel_support.denied_to(user["name"], deny, result.get("sentinel_users", [])),
+                ),
             )
     return {
         "before_header": f"{endpoint} ACL users",
@@ -336,6 +352,39 @@ def acl_diff(module, endpoint: str, before: dict, result: dict) -> dict:
         "before": "".join(shown(before[user["name"]]) + "\n" for user in users if user["name"] in before),
         "after": "".join(shown(after[user["name"]]) + "\n" for user in users if after.get(user["name"])),
     }
+
+
+def act_on_set(module, settings) -> dict:
+    """Every server of the replica set (members, the Sentinels' view, or a state file of a set)."""
+    params = module.params
+    given = params["members"]
+    if params["state"] == "quiesced":
+        result = replica_set.quiesce(
+            settings,
+            params["state_file"],
+            given,
+            params["users"],
+            params["exclude_users"],
+            params["extra_commands"],
+            check_mode=module.check_mode,
+        )
+    elif params["state"] == "released":
+        result = replica_set.release(
+            settings, params["state_file"], check_mode=module.check_mode, force=params["force"]
+        )
+    else:
+        result = replica_set.verify(
+            settings,
+            params["state_file"],
+            given,
+            params["observe_seconds"],
+            params["observe_interval"],
+            params["extra_commands"],
+            fail_on_rejected=params["fail_on_rejected"],
+        )
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    return result
 
 
 def act(module, client, settings) -> dict:
@@ -385,6 +434,7 @@ def main() -> None:
             "observe_interval": {"type": "float", "default": 0.5},
             "fail_on_rejected": {"type": "bool", "default": False},
             "force": {"type": "bool", "default": False},
+            "members": {"type": "list", "elements": "str", "default": []},
         },
         libraries=("redis", "pydantic"),
         required_if=[("state", "quiesced", ["state_file"]), ("state", "released", ["state_file"])],
@@ -394,6 +444,21 @@ def main() -> None:
             check_window(module.params["observe_seconds"], module.params["observe_interval"])
         except ObservationInvalid as err:
             module.fail_json(msg=str(err), error_type=err.kind, hint=err.hint)
+    try:
+        module.params["members"] = [address_of(member) for member in module.params["members"]]
+    except ValueError as err:
+        module.fail_json(
+            msg=f"members: {err}", error_type="invalid_input", hint="list every server of the replica set as host:port"
+        )
+    settings = connection_settings(module)
+    if module.params["members"] or settings.sentinel is not None or is_set_file(module.params["state_file"]):
+        # Each member is connected to on its own: a release still reaches the others when one is down.
+        try:
+            result = act_on_set(module, settings)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            fail_from_exception(module, err, settings.endpoint)
+            return
+        module.exit_json(**result)
     run_with_client(module, lambda client, settings: act(module, client, settings))
 
 

@@ -27,7 +27,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import held_locks
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.resp import decode, text
 
-from . import access, acl_file, acl_rules, state_store
+from . import access, acl_file, acl_rules, sentinel_support, state_store
 from .observe import check_window, describe, observe
 from .write_commands import (
     WINDOW_BREAKING,
@@ -130,7 +130,7 @@ def _commands(client):
     return parse_command_info(command_table(client))
 
 
-def _commands_of(line: str):
+def commands_of(line: str):
     """The part of an ACL LIST line a quiesce changes: root command rules and selectors."""
     return acl_rules.command_part(acl_rules.split_line(line)[1])
 
@@ -163,15 +163,19 @@ def _describe_exposed(entry: Dict[str, Any]) -> str:
 def quiesce(
     client,
     endpoint: str,
-    state_file: str,
+    state_file: Any,
     users: Sequence[str] = (),
     exclude_users: Sequence[str] = (),
     extra_commands: Sequence[str] = (),
     check_mode: bool = False,
+    sentinel_users: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
+    """`state_file`: a path, or a store (state_store.StateFile, set_state.MemberState). `sentinel_users`: the
+    users the Sentinels connect as (None: found on this server's connections)."""
+    store = state_store.at(state_file, endpoint)
     me = whoami(client)
     lines = acl_lines(client)
-    state = state_store.load(state_file, endpoint)
+    state = store.load()
     saved = state["users"] if state else {}
     targets = list(dict.fromkeys(users)) if users else sorted(set(lines) - {me} - set(exclude_users))
     if me in targets:
@@ -193,6 +197,9 @@ def quiesce(
     deny = sorted(set(commands_to_deny(commands, extra_commands)) | set(state["denied_commands"] if state else ()))
     run_id = _run_id(client)
     warnings: List[str] = []
+    if sentinel_users is None:
+        sentinel_users = sentinel_support.users_of_sentinels(client, endpoint, warnings)
+    kept_for_sentinel = sorted(set(sentinel_users) & set(targets))
     new_window = state is None
     if state is None:
         state = state_store.new_state(
@@ -209,8 +216,9 @@ def quiesce(
             "with ACL SAVE were lost and are applied again"
         )
         state["run_id"] = run_id
-    deny_changed = state["denied_commands"] != deny
+    deny_changed = state["denied_commands"] != deny or state.get("sentinel_users", []) != kept_for_sentinel
     state["denied_commands"] = deny
+    state["sentinel_users"] = kept_for_sentinel
 
     todo: List[str] = []
     tampered: List[str] = []
@@ -220,11 +228,11 @@ def quiesce(
             warnings.append(f"ACL user {name!r} was deleted during the window; it stays deleted")
             continue
         entry = state["users"].setdefault(name, {"original": current, "quiesced": None})
-        now = _commands_of(current)
-        if entry["quiesced"] is not None and now == _commands_of(entry["quiesced"]):
+        now = commands_of(current)
+        if entry["quiesced"] is not None and now == commands_of(entry["quiesced"]):
             if deny_changed:
                 todo.append(name)
-        elif entry["quiesced"] is None or now == _commands_of(entry["original"]):
+        elif entry["quiesced"] is None or now == commands_of(entry["original"]):
             todo.append(name)  # new, or its denials were lost (a restart, ACL LOAD): quiesced again
         else:
             tampered.append(name)
@@ -239,19 +247,24 @@ def quiesce(
 
     if not check_mode and (todo or new_window):
         # The originals are on disk before the first ACL change: a run killed from here on can be released.
-        state_store.save(state_file, state)
+        store.save(state)
     if todo and not check_mode:
         for name in todo:
             _name, current_rules = acl_rules.split_line(lines[name])
             _name, original_rules = acl_rules.split_line(state["users"][name]["original"])
             # Only the command rules come from the saved line: a password rotated meanwhile is kept.
             _setuser(
-                client, name, acl_rules.quiesced_rules(acl_rules.with_commands_of(current_rules, original_rules), deny)
+                client,
+                name,
+                acl_rules.quiesced_rules(
+                    acl_rules.with_commands_of(current_rules, original_rules),
+                    sentinel_support.denied_to(name, deny, kept_for_sentinel),
+                ),
             )
         after = acl_lines(client)
         for name in todo:
             state["users"][name]["quiesced"] = after.get(name)
-        state_store.save(state_file, state)
+        store.save(state)
 
     left_alone = sorted(set(lines) - set(targets) - {me})
     exposed = _exposed(
@@ -263,7 +276,9 @@ def quiesce(
             f"({', '.join(left_alone)}) can write or break the window was not checked"
         )
         exposed = []
-    elif exposed:
+    if kept_for_sentinel:
+        warnings.append(sentinel_support.kept_warning(endpoint, kept_for_sentinel))
+    if exposed:
         warnings.append(
             f"ACL user(s) left alone for the window can still write or break it: "
             f"{'; '.join(_describe_exposed(entry) for entry in exposed)} - quiesce them unless they must "
@@ -288,7 +303,8 @@ def quiesce(
         "users": report,
         "denied_commands": deny,
         "users_left_alone": exposed,
-        "state_file": state_file,
+        "sentinel_users": kept_for_sentinel,
+        "state_file": store.path,
         "warnings": warnings,
     }
 
@@ -313,7 +329,7 @@ def _describe_lock(lock: Dict[str, Any]) -> str:
     )
 
 
-def _check_locks(client, force: bool, warnings: List[str]) -> None:
+def check_locks(client, force: bool, warnings: List[str]) -> None:
     """Refuse (or with force, warn) while a live owner holds a migration lock on the server."""
     locks = held_locks(client)
     for lock in locks:
@@ -342,8 +358,14 @@ def _check_locks(client, force: bool, warnings: List[str]) -> None:
     )
 
 
-def release(client, endpoint: str, state_file: str, check_mode: bool = False, force: bool = False) -> Dict[str, Any]:
-    state = state_store.load(state_file, endpoint)
+def release(
+    client, endpoint: str, state_file: Any, check_mode: bool = False, force: bool = False, locks_checked: bool = False
+) -> Dict[str, Any]:
+    """`state_file`: a path or a store, as for quiesce. `locks_checked`: the caller refused (or forced) live
+    migration locks already - for a replica set, on every member before any is released."""
+    store = state_store.at(state_file, endpoint)
+    state_file = store.path
+    state = store.load()
     if state is None:
         return {
             "changed": False,
@@ -354,8 +376,8 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             "warnings": [],
         }
     warnings: List[str] = []
-    if state["users"]:
-        _check_locks(client, force, warnings)
+    if state["users"] and not locks_checked:
+        check_locks(client, force, warnings)
     lines = acl_lines(client)
     report: List[Dict[str, Any]] = []
     expected: Dict[str, str] = {}
@@ -368,8 +390,8 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             report.append({"name": name, "changed": False, "outcome": "deleted", "identical": None, "rules": None})
             settled.append(name)
             continue
-        now = _commands_of(current)
-        if now == _commands_of(original):
+        now = commands_of(current)
+        if now == commands_of(original):
             # A restart, an ACL LOAD or an administrator gave its commands back already: kept as it is now.
             report.append(
                 {
@@ -382,8 +404,8 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             )
             settled.append(name)
             continue
-        if quiesced is not None and now != _commands_of(quiesced):
-            if entry.get("refused") and now != _commands_of(entry["refused"]):
+        if quiesced is not None and now != commands_of(quiesced):
+            if entry.get("refused") and now != commands_of(entry["refused"]):
                 # Refused before, and its rules were set since: whoever did it decided. Kept as it is.
                 report.append(
                     {
@@ -445,7 +467,7 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
         if not check_mode:
             for name in settled:
                 del state["users"][name]
-            state_store.save(state_file, state)
+            store.save(state)
         problems = []
         if refused:
             problems.append(
@@ -461,7 +483,7 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
             "as it is",
             details={"users": report},
         )
-    removed = True if check_mode else state_store.remove(state_file)
+    removed = True if check_mode else store.remove()
     final_lines = {**lines, **expected} if check_mode else lines
     file_outcome = acl_file.after_release(
         client, state.get("acl_file"), final_lines, quiesced_lines, _run_id(client), check_mode=check_mode
@@ -479,14 +501,15 @@ def release(client, endpoint: str, state_file: str, check_mode: bool = False, fo
 
 
 def writers_not_quiesced(
-    client, endpoint: str, state_file: str, commands, extra_commands: Sequence[str], warnings: List[str]
+    client, endpoint: str, state_file: Any, commands, extra_commands: Sequence[str], warnings: List[str]
 ) -> List[Dict[str, Any]]:
     """Users that could write or break the window unseen: neither quiesced, nor the migrating user, nor
     left alone on purpose when the window began - created, or changed, during the window."""
-    state = state_store.load(state_file, endpoint)
+    store = state_store.at(state_file, endpoint)
+    state = store.load()
     if state is None:
         warnings.append(
-            f"no quiesce is recorded in {state_file} (nothing was quiesced, or in check mode): the ACL "
+            f"no quiesce is recorded in {store.path} for {endpoint} (nothing was quiesced, or in check mode): the ACL "
             "users were not checked"
         )
         return []
@@ -501,7 +524,7 @@ def writers_not_quiesced(
             suspects[name] = "created during the window"
         elif not entry.get("quiesced"):
             suspects[name] = "not quiesced"
-        elif _commands_of(line) != _commands_of(entry["quiesced"]):
+        elif commands_of(line) != commands_of(entry["quiesced"]):
             suspects[name] = "its rules were changed during the window"
     if not suspects:
         return []
@@ -529,7 +552,7 @@ def verify(
     interval: float,
     extra_commands: Sequence[str] = (),
     fail_on_rejected: bool = False,
-    state_file: Optional[str] = None,
+    state_file: Any = None,
     observer=observe,
 ) -> Dict[str, Any]:
     check_window(seconds, interval)

@@ -19,6 +19,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.files import DIR_MODE, write_atomic
 
 FORMAT = "indexops.redis_search/write-quiesce"
+# A replica set's file: each member's state (this format) under its address (set_state.py).
+SET_FORMAT = "indexops.redis_search/write-quiesce-set"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks left_alone and acl_file: read as "none recorded"
 
@@ -67,6 +69,12 @@ def load(path: str, endpoint: str) -> Optional[Dict[str, Any]]:
             f"cannot read the quiesce state file {path}: {err}",
             hint="restore it from a copy, or restore the users' rules by hand",
         ) from None
+    if isinstance(state, dict) and state.get("format") == SET_FORMAT:
+        raise StateFileInvalid(
+            f"{path} holds the quiesce of a replica set ({', '.join(sorted(state.get('members') or {}))}), "
+            "not of one server",
+            hint="give the replica set as when it was quiesced (members, or sentinel)",
+        )
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("users"), dict):
         raise StateFileInvalid(f"{path} is not a write-quiesce state file")
     if state.get("version") not in READABLE_VERSIONS:
@@ -99,3 +107,25 @@ def remove(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+class StateFile:
+    """One server's state in a file of its own. The runner reads and writes a state through this interface
+    (load, save, remove, path); a replica set keeps each member's state in one file instead (set_state.py)."""
+
+    def __init__(self, path: str, endpoint: str):
+        self.path, self.endpoint = path, endpoint
+
+    def load(self) -> Optional[Dict[str, Any]]:
+        return load(self.path, self.endpoint)
+
+    def save(self, state: Dict[str, Any]) -> None:
+        save(self.path, state)
+
+    def remove(self) -> bool:
+        return remove(self.path)
+
+
+def at(state_file: Any, endpoint: str) -> Any:
+    """The store of a state: `state_file` itself when it is one, else the file at that path."""
+    return state_file if hasattr(state_file, "load") else StateFile(state_file, endpoint)

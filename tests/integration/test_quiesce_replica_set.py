@@ -1,0 +1,315 @@
+"""A write quiesce across a replica set (issue 21), on a real primary, replica and Sentinel
+(tools/redis_replica_set.py): ACL rules are per server, so the quiesce applies to every member and
+survives a failover - the application cannot write on the promoted replica - while Sentinel, which
+connects as the `default` user here, can still fail over; the release restores every server byte for
+byte, keeps a member that is down recorded, and refuses while a migration holds its lock; a replica that
+does not answer fails the quiesce before any server changes.
+
+Each test asserts ACL LIST on every node, byte for byte, and what the application can write."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import redis
+from module_runner import run_module
+from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
+
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import IndexLock
+from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
+
+pytestmark = pytest.mark.replica_set(replicas=1, sentinels=1)
+
+DEFAULT_USER = b"user default on nopass sanitize-payload ~* &* +@all"
+
+
+def node_client(node, user=MIGRATOR):
+    return redis.Redis(host="127.0.0.1", port=node.port, protocol=2, username=user[0], password=user[1])
+
+
+def lines_of(node) -> dict:
+    conn = node_client(node)
+    try:
+        return acl_lines(conn)
+    finally:
+        conn.close()
+
+
+def every_node(replica_set) -> dict:
+    """{node name: {user: ACL LIST line}} of every running node."""
+    return {node.name: lines_of(node) for node in replica_set.nodes if node.running and not node.paused}
+
+
+@pytest.fixture
+def users(replica_set):
+    """The migrating and the application user on every node (ACL rules are not replicated), and keys."""
+    for node in replica_set.nodes:
+        conn = redis.Redis(host="127.0.0.1", port=node.port, protocol=2)
+        create_users(conn)
+        conn.close()
+    primary = replica_set.client(protocol=2)
+    primary.hset("app:1", "f", "original")
+    primary.close()
+    replica_set.wait_until_replicas_synced()
+    yield replica_set
+    # A quiesced default user may not run ACL SETUSER: every node is reset as the migrating user, where it is.
+    for node in replica_set.nodes:
+        if node.running and not node.paused:
+            for user in (MIGRATOR, (None, None)):
+                conn = node_client(node, user)
+                try:
+                    conn.execute_command("ACL", "SETUSER", "default", "reset", *DEFAULT_USER.decode().split()[2:])
+                    break
+                except redis.exceptions.RedisError:
+                    continue
+                finally:
+                    conn.close()
+
+
+def sentinel_option(replica_set) -> dict:
+    return {"service": replica_set.service, "hosts": replica_set.sentinel_addresses()}
+
+
+def through_sentinel(replica_set, **args) -> dict:
+    return {"sentinel": sentinel_option(replica_set), "username": MIGRATOR[0], "password": MIGRATOR[1], **args}
+
+
+def with_members(replica_set, primary, **args) -> dict:
+    """As an inventory gives it: the primary's URL and every member of the set."""
+    return {
+        "redis_url": primary.url,
+        "members": [node.address for node in replica_set.nodes],
+        "username": MIGRATOR[0],
+        "password": MIGRATOR[1],
+        **args,
+    }
+
+
+def app_can_write(node) -> bool:
+    conn = node_client(node, APP)
+    try:
+        conn.hset("app:1", "f", "app-wrote")
+        return True
+    except redis.exceptions.NoPermissionError:
+        return False
+    finally:
+        conn.close()
+
+
+def denied_by_acl(node, user: str, *command: str) -> bool:
+    """ACL DRYRUN: whether `user` is refused `command` on `node` (asked on a replica too, where a real write
+    would be refused as READONLY anyway)."""
+    conn = node_client(node)
+    try:
+        reply = conn.execute_command("ACL", "DRYRUN", user, *command)
+    finally:
+        conn.close()
+    return b"no permissions" in reply
+
+
+def failover_finished(replica_set, timeout: float = 30.0) -> None:
+    """Until every Sentinel's record of the service is a primary that is up: Sentinel names the promoted replica
+    at once, but reports the service's primary as down until it has reconfigured the other members, and a client
+    going through Sentinel (redis-py) refuses a primary flagged down."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flags = [dict(zip(*[iter(s.ask("MASTER", replica_set.service))] * 2))[b"flags"] for s in replica_set.sentinels]
+        if all(b"down" not in flag and b"failover" not in flag for flag in flags):
+            return
+        assert time.monotonic() < deadline, flags
+        time.sleep(0.1)
+
+
+def warned(result: dict, text: str) -> bool:
+    return text in json.dumps(result.get("warnings", []))
+
+
+def test_a_quiesce_through_sentinel_covers_every_server_and_survives_a_failover(users, tmp_path, capsys):
+    replica_set = users
+    before = every_node(replica_set)
+    old = replica_set.primary()
+    state = str(tmp_path / "set.acl.json")
+
+    done = run_module(redis_write_quiesce, through_sentinel(replica_set, state_file=state), capsys)
+    assert done["changed"]
+    assert sorted((m["address"], m["role"]) for m in done["members"]) == sorted(
+        (node.address, "primary" if node is old else "replica") for node in replica_set.nodes
+    )
+    assert sorted((u["member"], u["name"]) for u in done["users"]) == sorted(
+        (node.address, name) for node in replica_set.nodes for name in ("app", "default")
+    )
+    # The Sentinel connects as `default`: quiesced, but it keeps what a failover needs.
+    assert done["sentinel_users"] == ["default"]
+    assert warned(done, "the Sentinels connect as ACL user(s) default")
+    quiesced = every_node(replica_set)
+    for node in replica_set.nodes:
+        assert quiesced[node.name]["migrator"] == before[node.name]["migrator"]
+        assert quiesced[node.name]["app"] != before[node.name]["app"]
+        assert denied_by_acl(node, "app", "HSET", "app:1", "f", "v")
+        assert denied_by_acl(node, "app", "JSON.SET", "app:1", "$", "1")
+        assert denied_by_acl(node, "default", "HSET", "app:1", "f", "v")
+        assert denied_by_acl(node, "app", "REPLICAOF", "NO", "ONE")
+        assert not denied_by_acl(node, "default", "REPLICAOF", "NO", "ONE")
+        assert not denied_by_acl(node, "default", "CONFIG", "REWRITE")
+    saved = json.load(open(state, encoding="utf-8"))
+    assert sorted(saved["members"]) == sorted(node.address for node in replica_set.nodes)
+    assert oct(os.stat(state).st_mode & 0o777) == "0o600"
+    assert not app_can_write(old)
+
+    # A second run changes nothing.
+    assert not run_module(redis_write_quiesce, through_sentinel(replica_set, state_file=state), capsys)["changed"]
+
+    replica_set.kill_primary()
+    new = replica_set.wait_for_failover(timeout=30)  # Sentinel, as `default`, still promotes the replica
+    failover_finished(replica_set)
+    assert new is not old
+    # The application cannot write on the new primary; its rules there are the quiesced ones, byte for byte.
+    assert not app_can_write(new)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis(host="127.0.0.1", port=new.port, protocol=2).hset("app:1", "f", "default-wrote")
+    assert lines_of(new) == quiesced[new.name]
+    reader = node_client(new, APP)
+    assert reader.hget("app:1", "f") == b"original"  # reads go on
+    reader.close()
+
+    verified = run_module(
+        redis_write_quiesce,
+        through_sentinel(replica_set, state_file=state, state="verified", observe_seconds=1.0, observe_interval=0.25),
+        capsys,
+    )
+    assert verified["primary"] == new.address and verified["observation"]["quiet"]
+    assert warned(verified, f"replica set member {old.address}")  # down: reported
+
+    # The old primary is down: the new one is released, the old one stays recorded and the task says so.
+    partial = run_module(
+        redis_write_quiesce,
+        through_sentinel(replica_set, state_file=state, state="released"),
+        capsys,
+        expect_failure=True,
+    )
+    assert partial["error_type"] == "release_incomplete"
+    assert f"{old.address} (" in partial["msg"] and "does not answer" in partial["msg"]
+    assert every_node(replica_set)[new.name] == before[new.name]
+    assert app_can_write(new)
+    assert sorted(json.load(open(state, encoding="utf-8"))["members"]) == [old.address]
+
+    # It comes back (without an ACL file its users come from its configuration: here, made again by hand).
+    replica_set.restart(old)
+    conn = redis.Redis(host="127.0.0.1", port=old.port, protocol=2)
+    create_users(conn)
+    conn.close()
+    finished = run_module(
+        redis_write_quiesce, through_sentinel(replica_set, state_file=state, state="released"), capsys
+    )
+    assert [u["outcome"] for u in finished["users"]] == ["restored_already", "restored_already"]
+    assert not os.path.exists(state) and finished["state_file_removed"]
+    assert every_node(replica_set) == before
+
+
+def test_release_restores_every_server_byte_for_byte_and_keeps_what_other_admins_changed(users, tmp_path, capsys):
+    replica_set = users
+    primary, (replica,) = replica_set.primary(), replica_set.replicas()
+    before = every_node(replica_set)
+    state = str(tmp_path / "set.acl.json")
+
+    preview = run_module(
+        redis_write_quiesce, with_members(replica_set, primary, state_file=state), capsys, check_mode=True
+    )
+    assert preview["changed"] and not os.path.exists(state) and every_node(replica_set) == before
+
+    run_module(redis_write_quiesce, with_members(replica_set, primary, state_file=state), capsys)
+    assert not app_can_write(primary)
+    assert denied_by_acl(replica, "app", "HSET", "app:1", "f", "v")
+    # Someone rotates the application's password on the replica during the window.
+    admin = node_client(replica)
+    admin.execute_command("ACL", "SETUSER", APP[0], ">rotated")
+    admin.close()
+
+    # A release needs no members: the state file names them.
+    released = run_module(
+        redis_write_quiesce,
+        {
+            "redis_url": primary.url,
+            "username": MIGRATOR[0],
+            "password": MIGRATOR[1],
+            "state_file": state,
+            "state": "released",
+        },
+        capsys,
+    )
+    assert released["changed"] and released["state_file_removed"] and not os.path.exists(state)
+    outcomes = {(u["member"], u["name"]): u["outcome"] for u in released["users"]}
+    assert outcomes == {
+        (primary.address, "app"): "restored",
+        (primary.address, "default"): "restored",
+        (replica.address, "app"): "restored_keeping_changes",
+        (replica.address, "default"): "restored",
+    }
+    after = every_node(replica_set)
+    assert after[primary.name] == before[primary.name]
+    assert {k: v for k, v in after[replica.name].items() if k != "app"} == {
+        k: v for k, v in before[replica.name].items() if k != "app"
+    }
+    # The replica's app line: the rotated password added, every rule else as before.
+    assert after[replica.name]["app"].split(b" ")[:3] == before[replica.name]["app"].split(b" ")[:3]
+    assert after[replica.name]["app"].count(b"#") == 2
+    assert app_can_write(primary)
+    again = run_module(
+        redis_write_quiesce, with_members(replica_set, primary, state_file=state, state="released"), capsys
+    )
+    assert not again["changed"]
+
+
+def test_a_replica_that_does_not_answer_fails_the_quiesce_before_any_server_changes(users, tmp_path, capsys):
+    replica_set = users
+    (replica,) = replica_set.replicas()
+    before = every_node(replica_set)
+    state = str(tmp_path / "set.acl.json")
+    replica_set.pause_replica(replica)  # holds its connections, answers nothing
+    try:
+        failed = run_module(
+            redis_write_quiesce,
+            through_sentinel(replica_set, state_file=state, connect_timeout=1.0),
+            capsys,
+            expect_failure=True,
+        )
+    finally:
+        replica_set.resume_replica(replica)
+    assert failed["error_type"] == "member_unreachable"
+    assert f"replica set member(s) {replica.address} (" in failed["msg"]
+    assert "nothing was quiesced on any server" in failed["msg"] and "\n" not in failed["msg"]
+    assert not os.path.exists(state)
+    assert every_node(replica_set) == before
+    assert app_can_write(replica_set.primary())
+
+
+def test_release_of_a_replica_set_refuses_while_a_migration_holds_its_lock(users, tmp_path, capsys):
+    replica_set = users
+    primary = replica_set.primary()
+    before = every_node(replica_set)
+    state = str(tmp_path / "set.acl.json")
+    run_module(redis_write_quiesce, through_sentinel(replica_set, state_file=state), capsys)
+    quiesced = every_node(replica_set)
+    lock = IndexLock(node_client(primary), "products", "migration", plan_id="0b9a7a041e09")
+    lock.acquire()
+    try:
+        refused = run_module(
+            redis_write_quiesce,
+            through_sentinel(replica_set, state_file=state, state="released"),
+            capsys,
+            expect_failure=True,
+        )
+        assert (
+            refused["error_type"] == "release_refused" and "index products is locked by a migration" in refused["msg"]
+        )
+        assert every_node(replica_set) == quiesced  # no server released
+        forced = run_module(
+            redis_write_quiesce, through_sentinel(replica_set, state_file=state, state="released", force=True), capsys
+        )
+        assert forced["changed"] and warned(forced, "released with force while a migration runs")
+        assert every_node(replica_set) == before
+    finally:
+        lock.release()
