@@ -36,6 +36,29 @@ description:
     call counter in C(INFO commandstats) did). Rejected write attempts are reported, and fail the task with
     O(fail_on_rejected=true). With O(state_file), it also fails naming every ACL user that may write or break the
     window and is not quiesced - created during the window, or changed since its quiesce (C(ACL DRYRUN)).
+  - B(A replica set.) ACL rules are per server and not replicated, so a quiesce of the primary alone ends at a
+    failover. With O(members), or when connected through O(sentinel), every server of the replica set is quiesced,
+    released or checked - the members given, the server of O(redis_url)/O(host), and the Sentinels' primary and
+    every replica they know of the service (also those they flag down) - so that a promoted replica already denies
+    writes. O(state_file) then holds each member's state under its address; a release needs no O(members) - the file
+    names them. Each member is reached with the connection's user, password and TLS settings.
+  - Quiesce of a replica set - every member must answer before any is changed; one that does not (and was not
+    quiesced by an earlier run) fails the task naming it, and no server is changed. Each member is checked (users,
+    commands, rules changed by someone else) before the first change on any. A member an earlier run quiesced that
+    does not answer now is reported and stays recorded.
+  - Release of a replica set - refused before any change while a live migration lock shows on any member (unless
+    O(force=true)); then each member that answers is released as one server is (the same guarantees, and its own
+    ACL file); a member that does not answer, or whose release is incomplete, stays in O(state_file) and the task
+    fails naming it after the others were released.
+  - Verification of a replica set - the current primary is observed (through O(sentinel), the one the Sentinels
+    name; otherwise the one member whose C(ROLE) is master) and its users checked; other members whose quiesce is
+    gone (a restart without an ACL file) or that do not answer are named in a warning.
+  - The users the Sentinels connect as (seen on each server's connections, C(CLIENT LIST)) are quiesced without
+    denying C(SLAVEOF), C(REPLICAOF), C(CONFIG REWRITE), C(CLIENT KILL) and C(SCRIPT KILL) - Sentinel needs them to
+    fail over, and a quiesced C(default) user - which Sentinel uses unless given C(sentinel auth-user) - would
+    otherwise stop every failover during the window. They still lose every write; a warning names them.
+  - On one server (no O(members), no O(sentinel)) that has replicas, or is one, the quiesce warns that a failover
+    would end the window.
   - A second run with the same state changes nothing.
 author:
   - indexops maintainers (@indexops)
@@ -106,12 +129,23 @@ options:
         overwritten by the migration. A warning says what ran.
     type: bool
     default: false
+  members:
+    description:
+      - Every server of the replica set (primary and replicas) as C(host:port), for example from an inventory host
+        variable. Each is reached with the connection's user, password and TLS settings; the server of O(redis_url)
+        or O(host) counts as a member too, and with O(sentinel) the Sentinels' view of the service is added.
+      - Empty, without O(sentinel) and without a replica set's O(state_file), only the connected server is handled.
+    type: list
+    elements: str
+    default: []
   fail_on_rejected:
     description:
       - With O(state=verified), also fail when write attempts were rejected (someone still tries to write).
     type: bool
     default: false
 notes:
+  - A replica set's O(state_file) is a different format from one server's; a file of one kind is refused with the
+    other's options, naming what to give.
   - The quiesce never runs C(ACL SAVE); a server restart during the window undoes it, and running O(state=quiesced)
     again applies it again.
   - The user checks need C(ACL DRYRUN) (Redis 7 and later); on older servers they are skipped with a warning.
@@ -142,6 +176,23 @@ EXAMPLES = r"""
     state: verified
     state_file: /var/lib/indexops/quiesce/redis1.json
 
+- name: Deny writes on every server of a replica set, found through its Sentinels
+  indexops.redis_search.redis_write_quiesce:
+    sentinel:
+      service: catalog
+      hosts: [sentinel-1.internal:26379, sentinel-2.internal:26379, sentinel-3.internal:26379]
+    username: migrator
+    state: quiesced
+    state_file: /var/lib/indexops/quiesce/catalog.acl.json
+
+- name: Deny writes on every server of a replica set listed in the inventory
+  indexops.redis_search.redis_write_quiesce:
+    redis_url: redis://redis1.internal:6379/0
+    members: [redis1.internal:6379, redis2.internal:6379, redis3.internal:6379]
+    username: migrator
+    state: quiesced
+    state_file: /var/lib/indexops/quiesce/catalog.acl.json
+
 - name: Give the users their command rules back (also after a killed run); refused while a migration runs
   indexops.redis_search.redis_write_quiesce:
     redis_url: redis://redis1.internal:6379/0
@@ -165,6 +216,9 @@ users:
   type: list
   elements: dict
   contains:
+    member:
+      description: For a replica set, the address of the server (C(host:port)) the user is on.
+      type: str
     name:
       description: ACL user name.
       type: str
@@ -217,6 +271,22 @@ users_left_alone:
       description: The window-breaking commands (not writes) it may run, such as C(client|kill).
       type: list
       elements: str
+members:
+  description:
+    - For a replica set - each server, its address, C(role) (V(primary) or V(replica)), C(reachable), and what
+      O(state=quiesced) or O(state=released) returns for one server (C(changed), C(users), C(acl_file), ...).
+  returned: when O(state=quiesced) or O(state=released) on a replica set
+  type: list
+  elements: dict
+sentinel_users:
+  description: The users the Sentinels connect as, quiesced but left what a failover needs.
+  returned: when O(state=quiesced)
+  type: list
+  elements: str
+primary:
+  description: For a replica set, the address of the primary that was observed.
+  returned: when O(state=verified) on a replica set
+  type: str
 unquiesced_users:
   description:
     - O(state=verified) with O(state_file) - users that may write or break the window and are not quiesced (also in
@@ -225,7 +295,8 @@ unquiesced_users:
   type: list
   elements: dict
 acl_file:
-  description: The server's ACL file after O(state=released); V(null) when it has none.
+  description: The server's ACL file after O(state=released); V(null) when it has none, and for a replica set
+    (each member's is in RV(members)).
   returned: when O(state=released)
   type: dict
   contains:
@@ -289,7 +360,8 @@ observation:
     expired_or_evicted: 0
     commands: {hset: {calls: 0, rejected_calls: 3, failed_calls: 0}}
 diff:
-  description: The ACL LIST lines of the users whose rules change, before and after (with C(--diff)); no secret.
+  description: The ACL LIST lines of the users whose rules change, before and after (with C(--diff)); no secret. For
+    a replica set, a list of them, one per server whose users change.
   returned: when diff mode is on and O(state=quiesced) or O(state=released) changes (or would change) a user
   type: dict
 """
@@ -297,6 +369,7 @@ diff:
 import re
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.members import address_of
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.topology import replication_info
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     build_module,
     connection_settings,
@@ -358,6 +431,7 @@ def act_on_set(module, settings) -> dict:
     """Every server of the replica set (members, the Sentinels' view, or a state file of a set)."""
     params = module.params
     given = params["members"]
+    diff = module._diff and params["state"] != "verified"  # pylint: disable=protected-access
     if params["state"] == "quiesced":
         result = replica_set.quiesce(
             settings,
@@ -367,10 +441,11 @@ def act_on_set(module, settings) -> dict:
             params["exclude_users"],
             params["extra_commands"],
             check_mode=module.check_mode,
+            with_lines=diff,
         )
     elif params["state"] == "released":
         result = replica_set.release(
-            settings, params["state_file"], check_mode=module.check_mode, force=params["force"]
+            settings, params["state_file"], check_mode=module.check_mode, force=params["force"], with_lines=diff
         )
     else:
         result = replica_set.verify(
@@ -384,7 +459,37 @@ def act_on_set(module, settings) -> dict:
         )
     for warning in result.pop("warnings"):
         module.warn(warning)
+    # One diff per member whose users change (Ansible shows a list of diffs one after the other).
+    diffs = [
+        acl_diff(module, member["address"], member.pop("lines_before"), member)
+        for member in result.get("members", [])
+        if "lines_before" in member and any(user["changed"] for user in member["users"])
+    ]
+    for member in result.get("members", []):
+        member.pop("lines_before", None)
+    if diffs:
+        result["diff"] = diffs
     return result
+
+
+def replication_warning(client, endpoint: str) -> list:
+    """A quiesce of one server that has replicas, or is one, ends at a failover: ACL rules are not replicated."""
+    try:
+        found = replication_info(client)
+    except Exception:  # pylint: disable=broad-exception-caught  # INFO denied: nothing to say
+        return []
+    if found["role"] == "replica":
+        return [
+            f"{endpoint} is a replica of {found['primary']}: its ACL rules are its own - quiesce the replica set "
+            "(members, or sentinel) so that every server denies writes"
+        ]
+    if found.get("replicas"):
+        return [
+            f"{endpoint} has replicas ({', '.join(r['address'] for r in found['replicas'])}) that keep their own ACL "
+            "rules: after a failover the application writes to the promoted one - give every server in members (or "
+            "connect through sentinel) so that the quiesce covers the replica set"
+        ]
+    return []
 
 
 def act(module, client, settings) -> dict:
@@ -401,6 +506,7 @@ def act(module, client, settings) -> dict:
             params["extra_commands"],
             check_mode=module.check_mode,
         )
+        result["warnings"] += replication_warning(client, settings.endpoint)
     elif params["state"] == "released":
         result = runner.release(
             client, settings.endpoint, params["state_file"], check_mode=module.check_mode, force=params["force"]

@@ -220,7 +220,15 @@ def test_release_restores_every_server_byte_for_byte_and_keeps_what_other_admins
     )
     assert preview["changed"] and not os.path.exists(state) and every_node(replica_set) == before
 
-    run_module(redis_write_quiesce, with_members(replica_set, primary, state_file=state), capsys)
+    done = run_module(redis_write_quiesce, with_members(replica_set, primary, state_file=state), capsys, diff=True)
+    # --diff: one per server, its lines before and after, no password hash.
+    assert sorted(d["before_header"] for d in done["diff"]) == sorted(
+        f"{node.address} ACL users" for node in replica_set.nodes
+    )
+    assert all(
+        "user app on sanitize-payload #<redacted>" in d["before"] and "-@write" in d["after"] for d in done["diff"]
+    )
+    assert "#" + before[primary.name]["app"].split(b"#")[1][:64].decode() not in done["_raw"]
     assert not app_can_write(primary)
     assert denied_by_acl(replica, "app", "HSET", "app:1", "f", "v")
     # Someone rotates the application's password on the replica during the window.
@@ -313,3 +321,15 @@ def test_release_of_a_replica_set_refuses_while_a_migration_holds_its_lock(users
         assert every_node(replica_set) == before
     finally:
         lock.release()
+
+
+def test_a_quiesce_of_the_primary_alone_warns_that_a_failover_would_end_the_window(users, tmp_path, capsys):
+    replica_set = users
+    primary, (replica,) = replica_set.primary(), replica_set.replicas()
+    state = str(tmp_path / "primary.acl.json")
+    args = {"redis_url": primary.url, "username": MIGRATOR[0], "password": MIGRATOR[1], "state_file": state}
+    done = run_module(redis_write_quiesce, args, capsys)
+    assert warned(done, f"has replicas ({replica.address}) that keep their own ACL rules")
+    assert lines_of(replica)["app"] == every_node(replica_set)[replica.name]["app"]
+    assert not denied_by_acl(replica, "app", "HSET", "app:1", "f", "v")  # what the warning is about
+    run_module(redis_write_quiesce, {**args, "state": "released"}, capsys)

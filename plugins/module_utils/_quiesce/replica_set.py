@@ -132,7 +132,9 @@ def quiesce(
     exclude_users: Sequence[str] = (),
     extra_commands: Sequence[str] = (),
     check_mode: bool = False,
+    with_lines: bool = False,
 ) -> Dict[str, Any]:
+    """`with_lines`: each member's entry also holds `lines_before`, its ACL LIST lines before (for a diff)."""
     store = SetStateFile(state_file, settings.endpoint)
     wanted, flags, primary_client = _wanted(settings, store, given)
     members = _connect_all(settings, wanted, flags)
@@ -166,6 +168,7 @@ def quiesce(
                 sentinel_users=sorted(sentinel_users),
             )
 
+        before = {member.address: runner.acl_lines(member.client) for member in reachable} if with_lines else {}
         # Every member's refusals before the first change anywhere.
         results = {member.address: run(member, True) for member in reachable}
         if not check_mode:
@@ -177,7 +180,7 @@ def quiesce(
                     "stays recorded - run the quiesce again when it is back (a restart without an ACL file undoes "
                     "its quiesce)"
                 )
-        return _summary(members, results, warnings, store.path, quiesced=True)
+        return _summary(members, results, warnings, store.path, quiesced=True, before=before)
     finally:
         _close(members)
         if primary_client is not None:
@@ -185,7 +188,12 @@ def quiesce(
 
 
 def _summary(
-    members: List[Member], results: Dict[str, Dict[str, Any]], warnings: List[str], path: str, quiesced: bool
+    members: List[Member],
+    results: Dict[str, Dict[str, Any]],
+    warnings: List[str],
+    path: str,
+    quiesced: bool,
+    before: Optional[Dict[str, Dict[str, str]]] = None,
 ) -> Dict[str, Any]:
     entries, flat_users, left_alone = [], [], []
     for member in members:
@@ -195,6 +203,8 @@ def _summary(
             continue
         warnings.extend(_prefixed(member.address, result.pop("warnings")))
         entry = {"address": member.address, "role": member.role, "reachable": True, **result}
+        if before and member.address in before:
+            entry["lines_before"] = before[member.address]
         entries.append(entry)
         flat_users += [{"member": member.address, **user} for user in result["users"]]
         left_alone += [{"member": member.address, **user} for user in result.get("users_left_alone", [])]
@@ -216,7 +226,9 @@ def _summary(
     return summary
 
 
-def release(settings, state_file: str, check_mode: bool = False, force: bool = False) -> Dict[str, Any]:
+def release(
+    settings, state_file: str, check_mode: bool = False, force: bool = False, with_lines: bool = False
+) -> Dict[str, Any]:
     store = SetStateFile(state_file, settings.endpoint)
     if not store.members():
         return {
@@ -236,6 +248,7 @@ def release(settings, state_file: str, check_mode: bool = False, force: bool = F
         # before any is released.
         for member in reachable:
             runner.check_locks(member.client, force, warnings)
+        before = {member.address: runner.acl_lines(member.client) for member in reachable} if with_lines else {}
         results: Dict[str, Dict[str, Any]] = {}
         incomplete: Dict[str, runner.ReleaseIncomplete] = {}
         for member in reachable:
@@ -250,7 +263,7 @@ def release(settings, state_file: str, check_mode: bool = False, force: bool = F
                 )
             except runner.ReleaseIncomplete as err:
                 incomplete[member.address] = err
-        summary = _summary(members, results, warnings, store.path, quiesced=False)
+        summary = _summary(members, results, warnings, store.path, quiesced=False, before=before)
         summary["state_file_removed"] = not check_mode and not store.members()
         summary["acl_file"] = None  # per member: members[].acl_file
         unreachable = [member for member in members if member.problem]
