@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import time
 
 import pytest
 import redis
+from fleet import index_datatype, load_products
 from module_runner import run_module
+from playbook_runner import ROOT, run_playbook
 from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import IndexLock
@@ -24,6 +28,15 @@ from ansible_collections.indexops.redis_search.plugins.modules import redis_writ
 pytestmark = pytest.mark.replica_set(replicas=1, sentinels=1)
 
 DEFAULT_USER = b"user default on nopass sanitize-payload ~* &* +@all"
+MIGRATE = os.path.join(ROOT, "playbooks", "migrate.yml")
+FLOAT16_PATCH = {"version": 1, "changes": {"update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}}
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and closed at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def node_client(node, user=MIGRATOR):
@@ -333,3 +346,137 @@ def test_a_quiesce_of_the_primary_alone_warns_that_a_failover_would_end_the_wind
     assert lines_of(replica)["app"] == every_node(replica_set)[replica.name]["app"]
     assert not denied_by_acl(replica, "app", "HSET", "app:1", "f", "v")  # what the warning is about
     run_module(redis_write_quiesce, {**args, "state": "released"}, capsys)
+
+
+# --- the roles: the replica set from the inventory, or from Sentinel --------------------------------------
+
+
+def inventory_file(path, host_vars: dict) -> str:
+    """One inventory host standing for the replica set (connection local), YAML."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"redis_search": {"hosts": {"catalog": host}}}, handle)
+    return str(path)
+
+
+def migrate_vars(tmp_path) -> dict:
+    return {
+        "indexops_index": "products",
+        "indexops_patch": json.dumps(FLOAT16_PATCH),
+        "indexops_accept_data_loss": "yes",
+        "indexops_backup_dir": str(tmp_path / "backups"),
+        "indexops_quiesce_state_dir": str(tmp_path / "quiesce"),
+        "indexops_verify_seconds": 1,
+    }
+
+
+@pytest.mark.playbook
+def test_the_migration_window_quiesces_every_member_the_inventory_lists_and_restores_each(users, tmp_path):
+    replica_set = users
+    primary = replica_set.primary()
+    conn = node_client(primary)
+    load_products(conn)
+    conn.close()
+    replica_set.wait_until_replicas_synced()
+    before = every_node(replica_set)
+    members = [node.address for node in replica_set.nodes]
+    inventory = inventory_file(
+        tmp_path / "inventory.yml",
+        {
+            "redis_url": primary.url,
+            "redis_connection": {"username": MIGRATOR[0], "password": MIGRATOR[1]},
+            "redis_replica_set": members,
+        },
+    )
+    run = run_playbook(MIGRATE, migrate_vars(tmp_path), args=("-i", inventory), verbosity=1)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    # The quiesce task's result: every member quiesced, the primary first.
+    quiesced = run.stdout.split("Save the users' exact rules, then deny them every write")[1].split("TASK [")[0]
+    for node in replica_set.nodes:
+        assert f'"address": "{node.address}"' in quiesced
+    assert quiesced.count('"changed": true') >= 4  # app and default on each member
+    assert every_node(replica_set) == before  # restored on every server, byte for byte
+    assert not os.listdir(tmp_path / "quiesce")
+    conn = node_client(replica_set.primary())
+    assert index_datatype(conn) == "FLOAT16"
+    conn.execute_command("FT.DROPINDEX", "products")
+    conn.close()
+
+
+@pytest.mark.playbook
+def test_a_member_the_inventory_lists_that_does_not_answer_fails_the_window_before_anything_changes(users, tmp_path):
+    replica_set = users
+    primary = replica_set.primary()
+    conn = node_client(primary)
+    load_products(conn)
+    conn.close()
+    replica_set.wait_until_replicas_synced()
+    before = every_node(replica_set)
+    gone = f"127.0.0.1:{free_port()}"
+    inventory = inventory_file(
+        tmp_path / "inventory.yml",
+        {
+            "redis_url": primary.url,
+            "redis_connection": {"username": MIGRATOR[0], "password": MIGRATOR[1], "connect_timeout": 2},
+            "redis_replica_set": [node.address for node in replica_set.nodes] + [gone],
+        },
+    )
+    run = run_playbook(MIGRATE, migrate_vars(tmp_path), args=("-i", inventory))
+    assert run.returncode != 0
+    assert f"replica set member(s) {gone} (" in run.stdout and "nothing was quiesced on any server" in run.stdout
+    assert "nothing was migrated; writes restored" in run.stdout
+    assert every_node(replica_set) == before
+    conn = node_client(primary)
+    assert index_datatype(conn) == "FLOAT32"
+    conn.execute_command("FT.DROPINDEX", "products")
+    conn.close()
+
+
+ROLE_QUIESCE = """
+- name: Quiesce the replica set of each host
+  hosts: redis_search
+  gather_facts: false
+  tasks:
+    - name: Stop writes
+      ansible.builtin.include_role:
+        name: indexops.redis_search.write_quiesce
+      vars:
+        write_quiesce_connection: "{{ redis_connection }}"
+        write_quiesce_state_dir: "{{ state_dir }}"
+        write_quiesce_verify_seconds: 1
+"""
+
+
+@pytest.mark.playbook
+def test_the_roles_take_the_replica_set_from_sentinel_and_release_yml_restores_every_server(users, tmp_path):
+    replica_set = users
+    before = every_node(replica_set)
+    state_dir = tmp_path / "quiesce"
+    inventory = inventory_file(
+        tmp_path / "inventory.yml",
+        {
+            "redis_connection": {
+                "username": MIGRATOR[0],
+                "password": MIGRATOR[1],
+                "sentinel": sentinel_option(replica_set),
+            }
+        },
+    )
+    run = run_playbook(ROLE_QUIESCE, {"state_dir": str(state_dir)}, args=("-i", inventory))
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    for node in replica_set.nodes:
+        assert denied_by_acl(node, "app", "HSET", "app:1", "f", "v")
+    assert sorted(json.load(open(state_dir / "catalog.acl.json", encoding="utf-8"))["members"]) == sorted(
+        node.address for node in replica_set.nodes
+    )
+    released = run_playbook(
+        os.path.join(ROOT, "playbooks", "release.yml"),
+        {"indexops_quiesce_state_dir": str(state_dir)},
+        args=("-i", inventory),
+    )
+    assert released.returncode == 0, released.stdout[-5000:] + released.stderr[-2000:]
+    assert "changed=1" in released.stdout
+    assert every_node(replica_set) == before
+    assert not (state_dir / "catalog.acl.json").exists()
