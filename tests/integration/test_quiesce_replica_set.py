@@ -21,6 +21,7 @@ from fleet import index_datatype, load_products
 from module_runner import run_module
 from playbook_runner import ROOT, run_playbook
 from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
+from redis_search_server import RedisSearchServer
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import IndexLock
 from ansible_collections.indexops.redis_search.plugins.modules import redis_write_quiesce
@@ -244,6 +245,16 @@ def test_release_restores_every_server_byte_for_byte_and_keeps_what_other_admins
     assert "#" + before[primary.name]["app"].split(b"#")[1][:64].decode() not in done["_raw"]
     assert not app_can_write(primary)
     assert denied_by_acl(replica, "app", "HSET", "app:1", "f", "v")
+    # Without Sentinel, the primary watched is the one member whose ROLE says so (here the URL names the replica).
+    verified = run_module(
+        redis_write_quiesce,
+        with_members(
+            replica_set, replica, state_file=state, state="verified", observe_seconds=1.0, observe_interval=0.25
+        ),
+        capsys,
+    )
+    assert verified["primary"] == primary.address and verified["observation"]["quiet"]
+    assert verified["unquiesced_users"] == []
     # Someone rotates the application's password on the replica during the window.
     admin = node_client(replica)
     admin.execute_command("ACL", "SETUSER", APP[0], ">rotated")
@@ -480,3 +491,78 @@ def test_the_roles_take_the_replica_set_from_sentinel_and_release_yml_restores_e
     assert "changed=1" in released.stdout
     assert every_node(replica_set) == before
     assert not (state_dir / "catalog.acl.json").exists()
+
+
+# --- the ACL file, server by server ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aclfile_pair(tmp_path):
+    """A primary and its replica, each keeping its users in an ACL file of its own, the test's users saved in it."""
+    servers, paths = [], []
+    try:
+        for name in ("primary", "replica"):
+            path = tmp_path / f"{name}.acl"
+            path.write_text("user default on nopass ~* &* +@all\n")
+            extra = ("--aclfile", str(path))
+            if servers:
+                extra += ("--replicaof", "127.0.0.1", str(servers[0].port))
+            servers.append(RedisSearchServer(extra_args=extra).start())
+            paths.append(path)
+            conn = redis.Redis.from_url(servers[-1].url, protocol=2)
+            create_users(conn)
+            conn.execute_command("ACL", "SAVE")
+            conn.close()
+        yield servers, paths
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_the_acl_file_of_each_server_is_handled_on_its_own(aclfile_pair, tmp_path, capsys):
+    (primary, replica), (primary_file, replica_file) = aclfile_pair
+    admins = [
+        redis.Redis.from_url(s.url, protocol=2, username=MIGRATOR[0], password=MIGRATOR[1]) for s in aclfile_pair[0]
+    ]
+    # On the primary, someone's change that was never saved: its file differs from its users.
+    admins[0].execute_command("ACL", "SETUSER", "unsaved", "on", ">x", "~tmp:*", "+get")
+    before = [acl_lines(conn) for conn in admins]
+    files_before = [primary_file.read_bytes(), replica_file.read_bytes()]
+    state = str(tmp_path / "state" / "set.acl.json")
+    address = {s: f"127.0.0.1:{s.port}" for s in (primary, replica)}
+    args = {
+        "redis_url": primary.url,
+        "members": list(address.values()),
+        "username": MIGRATOR[0],
+        "password": MIGRATOR[1],
+        "state_file": state,
+        "users": ["app", "default"],
+    }
+    run_module(redis_write_quiesce, args, capsys)
+    admins[1].execute_command("ACL", "SAVE")  # anyone's ACL SAVE on the replica: its file holds the quiesced rules
+    assert b"-@write" in replica_file.read_bytes() and b"-@write" not in primary_file.read_bytes()
+
+    released = run_module(redis_write_quiesce, {**args, "state": "released", "users": []}, capsys)
+    files = {m["address"]: m["acl_file"] for m in released["members"]}
+    assert files[address[replica]] == {
+        "path": str(replica_file),
+        "matched_before": True,
+        "matches_now": True,
+        "saves_during_window": 1,
+        "saved": True,
+    }
+    assert files[address[primary]] == {
+        "path": str(primary_file),
+        "matched_before": False,
+        "matches_now": False,
+        "saves_during_window": 0,
+        "saved": False,
+    }
+    assert warned(released, f"{address[primary]}: the ACL file {primary_file} differs from the server's users")
+    assert [primary_file.read_bytes(), replica_file.read_bytes()] == files_before
+    for conn, lines in zip(admins, before):
+        assert acl_lines(conn) == lines
+    admins[1].execute_command("ACL", "LOAD")  # what a restart of the replica does
+    assert acl_lines(admins[1]) == before[1]
+    for conn in admins:
+        conn.close()
