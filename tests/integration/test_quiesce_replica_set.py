@@ -359,6 +359,62 @@ def test_a_quiesce_of_the_primary_alone_warns_that_a_failover_would_end_the_wind
     run_module(redis_write_quiesce, {**args, "state": "released"}, capsys)
 
 
+SENTINEL_USER = ("sentinel-user", "sentinel-secret")
+# What Sentinel needs on the servers it watches (Redis's Sentinel documentation).
+SENTINEL_RULES = (
+    "on allchannels +multi +exec +ping +info +role +publish +subscribe +client|setname +client|kill +script|kill "
+    "+slaveof +replicaof +config|rewrite"
+).split()
+
+
+def sentinels_connect_as(replica_set, user: str, timeout: float = 15.0) -> None:
+    """Until every running node sees the Sentinels' connections logged in as `user`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = set()
+        for node in replica_set.nodes:
+            if node.running:
+                conn = node_client(node)
+                seen |= {c["user"] for c in conn.client_list() if c.get("name", "").startswith("sentinel-")}
+                conn.close()
+        if seen == {user}:
+            return
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+
+
+def set_sentinel_user(replica_set, user: str, password: str) -> None:
+    for sentinel in replica_set.sentinels:
+        sentinel.ask("SET", replica_set.service, "auth-user", user, "auth-pass", password)
+    sentinels_connect_as(replica_set, user or "default")
+
+
+def test_with_a_user_of_their_own_the_sentinels_keep_failing_over_and_default_loses_everything(users, tmp_path, capsys):
+    replica_set = users
+    for node in replica_set.nodes:
+        conn = node_client(node)
+        conn.execute_command("ACL", "SETUSER", SENTINEL_USER[0], "reset", f">{SENTINEL_USER[1]}", *SENTINEL_RULES)
+        conn.close()
+    set_sentinel_user(replica_set, *SENTINEL_USER)
+    try:
+        old = replica_set.primary()
+        state = str(tmp_path / "set.acl.json")
+        done = run_module(redis_write_quiesce, through_sentinel(replica_set, state_file=state), capsys)
+        assert done["sentinel_users"] == [SENTINEL_USER[0]]
+        for node in replica_set.nodes:
+            # `default` is an application user like any other now: denied what could break the window too.
+            assert denied_by_acl(node, "default", "REPLICAOF", "NO", "ONE")
+            assert denied_by_acl(node, "default", "HSET", "app:1", "f", "v")
+            assert denied_by_acl(node, SENTINEL_USER[0], "HSET", "app:1", "f", "v")
+            assert not denied_by_acl(node, SENTINEL_USER[0], "SLAVEOF", "NO", "ONE")
+        replica_set.kill_primary()
+        new = replica_set.wait_for_failover(timeout=30)
+        assert new is not old and not app_can_write(new)
+        failover_finished(replica_set)
+    finally:
+        set_sentinel_user(replica_set, "", "")
+
+
 # --- the roles: the replica set from the inventory, or from Sentinel --------------------------------------
 
 
