@@ -622,3 +622,29 @@ def test_the_acl_file_of_each_server_is_handled_on_its_own(aclfile_pair, tmp_pat
     assert acl_lines(admins[1]) == before[1]
     for conn in admins:
         conn.close()
+
+
+def test_another_replica_sets_state_file_is_refused_before_any_server_is_touched(aclfile_pair, tmp_path, capsys):
+    (primary, replica), _files = aclfile_pair
+    state = tmp_path / "set.acl.json"
+    other = {
+        "format": "indexops.redis_search/write-quiesce-set",
+        "version": 1,
+        "endpoint": "10.9.9.9:6379/0",
+        "members": {"10.9.9.9:6379": {}},
+    }
+    state.write_text(json.dumps(other))
+    args = {
+        "redis_url": primary.url,
+        "members": [f"127.0.0.1:{replica.port}"],
+        "username": MIGRATOR[0],
+        "password": MIGRATOR[1],
+        "state_file": str(state),
+    }
+    admin = redis.Redis.from_url(primary.url, protocol=2, username=MIGRATOR[0], password=MIGRATOR[1])
+    before = acl_lines(admin)
+    refused = run_module(redis_write_quiesce, args, capsys, expect_failure=True)
+    assert refused["error_type"] == "state_file_invalid"
+    assert "belongs to the replica set 10.9.9.9:6379/0 (10.9.9.9:6379)" in refused["msg"]
+    assert acl_lines(admin) == before and json.loads(state.read_text()) == other
+    admin.close()

@@ -110,9 +110,9 @@ def _wanted(settings, store: SetStateFile, given: Sequence[str]) -> tuple:
         primary_client = connect(settings)
         flags = sentinel_members(primary_client)
     own = own_address(settings)
-    wanted = addresses(store.members() + list(given) + ([own] if own else []) + list(flags))
-    store.check_same_set(wanted)
-    return wanted, flags, primary_client
+    named = addresses(list(given) + ([own] if own else []) + list(flags))
+    store.check_same_set(named)
+    return addresses(store.members() + named), flags, primary_client
 
 
 def _prefixed(address: str, warnings: Sequence[str]) -> List[str]:
