@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning
   - indexops.redis_search.backup
+  - indexops.redis_search.replication
   - indexops.redis_search.benchmark
 attributes:
   check_mode:
@@ -179,6 +180,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     backup_argument_spec,
     benchmark_argument_spec,
     build_module,
+    replication_argument_spec,
+    replication_options,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
@@ -211,6 +214,7 @@ def apply(module, client, settings) -> dict:
         workers=params["workers"],
         wait_timeout=params["wait_timeout"],
         accept_data_loss=params["accept_data_loss"],
+        replication=replication_options(params),
     )
     outcome = migrate(
         client,
@@ -244,6 +248,7 @@ def main() -> None:
     spec = planning_argument_spec()
     spec.update(backup_argument_spec())
     spec.update(benchmark_argument_spec())
+    spec.update(replication_argument_spec())
     spec.update(
         {
             "plan_file": {"type": "path"},

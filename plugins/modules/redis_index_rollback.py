@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.backup
+  - indexops.redis_search.replication
 attributes:
   check_mode:
     support: full
@@ -233,12 +234,14 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     build_module,
+    replication_argument_spec,
+    replication_options,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import schema_diff
 
 
-def roll_back(module, client) -> dict:
+def roll_back(module, client, settings) -> dict:
     params = module.params
     backup_dir = existing_backup_dir(params["backup_dir"])
     checksum = None
@@ -256,6 +259,8 @@ def roll_back(module, client) -> dict:
         check_mode=module.check_mode,
         cluster=cluster,
         accept_validation_failure=params["accept_validation_failure"],
+        replication=replication_options(params),
+        endpoint=settings.endpoint,
     )
     answer = {"changed": changed, **result.model_dump(mode="json")}
     if module._diff and changed:  # pylint: disable=protected-access
@@ -276,6 +281,7 @@ def rollback_diff(plan) -> dict:
 
 def main() -> None:
     spec = backup_argument_spec()
+    spec.update(replication_argument_spec())
     spec.update(
         {
             "index": {"type": "str"},
@@ -291,7 +297,7 @@ def main() -> None:
         required_one_of=[["index", "plan_file", "plan"]],
         supports_check_mode=True,
     )
-    run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
+    run_with_client(module, lambda client, settings: roll_back(module, client, settings), index=module.params["index"])
 
 
 if __name__ == "__main__":

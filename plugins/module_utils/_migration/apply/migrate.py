@@ -31,6 +31,7 @@ from ..core.sealed import utc_now
 from ..planning.modes import ONLINE
 from ..planning.plan import MigrationPlan
 from ..redis.connection import lost_connection
+from ..redis.durability import Durability
 from ..redis.lock import acquire_locks, release_locks
 from ..redis.scripts import Scripts
 from ..redis.snapshot import index_exists, read_schema, real_name
@@ -118,6 +119,7 @@ def migrate(
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     resume = store is not None and store.header.status in ("running", "failed")
+    durability = Durability.for_run(client, options.replication, endpoint or "the primary")
     if check_mode:
         if not resume:
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
@@ -140,6 +142,7 @@ def migrate(
             options=options,
             lock=locks[0],
             scripts=Scripts(client),
+            durability=durability,
         )
         if resume:
             resume_check.check(ctx)
@@ -206,6 +209,9 @@ def _run_phases(ctx: Context) -> Iterator[str]:
         state = store.phase(phase)
         if state.done:
             continue
+        # The replicas hold what the phase starts from (before the drop: every document the backup read),
+        # and, before it is recorded done, what it wrote.
+        ctx.confirm_replicated(f"the writes before phase {phase}")
         store.header.phase = phase
         state.started_at = state.started_at or utc_now()
         store.save()
@@ -213,6 +219,7 @@ def _run_phases(ctx: Context) -> Iterator[str]:
         began = time.monotonic()
         if _needed(plan, phase):
             run(ctx)
+        ctx.confirm_replicated(f"phase {phase}")
         state.done, state.finished_at = True, utc_now()
         state.seconds += round(time.monotonic() - began, 3)
         store.save()
