@@ -1,11 +1,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options shared by every module (argspec: module_utils/_module_kit.py)."""
+"""Connection options shared by every module (argspec: module_utils/_module_kit.py), and what every module needs on
+the host that runs it: requirements.txt, as documentation (tests/integration/test_newcomer.py compares the two)."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:  # pylint: disable=too-few-public-methods
     DOCUMENTATION = r"""
+requirements:
+  - redis (the Python client) >= 5.0, < 9
+  - pydantic >= 2.5, < 3
+  - PyYAML >= 6.0
+  - numpy >= 1.24
 options:
   redis_url:
     description:
@@ -97,8 +103,8 @@ options:
       - Connect to the primary of a replica set through its Sentinels instead of to one server. The Sentinels are
         asked for the primary on every connection; O(username), O(password), O(tls) and the other options above
         apply to the data nodes (primary and replicas), the suboptions here to the Sentinels.
-      - A run pins the primary it started on. When Sentinel names another one (a failover), what the run does is
-        described in C(docs/connections.md) and, for migrations and rollbacks, set by their C(on_failover) option.
+      - A run pins the primary it started on and does not drift to another one. When Sentinel names another one (a
+        failover), the run fails naming it, and running the same task again continues on it (C(docs/operations.md)).
       - When none of O(redis_url), O(host) and O(sentinel) is given, the E(REDIS_SENTINELS) (V(host:port,host:port))
         and E(REDIS_SENTINEL_SERVICE) environment variables are used when both are set, before E(REDIS_URL).
       - Mutually exclusive with O(redis_url) and O(host).

@@ -23,21 +23,14 @@ options:
         less than O(socket_timeout).
     type: float
     default: 10
-  on_failover:
-    description:
-      - What a run connected with O(sentinel) does when its primary is lost and the Sentinels name another one (a
-        failover). V(continue) - reconnect to the new primary, check that it holds what the run recorded (the
-        locks, the dropped and created indexes, a sample of the documents each rewrite recorded), and go on there.
-        V(stop) - fail with one line naming the new primary; running the same task again continues there.
-      - Without O(sentinel), a lost connection fails the task (running it again continues).
-    type: str
-    choices: [continue, stop]
-    default: continue
   failover_timeout:
     description:
-      - Seconds to wait, after the connection to the primary was lost, for the Sentinels to name a primary that
-        answers (Sentinel's C(down-after-milliseconds) plus the failover itself). When none does in time, the task
-        fails; running it again continues on whichever primary the Sentinels name then.
+      - With O(sentinel), when a run fails and its primary no longer answers (killed, a failover), the seconds it
+        waits for the Sentinels to name a primary that answers (Sentinel's C(down-after-milliseconds) plus the
+        failover itself). It then records where it stopped and releases its locks there, and the failure names
+        the new primary; running the same task again continues there. When none is named in time, the failure
+        says so.
+      - Without O(sentinel), a lost connection fails the task at once (running it again continues).
     type: float
-    default: 60
+    default: 30
 """

@@ -33,6 +33,7 @@ from ..planning.plan import MigrationPlan
 from ..redis.connection import lost_connection
 from ..redis.durability import Durability
 from ..redis.lock import acquire_locks, release_locks
+from ..redis.sentinel import follow_failover
 from ..redis.scripts import Scripts
 from ..redis.snapshot import index_exists, read_schema, real_name
 from .benchmark import migration_benchmark, write_benchmark
@@ -149,9 +150,12 @@ def migrate(
         for phase in _run_phases(ctx):  # noqa: B007 - the phase a failure stopped in is reported below
             pass
     except Exception as err:  # pylint: disable=broad-exception-caught
+        # A failover: what follows (clean-up, where it stopped, the locks released) goes to the new primary.
+        failover = follow_failover(client, options.replication.failover_timeout)
         if plan.mode == ONLINE:
             _clean_up_online(client, plan, store)
         failure = _failed(client, plan, store, phase, err, report_out)
+        failure.message += failover
         if store is not None:
             _save_benchmark(build_report(plan, "failed", store), run_began, benchmark_out)
         raise failure from None

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from ..core.deps import BaseModel, Field, field_validator
+from ..core.deps import BaseModel, Field
 from ..core.errors import IndexOpsError, MigrationFailed, PreflightFailed
 from ..core.limits import TimeoutSeconds, WaitSeconds
 from .lock import IndexLock
 from .permissions import require_permissions
 from .topology import connected_replicas
-
-ON_FAILOVER = ("continue", "stop")
 
 
 class ReplicationOptions(BaseModel):
@@ -35,16 +33,9 @@ class ReplicationOptions(BaseModel):
     # None: every replica connected when the run starts (after a failover, to the new primary).
     replicas_wait_count: Optional[int] = Field(default=None, ge=0, le=1000)
     replicas_wait_timeout: TimeoutSeconds = 10.0
-    on_failover: str = "continue"
-    # How long to wait for the Sentinels to name a primary that answers, after the connection was lost.
-    failover_timeout: WaitSeconds = 60.0
-
-    @field_validator("on_failover")
-    @classmethod
-    def _on_failover(cls, value: str) -> str:
-        if value not in ON_FAILOVER:
-            raise ValueError(f"on_failover must be one of {', '.join(ON_FAILOVER)}, not {value!r}")
-        return value
+    # How long a run that lost its primary waits for the Sentinels to name one that answers (to name it in
+    # the failure and release its locks there).
+    failover_timeout: WaitSeconds = 30.0
 
 
 class ReplicasBehind(IndexOpsError):

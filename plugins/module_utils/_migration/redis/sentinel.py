@@ -284,3 +284,28 @@ def sentinel_view(client) -> Optional[Dict[str, Any]]:
     view["sentinels_answering"] = answering
     view["sentinels_given"] = len(manager.sentinels)
     return view
+
+
+def follow_failover(client, timeout: float) -> str:
+    """After a run failed: if its client was built through Sentinel and its pinned primary no longer answers
+    as a primary, wait up to `timeout` seconds for the Sentinels to name one that does, and let the client go
+    there, so that what the failing run still does (record where it stopped, release its locks - the lock
+    keys replicated) happens on the server the re-run will use. Returns the sentence that names the new
+    primary for the failure's message, or "" (no Sentinel, no failover, or none found in time: then says so)."""
+    pin = pin_of(client)
+    if pin is None or pin.address is None or answers_as_primary(client, pin.address, 1.0):
+        return ""
+    found = wait_for_primary(client, timeout)
+    if found is None:
+        return (
+            f"; the primary {show(pin.address)} of {pin.service} is down and the Sentinels named no other "
+            f"within {timeout:g} s: run the same task again once they have (SENTINEL GET-MASTER-ADDR-BY-NAME)"
+        )
+    old = pin.address
+    repin(client, found)
+    if found == old:
+        return ""
+    return (
+        f"; the Sentinels now name {show(found)} the primary of {pin.service} (a failover from {show(old)}): "
+        "run the same task again to continue there"
+    )

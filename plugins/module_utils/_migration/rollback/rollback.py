@@ -45,6 +45,7 @@ from ..redis.durability import Durability, ReplicationOptions
 from ..redis.keyspace import key_to_text, renamed_key
 from ..redis.lock import acquire_locks, release_locks
 from ..redis.permissions import require_permissions
+from ..redis.sentinel import follow_failover
 from ..redis.scripts import Scripts
 from ..redis.snapshot import holds, index_exists, live_schema, read_schema
 from ..redis.stats import IndexStats
@@ -477,10 +478,14 @@ def rollback(
         confirm("the rollback")
         _finish(store, result)
     except Exception as err:
+        failover = follow_failover(client, (replication or ReplicationOptions()).failover_timeout)
         _record_failure(store, result, err)
         if isinstance(err, IndexOpsError):
+            err.message += failover
             raise
-        raise _stopped(store, result, err) from None
+        stopped = _stopped(store, result, err)
+        stopped.message += failover
+        raise stopped from None
     finally:
         release_locks(locks)
     return True, result
