@@ -152,10 +152,10 @@ def check_options(module: AnsibleModule) -> None:
     except ValidationError as err:
         problem = explain_options(err, OPTION_NAMES)
         module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
-    wait = params.get("replicas_wait_timeout")
-    if wait is not None and params.get("socket_timeout") is not None and wait >= params["socket_timeout"]:
+    wait, socket = params.get("replicas_wait_timeout"), params.get("socket_timeout")
+    if wait is not None and socket is not None and wait >= socket:
         module.fail_json(
-            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({params['socket_timeout']:g} s): "
+            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({socket:g} s): "
             "each WAIT is one reply",
             error_type="invalid_input",
             hint="lower replicas_wait_timeout or raise socket_timeout",

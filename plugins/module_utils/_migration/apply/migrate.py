@@ -33,8 +33,8 @@ from ..planning.plan import MigrationPlan
 from ..redis.connection import lost_connection
 from ..redis.durability import Durability
 from ..redis.lock import acquire_locks, release_locks
-from ..redis.sentinel import follow_failover
 from ..redis.scripts import Scripts
+from ..redis.sentinel import follow_failover
 from ..redis.snapshot import index_exists, read_schema, real_name
 from .benchmark import migration_benchmark, write_benchmark
 from .phases import backup, create, drop, online, resume_check, rewrite, validate

@@ -45,8 +45,8 @@ from ..redis.durability import Durability, ReplicationOptions
 from ..redis.keyspace import key_to_text, renamed_key
 from ..redis.lock import acquire_locks, release_locks
 from ..redis.permissions import require_permissions
-from ..redis.sentinel import follow_failover
 from ..redis.scripts import Scripts
+from ..redis.sentinel import follow_failover
 from ..redis.snapshot import holds, index_exists, live_schema, read_schema
 from ..redis.stats import IndexStats
 from ..redis.waiting import StillIndexing, wait_until_indexed
