@@ -244,7 +244,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
 )
 
 
-def roll_back(module, client, settings) -> dict:
+def roll_back(module, client) -> dict:
     params = module.params
     backup_dir = existing_backup_dir(params["backup_dir"])
     plan = given_plan(params)
@@ -259,7 +259,6 @@ def roll_back(module, client, settings) -> dict:
         cluster=cluster,
         accept_validation_failure=params["accept_validation_failure"],
         replication=replication_options(params),
-        endpoint=settings.endpoint,
     )
     answer = {"changed": changed, **result.model_dump(mode="json")}
     if module._diff and changed:  # pylint: disable=protected-access
@@ -287,7 +286,7 @@ def main() -> None:
         }
     )
     module = build_module(spec, exactly_one_of=PLAN_SOURCE)
-    run_with_client(module, lambda client, settings: roll_back(module, client, settings), index=module.params["index"])
+    run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def migrate(
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     resume = store is not None and store.header.status in ("running", "failed")
-    durability = Durability.for_run(client, options.replication, endpoint or "the primary")
+    durability = Durability.for_run(client, options.replication)
     if check_mode:
         if not resume:
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)

@@ -53,7 +53,7 @@ class Durability:
         self.configured = configured  # asked for by the user (kept after a failover) or found connected
 
     @classmethod
-    def for_run(cls, client, options: ReplicationOptions, endpoint: str = "the primary") -> "Durability":
+    def for_run(cls, client, options: ReplicationOptions) -> "Durability":
         """The replicas to wait for on this primary: the count asked for, which must be connected now, or
         every connected one."""
         connected = connected_replicas(client)
@@ -64,7 +64,7 @@ class Durability:
             return cls(connected, options.replicas_wait_timeout)
         if wanted > connected:
             raise PreflightFailed(
-                f"replicas_wait_count is {wanted}, but {endpoint} has {connected} connected replica(s): no "
+                f"replicas_wait_count is {wanted}, but the primary has {connected} connected replica(s): no "
                 "progress could be confirmed; nothing was changed",
                 hint="start or reconnect the replicas (INFO replication lists them), or lower replicas_wait_count",
                 details={"replicas_wait_count": wanted, "connected_replicas": connected},

@@ -198,6 +198,18 @@ def ask_primary(client) -> Optional[Address]:
         return None
 
 
+def service_known(client) -> bool:
+    """Whether a Sentinel answers and monitors the client's service (whatever the state of its primary)."""
+    service = pin_of(client).service
+    for sentinel in _manager(client).sentinels:
+        try:
+            sentinel.sentinel_master(service)
+            return True
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, redis_exceptions.ResponseError):
+            continue
+    return False
+
+
 def answers_as_primary(client, address: Address, timeout: float) -> bool:
     """Whether the server at `address` answers, with the client's own credentials, and says it is a primary."""
     kwargs = {

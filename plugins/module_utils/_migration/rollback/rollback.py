@@ -403,7 +403,6 @@ def rollback(
     cluster: bool = False,
     accept_validation_failure: bool = False,
     replication: Optional[ReplicationOptions] = None,
-    endpoint: str = "the primary",
 ) -> tuple[bool, RollbackResult]:
     """Roll back the migration `store` backs up. Returns (changed, result).
 
@@ -433,7 +432,7 @@ def rollback(
         )
     result.records = verification.records
     require_permissions(client, rollback_commands(plan, cluster), "rollback")
-    durability = Durability.for_run(client, replication or ReplicationOptions(), endpoint)
+    durability = Durability.for_run(client, replication or ReplicationOptions())
     if check_mode:
         result.result = "would_roll_back"
         if partial:
