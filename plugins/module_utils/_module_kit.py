@@ -155,8 +155,8 @@ def check_options(module: AnsibleModule) -> None:
     wait, socket = params.get("replicas_wait_timeout"), params.get("socket_timeout")
     if wait is not None and socket is not None and wait >= socket:
         module.fail_json(
-            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({socket:g} s): "
-            "each WAIT is one reply",
+            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({socket:g} s): each WAIT is "
+            "one reply; lower replicas_wait_timeout or raise socket_timeout",
             error_type="invalid_input",
             hint="lower replicas_wait_timeout or raise socket_timeout",
         )

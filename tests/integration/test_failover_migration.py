@@ -13,7 +13,6 @@ import sys
 import time
 
 import numpy
-import pytest
 from module_runner import run_module
 from test_redis_index_migrate import BATCH, DOCS, QUANT16, load
 
