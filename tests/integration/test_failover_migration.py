@@ -11,12 +11,22 @@ import signal
 import subprocess
 import sys
 import time
+from typing import List, Optional
 
 import numpy
+import pytest
 from module_runner import run_module
 from test_redis_index_migrate import BATCH, DOCS, QUANT16, load
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import list_backups
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.format import (
+    decode_records,
+    iter_blocks,
+)
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import (
+    DATA,
+    BackupStore,
+    list_backups,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_migrate, redis_index_rollback
@@ -87,17 +97,28 @@ def phase_of(backup_dir):
     return header_of(backup_dir)[1].phase
 
 
+def store_of(backup_dir) -> Optional[BackupStore]:
+    """The (only) backup in `backup_dir`, once its header is written."""
+    found = [e for e in list_backups(str(backup_dir)) if e[1] is not None] if os.path.isdir(backup_dir) else []
+    return BackupStore(found[0][0], found[0][1]) if found else None
+
+
 def ledgered(backup_dir, phase: str) -> int:
     """How many blocks `phase`'s ledgers of the (only) backup record."""
-    if not os.path.isdir(backup_dir) or not [e for e in list_backups(str(backup_dir)) if e[1] is not None]:
-        return 0
-    directory = header_of(backup_dir)[0]
-    count = 0
-    for name in os.listdir(directory):
-        if name.startswith(f"ledger-{phase}-"):
-            with open(os.path.join(directory, name), encoding="utf-8") as ledger:
-                count += sum(1 for line in ledger if line.strip())
-    return count
+    store = store_of(backup_dir)
+    return len(store.done_blocks(phase)) if store is not None else 0
+
+
+def recorded_keys(backup_dir, phase: str) -> List[bytes]:
+    """The keys of the blocks `phase`'s ledgers record as done, read from the backup's data file."""
+    store = store_of(backup_dir)
+    done = store.done_blocks(phase)
+    keys = []
+    with open(store.path(DATA), "rb") as stream:
+        for block in iter_blocks(stream):
+            if block.block_no in done:
+                keys += [record.key for _i, record in decode_records(block.payload, block.record_count)]
+    return keys
 
 
 def expected_float16(vectors, i: int) -> bytes:
@@ -149,8 +170,8 @@ def test_every_block_waits_for_the_replica_and_a_wait_that_times_out_fails_befor
         replica_set.resume_replica(replica)
     assert result["failed"], result
     assert (
-        "only 0 of 1 replica(s) acknowledged the writes of block 2 of phase quantize within 0.5 s (WAIT 1 500); "
-        "it was not recorded as done" in result["msg"]
+        "only 0 of 1 replica(s) acknowledged the writes up to block 2 of phase quantize within 0.5 s (WAIT 1 500): "
+        "it was not recorded" in result["msg"]
     ), result["msg"]
     assert result["error_type"] == "replication_timeout"
     assert result["replicas_asked"] == 1 and result["replicas_acknowledged"] == 0
@@ -195,17 +216,19 @@ def test_a_replicas_wait_count_above_the_connected_replicas_is_refused_before_an
 # --- failover in the middle of a run ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_primary_killed_mid_rewrite_with_the_index_dropped_the_same_task_finishes_on_the_new_primary(
-    replica_set, tmp_path, capsys
+    replica_set, tmp_path, capsys, workers
 ):
     primary = replica_set.client(protocol=2)
     vectors = load(primary)
     replica_set.wait_until_replicas_synced()
     backup_dir = tmp_path / "b"
-    task = migrate_task(replica_set, backup_dir)
-    running = start_task("redis_index_migrate", task, "quantize:3:pause=2")
+    task = migrate_task(replica_set, backup_dir, workers=workers)
+    # Each process (the run, or each of its workers) holds after its second block of quantize.
+    running = start_task("redis_index_migrate", task, "quantize:2:pause=2")
     try:
-        wait_until(lambda: ledgered(backup_dir, "quantize") == 3, what="three quantize blocks recorded")
+        wait_until(lambda: ledgered(backup_dir, "quantize") == 2 * workers, what="quantize blocks recorded")
         assert primary.execute_command("FT._LIST") == []  # the index is dropped
         old = replica_set.kill_primary()
         new = replica_set.wait_for_failover(timeout=30)
@@ -216,17 +239,20 @@ def test_primary_killed_mid_rewrite_with_the_index_dropped_the_same_task_finishe
     primary.close()
     # The run that lost its primary says where it stopped and names the new primary.
     assert result["failed"], result
-    assert "index 'idx': migration stopped in phase quantize: lost the connection to Redis (" in result["msg"]
+    assert "index 'idx': migration stopped in phase quantize: " in result["msg"]
     assert "; the index was dropped; backup " in result["msg"]
     assert (
         f"; the Sentinels now name {address(new)} the primary of {replica_set.service} (a failover from "
         f"{address(old)}): run the same task again to continue there; "
     ) in result["msg"], result["msg"]
     promoted = replica_set.client(new, protocol=2)
-    # Everything the ledgers recorded is on the new primary (WAIT), and the failed run released its lock there.
+    # Every block the ledgers recorded is on the new primary (WAIT), and the failed run released its lock there.
     assert promoted.exists(lock_key("idx")) == 0
-    for i in range(3 * BATCH):
-        assert promoted.hget(f"doc:{i}", "vec") == expected_float16(vectors, i), f"doc:{i}"
+    recorded = recorded_keys(backup_dir, "quantize")
+    assert len(recorded) == 2 * workers * BATCH
+    for key in recorded:
+        i = int(key.split(b":")[1])
+        assert promoted.hget(key, "vec") == expected_float16(vectors, i), key
 
     done = run_module(redis_index_migrate, task, capsys)
     assert done["changed"] and done["result"] == "succeeded", done

@@ -215,7 +215,7 @@ def _run_phases(ctx: Context) -> Iterator[str]:
             continue
         # The replicas hold what the phase starts from (before the drop: every document the backup read),
         # and, before it is recorded done, what it wrote.
-        ctx.confirm_replicated(f"the writes before phase {phase}")
+        ctx.confirm_replicated(f"the start of phase {phase}")
         store.header.phase = phase
         state.started_at = state.started_at or utc_now()
         store.save()
@@ -223,7 +223,7 @@ def _run_phases(ctx: Context) -> Iterator[str]:
         began = time.monotonic()
         if _needed(plan, phase):
             run(ctx)
-        ctx.confirm_replicated(f"phase {phase}")
+        ctx.confirm_replicated(f"the end of phase {phase}")
         state.done, state.finished_at = True, utc_now()
         state.seconds += round(time.monotonic() - began, 3)
         store.save()

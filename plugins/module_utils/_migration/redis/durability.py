@@ -83,13 +83,13 @@ class Durability:
         if not held:
             raise MigrationFailed(
                 f"the lock on {lock.index} is no longer this run's (it expired and another process took it); "
-                f"{what} was not recorded as done",
+                f"{what} was not recorded",
                 hint="re-run when the other process has finished",
             )
         if int(acknowledged) < self.replicas:
             raise ReplicasBehind(
-                f"only {acknowledged} of {self.replicas} replica(s) acknowledged the writes of {what} within "
-                f"{self.timeout:g} s (WAIT {self.replicas} {int(self.timeout * 1000)}); it was not recorded as done",
+                f"only {acknowledged} of {self.replicas} replica(s) acknowledged the writes up to {what} within "
+                f"{self.timeout:g} s (WAIT {self.replicas} {int(self.timeout * 1000)}): it was not recorded",
                 hint="check the replicas (INFO replication: link, lag), then re-run the same task - it continues from "
                 "what was recorded; or raise replicas_wait_timeout, or lower replicas_wait_count",
                 details={

@@ -449,12 +449,12 @@ def rollback(
         store.save()
         if plan.mode == "online":
             rollback_online.run(client, store, plan, result, wait_timeout)
-            confirm("the rollback")
+            confirm("the end of the rollback")
             _finish(store, result)
             return True, result
         read_back = _restore_documents(client, store, plan, partial, result, cluster)
         # The replicas hold the restored documents before the migration's index is dropped.
-        confirm("the restored documents")
+        confirm("the documents restored")
         _index_steps(client, plan, store, result)
         try:
             stats = wait_until_indexed(client, plan.source.index, wait_timeout)
@@ -474,7 +474,7 @@ def rollback(
             )
         if result.problems:
             result.result = FINISHED_WITH_PROBLEMS
-        confirm("the rollback")
+        confirm("the end of the rollback")
         _finish(store, result)
     except Exception as err:
         failover = follow_failover(client, (replication or ReplicationOptions()).failover_timeout)
