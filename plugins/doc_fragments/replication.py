@@ -13,8 +13,9 @@ options:
         phase marked done (before the drop, after the create, at the swap), a rollback finished - waits until this
         many replicas hold every write made so far (C(WAIT)), so that a replica promoted by a failover lacks nothing
         the run recorded as done.
-      - Default (V(null)) - every replica connected to the primary when the run starts (after a failover, to the
-        new primary). V(0) turns the waiting off. More than are connected is refused before anything changes.
+      - Default (V(null)) - every replica connected to the primary when the run starts (a run continued after a
+        failover counts those of the new primary). V(0) turns the waiting off. More than are connected is refused
+        before anything changes.
     type: int
   replicas_wait_timeout:
     description:
@@ -27,9 +28,8 @@ options:
     description:
       - With O(sentinel), when a run fails and its primary no longer answers (killed, a failover), the seconds it
         waits for the Sentinels to name a primary that answers (Sentinel's C(down-after-milliseconds) plus the
-        failover itself). It then records where it stopped and releases its locks there, and the failure names
-        the new primary; running the same task again continues there. When none is named in time, the failure
-        says so.
+        failover itself). It then records where it stopped, releases its locks on the new primary, and fails naming
+        it; running the same task again continues there. When none is named in time, the failure says so.
       - Without O(sentinel), a lost connection fails the task at once (running it again continues).
     type: float
     default: 30

@@ -325,6 +325,11 @@ def connect(settings: ConnectionSettings):
                 "nothing answered like a Redis server within connect_timeout: check host/port (is it a Redis "
                 "server?), TLS settings (does it expect TLS?) and that the server is running"
             )
+        elif settings.sentinel is not None:
+            hint = (
+                "the Sentinels name a primary that does not answer: a failover that did not finish within "
+                "connect_timeout? Check SENTINEL MASTERS, the primary's TLS settings and that it runs"
+            )
         else:
             hint = "check redis_url or host/port, TLS settings and that the server is running"
         raise ConnectionFailed(f"cannot connect to {settings.endpoint}: {reason}", hint=hint) from None

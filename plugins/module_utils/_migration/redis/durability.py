@@ -47,10 +47,9 @@ class ReplicasBehind(IndexOpsError):
 class Durability:
     """The WAIT a run sends before each record of progress: `replicas` replicas within `timeout` seconds."""
 
-    def __init__(self, replicas: int, timeout: float, configured: bool = False):
+    def __init__(self, replicas: int, timeout: float):
         self.replicas = replicas
         self.timeout = timeout
-        self.configured = configured  # asked for by the user (kept after a failover) or found connected
 
     @classmethod
     def for_run(cls, client, options: ReplicationOptions) -> "Durability":
@@ -69,7 +68,7 @@ class Durability:
                 hint="start or reconnect the replicas (INFO replication lists them), or lower replicas_wait_count",
                 details={"replicas_wait_count": wanted, "connected_replicas": connected},
             )
-        return cls(wanted, options.replicas_wait_timeout, configured=True)
+        return cls(wanted, options.replicas_wait_timeout)
 
     def confirm(self, client, lock: Optional[IndexLock], what: str) -> None:
         """Return once `self.replicas` replicas hold every write made so far, or raise ReplicasBehind (or
