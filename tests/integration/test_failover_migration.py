@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import numpy
 import pytest
+from cutting_proxy import CuttingProxy
 from module_runner import run_module
 from test_redis_index_migrate import BATCH, DOCS, QUANT16, load
 
@@ -59,10 +60,11 @@ def rollback_task(replica_set, backup_dir, **extra) -> dict:
     return {"sentinel": sentinel_of(replica_set), "index": "idx", "backup_dir": str(backup_dir), **extra}
 
 
-def start_task(module: str, args: dict, failpoint: str) -> subprocess.Popen:
-    """The task in a process of its own (as Ansible runs it), held at `failpoint` (phase:point:pause=s)."""
+def start_task(module: str, args: dict, failpoint: str, arm: Optional[dict] = None) -> subprocess.Popen:
+    """The task in a process of its own (as Ansible runs it), held at `failpoint` (phase:point:pause=s); `arm`
+    acts on a cutting proxy at a checkpoint (tests/support/module_process.py)."""
     return subprocess.Popen(
-        [sys.executable, MODULE_PROCESS, json.dumps({"module": module, "args": args})],
+        [sys.executable, MODULE_PROCESS, json.dumps({"module": module, "args": args, "arm": arm})],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -211,6 +213,75 @@ def test_a_replicas_wait_count_above_the_connected_replicas_is_refused_before_an
     assert primary.execute_command("FT.INFO", "idx")[:2] == before[:2]
     assert not os.path.exists(tmp_path / "b") or not os.listdir(tmp_path / "b")
     primary.close()
+
+
+@pytest.mark.parametrize("waits", [True, False], ids=["wait", "no-wait"])
+def test_a_replica_that_lags_when_the_primary_dies_lacks_nothing_the_run_recorded(replica_set, tmp_path, capsys, waits):
+    """The replica follows the primary through a proxy that goes quiet when quantize starts: its link stays up,
+    it receives nothing more. With the waits, the run fails at the first block and records nothing the replica
+    lacks, and after the failover the same task finishes on it; without them (replicas_wait_count 0, the
+    control), the run records blocks the promoted replica never got, and the re-run is refused."""
+    old_node, (replica,) = replica_set.primary(), replica_set.replicas()
+    primary = replica_set.client(protocol=2)
+    vectors = load(primary)
+    proxy = CuttingProxy(old_node.port)
+    follower = replica_set.client(replica, protocol=2)
+    backup_dir = tmp_path / "b"
+    try:
+        follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
+        target = primary.info("replication")["master_repl_offset"]
+
+        def synced() -> bool:
+            fields = follower.info("replication")
+            return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
+
+        wait_until(synced, what="the replica in sync through the proxy")
+        task = migrate_task(
+            replica_set, backup_dir, replicas_wait_timeout=1, **({} if waits else {"replicas_wait_count": 0})
+        )
+        mute = {"checkpoint": "quantize:start", "control": proxy.control_port, "mute": True}
+        running = start_task("redis_index_migrate", task, "quantize:3:pause=3", arm=mute)
+        try:
+            if waits:
+                result = finished(running)
+                assert result["error_type"] == "replication_timeout", result
+                assert "acknowledged the writes up to block 0 of phase quantize within 1 s" in result["msg"]
+                assert ledgered(backup_dir, "quantize") == 0
+            else:
+                wait_until(lambda: ledgered(backup_dir, "quantize") == 3, what="three quantize blocks recorded")
+            replica_set.kill_primary()
+            new = replica_set.wait_for_failover(timeout=30)
+            if not waits:
+                result = finished(running)
+                assert "the Sentinels now name" in result["msg"], result["msg"]
+        finally:
+            if running.poll() is None:
+                running.kill()
+    finally:
+        proxy.close()
+        follower.close()
+        primary.close()
+    assert new is replica
+    promoted = replica_set.client(new, protocol=2)
+    recorded = recorded_keys(backup_dir, "quantize")
+    if waits:
+        assert recorded == []
+        done = run_module(redis_index_migrate, task, capsys)
+        assert done["changed"] and done["result"] == "succeeded", done
+        assert_converted_and_indexed(promoted, vectors)
+    else:
+        # The ledger says 3 blocks (4: the next one's reply was already in when the run held) were converted;
+        # the promoted replica holds every one of their documents as it was before.
+        assert len(recorded) >= 3 * BATCH
+        originals = [
+            k
+            for k in recorded
+            if promoted.hget(k, "vec") == vectors[int(k.split(b":")[1])].astype(numpy.float32).tobytes()
+        ]
+        assert len(originals) == len(recorded)
+        refused = run_module(redis_index_migrate, task, capsys, expect_failure=True)
+        assert "cannot resume" in refused["msg"] and "older snapshot" in refused["msg"], refused["msg"]
+    promoted.close()
 
 
 # --- failover in the middle of a run ------------------------------------------------------------
