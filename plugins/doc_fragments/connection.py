@@ -103,8 +103,8 @@ options:
       - Connect to the primary of a replica set through its Sentinels instead of to one server. The Sentinels are
         asked for the primary on every connection; O(username), O(password), O(tls) and the other options above
         apply to the data nodes (primary and replicas), the suboptions here to the Sentinels.
-      - A run pins the primary it started on. When Sentinel names another one (a failover), what the run does is
-        described in C(docs/connections.md) and, for migrations and rollbacks, set by their C(on_failover) option.
+      - A run pins the primary it started on and does not drift to another one. When Sentinel names another one (a
+        failover), the run fails naming it, and running the same task again continues on it (C(docs/operations.md)).
       - When none of O(redis_url), O(host) and O(sentinel) is given, the E(REDIS_SENTINELS) (V(host:port,host:port))
         and E(REDIS_SENTINEL_SERVICE) environment variables are used when both are set, before E(REDIS_URL).
       - Mutually exclusive with O(redis_url) and O(host).

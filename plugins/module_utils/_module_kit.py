@@ -90,6 +90,25 @@ def backup_argument_spec() -> dict[str, Any]:
     }
 
 
+def replication_argument_spec() -> dict[str, Any]:
+    """Options documented in the indexops.redis_search.replication doc fragment."""
+    return {
+        "replicas_wait_count": {"type": "int"},
+        "replicas_wait_timeout": {"type": "float", "default": 10.0},
+        "failover_timeout": {"type": "float", "default": 30.0},
+    }
+
+
+def replication_options(params: dict[str, Any]):
+    """The library's ReplicationOptions from the module's options (replication_argument_spec)."""
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.durability import (
+        ReplicationOptions,
+    )
+
+    return ReplicationOptions(**{name: params[name] for name in replication_argument_spec()})
+
+
 def benchmark_argument_spec() -> dict[str, Any]:
     """Options documented in the indexops.redis_search.benchmark doc fragment."""
     return {"benchmark_out": {"type": "path"}}
@@ -111,8 +130,11 @@ def _option_models() -> tuple:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
         PlanningOptions,
     )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.durability import (
+        ReplicationOptions,
+    )
 
-    return PlanningOptions, MigrateOptions
+    return PlanningOptions, MigrateOptions, ReplicationOptions
 
 
 def check_options(module: AnsibleModule) -> None:
@@ -130,6 +152,14 @@ def check_options(module: AnsibleModule) -> None:
     except ValidationError as err:
         problem = explain_options(err, OPTION_NAMES)
         module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
+    wait, socket = params.get("replicas_wait_timeout"), params.get("socket_timeout")
+    if wait is not None and socket is not None and wait >= socket:
+        module.fail_json(
+            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({socket:g} s): each WAIT is "
+            "one reply; lower replicas_wait_timeout or raise socket_timeout",
+            error_type="invalid_input",
+            hint="lower replicas_wait_timeout or raise socket_timeout",
+        )
     try:
         check_names(params)
     except SchemaInvalid as problem:

@@ -97,6 +97,26 @@ def test_after_a_failover_a_new_connection_finds_the_new_primary_and_a_pinned_cl
         each.close()
 
 
+def test_a_task_started_during_a_failover_waits_for_the_new_primary_within_connect_timeout(replica_set, capsys):
+    replica_set.client().set("before", "1")
+    replica_set.wait_until_replicas_synced()
+    old = replica_set.kill_primary()
+    # Started at once: the Sentinels still name the dead primary, then none that is up, then the replica.
+    result = info(replica_set, capsys, connect_timeout=15)
+    new = replica_set.wait_for_failover(timeout=30)
+    assert new is not old
+    assert result["replication"]["role"] == "primary" and result["sentinel"]["pinned_primary"] == address(new)
+    # With too short a connect_timeout, the task fails in one line naming the service instead of waiting on.
+    replica_set.heal()
+    replica_set.wait_until_sentinels_know_replicas(timeout=30)
+    replica_set.kill_primary()
+    short = info(replica_set, capsys, expect_failure=True, connect_timeout=0.3)
+    assert short["error_type"] == "connection_failed" and "\n" not in short["msg"]
+    # It names the Sentinels' service and what to check there, not the options of one server.
+    assert short["msg"].startswith(f"sentinel {replica_set.service}@") and "redis_url" not in short["msg"]
+    replica_set.wait_for_failover(timeout=30)
+
+
 def test_the_sentinel_environment_variables_connect_when_no_option_is_given_and_win_over_redis_url(
     replica_set, capsys, monkeypatch
 ):

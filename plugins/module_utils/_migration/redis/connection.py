@@ -17,13 +17,15 @@ is tried once; later commands keep a few retries for a blip during a long migrat
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..core.deps import BaseModel, ConfigDict, Field, field_validator, missing, model_validator, redis, redis_exceptions
 from ..core.errors import ConnectionFailed, DependencyMissing
 from ..core.limits import Port, TimeoutSeconds
-from .sentinel import PinnedPrimary, PrimaryPin, SentinelSettings
+from .sentinel import POLL_SECONDS as FAILOVER_POLL_SECONDS
+from .sentinel import PinnedPrimary, PrimaryPin, SentinelSettings, pin_of, service_known
 from .topology import refuse_cluster
 from .wire import pooled_connection
 
@@ -258,13 +260,33 @@ def _client(settings: ConnectionSettings):
     return client
 
 
+def _first_ping(client, settings: ConnectionSettings) -> None:
+    """PING once; through Sentinel, again until connect_timeout while no primary answers: in the middle of a
+    failover (about `down-after-milliseconds` plus a second or two) the Sentinels name none that is up, or
+    still the dead one. A service no Sentinel knows is reported at once. Each attempt starts from what the
+    Sentinels say then (the pin is not kept)."""
+    deadline = time.monotonic() + settings.connect_timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except redis_exceptions.AuthenticationError:
+            raise
+        except (redis.sentinel.MasterNotFoundError, redis_exceptions.ConnectionError):
+            if settings.sentinel is None or time.monotonic() >= deadline or not service_known(client):
+                raise
+        pin_of(client).address = None
+        client.connection_pool.disconnect()
+        time.sleep(FAILOVER_POLL_SECONDS)
+
+
 def connect(settings: ConnectionSettings):
     """Return a connected client (PING answered), or raise ConnectionFailed naming host:port."""
     if missing("redis"):
         raise DependencyMissing("the redis Python library is not installed", hint="pip install 'redis>=5'")
     try:
         client = _client(settings)
-        client.ping()
+        _first_ping(client, settings)
         client.set_retry(redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES))
         refuse_cluster(client, settings.endpoint)
     except redis.sentinel.MasterNotFoundError as err:
@@ -302,6 +324,11 @@ def connect(settings: ConnectionSettings):
             hint = (
                 "nothing answered like a Redis server within connect_timeout: check host/port (is it a Redis "
                 "server?), TLS settings (does it expect TLS?) and that the server is running"
+            )
+        elif settings.sentinel is not None:
+            hint = (
+                "the Sentinels name a primary that does not answer: a failover that did not finish within "
+                "connect_timeout? Check SENTINEL MASTERS, the primary's TLS settings and that it runs"
             )
         else:
             hint = "check redis_url or host/port, TLS settings and that the server is running"

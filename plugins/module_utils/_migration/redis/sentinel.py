@@ -198,6 +198,18 @@ def ask_primary(client) -> Optional[Address]:
         return None
 
 
+def service_known(client) -> bool:
+    """Whether a Sentinel answers and monitors the client's service (whatever the state of its primary)."""
+    service = pin_of(client).service
+    for sentinel in _manager(client).sentinels:
+        try:
+            sentinel.sentinel_master(service)
+            return True
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, redis_exceptions.ResponseError):
+            continue
+    return False
+
+
 def answers_as_primary(client, address: Address, timeout: float) -> bool:
     """Whether the server at `address` answers, with the client's own credentials, and says it is a primary."""
     kwargs = {
@@ -284,3 +296,28 @@ def sentinel_view(client) -> Optional[Dict[str, Any]]:
     view["sentinels_answering"] = answering
     view["sentinels_given"] = len(manager.sentinels)
     return view
+
+
+def follow_failover(client, timeout: float) -> str:
+    """After a run failed: if its client was built through Sentinel and its pinned primary no longer answers
+    as a primary, wait up to `timeout` seconds for the Sentinels to name one that does, and let the client go
+    there, so that what the failing run still does (record where it stopped, release its locks - the lock
+    keys replicated) happens on the server the re-run will use. Returns the sentence that names the new
+    primary for the failure's message, or "" (no Sentinel, no failover, or none found in time: then says so)."""
+    pin = pin_of(client)
+    if pin is None or pin.address is None or answers_as_primary(client, pin.address, 1.0):
+        return ""
+    found = wait_for_primary(client, timeout)
+    if found is None:
+        return (
+            f"; the primary {show(pin.address)} of {pin.service} is down and the Sentinels named no other "
+            f"within {timeout:g} s: run the same task again once they have (SENTINEL GET-MASTER-ADDR-BY-NAME)"
+        )
+    old = pin.address
+    repin(client, found)
+    if found == old:
+        return ""
+    return (
+        f"; the Sentinels now name {show(found)} the primary of {pin.service} (a failover from {show(old)}): "
+        "run the same task again to continue there"
+    )
