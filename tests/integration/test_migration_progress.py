@@ -10,12 +10,13 @@ import time
 
 import pytest
 from module_runner import run_module
-from test_redis_index_migrate import BATCH, DRIVER, QUANT16, load, make_plan, run
+from test_redis_index_migrate import BATCH, DRIVER, QUANT16, load, make_plan, run, run_killed
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
     detect_capabilities,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 
@@ -50,6 +51,7 @@ def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, caps
             time.sleep(0.02)
         assert seen is not None, "the migration's progress never showed the quantize phase"
         assert seen["status"] == "running" and seen["source_index"] == "idx"
+        assert seen["lock"]["pid"] == running.pid and seen["lock"]["owner_gone"] is False
         assert seen["phases_done"] == ["backup", "drop", "move_fields", "rename_keys"]
         assert seen["progress"]["backup"]["documents"] == 300 and seen["documents"] == 300
     finally:
@@ -62,6 +64,47 @@ def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, caps
     )
     assert done["migrations"][0]["status"] == "completed"
     assert done["migrations"][0]["phases_done"][-1] == "validate"
+
+
+def info_of(redis_url, backup_dir, capsys) -> dict:
+    """The newest migration redis_index_info reports in backup_dir."""
+    info = run_module(
+        redis_index_info,
+        {"redis_url": redis_url, "backup_dir": str(backup_dir), "index": "idx", "probe_capabilities": False},
+        capsys,
+    )
+    return info["migrations"][-1]
+
+
+def test_info_says_interrupted_when_the_migrations_process_is_gone(clean_redis, redis_url, tmp_path, capsys):
+    """A killed run leaves its header saying `running` for good: info tells it from a live one by the index's
+    lock (held by a live process, by a dead one of this host, by another host's, or by nobody)."""
+    load(clean_redis)
+    plan = make_plan(clean_redis, QUANT16)
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "quantize:2")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+
+    # Its lock is still there (60 s TTL), owned by a dead process of this host.
+    gone = info_of(redis_url, tmp_path / "b", capsys)
+    assert gone["status"] == "interrupted" and gone["recorded_status"] == "running" and gone["phase"] == "quantize"
+    assert gone["lock"]["owner_gone"] is True and gone["lock"]["purpose"] == "migration"
+    assert "redis_index_migrate" in gone["hint"] and "redis_index_rollback" in gone["hint"]
+
+    # A holder on another host cannot be checked from here: live until its TTL runs out.
+    holder = {"token": "t", "host": "elsewhere.example", "pid": 4242, "purpose": "migration", "since": "now"}
+    clean_redis.set(lock_key("idx"), json.dumps(holder), px=30_000)
+    elsewhere = info_of(redis_url, tmp_path / "b", capsys)
+    assert elsewhere["status"] == "running" and elsewhere["lock"]["host"] == "elsewhere.example"
+    assert 0 < elsewhere["lock"]["ttl_ms"] <= 30_000 and "hint" not in elsewhere
+
+    clean_redis.delete(lock_key("idx"))  # expired: nobody works on it
+    expired = info_of(redis_url, tmp_path / "b", capsys)
+    assert expired["status"] == "interrupted" and "lock" not in expired
+
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "b")  # the way out the hint gives: the same run again
+    assert outcome.report.result == "succeeded"
+    assert info_of(redis_url, tmp_path / "b", capsys)["status"] == "completed"
 
 
 def test_int8_quantization_on_a_server_that_accepts_it(clean_redis, redis_url, tmp_path):
