@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from datasets import dump_hashes
 from module_runner import run_module
-from test_redis_index_migrate import BATCH, DRIVER, QUANT16, load, make_plan, run, run_killed
+from test_redis_index_migrate import (
+    BATCH,
+    DRIVER,
+    QUANT16,
+    expected_after_quantize,
+    load,
+    make_plan,
+    run,
+    run_killed,
+)
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
     detect_capabilities,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
-from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info, redis_index_migrate
 
 
 def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, capsys):
@@ -105,6 +116,60 @@ def test_info_says_interrupted_when_the_migrations_process_is_gone(clean_redis, 
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")  # the way out the hint gives: the same run again
     assert outcome.report.result == "succeeded"
     assert info_of(redis_url, tmp_path / "b", capsys)["status"] == "completed"
+
+
+MODULE_PROCESS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "module_process.py"
+)
+
+
+def test_a_cancelled_module_stops_at_a_safe_point_and_the_same_task_resumes(clean_redis, redis_url, tmp_path, capsys):
+    """What a module does when its job is cancelled (SIGINT/SIGTERM from ansible-playbook's worker): run by the
+    collection's action plugin (INDEXOPS_PROGRESS_DIR set), it writes its progress there, and a signal makes it
+    stop at its next safe point - the failure recorded, the lock released - instead of dying in the middle."""
+    load(clean_redis)
+    before = dump_hashes(clean_redis, b"doc:*")
+    plan = make_plan(clean_redis, QUANT16)
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    args = {
+        "redis_url": redis_url,
+        "plan_file": str(tmp_path / "plan.yaml"),
+        "backup_dir": str(tmp_path / "b"),
+        "accept_data_loss": True,
+        "batch_size": BATCH,
+    }
+    channel = tmp_path / "channel"
+    channel.mkdir()
+    (channel / "control").write_text("run")
+    running = subprocess.Popen(
+        [sys.executable, MODULE_PROCESS, json.dumps({"module": "redis_index_migrate", "args": args})],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, INDEXOPS_FAILPOINT="wait:start:pause=3", INDEXOPS_PROGRESS_DIR=str(channel)),
+    )
+    deadline = time.monotonic() + 60
+    seen = {}
+    while time.monotonic() < deadline and seen.get("phase") != "quantize":
+        try:
+            seen = json.loads((channel / "progress.json").read_text())
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert seen.get("phase") == "quantize" and seen["index"] == "idx" and seen["total"] == 300, seen
+    running.send_signal(signal.SIGTERM)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 1, out + err
+    result = json.loads(out)
+    # The signal came while it paused before the wait; it stopped at the wait's first report.
+    assert result["error_type"] == "stopped" and result["phase"] == "wait", result
+    assert "migration stopped in phase wait: it was asked to stop: its job was cancelled (SIGTERM)" in result["msg"]
+    assert not clean_redis.exists(lock_key("idx"))
+    assert info_of(redis_url, tmp_path / "b", capsys)["status"] == "failed"
+
+    resumed = run_module(redis_index_migrate, args, capsys)  # the same task again
+    assert resumed["result"] == "succeeded" and resumed["backup_path"] == result["backup_path"]
+    assert dump_hashes(clean_redis, b"doc:*") == expected_after_quantize(before)
 
 
 def test_int8_quantization_on_a_server_that_accepts_it(clean_redis, redis_url, tmp_path):

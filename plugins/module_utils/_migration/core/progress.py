@@ -44,7 +44,7 @@ def report(index: str, phase: str, **counters: Any) -> None:
         _listener(index, phase, counters)
     if _stop_reason is not None:
         raise StopRequested(
-            f"stopped in phase {phase} because {_stop_reason}",
-            hint="nothing is half done: run the same task again to resume, or roll back",
+            f"it was asked to stop: {_stop_reason}",
+            hint="it stopped between two batches: run the same task again to resume it",
             details={"stopped_because": _stop_reason},
         )
