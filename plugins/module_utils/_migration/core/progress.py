@@ -38,7 +38,7 @@ def stop_reason() -> Optional[str]:
     return _stop_reason
 
 
-def report(index: str, phase: str, **counters: Any) -> None:
+def report(index: str, phase: str, /, **counters: Any) -> None:
     """A point where the run may stop: tell the listener how far `phase` of `index` is, then stop if asked."""
     if _listener is not None:
         _listener(index, phase, counters)
