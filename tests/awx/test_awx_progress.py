@@ -103,6 +103,11 @@ def test_a_long_migration_shows_its_progress_and_the_follow_up_job_follows_it(aw
     finally:
         client.close()
 
+    rollback = awx.job("rollback.yml", migrate_answers(), limit="redis1", timeout=600)
+    assert (rollback.status, rollback.rc) == ("successful", 0), rollback.explain()
+    restored = [match for _at, match in progress_lines(rollback) if match["phase"] == "restore"]
+    assert restored and all(int(match["total"]) == DOCS for match in restored), rollback.explain()
+
 
 def test_a_cancelled_migrate_job_stops_its_migration_and_the_job_run_again_completes(awx, ready, progress_every_second):
     reload(ready)
