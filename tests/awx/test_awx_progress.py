@@ -5,7 +5,6 @@ follow-up job says so, and the migrate job run again completes."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
@@ -113,12 +112,16 @@ def test_a_cancelled_migrate_job_stops_its_migration_and_the_job_run_again_compl
     reload(ready)
     client = admin(ready)
     before = {"acl": acl_lines(client), "count": count(client)}
-    migrating = threading.Event()
+    started: list = []
 
     def on_event(event) -> bool:
-        if any(PROGRESS.match(line.strip()) for line in (event.get("stdout") or "").splitlines()):
-            migrating.set()
+        if event["event"] == "playbook_on_task_start" and event["event_data"].get("task") == MIGRATE_TASK:
+            started.append(time.monotonic())
         return True
+
+    def cancel() -> bool:
+        """Cancel 3 s into the migrate task: its migration (120,000 documents) is under way."""
+        return bool(started) and time.monotonic() - started[0] > 3
 
     follow_thread, follow_runner, follow_dir = awx.start("follow.yml", FOLLOW_VARS, limit="redis1", timeout=600)
     # AWX's cancel: ansible-runner SIGKILLs ansible-playbook's process group once the cancel callback says so.
@@ -128,7 +131,7 @@ def test_a_cancelled_migrate_job_stops_its_migration_and_the_job_run_again_compl
         limit="redis1",
         timeout=600,
         event_handler=on_event,
-        cancel_callback=migrating.is_set,
+        cancel_callback=cancel,
     )
     assert job.status == "canceled", job.explain()
     follow_thread.join(timeout=600)

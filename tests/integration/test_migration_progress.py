@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 from datasets import dump_hashes
 from module_runner import run_module
+from playbook_runner import run_playbook
 from test_redis_index_migrate import (
     BATCH,
     DRIVER,
@@ -170,6 +172,45 @@ def test_a_cancelled_module_stops_at_a_safe_point_and_the_same_task_resumes(clea
     resumed = run_module(redis_index_migrate, args, capsys)  # the same task again
     assert resumed["result"] == "succeeded" and resumed["backup_path"] == result["backup_path"]
     assert dump_hashes(clean_redis, b"doc:*") == expected_after_quantize(before)
+
+
+BATCH_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan the batch
+      indexops.redis_search.redis_index_batch:
+        redis_url: "{{ url }}"
+        state: planned
+        pattern: "idx_*"
+        patch: {version: 1, changes: {update_fields: [{name: vec, attrs: {datatype: float16}}]}}
+        plan_out: "{{ dir }}/batch.yaml"
+    - name: Apply the batch
+      indexops.redis_search.redis_index_batch:
+        redis_url: "{{ url }}"
+        state: applied
+        plan_file: "{{ dir }}/batch.yaml"
+        backup_dir: "{{ dir }}/b"
+        accept_data_loss: true
+"""
+
+
+@pytest.mark.playbook
+def test_a_batch_prints_each_indexes_progress_at_default_verbosity(clean_redis, redis_url, tmp_path):
+    """The action plugin of redis_index_batch: lines for each index while the batch runs (each index pauses 1.5 s
+    before its wait, so that lines at 0.5 s come whatever the machine's speed)."""
+    for number, name in enumerate(("idx_a", "idx_b")):
+        load(clean_redis, index=name, prefix=f"{name[-1]}:", seed=30 + number)
+    done = run_playbook(
+        BATCH_PLAYBOOK,
+        {"url": redis_url, "dir": str(tmp_path)},
+        env={"INDEXOPS_PROGRESS_SECONDS": "0.5", "INDEXOPS_FAILPOINT": "wait:start:pause=1.5"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("idx_a", "idx_b"):
+        assert re.search(
+            rf"^localhost {name}: quantize 300/300 documents \(100%\), \d+ s elapsed$", done.stdout, re.M
+        ), done.stdout
 
 
 def test_int8_quantization_on_a_server_that_accepts_it(clean_redis, redis_url, tmp_path):
