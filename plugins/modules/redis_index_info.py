@@ -207,7 +207,7 @@ migrations:
         - V(running), V(failed), V(completed), V(rolling_back), V(rolled_back), V(interrupted) or V(unreadable).
         - V(running) and V(rolling_back) mean a process works on it now - it holds the index's lock (see
           RV(migrations[].lock)).
-        - V(interrupted) - the header says V(running) or V(rolling_back) but no process works on it any more:
+        - V(interrupted) - the header says V(running) or V(rolling_back) but no process works on it any more -
           nobody holds the index's lock, or its holder is a process of this host that is gone (a cancelled or
           killed job). A lock held from another host counts as live until its TTL (60 s, refreshed every 15 s)
           runs out. RV(migrations[].hint) says the way out - run the same migrate task again to resume, or
