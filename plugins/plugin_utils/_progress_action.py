@@ -19,6 +19,7 @@ usual way, without progress lines.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -45,7 +46,7 @@ def poll_seconds() -> float:
         seconds = float(os.environ.get(POLL_ENV) or POLL_SECONDS)
     except ValueError:
         seconds = POLL_SECONDS
-    return min(max(seconds, 0.5), 10.0) if seconds == seconds else POLL_SECONDS  # NaN: the default
+    return POLL_SECONDS if math.isnan(seconds) else min(max(seconds, 0.5), 10.0)
 
 
 def duration(seconds: float) -> str:
