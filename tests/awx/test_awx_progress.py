@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 from awx_job import hosts_of, survey_answers
-from fleet import index_datatype, load_products
+from fleet import failing_interpreter, index_datatype, load_products
 from quiesce_setup import acl_lines
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
@@ -154,3 +154,40 @@ def test_a_cancelled_migrate_job_stops_its_migration_and_the_job_run_again_compl
     assert index_datatype(client) == "FLOAT16" and count(client) == before["count"] == DOCS
     assert acl_lines(client) == before["acl"]  # the re-run's window gave the writes back
     client.close()
+
+
+def test_the_follow_up_job_after_a_killed_migration_says_interrupted_and_the_migrate_job_resumes_it(
+    awx, ready, tmp_path
+):
+    """A migration killed outright (SIGKILL: no safe point) leaves its header saying `running` for good and its lock
+    to a dead process: the follow-up job launched afterwards ends at once on `interrupted` with the way out, instead
+    of polling for hours; the migrate job launched again resumes it."""
+    answers = survey_answers(
+        indexops_index="products",
+        indexops_patch=FLOAT16_PATCH,
+        indexops_accept_data_loss="yes",
+        indexops_verify_seconds=1,
+        indexops_rollback_on_failure="no",
+    )
+    redis1 = awx.inventory["redis_search"]["hosts"]["redis1"]
+    redis1["ansible_python_interpreter"] = failing_interpreter(str(tmp_path), "quantize:start")
+    killed = awx.job("migrate.yml", answers, limit="redis1")
+    assert killed.results(MIGRATE_TASK)["redis1"]["event"] == "runner_on_failed", killed.explain()
+    del redis1["ansible_python_interpreter"]
+
+    follow = awx.job("follow.yml", {**FOLLOW_VARS, "indexops_follow_start_grace": 2}, limit="redis1", timeout=120)
+    assert (follow.status, follow.rc) == ("failed", 2), follow.explain()
+    ended = follow.results("Know how it ended")["redis1"]["res"]["ansible_facts"]["indexops_follow_result"]
+    assert (ended["status"], ended["recorded_status"], ended["phase"]) == ("interrupted", "running", "quantize")
+    assert ended["lock"]["owner_gone"] is True
+    failed = follow.results("Fail when it did not complete")["redis1"]["res"]["msg"]
+    assert "interrupted in phase quantize" in failed and "redis_index_migrate task again" in failed, failed
+
+    again = awx.job("migrate.yml", answers, limit="redis1")
+    assert (again.status, again.rc) == ("successful", 0), again.explain()
+    assert again.results(MIGRATE_TASK)["redis1"]["res"]["report"]["backup_path"] == ended["path"]  # resumed
+    client = admin(ready)
+    try:
+        assert index_datatype(client) == "FLOAT16" and count(client) == 120
+    finally:
+        client.close()
