@@ -35,6 +35,9 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 
 PIP_NAMES = {"redis": "redis", "pydantic": "pydantic", "PyYAML": "PyYAML", "numpy": "numpy"}
 ENV_URL = "REDIS_URL"
+# A replica set's Sentinels (host:port,host:port) and service, for an AWX credential to inject.
+ENV_SENTINELS = "REDIS_SENTINELS"
+ENV_SENTINEL_SERVICE = "REDIS_SENTINEL_SERVICE"
 
 
 def connection_argument_spec() -> dict[str, Any]:
@@ -61,6 +64,21 @@ def connection_argument_spec() -> dict[str, Any]:
         "connect_timeout": {"type": "float", "default": 10.0},
         "socket_timeout": {"type": "float", "default": 60.0},
         "protocol": {"type": "int", "default": 2, "choices": [2, 3]},
+        "sentinel": {
+            "type": "dict",
+            "options": {
+                "service": {"type": "str", "fallback": (env_fallback, [ENV_SENTINEL_SERVICE])},
+                "hosts": {"type": "list", "elements": "str", "fallback": (env_fallback, [ENV_SENTINELS])},
+                "username": {"type": "str", "fallback": (env_fallback, ["REDIS_SENTINEL_USERNAME"])},
+                "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["REDIS_SENTINEL_PASSWORD"])},
+                "tls": {"type": "bool", "default": False},
+                "tls_ca_cert": {"type": "path"},
+                "tls_client_cert": {"type": "path"},
+                "tls_client_key": {"type": "path", "no_log": False},
+                "tls_verify": {"type": "bool", "default": True},
+            },
+            "required_together": [["tls_client_cert", "tls_client_key"]],
+        },
     }
 
 
@@ -72,12 +90,31 @@ def backup_argument_spec() -> dict[str, Any]:
     }
 
 
+def replication_argument_spec() -> dict[str, Any]:
+    """Options documented in the indexops.redis_search.replication doc fragment."""
+    return {
+        "replicas_wait_count": {"type": "int"},
+        "replicas_wait_timeout": {"type": "float", "default": 10.0},
+        "failover_timeout": {"type": "float", "default": 30.0},
+    }
+
+
+def replication_options(params: dict[str, Any]):
+    """The library's ReplicationOptions from the module's options (replication_argument_spec)."""
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.durability import (
+        ReplicationOptions,
+    )
+
+    return ReplicationOptions(**{name: params[name] for name in replication_argument_spec()})
+
+
 def benchmark_argument_spec() -> dict[str, Any]:
     """Options documented in the indexops.redis_search.benchmark doc fragment."""
     return {"benchmark_out": {"type": "path"}}
 
 
-CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host"]]
+CONNECTION_MUTUALLY_EXCLUSIVE = [["redis_url", "host", "sentinel"]]
 CONNECTION_REQUIRED_TOGETHER = [["tls_client_cert", "tls_client_key"]]
 # Library field names that differ from the option names.
 OPTION_NAMES = {"url": "redis_url"}
@@ -93,8 +130,11 @@ def _option_models() -> tuple:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
         PlanningOptions,
     )
+    from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.durability import (
+        ReplicationOptions,
+    )
 
-    return PlanningOptions, MigrateOptions
+    return PlanningOptions, MigrateOptions, ReplicationOptions
 
 
 def check_options(module: AnsibleModule) -> None:
@@ -112,6 +152,14 @@ def check_options(module: AnsibleModule) -> None:
     except ValidationError as err:
         problem = explain_options(err, OPTION_NAMES)
         module.fail_json(msg=str(problem), error_type=problem.kind, hint=problem.hint)
+    wait, socket = params.get("replicas_wait_timeout"), params.get("socket_timeout")
+    if wait is not None and socket is not None and wait >= socket:
+        module.fail_json(
+            msg=f"replicas_wait_timeout ({wait:g} s) must be less than socket_timeout ({socket:g} s): each WAIT is "
+            "one reply; lower replicas_wait_timeout or raise socket_timeout",
+            error_type="invalid_input",
+            hint="lower replicas_wait_timeout or raise socket_timeout",
+        )
     try:
         check_names(params)
     except SchemaInvalid as problem:
@@ -157,12 +205,14 @@ def build_module(
 def connection_settings(module: AnsibleModule):
     """ConnectionSettings from the module's options; every secret is registered with no_log.
 
-    Precedence: redis_url, then host/port/db, then the REDIS_URL environment variable, then
-    localhost:6379. (REDIS_URL is read here, not as an option fallback, so that it never
-    conflicts with an explicit host.)
+    Precedence: redis_url, then host/port/db, then sentinel, then the REDIS_SENTINELS (with
+    REDIS_SENTINEL_SERVICE) and REDIS_URL environment variables, then localhost:6379. (The variables are
+    read here, not as option fallbacks, so that they never conflict with an explicit option.)
     """
     params = module.params
-    url = params["redis_url"] or (None if params["host"] else os.environ.get(ENV_URL) or None)
+    given = params["redis_url"] or params["host"] or params["sentinel"]
+    sentinel = params["sentinel"] or (None if given else _sentinel_from_env())
+    url = params["redis_url"] or (None if params["host"] or sentinel else os.environ.get(ENV_URL) or None)
     settings = ConnectionSettings(
         url=url,
         host=params["host"] or "localhost",
@@ -178,10 +228,25 @@ def connection_settings(module: AnsibleModule):
         connect_timeout=params["connect_timeout"],
         socket_timeout=params["socket_timeout"],
         protocol=params["protocol"],
+        sentinel=sentinel,
     )
     for secret in settings.secrets():
         module.no_log_values.add(secret)
     return settings
+
+
+def _sentinel_from_env() -> dict[str, Any] | None:
+    """The sentinel option as REDIS_SENTINELS and REDIS_SENTINEL_SERVICE give it (with REDIS_SENTINEL_USERNAME and
+    REDIS_SENTINEL_PASSWORD), when both are set."""
+    hosts, service = os.environ.get(ENV_SENTINELS), os.environ.get(ENV_SENTINEL_SERVICE)
+    if not hosts or not service:
+        return None
+    return {
+        "service": service,
+        "hosts": [host.strip() for host in hosts.split(",") if host.strip()],
+        "username": os.environ.get("REDIS_SENTINEL_USERNAME") or None,
+        "password": os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
+    }
 
 
 def fail_from_exception(

@@ -26,6 +26,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
     SchemaPatch,
     parse_patch,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import replication_options
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 
@@ -54,6 +55,7 @@ def migrate_options(params: dict[str, Any]) -> MigrateOptions:
         workers=params["workers"],
         wait_timeout=params["wait_timeout"],
         accept_data_loss=params["accept_data_loss"],
+        replication=replication_options(params),
     )
 
 

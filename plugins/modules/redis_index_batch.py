@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning.sampling
   - indexops.redis_search.backup
+  - indexops.redis_search.replication
   - indexops.redis_search.benchmark
 attributes:
   check_mode:
@@ -346,6 +347,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     build_module,
     connection_settings,
     fail_from_exception,
+    replication_argument_spec,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
@@ -471,6 +473,7 @@ def main() -> None:
     spec.update(backup_argument_spec())
     spec["backup_dir"] = dict(spec["backup_dir"], required=False)
     spec.update(benchmark_argument_spec())
+    spec.update(replication_argument_spec())
     spec.update(
         {
             "state": {"type": "str", "default": "planned", "choices": ["planned", "applied", "resumed", "status"]},

@@ -14,7 +14,8 @@ description:
     attribute, including vector parameters that C(FT.INFO) does not show), its statistics, and the
     C(FT.CREATE) command that recreates it.
   - Always returns the server's capabilities - Redis and module versions, and which vector datatypes and
-    algorithms the server accepts (probed without creating anything).
+    algorithms the server accepts (probed without creating anything) - and its place in a replica set - its role,
+    its replicas and how far behind each is, and with O(sentinel) what the Sentinels report.
   - Read-only. Never changes the server.
 author:
   - indexops maintainers (@indexops)
@@ -248,6 +249,56 @@ migrations:
       phase: quantize
       phases_done: [backup, drop, move_fields, rename_keys]
       progress: {backup: {documents: 1000000, blocks: 2000}, quantize: {blocks_done: 812, blocks: 2000}}
+replication:
+  description: The server's role and replicas, from C(INFO replication).
+  returned: always
+  type: dict
+  contains:
+    role:
+      description: V(primary) or V(replica).
+      type: str
+    replication_offset:
+      description: The server's replication offset (a replica's, the offset it has applied).
+      type: int
+    connected_replicas:
+      description: Replicas connected to this primary.
+      type: int
+      returned: when RV(replication.role=primary)
+    replicas:
+      description: Each connected replica - C(address), C(state), C(offset), C(behind_bytes) (the primary's offset
+        less the replica's) and C(lag_seconds) (since its last acknowledgement).
+      type: list
+      elements: dict
+      returned: when RV(replication.role=primary)
+    primary:
+      description: The primary this replica follows (C(host:port)).
+      type: str
+      returned: when RV(replication.role=replica)
+    link:
+      description: V(up) or V(down), the replica's link to its primary.
+      type: str
+      returned: when RV(replication.role=replica)
+  sample:
+    role: primary
+    replication_offset: 48211
+    connected_replicas: 1
+    replicas: [{address: "10.0.0.6:6379", state: online, offset: 48211, behind_bytes: 0, lag_seconds: 0}]
+sentinel:
+  description: What the Sentinels report about the service - C(primary), C(primary_flags), C(quorum),
+    C(sentinels_known) (counting the one asked), C(replicas) (each C(address), C(flags), C(link)), C(pinned_primary)
+    (the primary this task talked to), C(sentinels_answering) and C(sentinels_given).
+  returned: when connected with O(sentinel)
+  type: dict
+  sample:
+    service: orders
+    primary: "10.0.0.5:6379"
+    pinned_primary: "10.0.0.5:6379"
+    primary_flags: master
+    quorum: 2
+    sentinels_known: 3
+    replicas: [{address: "10.0.0.6:6379", flags: slave, link: ok}]
+    sentinels_answering: ["10.0.0.7:26379", "10.0.0.8:26379", "10.0.0.9:26379"]
+    sentinels_given: 3
 alias_targets:
   description: For each name in O(aliases), the index it points at, or V(null) when it is not an alias.
   returned: always
@@ -318,7 +369,9 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
     catalog,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.ftcreate import create_command
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.sentinel import sentinel_view
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.topology import replication_info
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import build_module, run_with_client
 
 
@@ -330,7 +383,11 @@ def describe(client, params: dict) -> dict:
         "server": caps.model_dump(),
         "alias_targets": declared,
         "indexes": [summary.model_dump() for summary in catalog(client, caps, declared)],
+        "replication": replication_info(client),
     }
+    view = sentinel_view(client)
+    if view is not None:
+        result["sentinel"] = view
     if params["backup_dir"]:
         result["migrations"] = with_liveness(client, describe_backups(params["backup_dir"], params["index"]))
     if params["index"]:

@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - indexops.redis_search.planning
   - indexops.redis_search.planning.sampling
   - indexops.redis_search.backup
+  - indexops.redis_search.replication
   - indexops.redis_search.benchmark
 attributes:
   check_mode:
@@ -172,6 +173,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     backup_argument_spec,
     benchmark_argument_spec,
     build_module,
+    replication_argument_spec,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
@@ -232,6 +234,7 @@ def main() -> None:
     spec = planning_argument_spec()
     spec.update(backup_argument_spec())
     spec.update(benchmark_argument_spec())
+    spec.update(replication_argument_spec())
     spec.update(
         {
             "plan_file": {"type": "path"},

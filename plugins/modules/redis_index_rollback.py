@@ -44,6 +44,7 @@ author:
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.backup
+  - indexops.redis_search.replication
 attributes:
   check_mode:
     support: full
@@ -231,6 +232,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     build_module,
+    replication_argument_spec,
+    replication_options,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
@@ -256,6 +259,7 @@ def roll_back(module, client) -> dict:
         check_mode=module.check_mode,
         cluster=cluster,
         accept_validation_failure=params["accept_validation_failure"],
+        replication=replication_options(params),
     )
     answer = {"changed": changed, **result.model_dump(mode="json")}
     if module._diff and changed:  # pylint: disable=protected-access
@@ -275,7 +279,7 @@ def rollback_diff(plan) -> dict:
 
 
 def main() -> None:
-    spec = {**backup_argument_spec(), **plan_source_argument_spec()}
+    spec = {**backup_argument_spec(), **plan_source_argument_spec(), **replication_argument_spec()}
     spec.update(
         {
             "partial": {"type": "bool", "default": False},

@@ -370,6 +370,24 @@ PLAN_CASES = (
     ]
 )
 
+# The options of the modules that wait for replicas (doc fragment replication); the server has none, so a
+# count above 0 is refused before anything changes.
+REPLICATION_CASES = [
+    Case("replicas-wait-count-negative", {"replicas_wait_count": -1}, ["replicas_wait_count must be 0 or more"]),
+    Case(
+        "replicas-wait-count-above-connected",
+        {"patch": update("embedding", datatype="float16"), "replicas_wait_count": 1},
+        ["replicas_wait_count is 1, but the primary has 0 connected replica(s)", "nothing was changed"],
+    ),
+    Case("replicas-wait-timeout-0", {"replicas_wait_timeout": 0}, ["replicas_wait_timeout must be more than 0"]),
+    Case(
+        "replicas-wait-timeout-above-socket-timeout",
+        {"replicas_wait_timeout": 90},
+        ["replicas_wait_timeout (90 s) must be less than socket_timeout (60 s)", "raise socket_timeout"],
+    ),
+    Case("failover-timeout-negative", {"failover_timeout": -1}, ["failover_timeout must be 0 or more, not -1"]),
+]
+
 MIGRATE_CASES = (
     CONNECTION_CASES
     + PLANNING_CASES
@@ -412,6 +430,7 @@ MIGRATE_CASES = (
         # Cases that need more than options (a plan file of another index, a plan from a second server, a
         # full disk in a process of its own) are in test_migrate_safety.py, with the same assertions.
     ]
+    + REPLICATION_CASES
     + PATCH_CASES
     + [
         # An ACL user without a command the migration needs is refused before the drop, naming it (see `places`).
@@ -446,10 +465,14 @@ MIGRATE_CASES = (
     ]
 )
 
-ROLLBACK_CASES = CONNECTION_CASES + [
-    Case("wait-timeout-negative", {"wait_timeout": -10}, ["wait_timeout must be 0 or more, not -10"]),
-    Case("wait-timeout-inf", {"wait_timeout": float("inf")}, ["wait_timeout must be a finite number"]),
-]
+ROLLBACK_CASES = (
+    CONNECTION_CASES
+    + [c for c in REPLICATION_CASES if "patch" not in c.args]
+    + [
+        Case("wait-timeout-negative", {"wait_timeout": -10}, ["wait_timeout must be 0 or more, not -10"]),
+        Case("wait-timeout-inf", {"wait_timeout": float("inf")}, ["wait_timeout must be a finite number"]),
+    ]
+)
 
 INFO_CASES = CONNECTION_CASES + [
     Case(

@@ -12,8 +12,8 @@ that a cut can fall between two commands of one pipeline. Arm it with `cut(...)`
               a server that is down (or a network that is partitioned) looks to a client
 
 `cuts` lists the cuts made, `seen` counts every command forwarded by name. Another process (a module
-run in a process of its own) arms a cut through `control_port`: one JSON line {"cut": {...}}, answered
-"ok". Threads only, no dependencies; `close()` stops everything.
+run in a process of its own) arms a cut through `control_port`: one JSON line {"cut": {...}} (or {"mute": true}:
+`mute_now`), answered "ok". Threads only, no dependencies; `close()` stops everything.
 """
 
 from __future__ import annotations
@@ -122,6 +122,15 @@ class CuttingProxy:
         for pair in pairs:
             pair.close()
 
+    def mute_now(self) -> None:
+        """Stop passing on what the server sends on every open connection, without closing any: the clients
+        (a replica following its primary through the proxy) stay connected and hear nothing more - a replica
+        that lags, its link up. What the server sends meanwhile is thrown away; a muted connection is never
+        unmuted (it ends when either side closes it)."""
+        with self._lock:
+            for pair in self._pairs:
+                pair.muted = True
+
     @property
     def armed(self) -> bool:
         return self._armed is not None
@@ -151,8 +160,11 @@ class CuttingProxy:
             except OSError:
                 return
             with conn:
-                line = conn.makefile("rb").readline()
-                self.cut(**json.loads(line)["cut"])
+                request = json.loads(conn.makefile("rb").readline())
+                if request.get("mute"):
+                    self.mute_now()
+                else:
+                    self.cut(**request["cut"])
                 conn.sendall(b"ok\n")
 
     # -- forwarding ------------------------------------------------------------------------------------
@@ -263,8 +275,8 @@ class CuttingProxy:
             pair.close()
 
 
-def arm_remotely(control_port: int, cut: dict) -> None:
-    """Arm the proxy listening for control on `control_port` (from any process)."""
+def arm_remotely(control_port: int, cut: Optional[dict], mute: bool = False) -> None:
+    """Arm the proxy listening for control on `control_port` (from any process) with `cut`, or mute it now."""
     with socket.create_connection(("127.0.0.1", control_port), timeout=10) as conn:
-        conn.sendall(json.dumps({"cut": cut}).encode() + b"\n")
+        conn.sendall(json.dumps({"mute": True} if mute else {"cut": cut}).encode() + b"\n")
         assert conn.makefile("rb").readline() == b"ok\n"

@@ -5,7 +5,7 @@ failure happens - and a lock left by the first is one of a dead process.
 argv[1] is a JSON object: module (e.g. redis_index_migrate), args (the task's options), and optionally
 arm: {"checkpoint": "phase:point", "control": port, "cut": {...}} - when the run first reaches the
 checkpoint, the cutting proxy listening for control on that port is armed with that cut (see
-cutting_proxy.py).
+cutting_proxy.py), or muted at once with "mute": true instead of "cut".
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> int:
         def hit(phase, point):
             if not armed and f"{phase}:{point}" == arm["checkpoint"]:
                 armed.append(True)
-                arm_remotely(arm["control"], arm["cut"])
+                arm_remotely(arm["control"], arm.get("cut"), mute=arm.get("mute", False))
             original(phase, point)
 
         failpoints.hit = hit

@@ -31,8 +31,10 @@ from ..core.sealed import utc_now
 from ..planning.modes import ONLINE
 from ..planning.plan import MigrationPlan
 from ..redis.connection import lost_connection
+from ..redis.durability import Durability
 from ..redis.lock import acquire_locks, release_locks
 from ..redis.scripts import Scripts
+from ..redis.sentinel import follow_failover
 from ..redis.snapshot import index_exists, read_schema, real_name
 from .benchmark import migration_benchmark, write_benchmark
 from .phases import backup, create, drop, online, resume_check, rewrite, validate
@@ -118,6 +120,7 @@ def migrate(
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
     resume = store is not None and store.header.status in ("running", "failed")
+    durability = Durability.for_run(client, options.replication)
     if check_mode:
         if not resume:
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
@@ -140,15 +143,19 @@ def migrate(
             options=options,
             lock=locks[0],
             scripts=Scripts(client),
+            durability=durability,
         )
         if resume:
             resume_check.check(ctx)
         for phase in _run_phases(ctx):  # noqa: B007 - the phase a failure stopped in is reported below
             pass
     except Exception as err:  # pylint: disable=broad-exception-caught
+        # A failover: what follows (clean-up, where it stopped, the locks released) goes to the new primary.
+        failover = follow_failover(client, options.replication.failover_timeout)
         if plan.mode == ONLINE:
             _clean_up_online(client, plan, store)
         failure = _failed(client, plan, store, phase, err, report_out)
+        failure.message += failover
         if store is not None:
             _save_benchmark(build_report(plan, "failed", store), run_began, benchmark_out)
         raise failure from None
@@ -206,6 +213,9 @@ def _run_phases(ctx: Context) -> Iterator[str]:
         state = store.phase(phase)
         if state.done:
             continue
+        # The replicas hold what the phase starts from (before the drop: every document the backup read),
+        # and, before it is recorded done, what it wrote.
+        ctx.confirm_replicated(f"the start of phase {phase}")
         store.header.phase = phase
         state.started_at = state.started_at or utc_now()
         store.save()
@@ -213,6 +223,7 @@ def _run_phases(ctx: Context) -> Iterator[str]:
         began = time.monotonic()
         if _needed(plan, phase):
             run(ctx)
+        ctx.confirm_replicated(f"the end of phase {phase}")
         state.done, state.finished_at = True, utc_now()
         state.seconds += round(time.monotonic() - began, 3)
         store.save()

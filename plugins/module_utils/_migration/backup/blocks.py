@@ -26,6 +26,8 @@ from .store import DATA, BackupStore, Ledger
 # (client, block number, records) -> counters to add up, or a function that returns them: then the
 # block's work is on the wire, and its outcome is collected after the next block has been sent.
 BlockFunction = Callable[[Any, int, list], Any]
+# (client, what) -> returns once the replicas hold every write so far (redis/durability.py), or raises.
+Confirm = Callable[[Any, str], None]
 PROGRESS_SECONDS = 2.0
 LISTED = 100  # keys listed per outcome (gone, conflict); counters count them all
 
@@ -59,12 +61,16 @@ def _apply_blocks(
     function: BlockFunction,
     tick: Optional[Callable[[int], None]] = None,
     parent: Optional[int] = None,
+    confirm: Optional[Confirm] = None,
 ) -> Dict[str, int]:
     totals: Dict[str, int] = {}
     ledger = Ledger(store.ledger_path(phase, worker))
 
     def done(block_no: int, count: int, counters: Dict[str, int]) -> None:
-        # Marked only once its outcome is in: a block on the wire when the process dies is redone.
+        # Marked only once its outcome is in (a block on the wire when the process dies is redone), and the
+        # replicas hold it (a block a failover loses is redone too).
+        if confirm is not None:
+            confirm(client, f"block {block_no} of phase {phase}")
         _add(totals, counters)
         ledger.mark(block_no, counters)
         failpoints.hit(phase, count)
@@ -100,11 +106,12 @@ def _apply_blocks(
     return totals
 
 
-def _worker_main(queue, store, phase, worker, blocks, offsets, connect, function, parent) -> None:
+def _worker_main(queue, store, phase, worker, blocks, offsets, connect, function, parent, confirm) -> None:
     _die_with_parent()
     try:
         client = connect()
-        queue.put((worker, "ok", _apply_blocks(store, phase, worker, blocks, offsets, client, function, parent=parent)))
+        totals = _apply_blocks(store, phase, worker, blocks, offsets, client, function, parent=parent, confirm=confirm)
+        queue.put((worker, "ok", totals))
     except Exception as err:  # pylint: disable=broad-exception-caught
         queue.put((worker, "error", f"{type(err).__name__}: {err}"))
 
@@ -119,8 +126,10 @@ def run_blocks(
     workers: int = 1,
     lock=None,
     on_progress: Optional[Callable[[int, int], None]] = None,
+    confirm: Optional[Confirm] = None,
 ) -> Dict[str, int]:
-    """Apply `function` to every block not yet in `phase`'s ledgers; return the summed counters."""
+    """Apply `function` to every block not yet in `phase`'s ledgers; return the summed counters. With
+    `confirm`, each block is recorded only once it says the replicas hold the block's writes."""
     outcomes = store.block_outcomes(phase)
     # A resumed phase reports what the killed run's blocks found as well (conflicts, keys gone).
     earlier: Dict[str, int] = {}
@@ -142,7 +151,7 @@ def run_blocks(
             on_progress(len(store.done_blocks(phase)), total_blocks)
 
     if workers <= 1 or len(pending) < 2:
-        _add(earlier, _apply_blocks(store, phase, 0, pending, offsets, client, function, tick))
+        _add(earlier, _apply_blocks(store, phase, 0, pending, offsets, client, function, tick, confirm=confirm))
         return earlier
 
     context = multiprocessing.get_context("fork")
@@ -154,7 +163,7 @@ def run_blocks(
             target=_worker_main,
             name=f"{phase}-{worker}",
             daemon=True,
-            args=(queue, store, phase, worker + 1, share, offsets, connect, function, os.getpid()),
+            args=(queue, store, phase, worker + 1, share, offsets, connect, function, os.getpid(), confirm),
         )
         process.start()
         processes.append(process)

@@ -104,11 +104,10 @@ def decode_records(
         start = pos
         try:
             (key_length,) = unpack_u32(payload, pos)
-            pos += 4
-            key = payload[pos : pos + key_length]
-            pos += key_length
-            (entry_count,) = unpack_u16(payload, pos)
-            pos += 2
+            key_end = pos + 4 + key_length
+            key = payload[pos + 4 : key_end]
+            (entry_count,) = unpack_u16(payload, key_end)
+            pos = key_end + 2
             entries = []
             for _entry in range(entry_count):
                 (name_length,) = unpack_u16(payload, pos)

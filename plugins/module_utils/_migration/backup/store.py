@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import re
-import socket
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 from ..core.deps import BaseModel, Field
 from ..core.errors import BackupInvalid, PreflightFailed
 from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
-from ..core.sealed import RecordKind, SealedRecord, utc_now
+from ..core.sealed import RecordKind, SealedRecord
 from .format import (
     BLOCK_HEADER_SIZE,
     EMPTY_CHAIN,
@@ -75,7 +74,6 @@ class BackupHeader(SealedRecord):
 
     format: str = HEADER_FORMAT
     format_version: int = HEADER_VERSION
-    checksum: str = ""
     plan_checksum: str
     plan_id: str
     attempt: int = 1
@@ -83,10 +81,6 @@ class BackupHeader(SealedRecord):
     target_index: str
     storage: str
     batch_size: int
-    created_at: str = Field(default_factory=utc_now)
-    updated_at: str = Field(default_factory=utc_now)
-    host: str = Field(default_factory=socket.gethostname)
-    pid: int = Field(default_factory=os.getpid)
     status: str = "running"  # running | failed | completed | rolling_back | rolled_back
     phase: str = "preflight"
     phases: Dict[str, PhaseState] = Field(default_factory=lambda: {p: PhaseState() for p in PHASES})

@@ -17,7 +17,6 @@ A process killed mid-index leaves it `running`: the next run continues it (migra
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, ClassVar, Dict, List, Optional
 
 from ..apply.preflight import target_matches
@@ -25,7 +24,7 @@ from ..backup.store import BackupStore
 from ..core.deps import BaseModel, Field, ValidationError
 from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
 from ..core.files import write_atomic
-from ..core.sealed import RecordKind, SealedRecord, utc_now
+from ..core.sealed import RecordKind, SealedRecord
 from .plan import BatchEntry, BatchPlan
 
 STATE_FORMAT = "indexops.redis_search/batch-state"
@@ -71,19 +70,14 @@ class BatchState(SealedRecord):
 
     format: str = STATE_FORMAT
     format_version: int = STATE_VERSION
-    checksum: str = ""
     batch_id: str
     batch_plan_checksum: str
     batch_plan_file: str
     backup_dir: str
     failure_policy: str
-    created_at: str = Field(default_factory=utc_now)
-    updated_at: str = Field(default_factory=utc_now)
     status: str = NOT_STARTED
     current: Optional[str] = None
     runs: int = 0
-    host: str = Field(default_factory=socket.gethostname)
-    pid: int = Field(default_factory=os.getpid)
     indexes: List[IndexRun] = Field(default_factory=list)
 
     def entry(self, name: str) -> IndexRun:

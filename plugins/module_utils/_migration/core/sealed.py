@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import socket
 from typing import Any, ClassVar, Dict, NamedTuple
 
-from .deps import BaseModel, ValidationError
+from .deps import BaseModel, Field, ValidationError
 from .errors import PlanInvalid
 from .yamlio import dump_yaml
 
@@ -117,11 +119,20 @@ class RecordKind(NamedTuple):
 
 
 class SealedRecord(BaseModel):
-    """A JSON file the library rewrites whole after each change (a backup header, a batch state). The
-    model declares its own `format`, `format_version`, `checksum` and `updated_at` fields and its `KIND`;
-    this is how it is sealed, read and verified."""
+    """A JSON file the library rewrites whole after each change (a backup header, a batch state): the
+    fields every such file opens with (a model gives `format` and `format_version` its own defaults and
+    declares its `KIND`), and how it is sealed, read and verified."""
 
     KIND: ClassVar[RecordKind]
+
+    format: str = ""
+    format_version: int = 0
+    checksum: str = ""
+    created_at: str = Field(default_factory=utc_now)
+    updated_at: str = Field(default_factory=utc_now)
+    # The run that wrote it last (resume and lock messages name it).
+    host: str = Field(default_factory=socket.gethostname)
+    pid: int = Field(default_factory=os.getpid)
 
     def content_checksum(self) -> str:
         return checksum_of(self.model_dump(mode="json"))

@@ -1,7 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one place a Redis client is built.
 
-Settings come from a URL or host/port/db, with optional ACL user, password and TLS. The protocol
+Settings come from a URL, host/port/db, or the Sentinels of a replica set (sentinel.py: the primary is
+asked for on every connect, and pinned), with optional ACL user, password and TLS. The protocol
 (RESP2 or RESP3) is always chosen explicitly: redis-py 8 defaults to RESP3 and its FT.* replies
 change shape with it. Nothing here ever puts a secret into a message; `endpoint` is host:port/db.
 
@@ -16,12 +17,16 @@ is tried once; later commands keep a few retries for a blip during a long migrat
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..core.deps import BaseModel, ConfigDict, Field, field_validator, missing, model_validator, redis, redis_exceptions
 from ..core.errors import ConnectionFailed, DependencyMissing
 from ..core.limits import Port, TimeoutSeconds
+from .sentinel import POLL_SECONDS as FAILOVER_POLL_SECONDS
+from .sentinel import PinnedPrimary, PrimaryPin, SentinelSettings, pin_of, service_known
+from .topology import refuse_cluster
 from .wire import pooled_connection
 
 CLIENT_NAME = "indexops-redis-search"
@@ -65,6 +70,8 @@ class ConnectionSettings(BaseModel):
     connect_timeout: TimeoutSeconds = 10.0
     socket_timeout: TimeoutSeconds = 60.0
     protocol: int = 2
+    # The primary of a replica set, found through its Sentinels (instead of url or host).
+    sentinel: Optional[SentinelSettings] = None
 
     @field_validator("db")
     @classmethod
@@ -83,6 +90,10 @@ class ConnectionSettings(BaseModel):
     @model_validator(mode="after")
     def _url(self):
         # Messages must not contain the URL: it may hold a password.
+        if self.url is not None and self.sentinel is not None:
+            raise ValueError(
+                "redis_url and sentinel are mutually exclusive: give the Sentinels (sentinel) or one server (redis_url)"
+            )
         if self.url is None:
             return self
         parts = urlsplit(self.url)
@@ -107,7 +118,10 @@ class ConnectionSettings(BaseModel):
 
     @property
     def endpoint(self) -> str:
-        """host:port/db for messages: never user names or passwords."""
+        """host:port/db for messages (for a replica set, its service and Sentinels): never user names or
+        passwords."""
+        if self.sentinel is not None:
+            return self.sentinel.endpoint
         if self.url:
             parts = urlsplit(self.url)
             db = _url_db(parts) or "0"
@@ -123,6 +137,8 @@ class ConnectionSettings(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret string these settings hold, including a password inside the URL."""
         found = [self.password] if self.password else []
+        if self.sentinel is not None and self.sentinel.password:
+            found.append(self.sentinel.password)
         if self.url:
             parts = urlsplit(self.url)
             if parts.password:
@@ -189,14 +205,43 @@ class _BoundedHandshake:
             self._replies_wait_normally()
 
 
-_CLASSES: dict[bool, type] = {}
+_CLASSES: dict[tuple[bool, bool], type] = {}
 
 
-def _connection_class(tls: bool) -> type:
-    if tls not in _CLASSES:
-        base = redis.connection.SSLConnection if tls else redis.connection.Connection
-        _CLASSES[tls] = type(f"Bounded{base.__name__}", (_BoundedHandshake, base), {})
-    return _CLASSES[tls]
+def _connection_class(tls: bool, sentinel: bool = False) -> type:
+    if (tls, sentinel) not in _CLASSES:
+        if sentinel:
+            base = redis.sentinel.SentinelManagedSSLConnection if tls else redis.sentinel.SentinelManagedConnection
+            bases: tuple = (_BoundedHandshake, PinnedPrimary, base)
+        else:
+            base = redis.connection.SSLConnection if tls else redis.connection.Connection
+            bases = (_BoundedHandshake, base)
+        _CLASSES[(tls, sentinel)] = type(f"Bounded{base.__name__}", bases, {})
+    return _CLASSES[(tls, sentinel)]
+
+
+def _sentinel_client(settings: ConnectionSettings, kwargs: dict[str, Any], tls: bool):
+    """A client of the primary the Sentinels name, pinned to the first one it connects to (sentinel.py)."""
+    sentinel = settings.sentinel
+    manager = redis.sentinel.Sentinel(
+        sentinel.addresses(), sentinel_kwargs=sentinel.client_kwargs(settings.connect_timeout)
+    )
+    return manager.master_for(
+        sentinel.service,
+        connection_class=_connection_class(tls, sentinel=True),
+        primary_pin=PrimaryPin(sentinel.service),
+        **kwargs,
+    )
+
+
+def _pool(settings: ConnectionSettings, kwargs: dict[str, Any], tls: bool):
+    if settings.url and settings.url.startswith("unix://"):
+        return redis.ConnectionPool.from_url(settings.url, **kwargs)
+    if settings.url:
+        return redis.ConnectionPool.from_url(settings.url, connection_class=_connection_class(tls), **kwargs)
+    return redis.ConnectionPool(
+        connection_class=_connection_class(tls), host=settings.host, port=settings.port, db=settings.db, **kwargs
+    )
 
 
 def _client(settings: ConnectionSettings):
@@ -207,17 +252,32 @@ def _client(settings: ConnectionSettings):
     # One attempt for the first connect: a server that does not answer, or does not speak Redis
     # (or TLS), is reported within about connect_timeout instead of after ten retries.
     kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-    if settings.url and settings.url.startswith("unix://"):
-        pool = redis.ConnectionPool.from_url(settings.url, **kwargs)
-    elif settings.url:
-        pool = redis.ConnectionPool.from_url(settings.url, connection_class=_connection_class(tls), **kwargs)
+    if settings.sentinel is not None:
+        client = _sentinel_client(settings, kwargs, tls)
     else:
-        pool = redis.ConnectionPool(
-            connection_class=_connection_class(tls), host=settings.host, port=settings.port, db=settings.db, **kwargs
-        )
-    client = redis.Redis(connection_pool=pool)
+        client = redis.Redis(connection_pool=_pool(settings, kwargs, tls))
     client.auto_close_connection_pool = True  # the pool is this client's alone, as with Redis.from_url
     return client
+
+
+def _first_ping(client, settings: ConnectionSettings) -> None:
+    """PING once; through Sentinel, again until connect_timeout while no primary answers: in the middle of a
+    failover (about `down-after-milliseconds` plus a second or two) the Sentinels name none that is up, or
+    still the dead one. A service no Sentinel knows is reported at once. Each attempt starts from what the
+    Sentinels say then (the pin is not kept)."""
+    deadline = time.monotonic() + settings.connect_timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except redis_exceptions.AuthenticationError:
+            raise
+        except (redis.sentinel.MasterNotFoundError, redis_exceptions.ConnectionError):
+            if settings.sentinel is None or time.monotonic() >= deadline or not service_known(client):
+                raise
+        pin_of(client).address = None
+        client.connection_pool.disconnect()
+        time.sleep(FAILOVER_POLL_SECONDS)
 
 
 def connect(settings: ConnectionSettings):
@@ -226,8 +286,16 @@ def connect(settings: ConnectionSettings):
         raise DependencyMissing("the redis Python library is not installed", hint="pip install 'redis>=5'")
     try:
         client = _client(settings)
-        client.ping()
+        _first_ping(client, settings)
         client.set_retry(redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES))
+        refuse_cluster(client, settings.endpoint)
+    except redis.sentinel.MasterNotFoundError as err:
+        raise ConnectionFailed(
+            f"no Sentinel of {settings.endpoint} names a primary for service {settings.sentinel.service!r} "
+            f"that is up: {_sentinel_reason(err)}",
+            hint="check sentinel.hosts and sentinel.service (SENTINEL MASTERS lists the services), the Sentinels' "
+            "credentials (sentinel.username, sentinel.password) and that they run",
+        ) from None
     except redis_exceptions.AuthenticationError as err:
         raise ConnectionFailed(
             f"authentication to {settings.endpoint} failed",
@@ -238,7 +306,7 @@ def connect(settings: ConnectionSettings):
         reason = _first_line(err)
         # A silent endpoint already cost connect_timeout: ask again only one that answered or hung up.
         timed_out = isinstance(err, (redis_exceptions.TimeoutError, TimeoutError))
-        answer = None if settings.uses_tls or timed_out else _probe(settings)
+        answer = None if settings.uses_tls or timed_out or settings.sentinel else _probe(settings)
         if answer == "not_redis":
             raise ConnectionFailed(
                 f"{settings.endpoint} does not answer like a Redis server: it replied to PING with "
@@ -256,6 +324,11 @@ def connect(settings: ConnectionSettings):
             hint = (
                 "nothing answered like a Redis server within connect_timeout: check host/port (is it a Redis "
                 "server?), TLS settings (does it expect TLS?) and that the server is running"
+            )
+        elif settings.sentinel is not None:
+            hint = (
+                "the Sentinels name a primary that does not answer: a failover that did not finish within "
+                "connect_timeout? Check SENTINEL MASTERS, the primary's TLS settings and that it runs"
             )
         else:
             hint = "check redis_url or host/port, TLS settings and that the server is running"
@@ -329,6 +402,17 @@ def lost_connection(err: BaseException) -> Optional[str]:
     ):
         return None
     return f"lost the connection to Redis ({_first_line(err)})"
+
+
+def _sentinel_reason(err: BaseException) -> str:
+    """What redis-py collected from each Sentinel, without its client reprs: "no Sentinel answered", or the
+    first Sentinel's error."""
+    text = _first_line(err)
+    if " : " not in text:
+        return "no Sentinel knows the service, or the primary they know is down"
+    reasons = text.split(" : ", 1)[1]
+    first = reasons.split(", <", 1)[0]
+    return first.split(" - ", 1)[-1][:300]
 
 
 def _first_line(err: BaseException) -> str:

@@ -157,6 +157,11 @@ class IndexLock:
                 # A network blip: try again next round; the TTL leaves room for several misses.
                 continue
 
+    def refresh_in(self, pipe) -> None:
+        """Queue the refresh of this lock (its TTL set again while the key holds our token) on a pipeline: a
+        write that replicates, whose reply says whether the lock is still ours (durability.py)."""
+        pipe.eval(_REFRESH, 1, self.key, self.token, LOCK_TTL_MS)
+
     def check(self) -> None:
         """Called between batches: stop if another process now owns the lock."""
         if self.lost:

@@ -41,10 +41,12 @@ from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, Validati
 from ..core.sealed import utc_now
 from ..planning.plan import MigrationPlan
 from ..redis.connection import lost_connection
+from ..redis.durability import Durability, ReplicationOptions
 from ..redis.keyspace import key_to_text, renamed_key
 from ..redis.lock import acquire_locks, release_locks
 from ..redis.permissions import require_permissions
 from ..redis.scripts import Scripts
+from ..redis.sentinel import follow_failover
 from ..redis.snapshot import holds, index_exists, live_schema, read_schema
 from ..redis.stats import IndexStats
 from ..redis.waiting import StillIndexing, wait_until_indexed
@@ -403,8 +405,12 @@ def rollback(
     check_mode: bool = False,
     cluster: bool = False,
     accept_validation_failure: bool = False,
+    replication: Optional[ReplicationOptions] = None,
 ) -> tuple[bool, RollbackResult]:
     """Roll back the migration `store` backs up. Returns (changed, result).
+
+    On a primary with replicas, the rollback is recorded finished (and the target index dropped) only once
+    the replicas hold what it restored (`replication`, redis/durability.py).
 
     With `accept_validation_failure` a rollback whose validation fails is finished all the same: the
     backup is marked rolled back with the failed validation recorded, and the problems are returned."""
@@ -429,6 +435,7 @@ def rollback(
         )
     result.records = verification.records
     require_permissions(client, rollback_commands(plan, cluster), "rollback")
+    durability = Durability.for_run(client, replication or ReplicationOptions())
     if check_mode:
         result.result = "would_roll_back"
         if partial:
@@ -436,14 +443,21 @@ def rollback(
         return True, result
     result.records = 0
     locks = acquire_locks(client, [plan.source.index, plan.target_index, plan.final_index], "rollback", plan.plan_id)
+
+    def confirm(what: str) -> None:
+        durability.confirm(client, locks[0], what)
+
     try:
         store.header.status = "rolling_back"
         store.save()
         if plan.mode == "online":
             rollback_online.run(client, store, plan, result, wait_timeout)
+            confirm("the end of the rollback")
             _finish(store, result)
             return True, result
         read_back = _restore_documents(client, store, plan, partial, result, cluster)
+        # The replicas hold the restored documents before the migration's index is dropped.
+        confirm("the documents restored")
         _index_steps(client, plan, store, result)
         try:
             stats = wait_until_indexed(client, plan.source.index, wait_timeout)
@@ -463,12 +477,17 @@ def rollback(
             )
         if result.problems:
             result.result = FINISHED_WITH_PROBLEMS
+        confirm("the end of the rollback")
         _finish(store, result)
     except Exception as err:
+        failover = follow_failover(client, (replication or ReplicationOptions()).failover_timeout)
         _record_failure(store, result, err)
         if isinstance(err, IndexOpsError):
+            err.message += failover
             raise
-        raise _stopped(store, result, err) from None
+        stopped = _stopped(store, result, err)
+        stopped.message += failover
+        raise stopped from None
     finally:
         release_locks(locks)
     return True, result

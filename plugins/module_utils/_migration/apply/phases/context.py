@@ -9,9 +9,10 @@ from typing import Any, Callable, Optional
 
 from ...backup.store import BackupStore
 from ...core import progress
-from ...core.deps import BaseModel
+from ...core.deps import BaseModel, Field
 from ...core.limits import BatchSize, WaitSeconds, Workers
 from ...planning.plan import MigrationPlan
+from ...redis.durability import Durability, ReplicationOptions
 from ...redis.lock import IndexLock
 from ...redis.scripts import Scripts
 from ...schema.model import IndexSchema
@@ -29,6 +30,7 @@ class MigrateOptions(BaseModel):
     accept_data_loss: bool = False
     # "auto" uses RENAME on a standalone server and DUMP/RESTORE/DEL on a cluster (keys of other slots).
     key_rename_method: str = "auto"
+    replication: ReplicationOptions = Field(default_factory=ReplicationOptions)
 
 
 @dataclass
@@ -42,7 +44,13 @@ class Context:
     options: MigrateOptions
     lock: Optional[IndexLock] = None
     scripts: Optional[Scripts] = None
+    durability: Optional[Durability] = None
     _saved_at: float = field(default=0.0)
+
+    def confirm_replicated(self, what: str) -> None:
+        """Before progress is recorded: the replicas hold every write so far (redis/durability.py)."""
+        if self.durability is not None:
+            self.durability.confirm(self.client, self.lock, what)
 
     def progress(self, phase: str, force: bool = False, **counters: Any) -> None:
         """Record counters of a running phase; the header is rewritten at most every 2 s, so that

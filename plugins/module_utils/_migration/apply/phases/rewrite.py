@@ -251,6 +251,7 @@ def _run(ctx: Context, phase: str, apply) -> Dict[str, object]:
         workers=ctx.options.workers,
         lock=ctx.lock,
         on_progress=progress,
+        confirm=ctx.durability.confirmer(ctx.lock) if ctx.durability else None,
     )
     ctx.progress(phase, force=True, blocks_done=ctx.store.header.data_blocks, blocks=ctx.store.header.data_blocks)
     return totals
