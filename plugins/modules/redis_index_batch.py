@@ -355,6 +355,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     planning_argument_spec,
     schema_diff,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._progress_channel import open_channel
 
 SELECTIONS = {"indexes": "list", "pattern": "pattern", "indexes_file": "file"}
 SHARED_PLANNING_OPTIONS = ("patch", "patch_file", "audit_sample_size", "audit_all", "key_sample_size", "batch_size")
@@ -507,6 +508,7 @@ def main() -> None:
         report_status(module)
         return
     action = plan_batch if state == "planned" else run_batch
+    open_channel()  # progress lines in the job output, and a cancelled job's run stops
     run_with_client(module, lambda client, settings: action(module, client, settings))
 
 

@@ -204,8 +204,30 @@ migrations:
       description: Index it becomes.
       type: str
     status:
-      description: V(running), V(failed), V(completed), V(rolling_back), V(rolled_back) or V(unreadable).
+      description:
+        - V(running), V(failed), V(completed), V(rolling_back), V(rolled_back), V(interrupted) or V(unreadable).
+        - V(running) and V(rolling_back) mean a process works on it now - it holds the index's lock (see
+          RV(migrations[].lock)).
+        - V(interrupted) - the header says V(running) or V(rolling_back) but no process works on it any more -
+          nobody holds the index's lock, or its holder is a process of this host that is gone (a cancelled or
+          killed job). A lock held from another host counts as live until its TTL (60 s, refreshed every 15 s)
+          runs out. RV(migrations[].hint) says the way out - run the same migrate task again to resume, or
+          roll back.
       type: str
+    recorded_status:
+      description: For an V(interrupted) one, the status its header records (V(running) or V(rolling_back)).
+      returned: when status is interrupted
+      type: str
+    hint:
+      description: For an V(interrupted) one, what to do - resume with the same migrate task, or roll back.
+      returned: when status is interrupted
+      type: str
+    lock:
+      description:
+        - The index's lock while the migration or rollback runs - C(purpose), C(host), C(pid), C(since),
+          C(ttl_ms) (how long it lasts without a refresh) and C(owner_gone).
+      returned: when status is running or rolling_back, or interrupted with a lock left behind
+      type: dict
     phase:
       description: The phase running, or the one it stopped in.
       type: str
@@ -335,6 +357,7 @@ server:
 
 import os
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.liveness import with_liveness
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import describe_backups
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import IndexNotFound
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
@@ -366,7 +389,7 @@ def describe(client, params: dict) -> dict:
     if view is not None:
         result["sentinel"] = view
     if params["backup_dir"]:
-        result["migrations"] = describe_backups(params["backup_dir"], params["index"])
+        result["migrations"] = with_liveness(client, describe_backups(params["backup_dir"], params["index"]))
     if params["index"]:
         try:
             snap = snapshot_index(client, params["index"])

@@ -185,6 +185,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     requested_from_params,
     schema_diff,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._progress_channel import open_channel
 
 
 def apply(module, client, settings) -> dict:
@@ -250,6 +251,7 @@ def main() -> None:
         exactly_one_of=sources,
         required_by={option: "index" for option in CHANGE_OPTIONS},
     )
+    open_channel()  # progress lines in the job output, and a cancelled job's run stops
     run_with_client(module, lambda client, settings: apply(module, client, settings), index=module.params["index"])
 
 

@@ -242,6 +242,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
     plan_source_argument_spec,
     schema_diff,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._progress_channel import open_channel
 
 
 def roll_back(module, client) -> dict:
@@ -286,6 +287,7 @@ def main() -> None:
         }
     )
     module = build_module(spec, exactly_one_of=PLAN_SOURCE)
+    open_channel()  # progress lines in the job output, and a cancelled job's run stops
     run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
 
 

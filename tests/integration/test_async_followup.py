@@ -57,7 +57,10 @@ def test_docs_snippet_is_the_async_pattern():
     assert start["poll"] == 0 and start["async"] > 0 and "indexops.redis_search.redis_index_migrate" in start
     assert "indexops.redis_search.redis_index_info" in follow
     assert "progress.migrations | default([]) | last" in follow["vars"]["newest"]
-    assert follow["register"] == "progress" and "newest.status in ['completed', 'failed']" in follow["until"]
+    assert (
+        follow["register"] == "progress"
+        and "newest.status in ['completed', 'failed', 'interrupted']" in follow["until"]
+    )
 
 
 @pytest.mark.playbook

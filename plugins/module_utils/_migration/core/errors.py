@@ -92,6 +92,13 @@ class MigrationFailed(IndexOpsError):
     kind = "migration_failed"
 
 
+class StopRequested(MigrationFailed):
+    """The run was asked to stop (its job was cancelled or its controller is gone) and stopped at a point the
+    same call resumes from."""
+
+    kind = "stopped"
+
+
 class ValidationFailed(IndexOpsError):
     """The result of a migration or rollback is not what the plan promised."""
 

@@ -64,17 +64,28 @@ def owner_gone(holder: dict) -> bool:
     return holder.get("host") == socket.gethostname() and pid > 0 and not _pid_alive(pid)
 
 
+def read_lock(client, index: str) -> Optional[dict]:
+    """The lock on `index`, None when there is none: {index, holder, ttl_ms, stale}."""
+    return _read_lock(client, lock_key(index), index)
+
+
+def _read_lock(client, key, index: str) -> Optional[dict]:
+    raw, ttl = client.get(key), client.pttl(key)
+    if raw is None:  # none, or released meanwhile
+        return None
+    holder = _parse_holder(raw)
+    return {"index": index, "holder": holder, "ttl_ms": ttl, "stale": owner_gone(holder)}
+
+
 def held_locks(client) -> List[dict]:
     """Every migration or rollback lock on the server, by index name: {index, holder, ttl_ms, stale}."""
     prefix = lock_key("")
     found = []
     for key in client.scan_iter(match=prefix + "*", count=1000):
         name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
-        raw, ttl = client.get(key), client.pttl(key)
-        if raw is None:  # released meanwhile
-            continue
-        holder = _parse_holder(raw)
-        found.append({"index": name[len(prefix) :], "holder": holder, "ttl_ms": ttl, "stale": owner_gone(holder)})
+        lock = _read_lock(client, key, name[len(prefix) :])
+        if lock is not None:
+            found.append(lock)
     return sorted(found, key=lambda lock: lock["index"])
 
 

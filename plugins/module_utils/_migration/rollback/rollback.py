@@ -35,7 +35,7 @@ from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
 from ..backup.format import FormatError, Record, decode_records, iter_blocks
 from ..backup.store import DATA, BackupStore, read_header
-from ..core import failpoints
+from ..core import failpoints, progress
 from ..core.deps import BaseModel, Field, redis_exceptions
 from ..core.errors import BackupInvalid, IndexOpsError, RollbackFailed, ValidationFailed
 from ..core.sealed import utc_now
@@ -237,6 +237,9 @@ def _restore_documents(
         first_block = first_block and not records
         result.records += len(records)
         failpoints.hit("rollback", result.records)
+        progress.report(
+            plan.source.index, "restore", documents=result.records, documents_total=store.header.data_records
+        )
     return read_back
 
 

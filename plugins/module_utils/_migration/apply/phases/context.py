@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ...backup.store import BackupStore
+from ...core import progress
 from ...core.deps import BaseModel, Field
 from ...core.limits import BatchSize, WaitSeconds, Workers
 from ...planning.plan import MigrationPlan
@@ -60,3 +61,6 @@ class Context:
             self.store.save()
         if self.lock is not None:
             self.lock.check()
+        # For whoever runs it (the job output), and the point where a cancelled job's run stops.
+        total = self.store.phase("backup").counters.get("source_num_docs")
+        progress.report(self.plan.source.index, phase, documents_total=total, **self.store.phase(phase).counters)
