@@ -1,11 +1,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options shared by every module (argspec: module_utils/_module_kit.py)."""
+"""Connection options shared by every module (argspec: module_utils/_module_kit.py), and what every module needs on
+the host that runs it: requirements.txt, as documentation (tests/integration/test_newcomer.py compares the two)."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:  # pylint: disable=too-few-public-methods
     DOCUMENTATION = r"""
+requirements:
+  - redis (the Python client) >= 5.0, < 9
+  - pydantic >= 2.5, < 3
+  - PyYAML >= 6.0
+  - numpy >= 1.24
 options:
   redis_url:
     description:

@@ -64,21 +64,27 @@ options:
     type: list
     elements: str
     default: []
+"""
+
+    # The sampling and batching options, also used by redis_index_batch (per index of the batch).
+    SAMPLING = r"""
+options:
   audit_sample_size:
     description:
-      - How many documents to read to check their vectors' sizes and measure key lengths (bounded, read-only).
-        V(0) skips the audit. An index with no more documents than this is audited completely. Not negative.
+      - How many documents of each index to read to check their vectors' sizes and measure key lengths (bounded,
+        read-only). V(0) skips the audit. An index with no more documents than this is audited completely. Not
+        negative.
     type: int
     default: 1000
   audit_all:
     description:
-      - Audit every document of the index instead of a sample (reads the whole index; slow on large ones).
-        Makes the backup size estimate exact.
+      - Audit every document of each index instead of a sample (reads the whole index; slow on large ones). Makes
+        the backup size estimate exact.
     type: bool
     default: false
   key_sample_size:
     description:
-      - How many document keys the plan records, for validation after the migration. Not negative.
+      - How many document keys of each index the plan records, for validation after the migration. Not negative.
     type: int
     default: 20
   batch_size:

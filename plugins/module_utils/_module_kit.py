@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -131,11 +131,20 @@ def check_names(params: dict[str, Any]) -> None:
 
 
 def build_module(
-    argument_spec: dict[str, Any], libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"), **kwargs: Any
+    argument_spec: dict[str, Any],
+    libraries: tuple[str, ...] = ("redis", "pydantic", "PyYAML"),
+    exactly_one_of: Optional[list[str]] = None,
+    **kwargs: Any,
 ) -> AnsibleModule:
-    """AnsibleModule with the connection options merged in; fails early on missing libraries."""
+    """AnsibleModule with the connection options merged in, check mode supported; fails early on missing libraries.
+
+    `exactly_one_of`: options of which a task must give one and only one (what the module works from)."""
     spec = connection_argument_spec()
     spec.update(argument_spec)
+    kwargs.setdefault("supports_check_mode", True)
+    if exactly_one_of:
+        kwargs["mutually_exclusive"] = [exactly_one_of] + kwargs.get("mutually_exclusive", [])
+        kwargs["required_one_of"] = [exactly_one_of] + kwargs.get("required_one_of", [])
     kwargs["mutually_exclusive"] = CONNECTION_MUTUALLY_EXCLUSIVE + kwargs.get("mutually_exclusive", [])
     kwargs["required_together"] = CONNECTION_REQUIRED_TOGETHER + kwargs.get("required_together", [])
     module = AnsibleModule(argument_spec=spec, **kwargs)

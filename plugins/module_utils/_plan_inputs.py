@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
+    MigrateOptions,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.yamlio import dump_yaml, read_yaml
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import MigrationPlan
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
+    MigrationPlan,
+    plan_from_dict,
+    read_plan,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import (
     create_plan,
     requested_changes,
@@ -21,6 +28,33 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
 )
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
+
+
+# A migration is named by its index (the newest backup of it), its plan file or its plan: rollback and validate.
+PLAN_SOURCE = ["index", "plan_file", "plan"]
+
+
+def plan_source_argument_spec() -> dict[str, Any]:
+    return {"index": {"type": "str"}, "plan_file": {"type": "path"}, "plan": {"type": "dict"}}
+
+
+def given_plan(params: dict[str, Any]) -> Optional[MigrationPlan]:
+    """The plan a task gives by O(plan_file) or O(plan), checksum verified; None when it gives neither."""
+    if params.get("plan_file"):
+        return read_plan(params["plan_file"])
+    if params.get("plan") is not None:
+        return plan_from_dict(params["plan"], "plan")
+    return None
+
+
+def migrate_options(params: dict[str, Any]) -> MigrateOptions:
+    """How the executor runs, from the options redis_index_migrate and redis_index_batch share."""
+    return MigrateOptions(
+        batch_size=params["batch_size"],
+        workers=params["workers"],
+        wait_timeout=params["wait_timeout"],
+        accept_data_loss=params["accept_data_loss"],
+    )
 
 
 def planning_argument_spec() -> dict[str, Any]:

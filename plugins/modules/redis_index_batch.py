@@ -31,8 +31,8 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
+  - indexops.redis_search.planning.sampling
   - indexops.redis_search.backup
   - indexops.redis_search.benchmark
 attributes:
@@ -142,26 +142,6 @@ options:
     description:
       - Also write the batch report (YAML) here.
     type: path
-  audit_sample_size:
-    description:
-      - Per index, how many documents planning reads to check vector sizes (see C(redis_index_plan)). Not negative.
-    type: int
-    default: 1000
-  audit_all:
-    description:
-      - Audit every document of every index instead of a sample.
-    type: bool
-    default: false
-  key_sample_size:
-    description:
-      - Per index, how many document keys the plan records for validation. Not negative.
-    type: int
-    default: 20
-  batch_size:
-    description:
-      - Documents per pipelined batch (and per backup block). From V(1) to V(100000).
-    type: int
-    default: 500
 notes:
   - Each index is unavailable from its drop until its new index has indexed every document; stop the application's
     reads and writes of the batch's indexes for the run.
@@ -342,9 +322,6 @@ diff:
 
 import os
 
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
-    MigrateOptions,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.batch.apply import (
     apply_batch,
     open_batch,
@@ -372,6 +349,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    migrate_options,
     planning_argument_spec,
     schema_diff,
 )
@@ -448,12 +426,7 @@ def index_diffs(batch, names) -> list:
 def run_batch(module, client, settings) -> dict:
     params = module.params
     batch, plan_file = open_batch(params["plan_file"], params["state_file"])
-    options = MigrateOptions(
-        batch_size=params["batch_size"],
-        workers=params["workers"],
-        wait_timeout=params["wait_timeout"],
-        accept_data_loss=params["accept_data_loss"],
-    )
+    options = migrate_options(params)
     outcome = apply_batch(
         client,
         lambda: connect(settings),
@@ -525,7 +498,6 @@ def main() -> None:
             ("state", "resumed", ["plan_file", "state_file"], True),
             ("state", "status", ["plan_file", "state_file"], True),
         ],
-        supports_check_mode=True,
     )
     state = module.params["state"]
     if state == "status":

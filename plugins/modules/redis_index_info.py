@@ -19,7 +19,6 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
 attributes:
   check_mode:
@@ -344,7 +343,6 @@ def main() -> None:
             "backup_dir": {"type": "path"},
             "probe_capabilities": {"type": "bool", "default": True},
         },
-        supports_check_mode=True,
     )
     backup_dir = module.params["backup_dir"]
     if backup_dir and os.path.exists(backup_dir) and not os.path.isdir(backup_dir):

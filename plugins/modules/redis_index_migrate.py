@@ -26,9 +26,9 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.planning
+  - indexops.redis_search.planning.sampling
   - indexops.redis_search.backup
   - indexops.redis_search.benchmark
 attributes:
@@ -159,19 +159,12 @@ diff:
 """
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.migrate import migrate
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases.context import (
-    MigrateOptions,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.preflight import (
     require_requested_index,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.resume_lookup import (
     completed_plan,
     unfinished_plan,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
-    plan_from_dict,
-    read_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.planner import summarize
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.connection import connect
@@ -183,6 +176,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
     CHANGE_OPTIONS,
+    given_plan,
+    migrate_options,
     plan_from_params,
     planning_argument_spec,
     requested_from_params,
@@ -192,11 +187,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
 
 def apply(module, client, settings) -> dict:
     params = module.params
-    if params["plan_file"]:
-        plan = read_plan(params["plan_file"])
-    elif params["plan"] is not None:
-        plan = plan_from_dict(params["plan"], "plan")
-    else:
+    plan = given_plan(params)
+    if plan is None:
         # Re-running the same task after its migration changed Redis continues that migration, or after
         # it completed reports it done (the request may not fit the migrated index: a renamed field).
         requested = requested_from_params(params)
@@ -206,12 +198,7 @@ def apply(module, client, settings) -> dict:
             or plan_from_params(client, params, settings.endpoint, params["backup_dir"])
         )
     require_requested_index(plan, params["index"])
-    options = MigrateOptions(
-        batch_size=params["batch_size"],
-        workers=params["workers"],
-        wait_timeout=params["wait_timeout"],
-        accept_data_loss=params["accept_data_loss"],
-    )
+    options = migrate_options(params)
     outcome = migrate(
         client,
         lambda: connect(settings),
@@ -257,10 +244,8 @@ def main() -> None:
     module = build_module(
         spec,
         libraries=("redis", "pydantic", "PyYAML", "numpy"),
-        mutually_exclusive=[sources],
-        required_one_of=[sources],
+        exactly_one_of=sources,
         required_by={option: "index" for option in CHANGE_OPTIONS},
-        supports_check_mode=True,
     )
     run_with_client(module, lambda client, settings: apply(module, client, settings), index=module.params["index"])
 

@@ -31,9 +31,9 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.planning
+  - indexops.redis_search.planning.sampling
 attributes:
   check_mode:
     support: full
@@ -264,12 +264,7 @@ def main() -> None:
             "fail_on_blocked": {"type": "bool", "default": True},
         }
     )
-    module = build_module(
-        spec,
-        mutually_exclusive=[CHANGE_OPTIONS],
-        required_one_of=[CHANGE_OPTIONS],
-        supports_check_mode=True,
-    )
+    module = build_module(spec, exactly_one_of=CHANGE_OPTIONS)
     problem = plan_out_problem(module.params["plan_out"])
     if problem:
         module.fail_json(msg=problem, error_type="invalid_input")

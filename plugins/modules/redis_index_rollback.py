@@ -42,7 +42,6 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.backup
 attributes:
@@ -223,7 +222,6 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     existing_backup_dir,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
-    plan_from_dict,
     read_plan,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.capabilities import (
@@ -235,18 +233,19 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit 
     build_module,
     run_with_client,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import schema_diff
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    PLAN_SOURCE,
+    given_plan,
+    plan_source_argument_spec,
+    schema_diff,
+)
 
 
 def roll_back(module, client) -> dict:
     params = module.params
     backup_dir = existing_backup_dir(params["backup_dir"])
-    checksum = None
-    if params["plan_file"]:
-        checksum = read_plan(params["plan_file"]).checksum
-    elif params["plan"] is not None:
-        checksum = plan_from_dict(params["plan"], "plan").checksum
-    store = choose_backup(backup_dir, params["index"], checksum, client=client)
+    plan = given_plan(params)
+    store = choose_backup(backup_dir, params["index"], plan.checksum if plan else None, client=client)
     cluster = detect_capabilities(client, probe=False).cluster_enabled
     changed, result = rollback(
         client,
@@ -275,22 +274,14 @@ def rollback_diff(plan) -> dict:
 
 
 def main() -> None:
-    spec = backup_argument_spec()
+    spec = {**backup_argument_spec(), **plan_source_argument_spec()}
     spec.update(
         {
-            "index": {"type": "str"},
-            "plan_file": {"type": "path"},
-            "plan": {"type": "dict"},
             "partial": {"type": "bool", "default": False},
             "accept_validation_failure": {"type": "bool", "default": False},
         }
     )
-    module = build_module(
-        spec,
-        mutually_exclusive=[["index", "plan_file", "plan"]],
-        required_one_of=[["index", "plan_file", "plan"]],
-        supports_check_mode=True,
-    )
+    module = build_module(spec, exactly_one_of=PLAN_SOURCE)
     run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
 
 

@@ -31,7 +31,6 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
   - indexops.redis_search.backup
 attributes:
@@ -163,25 +162,21 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
     validate_migration,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import ValidationFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import (
-    plan_from_dict,
-    read_plan,
-)
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
     backup_argument_spec,
     build_module,
     run_with_client,
 )
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
+    PLAN_SOURCE,
+    given_plan,
+    plan_source_argument_spec,
+)
 
 
 def check(module, client) -> dict:
     params = module.params
-    plan = None
-    if params["plan_file"]:
-        plan = read_plan(params["plan_file"])
-    elif params["plan"] is not None:
-        plan = plan_from_dict(params["plan"], "plan")
-    plan, store = find_migration(params["backup_dir"], plan, params["index"], client=client)
+    plan, store = find_migration(params["backup_dir"], given_plan(params), params["index"], client=client)
     found = validate_migration(client, plan, store, wait_timeout=params["wait_timeout"])
     result = {"changed": False, **found.model_dump(mode="json")}
     if not found.passed and params["fail_on_problems"]:
@@ -194,21 +189,13 @@ def check(module, client) -> dict:
 
 
 def main() -> None:
-    spec = backup_argument_spec()
+    spec = {**backup_argument_spec(), **plan_source_argument_spec()}
     spec.update(
         {
-            "index": {"type": "str"},
-            "plan_file": {"type": "path"},
-            "plan": {"type": "dict"},
             "fail_on_problems": {"type": "bool", "default": True},
         }
     )
-    module = build_module(
-        spec,
-        mutually_exclusive=[["index", "plan_file", "plan"]],
-        required_one_of=[["index", "plan_file", "plan"]],
-        supports_check_mode=True,
-    )
+    module = build_module(spec, exactly_one_of=PLAN_SOURCE)
     run_with_client(module, lambda client, _settings: check(module, client), index=module.params["index"])
 
 

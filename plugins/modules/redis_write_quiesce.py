@@ -40,7 +40,6 @@ description:
 author:
   - indexops maintainers (@indexops)
 extends_documentation_fragment:
-  - indexops.redis_search.requirements
   - indexops.redis_search.connection
 attributes:
   check_mode:
@@ -389,7 +388,6 @@ def main() -> None:
         },
         libraries=("redis", "pydantic"),
         required_if=[("state", "quiesced", ["state_file"]), ("state", "released", ["state_file"])],
-        supports_check_mode=True,
     )
     if module.params["state"] == "verified":
         try:
