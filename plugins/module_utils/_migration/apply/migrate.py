@@ -35,7 +35,7 @@ from ..redis.lock import acquire_locks, release_locks
 from ..redis.scripts import Scripts
 from ..redis.snapshot import index_exists, read_schema, real_name
 from .benchmark import migration_benchmark, write_benchmark
-from .phases import backup, create, drop, online, resume_check, rewrite, validate
+from .phases import backup, create, drop, online, online_rewrite, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
 from .preflight import check_dir_readonly, preflight, require_applicable, resume_checks, target_matches
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
@@ -95,6 +95,8 @@ ONLINE_BUILD = ("create", "wait", "validate")
 
 
 def phases_of(plan: MigrationPlan) -> list:
+    if plan.mode == ONLINE and plan.online_layout is not None:
+        return online_rewrite.phases(plan.online_layout, ONLINE_PHASES)
     return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
 
 

@@ -51,8 +51,24 @@ DATA = "data.bin"
 # The converted vectors, made while the source index still serves, block for block beside data.bin,
 # so that after the drop the quantize phase only writes.
 STAGED = "staged.bin"
-# Every phase either mode can run (an online migration: create, wait, validate, swap).
-PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap")
+# Every phase either mode can run (an online migration: create, wait, validate, swap; one that rewrites
+# documents also expand, convert, rebuild, swap_final and contract).
+PHASES = (
+    "backup",
+    "drop",
+    "move_fields",
+    "rename_keys",
+    "quantize",
+    "expand",
+    "create",
+    "wait",
+    "validate",
+    "swap",
+    "convert",
+    "rebuild",
+    "swap_final",
+    "contract",
+)
 
 
 class PhaseState(BaseModel):

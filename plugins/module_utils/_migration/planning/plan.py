@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from ..core.deps import BaseModel, ConfigDict, Field
 from ..core.errors import PlanInvalid
@@ -143,6 +143,14 @@ class MigrationPlan(SealedDocument):
         """How an online migration lays out the documents it rewrites (schema/online_layout.py); None when it
         rewrites none, or is not online."""
         return self.online.layout if self.mode == "online" and self.online else None
+
+    def backup_entries(self) -> List[Tuple[str, Optional[int], bool]]:
+        """(location, size, stored-as-absent) per backup record entry (rewrites.backup_entries), with an online
+        migration's side fields as absent markers: the rollback's state of a document covers them, and a
+        side field left behind is removed."""
+        entries = self.rewrites.backup_entries()
+        layout = self.online_layout
+        return entries + [(side, None, True) for side in layout.side_locations] if layout else entries
 
     def final_schema(self) -> IndexSchema:
         """The target schema under the name the new index really has."""

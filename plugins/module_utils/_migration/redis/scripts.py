@@ -139,6 +139,58 @@ if moved == 1 then return 2 end
 return 1
 """
 
+# An online rewrite's steps on one hash (expand, convert, contract), all or nothing per document. KEYS[1]
+# the key; ARGV: items of five, an operation and four arguments:
+#   W check expected dest value   write `dest` := value, where `check` still holds `expected` (the backup's
+#                                 original): expand (a side field or a renamed field's new name), convert
+#   M old expected new value      contract of a rename: `new` (holding `value`, what expand wrote) takes
+#                                 `old`'s place (RENAME_FIELD), where `old` still holds `expected`
+#   D side value check expected   contract of a side field: HDEL `side` (holding `value`), where `check` holds
+#                                 `expected` (the converted bytes are in place)
+# Done already when each item's result is there. Returns 2 written, 1 already done, 0 gone, -1 conflict
+# (the application changed the document meanwhile: nothing written).
+ONLINE_STEP = (
+    RENAME_FIELD
+    + """
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+local pending = {}
+for i = 1, #ARGV, 5 do
+  local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if op == 'W' then
+    if redis.call('HGET', key, c) ~= d then
+      if redis.call('HGET', key, a) ~= b then return -1 end
+      pending[#pending + 1] = i
+    end
+  elseif op == 'M' then
+    local old = redis.call('HGET', key, a)
+    if old or redis.call('HGET', key, c) ~= d then
+      if old ~= b or redis.call('HGET', key, c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  else
+    local side = redis.call('HGET', key, a)
+    if side then
+      if side ~= b or redis.call('HGET', key, c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  local op = ARGV[i]
+  if op == 'W' then
+    redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
+  elseif op == 'M' then
+    rename_field(key, ARGV[i + 1], ARGV[i + 3], ARGV[i + 4])
+  else
+    redis.call('HDEL', key, ARGV[i + 1])
+  end
+end
+return 2
+"""
+)
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -289,6 +341,7 @@ class Scripts:
         self.hash_move = client.register_script(HASH_MOVE)
         self.json_move = client.register_script(JSON_MOVE)
         self.key_rename = client.register_script(KEY_RENAME)
+        self.online_step = client.register_script(ONLINE_STEP)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 
