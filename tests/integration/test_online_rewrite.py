@@ -35,6 +35,11 @@ def dumps(client, prefix: str) -> dict:
     return found
 
 
+def built(plan) -> list:
+    """The indexes the migration builds (the interim one of a datatype change in place, the final one)."""
+    return [name for name in (plan.online.interim_index, plan.online.index) if name]
+
+
 def twins(client, docs=300):
     """The same documents twice: index a on a:, index b on b:."""
     load(client, index="a", prefix="a:", docs=docs)
@@ -76,3 +81,50 @@ def test_rewrite_runs_online_by_default_and_ends_as_drop_recreate(clean_redis, r
     assert dumps(clean_redis, "a:") == originals  # every original byte back
     assert definition(clean_redis, "a") == source
     assert not index_exists(clean_redis, final) and not index_exists(clean_redis, "a--v2")
+
+
+# --- killed at every step: the re-run converges on drop_recreate's end state, rollback on the original ---------
+
+IN_PLACE_POINTS = [
+    "backup:start",
+    "expand:start",
+    "expand:2",
+    "create:0",
+    "wait:start",
+    "validate:start",
+    "swap:0",
+    "convert:start",
+    "convert:3",
+    "rebuild:start",
+    "rebuild:0",
+    "swap_final:0",
+    "contract:start",
+    "contract:2",
+]
+RENAME_POINTS = ["expand:3", "create:0", "swap:0", "contract:start", "contract:4"]
+KILLS = [("quantize", point) for point in IN_PLACE_POINTS] + [("rename+quantize", point) for point in RENAME_POINTS]
+
+
+@pytest.mark.parametrize("then", ["resume", "rollback"])
+@pytest.mark.parametrize("change, failpoint", KILLS)
+def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, change, failpoint, then):
+    twins(clean_redis)
+    originals = dumps(clean_redis, "a:")
+    source = definition(clean_redis, "a")
+    plan = make_plan(clean_redis, CHANGES[change], index="a")
+    assert plan.mode == "online"
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    if then == "resume":
+        run(clean_redis, redis_url, make_plan(clean_redis, CHANGES[change], index="b", mode="drop_recreate"), tmp_path)
+        outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
+        assert outcome.report.result == "succeeded" and outcome.report.validation["passed"]
+        assert dumps(clean_redis, "a:") == dumps(clean_redis, "b:")
+        assert definition(clean_redis, "a")["fields"] == definition(clean_redis, "b")["fields"]
+        return
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+    assert changed and result.result == "rolled_back", result
+    assert dumps(clean_redis, "a:") == originals
+    assert definition(clean_redis, "a") == source
+    assert not any(index_exists(clean_redis, name) for name in built(plan))
