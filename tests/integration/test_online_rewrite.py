@@ -5,16 +5,24 @@ all along by a reader, killed at every step and resumed, and rolled back to ever
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
+import time
 
+import numpy
 import pytest
-from test_online_migration import definition, names, read_during
+from test_online_migration import READER, definition, load_big, names
 from test_redis_index_migrate import QUANT16, load, make_plan, run, run_killed
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import index_exists
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
+    index_exists,
+    real_name,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 
 RENAME = {"rename_fields": [{"old_name": "vec", "new_name": "embedding"}]}
@@ -128,3 +136,98 @@ def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, change
     assert dumps(clean_redis, "a:") == originals
     assert definition(clean_redis, "a") == source
     assert not any(index_exists(clean_redis, name) for name in built(plan))
+
+
+# --- readers by name all along: no gap with swap, no failed read with side_by_side -----------------------------
+
+
+def reading(redis_url, tmp_path, index, vector, action, retry=None, tag="reader"):
+    """Run `action` while a separate process sends a KNN query to `index` every 5 ms (retrying with `retry`, the
+    vector in the other datatype, on an error); return what it saw."""
+    stop, out = tmp_path / f"{tag}.stop", tmp_path / f"{tag}.json"
+    args = {
+        "url": redis_url,
+        "index": index,
+        "interval": 0.005,
+        "stop_file": str(stop),
+        "out": str(out),
+        "field": "vec",
+        "vector": vector.hex(),
+    }
+    if retry is not None:
+        args["retry_vector"] = retry.hex()
+    reader = subprocess.Popen([sys.executable, READER, json.dumps(args)])
+    try:
+        time.sleep(0.5)  # the reader is answered before the migration starts
+        result = action()
+        time.sleep(0.3)
+    finally:
+        stop.write_text("stop")
+        reader.wait(timeout=30)
+    return json.loads(out.read_text()), result
+
+
+TEXT_RENAME = {"rename_fields": [{"old_name": "title", "new_name": "headline"}]}
+
+
+@pytest.mark.parametrize("change", ["quantize", "rename"])
+def test_a_reader_by_name_sees_no_gap_with_swap(clean_redis, redis_url, tmp_path, change):
+    vectors = load_big(clean_redis, docs=20000)
+    plan = make_plan(clean_redis, QUANT16 if change == "quantize" else TEXT_RENAME)
+    assert plan.mode == "online" and plan.online.cutover == "swap"
+    query = vectors[7].tobytes()
+    retry = vectors[7].astype(numpy.float16).tobytes() if change == "quantize" else None
+    seen, outcome = reading(
+        redis_url,
+        tmp_path,
+        "idx",
+        query,
+        lambda: run(clean_redis, redis_url, plan, tmp_path / "b", wait_timeout=120),
+        retry,
+    )
+    assert outcome.report.result == "succeeded"
+    assert seen["answered"] > 50 and seen["errors"] == 0 and seen["empty"] == 0, seen
+    assert seen["longest_gap_ms"] <= 50, seen
+    assert seen["retried"] == (1 if change == "quantize" else 0), seen  # once, at the swap
+
+
+def test_side_by_side_serves_both_then_finish_swaps_and_contracts(clean_redis, redis_url, tmp_path):
+    vectors = load_big(clean_redis, docs=5000)
+    plan = make_plan(clean_redis, QUANT16, cutover="side_by_side", side_by_side_alias="idx_next")
+    assert plan.mode == "online" and plan.online.first_index == "idx--v2"
+    old_query, new_query = vectors[7].tobytes(), vectors[7].astype(numpy.float16).tobytes()
+    seen, outcome = reading(
+        redis_url,
+        tmp_path,
+        "idx",
+        old_query,
+        lambda: run(clean_redis, redis_url, plan, tmp_path / "b", wait_timeout=120),
+    )
+    assert outcome.changed and outcome.report.result == "side_by_side"
+    assert seen["errors"] == 0 and seen["empty"] == 0 and seen["answered"] > 50, seen
+    assert names(clean_redis, "idx", "idx_next") == {"idx": "idx", "idx_next": "idx--v2"}
+    reply = clean_redis.execute_command(
+        "FT.SEARCH", "idx_next", "*=>[KNN 1 @vec $v]", "PARAMS", "2", "v", new_query, "NOCONTENT", "DIALECT", "2"
+    )
+    assert reply[1:] == [b"doc:7"]
+    store = BackupStore.for_plan(str(tmp_path / "b"), plan.checksum)
+    assert store.header.status == "side_by_side"
+    again = run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert not again.changed and again.report.result == "side_by_side"
+
+    # The client moved to idx_next: it reads on, with no failed read, through the finish.
+    seen, outcome = reading(
+        redis_url,
+        tmp_path,
+        "idx_next",
+        new_query,
+        lambda: run(clean_redis, redis_url, plan, tmp_path / "b", wait_timeout=120, finish=True),
+        tag="moved",
+    )
+    assert outcome.changed and outcome.report.result == "succeeded"
+    assert seen["errors"] == 0 and seen["empty"] == 0 and seen["answered"] > 50, seen
+    assert names(clean_redis, "idx", "idx_next") == {"idx": "idx--v3", "idx_next": "idx--v3"}
+    assert not index_exists(clean_redis, "idx--v2")
+    assert len(clean_redis.hget("doc:7", "vec")) == 64 and not clean_redis.hexists("doc:7", "indexops-next:vec")
+    assert real_name(clean_redis, "idx") == plan.online.index
+    assert not run(clean_redis, redis_url, plan, tmp_path / "b", finish=True).changed

@@ -95,9 +95,12 @@ ONLINE_BUILD = ("create", "wait", "validate")
 
 
 def phases_of(plan: MigrationPlan) -> list:
-    if plan.mode == ONLINE and plan.online_layout is not None:
-        return online_rewrite.phases(plan.online_layout, ONLINE_PHASES)
-    return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
+    if plan.mode != ONLINE:
+        return DROP_RECREATE_PHASES
+    build_and_swap = online.with_cutover(plan.online, ONLINE_PHASES)
+    if plan.online_layout is not None:
+        return online_rewrite.phases(plan.online_layout, build_and_swap)
+    return build_and_swap
 
 
 def migrate(
@@ -119,7 +122,9 @@ def migrate(
     store = _earlier_attempt(plan, root)
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
-    resume = store is not None and store.header.status in ("running", "failed")
+    if store is not None and store.header.status == online.SIDE_BY_SIDE and not options.finish:
+        return Outcome(changed=False, report=build_report(plan, online.SIDE_BY_SIDE, store))
+    resume = store is not None and store.header.status in ("running", "failed", online.SIDE_BY_SIDE)
     if check_mode:
         if not resume:
             preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
@@ -147,6 +152,10 @@ def migrate(
             resume_check.check(ctx)
         for phase in _run_phases(ctx):  # noqa: B007 - the phase a failure stopped in is reported below
             pass
+    except online.SideBySide:
+        store.header.status = store.header.phase = online.SIDE_BY_SIDE
+        store.save()
+        return Outcome(changed=True, report=build_report(plan, online.SIDE_BY_SIDE, store))
     except Exception as err:  # pylint: disable=broad-exception-caught
         if plan.mode == ONLINE:
             _clean_up_online(client, plan, store)

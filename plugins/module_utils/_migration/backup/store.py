@@ -63,6 +63,7 @@ PHASES = (
     "create",
     "wait",
     "validate",
+    "side_by_side",
     "swap",
     "convert",
     "rebuild",
@@ -103,7 +104,7 @@ class BackupHeader(SealedRecord):
     updated_at: str = Field(default_factory=utc_now)
     host: str = Field(default_factory=socket.gethostname)
     pid: int = Field(default_factory=os.getpid)
-    status: str = "running"  # running | failed | completed | rolling_back | rolled_back
+    status: str = "running"  # running | failed | side_by_side | completed | rolling_back | rolled_back
     phase: str = "preflight"
     phases: Dict[str, PhaseState] = Field(default_factory=lambda: {p: PhaseState() for p in PHASES})
     # data.bin once the backup phase finished: the numbers it is verified against before any use.

@@ -28,6 +28,9 @@ class MigrateOptions(BaseModel):
     accept_data_loss: bool = False
     # "auto" uses RENAME on a standalone server and DUMP/RESTORE/DEL on a cluster (keys of other slots).
     key_rename_method: str = "auto"
+    # An online migration planned with cutover side_by_side stops once its new index serves beside the source;
+    # a run with finish goes on to the swap (and contract).
+    finish: bool = False
 
 
 @dataclass

@@ -319,9 +319,10 @@ def _refuse_swap(build: Build, what: str) -> None:
     )
 
 
-def swap_built(ctx: Context, build: Build, phase: str = "swap") -> None:
+def swap_built(ctx: Context, build: Build, phase: str = "swap", extra: Optional[List[str]] = None) -> None:
     plan, client = ctx.plan, ctx.client
     final, names = build.new.name, list(plan.online.names)
+    moved = names + list(extra or [])
     serving = build.serving.name
     ctx.store.header.aliases = names
     ctx.store.save()
@@ -334,20 +335,20 @@ def swap_built(ctx: Context, build: Build, phase: str = "swap") -> None:
         )
     # The definition's fingerprint first, then the check that it is the planned one: a change after the
     # check changes the fingerprint, which the swap script compares before it writes anything.
-    fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", serving, final, "", *names)
-    _source_as_planned(ctx, build, names)
+    fingerprint = client.execute_command("EVAL", GUARDED_SWAP, "0", serving, final, "", *moved)
+    _source_as_planned(ctx, build, moved)
     failpoints.hit(phase, 0)
     # One script in one transaction: no client sees the source gone and its names not yet moved, and
     # nothing changes the source between the script's check and its drop. The names are added after the
     # drop, which removes the source's own aliases with it.
     pipe = client.pipeline(transaction=True)
-    pipe.execute_command("EVAL", GUARDED_SWAP, "0", serving, final, fingerprint, *names)
+    pipe.execute_command("EVAL", GUARDED_SWAP, "0", serving, final, fingerprint, *moved)
     replies = execute_once(client, pipe, raise_on_error=False)
     errors = [str(r) for r in replies if isinstance(r, Exception)]
     refused = [e for e in errors if e.startswith(SOURCE_CHANGED)]
     if refused:
         _refuse_swap(build, refused[0][len(SOURCE_CHANGED) :].strip())
-    wrong = [n for n in names if real_name(client, n) != final]
+    wrong = [n for n in moved if real_name(client, n) != final]
     if errors or wrong:
         raise MigrationFailed(
             f"the swap did not complete: {'; '.join(errors) or 'names not moved: ' + ', '.join(wrong)}",
@@ -363,3 +364,39 @@ def run_swap(ctx: Context) -> None:
         ctx.store.save()
         return
     swap_built(ctx, build)
+
+
+# -- side by side -------------------------------------------------------------------------------------------
+
+
+SIDE_BY_SIDE = "side_by_side"
+
+
+def with_cutover(online_plan, build_and_swap: list) -> list:
+    """create, wait, validate, swap - with a side-by-side stop before the swap when the plan asks for one."""
+    if online_plan is None or online_plan.cutover != SIDE_BY_SIDE:
+        return build_and_swap
+    at = [name for name, _run in build_and_swap].index("swap")
+    return [*build_and_swap[:at], (SIDE_BY_SIDE, run_side_by_side), *build_and_swap[at:]]
+
+
+class SideBySide(Exception):
+    """Not a failure: a side_by_side migration stops here until a run with finish."""
+
+
+def run_side_by_side(ctx: Context) -> None:
+    """The first index serves beside the source (under its own name, and the alias the plan names); without
+    `finish` the run stops here, each name leading where it did."""
+    online_plan, build = ctx.plan.online, first_build(ctx)
+    alias = online_plan.side_by_side_alias
+    if alias and not swapped(ctx, build) and real_name(ctx.client, alias) != build.new.name:
+        ctx.client.execute_command("FT.ALIASUPDATE", alias, build.new.name)
+    ctx.progress(SIDE_BY_SIDE, force=True, index=build.new.name, alias=alias)
+    if not ctx.options.finish:
+        raise SideBySide(build.new.name)
+
+
+def side_by_side_names(ctx: Context) -> List[str]:
+    """The names a later swap moves: the alias of a side-by-side migration goes with the others."""
+    alias = ctx.plan.online.side_by_side_alias
+    return [alias] if alias and ctx.plan.online.cutover == SIDE_BY_SIDE else []

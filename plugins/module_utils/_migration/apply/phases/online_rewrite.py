@@ -33,7 +33,7 @@ from ...core.errors import MigrationFailed
 from ...redis.scripts import Scripts
 from . import backup
 from .context import Context
-from .online import create_built, final_build, swap_built, validate_built, wait_built
+from .online import create_built, final_build, side_by_side_names, swap_built, validate_built, wait_built
 from .rewrite import read_staged, run_block_phase, tally
 
 EXPAND, CONVERT, CONTRACT = "expand", "convert", "contract"
@@ -138,7 +138,7 @@ def run_rebuild(ctx: Context) -> None:
 
 
 def run_swap_final(ctx: Context) -> None:
-    swap_built(ctx, final_build(ctx), "swap_final")
+    swap_built(ctx, final_build(ctx), "swap_final", side_by_side_names(ctx))
 
 
 def phases(layout, build_and_swap: list) -> list:
