@@ -65,16 +65,15 @@ def test_a_change_that_leaves_the_documents_plans_online(clean_redis):
     assert not any(w.startswith("Downtime") for w in plan.warnings)
 
 
-def test_a_change_that_rewrites_documents_plans_drop_recreate_and_online_is_blocked(clean_redis):
+def test_a_prefix_change_plans_drop_recreate_and_online_is_blocked(clean_redis):
+    """Rewrites of hash vectors and field renames run online (test_online_rewrite.py); a prefix change does not."""
     load(clean_redis, docs=50)
-    quantize = {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}
-    plan = make_plan(clean_redis, quantize)
-    assert plan.mode == "drop_recreate" and "rewrites the vector bytes of vec" in plan.mode_reason
-    forced = make_plan(clean_redis, quantize, mode="online")
+    prefix = {"index": {"prefix": "item:"}}
+    plan = make_plan(clean_redis, prefix)
+    assert plan.mode == "drop_recreate" and "a prefix change is not run online by this version" in plan.mode_reason
+    forced = make_plan(clean_redis, prefix, mode="online")
     assert not forced.classification.supported
-    assert any(
-        "mode online needs the documents to stay as they are" in r for r in forced.classification.blocked_reasons
-    )
+    assert any("mode online:" in r and "use drop_recreate" in r for r in forced.classification.blocked_reasons)
     assert (
         make_plan(
             clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="drop_recreate"
@@ -90,7 +89,7 @@ def test_online_falls_back_when_the_second_index_does_not_fit_in_memory(clean_re
     try:
         plan = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]})
         assert plan.mode == "drop_recreate"
-        assert any(w.startswith("Online was not possible: a second index of about") for w in plan.warnings)
+        assert any(w.startswith("Online was not possible: the online window needs about") for w in plan.warnings)
         forced = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="online")
         assert any(
             "free memory, raise maxmemory or use drop_recreate" in r for r in forced.classification.blocked_reasons

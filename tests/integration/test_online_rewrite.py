@@ -231,3 +231,37 @@ def test_side_by_side_serves_both_then_finish_swaps_and_contracts(clean_redis, r
     assert len(clean_redis.hget("doc:7", "vec")) == 64 and not clean_redis.hexists("doc:7", "indexops-next:vec")
     assert real_name(clean_redis, "idx") == plan.online.index
     assert not run(clean_redis, redis_url, plan, tmp_path / "b", finish=True).changed
+
+
+# --- memory: online only where the window fits; the figures when it does not ----------------------------------
+
+
+def test_no_memory_headroom_refuses_online_with_the_figures_and_drop_recreate_still_works(
+    clean_redis, redis_url, tmp_path
+):
+    load(clean_redis, docs=300)
+    documents = dumps(clean_redis, "doc:")
+    roomy = make_plan(clean_redis, QUANT16)
+    assert roomy.mode == "online"
+    peak = roomy.online.memory_needed_bytes
+    assert set(roomy.online.memory_breakdown) >= {"new_values", "new_index", "second_index"}
+    used = int(clean_redis.info("memory")["used_memory"])
+    clean_redis.config_set("maxmemory", str(int((used + peak // 2) / 0.9)))
+    try:
+        auto = make_plan(clean_redis, QUANT16)
+        assert auto.mode == "drop_recreate"
+        warning = next(w for w in auto.warnings if w.startswith("Online was not possible"))
+        assert "the online window needs about" in warning and "new values" in warning and "maxmemory" in warning
+        forced = make_plan(clean_redis, QUANT16, mode="online")
+        assert not forced.classification.supported
+        refusal = next(r for r in forced.classification.blocked_reasons if r.startswith("mode online:"))
+        assert "bytes used, past 90% of maxmemory" in refusal and "new index" in refusal
+        asked = make_plan(clean_redis, QUANT16, mode="drop_recreate")
+        assert asked.mode == "drop_recreate" and asked.mode_reason == "drop_recreate was asked for"
+        outcome = run(clean_redis, redis_url, asked, tmp_path)
+        assert outcome.report.result == "succeeded" and outcome.report.mode == "drop_recreate"
+        assert "drop" in outcome.report.phases and "expand" not in outcome.report.phases
+    finally:
+        clean_redis.config_set("maxmemory", "0")
+    assert all(len(clean_redis.hget(key, "vec")) == 32 for key in clean_redis.scan_iter(match="doc:*"))
+    assert len(documents) == 300
