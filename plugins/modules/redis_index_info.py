@@ -203,10 +203,20 @@ migrations:
       description: Index it becomes.
       type: str
     status:
-      description: V(running), V(failed), V(completed), V(rolling_back), V(rolled_back) or V(unreadable).
+      description: V(running), V(failed), V(side_by_side) (an online migration with O(indexops.redis_search.redis_index_plan#module:cutover=side_by_side)
+        stopped with its new index serving beside the source; run it again with C(finish=true) to swap and contract),
+        V(completed), V(rolling_back), V(rolled_back) or V(unreadable).
       type: str
     phase:
       description: The phase running, or the one it stopped in.
+      type: str
+    step:
+      description: >-
+        The step of an online migration the phase belongs to - V(expand) (the new bytes written beside the old
+        ones), V(build) (an index built beside the serving one and validated), V(side_by_side), V(swap) or
+        V(contract) (the old bytes removed; for a datatype change in place also the converted bytes written to the
+        original location) - or the status once it is over (V(completed), V(rolled_back), ...). For the backup and
+        a drop_recreate migration, the phase.
       type: str
     phases_done:
       description: Phases completed, in order.
@@ -224,6 +234,7 @@ migrations:
       target_index: products
       status: running
       phase: quantize
+      step: quantize
       phases_done: [backup, drop, move_fields, rename_keys]
       progress: {backup: {documents: 1000000, blocks: 2000}, quantize: {blocks_done: 812, blocks: 2000}}
 alias_targets:

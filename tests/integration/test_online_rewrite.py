@@ -13,6 +13,7 @@ import time
 
 import numpy
 import pytest
+from module_runner import run_module
 from test_online_migration import READER, definition, load_big, names
 from test_redis_index_migrate import QUANT16, load, make_plan, run, run_killed
 
@@ -24,6 +25,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
     real_name,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 RENAME = {"rename_fields": [{"old_name": "vec", "new_name": "embedding"}]}
 RENAME16 = {
@@ -113,9 +115,12 @@ RENAME_POINTS = ["expand:3", "create:0", "swap:0", "contract:start", "contract:4
 KILLS = [("quantize", point) for point in IN_PLACE_POINTS] + [("rename+quantize", point) for point in RENAME_POINTS]
 
 
+STEP = {"expand": "expand", "swap": "swap", "swap_final": "swap", "convert": "contract", "contract": "contract"}
+
+
 @pytest.mark.parametrize("then", ["resume", "rollback"])
 @pytest.mark.parametrize("change, failpoint", KILLS)
-def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, change, failpoint, then):
+def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, capsys, change, failpoint, then):
     twins(clean_redis)
     originals = dumps(clean_redis, "a:")
     source = definition(clean_redis, "a")
@@ -124,6 +129,13 @@ def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, change
     write_plan(plan, str(tmp_path / "plan.yaml"))
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # redis_index_info says which step it stopped in.
+    info = run_module(
+        redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "a"), "index": "a"}, capsys
+    )
+    phase = failpoint.split(":")[0]
+    assert info["migrations"][-1]["phase"] == phase and info["migrations"][-1]["status"] == "running"
+    assert info["migrations"][-1]["step"] == STEP.get(phase, "build" if phase != "backup" else "backup")
     if then == "resume":
         run(clean_redis, redis_url, make_plan(clean_redis, CHANGES[change], index="b", mode="drop_recreate"), tmp_path)
         outcome = run(clean_redis, redis_url, plan, tmp_path / "a")

@@ -72,6 +72,32 @@ PHASES = (
 )
 
 
+# The step of an online migration each phase belongs to, as redis_index_info shows it (expand, build, swap,
+# contract). A drop_recreate migration (its drop started) and the backup are shown by phase.
+STEPS = {
+    "expand": "expand",
+    "create": "build",
+    "wait": "build",
+    "validate": "build",
+    "side_by_side": "side_by_side",
+    "swap": "swap",
+    "convert": "contract",
+    "rebuild": "build",
+    "swap_final": "swap",
+    "contract": "contract",
+}
+
+
+def step_of(header: "BackupHeader") -> str:
+    """The step a migration is in (or stopped in), or its status once it is over."""
+    if header.status in ("completed", "rolled_back", "rolling_back", "side_by_side"):
+        return header.status
+    drop = header.phases.get("drop")
+    if drop is not None and drop.started_at:
+        return header.phase
+    return STEPS.get(header.phase, header.phase)
+
+
 class PhaseState(BaseModel):
     done: bool = False
     started_at: Optional[str] = None
@@ -233,6 +259,7 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
                 "attempt": header.attempt,
                 "status": header.status,
                 "phase": header.phase,
+                "step": step_of(header),
                 "phases_done": done,
                 "progress": {
                     name: header.phases[name].counters
