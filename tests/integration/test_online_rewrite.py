@@ -277,3 +277,55 @@ def test_no_memory_headroom_refuses_online_with_the_figures_and_drop_recreate_st
         clean_redis.config_set("maxmemory", "0")
     assert all(len(clean_redis.hget(key, "vec")) == 32 for key in clean_redis.scan_iter(match="doc:*"))
     assert len(documents) == 300
+
+
+# --- JSON: a renamed path moves online; a datatype change was online already (documents stay) ----------------
+
+
+def json_documents(client, prefix: str) -> dict:
+    return {
+        key[len(prefix) :]: client.execute_command("JSON.GET", key)
+        for key in sorted(client.scan_iter(match=prefix + "*"))
+    }
+
+
+@pytest.mark.parametrize("then", ["done", "killed:expand:2", "killed:swap:0", "killed:contract:3"])
+def test_json_rename_online_ends_as_drop_recreate_and_rolls_back(clean_redis, redis_url, tmp_path, then):
+    load(clean_redis, storage="json", index="a", prefix="a:")
+    load(clean_redis, storage="json", index="b", prefix="b:")
+    originals = json_documents(clean_redis, "a:")
+    plan = make_plan(clean_redis, RENAME, index="a")
+    assert plan.mode == "online", plan.mode_reason
+    if then.startswith("killed"):
+        write_plan(plan, str(tmp_path / "plan.yaml"))
+        failpoint = then.split(":", 1)[1]
+        assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint).returncode == -signal.SIGKILL
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
+    assert outcome.report.result == "succeeded" and outcome.report.downtime_seconds == 0.0
+    run(clean_redis, redis_url, make_plan(clean_redis, RENAME, index="b", mode="drop_recreate"), tmp_path / "b")
+    assert json_documents(clean_redis, "a:") == json_documents(clean_redis, "b:")
+    assert definition(clean_redis, "a")["fields"] == definition(clean_redis, "b")["fields"]
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+    assert changed and result.result == "rolled_back"
+    restored = json_documents(clean_redis, "a:")
+    # The same values; the renamed key is back, at the end of the object, as drop_recreate's rollback leaves it.
+    assert {k: json.loads(v) for k, v in restored.items()} == {k: json.loads(v) for k, v in originals.items()}
+
+
+def test_json_quantization_online_with_a_reader(clean_redis, redis_url, tmp_path):
+    vectors = load(clean_redis, storage="json", prefix="j:", docs=3000)
+    originals = json_documents(clean_redis, "j:")
+    plan = make_plan(clean_redis, QUANT16)
+    assert plan.mode == "online" and plan.online.layout is None  # JSON values are not rewritten
+    query = vectors[5].astype(numpy.float32).tobytes()
+    seen, outcome = reading(
+        redis_url,
+        tmp_path,
+        "idx",
+        query,
+        lambda: run(clean_redis, redis_url, plan, tmp_path / "b"),
+        retry=vectors[5].astype(numpy.float16).tobytes(),
+    )
+    assert outcome.report.result == "succeeded"
+    assert seen["errors"] == 0 and seen["empty"] == 0 and seen["longest_gap_ms"] <= 50, seen
+    assert json_documents(clean_redis, "j:") == originals

@@ -118,8 +118,6 @@ def _online_refusal(rewrites: DocumentRewrites, caps: ServerCapabilities) -> Opt
     """Why the documents cannot be rewritten online on this server, or None."""
     if rewrites.prefix is not None:
         return "a prefix change is not run online by this version (the documents would be copied under new keys)"
-    if rewrites.storage == "json" and rewrites.moves:
-        return "moving JSON values online is not supported by this version"
     return None
 
 

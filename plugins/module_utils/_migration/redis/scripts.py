@@ -191,6 +191,44 @@ return 2
 """
 )
 
+# The same for a JSON document, whose values are the exact JSON.GET replies of their paths ('[value]', '[]' where
+# nothing is): W check expected dest value (JSON.SET dest to the value, where check holds expected) and M old
+# expected new value (JSON.DEL old, where it holds expected and new holds value: what a move leaves).
+ONLINE_JSON_STEP = """
+local key = KEYS[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function get(path)
+  local found = redis.call('JSON.GET', key, path)
+  if not found then return '[]' end
+  return found
+end
+local pending = {}
+for i = 1, #ARGV, 5 do
+  local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if op == 'W' then
+    if get(c) ~= d then
+      if get(a) ~= b then return -1 end
+      pending[#pending + 1] = i
+    end
+  else
+    local old = get(a)
+    if old ~= '[]' or get(c) ~= d then
+      if old ~= b or get(c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  if ARGV[i] == 'W' then
+    redis.call('JSON.SET', key, ARGV[i + 3], string.sub(ARGV[i + 4], 2, -2))
+  else
+    redis.call('JSON.DEL', key, ARGV[i + 1])
+  end
+end
+return 2
+"""
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -342,6 +380,7 @@ class Scripts:
         self.json_move = client.register_script(JSON_MOVE)
         self.key_rename = client.register_script(KEY_RENAME)
         self.online_step = client.register_script(ONLINE_STEP)
+        self.online_json_step = client.register_script(ONLINE_JSON_STEP)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

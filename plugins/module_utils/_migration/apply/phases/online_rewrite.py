@@ -98,21 +98,22 @@ class _Steps:
     def __call__(self, client, block_no: int, records: list) -> Dict[str, object]:
         staged = self._staged(block_no, records)
         scripts = Scripts(client)
+        script = scripts.online_json_step if self.rewrites.storage == "json" else scripts.online_step
         pipe = client.pipeline(transaction=False)
         keys = []
         for record, conversion in zip(records, staged):
             args = self.items(record, conversion)
             if args:
                 keys.append(record.key)
-                scripts.online_step(keys=[record.key], args=args, client=pipe)
+                script(keys=[record.key], args=args, client=pipe)
         return tally(pipe.execute() if keys else [], keys)
 
 
 def _step(phase: str):
     def run(ctx: Context) -> None:
-        if ctx.plan.rewrites.storage != "hash" or ctx.plan.rewrites.prefix is not None:
+        if ctx.plan.rewrites.prefix is not None:
             raise MigrationFailed(
-                f"this collection rewrites only hash documents online, without a prefix change ({phase})",
+                f"this version does not change a prefix online ({phase}); nothing was changed in this phase",
                 hint="plan again with mode drop_recreate",
             )
         steps = _Steps(ctx, phase)
