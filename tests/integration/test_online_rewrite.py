@@ -329,3 +329,46 @@ def test_json_quantization_online_with_a_reader(clean_redis, redis_url, tmp_path
     assert outcome.report.result == "succeeded"
     assert seen["errors"] == 0 and seen["empty"] == 0 and seen["longest_gap_ms"] <= 50, seen
     assert json_documents(clean_redis, "j:") == originals
+
+
+# --- a prefix change: copies under the new prefix, built, swapped, the old keys deleted -----------------------
+
+PREFIX = {"index": {"prefix": "c:"}}
+PREFIX_ALL = {"index": {"prefix": "c:"}, **RENAME16}
+
+
+@pytest.mark.parametrize("change", ["prefix", "prefix+rename+quantize"])
+@pytest.mark.parametrize(
+    "then", ["done", "killed:expand:2", "killed:swap:0", "killed:contract:3", "rollback:contract:3"]
+)
+def test_prefix_change_online_ends_as_drop_recreate_and_rolls_back(clean_redis, redis_url, tmp_path, change, then):
+    changes = PREFIX if change == "prefix" else PREFIX_ALL
+    load(clean_redis, index="a", prefix="a:")
+    clean_redis.expire(b"a:3", 3600)
+    originals = dumps(clean_redis, "a:")
+    source = definition(clean_redis, "a")
+    plan = make_plan(clean_redis, changes, index="a")
+    assert plan.mode == "online" and plan.online.layout.copy_keys, plan.mode_reason
+    if then != "done":
+        write_plan(plan, str(tmp_path / "plan.yaml"))
+        failpoint = then.split(":", 1)[1]
+        assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint).returncode == -signal.SIGKILL
+    if not then.startswith("rollback"):
+        outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
+        assert outcome.report.result == "succeeded" and outcome.report.validation["passed"], outcome.report.validation
+        assert dumps(clean_redis, "a:") == {}
+        online_end = dumps(clean_redis, "c:")
+        online_fields = definition(clean_redis, "a")["fields"]
+        # The same documents through drop_recreate, for comparison.
+        changed, _result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+        assert changed and dumps(clean_redis, "a:") == originals and dumps(clean_redis, "c:") == {}
+        assert definition(clean_redis, "a") == source
+        offline = make_plan(clean_redis, changes, index="a", mode="drop_recreate")
+        run(clean_redis, redis_url, offline, tmp_path / "b")
+        assert dumps(clean_redis, "c:") == online_end
+        assert definition(clean_redis, "a")["fields"] == online_fields
+        return
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+    assert changed and result.result == "rolled_back", result
+    assert dumps(clean_redis, "a:") == originals and dumps(clean_redis, "c:") == {}
+    assert definition(clean_redis, "a") == source

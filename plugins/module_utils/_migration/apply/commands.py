@@ -73,6 +73,9 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
     for quant in rewrites.quantize:
         found += [("EXISTS", new), ("HGET", new, quant.location), ("HSET", new, quant.location, "x")]
     layout = plan.online_layout
+    if layout is not None and layout.copy_keys:
+        # A prefix change online: copies under the new prefix, the old keys deleted after the swap.
+        found += [("COPY", old, new), ("DEL", old), ("DEL", new), ("EXISTS", old), ("EXISTS", new)]
     if layout is not None and not json_storage:
         # Online: expand writes side fields and new names, contract removes them or renames in place.
         for side in layout.side_locations:

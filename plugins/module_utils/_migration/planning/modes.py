@@ -116,8 +116,10 @@ def _rewrite_reason(rewrites: DocumentRewrites) -> str:
 
 def _online_refusal(rewrites: DocumentRewrites, caps: ServerCapabilities) -> Optional[str]:
     """Why the documents cannot be rewritten online on this server, or None."""
-    if rewrites.prefix is not None:
-        return "a prefix change is not run online by this version (the documents would be copied under new keys)"
+    if rewrites.prefix is not None and caps.cluster_enabled:
+        return (
+            "a prefix change online copies each document beside its old key, which on a cluster lives in another slot"
+        )
     return None
 
 

@@ -229,6 +229,80 @@ end
 return 2
 """
 
+# A prefix change online: the documents under their old keys and copies under the new ones. KEYS[1] the old key,
+# KEYS[2] the new one. ARGV[1] "json" or "hash", ARGV[2] = N, then N pairs (location, value the backup holds, ""
+# where it held nothing): the old key must still hold them (CAS). Then, for ONLINE_COPY, items of four applied to
+# the copy: M old new value (a field move: RENAME_FIELD, or JSON.SET and JSON.DEL) and W location value (HSET of
+# a converted vector).
+_ONLINE_KEYS_HEAD = (
+    RENAME_FIELD
+    + """
+local json = ARGV[1] == 'json'
+local function get(key, location)
+  if json then
+    local found = redis.call('JSON.GET', key, location)
+    if not found or found == '[]' then return '' end
+    return found
+  end
+  return redis.call('HGET', key, location) or ''
+end
+local function original(key)
+  local n = tonumber(ARGV[2])
+  for i = 3, 2 + 2 * n, 2 do
+    if get(key, ARGV[i]) ~= ARGV[i + 1] then return false end
+  end
+  return true
+end
+local after = 3 + 2 * tonumber(ARGV[2])
+"""
+)
+# Expand: copy the old key (TTL kept) under the new name with its moves and conversions. 2 copied, 1 the copy
+# exists already, 0 old key gone, -1 conflict (changed since the backup).
+ONLINE_COPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if not original(KEYS[1]) then return -1 end
+redis.call('COPY', KEYS[1], KEYS[2])
+for i = after, #ARGV, 4 do
+  if ARGV[i] == 'M' then
+    if json then
+      redis.call('JSON.SET', KEYS[2], ARGV[i + 2], string.sub(ARGV[i + 3], 2, -2))
+      redis.call('JSON.DEL', KEYS[2], ARGV[i + 1])
+    else
+      rename_field(KEYS[2], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    end
+  else
+    redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+  end
+end
+return 2
+"""
+)
+# Contract: the old key deleted where it is unchanged since the copy and the copy exists. 2 deleted, 1 gone
+# already, -1 conflict (changed, or the copy was deleted: left as it is).
+ONLINE_DROP_OLD = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 0 or not original(KEYS[1]) then return -1 end
+redis.call('DEL', KEYS[1])
+return 2
+"""
+)
+# Rollback before the contract: the copy deleted where the old key is as the backup holds it. 2 deleted, 1
+# nothing to do (no copy, or the old key is gone or changed: the restore decides).
+ONLINE_UNCOPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
+if not original(KEYS[1]) then return 1 end
+redis.call('DEL', KEYS[2])
+return 2
+"""
+)
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -381,6 +455,9 @@ class Scripts:
         self.key_rename = client.register_script(KEY_RENAME)
         self.online_step = client.register_script(ONLINE_STEP)
         self.online_json_step = client.register_script(ONLINE_JSON_STEP)
+        self.online_copy = client.register_script(ONLINE_COPY)
+        self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
+        self.online_uncopy = client.register_script(ONLINE_UNCOPY)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

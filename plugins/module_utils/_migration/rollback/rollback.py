@@ -172,8 +172,8 @@ class _States:
         """An online migration's states (apply/phases/online_rewrite.py) besides drop_recreate's end state,
         which contract reaches: expanded (the new bytes beside the originals), converted (a datatype change in
         place: the original location holds the converted bytes too)."""
-        if self.layout is None:
-            return []
+        if self.layout is None or self.layout.copy_keys:
+            return []  # a prefix change online rewrites only the copies (see _uncopy)
         expanded = list(original)
         for side in self.layout.side_fields:
             at, side_at = where.get(side.location.encode()), where.get(side.side.encode())
@@ -267,6 +267,27 @@ def _restore_documents(
         result.records += len(records)
         failpoints.hit("rollback", result.records)
     return read_back
+
+
+def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:
+    """A prefix change online, before its contract: the copies under the new prefix go where the old key is still
+    as the backup holds it (then the restore finds the original there); after the contract the restore renames the
+    copy back, as after drop_recreate."""
+    prefix = plan.rewrites.prefix
+    scripts = Scripts(client)
+    storage = b"json" if plan.rewrites.storage == "json" else b"hash"
+    for records in _usable_records(store, partial, []):
+        pipe = client.pipeline(transaction=False)
+        for record in records:
+            checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]
+            scripts.online_uncopy(
+                keys=[record.key, renamed_key(record.key, prefix.old, prefix.new)],
+                args=[storage, b"%d" % len(record.entries), *checks],
+                client=pipe,
+            )
+        if records:
+            pipe.execute()
+    failpoints.hit("rollback_uncopy", 0)
 
 
 def _restore_across_slots(client, script, record: Record, args: List[bytes], prefix) -> int:
@@ -490,6 +511,8 @@ def rollback(
             restored = None
             if plan.online_layout is not None:
                 # The documents first (whatever index serves them meanwhile), then the index, swapped back.
+                if plan.online_layout.copy_keys:
+                    _uncopy(client, store, plan, partial, result)
                 read_back = _restore_documents(client, store, plan, partial, result, cluster)
                 restored = result.restored + result.already_restored
             rollback_online.run(client, store, plan, result, wait_timeout, restored)

@@ -24,7 +24,7 @@ from ...core.errors import MigrationFailed
 from ...redis.capabilities import detect_capabilities, require_search_results
 from ...redis.catalog import aliases_of
 from ...redis.connection import execute_once
-from ...redis.keyspace import indexed_keys, key_from_text, key_to_text
+from ...redis.keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
 from ...redis.scripts import GUARDED_SWAP, SOURCE_CHANGED
 from ...redis.snapshot import read_info, read_schema, real_name
 from ...redis.stats import stats_from_info
@@ -191,6 +191,16 @@ def _query_vectors(ctx: Context, build: Build, keys: List[bytes], before, after)
     return found[:KNN_SAMPLE]
 
 
+def _moved_key(ctx: Context, build: Build, key: bytes, back: bool = False) -> bytes:
+    """A document's key as the new index sees it (`back`: as the serving one does): a prefix change online
+    builds the new index on copies under the new prefix."""
+    prefix = ctx.plan.rewrites.prefix
+    if prefix is None or list(build.new.index.prefix) == list(build.serving.index.prefix):
+        return key
+    old, new = (prefix.new, prefix.old) if back else (prefix.old, prefix.new)
+    return renamed_key(key, old, new) if key.startswith(old.encode()) else key
+
+
 def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
     """Per vector field: the share of the source's top 10 that the target also returns, for queries with
     sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
@@ -207,7 +217,10 @@ def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optiona
             expected = _top(ctx.client, build.serving.name, before, source_query, limit)
             if not expected:
                 continue
-            got = set(_top(ctx.client, build.new.name, after, target_query, limit))
+            got = {
+                _moved_key(ctx, build, k, back=True)
+                for k in _top(ctx.client, build.new.name, after, target_query, limit)
+            }
             shares.append(len(got & set(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
@@ -238,7 +251,8 @@ def validate(ctx: Context, build: Optional[Build] = None) -> OnlineValidation:
     limit = require_search_results(client, f"cannot validate {new}")
     keys = [key_from_text(k) for k in ctx.plan.source.key_sample]
     in_source = indexed_keys(client, serving, keys, limit)
-    in_target = indexed_keys(client, new, [k for k in keys if k in in_source], limit)
+    moved_keys = {_moved_key(ctx, build, k): k for k in keys if k in in_source}
+    in_target = {moved_keys[k] for k in indexed_keys(client, new, list(moved_keys), limit)}
     result.keys_checked = len(in_source)
     result.keys_missing = [key_to_text(k) for k in keys if k in in_source and k not in in_target]
     result.knn_fields = _knn_agreement(ctx, build, [k for k in keys if k in in_target], limit)

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 from ...backup.format import block_offsets
 from ...backup.store import STAGED
 from ...core.errors import MigrationFailed
+from ...redis.keyspace import renamed_key
 from ...redis.scripts import Scripts
 from . import backup
 from .context import Context
@@ -95,8 +96,44 @@ class _Steps:
                 found += [b"M", old, original, new, value]
         return found
 
+    def copy_args(self, record, staged) -> List[bytes]:
+        """A prefix change: the old key's backed-up values (its CAS), then what the copy gets (ONLINE_COPY)."""
+        storage = b"json" if self.rewrites.storage == "json" else b"hash"
+        checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]
+        found = [storage, b"%d" % len(record.entries), *checks]
+        if self.phase != EXPAND:
+            return found
+        moved = set()
+        for move in self.rewrites.moves:
+            old, new = move.old_location.encode(), move.new_location.encode()
+            value = record.value(old)
+            for quant in self.rewrites.quantize:
+                if quant.source_location == move.old_location and staged is not None:
+                    value = staged.value(quant.location.encode())
+            if value is not None:
+                found += [b"M", old, new, value]
+                moved.add(move.new_location)
+        for quant in self.rewrites.quantize:
+            value = staged.value(quant.location.encode()) if staged is not None else None
+            if quant.location not in moved and value is not None:
+                found += [b"W", quant.location.encode(), value, b""]
+        return found
+
+    def _copies(self, client, records: list, staged: list) -> Dict[str, object]:
+        scripts = Scripts(client)
+        script = scripts.online_copy if self.phase == EXPAND else scripts.online_drop_old
+        prefix = self.rewrites.prefix
+        pipe = client.pipeline(transaction=False)
+        keys = [record.key for record in records]
+        for record, conversion in zip(records, staged):
+            new = renamed_key(record.key, prefix.old, prefix.new)
+            script(keys=[record.key, new], args=self.copy_args(record, conversion), client=pipe)
+        return tally(pipe.execute() if keys else [], keys)
+
     def __call__(self, client, block_no: int, records: list) -> Dict[str, object]:
         staged = self._staged(block_no, records)
+        if self.layout.copy_keys:
+            return self._copies(client, records, staged)
         scripts = Scripts(client)
         script = scripts.online_json_step if self.rewrites.storage == "json" else scripts.online_step
         pipe = client.pipeline(transaction=False)
@@ -111,9 +148,10 @@ class _Steps:
 
 def _step(phase: str):
     def run(ctx: Context) -> None:
-        if ctx.plan.rewrites.prefix is not None:
+        if ctx.plan.rewrites.prefix is not None and ctx.plan.server.cluster_enabled:
             raise MigrationFailed(
-                f"this version does not change a prefix online ({phase}); nothing was changed in this phase",
+                f"a prefix change online copies each document beside its old key, which on a cluster lives in another "
+                f"slot ({phase}); nothing was changed in this phase",
                 hint="plan again with mode drop_recreate",
             )
         steps = _Steps(ctx, phase)
