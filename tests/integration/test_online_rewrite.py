@@ -18,7 +18,12 @@ from test_online_migration import READER, definition, load_big, names
 from test_redis_index_migrate import QUANT16, load, make_plan, run, run_killed
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.backups import choose_backup
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.standalone_validate import (
+    find_migration,
+    validate_migration,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import PreflightFailed
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
@@ -372,3 +377,16 @@ def test_prefix_change_online_ends_as_drop_recreate_and_rolls_back(clean_redis, 
     assert changed and result.result == "rolled_back", result
     assert dumps(clean_redis, "a:") == originals and dumps(clean_redis, "c:") == {}
     assert definition(clean_redis, "a") == source
+
+
+@pytest.mark.parametrize("change", ["quantize", "prefix"])
+def test_standalone_validation_of_an_online_rewrite(clean_redis, redis_url, tmp_path, change):
+    load(clean_redis, docs=300)
+    plan = make_plan(clean_redis, QUANT16 if change == "quantize" else PREFIX)
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "contract:start").returncode == -signal.SIGKILL
+    with pytest.raises(PreflightFailed, match="stopped in phase contract"):
+        validate_migration(clean_redis, *find_migration(str(tmp_path / "b"), plan=plan))
+    run(clean_redis, redis_url, plan, tmp_path / "b")
+    result = validate_migration(clean_redis, *find_migration(str(tmp_path / "b"), plan=plan))
+    assert result.passed and result.validation["keys_checked"] == len(plan.source.key_sample), result
