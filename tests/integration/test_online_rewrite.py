@@ -390,3 +390,22 @@ def test_standalone_validation_of_an_online_rewrite(clean_redis, redis_url, tmp_
     run(clean_redis, redis_url, plan, tmp_path / "b")
     result = validate_migration(clean_redis, *find_migration(str(tmp_path / "b"), plan=plan))
     assert result.passed and result.validation["keys_checked"] == len(plan.source.key_sample), result
+
+
+def test_a_document_the_application_changes_in_the_window_is_kept_and_reported(clean_redis, redis_url, tmp_path):
+    """Without the quiesce role: the compare-and-set never overwrites what the application wrote (a conflict,
+    listed); the rest converge as usual."""
+    load(clean_redis, docs=300)
+    plan = make_plan(clean_redis, QUANT16)
+    write_plan(plan, str(tmp_path / "plan.yaml"))
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "create:0").returncode == -signal.SIGKILL
+    written = numpy.ones(16, dtype=numpy.float32).tobytes()
+    clean_redis.hset("doc:5", "vec", written)  # after its expand, before the swap
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
+    assert outcome.report.result == "succeeded" and outcome.report.conflicts >= 1
+    contract = outcome.report.phases["convert"]["counters"]
+    assert contract["conflict"] == 1 and contract["conflict_keys"] == ["doc:5"]
+    assert clean_redis.hget("doc:5", "vec") == written
+    assert len(clean_redis.hget("doc:6", "vec")) == 32 and not clean_redis.hexists("doc:6", "indexops-next:vec")
+    _changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"))
+    assert clean_redis.hget("doc:5", "vec") == written  # left as the application wrote it
