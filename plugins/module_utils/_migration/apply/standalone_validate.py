@@ -115,6 +115,15 @@ def _verified(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
         return VerifyResult(ok=False, problems=[f"{err.message} (a rollback refuses this backup)"])
 
 
+def _backup_problems(verification: VerifyResult) -> list:
+    if verification.ok:
+        return []
+    return [
+        "the backup fails verification (a rollback would refuse it, or not restore it all): "
+        + "; ".join(verification.problems)
+    ]
+
+
 def validate_migration(
     client, plan: MigrationPlan, store: BackupStore, wait_timeout: float = 0.0
 ) -> StandaloneValidation:
@@ -149,7 +158,9 @@ def validate_migration(
     verification = _verified(store, plan)
     if plan.mode == ONLINE:
         checked = _online(client, plan, store)
-        return _outcome(plan, store, verification, plan.final_index, checked, checked["problems"])
+        return _outcome(
+            plan, store, verification, plan.final_index, checked, checked["problems"] + _backup_problems(verification)
+        )
     ctx = Context(
         client=client,
         connect=lambda: client,
@@ -167,12 +178,7 @@ def validate_migration(
             "validated: " + "; ".join(verification.problems),
             hint="restore the backup directory from a copy; without it there is no way back",
         ) from None
-    problems = list(result.problems)
-    if not verification.ok:
-        problems.append(
-            "the backup fails verification (a rollback would refuse it, or not restore it all): "
-            + "; ".join(verification.problems)
-        )
+    problems = list(result.problems) + _backup_problems(verification)
     return _outcome(plan, store, verification, plan.target_index, result.model_dump(mode="json"), problems)
 
 
