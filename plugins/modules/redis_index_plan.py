@@ -185,7 +185,7 @@ plan:
     durations:
       description:
         - Estimated seconds of each path, so that the mode can be chosen - C(online_seconds) (with C(online_builds)),
-          C(drop_recreate_seconds) and C(drop_recreate_read_gap_seconds), and their C(basis). Rough: rates of a
+          C(drop_recreate_seconds) and C(drop_recreate_read_gap_seconds), and their C(basis). Rough - rates of a
           2-core machine, and every write of a hash re-indexes it in each index covering it.
       type: dict
 diff:
