@@ -409,3 +409,19 @@ def test_a_document_the_application_changes_in_the_window_is_kept_and_reported(c
     assert len(clean_redis.hget("doc:6", "vec")) == 32 and not clean_redis.hexists("doc:6", "indexops-next:vec")
     _changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"))
     assert clean_redis.hget("doc:5", "vec") == written  # left as the application wrote it
+
+
+def test_a_second_online_rewrite_of_a_migrated_index_and_its_rollback(clean_redis, redis_url, tmp_path):
+    """The second migration's source is a generation (idx--v3), whose own name goes with the first swap."""
+    load(clean_redis, docs=300)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path / "first")
+    between = dumps(clean_redis, "doc:")
+    quantized = definition(clean_redis, "idx")
+    plan = make_plan(clean_redis, RENAME)
+    assert plan.source.index == "idx--v3" and plan.online.index == "idx--v4" and plan.online.names == ["idx"]
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "second")
+    assert outcome.report.result == "succeeded" and names(clean_redis, "idx") == {"idx": "idx--v4"}
+    assert clean_redis.hexists("doc:1", "embedding") and not clean_redis.hexists("doc:1", "vec")
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "second"), "idx"))
+    assert changed and result.result == "rolled_back"
+    assert dumps(clean_redis, "doc:") == between and definition(clean_redis, "idx") == quantized

@@ -98,7 +98,8 @@ def run(
         result.dropped_target = _drop_ours(client, plan)
         result.validation = {"passed": True, "swapped": False}
         return
-    serving = real_name(client, source.name)
+    # The source's own name is gone after the swap when it was a generation (`idx--v2`); its names stay.
+    serving = real_name(client, names[0] if names else source.name)
     if serving is None and not store.header.rollback.get("online_index"):
         raise RollbackFailed(
             f"neither {source.name} nor the migration's index {final} exists",

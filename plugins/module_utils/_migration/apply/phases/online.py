@@ -303,7 +303,14 @@ def swapped(ctx: Context, build: Optional[Build] = None) -> bool:
     """Whether the source's name already leads to the build's index (the swap's EXEC ran) - or to the index
     a later build made."""
     build = build or first_build(ctx)
-    return real_name(ctx.client, ctx.source.name) in (build.new.name, ctx.plan.final_index)
+    return real_name(ctx.client, _probe(ctx)) in (build.new.name, ctx.plan.final_index)
+
+
+def _probe(ctx: Context) -> str:
+    """A name that leads to the serving index before each swap and to the new one after it: the source's own
+    name disappears with it when it was a generation (`idx--v2`), its names stay."""
+    names = ctx.plan.online.names
+    return names[0] if names else ctx.source.name
 
 
 def _source_as_planned(ctx: Context, build: Build, names: List[str]) -> None:
@@ -340,11 +347,12 @@ def swap_built(ctx: Context, build: Build, phase: str = "swap", extra: Optional[
     serving = build.serving.name
     ctx.store.header.aliases = names
     ctx.store.save()
-    if real_name(client, ctx.source.name) == final:
+    probe = _probe(ctx)
+    if real_name(client, probe) == final:
         return
-    if real_name(client, ctx.source.name) != serving:
+    if real_name(client, probe) != serving:
         raise MigrationFailed(
-            f"{ctx.source.name} is gone or leads elsewhere than {serving}; nothing was swapped",
+            f"{probe} is gone or leads elsewhere than {serving}; nothing was swapped",
             hint=f"{final} holds the target; point the names at it by hand or roll back",
         )
     # The definition's fingerprint first, then the check that it is the planned one: a change after the
