@@ -201,6 +201,22 @@ def _moved_key(ctx: Context, build: Build, key: bytes, back: bool = False) -> by
     return renamed_key(key, old, new) if key.startswith(old.encode()) else key
 
 
+TIE_TOLERANCE = 1e-3  # relative: a narrower datatype moves distances by about its precision
+
+
+def _tied(ctx: Context, build: Build, source, target, limit: Optional[int]) -> set:
+    """Documents the new index returns at a distance no farther than the source's 10th (within the datatype's
+    precision): equally right answers - among equal vectors which of them make the top 10 is arbitrary, and
+    two indexes break the ties differently."""
+    hits = nearest(ctx.client, build.serving.name, source[0], source[1], KNN_K, limit)
+    if not hits:
+        return set()
+    bound = max(distance for _id, distance in hits)
+    bound += abs(bound) * TIE_TOLERANCE + 1e-6
+    found = nearest(ctx.client, build.new.name, target[0], target[1], KNN_K, limit)
+    return {_moved_key(ctx, build, doc, back=True) for doc, distance in found if distance <= bound}
+
+
 def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
     """Per vector field: the share of the source's top 10 that the target also returns, for queries with
     sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
@@ -221,7 +237,8 @@ def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optiona
                 _moved_key(ctx, build, k, back=True)
                 for k in _top(ctx.client, build.new.name, after, target_query, limit)
             }
-            shares.append(len(got & set(expected)) / len(expected))
+            tied = _tied(ctx, build, (before, source_query), (after, target_query), limit)
+            shares.append(min(len(got & (set(expected) | tied)), len(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
         found[after.name] = {
