@@ -401,7 +401,9 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
     assert rolled["changed"] and rolled["backup_path"] == done["backup_path"]
     assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
     # Killed after the drop (which dropped the alias with the index): found by the name it was planned through.
-    plan = create_plan(clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}))
+    plan = create_plan(
+        clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}), mode="drop_recreate"
+    )
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "c", "quantize:2").returncode == -signal.SIGKILL
     assert not index_exists(clean_redis, "idx_live")

@@ -32,7 +32,8 @@ def validate_args(redis_url, tmp_path, **extra) -> dict:
 
 def migrated(client, redis_url, tmp_path, changes=None):
     load(client, docs=DOCS)
-    plan, _path = planned(client, tmp_path, changes or QUANT16)
+    # The drop_recreate path, whose validation these tests judge (an online rewrite: test_online_rewrite.py).
+    plan, _path = planned(client, tmp_path, changes or QUANT16, mode="drop_recreate")
     outcome = run(client, redis_url, plan, tmp_path / "b")
     assert outcome.report.validation["passed"]
     return plan

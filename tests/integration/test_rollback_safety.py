@@ -67,7 +67,8 @@ class Scenario:
         self.before = self.read_all()
         self.vec_text = {k: client.execute_command("JSON.GET", k, "$.vec") for k in self.before} if self.json else {}
         self.schema = snapshot_index(client, "idx").snapshot.index_schema.to_dict()
-        self.plan = make_plan(client, changes)
+        # The drop_recreate path (an online rewrite with an application writing: test_online_rewrite.py).
+        self.plan = make_plan(client, changes, mode="drop_recreate")
         self.rng = numpy.random.default_rng(13)
         self.app = AppWriter(redis.Redis.from_url(url, protocol=2), json_storage=self.json)
         self.writes_expected = 0
