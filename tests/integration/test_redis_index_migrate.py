@@ -233,6 +233,7 @@ def test_rename_field_index_and_prefix_together(clean_redis, redis_url, tmp_path
             **QUANT16,
         },
         aliases=["live"],
+        mode="drop_recreate",
     )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.report.validation["passed"], outcome.report.validation
@@ -275,7 +276,12 @@ def test_prefix_collision_is_refused_before_the_drop(clean_redis, redis_url, tmp
     load(clean_redis, docs=20)
     clean_redis.hset("item:7", "someone", "else")
     with pytest.raises(PreflightFailed, match="key\\(s\\) the prefix change would create already exist"):
-        run(clean_redis, redis_url, make_plan(clean_redis, {"index": {"prefix": "item:"}}), tmp_path)
+        run(
+            clean_redis,
+            redis_url,
+            make_plan(clean_redis, {"index": {"prefix": "item:"}}, mode="drop_recreate"),
+            tmp_path,
+        )
     assert index_exists(clean_redis, "idx") and clean_redis.hgetall("item:7") == {b"someone": b"else"}
 
 
@@ -326,6 +332,7 @@ def test_killed_in_every_phase_then_resumed_to_the_exact_bytes(clean_redis, redi
     plan = make_plan(
         clean_redis,
         {"rename_fields": [{"old_name": "title", "new_name": "headline"}], "index": {"prefix": "item:"}, **QUANT16},
+        mode="drop_recreate",
     )
     plan_path = tmp_path / "plan.yaml"
     write_plan(plan, str(plan_path))
