@@ -11,6 +11,14 @@ Scenarios (documents x dimensions, the change):
     flat-100k-64   100,000 x 64 FLAT, float32 -> float16         ours w1 (memory: 100k against 1M)
     online-hnsw    20,000 x 128 HNSW, M 16 -> 24                  ours online, ours drop_recreate, redisvl
     online-flat    200,000 x 384 FLAT -> HNSW (M 16, EF_C 200)    ours online, ours drop_recreate, redisvl
+    rewrite-flat   200,000 x 384 FLAT, float32 -> float16         ours online (swap), ours side_by_side (then
+                   (online: expand, build, swap, convert,          finish), ours drop_recreate, redisvl
+                   rebuild, swap, contract)
+    rewrite-hnsw   20,000 x 128 HNSW, float32 -> float16          the same
+    rename-hnsw    20,000 x 128 HNSW, field genre -> category     ours online, ours drop_recreate, redisvl
+For the rewrite scenarios also: the server's CPU seconds (INFO cpu, user + sys) over the migration, the
+polls with no answer (failed reads), and the peak of used_memory above where it started (sampled every poll)
+next to the plan's estimate of the online window's peak.
 --scale multiplies every document count (0.1 for a quick run).
 
 Each measurement gets a private Redis with search of its own (tools/redis_search_server.py), the
@@ -69,8 +77,10 @@ TO_HNSW = {
         "update_fields": [{"name": "embedding", "attrs": {"algorithm": "hnsw", "m": 16, "ef_construction": 200}}]
     },
 }
+RENAME_GENRE = {"version": 1, "changes": {"rename_fields": [{"old_name": "genre", "new_name": "category"}]}}
 QUANTIZE_TOOLS = ("raw", "redisvl", "ours-w1", "ours-w2")
 ONLINE_TOOLS = ("ours-online", "ours-drop_recreate", "redisvl")
+REWRITE_TOOLS = ("ours-online", "ours-side_by_side", "ours-drop_recreate", "redisvl")
 SCENARIOS = {
     "flat-200k": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
     "hnsw-20k": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
@@ -78,8 +88,11 @@ SCENARIOS = {
     "flat-100k-64": {"docs": 100_000, "dims": 64, "algorithm": "flat", "patch": FLOAT16, "tools": ("ours-w1",)},
     "online-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": HNSW_M24, "tools": ONLINE_TOOLS},
     "online-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": TO_HNSW, "tools": ONLINE_TOOLS},
+    "rewrite-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": REWRITE_TOOLS},
+    "rewrite-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": REWRITE_TOOLS},
+    "rename-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": RENAME_GENRE, "tools": ONLINE_TOOLS},
 }
-DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat"
+DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat,rewrite-flat,rewrite-hnsw,rename-hnsw"
 POLL_SECONDS = 0.010
 CHILD_TIMEOUT = 7200.0
 
@@ -94,6 +107,7 @@ def poller_main(spec_path: str) -> int:
     queries = [bytes.fromhex(spec["vector32"]), bytes.fromhex(spec["vector16"])]
     answered, complete = [], []
     polls = 0
+    memory_peak = 0
     while not os.path.exists(spec["stop"]):
         polls += 1
         ok = False
@@ -125,6 +139,10 @@ def poller_main(spec_path: str) -> int:
             if ok:
                 break
         now = time.monotonic()
+        try:
+            memory_peak = max(memory_peak, int(client.info("memory")["used_memory"]))
+        except redis.RedisError:
+            pass
         if ok:
             answered.append(now)
             # From an index that holds every document, or from one still building (a partial answer)?
@@ -148,6 +166,8 @@ def poller_main(spec_path: str) -> int:
                 "complete": len(complete),
                 "longest_gap_seconds": longest(complete),
                 "longest_unanswered_seconds": longest(answered),
+                "failed_reads": polls - len(answered),
+                "used_memory_peak": memory_peak,
             },
             handle,
         )
@@ -176,21 +196,31 @@ def _child_ours(spec: dict) -> dict:
         batch_size=BATCH_SIZE,
         backup_dir=spec["backup_dir"],
         mode=spec.get("mode", "auto"),
+        cutover=spec.get("cutover", "swap"),
     )
     start = time.perf_counter()
-    report = migrate(
-        client,
-        lambda: connection.connect(settings),
-        plan,
-        spec["backup_dir"],
-        MigrateOptions(
-            batch_size=BATCH_SIZE, workers=spec["workers"], accept_data_loss=True, wait_timeout=CHILD_TIMEOUT
-        ),
-    ).report
+
+    def apply(finish: bool):
+        options = MigrateOptions(
+            batch_size=BATCH_SIZE,
+            workers=spec["workers"],
+            accept_data_loss=True,
+            wait_timeout=CHILD_TIMEOUT,
+            finish=finish,
+        )
+        return migrate(client, lambda: connection.connect(settings), plan, spec["backup_dir"], options).report
+
+    report = apply(False)
+    if report.result == "side_by_side":
+        time.sleep(1.0)  # clients move over meanwhile; then the finish run swaps and contracts
+        report = apply(True)
     phases = {name: state.get("seconds", 0.0) for name, state in report.phases.items()}
     return {
         "apply_seconds": time.perf_counter() - start,
         "mode": report.mode,
+        "estimated_peak_bytes": plan.online.memory_needed_bytes if plan.mode == "online" and plan.online else None,
+        "estimated_online_seconds": plan.durations.online_seconds if plan.durations else None,
+        "estimated_drop_recreate_seconds": plan.durations.drop_recreate_seconds if plan.durations else None,
         "result": report.result,
         "reindex_seconds": phases.get("wait"),
         "validate_seconds": phases.get("validate"),
@@ -278,7 +308,11 @@ def child_main(spec_path: str) -> int:
 
 def _tool_spec(tool: str) -> dict:
     if tool.startswith("ours-w"):
-        return {"tool": "ours", "workers": int(tool[len("ours-w") :]), "mode": "auto"}
+        # The quantize scenarios measure the drop_recreate path (a rewrite runs online by default since issue 20:
+        # rewrite-flat and rewrite-hnsw measure that).
+        return {"tool": "ours", "workers": int(tool[len("ours-w") :]), "mode": "drop_recreate"}
+    if tool == "ours-side_by_side":
+        return {"tool": "ours", "workers": 1, "mode": "online", "cutover": "side_by_side"}
     if tool.startswith("ours-"):
         return {"tool": "ours", "workers": 1, "mode": tool[len("ours-") :]}
     return {"tool": tool, "workers": 1}
@@ -309,7 +343,25 @@ def _create_index(client, dims: int, algorithm: str) -> None:
     )
 
 
+def _check_rename(client, docs: int) -> list:
+    info = ft_info(client)
+    problems = []
+    names = [[t.decode() if isinstance(t, bytes) else t for t in attribute][3] for attribute in info["attributes"]]
+    if "category" not in names or "genre" in names:
+        problems.append(f"fields are {names}")
+    if int(info["num_docs"]) != docs or int(info["hash_indexing_failures"]):
+        problems.append(f"num_docs {info['num_docs']}, failures {info['hash_indexing_failures']}")
+    pipe = client.pipeline(transaction=False)
+    for doc in range(0, docs, max(docs // 300, 1)):
+        pipe.hmget(f"{PREFIX}{doc}", ["genre", "category"])
+    if any(old is not None or new is None for old, new in pipe.execute()):
+        problems.append("a sampled document still has genre, or has no category")
+    return problems
+
+
 def _check_online(client, docs: int, patch: dict) -> list:
+    if "rename_fields" in patch["changes"]:
+        return _check_rename(client, docs)
     info = ft_info(client)
     attrs = {}
     for attribute in info["attributes"]:
@@ -325,6 +377,11 @@ def _check_online(client, docs: int, patch: dict) -> list:
     if int(info["num_docs"]) != docs or int(info["hash_indexing_failures"]):
         problems.append(f"num_docs {info['num_docs']}, failures {info['hash_indexing_failures']}")
     return problems
+
+
+def _server_cpu(client) -> float:
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
@@ -364,6 +421,8 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
                     json.dump(data, handle)
             poller = subprocess.Popen([sys.executable, __file__, "--poller", os.path.join(tmp, "poll-spec.json")])
             time.sleep(0.5)  # answered before the migration starts
+            memory_before = int(client.info("memory")["used_memory"])
+            cpu_before = _server_cpu(client)
             done = subprocess.run(
                 [sys.executable, __file__, "--child", os.path.join(tmp, "spec.json")],
                 capture_output=True,
@@ -371,6 +430,7 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
                 timeout=CHILD_TIMEOUT,
                 check=False,
             )
+            cpu_after = _server_cpu(client)
             time.sleep(0.5)
             with open(poll["stop"], "w", encoding="utf-8") as handle:
                 handle.write("stop")
@@ -383,6 +443,8 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
                 result = json.load(handle)
             with open(poll["out"], encoding="utf-8") as handle:
                 result["poll"] = json.load(handle)
+            result["server_cpu_seconds"] = cpu_after - cpu_before
+            result["memory_peak_above_start"] = max(result["poll"]["used_memory_peak"] - memory_before, 0)
             if "error" not in result:
                 result["problems"] = (
                     verify(client, docs, scenario["dims"], seed, 300)
@@ -418,7 +480,7 @@ def ratio(a, b) -> str:
 def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
     print(
         f"\n== {name}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
-        f"{json.dumps(scenario['patch']['changes']['update_fields'][0]['attrs'])} =="
+        f"{json.dumps(scenario['patch']['changes'])} =="
     )
     print(
         f"{'tool':<20}{'apply s':>9}{'read downtime s':>17}{'no answer s':>13}{'re-index s':>12}{'validate s':>12}"
@@ -449,6 +511,7 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
             f"{fmt(f['validate']):>12}"
             f"{rss:>20}  {check}"
         )
+    _print_rewrite_figures(scenario, rows)
     raw, peer = figures.get("raw"), figures.get("redisvl")
     ours = figures.get("ours-w1") or figures.get("ours-online")
     if raw and ours and raw.get("rewrite") is not None:
@@ -474,6 +537,31 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
             f"{fmt(figures['ours-drop_recreate']['downtime'])} s"
         )
     return figures
+
+
+def _print_rewrite_figures(scenario: dict, rows: dict) -> None:
+    """Failed reads, server CPU, and for ours the estimates beside the measured duration and memory peak."""
+    if scenario["tools"] not in (REWRITE_TOOLS, ONLINE_TOOLS):
+        return
+    print(
+        f"{'tool':<20}{'failed reads':>13}{'server CPU s':>14}{'mem peak MB':>13}{'estimated MB':>14}"
+        f"{'est. online s':>15}{'est. drop s':>13}"
+    )
+    for tool in [t for t in scenario["tools"] if t in rows]:
+        results = [r for r in rows[tool] if "error" not in r]
+        if not results:
+            continue
+
+        def middle(key, scale=1.0, results=results):
+            values = [r[key] / scale for r in results if r.get(key) is not None]
+            return statistics.median(values) if values else None
+
+        failed = statistics.median([r["poll"].get("failed_reads", 0) for r in results if r.get("poll")] or [0])
+        print(
+            f"{tool:<20}{failed:>13.0f}{fmt(middle('server_cpu_seconds')):>14}"
+            f"{fmt(middle('memory_peak_above_start', 1e6), '.1f'):>13}{fmt(middle('estimated_peak_bytes', 1e6), '.1f'):>14}"
+            f"{fmt(middle('estimated_online_seconds'), '.1f'):>15}{fmt(middle('estimated_drop_recreate_seconds'), '.1f'):>13}"
+        )
 
 
 def main(argv=None) -> int:

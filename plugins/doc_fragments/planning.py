@@ -30,19 +30,38 @@ options:
   mode:
     description:
       - How the migration reaches the target.
-      - V(online) builds the target beside the live index, from the same documents, validates it against the live
-        index and swaps it in with one MULTI/EXEC - queries by the index's name (and aliases) never fail. The new
-        index gets a name of its own (V(products--v2), or the new name of a rename) and the old name becomes an alias
-        of it. It needs the documents to stay as they are (no hash vector datatype change, no field rename that
-        moves data, no prefix change) and room in memory for a second index while it builds (below 90% of
-        C(maxmemory)); otherwise the plan is blocked.
+      - V(online) builds the target beside the live index, validates it against the live index and swaps it in with one
+        MULTI/EXEC - queries by the index's name (and aliases) never fail. The new index gets a name of its own
+        (V(products--v2), or the new name of a rename) and the old name becomes an alias of it. A change that rewrites
+        hash documents (a vector datatype change, a field rename that moves data) runs as expand (the new bytes
+        written beside the old ones, where the live index does not read), build, swap and contract (the old bytes
+        removed), ending with the documents exactly as V(drop_recreate) leaves them; a datatype change in place takes
+        two builds. It needs room in memory for the new bytes and the second index (below 90% of C(maxmemory)); the
+        plan gives the figures, and is blocked when they do not fit. A prefix change and a JSON field move are not run
+        online by this version.
       - V(drop_recreate) drops the index, rewrites the documents and creates the target; queries fail until the new
         index has indexed everything.
       - V(auto) is V(online) where possible and V(drop_recreate) otherwise (with a warning when only memory stood in
-        the way). The plan says which, why, and what online costs.
+        the way). The plan says which, why, what online costs, and how long each path is estimated to take.
     type: str
     choices: [auto, online, drop_recreate]
     default: auto
+  cutover:
+    description:
+      - How an online migration hands the index's names over to the new index.
+      - V(swap) moves them at once in the same run (then, for a datatype change, clients must query with the new
+        datatype).
+      - V(side_by_side) stops once the new index serves beside the source under its own name (and
+        O(side_by_side_alias)), so that clients move to it at their own pace; C(redis_index_migrate) with C(finish)
+        then swaps and contracts. Needs an online migration (the plan is blocked otherwise).
+    type: str
+    choices: [swap, side_by_side]
+    default: swap
+  side_by_side_alias:
+    description:
+      - With O(cutover=side_by_side), an alias that leads to the new index while it serves beside the source, and
+        keeps leading to the migration's final index after the swap. Must not name an existing index or alias.
+    type: str
   patch_file:
     description:
       - Path of a YAML schema patch (same format as O(patch)), on the host running the module.

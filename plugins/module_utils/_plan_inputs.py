@@ -56,6 +56,7 @@ def migrate_options(params: dict[str, Any]) -> MigrateOptions:
         wait_timeout=params["wait_timeout"],
         accept_data_loss=params["accept_data_loss"],
         replication=replication_options(params),
+        finish=params.get("finish") or False,
     )
 
 
@@ -73,6 +74,8 @@ def planning_argument_spec() -> dict[str, Any]:
         "key_sample_size": {"type": "int", "default": 20, "no_log": False},
         "batch_size": {"type": "int", "default": 500},
         "mode": {"type": "str", "default": "auto", "choices": ["auto", "online", "drop_recreate"]},
+        "cutover": {"type": "str", "default": "swap", "choices": ["swap", "side_by_side"]},
+        "side_by_side_alias": {"type": "str"},
     }
 
 
@@ -112,6 +115,8 @@ def plan_from_params(client, params: dict[str, Any], endpoint: str, backup_dir: 
         batch_size=params["batch_size"],
         endpoint=endpoint,
         mode=params["mode"],
+        cutover=params.get("cutover") or "swap",
+        side_by_side_alias=params.get("side_by_side_alias"),
     )
 
 

@@ -89,6 +89,14 @@ options:
         C(FT.DROPINDEX) drops them.
     type: dict
     default: {}
+  mode:
+    description:
+      - How each index's migration reaches its target, as in C(redis_index_plan) - V(auto) (online where the window
+        fits in memory, including changes that rewrite documents), V(online) or V(drop_recreate) (forces the drop and
+        recreate path for every index).
+    type: str
+    choices: [auto, online, drop_recreate]
+    default: auto
   failure_policy:
     description:
       - What O(state=applied) does when an index fails, recorded in the batch plan. V(fail_fast) stops (the rest stay
@@ -358,7 +366,15 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs
 from ansible_collections.indexops.redis_search.plugins.module_utils._progress_channel import open_channel
 
 SELECTIONS = {"indexes": "list", "pattern": "pattern", "indexes_file": "file"}
-SHARED_PLANNING_OPTIONS = ("patch", "patch_file", "audit_sample_size", "audit_all", "key_sample_size", "batch_size")
+SHARED_PLANNING_OPTIONS = (
+    "patch",
+    "patch_file",
+    "audit_sample_size",
+    "audit_all",
+    "key_sample_size",
+    "batch_size",
+    "mode",
+)
 
 
 def plan_batch(module, client, settings) -> dict:
@@ -381,6 +397,7 @@ def plan_batch(module, client, settings) -> dict:
         backup_dir=params["backup_dir"],
         batch_size=params["batch_size"],
         endpoint=settings.endpoint,
+        mode=params["mode"],
     )
     changed = False
     path = params["plan_out"]

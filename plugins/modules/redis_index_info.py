@@ -205,7 +205,8 @@ migrations:
       type: str
     status:
       description:
-        - V(running), V(failed), V(completed), V(rolling_back), V(rolled_back), V(interrupted) or V(unreadable).
+        - V(running), V(failed), V(side_by_side), V(completed), V(rolling_back), V(rolled_back), V(interrupted) or
+          V(unreadable).
         - V(running) and V(rolling_back) mean a process works on it now - it holds the index's lock (see
           RV(migrations[].lock)).
         - V(interrupted) - the header says V(running) or V(rolling_back) but no process works on it any more -
@@ -213,6 +214,8 @@ migrations:
           killed job). A lock held from another host counts as live until its TTL (60 s, refreshed every 15 s)
           runs out. RV(migrations[].hint) says the way out - run the same migrate task again to resume, or
           roll back.
+        - V(side_by_side) - an online migration with O(indexops.redis_search.redis_index_plan#module:cutover=side_by_side)
+          stopped with its new index serving beside the source; run it again with C(finish=true) to swap and contract.
       type: str
     recorded_status:
       description: For an V(interrupted) one, the status its header records (V(running) or V(rolling_back)).
@@ -231,6 +234,14 @@ migrations:
     phase:
       description: The phase running, or the one it stopped in.
       type: str
+    step:
+      description: >-
+        The step of an online migration the phase belongs to - V(expand) (the new bytes written beside the old
+        ones), V(build) (an index built beside the serving one and validated), V(side_by_side), V(swap) or
+        V(contract) (the old bytes removed; for a datatype change in place also the converted bytes written to the
+        original location) - or the status once it is over (V(completed), V(rolled_back), ...). For the backup and
+        a drop_recreate migration, the phase.
+      type: str
     phases_done:
       description: Phases completed, in order.
       type: list
@@ -247,6 +258,7 @@ migrations:
       target_index: products
       status: running
       phase: quantize
+      step: quantize
       phases_done: [backup, drop, move_fields, rename_keys]
       progress: {backup: {documents: 1000000, blocks: 2000}, quantize: {blocks_done: 812, blocks: 2000}}
 replication:

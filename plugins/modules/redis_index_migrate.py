@@ -65,6 +65,15 @@ options:
     description:
       - Also write the migration report (YAML) here. It is always written into the backup as well.
     type: path
+  finish:
+    description:
+      - Finish an online migration planned with O(cutover=side_by_side) that stopped with its new index serving beside
+        the source (RV(result) V(side_by_side)) - the swap of the names to the new index, then the contract step that
+        removes the old bytes. Without it, such a migration stops again (or stays) side by side and reports
+        C(changed=false).
+      - Has no effect on other migrations.
+    type: bool
+    default: false
 notes:
   - "The index is unavailable from the drop until the new index has indexed every document: stop the
     application's reads and writes for that window (the C(indexops.redis_search.write_quiesce) role, or your own
@@ -242,6 +251,7 @@ def main() -> None:
             "workers": {"type": "int", "default": 1},
             "accept_data_loss": {"type": "bool", "default": False},
             "report_out": {"type": "path"},
+            "finish": {"type": "bool", "default": False},
         }
     )
     sources = ["plan_file", "plan"] + CHANGE_OPTIONS

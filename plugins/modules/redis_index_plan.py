@@ -153,7 +153,7 @@ plan:
     - The plan (what O(plan_out) holds). Keys - C(format), C(format_version), C(checksum), C(created_at), C(mode),
       C(source) (index, schema, unobserved, unrecognized, stats, key_sample, aliases), C(requested_changes),
       C(target_schema), C(changes), C(renames), C(rewrites), C(classification), C(warnings), C(audit),
-      C(estimate) and C(server).
+      C(estimate), C(server), C(mode_reason), C(online) and C(durations).
   returned: always
   type: dict
   contains:
@@ -172,6 +172,21 @@ plan:
       type: dict
     audit:
       description: Documents audited, in which mode (sample or all), and the vectors of the wrong size found.
+      type: dict
+    online:
+      description:
+        - For an online migration (else null) - C(index) (the new index's own name), C(names) (the names that lead to
+          it after the swap), C(cutover), C(side_by_side_alias), C(layout) (where the new bytes of rewritten documents
+          live meanwhile - C(copy_keys) for a prefix change, C(side_fields) for a datatype change in place - or null when
+          the documents stay as they are), C(interim_index) (the index that serves between the two swaps of a
+          datatype change in place), C(memory_needed_bytes) (the window's peak), C(memory_breakdown),
+          C(memory_used_bytes) and C(memory_limit_bytes).
+      type: dict
+    durations:
+      description:
+        - Estimated seconds of each path, so that the mode can be chosen - C(online_seconds) (with C(online_builds)),
+          C(drop_recreate_seconds) and C(drop_recreate_read_gap_seconds), and their C(basis). Rough - rates of a
+          2-core machine, and every write of a hash re-indexes it in each index covering it.
       type: dict
 diff:
   description: The schema before and after (with C(--diff)).

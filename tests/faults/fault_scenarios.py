@@ -60,7 +60,9 @@ class Scenario:
     final_index: str
     aliases: List[str] = field(default_factory=lambda: ["live"])
     workers: int = 1
-    mode: str = "auto"
+    # The rewrite scenarios exercise the drop_recreate path's kill points (a rewrite plans online by default
+    # since issue 20; tests/integration/test_online_rewrite.py kills the online one at every step).
+    mode: str = "drop_recreate"
     moves: Dict[str, str] = field(default_factory=dict)  # field renames that move the data: old -> new
     quantize: Optional[str] = None  # hash vector field converted to float16
 

@@ -45,7 +45,7 @@ def plan_with_id(client, changes, wanted) -> object:
     now = datetime.datetime.now(datetime.timezone.utc)
     for attempt in range(64):
         created_at = (now - datetime.timedelta(seconds=attempt)).isoformat(timespec="seconds")
-        plan = make_plan(client, changes, index="products", created_at=created_at)
+        plan = make_plan(client, changes, index="products", created_at=created_at, mode="drop_recreate")
         if wanted(plan.plan_id):
             return plan
     raise AssertionError("no plan id satisfied the condition in 64 attempts")

@@ -1038,7 +1038,8 @@ def test_a_damaged_backup_is_refused_with_redis_and_backup_unchanged(
     args = {"redis_url": redis_url, "index": "products", "backup_dir": str(tmp_path / "backups")}
     expect = BACKUP_DAMAGE[how]
     if module is redis_index_validate and how.startswith("data-") and how not in ("data-symlinked", "data-pickle"):
-        expect = ["validation of products failed: the backup fails verification", *expect]
+        # The migrated index is named (an online migration: products--v3, behind the name products).
+        expect = ["validation of products--v3 failed: the backup fails verification", *expect]
     expect_refusal(module, args, capsys, expect)
     assert server_state(clean_redis) == state
     assert backup_files(tmp_path / "backups") == files

@@ -93,7 +93,12 @@ def test_quantizing_an_ip_index_with_unnormalised_vectors_validates(
 ):
     vectors = load_unnormalised(clean_redis, algorithm=algorithm)
     assert ip_self_misses(vectors) > 200  # of 300: the data the old check could not judge
-    plan, _path = planned(clean_redis, tmp_path, {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]})
+    plan, _path = planned(
+        clean_redis,
+        tmp_path,
+        {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]},
+        mode="drop_recreate",
+    )
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
     validation = outcome.report.validation
     assert outcome.report.result == "succeeded" and validation["passed"], validation
@@ -128,6 +133,7 @@ def test_moving_to_ip_with_a_rewrite_validates(clean_redis, redis_url, tmp_path)
             "rename_fields": [{"old_name": "title", "new_name": "headline"}],
             "update_fields": [{"name": "vec", "attrs": {"distance_metric": "ip"}}],
         },
+        mode="drop_recreate",
     )
     assert plan.mode == "drop_recreate"
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
@@ -159,7 +165,7 @@ def test_low_max_search_results_migrates_and_validates(clean_redis, redis_url, t
     load(clean_redis, docs=120)
     before = dump_hashes(clean_redis, b"doc:*")
     max_search_results(10)
-    plan, _path = planned(clean_redis, tmp_path, QUANT16)
+    plan, _path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     assert len(plan.source.key_sample) == 20  # more keys than one search may return
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
     validation = outcome.report.validation
@@ -229,7 +235,10 @@ def test_resume_after_an_older_snapshot_refuses_with_nothing_written(rdb_server,
     load(client, docs=400)  # 8 blocks of 50
     originals = dump_hashes(client, b"doc:*")
     plan, path = planned(
-        client, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}
+        client,
+        tmp_path,
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+        mode="drop_recreate",
     )
     assert run_killed(rdb_server.url, path, tmp_path / "b", f"quantize:{first}").returncode == -signal.SIGKILL
     client.save()
@@ -332,7 +341,10 @@ def read_yaml_file(path):
 def test_migrate_writes_a_benchmark_record_of_the_run(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis, docs=300)
     _plan, path = planned(
-        clean_redis, tmp_path, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}
+        clean_redis,
+        tmp_path,
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+        mode="drop_recreate",
     )
     out = tmp_path / "bench.yaml"
     args = {
@@ -384,7 +396,7 @@ def test_migrate_writes_a_benchmark_record_of_the_run(clean_redis, redis_url, tm
 
 def test_a_failed_migration_still_writes_its_benchmark(clean_redis, redis_url, tmp_path, monkeypatch):
     load(clean_redis, docs=100)
-    plan, _path = planned(clean_redis, tmp_path, QUANT16)
+    plan, _path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     monkeypatch.setenv("INDEXOPS_FAILPOINT", "quantize:1:raise")
     with pytest.raises(MigrationFailed):
         migrate(
@@ -434,6 +446,8 @@ def test_batch_writes_a_benchmark_record_per_index(clean_redis, redis_url, tmp_p
     assert sorted(record["indexes"]) == ["idx_a", "idx_b"]
     for name, entry in record["indexes"].items():
         assert entry["kind"] == "migration" and entry["result"] == "succeeded" and entry["source_index"] == name
-        assert entry["phases"]["quantize"]["documents"] == 100 and entry["phases"]["backup"]["documents"] == 100
+        # Planned online (a batch plans as redis_index_plan does): the rewrite phases are expand, convert, contract.
+        assert entry["mode"] == "online" and entry["phases"]["backup"]["documents"] == 100
+        assert all(entry["phases"][phase]["documents"] == 100 for phase in ("expand", "convert", "contract"))
     assert record["run_seconds"] >= sum(e["run_seconds"] for e in record["indexes"].values()) - 0.01
     assert record["peak_rss"]["self_bytes"] > 0

@@ -133,7 +133,9 @@ def test_low_server_query_timeout_does_not_fail_a_correct_migration(
         pipe.hset(f"doc:{i}", "vec", vectors[i].tobytes())
     pipe.execute()
     wait_for(clean_redis, "idx", docs, 60)
-    outcome = run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path, batch_size=1000)
+    outcome = run(
+        clean_redis, redis_url, make_plan(clean_redis, QUANT16, mode="drop_recreate"), tmp_path, batch_size=1000
+    )
     assert outcome.report.documents == docs
     assert outcome.report.validation["passed"] and outcome.report.validation["knn_missed"] == []
     assert clean_redis.hget("doc:39999", "vec") == vectors[39999].astype(numpy.float16).tobytes()
@@ -248,7 +250,7 @@ def test_sibling_index_created_after_planning_is_refused_before_anything(clean_r
 
 def test_sibling_index_created_during_the_backup_is_refused_before_the_drop(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=300)
-    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     before = server_state(clean_redis)
     worker = start_paused(redis_url, path, tmp_path / "b", "backup:2:pause=3")
     wait_until(lambda: backing_up(tmp_path / "b"))
@@ -268,7 +270,8 @@ def test_sibling_index_created_during_the_backup_is_refused_before_the_drop(clea
 def test_migration_through_an_alias_keeps_and_restores_the_alias(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=40)
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
-    plan = make_plan(clean_redis, QUANT16, index="live")  # no `aliases` given: the requested alias counts
+    # No `aliases` given: the requested alias counts.
+    plan = make_plan(clean_redis, QUANT16, index="live", mode="drop_recreate")
     assert plan.source.index == "idx" and plan.source.aliases == ["live"]
     run(clean_redis, redis_url, plan, tmp_path)
     assert clean_redis.execute_command("FT.INFO", "live")[1] == b"idx"
@@ -343,7 +346,7 @@ def test_resume_refuses_a_keyspace_older_than_its_ledger(clean_redis, redis_url,
     originals = dump_hashes(clean_redis, b"doc:*")
     old = snapshot_keys(clean_redis)
     definition = snapshot_index(clean_redis, "idx").snapshot.index_schema
-    plan, path = planned(clean_redis, tmp_path, QUANT16)
+    plan, path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     killed = run_killed(redis_url, path, tmp_path / "b", "quantize:3")
     assert killed.returncode == -signal.SIGKILL
     # The server comes back from a snapshot taken before the migration: documents (and index) as they were.
@@ -373,8 +376,10 @@ def test_two_renames_to_the_same_name_cannot_both_drop(clean_redis, redis_url, t
     load(clean_redis, index="a", prefix="a:", docs=100)
     load(clean_redis, index="b", prefix="b:", docs=100, seed=8)
     (tmp_path / "pa").mkdir()
-    _plan_a, path_a = planned(clean_redis, tmp_path / "pa", {"index": {"name": "shared"}, **QUANT16}, index="a")
-    plan_b = make_plan(clean_redis, {"index": {"name": "shared"}, **QUANT16}, index="b")
+    _plan_a, path_a = planned(
+        clean_redis, tmp_path / "pa", {"index": {"name": "shared"}, **QUANT16}, index="a", mode="drop_recreate"
+    )
+    plan_b = make_plan(clean_redis, {"index": {"name": "shared"}, **QUANT16}, index="b", mode="drop_recreate")
     worker = start_paused(redis_url, path_a, tmp_path / "ba", "backup:1:pause=3")
     wait_until(lambda: backing_up(tmp_path / "ba"))
     before_b = dump_hashes(clean_redis, b"b:*")
@@ -508,7 +513,7 @@ def test_plan_from_another_server_is_refused(clean_redis, redis_url, capsys, tmp
 def test_full_backup_disk_fails_cleanly_and_the_rerun_resumes(clean_redis, redis_url, tmp_path):
     load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
-    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     state = server_state(clean_redis)
     full = subprocess.run(
         driver_args(redis_url, path, tmp_path / "b", fsize_limit=8000),
@@ -589,7 +594,7 @@ def test_a_target_the_server_refuses_is_refused_before_anything(clean_redis, red
 def test_on_the_fly_task_rerun_resumes_after_a_crash(clean_redis, redis_url, capsys, tmp_path, failpoint):
     load(clean_redis)
     originals = dump_hashes(clean_redis, b"doc:*")
-    _plan, path = planned(clean_redis, tmp_path, QUANT16)  # what the task plans on the fly
+    _plan, path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")  # what the task plans on the fly
     killed = run_killed(redis_url, path, tmp_path / "b", failpoint)
     assert killed.returncode == -signal.SIGKILL
     args = module_args(redis_url, tmp_path)
@@ -602,7 +607,7 @@ def test_on_the_fly_task_rerun_resumes_after_a_crash(clean_redis, redis_url, cap
 
 def test_on_the_fly_task_with_other_changes_waits_for_the_unfinished_one(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis)
-    _plan, path = planned(clean_redis, tmp_path, QUANT16)
+    _plan, path = planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     assert run_killed(redis_url, path, tmp_path / "b", "quantize:2").returncode == -signal.SIGKILL
     before = server_state(clean_redis)
     other = module_args(
@@ -662,7 +667,8 @@ def test_converted_vectors_are_staged_before_the_drop_and_checked(clean_redis, r
 
     load(clean_redis)
     originals = dump_hashes(clean_redis, b"doc:*")
-    plan, path = planned(clean_redis, tmp_path, QUANT16, batch_size=50)  # the batch size run_killed uses
+    # The batch size run_killed uses.
+    plan, path = planned(clean_redis, tmp_path, QUANT16, batch_size=50, mode="drop_recreate")
     assert run_killed(redis_url, path, tmp_path / "b", "drop:0").returncode == -signal.SIGKILL
     store = BackupStore.for_plan(str(tmp_path / "b"), plan.checksum)
     staged = {r.key: r.value(b"vec") for _b, records in store_blocks(store.path("staged.bin")) for r in records}

@@ -35,7 +35,7 @@ from ansible_collections.indexops.redis_search.plugins.modules import redis_inde
 
 def test_info_follows_a_running_migration(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     args = {
         "url": redis_url,

@@ -19,7 +19,7 @@ def flush_calls(client) -> int:
 def test_a_script_flush_mid_rewrite_is_survived(clean_redis, redis_url, tmp_path, monkeypatch, workers):
     load(clean_redis, docs=400)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     original_hit = failpoints.hit
 
     def hit(phase, point):

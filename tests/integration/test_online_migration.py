@@ -65,22 +65,17 @@ def test_a_change_that_leaves_the_documents_plans_online(clean_redis):
     assert not any(w.startswith("Downtime") for w in plan.warnings)
 
 
-def test_a_change_that_rewrites_documents_plans_drop_recreate_and_online_is_blocked(clean_redis):
+def test_every_change_kind_plans_online_and_drop_recreate_is_kept_when_asked(clean_redis):
+    """Rewrites of documents run online too (test_online_rewrite.py); mode drop_recreate forces the old path."""
     load(clean_redis, docs=50)
-    quantize = {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}
-    plan = make_plan(clean_redis, quantize)
-    assert plan.mode == "drop_recreate" and "rewrites the vector bytes of vec" in plan.mode_reason
-    forced = make_plan(clean_redis, quantize, mode="online")
-    assert not forced.classification.supported
-    assert any(
-        "mode online needs the documents to stay as they are" in r for r in forced.classification.blocked_reasons
-    )
-    assert (
-        make_plan(
-            clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="drop_recreate"
-        ).mode
-        == "drop_recreate"
-    )
+    for changes in (
+        {"index": {"prefix": "item:"}},
+        {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]},
+        {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]},
+    ):
+        assert make_plan(clean_redis, changes).mode == "online"
+        forced = make_plan(clean_redis, changes, mode="drop_recreate")
+        assert forced.mode == "drop_recreate" and forced.mode_reason == "drop_recreate was asked for"
 
 
 def test_online_falls_back_when_the_second_index_does_not_fit_in_memory(clean_redis):
@@ -90,7 +85,7 @@ def test_online_falls_back_when_the_second_index_does_not_fit_in_memory(clean_re
     try:
         plan = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]})
         assert plan.mode == "drop_recreate"
-        assert any(w.startswith("Online was not possible: a second index of about") for w in plan.warnings)
+        assert any(w.startswith("Online was not possible: the online window needs about") for w in plan.warnings)
         forced = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}, mode="online")
         assert any(
             "free memory, raise maxmemory or use drop_recreate" in r for r in forced.classification.blocked_reasons

@@ -153,6 +153,7 @@ def test_recovery_in_the_documented_order_keeps_writes_stopped_until_a_migration
     variables = {
         "indexops_index": INDEX,
         "indexops_patch": json.dumps(PRODUCTS_PATCH),
+        "indexops_mode": "drop_recreate",  # the window's drop, which the failure point holds
         "indexops_accept_data_loss": "yes",
         "indexops_backup_dir": str(tmp_path / "backups"),
         "indexops_quiesce_state_dir": str(tmp_path / "quiesce"),

@@ -76,6 +76,9 @@ def plan_args(redis_url, tmp_path, **extra) -> dict:
         "redis_url": redis_url,
         "state": "planned",
         "patch": PATCH,
+        # The drop_recreate path, whose phases the failure points below name (a rewrite plans online by default:
+        # test_engine_correctness.py runs a batch online).
+        "mode": "drop_recreate",
         "plan_out": str(tmp_path / "batch.yaml"),
         "batch_size": BATCH,
         **extra,

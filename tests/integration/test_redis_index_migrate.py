@@ -163,7 +163,9 @@ QUANT16 = {"update_fields": [{"name": "vec", "attrs": {"datatype": "float16"}}]}
 def test_every_conversion_writes_the_exact_bytes(clean_redis, redis_url, tmp_path, source, target):
     vectors = load(clean_redis, datatype=source)
     stored = {i: clean_redis.hget(f"doc:{i}", "vec") for i in range(DOCS)}
-    plan = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"datatype": target}}]})
+    plan = make_plan(
+        clean_redis, {"update_fields": [{"name": "vec", "attrs": {"datatype": target}}]}, mode="drop_recreate"
+    )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.changed and outcome.report.result == "succeeded"
     for i in range(DOCS):
@@ -231,6 +233,7 @@ def test_rename_field_index_and_prefix_together(clean_redis, redis_url, tmp_path
             **QUANT16,
         },
         aliases=["live"],
+        mode="drop_recreate",
     )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.report.validation["passed"], outcome.report.validation
@@ -273,7 +276,12 @@ def test_prefix_collision_is_refused_before_the_drop(clean_redis, redis_url, tmp
     load(clean_redis, docs=20)
     clean_redis.hset("item:7", "someone", "else")
     with pytest.raises(PreflightFailed, match="key\\(s\\) the prefix change would create already exist"):
-        run(clean_redis, redis_url, make_plan(clean_redis, {"index": {"prefix": "item:"}}), tmp_path)
+        run(
+            clean_redis,
+            redis_url,
+            make_plan(clean_redis, {"index": {"prefix": "item:"}}, mode="drop_recreate"),
+            tmp_path,
+        )
     assert index_exists(clean_redis, "idx") and clean_redis.hgetall("item:7") == {b"someone": b"else"}
 
 
@@ -324,6 +332,7 @@ def test_killed_in_every_phase_then_resumed_to_the_exact_bytes(clean_redis, redi
     plan = make_plan(
         clean_redis,
         {"rename_fields": [{"old_name": "title", "new_name": "headline"}], "index": {"prefix": "item:"}, **QUANT16},
+        mode="drop_recreate",
     )
     plan_path = tmp_path / "plan.yaml"
     write_plan(plan, str(plan_path))
@@ -345,7 +354,7 @@ def test_killed_in_every_phase_then_resumed_to_the_exact_bytes(clean_redis, redi
 def test_killed_with_workers_resumes(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=600)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     # The parent dies at its start of quantize, after forking nothing: then a worker run is killed by
     # its parent's death mid-way (PR_SET_PDEATHSIG) - no writer survives into the resumed run.
@@ -406,7 +415,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(clean_redis, redis_url, tmp_
 @pytest.mark.parametrize("damage", ["flip", "truncate", "header"])
 def test_tampered_backup_is_refused_before_any_write(clean_redis, redis_url, tmp_path, damage):
     load(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "quantize:2").returncode == -signal.SIGKILL
     store = BackupStore.for_plan(str(tmp_path / "b"), plan.checksum)
@@ -434,7 +443,7 @@ def test_tampered_backup_is_refused_before_any_write(clean_redis, redis_url, tmp
 
 def test_deleted_key_stays_deleted_and_changed_vector_is_kept(clean_redis, redis_url, tmp_path):
     load(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "quantize:start").returncode == -signal.SIGKILL
     clean_redis.delete("doc:10")
@@ -458,7 +467,10 @@ def test_backup_holds_every_original_byte_with_safe_permissions(clean_redis, red
     load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
     plan = make_plan(
-        clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16}, batch_size=BATCH
+        clean_redis,
+        {"rename_fields": [{"old_name": "title", "new_name": "headline"}], **QUANT16},
+        batch_size=BATCH,
+        mode="drop_recreate",
     )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     store = BackupStore.for_plan(str(tmp_path), plan.checksum)
@@ -478,7 +490,7 @@ def test_backup_holds_every_original_byte_with_safe_permissions(clean_redis, red
 
 def test_sampled_estimate_is_close(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=3000)
-    plan = make_plan(clean_redis, QUANT16, audit_sample=200, batch_size=BATCH)
+    plan = make_plan(clean_redis, QUANT16, audit_sample=200, batch_size=BATCH, mode="drop_recreate")
     assert plan.audit.mode == "sample" and not plan.estimate.backup_bytes_exact
     run(clean_redis, redis_url, plan, tmp_path)
     written = os.path.getsize(BackupStore.for_plan(str(tmp_path), plan.checksum).path("data.bin"))
@@ -542,7 +554,7 @@ def test_module_check_mode_diff_lossy_gate_and_idempotence(clean_redis, redis_ur
 
 def test_failed_migration_reports_phase_and_resumes(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis, docs=40)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     args = {
         "redis_url": redis_url,
@@ -596,7 +608,9 @@ def load_wide_hnsw(client, docs=5000, dims=384):
 
 def test_hnsw_validation_at_a_realistic_scale(clean_redis, redis_url, tmp_path):
     load_wide_hnsw(clean_redis)
-    outcome = run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path, batch_size=500)
+    outcome = run(
+        clean_redis, redis_url, make_plan(clean_redis, QUANT16, mode="drop_recreate"), tmp_path, batch_size=500
+    )
     validation = outcome.report.validation
     assert validation["passed"] and validation["knn_checked"] == 10
     assert len(validation["knn_missed"]) <= validation["knn_allowed_misses"] == 2
@@ -604,7 +618,7 @@ def test_hnsw_validation_at_a_realistic_scale(clean_redis, redis_url, tmp_path):
 
 def test_hnsw_validation_still_catches_garbled_vectors(clean_redis, redis_url, tmp_path):
     load_wide_hnsw(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert (
         run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "validate:start", batch_size=500).returncode

@@ -112,14 +112,16 @@ def server_state(client):
 # --- the reference walkthrough ------------------------------------------------------------------
 
 
-def test_reference_patch_is_supported_with_downtime_warning(client):
+def test_reference_patch_is_supported_online_with_its_steps(client):
     load_products(client)
     result = plan(client, QUANTIZE["changes"])
     assert result.classification.supported and not result.classification.nothing_to_do
     assert [(c.kind, c.field, c.before, c.after, c.rewrites_documents) for c in result.changes] == [
         ("vector_datatype_change", "embedding", "float32", "float16", True)
     ]
-    assert any(w.startswith("Downtime:") for w in result.warnings)
+    # A datatype change in place runs online by default (issue 20): expand, build, swap, contract, twice built.
+    assert result.mode == "online" and result.online.layout.builds == 2
+    assert any(w.startswith("Online: the new values are written beside the old ones") for w in result.warnings)
     lossy = next(w for w in result.warnings if w.startswith("Lossy quantization of 'embedding'"))
     assert "2^-11" in lossy and "65504" in lossy
     assert result.rewrites.quantize[0].location == "embedding"
@@ -169,13 +171,13 @@ def test_check_mode_playbook_changes_nothing(tmp_path):
       check_mode: true
       diff: true
       register: dry
-    - name: It is supported, would write the plan, and says downtime is needed
+    - name: It is supported, would write the plan, and runs online (no downtime)
       ansible.builtin.assert:
         that:
           - dry.supported
           - dry.changed
-          - dry.plan.classification.mode == 'drop_recreate'
-          - dry.plan_warnings | select('match', '^Downtime') | list | length == 1
+          - dry.plan.classification.mode == 'online'
+          - dry.plan_warnings | select('match', '^Online') | list | length == 1
           - dry.plan.estimate.backup_fits
 """
         done = run_playbook(playbook, files={"schema_patch.yaml": yaml.safe_dump(QUANTIZE)}, args=("--diff",))

@@ -129,7 +129,7 @@ def test_rollback_after_completed_quantization_restores_every_byte(clean_redis, 
     rich(clean_redis)
     clean_redis.execute_command("FT.ALIASADD", "live", "idx")
     before = state(clean_redis)
-    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16, aliases=["live"]), tmp_path)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16, aliases=["live"], mode="drop_recreate"), tmp_path)
     assert state(clean_redis) != before
     changed, result = roll(clean_redis, tmp_path)
     assert changed and result.result == "rolled_back"
@@ -153,6 +153,7 @@ def test_rollback_after_a_migration_killed_in_any_phase(clean_redis, redis_url, 
     plan = make_plan(
         clean_redis,
         {"rename_fields": [{"old_name": "title", "new_name": "headline"}], "index": {"prefix": "item:"}, **QUANT16},
+        mode="drop_recreate",
     )
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", failpoint).returncode == -signal.SIGKILL
@@ -174,6 +175,7 @@ def test_rollback_of_index_prefix_and_field_renames(clean_redis, redis_url, tmp_
             "index": {"name": "idx_v2", "prefix": "item:"},
         },
         aliases=["live"],
+        mode="drop_recreate",
     )
     run(clean_redis, redis_url, plan, tmp_path)
     assert index_exists(clean_redis, "idx_v2") and not index_exists(clean_redis, "idx")
@@ -260,7 +262,9 @@ def test_json_rollback(clean_redis, redis_url, tmp_path):
     run(
         clean_redis,
         redis_url,
-        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}], **QUANT16}),
+        make_plan(
+            clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}], **QUANT16}, mode="drop_recreate"
+        ),
         tmp_path,
     )
     roll(clean_redis, tmp_path)
@@ -357,11 +361,11 @@ def test_the_right_backup_among_many(clean_redis, redis_url, tmp_path):
 def test_every_migration_of_a_chain_rolled_back_leaves_nothing_to_roll_back(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
     original = state(clean_redis)
-    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16, mode="drop_recreate"), tmp_path)
     run(
         clean_redis,
         redis_url,
-        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}),
+        make_plan(clean_redis, {"rename_fields": [{"old_name": "title", "new_name": "name"}]}, mode="drop_recreate"),
         tmp_path,
     )
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
@@ -383,6 +387,7 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
     migrate_args = {
         "redis_url": redis_url,
         "index": "idx_live",
+        "mode": "drop_recreate",
         "patch": {"version": 1, "changes": QUANT16},
         "backup_dir": str(tmp_path / "b"),
         "accept_data_loss": True,
@@ -396,7 +401,9 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
     assert rolled["changed"] and rolled["backup_path"] == done["backup_path"]
     assert state(clean_redis) == before and clean_redis.execute_command("FT.INFO", "idx_live")[1] == b"idx"
     # Killed after the drop (which dropped the alias with the index): found by the name it was planned through.
-    plan = create_plan(clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}))
+    plan = create_plan(
+        clean_redis, "idx_live", patch=parse_patch({"version": 1, "changes": QUANT16}), mode="drop_recreate"
+    )
     write_plan(plan, str(tmp_path / "plan.yaml"))
     assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "c", "quantize:2").returncode == -signal.SIGKILL
     assert not index_exists(clean_redis, "idx_live")
@@ -408,7 +415,7 @@ def test_rollback_and_validate_by_the_alias_the_migration_was_run_with(clean_red
 def test_check_mode_then_module_idempotence_then_reapply(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
     before = state(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     run(clean_redis, redis_url, plan, tmp_path)
     migrated = state(clean_redis)
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}

@@ -32,7 +32,8 @@ def validate_args(redis_url, tmp_path, **extra) -> dict:
 
 def migrated(client, redis_url, tmp_path, changes=None):
     load(client, docs=DOCS)
-    plan, _path = planned(client, tmp_path, changes or QUANT16)
+    # The drop_recreate path, whose validation these tests judge (an online rewrite: test_online_rewrite.py).
+    plan, _path = planned(client, tmp_path, changes or QUANT16, mode="drop_recreate")
     outcome = run(client, redis_url, plan, tmp_path / "b")
     assert outcome.report.validation["passed"]
     return plan
@@ -147,7 +148,7 @@ def test_hnsw_to_flat_accepts_the_documents_the_approximate_source_did_not_count
     # Quantized too, so that the vectors are rewritten and the migration drops and recreates the index.
     flat16 = {"algorithm": "flat", "datatype": "float16"}
     change = {"remove_fields": ["n"], "update_fields": [{"name": "vec", "attrs": flat16}]}
-    plan, _path = planned(clean_redis, tmp_path, change)
+    plan, _path = planned(clean_redis, tmp_path, change, mode="drop_recreate")
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
     assert outcome.report.validation["passed"] and outcome.report.validation["documents_beyond_source"] == 5
     result = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys)
@@ -159,14 +160,14 @@ def test_hnsw_to_flat_accepts_the_documents_the_approximate_source_did_not_count
 
 def test_a_flat_source_gets_no_such_allowance(clean_redis, redis_url, tmp_path):
     load_with_unparsable(clean_redis, "FLAT")
-    plan = make_plan(clean_redis, {"remove_fields": ["n"], **QUANT16})
+    plan = make_plan(clean_redis, {"remove_fields": ["n"], **QUANT16}, mode="drop_recreate")
     with pytest.raises(Exception, match=f"{DOCS} documents indexed, {DOCS - 5} expected"):
         run(clean_redis, redis_url, plan, tmp_path / "b")
 
 
 def test_a_migration_that_stopped_before_its_index_was_built_is_refused(clean_redis, redis_url, capsys, tmp_path):
     load(clean_redis, docs=DOCS)
-    planned(clean_redis, tmp_path, QUANT16)
+    planned(clean_redis, tmp_path, QUANT16, mode="drop_recreate")
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "quantize:start")
     assert killed.returncode == -signal.SIGKILL
     refused = run_module(redis_index_validate, validate_args(redis_url, tmp_path), capsys, expect_failure=True)

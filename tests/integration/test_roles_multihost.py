@@ -41,6 +41,8 @@ def migrate_vars(tmp_path, **extra) -> dict:
         "indexops_index": "products",
         # As an AWX survey sends it: YAML text, and yes/no strings.
         "indexops_patch": json.dumps(FLOAT16_PATCH),
+        # The drop_recreate window (a rewrite plans online by default; test_online_rewrite.py covers that).
+        "indexops_mode": "drop_recreate",
         "indexops_accept_data_loss": "yes",
         "indexops_backup_dir": str(tmp_path / "backups"),
         "indexops_quiesce_state_dir": str(tmp_path / "quiesce"),
@@ -170,7 +172,7 @@ def test_an_online_change_keeps_every_write_going(ready, tmp_path):
 
     inventory = ready.inventory(str(tmp_path / "inventory.ini"))
     weight = {"version": 1, "changes": {"update_fields": [{"name": "name", "attrs": {"weight": 2}}]}}
-    variables = migrate_vars(tmp_path, indexops_serial=3, indexops_patch=json.dumps(weight))
+    variables = migrate_vars(tmp_path, indexops_serial=3, indexops_patch=json.dumps(weight), indexops_mode="auto")
     writers, refused, stop = [], [], threading.Event()
 
     def write(host):

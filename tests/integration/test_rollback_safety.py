@@ -67,7 +67,8 @@ class Scenario:
         self.before = self.read_all()
         self.vec_text = {k: client.execute_command("JSON.GET", k, "$.vec") for k in self.before} if self.json else {}
         self.schema = snapshot_index(client, "idx").snapshot.index_schema.to_dict()
-        self.plan = make_plan(client, changes)
+        # The drop_recreate path (an online rewrite with an application writing: test_online_rewrite.py).
+        self.plan = make_plan(client, changes, mode="drop_recreate")
         self.rng = numpy.random.default_rng(13)
         self.app = AppWriter(redis.Redis.from_url(url, protocol=2), json_storage=self.json)
         self.writes_expected = 0
@@ -264,7 +265,7 @@ def test_application_deleting_a_moved_field_is_not_undone(clean_redis, redis_url
 @pytest.mark.parametrize("cluster", [False, True], ids=["script", "cluster_path"])
 def test_a_collision_of_both_names_is_a_conflict(clean_redis, redis_url, tmp_path, cluster):
     load(clean_redis)
-    plan = make_plan(clean_redis, {"index": {"prefix": "item:"}})
+    plan = make_plan(clean_redis, {"index": {"prefix": "item:"}}, mode="drop_recreate")
     run(clean_redis, redis_url, plan, tmp_path)
     clean_redis.hset("doc:5", "title", "a new document under the old name")
     migrated = clean_redis.hgetall("item:5")
@@ -280,7 +281,7 @@ def test_a_collision_of_both_names_is_a_conflict(clean_redis, redis_url, tmp_pat
 
 def test_documents_added_after_the_migration_do_not_block_rollback(clean_redis, redis_url, tmp_path, capsys):
     load(clean_redis)
-    plan = make_plan(clean_redis, RENAME_TITLE)
+    plan = make_plan(clean_redis, RENAME_TITLE, mode="drop_recreate")
     run(clean_redis, redis_url, plan, tmp_path)
     rng = numpy.random.default_rng(5)
     for i in range(DOCS, DOCS + 5):  # the application writes new documents in the new layout
@@ -314,7 +315,7 @@ def test_documents_added_that_the_restored_index_cannot_index_fail_the_rollback(
 ):
     load(clean_redis)
     originals = dump_everything(clean_redis)
-    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path)
+    run(clean_redis, redis_url, make_plan(clean_redis, QUANT16, mode="drop_recreate"), tmp_path)
     rng = numpy.random.default_rng(6)
     for i in range(DOCS, DOCS + 50):  # written in the migrated layout: float16, half the bytes float32 needs
         clean_redis.hset(
@@ -383,7 +384,7 @@ def _numeric_index(client, docs: int = 100) -> None:
 
 def test_failed_validation_has_a_way_out(clean_redis, redis_url, tmp_path, capsys):
     _numeric_index(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     run(clean_redis, redis_url, plan, tmp_path)
     clean_redis.hset("doc:7", "n", "not a number")  # the restored index cannot index doc:7 any more
     args = {"redis_url": redis_url, "index": "idx", "backup_dir": str(tmp_path)}
@@ -417,7 +418,7 @@ def test_failed_validation_has_a_way_out(clean_redis, redis_url, tmp_path, capsy
 
 def test_altered_source_definition_fails_then_is_accepted(clean_redis, redis_url, tmp_path):
     load(clean_redis)
-    plan = make_plan(clean_redis, {"index": {"name": "idx_v2"}, **QUANT16})
+    plan = make_plan(clean_redis, {"index": {"name": "idx_v2"}, **QUANT16}, mode="drop_recreate")
     run(clean_redis, redis_url, plan, tmp_path)
     # Someone created an index of the old name by hand, not quite like the original.
     clean_redis.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT")
@@ -514,7 +515,9 @@ return redis.sha1hex(table.concat(state))
 def test_states_cover_move_then_quantize_and_nothing_else(clean_redis, redis_url, tmp_path):
     load(clean_redis, docs=20)
     plan = make_plan(
-        clean_redis, {**RENAME_VEC, "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]}
+        clean_redis,
+        {**RENAME_VEC, "update_fields": [{"name": "embedding", "attrs": {"datatype": "float16"}}]},
+        mode="drop_recreate",
     )
     run(clean_redis, redis_url, plan, tmp_path)
     store = choose_backup(str(tmp_path), "idx")

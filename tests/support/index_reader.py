@@ -1,7 +1,9 @@
 """Query an index by name every few milliseconds, in a process of its own, until told to stop.
 
 argv[1] is a JSON object: url, index, interval (s), stop_file, out (path of the JSON result), and
-optionally field + vector (hex) for a KNN query instead of `*`. The result: queries sent, answered
+optionally field + vector (hex) for a KNN query instead of `*`, and retry_vector (hex): the same query vector in
+another datatype, sent again when the server refuses the first (a client that follows an index whose datatype
+changed: it retries on the blob-size error, and keeps to the vector that was answered). The result: queries sent, answered
 (a reply with at least one document), empty replies, errors (first few listed) and the longest time
 between two answered queries - what a client of the index would have seen.
 """
@@ -38,14 +40,21 @@ def main() -> int:
             "DIALECT",
             "2",
         ]
-    sent = answered = empty = 0
+    sent = answered = empty = retried = 0
     errors = []
     last = first = None
     longest = 0.0
     while not os.path.exists(args["stop_file"]):
         sent += 1
         try:
-            reply = client.execute_command(*query)
+            try:
+                reply = client.execute_command(*query)
+            except redis.ResponseError:
+                if not args.get("retry_vector"):
+                    raise
+                query[6], args["retry_vector"] = bytes.fromhex(args["retry_vector"]), query[6].hex()
+                retried += 1
+                reply = client.execute_command(*query)
             if reply and int(reply[0]) > 0:
                 answered += 1
                 now = time.monotonic()
@@ -65,6 +74,7 @@ def main() -> int:
                 "answered": answered,
                 "empty": empty,
                 "errors": len(errors),
+                "retried": retried,
                 "first_errors": sorted(set(errors))[:5],
                 "longest_gap_ms": round(longest * 1000, 1),
             },

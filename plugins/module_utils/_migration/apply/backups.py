@@ -90,7 +90,7 @@ def _in_scope(plan: MigrationPlan) -> Callable[[Record], None]:
     Raises BackupInvalid on the first record that is not, so nothing gets written."""
     prefixes = list(plan.source_schema().index.prefix)
     everything = not prefixes or "" in prefixes
-    allowed = {location.encode() for location, _size, _absent in plan.rewrites.backup_entries()}
+    allowed = {location.encode() for location, _size, _absent in plan.backup_entries()}
     hint = "the backup was altered after it was made (its checksums can be recomputed); restore it from a copy"
 
     def check(record: Record) -> None:

@@ -23,7 +23,8 @@ except ImportError:  # not on POSIX
     resource = None
 
 BENCHMARK_FORMAT = "indexops.redis_search/benchmark"
-REWRITE_PHASES = ("move_fields", "rename_keys", "quantize")
+# Phases that rewrite documents block by block (drop_recreate, and an online rewrite: online_rewrite.py).
+REWRITE_PHASES = ("move_fields", "rename_keys", "quantize", "expand", "convert", "contract")
 OUTCOMES = ("written", "already", "gone", "conflict")
 
 

@@ -47,7 +47,7 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
     found: List[Command] = []
     if rewrites.any:
         found += [("EVALSHA", _ANY_SHA, "1", old), ("SCRIPT", "LOAD", "return 0")]
-        for location, _size, _absent in rewrites.backup_entries():
+        for location, _size, _absent in plan.backup_entries():
             found.append(("JSON.GET", old, location) if json_storage else ("HGET", old, location))
         found.append(("SCAN", "0", "COUNT", "1"))
     for move in rewrites.moves:
@@ -72,6 +72,21 @@ def _rewrite_commands(plan: MigrationPlan, old: bytes, new: bytes, cluster: bool
             found.append(("RENAME", old, new))
     for quant in rewrites.quantize:
         found += [("EXISTS", new), ("HGET", new, quant.location), ("HSET", new, quant.location, "x")]
+    layout = plan.online_layout
+    if layout is not None and layout.copy_keys:
+        # A prefix change online: copies under the new prefix, the old keys deleted after the swap.
+        found += [("COPY", old, new), ("DEL", old), ("DEL", new), ("EXISTS", old), ("EXISTS", new)]
+    if layout is not None and not json_storage:
+        # Online: expand writes side fields and new names, contract removes them or renames in place.
+        for side in layout.side_locations:
+            found += [("HGET", old, side), ("HSET", old, side, "x"), ("HDEL", old, side)]
+        found += _in_place(old)
+        if plan.online.interim_index:
+            found += [
+                ("FT.CREATE", plan.online.interim_index, "SCHEMA", "f", "TEXT"),
+                ("FT.INFO", plan.online.interim_index),
+            ]
+            found.append(("FT.DROPINDEX", plan.online.interim_index))
     return found
 
 
@@ -134,7 +149,7 @@ def rollback_commands(plan: MigrationPlan, cluster: bool = False) -> List[Comman
     found += _lock_commands(source)
     if target != source:
         found += _lock_commands(target)
-    for location, _size, _absent in plan.rewrites.backup_entries():
+    for location, _size, _absent in plan.backup_entries():
         if json_storage:
             found += [("JSON.GET", new, location), ("JSON.SET", new, location, "0"), ("JSON.DEL", new, location)]
         else:

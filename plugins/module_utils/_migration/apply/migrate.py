@@ -37,7 +37,7 @@ from ..redis.scripts import Scripts
 from ..redis.sentinel import follow_failover
 from ..redis.snapshot import index_exists, read_schema, real_name
 from .benchmark import migration_benchmark, write_benchmark
-from .phases import backup, create, drop, online, resume_check, rewrite, validate
+from .phases import backup, create, drop, online, online_rewrite, resume_check, rewrite, validate
 from .phases.context import Context, MigrateOptions
 from .preflight import check_dir_readonly, preflight, require_applicable, resume_checks, target_matches
 from .report import REPORT_FILE, MigrationReport, build_report, save_report
@@ -97,7 +97,12 @@ ONLINE_BUILD = ("create", "wait", "validate")
 
 
 def phases_of(plan: MigrationPlan) -> list:
-    return ONLINE_PHASES if plan.mode == ONLINE else DROP_RECREATE_PHASES
+    if plan.mode != ONLINE:
+        return DROP_RECREATE_PHASES
+    build_and_swap = online.with_cutover(plan.online, ONLINE_PHASES)
+    if plan.online_layout is not None:
+        return online_rewrite.phases(plan.online_layout, build_and_swap)
+    return build_and_swap
 
 
 def migrate(
@@ -119,7 +124,9 @@ def migrate(
     store = _earlier_attempt(plan, root)
     if store is not None and store.header.status == "completed" and target_matches(client, plan):
         return Outcome(changed=False, report=build_report(plan, "already_completed", store))
-    resume = store is not None and store.header.status in ("running", "failed")
+    if store is not None and store.header.status == online.SIDE_BY_SIDE and not options.finish:
+        return Outcome(changed=False, report=build_report(plan, online.SIDE_BY_SIDE, store))
+    resume = store is not None and store.header.status in ("running", "failed", online.SIDE_BY_SIDE)
     durability = Durability.for_run(client, options.replication)
     if check_mode:
         if not resume:
@@ -149,6 +156,10 @@ def migrate(
             resume_check.check(ctx)
         for phase in _run_phases(ctx):  # noqa: B007 - the phase a failure stopped in is reported below
             pass
+    except online.SideBySide:
+        store.header.status = store.header.phase = online.SIDE_BY_SIDE
+        store.save()
+        return Outcome(changed=True, report=build_report(plan, online.SIDE_BY_SIDE, store))
     except Exception as err:  # pylint: disable=broad-exception-caught
         # A failover: what follows (clean-up, where it stopped, the locks released) goes to the new primary.
         failover = follow_failover(client, options.replication.failover_timeout)

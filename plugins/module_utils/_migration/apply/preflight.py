@@ -183,7 +183,8 @@ def preflight(client, plan: MigrationPlan, options: MigrateOptions, backup_root:
     if live is None:
         raise PreflightFailed(f"index {plan.source.index} does not exist", hint="check the plan's index")
     live = _source_unchanged(client, plan, live)
-    for name in dict.fromkeys([plan.target_index, plan.final_index]):
+    interim = [plan.online.interim_index] if plan.mode == ONLINE and plan.online and plan.online.interim_index else []
+    for name in dict.fromkeys([plan.target_index, plan.final_index, *interim]):
         if name != plan.source.index and index_exists(client, name):
             raise PreflightFailed(f"an index or alias named {name!r} exists", hint="choose another name")
     caps = detect_capabilities(client)

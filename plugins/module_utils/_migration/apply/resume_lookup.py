@@ -25,14 +25,14 @@ from ..core.errors import PlanInvalid, PreflightFailed
 from ..planning.plan import MigrationPlan, read_plan
 from .preflight import target_matches
 
-UNFINISHED = ("running", "failed", "rolling_back")
+UNFINISHED = ("running", "failed", "side_by_side", "rolling_back")
 
 
 def changed_redis(header: BackupHeader) -> bool:
     """Whether the migration got as far as changing Redis (the drop; an online run's first index)."""
     return any(
         header.phases[name].done or header.phases[name].started_at
-        for name in ("drop", "create")
+        for name in ("drop", "expand", "create")
         if name in header.phases
     )
 

@@ -19,7 +19,7 @@ from ..core.errors import BackupInvalid, PreflightFailed
 from ..planning.modes import ONLINE
 from ..planning.plan import MigrationPlan
 from ..redis.capabilities import require_search_results
-from ..redis.keyspace import indexed_keys, key_from_text, key_to_text
+from ..redis.keyspace import indexed_keys, key_from_text, key_to_text, renamed_key
 from ..redis.snapshot import index_exists, real_name, snapshot_index
 from ..redis.waiting import StillIndexing, wait_until_indexed
 from .backups import backup_plan, choose_backup, verify_backup
@@ -73,6 +73,9 @@ def _online(client, plan: MigrationPlan, store: BackupStore) -> Dict[str, Any]:
     found = live.snapshot.differs_from(plan.final_schema())
     names = {name: real_name(client, name) for name in plan.online.names}
     keys = [key_from_text(k) for k in plan.source.key_sample]
+    prefix = plan.rewrites.prefix
+    if prefix is not None:  # an online prefix change: the documents live under their new keys
+        keys = [renamed_key(k, prefix.old, prefix.new) for k in keys]
     alive = [k for k in keys if client.exists(k)]
     indexed = indexed_keys(client, final, alive, require_search_results(client, f"cannot validate {final}"))
     missing = [key_to_text(k) for k in alive if k not in indexed]
@@ -112,6 +115,15 @@ def _verified(store: BackupStore, plan: MigrationPlan) -> VerifyResult:
         return VerifyResult(ok=False, problems=[f"{err.message} (a rollback refuses this backup)"])
 
 
+def _backup_problems(verification: VerifyResult) -> list:
+    if verification.ok:
+        return []
+    return [
+        "the backup fails verification (a rollback would refuse it, or not restore it all): "
+        + "; ".join(verification.problems)
+    ]
+
+
 def validate_migration(
     client, plan: MigrationPlan, store: BackupStore, wait_timeout: float = 0.0
 ) -> StandaloneValidation:
@@ -123,6 +135,8 @@ def validate_migration(
             hint="validate the rollback's own result (redis_index_rollback), or apply the plan again",
         )
     needed = ONLINE_NEEDED if plan.mode == ONLINE else NEEDED
+    if plan.online_layout is not None:
+        needed += ("contract",)  # an online rewrite is over once the old bytes are gone
     if not all(store.phase(name).done for name in needed):
         raise PreflightFailed(
             f"the migration of {plan.source.index} stopped in phase {header.phase} ({header.status}) "
@@ -144,7 +158,9 @@ def validate_migration(
     verification = _verified(store, plan)
     if plan.mode == ONLINE:
         checked = _online(client, plan, store)
-        return _outcome(plan, store, verification, plan.final_index, checked, checked["problems"])
+        return _outcome(
+            plan, store, verification, plan.final_index, checked, checked["problems"] + _backup_problems(verification)
+        )
     ctx = Context(
         client=client,
         connect=lambda: client,
@@ -162,12 +178,7 @@ def validate_migration(
             "validated: " + "; ".join(verification.problems),
             hint="restore the backup directory from a copy; without it there is no way back",
         ) from None
-    problems = list(result.problems)
-    if not verification.ok:
-        problems.append(
-            "the backup fails verification (a rollback would refuse it, or not restore it all): "
-            + "; ".join(verification.problems)
-        )
+    problems = list(result.problems) + _backup_problems(verification)
     return _outcome(plan, store, verification, plan.target_index, result.model_dump(mode="json"), problems)
 
 

@@ -50,8 +50,51 @@ DATA = "data.bin"
 # The converted vectors, made while the source index still serves, block for block beside data.bin,
 # so that after the drop the quantize phase only writes.
 STAGED = "staged.bin"
-# Every phase either mode can run (an online migration: create, wait, validate, swap).
-PHASES = ("backup", "drop", "move_fields", "rename_keys", "quantize", "create", "wait", "validate", "swap")
+# Every phase either mode can run (an online migration: create, wait, validate, swap; one that rewrites
+# documents also expand, convert, rebuild, swap_final and contract).
+PHASES = (
+    "backup",
+    "drop",
+    "move_fields",
+    "rename_keys",
+    "quantize",
+    "expand",
+    "create",
+    "wait",
+    "validate",
+    "side_by_side",
+    "swap",
+    "convert",
+    "rebuild",
+    "swap_final",
+    "contract",
+)
+
+
+# The step of an online migration each phase belongs to, as redis_index_info shows it (expand, build, swap,
+# contract). A drop_recreate migration (its drop started) and the backup are shown by phase.
+STEPS = {
+    "expand": "expand",
+    "create": "build",
+    "wait": "build",
+    "validate": "build",
+    "side_by_side": "side_by_side",
+    "swap": "swap",
+    "convert": "contract",
+    "rebuild": "build",
+    "swap_final": "swap",
+    "contract": "contract",
+}
+
+
+def step_of(header: "BackupHeader") -> str:
+    """The step a migration is in (or stopped in), or its status once it is over."""
+    if header.status in ("completed", "rolled_back", "rolling_back", "side_by_side"):
+        return header.status
+    drop = header.phases.get("drop")
+    if drop is not None and drop.started_at:
+        return header.phase
+    return STEPS.get(header.phase, header.phase)
 
 
 class PhaseState(BaseModel):
@@ -81,7 +124,7 @@ class BackupHeader(SealedRecord):
     target_index: str
     storage: str
     batch_size: int
-    status: str = "running"  # running | failed | completed | rolling_back | rolled_back
+    status: str = "running"  # running | failed | side_by_side | completed | rolling_back | rolled_back
     phase: str = "preflight"
     phases: Dict[str, PhaseState] = Field(default_factory=lambda: {p: PhaseState() for p in PHASES})
     # data.bin once the backup phase finished: the numbers it is verified against before any use.
@@ -210,6 +253,7 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
                 "attempt": header.attempt,
                 "status": header.status,
                 "phase": header.phase,
+                "step": step_of(header),
                 "phases_done": done,
                 "progress": {
                     name: header.phases[name].counters

@@ -15,6 +15,7 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 from ..core.errors import PlanInvalid
 from ..schema.changes import Change, diff
 from ..schema.model import IndexSchema, parse_schema
+from ..schema.online_layout import online_layout
 from ..schema.patch import FieldRename, SchemaPatch, merge, parse_patch
 from ..schema.rewrites import DocumentRewrites, document_rewrites
 from .plan import MigrationPlan
@@ -71,7 +72,7 @@ def verify_derivation(plan: MigrationPlan) -> None:
         differing.append("document rewrites")
     if _dumped(renames) != _dumped(plan.renames.fields):
         differing.append("field renames")
-    if plan.mode not in ("online", "drop_recreate") or (plan.mode == "online" and (rewrites.any or not plan.online)):
+    if plan.mode not in ("online", "drop_recreate") or (plan.mode == "online" and not _online_follows(plan, rewrites)):
         differing.append("mode")
     if differing:
         raise PlanInvalid(
@@ -79,3 +80,16 @@ def verify_derivation(plan: MigrationPlan) -> None:
             "changes (edited and sealed again?); nothing was changed",
             hint="re-create the plan with redis_index_plan and review it",
         )
+
+
+def _online_follows(plan: MigrationPlan, rewrites) -> bool:
+    """An online plan's layout of the documents is the one its rewrites give (an interim index exactly when a
+    vector is converted in place)."""
+    online = plan.online
+    if online is None:
+        return False
+    layout = online_layout(rewrites)
+    recorded = online.layout.model_dump(mode="json") if online.layout else None
+    if recorded != (layout.model_dump(mode="json") if layout else None):
+        return False
+    return bool(online.interim_index) == bool(layout and layout.side_fields)

@@ -1,14 +1,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How a migration reaches its target: online, beside the live index, or by dropping and recreating it.
 
-online          the target is built under another name on the same prefixes while the source keeps
-                serving, validated against it, and put in its place in one MULTI/EXEC: the source is
-                dropped and its name and aliases point at the new index from the same instant. No
-                read gap. It needs the documents to stay as they are (no vector bytes rewritten, no
-                field moved, no key renamed: a second index reads the same documents) and room in
-                memory for the second index while it builds.
+online          the target is built under another name while the source keeps serving, validated
+                against it, and put in its place in one MULTI/EXEC: the source is dropped and its
+                name and aliases point at the new index from the same instant. No read gap. Where
+                the change rewrites documents (a datatype, a field that moves, a prefix), the new
+                bytes are written beside the old ones first and the old ones removed after the swap
+                (schema/online_layout.py: expand, swap, contract). It needs room in memory for the
+                new values and the second index while both exist.
 drop_recreate   the source is dropped, documents are rewritten, the target is created: queries fail
                 from the drop until the new index has indexed everything.
+
+Cut-over (online): `swap` moves the source's names to the new index in the same run; `side_by_side`
+stops once the new index is built, serving under its own name (and an alias of the user's choosing)
+beside the source, until a later run with `finish` swaps and contracts - clients move at their pace.
 
 There is no way to rename an index, and an alias cannot take the name of a live index, so after an
 online migration the new index has a name of its own and the old name is an alias of it: `products`
@@ -20,16 +25,19 @@ alias of it, so clients move over at their own pace.
 from __future__ import annotations
 
 import re
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..core.deps import BaseModel, Field
 from ..redis.capabilities import ServerCapabilities
 from ..schema.model import IndexSchema
+from ..schema.online_layout import OnlineLayout, online_layout
 from ..schema.rewrites import DocumentRewrites
-from .estimate import Estimate
+from .online_cost import OnlineMemory
 
 AUTO, ONLINE, DROP_RECREATE = "auto", "online", "drop_recreate"
 MODES = (AUTO, ONLINE, DROP_RECREATE)
+SWAP, SIDE_BY_SIDE = "swap", "side_by_side"
+CUTOVERS = (SWAP, SIDE_BY_SIDE)
 # How far an online build may take used memory, as a share of maxmemory: past it, eviction (or OOM
 # errors on writes) would hit the application while two indexes coexist.
 MEMORY_CEILING = 0.9
@@ -41,9 +49,21 @@ class OnlineSwap(BaseModel):
 
     index: str  # the new index's own name
     names: List[str] = Field(default_factory=list)  # names that point at it after the swap (aliases)
-    memory_needed_bytes: int = 0  # the second index, while both exist
+    memory_needed_bytes: int = 0  # the window's peak: new values beside the old, and the second index
     memory_used_bytes: int = 0
     memory_limit_bytes: int = 0  # maxmemory; 0 = none
+    memory_breakdown: Dict[str, int] = Field(default_factory=dict)
+    cutover: str = SWAP
+    side_by_side_alias: Optional[str] = None  # an alias of the new index while it serves beside the source
+    # Documents rewritten online: where their new bytes live meanwhile; None when they stay as they are.
+    layout: Optional[OnlineLayout] = None
+    # A datatype change in place: the index on the side fields that serves between the two swaps.
+    interim_index: Optional[str] = None
+
+    @property
+    def first_index(self) -> str:
+        """The index the first build makes (and the first swap puts in the source's place)."""
+        return self.interim_index or self.index
 
 
 class ModeDecision(BaseModel):
@@ -79,11 +99,6 @@ def online_names(source: IndexSchema, aliases: List[str]) -> List[str]:
     return sorted(set(names))
 
 
-def _memory_needed(estimate: Estimate) -> int:
-    after = estimate.memory_after_bytes
-    return int(after.get("vector_index", 0) + after.get("other_index", 0))
-
-
 def _fits(needed: int, caps: ServerCapabilities) -> bool:
     return not caps.maxmemory_bytes or caps.used_memory_bytes + needed <= MEMORY_CEILING * caps.maxmemory_bytes
 
@@ -99,42 +114,72 @@ def _rewrite_reason(rewrites: DocumentRewrites) -> str:
     return "the change " + " and ".join(what)
 
 
+def _online_refusal(rewrites: DocumentRewrites, caps: ServerCapabilities) -> Optional[str]:
+    """Why the documents cannot be rewritten online on this server, or None."""
+    if rewrites.prefix is not None and caps.cluster_enabled:
+        return (
+            "a prefix change online copies each document beside its old key, which on a cluster lives in another slot"
+        )
+    return None
+
+
+def _describe_memory(memory: OnlineMemory) -> str:
+    parts = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in memory.breakdown.items())
+    return f"about {memory.peak_bytes} bytes at its peak ({parts})"
+
+
+def _names(
+    source: IndexSchema, target: IndexSchema, layout: Optional[OnlineLayout], taken: Callable[[str], bool]
+) -> Tuple[str, Optional[str]]:
+    """(the new index's name, the interim index's name or None). A datatype change in place builds twice: the
+    interim index takes the next generation name and the final one the generation after it."""
+    interim = next_generation(source.name, taken) if layout is not None and layout.side_fields else None
+    if target.name != source.name:
+        return target.name, interim
+    return next_generation(source.name, lambda name: name == interim or taken(name)), interim
+
+
 def choose_mode(
     requested: str,
     source: IndexSchema,
     target: IndexSchema,
     rewrites: DocumentRewrites,
-    estimate: Estimate,
+    memory: OnlineMemory,
     caps: ServerCapabilities,
     aliases: List[str],
     taken: Callable[[str], bool],
+    cutover: str = SWAP,
+    side_by_side_alias: Optional[str] = None,
 ) -> ModeDecision:
-    """Online where the documents stay as they are and the second index fits, unless asked otherwise."""
+    """Online where the window fits in memory (and the server allows it), unless asked otherwise."""
     if requested == DROP_RECREATE:
-        return ModeDecision(mode=DROP_RECREATE, reason="drop_recreate was asked for")
-    if rewrites.any:
-        reason = _rewrite_reason(rewrites)
+        return _cutover_check(ModeDecision(mode=DROP_RECREATE, reason="drop_recreate was asked for"), cutover)
+    layout = online_layout(rewrites)
+    refusal = _online_refusal(rewrites, caps)
+    if refusal:
+        reason = f"{_rewrite_reason(rewrites)}, and {refusal}"
         if requested == ONLINE:
-            return ModeDecision(
-                mode=ONLINE,
-                reason=reason,
-                blocked=(
-                    f"mode online needs the documents to stay as they are, but {reason}; use mode auto or drop_recreate"
-                ),
-            )
-        return ModeDecision(mode=DROP_RECREATE, reason=f"{reason}: the index must be down while they change")
-    needed = _memory_needed(estimate)
+            return ModeDecision(mode=ONLINE, reason=reason, blocked=f"mode online: {reason}; use drop_recreate")
+        return _cutover_check(
+            ModeDecision(mode=DROP_RECREATE, reason=f"{reason}: the index must be down while they change"), cutover
+        )
+    final, interim = _names(source, target, layout, taken)
     swap = OnlineSwap(
-        index=target.name if target.name != source.name else next_generation(source.name, taken),
+        index=final,
         names=online_names(source, aliases),
-        memory_needed_bytes=needed,
+        memory_needed_bytes=memory.peak_bytes,
         memory_used_bytes=caps.used_memory_bytes,
         memory_limit_bytes=caps.maxmemory_bytes,
+        memory_breakdown=memory.breakdown,
+        cutover=cutover,
+        side_by_side_alias=side_by_side_alias,
+        layout=layout,
+        interim_index=interim,
     )
-    if not _fits(needed, caps):
+    if not _fits(memory.peak_bytes, caps):
         room = (
-            f"a second index of about {needed} bytes while it builds would take used memory "
-            f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} bytes)"
+            f"the online window needs {_describe_memory(memory)} on top of the {caps.used_memory_bytes} bytes "
+            f"used, past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} bytes)"
         )
         if requested == ONLINE:
             return ModeDecision(
@@ -143,27 +188,41 @@ def choose_mode(
                 online=swap,
                 blocked=f"mode online: {room}; free memory, raise maxmemory or use drop_recreate",
             )
-        return ModeDecision(
-            mode=DROP_RECREATE,
-            reason=room,
-            warning=(
-                f"Online was not possible: {room}; the migration drops and recreates the index instead (with a read "
-                "gap). Free memory or raise maxmemory for an online migration."
+        return _cutover_check(
+            ModeDecision(
+                mode=DROP_RECREATE,
+                reason=room,
+                warning=(
+                    f"Online was not possible: {room}; the migration drops and recreates the index instead (with a "
+                    "read gap). Free memory or raise maxmemory for an online migration."
+                ),
             ),
+            cutover,
         )
-    return ModeDecision(
-        mode=ONLINE,
-        online=swap,
-        reason=("the documents stay as they are: the target is built beside the live index and swapped in at once"),
-    )
+    if layout is None:
+        reason = "the documents stay as they are: the target is built beside the live index and swapped in at once"
+    else:
+        reason = (
+            f"{_rewrite_reason(rewrites)}: the new bytes are written beside the old ones, the target is built on "
+            f"them beside the live index ({layout.builds} build(s)), swapped in at once, and the old bytes removed"
+        )
+    return ModeDecision(mode=ONLINE, online=swap, reason=reason)
+
+
+def _cutover_check(decision: ModeDecision, cutover: str) -> ModeDecision:
+    """A side-by-side cut-over needs the new index beside the source: an online migration."""
+    if cutover == SIDE_BY_SIDE and decision.mode != ONLINE and not decision.blocked:
+        decision.blocked = (
+            f"cutover side_by_side needs an online migration, and this one is drop_recreate ({decision.reason})"
+        )
+    return decision
 
 
 def memory_now_fits(swap: OnlineSwap, caps: ServerCapabilities) -> Tuple[bool, str]:
-    """Whether the second index still fits the server's memory as it is now (checked before building)."""
+    """Whether the window still fits the server's memory as it is now (checked before building)."""
     if _fits(swap.memory_needed_bytes, caps):
         return True, ""
     return False, (
-        f"a second index of about {swap.memory_needed_bytes} bytes would take used memory "
-        f"({caps.used_memory_bytes} bytes) past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} "
-        "bytes)"
+        f"the online window needs about {swap.memory_needed_bytes} bytes on top of the {caps.used_memory_bytes} "
+        f"bytes used, past {MEMORY_CEILING:.0%} of maxmemory ({caps.maxmemory_bytes} bytes)"
     )

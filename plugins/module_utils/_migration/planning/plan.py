@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from ..core.deps import BaseModel, ConfigDict, Field
 from ..core.errors import PlanInvalid
@@ -26,6 +26,7 @@ from ..vectors.audit import AuditResult
 from .classify import Classification
 from .estimate import Estimate
 from .modes import OnlineSwap
+from .online_cost import Durations
 
 PLAN_FORMAT = "indexops.redis_search/plan"
 PLAN_FORMAT_VERSION = 1
@@ -53,6 +54,9 @@ VOLATILE = (
     ("estimate", "backup_dir_free_bytes"),
     ("estimate", "backup_fits"),
     ("online", "memory_used_bytes"),
+    ("online", "memory_needed_bytes"),
+    ("online", "memory_breakdown"),
+    ("durations",),
 )
 
 
@@ -90,6 +94,8 @@ class MigrationPlan(SealedDocument):
     requested_mode: str = "auto"
     mode_reason: str = ""
     online: Optional[OnlineSwap] = None
+    # How long each path takes, estimated (online_cost.py), so that the user can choose.
+    durations: Optional[Durations] = None
     source: SourceState
     requested_changes: Dict[str, Any]
     target_schema: Dict[str, Any]
@@ -131,6 +137,20 @@ class MigrationPlan(SealedDocument):
     def final_index(self) -> str:
         """The new index's own name: the target's, or for an online migration the one it is built under."""
         return self.online.index if self.mode == "online" and self.online else self.target_index
+
+    @property
+    def online_layout(self):
+        """How an online migration lays out the documents it rewrites (schema/online_layout.py); None when it
+        rewrites none, or is not online."""
+        return self.online.layout if self.mode == "online" and self.online else None
+
+    def backup_entries(self) -> List[Tuple[str, Optional[int], bool]]:
+        """(location, size, stored-as-absent) per backup record entry (rewrites.backup_entries), with an online
+        migration's side fields as absent markers: the rollback's state of a document covers them, and a
+        side field left behind is removed."""
+        entries = self.rewrites.backup_entries()
+        layout = self.online_layout
+        return entries + [(side, None, True) for side in layout.side_locations] if layout else entries
 
     def final_schema(self) -> IndexSchema:
         """The target schema under the name the new index really has."""

@@ -70,17 +70,60 @@ def _mode_warning(
 ) -> str:
     """What the index's users see during the migration: nothing (online), or a read gap."""
     if online is not None and classification.mode == "online":
-        return (
-            f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} "
-            f"keeps serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then swapped "
-            f"in at once: {', '.join(online.names)} lead to {online.index} from then on. Writes go on; documents "
-            "written during the build are indexed by both."
-        )
+        if online.layout is None:
+            said = (
+                f"Online: {online.index} is built beside {source.name} from the same documents while {source.name} "
+                f"keeps serving (about {_size(online.memory_needed_bytes)} more memory until the swap), then "
+                f"swapped in at once: {', '.join(online.names)} lead to {online.index} from then on. Writes go on; "
+                "documents written during the build are indexed by both."
+            )
+        else:
+            said = _rewrite_online_warning(source, rewrites, online)
+        if online.cutover == "side_by_side":
+            alias = f" (and {online.side_by_side_alias})" if online.side_by_side_alias else ""
+            said += (
+                f" Side by side: the first run stops once {online.first_index}{alias} serves beside {source.name}; "
+                f"move the clients to it at their own pace, then run the same task again with finish: true to swap "
+                "and contract."
+            )
+        return said
     return (
         f"Downtime: {source.name} is dropped and recreated; queries fail from the drop until the new index has "
         f"indexed all {stats.num_docs} documents, and writes in that window are not indexed"
         + (" and may be overwritten by the rewrite" if rewrites.any else "")
         + ". Stop reads and writes for the migration window."
+    )
+
+
+def _rewrite_online_warning(source: IndexSchema, rewrites: DocumentRewrites, online: OnlineSwap) -> str:
+    """The steps of an online rewrite, and what the application must do during and after it."""
+    layout = online.layout
+    if layout.copy_keys:
+        where = f"each document is copied under its new key ({rewrites.prefix.new!r}) with its new layout"
+        contract = "the old keys are deleted"
+    else:
+        where = "the new values are written beside the old ones in each document"
+        contract = "the old values are removed"
+    said = (
+        f"Online: {where} while {source.name} keeps serving (expand), {online.first_index} is built on them (build), "
+        f"then swapped in at once (swap) and {contract} (contract); about {_size(online.memory_needed_bytes)} more "
+        "memory at the peak."
+    )
+    if layout.side_fields:
+        said += (
+            f" The vectors are converted in place after the swap, while {online.first_index} serves from the side "
+            f"field(s) {', '.join(layout.side_locations)}; then {online.index} is built on them and swapped in the "
+            "same way: two builds."
+        )
+    if rewrites.quantize:
+        types = ", ".join(sorted({q.target for q in rewrites.quantize}))
+        said += (
+            f" From the swap on, {', '.join(online.names)} expect {types} query vectors: query with the index's "
+            "current datatype (or retry with the other on the server's blob-size error)."
+        )
+    return said + (
+        " Writes: stop them for the window (the write_quiesce role), or documents the application changes before "
+        "the swap keep what it wrote and are reported as conflicts; from the swap on it must write the new layout."
     )
 
 

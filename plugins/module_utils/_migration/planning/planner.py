@@ -20,17 +20,20 @@ from ..core.limits import BatchSize, SampleSize, check_schema, check_text, expla
 from ..redis.capabilities import ServerCapabilities, detect_capabilities
 from ..redis.catalog import OtherIndex, alias_targets, aliases_of, other_indexes
 from ..redis.create_check import CreateCheckUnavailable, check_create
+from ..redis.doc_memory import document_memory
 from ..redis.keyspace import iter_keys, key_to_text, sample_keys, separator_in_use
 from ..redis.snapshot import IndexSnapshot, index_exists, snapshot_index
 from ..schema.changes import INDEX_RENAME
 from ..schema.model import IndexSchema
+from ..schema.online_layout import online_layout
 from ..schema.patch import SchemaPatch
-from ..schema.rewrites import Quantize
+from ..schema.rewrites import DocumentRewrites, Quantize
 from ..vectors.audit import AuditResult, audit_keys, backup_refusals
 from .classify import Classification, LiveContext, classify
 from .derive import Derivation, derive
-from .estimate import estimate
-from .modes import AUTO, DROP_RECREATE, MODES, ModeDecision, choose_mode, stem
+from .estimate import Estimate, estimate
+from .modes import AUTO, CUTOVERS, DROP_RECREATE, MODES, SWAP, ModeDecision, choose_mode, stem
+from .online_cost import OnlineMemory, durations, online_memory
 from .plan import MigrationPlan, Renames, SourceState
 from .plan_warnings import collect_warnings
 
@@ -46,12 +49,21 @@ class PlanningOptions(BaseModel):
     key_sample_size: SampleSize = 20
     batch_size: BatchSize = DEFAULT_BATCH_SIZE
     mode: str = AUTO
+    cutover: str = SWAP
+    side_by_side_alias: Optional[str] = None
 
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
         if value not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
+
+    @field_validator("cutover")
+    @classmethod
+    def _known_cutover(cls, value: str) -> str:
+        if value not in CUTOVERS:
+            raise ValueError(f"cutover must be one of {', '.join(CUTOVERS)}, not {value!r}")
         return value
 
 
@@ -117,6 +129,8 @@ def create_plan(
     capabilities: Optional[ServerCapabilities] = None,
     created_at: Optional[str] = None,
     mode: str = AUTO,
+    cutover: str = SWAP,
+    side_by_side_alias: Optional[str] = None,
 ) -> MigrationPlan:
     """Plan the change of `index` described by `patch` or by a full `target_schema`.
 
@@ -132,8 +146,17 @@ def create_plan(
             "key_sample_size": key_sample,
             "batch_size": batch_size,
             "mode": mode,
+            "cutover": cutover,
+            "side_by_side_alias": side_by_side_alias,
         },
     )
+    if side_by_side_alias is not None:
+        check_text(side_by_side_alias, "side_by_side_alias", "side_by_side_alias")
+        if cutover != "side_by_side":
+            raise SchemaInvalid(
+                "side_by_side_alias is only used with cutover side_by_side",
+                hint="set cutover: side_by_side, or leave side_by_side_alias out",
+            )
     snap = snapshot_index(client, index)
     source = snap.snapshot.index_schema
     caps = capabilities or detect_capabilities(client)
@@ -149,7 +172,15 @@ def create_plan(
     _block(classification, backup_refusals(audit, source, rewrites.quantize))
     cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
     alias_names, complete = _aliases(client, index, snap.name, caps, aliases)
-    decision = _decide_mode(client, mode, source, derived, cost, caps, alias_names, classification)
+    memory = _online_memory(client, keys, cost, rewrites, audit)
+    choice = {"mode": mode, "cutover": cutover, "side_by_side_alias": side_by_side_alias}
+    decision = _decide_mode(client, choice, source, derived, memory, caps, alias_names, classification)
+    _block(classification, _side_fields_taken(client, keys[:audit_sample], decision, source.storage))
+    if decision.online and side_by_side_alias and index_exists(client, side_by_side_alias):
+        _block(
+            classification,
+            [f"an index or alias named {side_by_side_alias!r} exists; choose another side_by_side_alias"],
+        )
     warnings = collect_warnings(
         source,
         target,
@@ -185,6 +216,7 @@ def create_plan(
         requested_mode=mode,
         mode_reason=decision.reason,
         online=decision.online,
+        durations=durations(source, target, snap.stats, cost, decision.online.layout if decision.online else None),
         warnings=warnings,
         audit=audit,
         estimate=cost,
@@ -214,12 +246,44 @@ def _audit_source(
     )
 
 
+def _online_memory(
+    client, keys: List[bytes], cost: Estimate, rewrites: DocumentRewrites, audit: AuditResult
+) -> OnlineMemory:
+    """The online window's peak memory, with the document sizes it needs measured on the key sample."""
+    layout = online_layout(rewrites)
+    json_moves = [m.old_location for m in rewrites.moves] if rewrites.storage == "json" and layout else []
+    sizes = document_memory(client, keys, whole=bool(layout and layout.copy_keys), json_paths=json_moves)
+    return online_memory(cost, rewrites, layout, audit, sizes)
+
+
+def _side_fields_taken(client, keys: List[bytes], decision: ModeDecision, storage: str) -> List[str]:
+    """A side field must be a name no document has: a sampled document that has one blocks the plan."""
+    layout = decision.online.layout if decision.online else None
+    if not layout or not layout.side_fields or not keys or storage != "hash":
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        for side in layout.side_fields:
+            pipe.hexists(key, side.side)
+    found = pipe.execute()
+    sides = layout.side_fields
+    taken = sorted({sides[i % len(sides)].side for i, there in enumerate(found) if there})
+    return (
+        [
+            f"sampled documents already hold {', '.join(taken)}, the side field(s) an online migration writes the "
+            "converted vectors to; rename those fields, or use mode drop_recreate"
+        ]
+        if taken
+        else []
+    )
+
+
 def _decide_mode(
     client,
-    mode: str,
+    choice: Dict[str, Any],
     source: IndexSchema,
     derived: Derivation,
-    cost,
+    memory: OnlineMemory,
     caps: ServerCapabilities,
     aliases: List[str],
     classification: Classification,
@@ -228,7 +292,16 @@ def _decide_mode(
     blocks the plan."""
     if derived.changes:
         decision = choose_mode(
-            mode, source, derived.target, derived.rewrites, cost, caps, aliases, lambda name: index_exists(client, name)
+            choice["mode"],
+            source,
+            derived.target,
+            derived.rewrites,
+            memory,
+            caps,
+            aliases,
+            lambda name: index_exists(client, name),
+            cutover=choice["cutover"],
+            side_by_side_alias=choice["side_by_side_alias"],
         )
     else:
         decision = ModeDecision(mode=DROP_RECREATE, reason="nothing to change")
@@ -348,6 +421,18 @@ def summarize(plan: MigrationPlan) -> List[str]:
         lines.append(
             f"  backup: {plan.estimate.backup_bytes} bytes ({exact}) for {plan.estimate.documents_rewritten} "
             "rewritten documents"
+        )
+    if plan.durations is not None:
+        times = plan.durations
+        lines.append(
+            f"  estimated: online {times.online_seconds} s ({times.online_builds} build(s), no read gap), "
+            f"drop_recreate {times.drop_recreate_seconds} s with a read gap of {times.drop_recreate_read_gap_seconds} s"
+        )
+    if plan.mode == "online" and plan.online is not None:
+        steps = "expand, build, swap, contract" if plan.online.layout else "build, swap"
+        lines.append(
+            f"  online steps: {steps}; cutover {plan.online.cutover}; about {plan.online.memory_needed_bytes} bytes "
+            "more memory at the peak"
         )
     if plan.audit.mode != "skipped":
         lines.append(

@@ -139,6 +139,170 @@ if moved == 1 then return 2 end
 return 1
 """
 
+# An online rewrite's steps on one hash (expand, convert, contract), all or nothing per document. KEYS[1]
+# the key; ARGV: items of five, an operation and four arguments:
+#   W check expected dest value   write `dest` := value, where `check` still holds `expected` (the backup's
+#                                 original): expand (a side field or a renamed field's new name), convert
+#   M old expected new value      contract of a rename: `new` (holding `value`, what expand wrote) takes
+#                                 `old`'s place (RENAME_FIELD), where `old` still holds `expected`
+#   D side value check expected   contract of a side field: HDEL `side` (holding `value`), where `check` holds
+#                                 `expected` (the converted bytes are in place)
+# Done already when each item's result is there. Returns 2 written, 1 already done, 0 gone, -1 conflict
+# (the application changed the document meanwhile: nothing written).
+ONLINE_STEP = (
+    RENAME_FIELD
+    + """
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+local pending = {}
+for i = 1, #ARGV, 5 do
+  local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if op == 'W' then
+    if redis.call('HGET', key, c) ~= d then
+      if redis.call('HGET', key, a) ~= b then return -1 end
+      pending[#pending + 1] = i
+    end
+  elseif op == 'M' then
+    local old = redis.call('HGET', key, a)
+    if old or redis.call('HGET', key, c) ~= d then
+      if old ~= b or redis.call('HGET', key, c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  else
+    local side = redis.call('HGET', key, a)
+    if side then
+      if side ~= b or redis.call('HGET', key, c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  local op = ARGV[i]
+  if op == 'W' then
+    redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
+  elseif op == 'M' then
+    rename_field(key, ARGV[i + 1], ARGV[i + 3], ARGV[i + 4])
+  else
+    redis.call('HDEL', key, ARGV[i + 1])
+  end
+end
+return 2
+"""
+)
+
+# The same for a JSON document, whose values are the exact JSON.GET replies of their paths ('[value]', '[]' where
+# nothing is): W check expected dest value (JSON.SET dest to the value, where check holds expected) and M old
+# expected new value (JSON.DEL old, where it holds expected and new holds value: what a move leaves).
+ONLINE_JSON_STEP = """
+local key = KEYS[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function get(path)
+  local found = redis.call('JSON.GET', key, path)
+  if not found then return '[]' end
+  return found
+end
+local pending = {}
+for i = 1, #ARGV, 5 do
+  local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if op == 'W' then
+    if get(c) ~= d then
+      if get(a) ~= b then return -1 end
+      pending[#pending + 1] = i
+    end
+  else
+    local old = get(a)
+    if old ~= '[]' or get(c) ~= d then
+      if old ~= b or get(c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  if ARGV[i] == 'W' then
+    redis.call('JSON.SET', key, ARGV[i + 3], string.sub(ARGV[i + 4], 2, -2))
+  else
+    redis.call('JSON.DEL', key, ARGV[i + 1])
+  end
+end
+return 2
+"""
+
+# A prefix change online: the documents under their old keys and copies under the new ones. KEYS[1] the old key,
+# KEYS[2] the new one. ARGV[1] "json" or "hash", ARGV[2] = N, then N pairs (location, value the backup holds, ""
+# where it held nothing): the old key must still hold them (CAS). Then, for ONLINE_COPY, items of four applied to
+# the copy: M old new value (a field move: RENAME_FIELD, or JSON.SET and JSON.DEL) and W location value (HSET of
+# a converted vector).
+_ONLINE_KEYS_HEAD = (
+    RENAME_FIELD
+    + """
+local json = ARGV[1] == 'json'
+local function get(key, location)
+  if json then
+    local found = redis.call('JSON.GET', key, location)
+    if not found or found == '[]' then return '' end
+    return found
+  end
+  return redis.call('HGET', key, location) or ''
+end
+local function original(key)
+  local n = tonumber(ARGV[2])
+  for i = 3, 2 + 2 * n, 2 do
+    if get(key, ARGV[i]) ~= ARGV[i + 1] then return false end
+  end
+  return true
+end
+local after = 3 + 2 * tonumber(ARGV[2])
+"""
+)
+# Expand: copy the old key (TTL kept) under the new name with its moves and conversions. 2 copied, 1 the copy
+# exists already, 0 old key gone, -1 conflict (changed since the backup).
+ONLINE_COPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if not original(KEYS[1]) then return -1 end
+redis.call('COPY', KEYS[1], KEYS[2])
+for i = after, #ARGV, 4 do
+  if ARGV[i] == 'M' then
+    if json then
+      redis.call('JSON.SET', KEYS[2], ARGV[i + 2], string.sub(ARGV[i + 3], 2, -2))
+      redis.call('JSON.DEL', KEYS[2], ARGV[i + 1])
+    else
+      rename_field(KEYS[2], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    end
+  else
+    redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+  end
+end
+return 2
+"""
+)
+# Contract: the old key deleted where it is unchanged since the copy and the copy exists. 2 deleted, 1 gone
+# already, -1 conflict (changed, or the copy was deleted: left as it is).
+ONLINE_DROP_OLD = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 0 or not original(KEYS[1]) then return -1 end
+redis.call('DEL', KEYS[1])
+return 2
+"""
+)
+# Rollback before the contract: the copy deleted where the old key is as the backup holds it. 2 deleted, 1
+# nothing to do (no copy, or the old key is gone or changed: the restore decides).
+ONLINE_UNCOPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
+if not original(KEYS[1]) then return 1 end
+redis.call('DEL', KEYS[2])
+return 2
+"""
+)
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -289,6 +453,11 @@ class Scripts:
         self.hash_move = client.register_script(HASH_MOVE)
         self.json_move = client.register_script(JSON_MOVE)
         self.key_rename = client.register_script(KEY_RENAME)
+        self.online_step = client.register_script(ONLINE_STEP)
+        self.online_json_step = client.register_script(ONLINE_JSON_STEP)
+        self.online_copy = client.register_script(ONLINE_COPY)
+        self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
+        self.online_uncopy = client.register_script(ONLINE_UNCOPY)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Rolling back an online migration, online: no document changed, so only the index goes back.
+"""Rolling back an online migration, online: the index goes back (and, when the migration rewrote
+documents, rollback.py has restored them from the backup first).
 
 Before its swap, the migration's new index is simply dropped (the source served all along). After
 it, the source's exact definition is built again beside the migration's index, under a name of its
@@ -11,6 +12,8 @@ rollback that stops is resumed on the same index.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..backup.store import BackupStore
 from ..core.errors import RollbackFailed
 from ..planning.modes import next_generation
@@ -21,6 +24,7 @@ from ..redis.snapshot import index_exists, live_schema, read_info, real_name
 from ..redis.stats import stats_from_info
 from ..redis.waiting import StillIndexing, wait_until_indexed
 from ..schema.model import IndexSchema
+from ..schema.online_layout import interim_schema
 
 
 def named(schema: IndexSchema, name: str) -> IndexSchema:
@@ -35,28 +39,51 @@ def same_definition(client, expected: IndexSchema, name: str) -> bool:
     return live is not None and live.matches(named(expected, live.index_schema.name))
 
 
+def _built(plan: MigrationPlan) -> list:
+    """(name, definition) of every index the migration builds: the interim one of a datatype change in
+    place, and the final one."""
+    found = []
+    if plan.online is not None and plan.online.interim_index and plan.online.layout is not None:
+        name = plan.online.interim_index
+        found.append((name, interim_schema(plan.final_schema(), plan.online.layout, name)))
+    return found + [(plan.final_index, plan.final_schema())]
+
+
 def rolled_back(client, plan: MigrationPlan) -> bool:
-    """The source's name leads to the source's definition and the migration's index is gone."""
+    """The source's name leads to the source's definition and the migration's indexes are gone."""
     if not same_definition(client, plan.source_schema(), plan.source.index):
         return False
-    return real_name(client, plan.final_index) != plan.final_index or plan.final_index == plan.source.index
+    return all(real_name(client, name) != name or name == plan.source.index for name, _schema in _built(plan))
+
+
+def _ours_live(client, plan: MigrationPlan) -> list:
+    """The migration's indexes that exist under their own names (refused: one of those names taken by another)."""
+    found = []
+    for name, schema in _built(plan):
+        if real_name(client, name) != name:
+            continue
+        if not same_definition(client, schema, name):
+            raise RollbackFailed(
+                f"index {name!r} exists but is not the one this migration built",
+                hint="someone changed it after the migration; resolve it by hand first",
+            )
+        found.append(name)
+    return found
 
 
 def _drop_ours(client, plan: MigrationPlan) -> bool:
-    name = plan.final_index
-    if real_name(client, name) != name:
-        return False
-    if not same_definition(client, plan.final_schema(), name):
-        raise RollbackFailed(
-            f"index {name!r} exists but is not the one this migration built",
-            hint="someone changed it after the migration; resolve it by hand first",
-        )
-    client.execute_command("FT.DROPINDEX", name)
-    return True
+    found = _ours_live(client, plan)
+    for name in found:
+        client.execute_command("FT.DROPINDEX", name)
+    return bool(found)
 
 
-def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: float) -> None:
-    """Roll the online migration back; fills `result` (dropped_target, recreated_source, aliases, validation)."""
+def run(
+    client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: float, restored: Optional[int] = None
+) -> None:
+    """Roll the online migration back; fills `result` (dropped_target, recreated_source, aliases, validation).
+    `restored`: the documents rollback.py restored (a migration that rewrote them), which the rebuilt source
+    must index."""
     source = plan.source_schema()
     final = plan.final_index
     names = list(plan.online.names) if plan.online else list(plan.source.aliases)
@@ -71,7 +98,9 @@ def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: f
         result.dropped_target = _drop_ours(client, plan)
         result.validation = {"passed": True, "swapped": False}
         return
-    if real_name(client, final) is None and not store.header.rollback.get("online_index"):
+    # The source's own name is gone after the swap when it was a generation (`idx--v2`); its names stay.
+    serving = real_name(client, names[0] if names else source.name)
+    if serving is None and not store.header.rollback.get("online_index"):
         raise RollbackFailed(
             f"neither {source.name} nor the migration's index {final} exists",
             hint="recreate the index by hand from the backup's plan.yaml",
@@ -94,7 +123,10 @@ def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: f
     problems = []
     if not same_definition(client, source, rebuilt):
         problems.append(f"{rebuilt} does not have the source's definition")
-    current = stats_from_info(read_info(client, final)).num_docs if real_name(client, final) == final else None
+    if restored is not None:
+        current = restored
+    else:
+        current = stats_from_info(read_info(client, final)).num_docs if real_name(client, final) == final else None
     if current is not None and stats.num_docs < current and not source.index.filter:
         problems.append(f"{rebuilt} indexed {stats.num_docs} documents, {final} holds {current}")
     result.validation = {
@@ -110,14 +142,16 @@ def run(client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: f
             "rollback validation failed: " + "; ".join(problems) + f"; {final} kept serving",
             hint="inspect, then re-run the same task",
         )
-    if real_name(client, final) == final:
+    live = _ours_live(client, plan)
+    if live:
         pipe = client.pipeline(transaction=True)
-        pipe.execute_command("FT.DROPINDEX", final)
+        for name in live:
+            pipe.execute_command("FT.DROPINDEX", name)
         for name in names:
             pipe.execute_command("FT.ALIASUPDATE", name, rebuilt)
         execute_once(client, pipe, raise_on_error=False)
         result.dropped_target = True
-    else:  # the migration's index is gone already (an earlier run swapped back): just the names
+    else:  # the migration's indexes are gone already (an earlier run swapped back): just the names
         for name in names:
             client.execute_command("FT.ALIASUPDATE", name, rebuilt)
     wrong = [name for name in names if real_name(client, name) != rebuilt]

@@ -138,6 +138,7 @@ class _States:
 
     def __init__(self, plan: MigrationPlan, store: BackupStore):
         self.rewrites = plan.rewrites
+        self.layout = plan.online_layout
         self.params = {field: QuantParams.from_dict(p) for field, p in store.header.quant_params.items()}
 
     def _converted(self, records: List[Record]) -> Dict[str, List[Optional[bytes]]]:
@@ -169,6 +170,35 @@ class _States:
             found[quant.field] = converted
         return found
 
+    def _online_states(self, original: list, where: Dict[bytes, int], converted, n: int) -> List[list]:
+        """An online migration's states (apply/phases/online_rewrite.py) besides drop_recreate's end state,
+        which contract reaches: expanded (the new bytes beside the originals), converted (a datatype change in
+        place: the original location holds the converted bytes too)."""
+        if self.layout is None or self.layout.copy_keys:
+            return []  # a prefix change online rewrites only the copies (see _uncopy)
+        expanded = list(original)
+        for side in self.layout.side_fields:
+            at, side_at = where.get(side.location.encode()), where.get(side.side.encode())
+            value = converted.get(side.field, [None] * (n + 1))[n]
+            if None not in (at, side_at, value) and original[at] is not None:
+                expanded[side_at] = value
+        for move in self.rewrites.moves:
+            old, new = where.get(move.old_location.encode()), where.get(move.new_location.encode())
+            if None in (old, new) or original[old] is None:
+                continue
+            value = original[old]
+            for quant in self.rewrites.quantize:
+                if quant.source_location == move.old_location:
+                    value = converted[quant.field][n]
+            if value is not None:
+                expanded[new] = value
+        converted_state = list(expanded)
+        for side in self.layout.side_fields:
+            at, side_at = where.get(side.location.encode()), where.get(side.side.encode())
+            if None not in (at, side_at) and expanded[side_at] is not None:
+                converted_state[at] = expanded[side_at]
+        return [expanded, converted_state]
+
     def arguments(self, records: List[Record]) -> List[List[bytes]]:
         converted = self._converted(records)
         # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
@@ -194,7 +224,8 @@ class _States:
                 value = converted[quant.field][n]
                 if None not in (at, source, value) and moved[at] == original[source]:
                     quantized[at] = converted[quant.field][n]
-            others = {state_digest(state) for state in (moved, quantized) if state != original}
+            states = [moved, quantized, *self._online_states(original, where, converted, n)]
+            others = {state_digest(state) for state in states if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
             for name, value in record.entries:
                 args += [name, value if value is not None else b"", b"1" if value is None else takes.get(name, b"0")]
@@ -241,6 +272,27 @@ def _restore_documents(
             plan.source.index, "restore", documents=result.records, documents_total=store.header.data_records
         )
     return read_back
+
+
+def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:
+    """A prefix change online, before its contract: the copies under the new prefix go where the old key is still
+    as the backup holds it (then the restore finds the original there); after the contract the restore renames the
+    copy back, as after drop_recreate."""
+    prefix = plan.rewrites.prefix
+    scripts = Scripts(client)
+    storage = b"json" if plan.rewrites.storage == "json" else b"hash"
+    for records in _usable_records(store, partial, []):
+        pipe = client.pipeline(transaction=False)
+        for record in records:
+            checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]
+            scripts.online_uncopy(
+                keys=[record.key, renamed_key(record.key, prefix.old, prefix.new)],
+                args=[storage, b"%d" % len(record.entries), *checks],
+                client=pipe,
+            )
+        if records:
+            pipe.execute()
+    failpoints.hit("rollback_uncopy", 0)
 
 
 def _restore_across_slots(client, script, record: Record, args: List[bytes], prefix) -> int:
@@ -363,6 +415,25 @@ def _validate(
     }
 
 
+def _online_read_back(
+    client, plan: MigrationPlan, result: RollbackResult, read_back: List[Record], accept: bool
+) -> None:
+    """The restored bytes read back equal the backup's, for an online migration that rewrote documents."""
+    checked, mismatched = _read_back(client, plan, read_back)
+    result.validation.update({"values_checked": checked, "values_mismatched": mismatched})
+    if not mismatched:
+        return
+    result.problems.append(f"{mismatched} of {checked} restored values differ from the backup")
+    result.validation["passed"] = False
+    if not accept:
+        raise ValidationFailed(
+            "rollback validation failed: " + "; ".join(result.problems),
+            hint="re-run the same task, or with accept_validation_failure=true to finish it with this recorded",
+            details={"validation": result.validation, "problems": result.problems},
+        )
+    result.result = FINISHED_WITH_PROBLEMS
+
+
 def _already_rolled_back(client, plan: MigrationPlan, store: BackupStore) -> bool:
     if store.header.status != "rolled_back":
         return False
@@ -451,7 +522,16 @@ def rollback(
         store.header.status = "rolling_back"
         store.save()
         if plan.mode == "online":
-            rollback_online.run(client, store, plan, result, wait_timeout)
+            restored = None
+            if plan.online_layout is not None:
+                # The documents first (whatever index serves them meanwhile), then the index, swapped back.
+                if plan.online_layout.copy_keys:
+                    _uncopy(client, store, plan, partial, result)
+                read_back = _restore_documents(client, store, plan, partial, result, cluster)
+                restored = result.restored + result.already_restored
+            rollback_online.run(client, store, plan, result, wait_timeout, restored)
+            if plan.online_layout is not None:
+                _online_read_back(client, plan, result, read_back, accept_validation_failure)
             confirm("the end of the rollback")
             _finish(store, result)
             return True, result

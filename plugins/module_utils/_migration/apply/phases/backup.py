@@ -96,8 +96,10 @@ class BatchWork:
     inline: bool  # float targets: converted and staged in the same pass
 
     @classmethod
-    def of(cls, rewrites) -> "BatchWork":
-        locations = tuple(location for location, _size, _absent in rewrites.backup_entries())
+    def of(cls, rewrites, entries=None) -> "BatchWork":
+        """`entries`: the plan's backup_entries (the rewrites' and an online migration's side fields)."""
+        entries = rewrites.backup_entries() if entries is None else entries
+        locations = tuple(location for location, _size, _absent in entries)
         # int8/uint8 need the scale over every value first: they are staged by a second pass.
         inline = bool(rewrites.quantize) and not any(q.target in INT_DATATYPES for q in rewrites.quantize)
         return cls(
@@ -267,7 +269,7 @@ class _Output:
 def run(ctx: Context) -> None:
     plan, store, client = ctx.plan, ctx.store, ctx.client
     rewrites = plan.rewrites
-    work = BatchWork.of(rewrites)
+    work = BatchWork.of(rewrites, plan.backup_entries())
     ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
     findings = Findings([q.field for q in rewrites.quantize])
     live = stats_from_info(read_info(client, ctx.source.name))

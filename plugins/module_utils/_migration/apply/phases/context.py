@@ -31,6 +31,9 @@ class MigrateOptions(BaseModel):
     # "auto" uses RENAME on a standalone server and DUMP/RESTORE/DEL on a cluster (keys of other slots).
     key_rename_method: str = "auto"
     replication: ReplicationOptions = Field(default_factory=ReplicationOptions)
+    # An online migration planned with cutover side_by_side stops once its new index serves beside the source;
+    # a run with finish goes on to the swap (and contract).
+    finish: bool = False
 
 
 @dataclass

@@ -27,7 +27,7 @@ from .context import Context
 OUTCOME = {2: "written", 1: "already", 0: "gone", -1: "conflict"}
 
 
-def _tally(results: List[int], keys: List[bytes]) -> Dict[str, object]:
+def tally(results: List[int], keys: List[bytes]) -> Dict[str, object]:
     counts: Dict[str, object] = {name: 0 for name in OUTCOME.values()}
     listed: Dict[str, List] = {"conflict": [], "gone": []}
     for key, result in zip(keys, results):
@@ -56,9 +56,9 @@ def move_fields(ctx: Context) -> Dict[str, object]:
         keys = [r.key for r in records]
         for key in keys:
             script(keys=[key], args=args, client=pipe)
-        return _tally(pipe.execute(), keys)
+        return tally(pipe.execute(), keys)
 
-    return _run(ctx, "move_fields", apply)
+    return run_block_phase(ctx, "move_fields", apply)
 
 
 def _dump_restore(client, old: bytes, new: bytes) -> int:
@@ -95,9 +95,27 @@ def rename_keys(ctx: Context) -> Dict[str, object]:
             for key in keys:
                 scripts.key_rename(keys=[key, renamed_key(key, prefix.old, prefix.new)], client=pipe)
             results = pipe.execute()
-        return _tally(results, keys)
+        return tally(results, keys)
 
-    return _run(ctx, "rename_keys", apply)
+    return run_block_phase(ctx, "rename_keys", apply)
+
+
+def read_staged(store, stream, offsets, block_no: int, records: list) -> list:
+    """The staged (converted) records of data block `block_no`, checked to match its `records` key by key."""
+    block = read_block_at(stream, offsets[block_no])
+    staged = [r for _i, r in decode_records(block.payload, block.record_count, block_no, check_crc=False)]
+    if (
+        not block.digest_ok
+        or block.block_no != block_no
+        or len(staged) != len(records)
+        or any(s is None or s.key != r.key for s, r in zip(staged, records))
+    ):
+        raise BackupInvalid(
+            f"block {block_no} of {store.path(STAGED)} does not match the backup's block",
+            hint="the staged conversions were changed or damaged; restore the backup directory from a copy, or roll "
+            "back",
+        )
+    return staged
 
 
 class _StagedQuantize:
@@ -132,20 +150,7 @@ class _StagedQuantize:
             self._process = None
 
     def _staged(self, stream, offsets, block_no: int, records: list) -> list:
-        block = read_block_at(stream, offsets[block_no])
-        staged = [r for _i, r in decode_records(block.payload, block.record_count, block_no, check_crc=False)]
-        if (
-            not block.digest_ok
-            or block.block_no != block_no
-            or len(staged) != len(records)
-            or any(s is None or s.key != r.key for s, r in zip(staged, records))
-        ):
-            raise BackupInvalid(
-                f"block {block_no} of {self.ctx.store.path(STAGED)} does not match the backup's block",
-                hint="the staged conversions were changed or damaged; restore the backup directory "
-                "from a copy, or roll back",
-            )
-        return staged
+        return read_staged(self.ctx.store, stream, offsets, block_no, records)
 
     def _again(self, client, keys: list, argv: list):
         """A call the server refused because its script cache was emptied meanwhile (SCRIPT FLUSH): sent
@@ -177,7 +182,7 @@ class _StagedQuantize:
                     self._again(client, [key], [pairs]) if flushed(reply) else reply
                     for key, pairs, reply in zip(keys, argv, replies)
                 ]
-                return _tally([_batch_code(reply) for reply in replies], keys)
+                return tally([_batch_code(reply) for reply in replies], keys)
 
             return outcome_per_key
         wire.send(pack(b"EVALSHA", sha, b"%d" % len(keys), *keys, *self.head, *(a for pairs in argv for a in pairs)))
@@ -188,7 +193,7 @@ class _StagedQuantize:
                 reply = self._again(client, keys, argv)
             if isinstance(reply, Exception):
                 raise reply
-            return _tally([BATCH_OUTCOME.get(code, -1) for code in reply], keys)
+            return tally([BATCH_OUTCOME.get(code, -1) for code in reply], keys)
 
         return outcome
 
@@ -203,10 +208,10 @@ def quantize(ctx: Context) -> Dict[str, object]:
     if ctx.store.has_staged():
         apply = _StagedQuantize(ctx)
         try:
-            return _run(ctx, "quantize", apply)
+            return run_block_phase(ctx, "quantize", apply)
         finally:
             apply.close()
-    return _run(ctx, "quantize", _convert_and_quantize(ctx))
+    return run_block_phase(ctx, "quantize", _convert_and_quantize(ctx))
 
 
 def _convert_and_quantize(ctx: Context):
@@ -233,12 +238,12 @@ def _convert_and_quantize(ctx: Context):
                 key = _final_key(ctx, record.key)
                 keys.append(key)
                 scripts.quantize(keys=[key], args=args, client=pipe)
-        return _tally(pipe.execute() if keys else [], keys)
+        return tally(pipe.execute() if keys else [], keys)
 
     return apply
 
 
-def _run(ctx: Context, phase: str, apply) -> Dict[str, object]:
+def run_block_phase(ctx: Context, phase: str, apply) -> Dict[str, object]:
     def progress(done: int, total: int) -> None:
         ctx.progress(phase, blocks_done=done, blocks=total)
 
