@@ -48,6 +48,7 @@ def migrate_task(replica_set, backup_dir, **extra) -> dict:
         "sentinel": sentinel_of(replica_set),
         "index": "idx",
         "patch": {"version": 1, "changes": QUANT16},
+        "mode": "drop_recreate",  # the drop, the window the failover falls in
         "backup_dir": str(backup_dir),
         "batch_size": BATCH,
         "accept_data_loss": True,

@@ -93,7 +93,7 @@ def test_info_says_interrupted_when_the_migrations_process_is_gone(clean_redis, 
     """A killed run leaves its header saying `running` for good: info tells it from a live one by the index's
     lock (held by a live process, by a dead one of this host, by another host's, or by nobody)."""
     load(clean_redis)
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "quantize:2")
     assert killed.returncode == -9, killed.stdout + killed.stderr
@@ -131,7 +131,7 @@ def test_a_cancelled_module_stops_at_a_safe_point_and_the_same_task_resumes(clea
     stop at its next safe point - the failure recorded, the lock released - instead of dying in the middle."""
     load(clean_redis)
     before = dump_hashes(clean_redis, b"doc:*")
-    plan = make_plan(clean_redis, QUANT16)
+    plan = make_plan(clean_redis, QUANT16, mode="drop_recreate")
     write_plan(plan, str(tmp_path / "plan.yaml"))
     args = {
         "redis_url": redis_url,
@@ -184,6 +184,7 @@ BATCH_PLAYBOOK = """
         state: planned
         pattern: "idx_*"
         patch: {version: 1, changes: {update_fields: [{name: vec, attrs: {datatype: float16}}]}}
+        mode: drop_recreate
         plan_out: "{{ dir }}/batch.yaml"
     - name: Apply the batch
       indexops.redis_search.redis_index_batch:
@@ -217,7 +218,9 @@ def test_int8_quantization_on_a_server_that_accepts_it(clean_redis, redis_url, t
     if not detect_capabilities(clean_redis).accepts_datatype("int8"):
         pytest.skip("this server's search module rejects INT8 (needs search 8.0); covered by unit tests")
     load(clean_redis)
-    plan = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"datatype": "int8"}}]})
+    plan = make_plan(
+        clean_redis, {"update_fields": [{"name": "vec", "attrs": {"datatype": "int8"}}]}, mode="drop_recreate"
+    )
     outcome = run(clean_redis, redis_url, plan, tmp_path)
     assert outcome.report.validation["passed"]
     params = outcome.report.quant_params["vec"]

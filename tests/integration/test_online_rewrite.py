@@ -134,12 +134,13 @@ def test_killed_at_every_step_converges(clean_redis, redis_url, tmp_path, capsys
     write_plan(plan, str(tmp_path / "plan.yaml"))
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    # redis_index_info says which step it stopped in.
+    # redis_index_info says which step it stopped in, and that its process is gone.
     info = run_module(
         redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "a"), "index": "a"}, capsys
     )
     phase = failpoint.split(":")[0]
-    assert info["migrations"][-1]["phase"] == phase and info["migrations"][-1]["status"] == "running"
+    assert info["migrations"][-1]["phase"] == phase and info["migrations"][-1]["status"] == "interrupted"
+    assert info["migrations"][-1]["recorded_status"] == "running"
     assert info["migrations"][-1]["step"] == STEP.get(phase, "build" if phase != "backup" else "backup")
     if then == "resume":
         run(clean_redis, redis_url, make_plan(clean_redis, CHANGES[change], index="b", mode="drop_recreate"), tmp_path)
