@@ -21,9 +21,10 @@ import time
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..core.deps import BaseModel, ConfigDict, Field, field_validator, missing, model_validator, redis, redis_exceptions
+from ..core.deps import ConfigDict, Field, field_validator, missing, model_validator, redis, redis_exceptions
 from ..core.errors import ConnectionFailed, DependencyMissing
 from ..core.limits import Port, TimeoutSeconds
+from .credentials import Credentials
 from .sentinel import POLL_SECONDS as FAILOVER_POLL_SECONDS
 from .sentinel import PinnedPrimary, PrimaryPin, SentinelSettings, pin_of, service_known
 from .topology import refuse_cluster
@@ -50,7 +51,7 @@ def _url_db(parts) -> Optional[str]:
     return None
 
 
-class ConnectionSettings(BaseModel):
+class ConnectionSettings(Credentials):
     """Where and how to connect. `password` and `url` are secrets and are excluded from repr."""
 
     # Errors never print their input: it may be a URL with a password in it.
@@ -60,13 +61,7 @@ class ConnectionSettings(BaseModel):
     host: str = "localhost"
     port: Port = 6379
     db: int = 0
-    username: Optional[str] = None
-    password: Optional[str] = Field(default=None, repr=False)
-    tls: bool = False
-    tls_ca_cert: Optional[str] = None
-    tls_client_cert: Optional[str] = None
-    tls_client_key: Optional[str] = None
-    tls_verify: bool = True
+    # username, password, tls and tls_* (Credentials)
     connect_timeout: TimeoutSeconds = 10.0
     socket_timeout: TimeoutSeconds = 60.0
     protocol: int = 2
@@ -154,22 +149,10 @@ class ConnectionSettings(BaseModel):
             "protocol": self.protocol,
             "client_name": CLIENT_NAME,
             "decode_responses": False,
+            **self.credential_kwargs(self.tls or (self.url or "").startswith("rediss://")),
         }
-        if self.username:
-            kwargs["username"] = self.username
-        if self.password:
-            kwargs["password"] = self.password
-        if self.tls or (self.url or "").startswith("rediss://"):
-            kwargs["ssl_cert_reqs"] = "required" if self.tls_verify else "none"
-            kwargs["ssl_check_hostname"] = self.tls_verify
-            if self.tls_ca_cert:
-                kwargs["ssl_ca_certs"] = self.tls_ca_cert
-            if self.tls_client_cert:
-                kwargs["ssl_certfile"] = self.tls_client_cert
-            if self.tls_client_key:
-                kwargs["ssl_keyfile"] = self.tls_client_key
-            if not self.url:
-                kwargs["ssl"] = True
+        if self.tls and not self.url:
+            kwargs["ssl"] = True
         return kwargs
 
 

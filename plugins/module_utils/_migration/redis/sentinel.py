@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..core.deps import BaseModel, ConfigDict, Field, field_validator, redis, redis_exceptions
+from ..core.deps import ConfigDict, field_validator, redis, redis_exceptions
+from .credentials import Credentials
 
 DEFAULT_PORT = 26379
 # Seconds between two questions to the Sentinels while waiting for a failover to finish.
@@ -57,7 +58,7 @@ def show(address: Optional[Address]) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-class SentinelSettings(BaseModel):
+class SentinelSettings(Credentials):
     """Where the Sentinels are, which service to ask them for, and how to talk to them (the data nodes
     are reached with the connection's own username, password and TLS settings)."""
 
@@ -65,13 +66,7 @@ class SentinelSettings(BaseModel):
 
     service: str
     hosts: List[str]
-    username: Optional[str] = None
-    password: Optional[str] = Field(default=None, repr=False)
-    tls: bool = False
-    tls_ca_cert: Optional[str] = None
-    tls_client_cert: Optional[str] = None
-    tls_client_key: Optional[str] = None
-    tls_verify: bool = True
+    # username, password, tls and tls_* (Credentials): the Sentinels' own
 
     @field_validator("service", mode="before")
     @classmethod
@@ -113,22 +108,10 @@ class SentinelSettings(BaseModel):
             "socket_timeout": timeout,
             "protocol": 2,  # Sentinel's replies are parsed by redis-py; one shape whatever the data protocol
             "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+            **self.credential_kwargs(self.tls),
         }
-        if self.username:
-            kwargs["username"] = self.username
-        if self.password:
-            kwargs["password"] = self.password
         if self.tls:
             kwargs["ssl"] = True
-            kwargs["ssl_cert_reqs"] = "required" if self.tls_verify else "none"
-            kwargs["ssl_check_hostname"] = self.tls_verify
-            for option, name in (
-                ("tls_ca_cert", "ssl_ca_certs"),
-                ("tls_client_cert", "ssl_certfile"),
-                ("tls_client_key", "ssl_keyfile"),
-            ):
-                if getattr(self, option):
-                    kwargs[name] = getattr(self, option)
         return kwargs
 
 
