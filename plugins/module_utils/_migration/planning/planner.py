@@ -52,18 +52,12 @@ class PlanningOptions(BaseModel):
     cutover: str = SWAP
     side_by_side_alias: Optional[str] = None
 
-    @field_validator("mode")
+    @field_validator("mode", "cutover")
     @classmethod
-    def _known_mode(cls, value: str) -> str:
-        if value not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
-        return value
-
-    @field_validator("cutover")
-    @classmethod
-    def _known_cutover(cls, value: str) -> str:
-        if value not in CUTOVERS:
-            raise ValueError(f"cutover must be one of {', '.join(CUTOVERS)}, not {value!r}")
+    def _known_choice(cls, value: str, info) -> str:
+        choices = {"mode": MODES, "cutover": CUTOVERS}[info.field_name]
+        if value not in choices:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(choices)}, not {value!r}")
         return value
 
 
