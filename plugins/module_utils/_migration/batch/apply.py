@@ -22,12 +22,14 @@ from ..apply.migrate import migrate
 from ..apply.phases.context import MigrateOptions
 from ..apply.preflight import lossy_changes, require_same_server, require_writable_file
 from ..backup.store import BackupStore, check_backup_dir
+from ..core import failpoints
 from ..core.deps import BaseModel, Field
 from ..core.errors import BackupInvalid, IndexOpsError, MigrationFailed, PreflightFailed
 from ..core.files import write_atomic
 from ..core.sealed import utc_now
 from ..planning.plan import MigrationPlan
 from ..redis.lock import acquire_locks, release_locks
+from ..redis.sentinel import ask_primary, follow_failover, pinned_primary
 from .plan import BatchPlan, read_batch_plan
 from .state import (
     COMPLETED,
@@ -151,6 +153,7 @@ def _run_one(
 ) -> bool:
     """Migrate one index and record the outcome (and its timings in `benchmarks`). Returns whether
     anything was changed."""
+    failpoints.hit("batch", run.name)  # between two indexes
     run.status, run.attempts, run.started_at, run.error = RUNNING, run.attempts + 1, utc_now(), None
     state.current = run.name
     save_state(state, state_file)
@@ -159,8 +162,12 @@ def _run_one(
     try:
         outcome = migrate(client, connect, plan, root, options, endpoint=endpoint)
     except Exception as err:  # pylint: disable=broad-exception-caught
-        # Recorded, not raised: failure_policy decides whether the batch goes on.
+        # Recorded, not raised: failure_policy decides whether the batch goes on. A failure outside the
+        # migration's own handling (its first command, on a primary that died between two indexes) follows a
+        # failover here, so that the state, the error and the batch's lock go to the primary the re-run uses.
+        failover = follow_failover(client, options.replication.failover_timeout)
         run.status, run.result, run.error = FAILED, "failed", _error(err)
+        run.error["message"] += failover
         # A failure once the migration has its backup directory has written to disk, if not to Redis.
         changed = isinstance(err, IndexOpsError) and bool(err.details.get("backup_path"))
         benchmarks[run.name] = {"result": "failed", "run_seconds": round(time.monotonic() - began, 3)}
@@ -176,6 +183,13 @@ def _run_one(
     _record_backup(run, root, plan)
     save_state(state, state_file)
     return changed
+
+
+def _lost_primary(client, primary) -> bool:
+    """Whether the batch's primary failed over (or went down) during its last index: then even
+    continue_on_error stops, and the re-run continues on the new primary - the indexes left are not
+    started on a primary the run did not begin on (nor, its replicas not back yet, without WAIT)."""
+    return primary is not None and (pinned_primary(client) != primary or ask_primary(client) != primary)
 
 
 def _dry_run(
@@ -269,12 +283,13 @@ def apply_batch(
             state.runs += 1
             state.status = IN_PROGRESS
             save_state(state, state_path)
+            primary = pinned_primary(client)
             for run in todo:
                 ran.append(run.name)
                 changed |= _run_one(
                     client, connect, run, plans[run.name], root, options, endpoint, state, state_path, benchmarks
                 )
-                if run.status == FAILED and batch.failure_policy == "fail_fast":
+                if run.status == FAILED and (batch.failure_policy == "fail_fast" or _lost_primary(client, primary)):
                     break
             state.current = None
             state.status = overall_status(state)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..backup.store import BackupStore
+from ..core import failpoints
 from ..core.errors import RollbackFailed
 from ..planning.modes import next_generation
 from ..planning.plan import MigrationPlan
@@ -143,6 +144,7 @@ def run(
             hint="inspect, then re-run the same task",
         )
     live = _ours_live(client, plan)
+    failpoints.hit("rollback_swap", 0)
     if live:
         pipe = client.pipeline(transaction=True)
         for name in live:
