@@ -27,7 +27,7 @@ from test_failover_migration import (
     wait_until,
 )
 from test_online_migration import definition
-from test_online_rewrite import dumps
+from test_online_rewrite import RENAME16, dumps
 from test_redis_index_migrate import BATCH, DOCS, QUANT16, load
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import lock_key
@@ -45,19 +45,23 @@ INTERIM, FINAL = "idx--v2", "idx--v3"  # the in-place float16 conversion builds 
 FIELDS = {b"title", b"tag", b"vec"}
 
 
-def online_task(replica_set, backup_dir, index="idx", **extra) -> dict:
+def online_task(replica_set, backup_dir, index="idx", changes=QUANT16, **extra) -> dict:
     """The float16 conversion of `index`, planned and applied as the planner chooses (online), the same task each
     time it is run."""
     return {
         "sentinel": sentinel_of(replica_set),
         "index": index,
-        "patch": {"version": 1, "changes": QUANT16},
+        "patch": {"version": 1, "changes": changes},
         "backup_dir": str(backup_dir),
         "batch_size": BATCH,
         "accept_data_loss": True,
         "failover_timeout": 30,
         **extra,
     }
+
+
+def rollback_task(replica_set, backup_dir) -> dict:
+    return {"sentinel": sentinel_of(replica_set), "index": "idx", "backup_dir": str(backup_dir)}
 
 
 def twins(client):
@@ -230,6 +234,59 @@ def test_writes_the_replica_never_got_are_not_recorded_and_the_rerun_redoes_them
     promoted.close()
 
 
+@pytest.mark.parametrize(
+    "phase, changes",
+    [("expand", QUANT16), ("contract", QUANT16), ("contract", RENAME16)],
+    ids=["expand", "contract", "rename-contract"],
+)
+def test_without_the_waits_a_rerun_on_a_replica_that_lacks_recorded_blocks_is_refused(
+    replica_set, tmp_path, capsys, phase, changes
+):
+    """The control of the test above (replicas_wait_count 0): the run records blocks of `phase` the lagging replica
+    never got; after the failover the re-run finds documents as they were before those blocks and refuses, naming
+    the way out, instead of skipping them (side fields left, an interim index without them); the rollback it
+    names gives every original byte back."""
+    old_node, (replica,) = replica_set.primary(), replica_set.replicas()
+    primary = replica_set.client(protocol=2)
+    twins(primary)
+    originals = dumps(primary, "doc:")
+    source = definition(primary, "idx")
+    proxy = CuttingProxy(old_node.port)
+    follower = replica_set.client(replica, protocol=2)
+    backup_dir = tmp_path / "b"
+    try:
+        follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
+        target = primary.info("replication")["master_repl_offset"]
+
+        def synced() -> bool:
+            fields = follower.info("replication")
+            return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
+
+        wait_until(synced, what="the replica in sync through the proxy")
+        task = online_task(replica_set, backup_dir, changes=changes, replicas_wait_count=0)
+        mute = {"checkpoint": f"{phase}:start", "control": proxy.control_port, "mute": True}
+        running = start_task("redis_index_migrate", task, f"{phase}:3:pause=3", arm=mute)
+        old, new, result = kill_when(
+            replica_set, running, lambda: ledgered(backup_dir, phase) == 3, f"3 {phase} blocks"
+        )
+    finally:
+        proxy.close()
+        follower.close()
+        primary.close()
+    assert new is replica
+    assert_failover_named(result, replica_set, old, new)
+    promoted = replica_set.client(new, protocol=2)
+    before = "its original bytes" if phase == "expand" else "its bytes from before phase(s) contract"
+    refused = run_module(redis_index_migrate, task, capsys, expect_failure=True)
+    assert "cannot resume: " in refused["msg"] and f"holds {before} although the ledgers record" in refused["msg"]
+    assert "redis_index_rollback" in refused["hint"]
+    back = run_module(redis_index_rollback, rollback_task(replica_set, backup_dir), capsys)
+    assert back["result"] == "rolled_back", back
+    assert dumps(promoted, "doc:") == originals
+    assert definition(promoted, "idx") == source
+    promoted.close()
+
+
 # --- a rollback of an online migration -------------------------------------------------------------------------
 
 ROLLBACK_STEPS = {
@@ -251,7 +308,7 @@ def test_primary_killed_during_an_online_rollback_the_same_rollback_finishes_on_
     backup_dir = tmp_path / "b"
     migrated = run_module(redis_index_migrate, online_task(replica_set, backup_dir), capsys)
     assert migrated["result"] == "succeeded" and real_name(primary, "idx") == FINAL
-    task = {"sentinel": sentinel_of(replica_set), "index": "idx", "backup_dir": str(backup_dir)}
+    task = rollback_task(replica_set, backup_dir)
     running = start_task("redis_index_rollback", task, failpoint)
 
     def reached() -> bool:

@@ -11,6 +11,10 @@ spread over the run and include the block each ledger recorded last (the most re
 first an older snapshot loses), each read at its first, last and some records between. Documents
 changed by someone else (in no state this migration makes) are not evidence either way and are
 skipped.
+
+An online rewrite of hashes is checked the same way against its own phases (expand, convert, contract):
+a failover run without WAIT (replicas_wait_count 0) lands on a replica that lacks blocks the ledgers
+recorded, and skipping them would leave side fields behind, or an interim index without those documents.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Dict, List, Optional, Set
 from ...backup.format import block_offsets, decode_records, read_block_at
 from ...backup.store import DATA
 from ...core.errors import PreflightFailed
+from ...planning.modes import ONLINE
 from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.snapshot import index_exists, live_schema
 from ...vectors.codec import convert_batch
@@ -27,6 +32,9 @@ from ...vectors.quantization import QuantParams
 from .context import Context
 
 REWRITE_PHASES = ("move_fields", "rename_keys", "quantize")
+# An online rewrite's block phases (online_rewrite.py), checked the same way where their states are per field
+# of one hash (a side field, a renamed field); a prefix change online copies whole keys, JSON is not read here.
+ONLINE_PHASES = ("expand", "convert", "contract")
 SAMPLE_BLOCKS = 4
 SAMPLE_RECORDS = 8
 _WAY_OUT = (
@@ -55,16 +63,24 @@ def _check_indexes(ctx: Context) -> None:
         _refuse(ctx, f"index {source.name!r} was dropped by this migration, and it is back")
 
 
+def _online(ctx: Context) -> bool:
+    return ctx.plan.mode == ONLINE
+
+
 def _applied(ctx: Context) -> Dict[str, Optional[Set[int]]]:
     """Per rewrite phase this plan needs: None when done for every block, else the ledgered blocks."""
     rewrites = ctx.plan.rewrites
-    needed = {
-        "move_fields": bool(rewrites.moves),
-        "rename_keys": rewrites.prefix is not None,
-        "quantize": bool(rewrites.quantize),
-    }
+    if _online(ctx):
+        sides = bool(ctx.plan.online_layout.side_fields)
+        needed = {"expand": True, "convert": sides, "contract": True}
+    else:
+        needed = {
+            "move_fields": bool(rewrites.moves),
+            "rename_keys": rewrites.prefix is not None,
+            "quantize": bool(rewrites.quantize),
+        }
     found: Dict[str, Optional[Set[int]]] = {}
-    for phase in REWRITE_PHASES:
+    for phase in ONLINE_PHASES if _online(ctx) else REWRITE_PHASES:
         if needed[phase] and ctx.store.phase(phase).started_at:
             found[phase] = None if ctx.store.phase(phase).done else ctx.store.done_blocks(phase)
     return found
@@ -74,6 +90,8 @@ def _expected(ctx: Context, record, phases: List[str], params: Dict[str, QuantPa
     """(key, {location: value}) the record's document holds after `phases`, by this migration alone."""
     rewrites = ctx.plan.rewrites
     state = {name.decode(): value for name, value in record.entries}
+    if _online(ctx):
+        return record.key, _online_state(ctx, record, state, phases, params)
     if "move_fields" in phases:
         for move in rewrites.moves:
             if state.get(move.old_location) is not None:
@@ -89,6 +107,39 @@ def _expected(ctx: Context, record, phases: List[str], params: Dict[str, QuantPa
     if "rename_keys" in phases and rewrites.prefix:
         key = renamed_key(key, rewrites.prefix.old, rewrites.prefix.new)
     return key, state
+
+
+def _online_state(ctx: Context, record, state: dict, phases: List[str], params: Dict[str, QuantParams]) -> dict:
+    """What online_rewrite.py's steps leave: expand writes each side field (the converted vector) and each
+    renamed field's new name beside the old, convert puts the converted vector in the original location,
+    contract removes the side fields and the old names."""
+    converted = {}
+    for quant in ctx.plan.rewrites.quantize:
+        original = record.value(quant.source_location.encode())
+        if original is not None:
+            converted[quant.location] = convert_batch(
+                [original], quant.source, quant.target, quant.dims, params.get(quant.field)
+            )[0]
+    renamed = [
+        (m.old_location, m.new_location) for m in ctx.plan.rewrites.moves if state.get(m.old_location) is not None
+    ]
+    for side in ctx.plan.online_layout.side_fields:
+        state.setdefault(side.side, None)
+        value = converted.get(side.location) if state.get(side.location) is not None else None
+        if value is None:
+            continue
+        if "expand" in phases:
+            state[side.side] = value
+        if "convert" in phases:
+            state[side.location] = value
+        if "contract" in phases:
+            state[side.side] = None
+    for old, new in renamed:
+        if "expand" in phases:
+            state[new] = converted.get(new, state[old])
+        if "contract" in phases:
+            state[old] = None
+    return state
 
 
 def _current(ctx: Context, key: bytes, locations: List[str]) -> Dict[str, Optional[bytes]]:
@@ -178,6 +229,11 @@ def _check_documents(ctx: Context) -> None:
 
 def check(ctx: Context) -> None:
     """Refuse to resume when the server does not hold what this migration's backup says it did."""
+    if _online(ctx):
+        layout = ctx.plan.online_layout
+        if layout is not None and not layout.copy_keys and ctx.plan.rewrites.storage != "json":
+            _check_documents(ctx)
+        return
     if not ctx.store.phase("drop").done:
         return  # nothing was changed yet: the preflight checks of a fresh start apply
     _check_indexes(ctx)
