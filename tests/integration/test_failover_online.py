@@ -76,21 +76,23 @@ def converted(vectors, i: int) -> bytes:
     return vectors[i].astype(numpy.float32).astype(numpy.float16).tobytes()
 
 
-def assert_as_drop_recreate_leaves_it(replica_set, client, tmp_path, capsys) -> None:
-    """idx's documents and definition are what a drop_recreate conversion of its twin leaves, byte for byte (DUMP:
-    encoding, field order, values), no side field is left, and every document is indexed under the planned names."""
-    twin = online_task(replica_set, tmp_path / "twin", index="tw", mode="drop_recreate")
+def assert_as_drop_recreate_leaves_it(replica_set, client, tmp_path, capsys, changes=QUANT16) -> None:
+    """idx's documents and definition are what a drop_recreate run of the same change leaves on its twin, byte for
+    byte (DUMP: encoding, field order, values), no side field is left, and every document is indexed under the
+    planned names (in place: idx leads to idx--v3, built after the interim idx--v2; a rename: to idx--v2)."""
+    twin = online_task(replica_set, tmp_path / "twin", index="tw", changes=changes, mode="drop_recreate")
     assert run_module(redis_index_migrate, twin, capsys)["result"] == "succeeded"
     assert dumps(client, "doc:") == dumps(client, "tw:")
+    vector, final = ("vec", FINAL) if changes is QUANT16 else ("embedding", INTERIM)
     for key in client.scan_iter(match="doc:*"):
-        assert set(client.hkeys(key)) == FIELDS, key
+        assert set(client.hkeys(key)) == {b"title", b"tag", vector.encode()}, key
     ours, theirs = definition(client, "idx"), definition(client, "tw")
     assert ours["index"].pop("prefix") == "doc:" and theirs["index"].pop("prefix") == "tw:"
     assert ours == theirs
-    assert real_name(client, "idx") == FINAL
-    assert sorted(client.execute_command("FT._LIST")) == sorted([FINAL.encode(), b"tw"])
+    assert real_name(client, "idx") == final
+    assert sorted(client.execute_command("FT._LIST")) == sorted([final.encode(), b"tw"])
     live = snapshot_index(client, "idx")
-    assert live.snapshot.index_schema.field("vec").attrs.datatype == "float16"
+    assert live.snapshot.index_schema.field(vector).attrs.datatype == "float16"
     assert live.stats.num_docs == DOCS and live.stats.hash_indexing_failures == 0
 
 
@@ -131,6 +133,9 @@ STEPS = {
     "rebuild": ("rebuild:0:pause=3", lambda b, c: FINAL.encode() in c.execute_command("FT._LIST"), "rebuild"),
     "swap-final": ("swap_final:0:pause=3", lambda b, c: phase_of(b) == "swap_final", "swap_final"),
     "contract": ("contract:2:pause=3", lambda b, c: ledgered(b, "contract") == 2, "contract"),
+    # a field rename with a conversion: one build (idx--v2), the new name written beside the old
+    "rename-expand": ("expand:2:pause=3", lambda b, c: ledgered(b, "expand") == 2, "expand"),
+    "rename-swap": ("swap:0:pause=3", lambda b, c: phase_of(b) == "swap", "swap"),
 }
 
 
@@ -139,11 +144,12 @@ def test_primary_killed_during_an_online_conversion_the_same_task_finishes_on_th
     replica_set, tmp_path, capsys, step
 ):
     failpoint, reached, phase = STEPS[step]
+    changes = RENAME16 if step.startswith("rename") else QUANT16
     primary = replica_set.client(protocol=2)
     vectors = twins(primary)
     replica_set.wait_until_replicas_synced()
     backup_dir = tmp_path / "b"
-    task = online_task(replica_set, backup_dir)
+    task = online_task(replica_set, backup_dir, changes=changes)
     running = start_task("redis_index_migrate", task, failpoint)
     old, new, result = kill_when(replica_set, running, lambda: reached(backup_dir, primary), f"the run at {step}")
     primary.close()
@@ -163,7 +169,7 @@ def test_primary_killed_during_an_online_conversion_the_same_task_finishes_on_th
     done = run_module(redis_index_migrate, task, capsys)
     assert done["changed"] and done["result"] == "succeeded", done
     assert done["report"]["validation"]["passed"]
-    assert_as_drop_recreate_leaves_it(replica_set, promoted, tmp_path, capsys)
+    assert_as_drop_recreate_leaves_it(replica_set, promoted, tmp_path, capsys, changes)
     again = run_module(redis_index_migrate, task, capsys)
     assert not again["changed"]
     promoted.close()

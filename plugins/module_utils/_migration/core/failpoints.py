@@ -3,7 +3,8 @@
 
 INDEXOPS_FAILPOINT=<phase>:<n> sends SIGKILL to the process when `phase` reaches point `n`: `start`
 (before the phase does anything), a number of blocks done, or `0` for a phase's own critical point
-(drop: after its checks, before FT.DROPINDEX; create: after FT.CREATE, before the aliases).
+(drop: after its checks, before FT.DROPINDEX; create: after FT.CREATE, before the aliases), or a
+name (batch:<index>: a batch before it starts that index).
 <phase>:<n>:pause=<seconds> sleeps there instead (to hold the lock while a test starts another
 run); <phase>:<n>:raise raises InjectedFailure there, once (the variable is then removed from this
 process, so that a retry or the next index of a batch runs through). Unset in normal use, where
