@@ -45,13 +45,13 @@ INTERIM, FINAL = "idx--v2", "idx--v3"  # the in-place float16 conversion builds 
 FIELDS = {b"title", b"tag", b"vec"}
 
 
-def online_task(replica_set, backup_dir, index="idx", changes=QUANT16, **extra) -> dict:
+def online_task(replica_set, backup_dir, index="idx", changes=None, **extra) -> dict:
     """The float16 conversion of `index`, planned and applied as the planner chooses (online), the same task each
     time it is run."""
     return {
         "sentinel": sentinel_of(replica_set),
         "index": index,
-        "patch": {"version": 1, "changes": changes},
+        "patch": {"version": 1, "changes": changes or QUANT16},
         "backup_dir": str(backup_dir),
         "batch_size": BATCH,
         "accept_data_loss": True,
@@ -76,14 +76,14 @@ def converted(vectors, i: int) -> bytes:
     return vectors[i].astype(numpy.float32).astype(numpy.float16).tobytes()
 
 
-def assert_as_drop_recreate_leaves_it(replica_set, client, tmp_path, capsys, changes=QUANT16) -> None:
+def assert_as_drop_recreate_leaves_it(replica_set, client, tmp_path, capsys, changes=None) -> None:
     """idx's documents and definition are what a drop_recreate run of the same change leaves on its twin, byte for
     byte (DUMP: encoding, field order, values), no side field is left, and every document is indexed under the
     planned names (in place: idx leads to idx--v3, built after the interim idx--v2; a rename: to idx--v2)."""
     twin = online_task(replica_set, tmp_path / "twin", index="tw", changes=changes, mode="drop_recreate")
     assert run_module(redis_index_migrate, twin, capsys)["result"] == "succeeded"
     assert dumps(client, "doc:") == dumps(client, "tw:")
-    vector, final = ("vec", FINAL) if changes is QUANT16 else ("embedding", INTERIM)
+    vector, final = ("vec", FINAL) if changes in (None, QUANT16) else ("embedding", INTERIM)
     for key in client.scan_iter(match="doc:*"):
         assert set(client.hkeys(key)) == {b"title", b"tag", vector.encode()}, key
     ours, theirs = definition(client, "idx"), definition(client, "tw")
