@@ -203,6 +203,12 @@ migrations:
     target_index:
       description: Index it becomes.
       type: str
+    requested_as:
+      description:
+        - The name the migration's task gave - the index or an alias of it. Successive online migrations of one
+          index share it while their source indexes differ (V(products), then V(products--v3)). With O(index), a
+          migration is listed when this name, its source or its target is O(index).
+      type: str
     status:
       description:
         - V(running), V(failed), V(side_by_side), V(completed), V(rolling_back), V(rolled_back), V(interrupted) or
@@ -256,6 +262,7 @@ migrations:
     - path: /var/lib/indexops/backups/products-0a3e27b8c1d2
       source_index: products
       target_index: products
+      requested_as: products
       status: running
       phase: quantize
       step: quantize

@@ -89,7 +89,7 @@ def test_a_long_migration_shows_its_progress_and_the_follow_up_job_follows_it(aw
     assert len(counted) >= 3, job.explain()
     assert all(int(match["total"]) == DOCS and 0 <= int(match["percent"]) <= 100 for match in counted)
     assert any(match["left"] for match in counted)  # an estimate once a phase has a rate
-    assert {match["phase"] for _at, match in lines} & {"backup", "quantize"}
+    assert {match["phase"] for _at, match in lines} & {"backup", "expand"}  # online, the default
     stamps = [time.mktime(time.strptime(at[:19], "%Y-%m-%dT%H:%M:%S")) for at, _match in lines]
     assert max(later - earlier for earlier, later in zip(stamps, stamps[1:])) <= 10
 
@@ -172,7 +172,7 @@ def test_the_follow_up_job_after_a_killed_migration_says_interrupted_and_the_mig
         indexops_rollback_on_failure="no",
     )
     redis1 = awx.inventory["redis_search"]["hosts"]["redis1"]
-    redis1["ansible_python_interpreter"] = failing_interpreter(str(tmp_path), "quantize:start")
+    redis1["ansible_python_interpreter"] = failing_interpreter(str(tmp_path), "expand:start")  # online, the default
     killed = awx.job("migrate.yml", answers, limit="redis1")
     assert killed.results(MIGRATE_TASK)["redis1"]["event"] == "runner_on_failed", killed.explain()
     del redis1["ansible_python_interpreter"]
@@ -180,10 +180,10 @@ def test_the_follow_up_job_after_a_killed_migration_says_interrupted_and_the_mig
     follow = awx.job("follow.yml", {**FOLLOW_VARS, "indexops_follow_start_grace": 2}, limit="redis1", timeout=120)
     assert (follow.status, follow.rc) == ("failed", 2), follow.explain()
     ended = follow.results("Know how it ended")["redis1"]["res"]["ansible_facts"]["indexops_follow_result"]
-    assert (ended["status"], ended["recorded_status"], ended["phase"]) == ("interrupted", "running", "quantize")
+    assert (ended["status"], ended["recorded_status"], ended["phase"]) == ("interrupted", "running", "expand")
     assert ended["lock"]["owner_gone"] is True
     failed = follow.results("Fail when it did not complete")["redis1"]["res"]["msg"]
-    assert "interrupted in phase quantize" in failed and "redis_index_migrate task again" in failed, failed
+    assert "interrupted in phase expand" in failed and "redis_index_migrate task again" in failed, failed
 
     again = awx.job("migrate.yml", answers, limit="redis1")
     assert (again.status, again.rc) == ("successful", 0), again.explain()

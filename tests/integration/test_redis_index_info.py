@@ -262,3 +262,28 @@ def test_tag_separators_the_server_escapes_are_read_back_exactly(clean_redis, se
     )
     schema = snapshot_index(clean_redis, "seps").snapshot.index_schema
     assert schema.field("t").attrs.separator == separator
+
+
+def test_successive_online_migrations_of_one_index_are_listed_by_the_name_their_tasks_gave(
+    clean_redis, redis_url, tmp_path, capsys
+):
+    """Online, each migration swaps a new index in under the name clients use: the second one's source is
+    a--v3, not a. redis_index_info lists both under index=a, with the name both tasks gave (what the
+    backup_dirs role's retention groups by)."""
+    from test_redis_index_migrate import QUANT16, load, make_plan, run  # pylint: disable=import-outside-toplevel
+
+    load(clean_redis, index="a", prefix="a:", docs=50)
+    backups = tmp_path / "b"
+    first = make_plan(clean_redis, QUANT16, index="a")
+    assert first.mode == "online"
+    assert run(clean_redis, redis_url, first, backups).report.result == "succeeded"
+    second = make_plan(clean_redis, {"update_fields": [{"name": "vec", "attrs": {"datatype": "float32"}}]}, index="a")
+    assert run(clean_redis, redis_url, second, backups).report.result == "succeeded"
+
+    info = run_module(
+        redis_index_info,
+        {"redis_url": redis_url, "backup_dir": str(backups), "index": "a", "probe_capabilities": False},
+        capsys,
+    )
+    listed = [(m["source_index"], m["requested_as"], m["status"]) for m in info["migrations"]]
+    assert listed == [("a", "a", "completed"), ("a--v3", "a", "completed")], listed

@@ -26,9 +26,10 @@ import re
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 from ..core.deps import BaseModel, Field
-from ..core.errors import BackupInvalid, PreflightFailed
+from ..core.errors import BackupInvalid, PlanInvalid, PreflightFailed
 from ..core.files import DIR_MODE, FILE_MODE, fsync_dir, write_atomic
 from ..core.sealed import RecordKind, SealedRecord
+from ..core.yamlio import read_written_yaml
 from .format import (
     BLOCK_HEADER_SIZE,
     EMPTY_CHAIN,
@@ -233,6 +234,19 @@ def list_backups(backup_dir: str) -> List[Tuple[str, Optional[BackupHeader], Opt
     return found
 
 
+def requested_as(directory: str) -> Optional[str]:
+    """The name the migration's task gave (an index or its alias), from the plan kept beside the backup. An
+    online migration swaps in a new index under the name clients use (products -> products--v3, then --v5),
+    so this, not source_index, is what its migrations of one index share. None when the plan is unreadable."""
+    try:
+        plan = read_written_yaml(os.path.join(directory, PLAN), "plan file", "")
+    except PlanInvalid:
+        return None
+    source = plan.get("source") if isinstance(plan, dict) else None
+    name = source.get("requested_as") if isinstance(source, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[str, Any]]:
     """Each backup's identity, status, phase and progress (for redis_index_info), oldest first by
     creation time, so `last` is the newest migration."""
@@ -241,7 +255,8 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
         if header is None:
             found.append({"path": directory, "status": "unreadable", "error": error})
             continue
-        if index and index not in (header.source_index, header.target_index):
+        named = requested_as(directory) or header.source_index
+        if index and index not in (header.source_index, header.target_index, named):
             continue
         done = [name for name in PHASES if name in header.phases and header.phases[name].done]
         found.append(
@@ -249,6 +264,7 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
                 "path": directory,
                 "source_index": header.source_index,
                 "target_index": header.target_index,
+                "requested_as": named,
                 "plan_id": header.plan_id,
                 "attempt": header.attempt,
                 "status": header.status,
