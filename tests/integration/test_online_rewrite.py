@@ -260,7 +260,7 @@ def test_a_reader_of_an_hnsw_index_waits_behind_no_long_call(clean_redis, redis_
     """Each online step's writes go in rounds of about 10 ms of the server's time (apply/phases/paced.py). Sent a
     block at a time, the rename's writes kept the server in passes of 70 to 100 ms (7 looks saw one) and the reader
     saw 23 to 25 gaps over 50 ms (longest 143 to 157 ms); the quantization's, each carrying two vectors, at this
-    size only now and then (they did at 20k x 128: benchmarks/migrate_scenarios.py rewrite-hnsw)."""
+    size only now and then (they did at 20k x 128: the benchmark scenario rewrite-hnsw)."""
     vectors = load_big(clean_redis, docs=3000, dims=64, algorithm=HNSW)
     plan = make_plan(clean_redis, QUANT16 if change == "quantize" else TEXT_RENAME)
     assert plan.mode == "online" and plan.online.cutover == "swap"
