@@ -330,7 +330,10 @@ def test_rollback_of_an_online_migration_killed_before_the_swap(clean_redis, red
 # --- no read gap: a reader process queries by the original name all along -------------------------------------
 
 
-def load_big(client, docs=20000, dims=32):
+def load_big(client, docs=20000, dims=32, algorithm=("FLAT",)):
+    """`docs` hashes (title, vec) under doc: and index idx on them; `algorithm`: the vector index's algorithm and
+    any parameters of its own (("HNSW", "M", "16") ...)."""
+    params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "L2", *algorithm[1:]]
     client.execute_command(
         "FT.CREATE",
         "idx",
@@ -344,14 +347,9 @@ def load_big(client, docs=20000, dims=32):
         "TEXT",
         "vec",
         "VECTOR",
-        "FLAT",
-        "6",
-        "TYPE",
-        "FLOAT32",
-        "DIM",
-        str(dims),
-        "DISTANCE_METRIC",
-        "L2",
+        algorithm[0],
+        str(len(params)),
+        *params,
     )
     vectors = numpy.random.default_rng(5).random((docs, dims), dtype=numpy.float32)
     pipe = client.pipeline(transaction=False)

@@ -5,7 +5,8 @@ optionally field + vector (hex) for a KNN query instead of `*`, and retry_vector
 another datatype, sent again when the server refuses the first (a client that follows an index whose datatype
 changed: it retries on the blob-size error, and keeps to the vector that was answered). The result: queries sent, answered
 (a reply with at least one document), empty replies, errors (first few listed) and the longest time
-between two answered queries - what a client of the index would have seen.
+between two answered queries - what a client of the index would have seen - and how many gaps between two
+answered queries were longer than long_gap_ms (default 50).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main() -> int:
     errors = []
     last = first = None
     longest = 0.0
+    long_gaps = 0
+    long_gap = args.get("long_gap_ms", 50) / 1000
     while not os.path.exists(args["stop_file"]):
         sent += 1
         try:
@@ -60,6 +63,7 @@ def main() -> int:
                 now = time.monotonic()
                 if last is not None:
                     longest = max(longest, now - last)
+                    long_gaps += now - last > long_gap
                 first = first or now
                 last = now
             else:
@@ -77,6 +81,7 @@ def main() -> int:
                 "retried": retried,
                 "first_errors": sorted(set(errors))[:5],
                 "longest_gap_ms": round(longest * 1000, 1),
+                "long_gaps": long_gaps,
             },
             handle,
         )

@@ -35,6 +35,7 @@ from ...redis.scripts import Scripts
 from . import backup
 from .context import Context
 from .online import create_built, final_build, side_by_side_names, swap_built, validate_built, wait_built
+from .paced import ROUND_SECONDS, Pacer, run_paced
 from .rewrite import read_staged, run_block_phase, tally
 
 EXPAND, CONVERT, CONTRACT = "expand", "convert", "contract"
@@ -49,6 +50,9 @@ class _Steps:
         self.rewrites = ctx.plan.rewrites
         self.layout = ctx.plan.online_layout
         self._stream: Optional[tuple] = None
+        # The documents' writes re-index them while readers query: rounds short enough to answer them between.
+        # Workers' rounds interleave, so each gets its share of the round's time.
+        self.pacer = Pacer(ROUND_SECONDS / max(ctx.options.workers, 1))
 
     def _staged(self, block_no: int, records: list) -> list:
         if not self.rewrites.quantize:
@@ -123,12 +127,12 @@ class _Steps:
         scripts = Scripts(client)
         script = scripts.online_copy if self.phase == EXPAND else scripts.online_drop_old
         prefix = self.rewrites.prefix
-        pipe = client.pipeline(transaction=False)
         keys = [record.key for record in records]
-        for record, conversion in zip(records, staged):
-            new = renamed_key(record.key, prefix.old, prefix.new)
-            script(keys=[record.key, new], args=self.copy_args(record, conversion), client=pipe)
-        return tally(pipe.execute() if keys else [], keys)
+        calls = [
+            (script, [record.key, renamed_key(record.key, prefix.old, prefix.new)], self.copy_args(record, conversion))
+            for record, conversion in zip(records, staged)
+        ]
+        return tally(run_paced(client, calls, self.pacer), keys)
 
     def __call__(self, client, block_no: int, records: list) -> Dict[str, object]:
         staged = self._staged(block_no, records)
@@ -136,14 +140,12 @@ class _Steps:
             return self._copies(client, records, staged)
         scripts = Scripts(client)
         script = scripts.online_json_step if self.rewrites.storage == "json" else scripts.online_step
-        pipe = client.pipeline(transaction=False)
-        keys = []
+        calls = []
         for record, conversion in zip(records, staged):
             args = self.items(record, conversion)
             if args:
-                keys.append(record.key)
-                script(keys=[record.key], args=args, client=pipe)
-        return tally(pipe.execute() if keys else [], keys)
+                calls.append((script, [record.key], args))
+        return tally(run_paced(client, calls, self.pacer), [keys[0] for _script, keys, _args in calls])
 
 
 def _step(phase: str):
