@@ -93,6 +93,18 @@ def wait_until(predicate, timeout=30.0, what="condition"):
     raise AssertionError(f"{what} not reached in {timeout} s")
 
 
+def replicate_through(proxy, primary, follower) -> None:
+    """Make `follower` replicate `primary` through the cutting `proxy`, once it holds everything written so far."""
+    follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
+    target = primary.info("replication")["master_repl_offset"]
+
+    def synced() -> bool:
+        fields = follower.info("replication")
+        return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
+
+    wait_until(synced, what="the replica in sync through the proxy")
+
+
 def phase_of(backup_dir):
     """The phase the (only) backup's header says its run is in, or None before there is one."""
     if not os.path.isdir(backup_dir) or not [e for e in list_backups(str(backup_dir)) if e[1] is not None]:
@@ -229,14 +241,7 @@ def test_a_replica_that_lags_when_the_primary_dies_lacks_nothing_the_run_recorde
     follower = replica_set.client(replica, protocol=2)
     backup_dir = tmp_path / "b"
     try:
-        follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
-        target = primary.info("replication")["master_repl_offset"]
-
-        def synced() -> bool:
-            fields = follower.info("replication")
-            return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
-
-        wait_until(synced, what="the replica in sync through the proxy")
+        replicate_through(proxy, primary, follower)
         task = migrate_task(
             replica_set, backup_dir, replicas_wait_timeout=1, **({} if waits else {"replicas_wait_count": 0})
         )

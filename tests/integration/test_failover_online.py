@@ -21,6 +21,7 @@ from test_failover_migration import (
     ledgered,
     phase_of,
     recorded_keys,
+    replicate_through,
     sentinel_of,
     start_task,
     store_of,
@@ -203,14 +204,7 @@ def test_writes_the_replica_never_got_are_not_recorded_and_the_rerun_redoes_them
     follower = replica_set.client(replica, protocol=2)
     backup_dir = tmp_path / "b"
     try:
-        follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
-        target = primary.info("replication")["master_repl_offset"]
-
-        def synced() -> bool:
-            fields = follower.info("replication")
-            return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
-
-        wait_until(synced, what="the replica in sync through the proxy")
+        replicate_through(proxy, primary, follower)
         task = online_task(replica_set, backup_dir, replicas_wait_timeout=1)
         mute = {"checkpoint": checkpoint, "control": proxy.control_port, "mute": True}
         running = start_task("redis_index_migrate", task, f"{checkpoint}:pause=0", arm=mute)
@@ -261,14 +255,7 @@ def test_without_the_waits_a_rerun_on_a_replica_that_lacks_recorded_blocks_is_re
     follower = replica_set.client(replica, protocol=2)
     backup_dir = tmp_path / "b"
     try:
-        follower.execute_command("REPLICAOF", "127.0.0.1", proxy.port)
-        target = primary.info("replication")["master_repl_offset"]
-
-        def synced() -> bool:
-            fields = follower.info("replication")
-            return fields.get("master_link_status") == "up" and fields.get("slave_repl_offset", -1) >= target
-
-        wait_until(synced, what="the replica in sync through the proxy")
+        replicate_through(proxy, primary, follower)
         task = online_task(replica_set, backup_dir, changes=changes, replicas_wait_count=0)
         mute = {"checkpoint": f"{phase}:start", "control": proxy.control_port, "mute": True}
         running = start_task("redis_index_migrate", task, f"{phase}:3:pause=3", arm=mute)

@@ -20,7 +20,7 @@ import redis
 from fleet import index_datatype, load_products
 from module_runner import run_module
 from playbook_runner import ROOT, run_playbook
-from quiesce_setup import APP, MIGRATOR, acl_lines, create_users
+from quiesce_setup import APP, MIGRATOR, acl_lines, can_write, create_users
 from redis_search_server import RedisSearchServer
 
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.lock import IndexLock
@@ -103,14 +103,7 @@ def with_members(replica_set, primary, **args) -> dict:
 
 
 def app_can_write(node) -> bool:
-    conn = node_client(node, APP)
-    try:
-        conn.hset("app:1", "f", "app-wrote")
-        return True
-    except redis.exceptions.NoPermissionError:
-        return False
-    finally:
-        conn.close()
+    return can_write(f"redis://127.0.0.1:{node.port}/0", *APP, key="app:1")
 
 
 def denied_by_acl(node, user: str, *command: str) -> bool:

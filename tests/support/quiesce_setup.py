@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Dict
 
+import redis
+
 MIGRATOR = ("migrator", "migrator-secret")
 APP = ("app", "app-secret")
 
@@ -71,3 +73,15 @@ def reset_acl(client) -> None:
     client.execute_command(
         "ACL", "SETUSER", "default", "reset", "on", "nopass", "sanitize-payload", "~*", "&*", "+@all"
     )
+
+
+def can_write(url: str, user: str, password: str, key: str = "app:probe") -> bool:
+    """Whether `user` can write `key`, one of the application's keys (the write is undone by the test's admin)."""
+    conn = redis.Redis.from_url(url, protocol=2, username=user, password=password)
+    try:
+        conn.hset(key, "f", "app-wrote")
+        return True
+    except redis.exceptions.NoPermissionError:
+        return False
+    finally:
+        conn.close()
