@@ -1,12 +1,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connection options shared by every module (argspec: module_utils/_module_kit.py), and what every module needs on
-the host that runs it: requirements.txt, as documentation (tests/integration/test_newcomer.py compares the two)."""
+the host that runs it: requirements.txt, as documentation (tests/integration/test_newcomer.py compares the two).
+Also what every module declares alike: its author, and check mode supported (build_module turns it on for all; each
+module's own attributes say what it does in check mode)."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:  # pylint: disable=too-few-public-methods
     DOCUMENTATION = r"""
+author:
+  - indexops maintainers (@indexops)
+attributes:
+  check_mode:
+    support: full
 requirements:
   - redis (the Python client) >= 5.0, < 9
   - pydantic >= 2.5, < 3

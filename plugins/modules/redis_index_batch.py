@@ -28,8 +28,6 @@ description:
     index was dropped continues from its own plan and backup, in the phase it stopped in."
   - "O(state=status): reads the state file (never Redis) and says, readably, how many indexes succeeded, failed,
     are pending or skipped, why each failed and what a resume would do."
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning.sampling
@@ -38,7 +36,6 @@ extends_documentation_fragment:
   - indexops.redis_search.benchmark
 attributes:
   check_mode:
-    support: full
     description:
       - O(state=planned) plans the same way and writes no file; O(state=applied) and O(state=resumed) run each
         pending index's read-only preflight (as C(redis_index_migrate) does in check mode) and write nothing.

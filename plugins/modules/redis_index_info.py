@@ -17,13 +17,10 @@ description:
     algorithms the server accepts (probed without creating anything) - and its place in a replica set - its role,
     its replicas and how far behind each is, and with O(sentinel) what the Sentinels report.
   - Read-only. Never changes the server.
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
 attributes:
   check_mode:
-    support: full
     description: Runs the same read-only commands in check mode.
   diff_mode:
     support: none

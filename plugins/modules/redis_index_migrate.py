@@ -23,8 +23,6 @@ description:
     a value changed by someone else is kept (and reported) rather than overwritten.
   - Re-running the same task after a crash or failure continues where it stopped. After success it reports
     RV(changed=false).
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning
@@ -34,7 +32,6 @@ extends_documentation_fragment:
   - indexops.redis_search.benchmark
 attributes:
   check_mode:
-    support: full
     description: Plans (when needed), estimates and runs the read-only preflight checks; writes nothing to Redis or disk.
   diff_mode:
     support: full

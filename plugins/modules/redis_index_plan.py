@@ -28,15 +28,12 @@ description:
     (for example a C(filter) it cannot parse) is blocked with the server's message. That empty index is the only
     thing written to Redis, and it is created C(TEMPORARY), so even an interrupted run leaves nothing behind.
     Reads are bounded, so planning takes the same time on an index of any size (unless O(audit_all=true)).
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.planning
   - indexops.redis_search.planning.sampling
 attributes:
   check_mode:
-    support: full
     description:
       - Plans the same way and writes nothing, not even O(plan_out) (the create check's throwaway index is created and
         dropped as in a normal run).

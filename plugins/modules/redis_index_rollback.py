@@ -39,15 +39,12 @@ description:
   - Works after a migration that completed, failed, or was killed in any phase. A second run reports
     C(changed=false). The backup is kept (marked rolled back); applying the same plan again afterwards makes a new
     backup and leaves this one intact.
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.backup
   - indexops.redis_search.replication
 attributes:
   check_mode:
-    support: full
     description: Verifies the backup and reports what would be restored; writes nothing.
   diff_mode:
     support: full

@@ -28,14 +28,11 @@ description:
     definition, every name the swap moved (the source's name and aliases) leads to it, the sampled documents are in
     it, and it failed to index no more documents than the source had. Its document count was compared with the
     live source's before the swap; the application writes on after it, so it is reported, not compared."
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
   - indexops.redis_search.backup
 attributes:
   check_mode:
-    support: full
     description: The module only reads; check mode does the same.
   diff_mode:
     support: none

@@ -60,13 +60,10 @@ description:
   - On one server (no O(members), no O(sentinel)) that has replicas, or is one, the quiesce warns that a failover
     would end the window.
   - A second run with the same state changes nothing.
-author:
-  - indexops maintainers (@indexops)
 extends_documentation_fragment:
   - indexops.redis_search.connection
 attributes:
   check_mode:
-    support: full
     description: Reports which users would be quiesced or restored; writes nothing to Redis or disk. O(state=verified)
       observes the server as usual.
   diff_mode:
