@@ -26,7 +26,11 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.s
     SchemaPatch,
     parse_patch,
 )
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import replication_options
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
+    backup_argument_spec,
+    build_module,
+    replication_options,
+)
 
 CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 
@@ -35,8 +39,11 @@ CHANGE_OPTIONS = ["patch", "patch_file", "target_schema", "target_schema_file"]
 PLAN_SOURCE = ["index", "plan_file", "plan"]
 
 
-def plan_source_argument_spec() -> dict[str, Any]:
-    return {"index": {"type": "str"}, "plan_file": {"type": "path"}, "plan": {"type": "dict"}}
+def migration_module(own_options: dict[str, Any]):
+    """The module of rollback or validate: the backup options, the migration named by exactly one of PLAN_SOURCE
+    (found in O(backup_dir) by given_plan and the library), and the module's `own_options`."""
+    plan_source = {"index": {"type": "str"}, "plan_file": {"type": "path"}, "plan": {"type": "dict"}}
+    return build_module({**backup_argument_spec(), **plan_source, **own_options}, exactly_one_of=PLAN_SOURCE)
 
 
 def given_plan(params: dict[str, Any]) -> Optional[MigrationPlan]:

@@ -227,16 +227,13 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
-    backup_argument_spec,
-    build_module,
     replication_argument_spec,
     replication_options,
     run_with_client,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
-    PLAN_SOURCE,
     given_plan,
-    plan_source_argument_spec,
+    migration_module,
     schema_diff,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._progress_channel import open_channel
@@ -276,14 +273,13 @@ def rollback_diff(plan) -> dict:
 
 
 def main() -> None:
-    spec = {**backup_argument_spec(), **plan_source_argument_spec(), **replication_argument_spec()}
-    spec.update(
+    module = migration_module(
         {
+            **replication_argument_spec(),
             "partial": {"type": "bool", "default": False},
             "accept_validation_failure": {"type": "bool", "default": False},
         }
     )
-    module = build_module(spec, exactly_one_of=PLAN_SOURCE)
     open_channel()  # progress lines in the job output, and a cancelled job's run stops
     run_with_client(module, lambda client, _settings: roll_back(module, client), index=module.params["index"])
 

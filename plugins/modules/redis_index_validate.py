@@ -159,16 +159,8 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
     validate_migration,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import ValidationFailed
-from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import (
-    backup_argument_spec,
-    build_module,
-    run_with_client,
-)
-from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import (
-    PLAN_SOURCE,
-    given_plan,
-    plan_source_argument_spec,
-)
+from ansible_collections.indexops.redis_search.plugins.module_utils._module_kit import run_with_client
+from ansible_collections.indexops.redis_search.plugins.module_utils._plan_inputs import given_plan, migration_module
 
 
 def check(module, client) -> dict:
@@ -186,13 +178,7 @@ def check(module, client) -> dict:
 
 
 def main() -> None:
-    spec = {**backup_argument_spec(), **plan_source_argument_spec()}
-    spec.update(
-        {
-            "fail_on_problems": {"type": "bool", "default": True},
-        }
-    )
-    module = build_module(spec, exactly_one_of=PLAN_SOURCE)
+    module = migration_module({"fail_on_problems": {"type": "bool", "default": True}})
     run_with_client(module, lambda client, _settings: check(module, client), index=module.params["index"])
 
 
