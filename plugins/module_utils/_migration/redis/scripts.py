@@ -139,69 +139,20 @@ if moved == 1 then return 2 end
 return 1
 """
 
-# An online rewrite's steps on one hash (expand, convert, contract), all or nothing per document. KEYS[1]
+# An online rewrite's steps on one document (expand, convert, contract), all or nothing per document. KEYS[1]
 # the key; ARGV: items of five, an operation and four arguments:
 #   W check expected dest value   write `dest` := value, where `check` still holds `expected` (the backup's
 #                                 original): expand (a side field or a renamed field's new name), convert
 #   M old expected new value      contract of a rename: `new` (holding `value`, what expand wrote) takes
-#                                 `old`'s place (RENAME_FIELD), where `old` still holds `expected`
-#   D side value check expected   contract of a side field: HDEL `side` (holding `value`), where `check` holds
-#                                 `expected` (the converted bytes are in place)
+#                                 `old`'s place, where `old` still holds `expected`
+#   D side value check expected   (hashes only) contract of a side field: HDEL `side` (holding `value`), where
+#                                 `check` holds `expected` (the converted bytes are in place)
 # Done already when each item's result is there. Returns 2 written, 1 already done, 0 gone, -1 conflict
-# (the application changed the document meanwhile: nothing written).
-ONLINE_STEP = (
-    RENAME_FIELD
-    + """
-local key = KEYS[1]
+# (the application changed the document meanwhile: nothing written). One loop for both storages
+# (_ONLINE_STEP_ITEMS); each storage's prelude gives it `get` (what a location holds, `absent` where nothing
+# is), `write`, `take_place` and `remove` (nil where the storage has no D).
+_ONLINE_STEP_ITEMS = """
 if redis.call('EXISTS', key) == 0 then return 0 end
-local pending = {}
-for i = 1, #ARGV, 5 do
-  local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  if op == 'W' then
-    if redis.call('HGET', key, c) ~= d then
-      if redis.call('HGET', key, a) ~= b then return -1 end
-      pending[#pending + 1] = i
-    end
-  elseif op == 'M' then
-    local old = redis.call('HGET', key, a)
-    if old or redis.call('HGET', key, c) ~= d then
-      if old ~= b or redis.call('HGET', key, c) ~= d then return -1 end
-      pending[#pending + 1] = i
-    end
-  else
-    local side = redis.call('HGET', key, a)
-    if side then
-      if side ~= b or redis.call('HGET', key, c) ~= d then return -1 end
-      pending[#pending + 1] = i
-    end
-  end
-end
-if #pending == 0 then return 1 end
-for _, i in ipairs(pending) do
-  local op = ARGV[i]
-  if op == 'W' then
-    redis.call('HSET', key, ARGV[i + 3], ARGV[i + 4])
-  elseif op == 'M' then
-    rename_field(key, ARGV[i + 1], ARGV[i + 3], ARGV[i + 4])
-  else
-    redis.call('HDEL', key, ARGV[i + 1])
-  end
-end
-return 2
-"""
-)
-
-# The same for a JSON document, whose values are the exact JSON.GET replies of their paths ('[value]', '[]' where
-# nothing is): W check expected dest value (JSON.SET dest to the value, where check holds expected) and M old
-# expected new value (JSON.DEL old, where it holds expected and new holds value: what a move leaves).
-ONLINE_JSON_STEP = """
-local key = KEYS[1]
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local function get(path)
-  local found = redis.call('JSON.GET', key, path)
-  if not found then return '[]' end
-  return found
-end
 local pending = {}
 for i = 1, #ARGV, 5 do
   local op, a, b, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -210,24 +161,62 @@ for i = 1, #ARGV, 5 do
       if get(a) ~= b then return -1 end
       pending[#pending + 1] = i
     end
-  else
+  elseif op == 'M' then
     local old = get(a)
-    if old ~= '[]' or get(c) ~= d then
+    if old ~= absent or get(c) ~= d then
       if old ~= b or get(c) ~= d then return -1 end
       pending[#pending + 1] = i
     end
+  elseif op == 'D' and remove then
+    local side = get(a)
+    if side ~= absent then
+      if side ~= b or get(c) ~= d then return -1 end
+      pending[#pending + 1] = i
+    end
+  else
+    return redis.error_reply('ERR online step: no operation ' .. op .. ' for this storage')
   end
 end
 if #pending == 0 then return 1 end
 for _, i in ipairs(pending) do
-  if ARGV[i] == 'W' then
-    redis.call('JSON.SET', key, ARGV[i + 3], string.sub(ARGV[i + 4], 2, -2))
+  local op = ARGV[i]
+  if op == 'W' then
+    write(ARGV[i + 3], ARGV[i + 4])
+  elseif op == 'M' then
+    take_place(ARGV[i + 1], ARGV[i + 3], ARGV[i + 4])
   else
-    redis.call('JSON.DEL', key, ARGV[i + 1])
+    remove(ARGV[i + 1])
   end
 end
 return 2
 """
+# A hash: HGET's nil is false; a rename keeps the field order (RENAME_FIELD).
+ONLINE_STEP = (
+    RENAME_FIELD
+    + """
+local key = KEYS[1]
+local absent = false
+local function get(field) return redis.call('HGET', key, field) end
+local function write(field, value) redis.call('HSET', key, field, value) end
+local function take_place(old, new, value) rename_field(key, old, new, value) end
+local function remove(field) redis.call('HDEL', key, field) end
+"""
+    + _ONLINE_STEP_ITEMS
+)
+
+# A JSON document, whose values are the exact JSON.GET replies of their paths ('[value]', '[]' where nothing
+# is): W sets the path to the value; M deletes the old path (expand wrote the new one: what a move leaves).
+ONLINE_JSON_STEP = (
+    """
+local key = KEYS[1]
+local absent = '[]'
+local function get(path) return redis.call('JSON.GET', key, path) or '[]' end
+local function write(path, value) redis.call('JSON.SET', key, path, string.sub(value, 2, -2)) end
+local function take_place(old, _new, _value) redis.call('JSON.DEL', key, old) end
+local remove = nil
+"""
+    + _ONLINE_STEP_ITEMS
+)
 
 # A prefix change online: the documents under their old keys and copies under the new ones. KEYS[1] the old key,
 # KEYS[2] the new one. ARGV[1] "json" or "hash", ARGV[2] = N, then N pairs (location, value the backup holds, ""
