@@ -12,6 +12,7 @@ any index size, unless the caller asks for a full audit.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.deps import BaseModel, ValidationError, field_validator
@@ -130,93 +131,163 @@ def create_plan(
 
     Raises SchemaInvalid for options or schema values out of bounds (limits.py); a target the
     server refuses (create check) is a blocked reason quoting the server."""
-    _check_request(
-        index,
-        patch,
-        target_schema,
-        {
-            "audit_sample_size": audit_sample,
-            "audit_all": audit_all,
-            "key_sample_size": key_sample,
-            "batch_size": batch_size,
-            "mode": mode,
-            "cutover": cutover,
-            "side_by_side_alias": side_by_side_alias,
-        },
-    )
-    if side_by_side_alias is not None:
-        check_text(side_by_side_alias, "side_by_side_alias", "side_by_side_alias")
-        if cutover != "side_by_side":
-            raise SchemaInvalid(
-                "side_by_side_alias is only used with cutover side_by_side",
-                hint="set cutover: side_by_side, or leave side_by_side_alias out",
-            )
+    choice = {"mode": mode, "cutover": cutover, "side_by_side_alias": side_by_side_alias}
+    sizes = {"audit_sample_size": audit_sample, "audit_all": audit_all, "key_sample_size": key_sample}
+    _check_request(index, patch, target_schema, {**sizes, "batch_size": batch_size, **choice})
     snap = snapshot_index(client, index)
-    source = snap.snapshot.index_schema
     caps = capabilities or detect_capabilities(client)
+    keys = _key_sample(client, snap, target_schema, audit_sample, key_sample)
+    derived = derive(snap.snapshot.index_schema, patch, target_schema)
+    found = _judge(client, snap, derived, caps, keys, audit_sample, audit_all, batch_size, backup_dir)
+    found.aliases, found.aliases_complete = _aliases(client, index, snap.name, caps, aliases)
+    found.decision = _choose_mode(client, choice, snap, derived, caps, keys, audit_sample, found)
+    return _sealed_plan(
+        snap,
+        derived,
+        caps,
+        found,
+        source=_source_state(snap, index, endpoint, keys[:key_sample], found.aliases, found.aliases_complete),
+        requested=requested_changes(patch, target_schema),
+        requested_mode=mode,
+        created_at=created_at,
+    )
+
+
+@dataclass
+class _Findings:
+    """What planning found out about the change on this server, filled in as create_plan goes."""
+
+    classification: Classification
+    others: List[OtherIndex]
+    unchecked: Optional[str]
+    audit: AuditResult
+    cost: Estimate
+    aliases: List[str] = field(default_factory=list)
+    aliases_complete: bool = False
+    decision: Optional[ModeDecision] = None
+
+
+def _key_sample(
+    client, snap: IndexSnapshot, target_schema: Optional[IndexSchema], audit_sample: int, key_sample: int
+) -> List[bytes]:
+    """The sampled keys (the key sample first, then the rest of the audit sample), and the key separator they
+    show taken into the source schema."""
+    source = snap.snapshot.index_schema
     keys = sample_keys(
         client, snap.name, source.index.prefix, source.storage, max(audit_sample, key_sample), head=key_sample
     )
     _take_key_separator(source, keys, target_schema)
-    derived = derive(source, patch, target_schema)
-    target, changes, rewrites = derived.target, derived.changes, derived.rewrites
+    return keys
+
+
+def _judge(
+    client,
+    snap: IndexSnapshot,
+    derived: Derivation,
+    caps: ServerCapabilities,
+    keys: List[bytes],
+    audit_sample: int,
+    audit_all: bool,
+    batch_size: int,
+    backup_dir: Optional[str],
+) -> _Findings:
+    """The verdict on the change (classification, create check), the audit of the stored values and the estimate."""
     classification, others, unchecked = _classify(client, snap, derived, caps)
-    audit = _audit_source(client, snap, keys, audit_sample, audit_all, rewrites)
+    audit = _audit_source(client, snap, keys, audit_sample, audit_all, derived.rewrites)
+    source = snap.snapshot.index_schema
     # What the migration's backup phase would refuse is blocked now, not found after the task started.
-    _block(classification, backup_refusals(audit, source, rewrites.quantize))
-    cost = estimate(source, target, snap.stats, rewrites, audit, caps.aof_enabled, batch_size, backup_dir)
-    alias_names, complete = _aliases(client, index, snap.name, caps, aliases)
-    memory = _online_memory(client, keys, cost, rewrites, audit)
-    choice = {"mode": mode, "cutover": cutover, "side_by_side_alias": side_by_side_alias}
-    decision = _decide_mode(client, choice, source, derived, memory, caps, alias_names, classification)
+    _block(classification, backup_refusals(audit, source, derived.rewrites.quantize))
+    cost = estimate(
+        source, derived.target, snap.stats, derived.rewrites, audit, caps.aof_enabled, batch_size, backup_dir
+    )
+    return _Findings(classification, others, unchecked, audit, cost)
+
+
+def _choose_mode(
+    client,
+    choice: Dict[str, Any],
+    snap: IndexSnapshot,
+    derived: Derivation,
+    caps: ServerCapabilities,
+    keys: List[bytes],
+    audit_sample: int,
+    found: _Findings,
+) -> ModeDecision:
+    """The mode (with its memory measured on the sampled keys), and what an online one needs blocked: a side
+    field sampled documents already hold, a side_by_side_alias already taken."""
+    source, classification = snap.snapshot.index_schema, found.classification
+    memory = _online_memory(client, keys, found.cost, derived.rewrites, found.audit)
+    decision = _decide_mode(client, choice, source, derived, memory, caps, found.aliases, classification)
     _block(classification, _side_fields_taken(client, keys[:audit_sample], decision, source.storage))
+    side_by_side_alias = choice["side_by_side_alias"]
     if decision.online and side_by_side_alias and index_exists(client, side_by_side_alias):
         _block(
             classification,
             [f"an index or alias named {side_by_side_alias!r} exists; choose another side_by_side_alias"],
         )
-    warnings = collect_warnings(
-        source,
-        target,
-        snap.stats,
-        changes,
-        rewrites,
-        classification,
-        audit,
-        cost,
-        caps,
-        others,
-        alias_names,
-        complete,
-        snap.snapshot.unobserved,
-        decision.online,
-    )
-    warnings += [w for w in (decision.warning, unchecked) if w]
-    renamed = any(c.kind == INDEX_RENAME for c in changes)
+    return decision
+
+
+def _sealed_plan(
+    snap: IndexSnapshot,
+    derived: Derivation,
+    caps: ServerCapabilities,
+    found: _Findings,
+    *,
+    source: SourceState,
+    requested: dict,
+    requested_mode: str,
+    created_at: Optional[str],
+) -> MigrationPlan:
+    """The plan as it is written and reviewed, sealed by its checksum."""
+    schema, target, rewrites, decision = snap.snapshot.index_schema, derived.target, derived.rewrites, found.decision
+    renamed = any(c.kind == INDEX_RENAME for c in derived.changes)
+    layout = decision.online.layout if decision.online else None
     plan = MigrationPlan(
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        source=_source_state(snap, index, endpoint, keys[:key_sample], alias_names, complete),
-        requested_changes=requested_changes(patch, target_schema),
+        source=source,
+        requested_changes=requested,
         target_schema=target.to_dict(),
-        changes=changes,
+        changes=derived.changes,
         renames=Renames(
-            index={"from": source.name, "to": target.name} if renamed else None,
+            index={"from": schema.name, "to": target.name} if renamed else None,
             prefix=rewrites.prefix.model_dump() if rewrites.prefix else None,
             fields=derived.renames,
         ),
         rewrites=rewrites,
-        classification=classification,
+        classification=found.classification,
         mode=decision.mode,
-        requested_mode=mode,
+        requested_mode=requested_mode,
         mode_reason=decision.reason,
         online=decision.online,
-        durations=durations(source, target, snap.stats, cost, decision.online.layout if decision.online else None),
-        warnings=warnings,
-        audit=audit,
-        estimate=cost,
+        durations=durations(schema, target, snap.stats, found.cost, layout),
+        warnings=_warnings(snap, derived, caps, found),
+        audit=found.audit,
+        estimate=found.cost,
         server=caps,
     )
     return plan.seal()
+
+
+def _warnings(snap: IndexSnapshot, derived: Derivation, caps: ServerCapabilities, found: _Findings) -> List[str]:
+    """What the operator must know (plan_warnings.py), then the mode's warning and the unasked create check's."""
+    warnings = collect_warnings(
+        snap.snapshot.index_schema,
+        derived.target,
+        snap.stats,
+        derived.changes,
+        derived.rewrites,
+        found.classification,
+        found.audit,
+        found.cost,
+        caps,
+        found.others,
+        found.aliases,
+        found.aliases_complete,
+        snap.snapshot.unobserved,
+        found.decision.online,
+    )
+    return warnings + [w for w in (found.decision.warning, found.unchecked) if w]
 
 
 def _audit_source(
@@ -335,6 +406,14 @@ def _check_request(
     check_text(index, "index name", "index")
     if target_schema is not None:
         check_schema(target_schema, "target schema")
+    alias = options["side_by_side_alias"]
+    if alias is not None:
+        check_text(alias, "side_by_side_alias", "side_by_side_alias")
+        if options["cutover"] != "side_by_side":
+            raise SchemaInvalid(
+                "side_by_side_alias is only used with cutover side_by_side",
+                hint="set cutover: side_by_side, or leave side_by_side_alias out",
+            )
 
 
 def _take_key_separator(source: IndexSchema, keys: List[bytes], target_schema: Optional[IndexSchema]) -> None:
