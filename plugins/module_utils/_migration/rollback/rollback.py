@@ -495,16 +495,7 @@ def rollback(
         result.validation = store.header.rollback.get("validation", {})
         result.problems = list(store.header.rollback.get("problems", []))
         return False, result
-    verification = verify_backup(store, plan)
-    result.verification = verification.model_dump()
-    if not verification.ok and not partial:
-        raise BackupInvalid(
-            f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
-            hint="nothing was written; restore the backup from a copy, or set partial=true to "
-            "restore the verified records and list the rest",
-            details={"verification": result.verification},
-        )
-    result.records = verification.records
+    _verify(store, plan, partial, result)
     require_permissions(client, rollback_commands(plan, cluster), "rollback")
     durability = Durability.for_run(client, replication or ReplicationOptions())
     if check_mode:
@@ -522,55 +513,108 @@ def rollback(
         store.header.status = "rolling_back"
         store.save()
         if plan.mode == "online":
-            restored = None
-            if plan.online_layout is not None:
-                # The documents first (whatever index serves them meanwhile), then the index, swapped back.
-                if plan.online_layout.copy_keys:
-                    _uncopy(client, store, plan, partial, result)
-                read_back = _restore_documents(client, store, plan, partial, result, cluster)
-                restored = result.restored + result.already_restored
-            rollback_online.run(client, store, plan, result, wait_timeout, restored)
-            if plan.online_layout is not None:
-                _online_read_back(client, plan, result, read_back, accept_validation_failure)
-            confirm("the end of the rollback")
-            _finish(store, result)
-            return True, result
-        read_back = _restore_documents(client, store, plan, partial, result, cluster)
-        # The replicas hold the restored documents before the migration's index is dropped.
-        confirm("the documents restored")
-        _index_steps(client, plan, store, result)
-        try:
-            stats = wait_until_indexed(client, plan.source.index, wait_timeout)
-        except StillIndexing as err:
-            raise RollbackFailed(
-                f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
-                hint="re-run the same task to keep waiting",
-            ) from None
-        _validate(client, plan, store, result, stats, read_back)
-        if result.problems and not accept_validation_failure:
-            raise ValidationFailed(
-                "rollback validation failed: " + "; ".join(result.problems),
-                hint="every document is restored or left as the application wrote it, and re-running writes "
-                "nothing new; fix the cause and re-run, or re-run with accept_validation_failure=true to "
-                "finish the rollback with these problems recorded",
-                details={"validation": result.validation, "problems": result.problems},
+            _roll_back_online(client, store, plan, result, partial, cluster, wait_timeout, accept_validation_failure)
+        else:
+            _roll_back_recreating(
+                client, store, plan, result, partial, cluster, wait_timeout, accept_validation_failure, confirm
             )
-        if result.problems:
-            result.result = FINISHED_WITH_PROBLEMS
         confirm("the end of the rollback")
         _finish(store, result)
     except Exception as err:
-        failover = follow_failover(client, (replication or ReplicationOptions()).failover_timeout)
-        _record_failure(store, result, err)
-        if isinstance(err, IndexOpsError):
-            err.message += failover
+        stopped = _stopped_by(client, store, result, err, replication)
+        if stopped is err:
             raise
-        stopped = _stopped(store, result, err)
-        stopped.message += failover
         raise stopped from None
     finally:
         release_locks(locks)
     return True, result
+
+
+def _verify(store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:
+    """The backup verified (header, records, blocks, what they may write), refused on any problem unless a
+    partial rollback is asked for."""
+    verification = verify_backup(store, plan)
+    result.verification = verification.model_dump()
+    if not verification.ok and not partial:
+        raise BackupInvalid(
+            f"backup {store.directory} failed verification: " + "; ".join(verification.problems),
+            hint="nothing was written; restore the backup from a copy, or set partial=true to "
+            "restore the verified records and list the rest",
+            details={"verification": result.verification},
+        )
+    result.records = verification.records
+
+
+def _roll_back_online(
+    client,
+    store: BackupStore,
+    plan: MigrationPlan,
+    result: RollbackResult,
+    partial: bool,
+    cluster: bool,
+    wait_timeout: float,
+    accept_validation_failure: bool,
+) -> None:
+    """An online migration: the documents first (whatever index serves them meanwhile), then the index, swapped
+    back (online.py); the restored bytes read back."""
+    restored = None
+    if plan.online_layout is not None:
+        if plan.online_layout.copy_keys:
+            _uncopy(client, store, plan, partial, result)
+        read_back = _restore_documents(client, store, plan, partial, result, cluster)
+        restored = result.restored + result.already_restored
+    rollback_online.run(client, store, plan, result, wait_timeout, restored)
+    if plan.online_layout is not None:
+        _online_read_back(client, plan, result, read_back, accept_validation_failure)
+
+
+def _roll_back_recreating(
+    client,
+    store: BackupStore,
+    plan: MigrationPlan,
+    result: RollbackResult,
+    partial: bool,
+    cluster: bool,
+    wait_timeout: float,
+    accept_validation_failure: bool,
+    confirm,
+) -> None:
+    """A drop_recreate migration: the documents restored, then the migration's index dropped and the source's
+    created again, indexed and validated."""
+    read_back = _restore_documents(client, store, plan, partial, result, cluster)
+    # The replicas hold the restored documents before the migration's index is dropped.
+    confirm("the documents restored")
+    _index_steps(client, plan, store, result)
+    try:
+        stats = wait_until_indexed(client, plan.source.index, wait_timeout)
+    except StillIndexing as err:
+        raise RollbackFailed(
+            f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
+            hint="re-run the same task to keep waiting",
+        ) from None
+    _validate(client, plan, store, result, stats, read_back)
+    if result.problems and not accept_validation_failure:
+        raise ValidationFailed(
+            "rollback validation failed: " + "; ".join(result.problems),
+            hint="every document is restored or left as the application wrote it, and re-running writes "
+            "nothing new; fix the cause and re-run, or re-run with accept_validation_failure=true to "
+            "finish the rollback with these problems recorded",
+            details={"validation": result.validation, "problems": result.problems},
+        )
+    if result.problems:
+        result.result = FINISHED_WITH_PROBLEMS
+
+
+def _stopped_by(
+    client, store: BackupStore, result: RollbackResult, err: Exception, replication: Optional[ReplicationOptions]
+) -> Exception:
+    """What a rollback that stopped raises, recorded in the header first: the library's own error as it is, anything
+    else said in one line (_stopped); both name the primary a failover brought meanwhile."""
+    failover = follow_failover(client, (replication or ReplicationOptions()).failover_timeout)
+    _record_failure(store, result, err)
+    stopped = err if isinstance(err, IndexOpsError) else _stopped(store, result, err)
+    stopped.message += failover
+    return stopped
 
 
 def _stopped(store: BackupStore, result: RollbackResult, err: Exception) -> RollbackFailed:
