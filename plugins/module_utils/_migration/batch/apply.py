@@ -228,6 +228,58 @@ def apply_batch(
     index is failed at the end of the run."""
     began = time.monotonic()
     state_path, report_path = locate_state(batch_plan_file, state_file)
+    existing = _continued_state(client, batch, state_path, backup_dir, resume=resume, check_mode=check_mode)
+    backup_dir = backup_dir or (existing.backup_dir if existing else None)
+    if not backup_dir:
+        raise PreflightFailed("a backup directory is required", hint="set backup_dir to a writable directory")
+    require_writable_file(state_path, "state_file")
+    require_writable_file(report_out, "report_out")
+    require_writable_file(benchmark_out, "benchmark_out")
+    state = existing or new_state(batch, batch_plan_file, backup_dir)
+    todo = work_list(state, retry_failed)
+    plans = _plans(batch, todo, endpoint)
+    _require_accepted(plans, options.accept_data_loss)
+
+    if check_mode:
+        changed, would = _dry_run(client, connect, plans, backup_dir, options, endpoint)
+        status = describe(state, state_path, report_path)
+        outcome = BatchOutcome(
+            changed=changed, result="would_apply" if todo else status["result"], status=status, would=would
+        )
+        _refuse_would_fail(batch, outcome)
+        return outcome
+
+    changed, ran, benchmarks = False, [], {}
+    if todo:
+        root = check_backup_dir(backup_dir)
+        locks = acquire_locks(client, [batch_lock_name(batch)], "batch", batch.batch_id)
+        try:
+            changed, ran = _run_in_order(
+                client,
+                batch,
+                state,
+                state_path,
+                todo,
+                lambda run: _run_one(
+                    client, connect, run, plans[run.name], root, options, endpoint, state, state_path, benchmarks
+                ),
+            )
+            _write_report(state, state_path, report_path, report_out)
+        finally:
+            release_locks(locks)
+        if benchmark_out:
+            write_benchmark(batch_benchmark(batch.batch_id, benchmarks, time.monotonic() - began), benchmark_out)
+    status = describe(state, state_path, report_path if os.path.exists(report_path) else None)
+    outcome = BatchOutcome(changed=changed, result=status["result"], status=status, ran=ran)
+    _refuse_failed(batch, outcome)
+    return outcome
+
+
+def _continued_state(
+    client, batch: BatchPlan, state_path: str, backup_dir: Optional[str], *, resume: bool, check_mode: bool
+) -> Optional[BatchState]:
+    """The state this run continues, trusted (require_trusted), or None to start a new one. A state of another
+    batch plan that completed is set aside (renamed) for this plan; a resume needs a state."""
     existing = read_state(state_path) if os.path.exists(state_path) else None
     if (
         existing is not None
@@ -249,68 +301,57 @@ def apply_batch(
             f"no batch state at {state_path} to resume; nothing was changed",
             hint="start the batch with state=applied (or name its state_file)",
         )
-    backup_dir = backup_dir or (existing.backup_dir if existing else None)
-    if not backup_dir:
-        raise PreflightFailed("a backup directory is required", hint="set backup_dir to a writable directory")
-    require_writable_file(state_path, "state_file")
-    require_writable_file(report_out, "report_out")
-    require_writable_file(benchmark_out, "benchmark_out")
-    state = existing or new_state(batch, batch_plan_file, backup_dir)
-    todo = work_list(state, retry_failed)
-    plans = _plans(batch, todo, endpoint)
-    _require_accepted(plans, options.accept_data_loss)
+    return existing
 
-    if check_mode:
-        changed, would = _dry_run(client, connect, plans, backup_dir, options, endpoint)
-        status = describe(state, state_path, report_path)
-        outcome = BatchOutcome(
-            changed=changed, result="would_apply" if todo else status["result"], status=status, would=would
+
+def _run_in_order(
+    client,
+    batch: BatchPlan,
+    state: BatchState,
+    state_path: str,
+    todo: List[IndexRun],
+    migrate_one: Callable[[IndexRun], bool],
+) -> tuple[bool, List[str]]:
+    """(whether anything changed, the indexes run): each index to do in order, through `migrate_one` (_run_one),
+    the state saved as the run starts and ends. A failure stops it with fail_fast, or when the primary was lost."""
+    changed, ran = False, []
+    state.runs += 1
+    state.status = IN_PROGRESS
+    save_state(state, state_path)
+    primary = pinned_primary(client)
+    for run in todo:
+        ran.append(run.name)
+        changed |= migrate_one(run)
+        if run.status == FAILED and (batch.failure_policy == "fail_fast" or _lost_primary(client, primary)):
+            break
+    state.current = None
+    state.status = overall_status(state)
+    save_state(state, state_path)
+    return changed, ran
+
+
+def _refuse_would_fail(batch: BatchPlan, outcome: BatchOutcome) -> None:
+    """Check mode: BatchFailed naming each index whose dry run fails (nothing was changed)."""
+    failing = [f"{w['name']} would fail: {w['error']}" for w in outcome.would if w["result"] == "would_fail"]
+    if failing:
+        raise BatchFailed(
+            f"batch {batch.batch_id}: " + "; ".join(failing),
+            hint="nothing was changed; resolve the causes first",
+            details=_details(outcome),
         )
-        failing = [f"{w['name']} would fail: {w['error']}" for w in would if w["result"] == "would_fail"]
-        if failing:
-            raise BatchFailed(
-                f"batch {batch.batch_id}: " + "; ".join(failing),
-                hint="nothing was changed; resolve the causes first",
-                details=_details(outcome),
-            )
-        return outcome
 
-    changed, ran, benchmarks = False, [], {}
-    if todo:
-        root = check_backup_dir(backup_dir)
-        locks = acquire_locks(client, [batch_lock_name(batch)], "batch", batch.batch_id)
-        try:
-            state.runs += 1
-            state.status = IN_PROGRESS
-            save_state(state, state_path)
-            primary = pinned_primary(client)
-            for run in todo:
-                ran.append(run.name)
-                changed |= _run_one(
-                    client, connect, run, plans[run.name], root, options, endpoint, state, state_path, benchmarks
-                )
-                if run.status == FAILED and (batch.failure_policy == "fail_fast" or _lost_primary(client, primary)):
-                    break
-            state.current = None
-            state.status = overall_status(state)
-            save_state(state, state_path)
-            _write_report(state, state_path, report_path, report_out)
-        finally:
-            release_locks(locks)
-        if benchmark_out:
-            write_benchmark(batch_benchmark(batch.batch_id, benchmarks, time.monotonic() - began), benchmark_out)
-    status = describe(state, state_path, report_path if os.path.exists(report_path) else None)
-    outcome = BatchOutcome(changed=changed, result=status["result"], status=status, ran=ran)
-    failed = status["failures"]
+
+def _refuse_failed(batch: BatchPlan, outcome: BatchOutcome) -> None:
+    """BatchFailed, naming the first failure and the way on, when any index is failed after the run."""
+    failed = outcome.status["failures"]
     if failed:
         first = failed[0]
         raise BatchFailed(
             f"batch {batch.batch_id}: {len(failed)} of {len(batch.applicable())} index(es) failed "
             f"(first {first['name']}: {first['error']})",
-            hint=("; ".join(status["next"]) if status["next"] else None),
+            hint=("; ".join(outcome.status["next"]) if outcome.status["next"] else None),
             details=_details(outcome),
         )
-    return outcome
 
 
 def _details(outcome: BatchOutcome) -> Dict[str, Any]:
