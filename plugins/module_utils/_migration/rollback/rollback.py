@@ -27,7 +27,8 @@ changes nothing. The backup is kept, and marked rolled back, so the same plan ca
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..apply.backups import backup_plan, verify_backup
 from ..apply.commands import rollback_commands
@@ -512,12 +513,11 @@ def rollback(
     try:
         store.header.status = "rolling_back"
         store.save()
+        asked = _Asked(partial, cluster, wait_timeout, accept_validation_failure)
         if plan.mode == "online":
-            _roll_back_online(client, store, plan, result, partial, cluster, wait_timeout, accept_validation_failure)
+            _roll_back_online(client, store, plan, result, asked)
         else:
-            _roll_back_recreating(
-                client, store, plan, result, partial, cluster, wait_timeout, accept_validation_failure, confirm
-            )
+            _roll_back_recreating(client, store, plan, result, asked, confirm)
         confirm("the end of the rollback")
         _finish(store, result)
     except Exception as err:
@@ -545,27 +545,28 @@ def _verify(store: BackupStore, plan: MigrationPlan, partial: bool, result: Roll
     result.records = verification.records
 
 
-def _roll_back_online(
-    client,
-    store: BackupStore,
-    plan: MigrationPlan,
-    result: RollbackResult,
-    partial: bool,
-    cluster: bool,
-    wait_timeout: float,
-    accept_validation_failure: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Asked:
+    """How the caller of rollback() asked for it, as both ways of rolling back take it."""
+
+    partial: bool
+    cluster: bool
+    wait_timeout: float
+    accept_validation_failure: bool
+
+
+def _roll_back_online(client, store: BackupStore, plan: MigrationPlan, result: RollbackResult, asked: _Asked) -> None:
     """An online migration: the documents first (whatever index serves them meanwhile), then the index, swapped
     back (online.py); the restored bytes read back."""
     restored = None
     if plan.online_layout is not None:
         if plan.online_layout.copy_keys:
-            _uncopy(client, store, plan, partial, result)
-        read_back = _restore_documents(client, store, plan, partial, result, cluster)
+            _uncopy(client, store, plan, asked.partial, result)
+        read_back = _restore_documents(client, store, plan, asked.partial, result, asked.cluster)
         restored = result.restored + result.already_restored
-    rollback_online.run(client, store, plan, result, wait_timeout, restored)
+    rollback_online.run(client, store, plan, result, asked.wait_timeout, restored)
     if plan.online_layout is not None:
-        _online_read_back(client, plan, result, read_back, accept_validation_failure)
+        _online_read_back(client, plan, result, read_back, asked.accept_validation_failure)
 
 
 def _roll_back_recreating(
@@ -573,27 +574,24 @@ def _roll_back_recreating(
     store: BackupStore,
     plan: MigrationPlan,
     result: RollbackResult,
-    partial: bool,
-    cluster: bool,
-    wait_timeout: float,
-    accept_validation_failure: bool,
-    confirm,
+    asked: _Asked,
+    confirm: Callable[[str], None],
 ) -> None:
     """A drop_recreate migration: the documents restored, then the migration's index dropped and the source's
     created again, indexed and validated."""
-    read_back = _restore_documents(client, store, plan, partial, result, cluster)
+    read_back = _restore_documents(client, store, plan, asked.partial, result, asked.cluster)
     # The replicas hold the restored documents before the migration's index is dropped.
     confirm("the documents restored")
     _index_steps(client, plan, store, result)
     try:
-        stats = wait_until_indexed(client, plan.source.index, wait_timeout)
+        stats = wait_until_indexed(client, plan.source.index, asked.wait_timeout)
     except StillIndexing as err:
         raise RollbackFailed(
-            f"{plan.source.index} was still indexing after {wait_timeout:.0f} s ({err})",
+            f"{plan.source.index} was still indexing after {asked.wait_timeout:.0f} s ({err})",
             hint="re-run the same task to keep waiting",
         ) from None
     _validate(client, plan, store, result, stats, read_back)
-    if result.problems and not accept_validation_failure:
+    if result.problems and not asked.accept_validation_failure:
         raise ValidationFailed(
             "rollback validation failed: " + "; ".join(result.problems),
             hint="every document is restored or left as the application wrote it, and re-running writes "
