@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning options (doc fragment indexops.redis_search.planning) -> a migration plan."""
+"""Planning options (doc fragment indexops.redis_search.planning) -> a migration plan; the options that name a
+migration already made (its index, plan file or plan) -> its plan, and the module of rollback and validate."""
 
 from __future__ import annotations
 
