@@ -210,7 +210,9 @@ def create_plan(
         requested_mode=mode,
         mode_reason=decision.reason,
         online=decision.online,
-        durations=durations(source, target, snap.stats, cost, decision.online.layout if decision.online else None),
+        durations=durations(
+            source, target, snap.stats, cost, decision.online.layout if decision.online else None, rewrites
+        ),
         warnings=warnings,
         audit=audit,
         estimate=cost,
