@@ -571,10 +571,11 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
     return figures
 
 
-def _phase_at(windows: dict, when: float) -> str:
-    """The phase whose window holds `when` (the last to start, for phases that overlap), "-" outside them."""
-    inside = [(start, name) for name, (start, end) in windows.items() if start <= when <= end]
-    return max(inside)[1] if inside else "-"
+def _phase_of_second(windows: dict, second: int) -> str:
+    """The phase that overlaps the whole second `second` most, "-" when none does."""
+    overlap = [(min(end, second + 1) - max(start, second), name) for name, (start, end) in windows.items()]
+    best = max(overlap, default=(0.0, "-"))
+    return best[1] if best[0] > 0 else "-"
 
 
 def _print_phases(tool: str, run: int, result: dict) -> None:
@@ -605,8 +606,8 @@ def _print_phases(tool: str, run: int, result: dict) -> None:
     print(f"  {tool} run {run}: longest gap overlapping each phase (ms; '-': none): {gaps}")
     slow: dict = {}
     for start, micros, command in result.get("slow") or []:
-        # SLOWLOG stamps whole seconds: the phase of the second's middle.
-        entry = slow.setdefault((_phase_at(windows, start + 0.5), command), [0, 0])
+        # SLOWLOG stamps whole seconds: the phase that overlaps that second most.
+        entry = slow.setdefault((_phase_of_second(windows, start), command), [0, 0])
         entry[0], entry[1] = entry[0] + 1, max(entry[1], micros)
     listed = ", ".join(
         f"{phase} {command} x{count} (max {micros / 1000:.0f})"
