@@ -16,6 +16,9 @@ Scenarios (documents x dimensions, the change):
                    rebuild, swap, contract)
     rewrite-hnsw   20,000 x 128 HNSW, float32 -> float16          the same
     rename-hnsw    20,000 x 128 HNSW, field genre -> category     ours online, ours drop_recreate, redisvl
+    validate-flat  200,000 x 384 FLAT, title weight 2             ours online (build, validate, swap: no
+                                                                  rewrite), and the same with the validation's
+                                                                  KNN queries back to back (as before issue 20)
 The rewrite and rename scenarios also measure a baseline: the same poller for BASELINE_SECONDS with no migration
 running, the floor of its longest gap on this machine at this moment.
 For the rewrite scenarios also: the server's CPU seconds (INFO cpu, user + sys) over the migration, the
@@ -86,6 +89,8 @@ QUANTIZE_TOOLS = ("raw", "redisvl", "ours-w1", "ours-w2")
 ONLINE_TOOLS = ("ours-online", "ours-drop_recreate", "redisvl")
 REWRITE_TOOLS = ("baseline", "ours-online", "ours-side_by_side", "ours-drop_recreate", "redisvl")
 RENAME_TOOLS = ("baseline", *ONLINE_TOOLS)
+VALIDATE_TOOLS = ("baseline", "ours-online", "ours-online-unspaced")
+TITLE_WEIGHT = {"version": 1, "changes": {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}}
 SCENARIOS = {
     "flat-200k": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
     "hnsw-20k": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
@@ -96,8 +101,15 @@ SCENARIOS = {
     "rewrite-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": REWRITE_TOOLS},
     "rewrite-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": REWRITE_TOOLS},
     "rename-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": RENAME_GENRE, "tools": RENAME_TOOLS},
+    "validate-flat": {
+        "docs": 200_000,
+        "dims": 384,
+        "algorithm": "flat",
+        "patch": TITLE_WEIGHT,
+        "tools": VALIDATE_TOOLS,
+    },
 }
-DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat,rewrite-flat,rewrite-hnsw,rename-hnsw"
+DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat,rewrite-flat,rewrite-hnsw,rename-hnsw,validate-flat"
 POLL_SECONDS = 0.010
 BASELINE_SECONDS = 10.0
 SLOW_MICROSECONDS = 10_000  # SLOWLOG threshold during a measurement
@@ -195,6 +207,11 @@ def _child_ours(spec: dict) -> dict:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
 
+    if spec.get("knn_back_to_back"):
+        # pylint: disable-next=import-outside-toplevel
+        from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases import online
+
+        online.KNN_IDLE_RATIO = 0.0  # the validation's queries as they were sent before they were spaced
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
     plan = planner.create_plan(
@@ -334,6 +351,8 @@ def _tool_spec(tool: str) -> dict:
         # The quantize scenarios measure the drop_recreate path (a rewrite runs online by default since issue 20:
         # rewrite-flat and rewrite-hnsw measure that).
         return {"tool": "ours", "workers": int(tool[len("ours-w") :]), "mode": "drop_recreate"}
+    if tool == "ours-online-unspaced":
+        return {"tool": "ours", "workers": 1, "mode": "online", "knn_back_to_back": True}
     if tool == "ours-side_by_side":
         return {"tool": "ours", "workers": 1, "mode": "online", "cutover": "side_by_side"}
     if tool.startswith("ours-"):
@@ -618,7 +637,7 @@ def _print_phases(tool: str, run: int, result: dict) -> None:
 
 def _print_rewrite_figures(scenario: dict, rows: dict) -> None:
     """Failed reads, server CPU, and for ours the estimates beside the measured duration and memory peak."""
-    if scenario["tools"] not in (REWRITE_TOOLS, ONLINE_TOOLS, RENAME_TOOLS):
+    if scenario["tools"] not in (REWRITE_TOOLS, ONLINE_TOOLS, RENAME_TOOLS, VALIDATE_TOOLS):
         return
     print(
         f"{'tool':<20}{'failed reads':>13}{'server CPU s':>14}{'mem peak MB':>13}{'estimated MB':>14}"
