@@ -16,9 +16,15 @@ Scenarios (documents x dimensions, the change):
                    rebuild, swap, contract)
     rewrite-hnsw   20,000 x 128 HNSW, float32 -> float16          the same
     rename-hnsw    20,000 x 128 HNSW, field genre -> category     ours online, ours drop_recreate, redisvl
+    validate-flat  200,000 x 384 FLAT, title weight 2             ours online (build, validate, swap: no
+                                                                  rewrite), and the same with the validation's
+                                                                  KNN queries back to back (as before issue 20)
+The rewrite and rename scenarios also measure a baseline: the same poller for BASELINE_SECONDS with no migration
+running, the floor of its longest gap on this machine at this moment.
 For the rewrite scenarios also: the server's CPU seconds (INFO cpu, user + sys) over the migration, the
 polls with no answer (failed reads), and the peak of used_memory above where it started (sampled every poll)
-next to the plan's estimate of the online window's peak.
+next to the plan's estimate of the online window's peak; for ours, the poller's longest gap within each phase
+(every phase a gap overlaps) and the server's SLOWLOG (commands over 10 ms) by phase.
 --scale multiplies every document count (0.1 for a quick run).
 
 Each measurement gets a private Redis with search of its own (tools/redis_search_server.py), the
@@ -40,6 +46,7 @@ when one of our runs fails its check, 2 when the benchmark cannot run.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -80,7 +87,10 @@ TO_HNSW = {
 RENAME_GENRE = {"version": 1, "changes": {"rename_fields": [{"old_name": "genre", "new_name": "category"}]}}
 QUANTIZE_TOOLS = ("raw", "redisvl", "ours-w1", "ours-w2")
 ONLINE_TOOLS = ("ours-online", "ours-drop_recreate", "redisvl")
-REWRITE_TOOLS = ("ours-online", "ours-side_by_side", "ours-drop_recreate", "redisvl")
+REWRITE_TOOLS = ("baseline", "ours-online", "ours-side_by_side", "ours-drop_recreate", "redisvl")
+RENAME_TOOLS = ("baseline", *ONLINE_TOOLS)
+VALIDATE_TOOLS = ("baseline", "ours-online", "ours-online-unspaced")
+TITLE_WEIGHT = {"version": 1, "changes": {"update_fields": [{"name": "title", "attrs": {"weight": 2}}]}}
 SCENARIOS = {
     "flat-200k": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
     "hnsw-20k": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": QUANTIZE_TOOLS},
@@ -90,10 +100,19 @@ SCENARIOS = {
     "online-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": TO_HNSW, "tools": ONLINE_TOOLS},
     "rewrite-flat": {"docs": 200_000, "dims": 384, "algorithm": "flat", "patch": FLOAT16, "tools": REWRITE_TOOLS},
     "rewrite-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": FLOAT16, "tools": REWRITE_TOOLS},
-    "rename-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": RENAME_GENRE, "tools": ONLINE_TOOLS},
+    "rename-hnsw": {"docs": 20_000, "dims": 128, "algorithm": "hnsw", "patch": RENAME_GENRE, "tools": RENAME_TOOLS},
+    "validate-flat": {
+        "docs": 200_000,
+        "dims": 384,
+        "algorithm": "flat",
+        "patch": TITLE_WEIGHT,
+        "tools": VALIDATE_TOOLS,
+    },
 }
-DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat,rewrite-flat,rewrite-hnsw,rename-hnsw"
+DEFAULT = "flat-200k,hnsw-20k,flat-1m,flat-100k-64,online-hnsw,online-flat,rewrite-flat,rewrite-hnsw,rename-hnsw,validate-flat"
 POLL_SECONDS = 0.010
+BASELINE_SECONDS = 10.0
+SLOW_MICROSECONDS = 10_000  # SLOWLOG threshold during a measurement
 CHILD_TIMEOUT = 7200.0
 
 
@@ -138,7 +157,7 @@ def poller_main(spec_path: str) -> int:
             ok = bool(reply) and int(reply[0]) > 0
             if ok:
                 break
-        now = time.monotonic()
+        now = time.time()  # wall clock: the migration's phases are recorded in it
         try:
             memory_peak = max(memory_peak, int(client.info("memory")["used_memory"]))
         except redis.RedisError:
@@ -168,6 +187,7 @@ def poller_main(spec_path: str) -> int:
                 "longest_unanswered_seconds": longest(answered),
                 "failed_reads": polls - len(answered),
                 "used_memory_peak": memory_peak,
+                "complete_at": complete,
             },
             handle,
         )
@@ -187,6 +207,11 @@ def _child_ours(spec: dict) -> dict:
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis import connection
     from ansible_collections.indexops.redis_search.plugins.module_utils._migration.schema import patch
 
+    if spec.get("knn_back_to_back"):
+        # pylint: disable-next=import-outside-toplevel
+        from ansible_collections.indexops.redis_search.plugins.module_utils._migration.apply.phases import online
+
+        online.KNN_IDLE_RATIO = 0.0  # the validation's queries as they were sent before they were spaced
     settings = connection.ConnectionSettings(url=spec["url"])
     client = connection.connect(settings)
     plan = planner.create_plan(
@@ -215,6 +240,11 @@ def _child_ours(spec: dict) -> dict:
         time.sleep(1.0)  # clients move over meanwhile; then the finish run swaps and contracts
         report = apply(True)
     phases = {name: state.get("seconds", 0.0) for name, state in report.phases.items()}
+    windows = {
+        name: [_epoch(state["started_at"]), _epoch(state.get("finished_at") or report.finished_at)]
+        for name, state in report.phases.items()
+        if state.get("started_at")
+    }
     return {
         "apply_seconds": time.perf_counter() - start,
         "mode": report.mode,
@@ -225,7 +255,18 @@ def _child_ours(spec: dict) -> dict:
         "reindex_seconds": phases.get("wait"),
         "validate_seconds": phases.get("validate"),
         "phases": phases,
+        "phase_windows": windows,
     }
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+def _child_baseline(spec: dict) -> dict:
+    """No migration: the poller alone, for its floor."""
+    time.sleep(BASELINE_SECONDS)
+    return {"apply_seconds": BASELINE_SECONDS, "result": "succeeded"}
 
 
 def _child_redisvl(spec: dict) -> dict:
@@ -298,9 +339,8 @@ def _child_raw(spec: dict) -> dict:
 
 
 def child_main(spec_path: str) -> int:
-    return run_child_spec(
-        spec_path, lambda tool: _child_raw if tool == "raw" else _child_redisvl if tool == "redisvl" else _child_ours
-    )
+    runners = {"raw": _child_raw, "redisvl": _child_redisvl, "baseline": _child_baseline}
+    return run_child_spec(spec_path, lambda tool: runners.get(tool, _child_ours))
 
 
 # ---- one measurement ----------------------------------------------------------------------------------------
@@ -311,6 +351,8 @@ def _tool_spec(tool: str) -> dict:
         # The quantize scenarios measure the drop_recreate path (a rewrite runs online by default since issue 20:
         # rewrite-flat and rewrite-hnsw measure that).
         return {"tool": "ours", "workers": int(tool[len("ours-w") :]), "mode": "drop_recreate"}
+    if tool == "ours-online-unspaced":
+        return {"tool": "ours", "workers": 1, "mode": "online", "knn_back_to_back": True}
     if tool == "ours-side_by_side":
         return {"tool": "ours", "workers": 1, "mode": "online", "cutover": "side_by_side"}
     if tool.startswith("ours-"):
@@ -422,6 +464,9 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
             poller = subprocess.Popen([sys.executable, __file__, "--poller", os.path.join(tmp, "poll-spec.json")])
             time.sleep(0.5)  # answered before the migration starts
             memory_before = int(client.info("memory")["used_memory"])
+            client.config_set("slowlog-log-slower-than", SLOW_MICROSECONDS)
+            client.config_set("slowlog-max-len", 10_000)
+            client.slowlog_reset()
             cpu_before = _server_cpu(client)
             done = subprocess.run(
                 [sys.executable, __file__, "--child", os.path.join(tmp, "spec.json")],
@@ -444,8 +489,14 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
             with open(poll["out"], encoding="utf-8") as handle:
                 result["poll"] = json.load(handle)
             result["server_cpu_seconds"] = cpu_after - cpu_before
+            result["slow"] = [
+                [entry["start_time"], entry["duration"], entry["command"].split(b" ")[0].decode(errors="replace")]
+                for entry in client.slowlog_get(-1)
+            ]
             result["memory_peak_above_start"] = max(result["poll"]["used_memory_peak"] - memory_before, 0)
-            if "error" not in result:
+            if tool == "baseline":
+                result["problems"] = []
+            elif "error" not in result:
                 result["problems"] = (
                     verify(client, docs, scenario["dims"], seed, 300)
                     if scenario["patch"] is FLOAT16
@@ -539,9 +590,54 @@ def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
     return figures
 
 
+def _phase_of_second(windows: dict, second: int) -> str:
+    """The phase that overlaps the whole second `second` most, "-" when none does."""
+    overlap = [(min(end, second + 1) - max(start, second), name) for name, (start, end) in windows.items()]
+    best = max(overlap, default=(0.0, "-"))
+    return best[1] if best[0] > 0 else "-"
+
+
+def _print_phases(tool: str, run: int, result: dict) -> None:
+    """Per phase of ours: the poller's longest gap within it, and the server's slow commands during it."""
+    windows = result.get("phase_windows")
+    times = (result.get("poll") or {}).get("complete_at") or []
+    if not windows:
+        return
+    longest: dict = {}
+    for before, after in zip(times, times[1:]):
+        # Every phase the gap overlaps (a phase of a few ms, the swap, lies inside one gap or two).
+        phases = [name for name, (start, end) in windows.items() if start < after and before < end] or ["-"]
+        for phase in phases:
+            longest[phase] = max(longest.get(phase, 0.0), after - before)
+    order = sorted(windows, key=lambda name: windows[name][0]) + ["-"]
+    if "side_by_side" in windows:
+        # What a side_by_side migration's first run (no finish) costs the reader, apart from the finish.
+        stop = windows["side_by_side"][0]
+        first = [b - a for a, b in zip(times, times[1:]) if b <= stop]
+        later = [b - a for a, b in zip(times, times[1:]) if b > stop]
+        print(
+            f"  {tool} run {run}: longest gap until the side_by_side stop {max(first or [0]) * 1000:.0f} ms, "
+            f"from it through the finish {max(later or [0]) * 1000:.0f} ms"
+        )
+    took = ", ".join(f"{name} {result['phases'].get(name, 0.0):.2f}" for name in order[:-1])
+    print(f"  {tool} run {run}: seconds by phase: {took}")
+    gaps = ", ".join(f"{name} {longest[name] * 1000:.0f}" for name in order if name in longest)
+    print(f"  {tool} run {run}: longest gap overlapping each phase (ms; '-': none): {gaps}")
+    slow: dict = {}
+    for start, micros, command in result.get("slow") or []:
+        # SLOWLOG stamps whole seconds: the phase that overlaps that second most.
+        entry = slow.setdefault((_phase_of_second(windows, start), command), [0, 0])
+        entry[0], entry[1] = entry[0] + 1, max(entry[1], micros)
+    listed = ", ".join(
+        f"{phase} {command} x{count} (max {micros / 1000:.0f})"
+        for (phase, command), (count, micros) in sorted(slow.items(), key=lambda item: order.index(item[0][0]))
+    )
+    print(f"  {tool} run {run}: server commands over {SLOW_MICROSECONDS // 1000} ms by phase (ms): {listed or 'none'}")
+
+
 def _print_rewrite_figures(scenario: dict, rows: dict) -> None:
     """Failed reads, server CPU, and for ours the estimates beside the measured duration and memory peak."""
-    if scenario["tools"] not in (REWRITE_TOOLS, ONLINE_TOOLS):
+    if scenario["tools"] not in (REWRITE_TOOLS, ONLINE_TOOLS, RENAME_TOOLS, VALIDATE_TOOLS):
         return
     print(
         f"{'tool':<20}{'failed reads':>13}{'server CPU s':>14}{'mem peak MB':>13}{'estimated MB':>14}"
@@ -562,6 +658,9 @@ def _print_rewrite_figures(scenario: dict, rows: dict) -> None:
             f"{fmt(middle('memory_peak_above_start', 1e6), '.1f'):>13}{fmt(middle('estimated_peak_bytes', 1e6), '.1f'):>14}"
             f"{fmt(middle('estimated_online_seconds'), '.1f'):>15}{fmt(middle('estimated_drop_recreate_seconds'), '.1f'):>13}"
         )
+    for tool in [t for t in scenario["tools"] if t in rows]:
+        for run, result in enumerate(rows[tool], 1):
+            _print_phases(tool, run, result)
 
 
 def main(argv=None) -> int:

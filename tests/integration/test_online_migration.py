@@ -6,6 +6,7 @@ as they are, killed at each step and resumed, and rolled back - online too.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -265,8 +266,8 @@ def test_knn_agreement_floor_of_an_approximate_target(clean_redis, redis_url, tm
     assert plan.mode == "online"
     real_top = online._top
 
-    def top(client, index, field, vector, limit=None):
-        found = real_top(client, index, field, vector, limit)
+    def top(queries, client, index, field, vector, limit):
+        found = real_top(queries, client, index, field, vector, limit)
         if index != plan.online.index:
             return found
         others = [f"doc:{i}".encode() for i in range(299, 0, -1) if f"doc:{i}".encode() not in found]
@@ -362,9 +363,11 @@ def load_big(client, docs=20000, dims=32, algorithm=("FLAT",)):
     return vectors
 
 
-def read_during(redis_url, tmp_path, vector, action):
-    """Run `action` while a separate process queries `idx` (KNN) every 5 ms; return what it saw."""
+def read_during(redis_url, tmp_path, vector, action, **reader):
+    """Run `action` while a separate process queries `idx` (KNN) every 5 ms (`reader`: more of its arguments,
+    tests/support/index_reader.py); return what it saw."""
     stop, out = tmp_path / "stop", tmp_path / "reader.json"
+    stop.unlink(missing_ok=True)
     args = {
         "url": redis_url,
         "index": "idx",
@@ -373,6 +376,7 @@ def read_during(redis_url, tmp_path, vector, action):
         "out": str(out),
         "field": "vec",
         "vector": vector.tobytes().hex(),
+        **reader,
     }
     reader = subprocess.Popen([sys.executable, READER, json.dumps(args)])
     try:
@@ -408,6 +412,59 @@ def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise
         assert seen["longest_gap_ms"] <= 50, seen
     else:  # the same measurement sees the outage: it can fail
         assert seen["errors"] > 0 or seen["empty"] > 0 or seen["longest_gap_ms"] > 50, seen
+
+
+def gaps_within(seen: dict, phase: dict) -> list:
+    """The reader's gaps (s) between two answers whose middle falls within the phase's window."""
+    start, end = (datetime.datetime.fromisoformat(phase[k]).timestamp() for k in ("started_at", "finished_at"))
+    times = seen["answered_at"]
+    return [b - a for a, b in zip(times, times[1:]) if start <= (a + b) / 2 <= end]
+
+
+def test_online_validation_leaves_a_reader_room_between_its_knn_queries(clean_redis, redis_url, tmp_path, monkeypatch):
+    """On a large FLAT index each of the validation's KNN queries is a brute-force pass (several ms here, 24 to 39 ms
+    at 200k x 384). A reader that sends three commands for each answer (its query, FT.INFO, INFO), sent while the
+    queries went back to back, waited behind one for each command; with the server left idle after each query as
+    long as the query took (online.KNN_IDLE_RATIO), the reader's exchange runs between two of them."""
+    vectors = load_big(clean_redis, docs=100_000, dims=512)
+    reader = {"filter": "(@title:7)", "also": [["FT.INFO", "idx"], ["INFO", "memory"]]}
+    found = {}
+    for ratio in (0.0, online.KNN_IDLE_RATIO):
+        monkeypatch.setattr(online, "KNN_IDLE_RATIO", ratio)
+        plan = make_plan(clean_redis, {"update_fields": [{"name": "title", "attrs": {"weight": 2 + ratio}}]})
+        assert plan.mode == "online"
+        done = {}
+        seen = read_during(
+            redis_url,
+            tmp_path,
+            vectors[7],
+            lambda plan=plan, done=done, backups=tmp_path / f"b{ratio}": done.update(
+                outcome=run(clean_redis, redis_url, plan, backups, wait_timeout=300)
+            ),
+            **reader,
+        )
+        report = done["outcome"].report
+        assert report.result == "succeeded" and seen["errors"] == 0 and seen["empty"] == 0, seen
+        gaps = gaps_within(seen, report.phases["validate"])
+        query = report.validation["knn_query_ms_median"] / 1000
+        found[ratio] = {
+            "query_ms": report.validation["knn_query_ms_median"],
+            "queries": report.validation["knn_queries"],
+            "validate_s": report.phases["validate"]["seconds"],
+            "answers": len(gaps),
+            "gap_ms_p90": round(float(numpy.percentile(gaps, 90)) * 1000, 1) if gaps else None,
+            "gap_ms_max": round(max(gaps) * 1000, 1) if gaps else None,
+            # What a reader waits for when it waits behind one query: its own pause and that query, and its
+            # three commands. A gap beyond twice the query held more than one.
+            "bound_ms": round((0.005 + 2 * query) * 1000, 1),
+        }
+    back_to_back, spaced = found[0.0], found[online.KNN_IDLE_RATIO]
+    assert back_to_back["queries"] == spaced["queries"] >= 20 and spaced["answers"] >= 20, found
+    # Most of the reader's answers during validation came behind one query at most; back to back, most did not.
+    # (The 90th percentile, not the longest: on a loaded machine the reader itself may wait for a CPU now and then.)
+    assert spaced["gap_ms_p90"] <= spaced["bound_ms"], found
+    assert back_to_back["gap_ms_p90"] > back_to_back["bound_ms"], found
+    print(found)
 
 
 def test_module_reports_the_mode_and_no_downtime(clean_redis, redis_url, capsys, tmp_path):

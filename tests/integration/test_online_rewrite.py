@@ -25,7 +25,10 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.a
     validate_migration,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.backup.store import BackupStore
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import PreflightFailed
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.core.errors import (
+    PreflightFailed,
+    RollbackFailed,
+)
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import (
     index_exists,
@@ -499,3 +502,35 @@ def test_a_second_online_rewrite_of_a_migrated_index_and_its_rollback(clean_redi
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "second"), "idx"))
     assert changed and result.result == "rolled_back"
     assert dumps(clean_redis, "doc:") == between and definition(clean_redis, "idx") == quantized
+
+
+def test_a_rollback_whose_rebuilt_source_fails_documents_stops_before_its_swap(clean_redis, redis_url, tmp_path):
+    """After the swap the application writes a document in the migrated layout (a float16 vector), which the
+    source's definition (float32) cannot index. The rollback restores the documents and rebuilds the source
+    beside the serving index; the rebuilt index counts one more indexing failure than the source had, so the
+    rollback stops before its swap, naming the index and the count: the migrated index keeps serving by name.
+    Once that document is gone, the same rollback runs through."""
+    load(clean_redis, docs=300)
+    originals = dumps(clean_redis, "doc:")
+    source = definition(clean_redis, "idx")
+    assert run(clean_redis, redis_url, make_plan(clean_redis, QUANT16), tmp_path / "a").report.result == "succeeded"
+    assert names(clean_redis, "idx") == {"idx": "idx--v3"}
+    dims = len(clean_redis.hget("doc:1", "vec")) // 2  # float16 now
+    clean_redis.hset("doc:new", mapping={"title": "after the swap", "vec": numpy.ones(dims, numpy.float16).tobytes()})
+
+    with pytest.raises(
+        RollbackFailed,
+        match=r"idx--v4 failed to index 1 document\(s\) \(last: doc:new\): indexing failures 1, the source had 0",
+    ):
+        rollback(clean_redis, choose_backup(str(tmp_path / "a"), "idx"))
+    assert names(clean_redis, "idx") == {"idx": "idx--v3"}  # the migrated index serves as it did
+    assert not index_exists(clean_redis, "idx--v4")  # the rebuilt one is dropped: its failure count stays
+    restored = dumps(clean_redis, "doc:")
+    del restored[b"new"]
+    assert restored == originals  # the documents came back before the index was rebuilt
+
+    clean_redis.delete("doc:new")
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "idx"))
+    assert changed and result.result == "rolled_back", result
+    assert result.validation["indexing_failures_after"] == 0
+    assert dumps(clean_redis, "doc:") == originals and definition(clean_redis, "idx") == source

@@ -260,7 +260,7 @@ def _sealed_plan(
         requested_mode=requested_mode,
         mode_reason=decision.reason,
         online=decision.online,
-        durations=durations(schema, target, snap.stats, found.cost, layout),
+        durations=durations(schema, target, snap.stats, found.cost, layout, rewrites),
         warnings=_warnings(snap, derived, caps, found),
         audit=found.audit,
         estimate=found.cost,

@@ -8,6 +8,12 @@ own (the next `--vN`), validated against it, and swapped in the same way: one MU
 migration's index and points the source's name and aliases at the rebuilt one. Queries by those
 names are answered throughout. The name chosen is recorded in the backup's header first, so a
 rollback that stops is resumed on the same index.
+
+The rebuilt index must index every document the source did: more indexing failures than the source had when
+the migration was planned (documents written meanwhile in the migrated layout, which the source's definition
+cannot read) stop the rollback before its swap, naming the index and the count; the rebuilt index is dropped
+then (its failure counter never goes down), so that the same task run again, once those documents are fixed or
+deleted, builds it afresh.
 """
 
 from __future__ import annotations
@@ -124,6 +130,15 @@ def run(
     problems = []
     if not same_definition(client, source, rebuilt):
         problems.append(f"{rebuilt} does not have the source's definition")
+    failures_before = int(plan.source.stats.get("hash_indexing_failures", 0))
+    refused = stats.hash_indexing_failures - failures_before
+    if refused > 0:
+        last = f" (last: {stats.last_indexing_error_key})" if stats.last_indexing_error_key else ""
+        problems.append(
+            f"{rebuilt} failed to index {refused} document(s){last}: indexing failures {stats.hash_indexing_failures}, "
+            f"the source had {failures_before} - documents the source's definition cannot index (written in the "
+            f"migrated layout?); {rebuilt} was dropped, fix or delete them and re-run"
+        )
     if restored is not None:
         current = restored
     else:
@@ -136,8 +151,13 @@ def run(
         "rebuilt_index": rebuilt,
         "doc_count_actual": stats.num_docs,
         "doc_count_expected": current,
+        "indexing_failures_before": failures_before,
+        "indexing_failures_after": stats.hash_indexing_failures,
         "problems": problems,
     }
+    if refused > 0:
+        client.execute_command("FT.DROPINDEX", rebuilt)
+        result.recreated_source = False
     if problems:
         raise RollbackFailed(
             "rollback validation failed: " + "; ".join(problems) + f"; {final} kept serving",

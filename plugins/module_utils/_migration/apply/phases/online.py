@@ -33,7 +33,7 @@ from ...schema.changes import FIELD_ADD, INDEX_OPTION, VECTOR_DATATYPE
 from ...schema.model import IndexSchema
 from ...schema.online_layout import interim_schema
 from ...vectors.codec import convert_batch, encode_batch
-from ...vectors.knn import KNN_K, nearest
+from ...vectors.knn import KNN_K, SpacedQueries
 from ...vectors.quantization import QuantParams
 from .context import Context
 from .create import create_once
@@ -45,6 +45,11 @@ KNN_SAMPLE = 10
 # HNSW index over hard data shares less than one might think: 77% at EF_RUNTIME 1000 for 200k uniform
 # random 384-d vectors (M 16, EF_CONSTRUCTION 200), which an 80% floor failed.
 APPROXIMATE_AGREEMENT = 0.5
+# The validation's KNN queries run while the source serves, each a brute-force pass on a large FLAT index (24 to
+# 39 ms at 200k x 384): after each, the server is left idle for as long as it took, so that a reader's query and
+# the commands it sends with it run between two of them (vectors/knn.py). Validation takes twice as long; only
+# online validation is spaced - drop_recreate's serves no reader at that point it could spare a wait.
+KNN_IDLE_RATIO = 1.0
 
 
 class OnlineValidation(IndexCheck):
@@ -54,6 +59,9 @@ class OnlineValidation(IndexCheck):
     keys_checked: int = 0
     keys_missing: List[Any] = Field(default_factory=list)
     knn_fields: Dict[str, Any] = Field(default_factory=dict)
+    knn_queries: int = 0
+    knn_query_ms_median: float = 0.0
+    knn_query_ms_max: float = 0.0
     problems: List[str] = Field(default_factory=list)
 
 
@@ -148,8 +156,8 @@ def _counts(ctx: Context, build: Build) -> Tuple[int, int, int]:
     return second, target, abs(second - first)
 
 
-def _top(client, index: str, field, vector: bytes, limit: Optional[int] = None) -> List[bytes]:
-    return [doc_id for doc_id, _distance in nearest(client, index, field, vector, KNN_K, limit)]
+def _top(queries: SpacedQueries, client, index: str, field, vector: bytes, limit: Optional[int]) -> List[bytes]:
+    return [doc_id for doc_id, _distance in queries.nearest(client, index, field, vector, KNN_K, limit)]
 
 
 def _query_vectors(ctx: Context, build: Build, keys: List[bytes], before, after) -> List[Tuple[bytes, bytes]]:
@@ -204,20 +212,22 @@ def _moved_key(ctx: Context, build: Build, key: bytes, back: bool = False) -> by
 TIE_TOLERANCE = 1e-3  # relative: a narrower datatype moves distances by about its precision
 
 
-def _tied(ctx: Context, build: Build, source, target, limit: Optional[int]) -> set:
+def _tied(ctx: Context, queries: SpacedQueries, build: Build, source, target, limit: Optional[int]) -> set:
     """Documents the new index returns at a distance no farther than the source's 10th (within the datatype's
     precision): equally right answers - among equal vectors which of them make the top 10 is arbitrary, and
     two indexes break the ties differently."""
-    hits = nearest(ctx.client, build.serving.name, source[0], source[1], KNN_K, limit)
+    hits = queries.nearest(ctx.client, build.serving.name, source[0], source[1], KNN_K, limit)
     if not hits:
         return set()
     bound = max(distance for _id, distance in hits)
     bound += abs(bound) * TIE_TOLERANCE + 1e-6
-    found = nearest(ctx.client, build.new.name, target[0], target[1], KNN_K, limit)
+    found = queries.nearest(ctx.client, build.new.name, target[0], target[1], KNN_K, limit)
     return {_moved_key(ctx, build, doc, back=True) for doc, distance in found if distance <= bound}
 
 
-def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optional[int]) -> Dict[str, Any]:
+def _knn_agreement(
+    ctx: Context, queries: SpacedQueries, build: Build, keys: List[bytes], limit: Optional[int]
+) -> Dict[str, Any]:
     """Per vector field: the share of the source's top 10 that the target also returns, for queries with
     sampled documents' own vectors. Where the metric changed, rankings differ by design: not compared."""
     found: Dict[str, Any] = {}
@@ -230,14 +240,14 @@ def _knn_agreement(ctx: Context, build: Build, keys: List[bytes], limit: Optiona
         )
         shares = []
         for source_query, target_query in _query_vectors(ctx, build, keys, before, after):
-            expected = _top(ctx.client, build.serving.name, before, source_query, limit)
+            expected = _top(queries, ctx.client, build.serving.name, before, source_query, limit)
             if not expected:
                 continue
             got = {
                 _moved_key(ctx, build, k, back=True)
-                for k in _top(ctx.client, build.new.name, after, target_query, limit)
+                for k in _top(queries, ctx.client, build.new.name, after, target_query, limit)
             }
-            tied = _tied(ctx, build, (before, source_query), (after, target_query), limit)
+            tied = _tied(ctx, queries, build, (before, source_query), (after, target_query), limit)
             shares.append(min(len(got & (set(expected) | tied)), len(expected)) / len(expected))
         mean = sum(shares) / len(shares) if shares else 1.0
         wanted = 1.0 if exact else APPROXIMATE_AGREEMENT
@@ -272,7 +282,12 @@ def validate(ctx: Context, build: Optional[Build] = None) -> OnlineValidation:
     in_target = {moved_keys[k] for k in indexed_keys(client, new, list(moved_keys), limit)}
     result.keys_checked = len(in_source)
     result.keys_missing = [key_to_text(k) for k in keys if k in in_source and k not in in_target]
-    result.knn_fields = _knn_agreement(ctx, build, [k for k in keys if k in in_target], limit)
+    queries = SpacedQueries(KNN_IDLE_RATIO)
+    result.knn_fields = _knn_agreement(ctx, queries, build, [k for k in keys if k in in_target], limit)
+    if queries.took:
+        result.knn_queries = len(queries.took)
+        result.knn_query_ms_median = round(float(numpy.median(queries.took)) * 1000, 1)
+        result.knn_query_ms_max = round(max(queries.took) * 1000, 1)
 
     if not result.schema_match:
         result.problems.append("schema differs from the target: " + "; ".join(result.schema_differences[:5]))
