@@ -303,6 +303,39 @@ return 2
 """
 )
 
+# An online rewrite's catch-up: which documents the application changed since the backup read them, without
+# reading them out. KEYS: the documents; ARGV[1] "json" or "hash", ARGV[2] = F, the locations compared,
+# ARGV[3..F+2] the locations, then per document F SHA1s (hex) of the values the backup holds there ("" where it
+# holds nothing). Returns one character per document: 0 as the backup holds it, 1 changed, g gone (deleted).
+CHANGED_SINCE = """
+local json = ARGV[1] == 'json'
+local fields = tonumber(ARGV[2])
+local at = fields + 3
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local state = '0'
+  if redis.call('EXISTS', key) == 0 then
+    state = 'g'
+  else
+    for j = 1, fields do
+      local current
+      if json then
+        current = redis.call('JSON.GET', key, ARGV[j + 2])
+        if current == '[]' then current = false end
+      else
+        current = redis.call('HGET', key, ARGV[j + 2])
+      end
+      local expected = ARGV[at + j - 1]
+      if (current and redis.sha1hex(current) or '') ~= expected then state = '1' end
+    end
+  end
+  at = at + fields
+  out[i] = state
+end
+return table.concat(out)
+"""
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -458,6 +491,7 @@ class Scripts:
         self.online_copy = client.register_script(ONLINE_COPY)
         self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
         self.online_uncopy = client.register_script(ONLINE_UNCOPY)
+        self.changed_since = client.register_script(CHANGED_SINCE)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

@@ -34,6 +34,7 @@ from ..apply.commands import rollback_commands
 from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
 from ..backup.format import FormatError, Record, decode_records, iter_blocks
+from ..backup.newest import Newest
 from ..backup.store import DATA, BackupStore, read_header
 from ..core import failpoints, progress
 from ..core.deps import BaseModel, Field, redis_exceptions
@@ -69,6 +70,7 @@ class RollbackResult(BaseModel):
     source_index: str
     target_index: str
     records: int = 0
+    superseded: int = 0  # records an online rewrite's catch-up recorded again (their newest one is restored)
     restored: int = 0
     already_restored: int = 0
     skipped_deleted: int = 0
@@ -88,8 +90,8 @@ class RollbackResult(BaseModel):
 
 
 def _usable_records(store: BackupStore, partial: bool, unverified: list):
-    """Records to restore, block by block. Without `partial` the whole backup was verified first;
-    with it, records of damaged blocks are appended to `unverified` instead."""
+    """(block number, records to restore), block by block. Without `partial` the whole backup was verified
+    first; with it, records of damaged blocks are appended to `unverified` instead."""
     if not store.has_data():
         return
     with open(store.path(DATA), "rb") as stream:
@@ -115,7 +117,7 @@ def _usable_records(store: BackupStore, partial: bool, unverified: list):
                         unverified.append({"block": block.block_no, "record": i, "key": None})
                     else:
                         good.append(record)
-                yield good
+                yield block.block_no, good
         except FormatError as err:
             if not partial:
                 raise BackupInvalid(f"backup data unreadable: {err}") from None
@@ -199,7 +201,28 @@ class _States:
                 converted_state[at] = expanded[side_at]
         return [expanded, converted_state]
 
-    def arguments(self, records: List[Record]) -> List[List[bytes]]:
+    def _caught_up(self, record: Record, earlier: List[Record]) -> List[list]:
+        """A document an online rewrite's catch-up recorded again (`earlier`: its superseded records): the
+        state a catch-up killed between recording it and writing it leaves - the application's last write at
+        the old locations, an earlier record's expanded bytes where the migration writes."""
+        if not earlier or self.layout is None or self.layout.copy_keys:
+            return []
+        written = {m.new_location.encode() for m in self.rewrites.moves} | {
+            side.side.encode() for side in self.layout.side_fields
+        }
+        converted = self._converted(earlier)
+        found = []
+        for n, before in enumerate(earlier):
+            where = {name: i for i, (name, _value) in enumerate(before.entries)}
+            expanded = self._online_states([value for _name, value in before.entries], where, converted, n)[0]
+            found.append([expanded[i] if name in written else value for i, (name, value) in enumerate(record.entries)])
+        return found
+
+    def arguments(
+        self, records: List[Record], earlier: Optional[Dict[bytes, List[Record]]] = None
+    ) -> List[List[bytes]]:
+        """`earlier`: the superseded records of documents a catch-up recorded again, by key."""
+        earlier = earlier or {}
         converted = self._converted(records)
         # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
         takes = (
@@ -225,6 +248,7 @@ class _States:
                 if None not in (at, source, value) and moved[at] == original[source]:
                     quantized[at] = converted[quant.field][n]
             states = [moved, quantized, *self._online_states(original, where, converted, n)]
+            states += self._caught_up(record, earlier.get(record.key, []))
             others = {state_digest(state) for state in states if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
             for name, value in record.entries:
@@ -246,8 +270,19 @@ def _restore_documents(
     states = _States(plan, store)
     read_back: List[Record] = []
     first_block = True
-    for records in _usable_records(store, partial, result.unverified):
-        arguments = states.arguments(records)
+    newest = Newest.of(store)
+    earlier: Dict[bytes, List[Record]] = {}
+    for block_no, found in _usable_records(store, partial, result.unverified):
+        # A document a catch-up recorded again goes back to its newest record (the application's last write).
+        records = []
+        for record in found:
+            if newest.superseded(block_no, record.key):
+                earlier.setdefault(record.key, []).append(record)
+            else:
+                records.append(record)
+        result.superseded += len(found) - len(records)
+        result.records += len(found) - len(records)
+        arguments = states.arguments(records, earlier)
         if cluster and prefix:
             outcomes = [_restore_across_slots(client, script, r, a, prefix) for r, a in zip(records, arguments)]
         else:
@@ -281,7 +316,7 @@ def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, resu
     prefix = plan.rewrites.prefix
     scripts = Scripts(client)
     storage = b"json" if plan.rewrites.storage == "json" else b"hash"
-    for records in _usable_records(store, partial, []):
+    for _block_no, records in _usable_records(store, partial, []):
         pipe = client.pipeline(transaction=False)
         for record in records:
             checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]
