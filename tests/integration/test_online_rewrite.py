@@ -484,6 +484,8 @@ def test_a_document_the_application_changes_after_the_catch_up_is_kept_and_repor
     assert len(clean_redis.hget("doc:6", "vec")) == 32 and not clean_redis.hexists("doc:6", "indexops-next:vec")
     _changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"))
     assert clean_redis.hget("doc:5", "vec") == written  # left as the application wrote it
+    assert not clean_redis.hexists("doc:5", "indexops-next:vec")  # what the migration had added, removed
+    assert result.application_writes == 1 and result.application_keys == ["doc:5"] and result.conflicts == 0
 
 
 def test_a_second_online_rewrite_of_a_migrated_index_and_its_rollback(clean_redis, redis_url, tmp_path):

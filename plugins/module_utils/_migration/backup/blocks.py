@@ -149,7 +149,7 @@ def run_blocks(
             lock.check()
         if on_progress and time.monotonic() - last[0] >= PROGRESS_SECONDS:
             last[0] = time.monotonic()
-            on_progress(len(store.done_blocks(phase)), total_blocks)
+            on_progress(len(store.done_blocks(phase)), total_blocks - first)
 
     if workers <= 1 or len(pending) < 2:
         _add(earlier, _apply_blocks(store, phase, 0, pending, offsets, client, function, tick, confirm=confirm))

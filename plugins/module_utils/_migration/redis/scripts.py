@@ -336,6 +336,41 @@ end
 return table.concat(out)
 """
 
+# Rollback of an online rewrite, for a document the application changed after its expand (not caught up): its
+# old locations stay as the application wrote them, and what the migration added beside them goes, where it is
+# still as the migration wrote it. KEYS[1] the key; ARGV[1] "json" or "hash", ARGV[2] "0", then items of three:
+# a location the migration writes (a side field, a renamed field's new name), the value it wrote there, the
+# value the backup holds there ("" where nothing was). 2 removed, 1 nothing of the migration's there, 0 gone,
+# -1 changed by someone else too (nothing written).
+ONLINE_UNEXPAND = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local pending = {}
+for i = after, #ARGV, 3 do
+  local now = get(KEYS[1], ARGV[i])
+  if now ~= ARGV[i + 2] then
+    if now ~= ARGV[i + 1] then return -1 end
+    pending[#pending + 1] = i
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  local original = ARGV[i + 2]
+  if json and original == '' then
+    redis.call('JSON.DEL', KEYS[1], ARGV[i])
+  elseif json then
+    redis.call('JSON.SET', KEYS[1], ARGV[i], string.sub(original, 2, -2))
+  elseif original == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], original)
+  end
+end
+return 2
+"""
+)
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -492,6 +527,7 @@ class Scripts:
         self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
         self.online_uncopy = client.register_script(ONLINE_UNCOPY)
         self.changed_since = client.register_script(CHANGED_SINCE)
+        self.online_unexpand = client.register_script(ONLINE_UNEXPAND)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

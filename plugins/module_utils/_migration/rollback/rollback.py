@@ -58,8 +58,13 @@ from . import online as rollback_online
 LISTED = 100
 READ_BACK = 20  # restored documents of the first block whose bytes validation reads back
 # Script outcome -> the result's counter (and the list of keys it names).
-RESTORE = {2: "restored", 1: "already_restored", 0: "skipped_deleted", -1: "conflicts"}
-LISTED_KEYS = {"skipped_deleted": "skipped_keys", "conflicts": "conflict_keys"}
+KEPT = 3  # an online rewrite's document the application changed after its expand: kept as it wrote it
+RESTORE = {2: "restored", 1: "already_restored", 0: "skipped_deleted", -1: "conflicts", KEPT: "application_writes"}
+LISTED_KEYS = {
+    "skipped_deleted": "skipped_keys",
+    "conflicts": "conflict_keys",
+    "application_writes": "application_keys",
+}
 FINISHED_WITH_PROBLEMS = "rolled_back_validation_failed"
 
 
@@ -77,6 +82,10 @@ class RollbackResult(BaseModel):
     skipped_keys: List[Any] = Field(default_factory=list)
     conflicts: int = 0
     conflict_keys: List[Any] = Field(default_factory=list)
+    # An online rewrite's documents the application changed after their expand, not caught up: kept as it wrote
+    # them, the migration's new bytes beside them removed (see _keep_application_writes).
+    application_writes: int = 0
+    application_keys: List[Any] = Field(default_factory=list)
     unverified: List[Dict[str, Any]] = Field(default_factory=list)
     verification: Dict[str, Any] = Field(default_factory=dict)
     dropped_target: bool = False
@@ -201,22 +210,44 @@ class _States:
                 converted_state[at] = expanded[side_at]
         return [expanded, converted_state]
 
+    def _written(self) -> set:
+        """The locations an online rewrite writes beside the application's: side fields, renamed fields' new names."""
+        return {m.new_location.encode() for m in self.rewrites.moves} | {
+            side.side.encode() for side in self.layout.side_fields
+        }
+
+    def _expanded(self, records: List[Record]) -> List[list]:
+        """Each record's document as expand leaves it (the new bytes beside the originals)."""
+        converted = self._converted(records)
+        found = []
+        for n, record in enumerate(records):
+            where = {name: i for i, (name, _value) in enumerate(record.entries)}
+            found.append(self._online_states([value for _name, value in record.entries], where, converted, n)[0])
+        return found
+
+    def unexpand(self, records: List[Record], storage: bytes) -> List[List[bytes]]:
+        """ONLINE_UNEXPAND's arguments per record: what the migration wrote beside the originals, to remove."""
+        written = self._written()
+        rows = []
+        for record, expanded in zip(records, self._expanded(records)):
+            args = [storage, b"0"]
+            for i, (name, value) in enumerate(record.entries):
+                if name in written and expanded[i] is not None:
+                    args += [name, expanded[i], value if value is not None else b""]
+            rows.append(args)
+        return rows
+
     def _caught_up(self, record: Record, earlier: List[Record]) -> List[list]:
         """A document an online rewrite's catch-up recorded again (`earlier`: its superseded records): the
         state a catch-up killed between recording it and writing it leaves - the application's last write at
         the old locations, an earlier record's expanded bytes where the migration writes."""
         if not earlier or self.layout is None or self.layout.copy_keys:
             return []
-        written = {m.new_location.encode() for m in self.rewrites.moves} | {
-            side.side.encode() for side in self.layout.side_fields
-        }
-        converted = self._converted(earlier)
-        found = []
-        for n, before in enumerate(earlier):
-            where = {name: i for i, (name, _value) in enumerate(before.entries)}
-            expanded = self._online_states([value for _name, value in before.entries], where, converted, n)[0]
-            found.append([expanded[i] if name in written else value for i, (name, value) in enumerate(record.entries)])
-        return found
+        written = self._written()
+        return [
+            [expanded[i] if name in written else value for i, (name, value) in enumerate(record.entries)]
+            for expanded in self._expanded(earlier)
+        ]
 
     def arguments(
         self, records: List[Record], earlier: Optional[Dict[bytes, List[Record]]] = None
@@ -291,6 +322,7 @@ def _restore_documents(
                 new = renamed_key(record.key, prefix.old, prefix.new) if prefix else record.key
                 script(keys=[record.key, new], args=args, client=pipe)
             outcomes = pipe.execute() if records else []
+        outcomes = _keep_application_writes(client, plan, states, records, outcomes)
         for record, outcome in zip(records, outcomes):
             name = RESTORE.get(int(outcome), "conflicts")
             setattr(result, name, getattr(result, name) + 1)
@@ -307,6 +339,26 @@ def _restore_documents(
             plan.source.index, "restore", documents=result.records, documents_total=store.header.data_records
         )
     return read_back
+
+
+def _keep_application_writes(client, plan: MigrationPlan, states: _States, records: List[Record], outcomes: list):
+    """An online rewrite: a document the application changed after its expand (no catch-up recorded it) is in no
+    state of the migration's (-1). It keeps what the application wrote, and loses what the migration added beside
+    it (scripts.ONLINE_UNEXPAND): then it is the application's last write (KEPT), not a conflict."""
+    layout = plan.online_layout
+    changed = [i for i, outcome in enumerate(outcomes) if int(outcome) == -1]
+    if layout is None or layout.copy_keys or not changed:
+        return outcomes
+    storage = b"json" if plan.rewrites.storage == "json" else b"hash"
+    script = Scripts(client).online_unexpand
+    pipe = client.pipeline(transaction=False)
+    for i, args in zip(changed, states.unexpand([records[i] for i in changed], storage)):
+        script(keys=[records[i].key], args=args, client=pipe)
+    found = list(outcomes)
+    for i, outcome in zip(changed, pipe.execute()):
+        if int(outcome) in (1, 2):
+            found[i] = KEPT
+    return found
 
 
 def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:

@@ -274,23 +274,28 @@ class _Output:
             self.staged.close()
 
 
-def run(ctx: Context) -> None:
-    plan, store, client = ctx.plan, ctx.store, ctx.client
-    rewrites = plan.rewrites
-    work = BatchWork.of(rewrites, plan.backup_entries())
-    ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
-    findings = Findings([q.field for q in rewrites.quantize])
-    live = stats_from_info(read_info(client, ctx.source.name))
-    batches = iter_keys(
-        client,
+def source_documents(ctx: Context) -> Iterator[List[bytes]]:
+    """The source's documents in batches of keys: the index's own, or every key under its prefixes when it failed
+    some or has not reached them all (planner.whole_prefix)."""
+    live = stats_from_info(read_info(ctx.client, ctx.source.name))
+    return iter_keys(
+        ctx.client,
         ctx.source.name,
         ctx.source.index.prefix,
         ctx.source.storage,
         whole_prefix(ctx.source, live),
         ctx.options.batch_size,
     )
+
+
+def run(ctx: Context) -> None:
+    plan, store, client = ctx.plan, ctx.store, ctx.client
+    rewrites = plan.rewrites
+    work = BatchWork.of(rewrites, plan.backup_entries())
+    ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
+    findings = Findings([q.field for q in rewrites.quantize])
     output = _Output(ctx, work.inline, findings)
-    read_pass(client, ctx.connect, batches, work, ranges, findings, ctx.options.workers, output.write)
+    read_pass(client, ctx.connect, source_documents(ctx), work, ranges, findings, ctx.options.workers, output.write)
     output.close()
     findings.raise_for()
     writer, staged, documents = output.data, output.staged, output.documents

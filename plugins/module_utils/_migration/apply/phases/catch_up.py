@@ -24,21 +24,18 @@ from __future__ import annotations
 import hashlib
 from typing import Dict, List, Optional, Tuple
 
-from ...backup.blocks import run_blocks
 from ...backup.format import Entry, Record, decode_records, encode_record
 from ...backup.newest import Newest
 from ...core import failpoints
-from ...planning.planner import whole_prefix
-from ...redis.keyspace import iter_keys, key_to_text
+from ...redis.keyspace import key_to_text
 from ...redis.scripts import Scripts
-from ...redis.snapshot import read_info
-from ...redis.stats import stats_from_info
 from ...redis.wire import Wire, read_values
 from ...vectors.quantization import QuantParams
-from .backup import record_data, record_staged, staged_records
+from .backup import record_data, record_staged, source_documents, staged_records
 from .context import Context
 from .online_steps import EXPAND, OnlineSteps
 from .paced import ROUND_SECONDS, Pacer, run_paced
+from .rewrite import run_block_phase
 
 CATCH_UP = "catch_up"
 ROUNDS = 3  # rounds that write; one more look counts what is still changed after them
@@ -94,17 +91,7 @@ def _find(ctx: Context, places: _Locations, newest: Newest) -> Tuple[Dict[bytes,
         replies = run_paced(client, _detect_calls(ctx, places, current, per_call), pacer)
         flags = b"".join(reply if isinstance(reply, bytes) else str(reply).encode() for reply in replies)
         changed.update((record.key, record) for record, flag in zip(current, flags) if flag == ord("1"))
-    live = stats_from_info(read_info(client, ctx.source.name))
-    added = []
-    for keys in iter_keys(
-        client,
-        ctx.source.name,
-        ctx.source.index.prefix,
-        ctx.source.storage,
-        whole_prefix(ctx.source, live),
-        ctx.options.batch_size,
-    ):
-        added += [key for key in keys if key not in known]
+    added = [key for keys in source_documents(ctx) for key in keys if key not in known]
     return changed, added
 
 
@@ -174,17 +161,7 @@ def _write(ctx: Context) -> Dict[str, object]:
         return {}
     steps = OnlineSteps(ctx, EXPAND, Newest.of(store))
     try:
-        return run_blocks(
-            store,
-            CATCH_UP,
-            steps,
-            client=ctx.client,
-            connect=ctx.connect,
-            workers=ctx.options.workers,
-            lock=ctx.lock,
-            confirm=ctx.durability.confirmer(ctx.lock) if ctx.durability else None,
-            first=store.header.catch_up_from,
-        )
+        return run_block_phase(ctx, CATCH_UP, steps, first=store.header.catch_up_from)
     finally:
         steps.close()
 
