@@ -67,7 +67,7 @@ def nearest(client, index: str, field: str, query: bytes) -> bytes:
     return reply[1]
 
 
-def prepare(client, url, tmp_path, change: str):
+def prepare(client, url, tmp_path, change: str, stop_at: str = "create:0"):
     """Both twins loaded; a killed after its expand (its plan in tmp_path/plan.yaml), the application's writes done
     to both. Returns (plan of a, patch, storage, a's definition)."""
     patch, storage, _field, _datatype = CASES[change]
@@ -80,7 +80,7 @@ def prepare(client, url, tmp_path, change: str):
     plan = make_plan(client, patch, index="a")
     assert plan.mode == "online", plan.mode_reason
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    killed = run_killed(url, tmp_path / "plan.yaml", tmp_path / "a", "create:0")
+    killed = run_killed(url, tmp_path / "plan.yaml", tmp_path / "a", stop_at)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     for prefix in ("a:", "b:"):
         app_writes(client, storage, prefix)
@@ -243,3 +243,16 @@ def test_a_document_the_application_keeps_changing_is_reported_after_the_last_ro
     assert report.conflicts == 2
     assert all(report.phases[phase]["counters"]["conflict_keys"] == ["a:5"] for phase in ("convert", "contract"))
     assert clean_redis.hget("a:5", "vec") == written(writes[0])  # the application's last write
+
+
+@pytest.mark.parametrize("change", ["hash-quantize", "hash-rename"])
+def test_a_document_changed_before_its_expand_is_caught_up_and_no_conflict(clean_redis, redis_url, tmp_path, change):
+    """Changed before its expand: expand's compare-and-set leaves it (a conflict there), the catch-up records and
+    expands it, and the report counts no conflict."""
+    plan, patch, storage, _source = prepare(clean_redis, redis_url, tmp_path, change, stop_at="expand:start")
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
+    report = outcome.report
+    assert report.phases["expand"]["counters"]["conflict"] == len(CHANGED)
+    assert report.conflicts == 0 and report.caught_up == len(CHANGED) + len(ADDED), report.phases["catch_up"]
+    check_new_index_finds_them(clean_redis, change)
+    assert documents(clean_redis, storage, "a:") == expected_end(clean_redis, redis_url, tmp_path, patch, storage)

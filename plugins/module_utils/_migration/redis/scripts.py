@@ -338,16 +338,18 @@ return table.concat(out)
 
 # Rollback of an online rewrite, for a document the application changed after its expand (not caught up): its
 # old locations stay as the application wrote them, and what the migration added beside them goes, where it is
-# still as the migration wrote it. KEYS[1] the key; ARGV[1] "json" or "hash", ARGV[2] "0", then items of three:
+# still as the migration wrote it. KEYS[1] the key; ARGV[1] "json" or "hash", ARGV[2] "0", then items of four:
 # a location the migration writes (a side field, a renamed field's new name), the value it wrote there, the
-# value the backup holds there ("" where nothing was). 2 removed, 1 nothing of the migration's there, 0 gone,
-# -1 changed by someone else too (nothing written).
+# value the backup holds there ("" where nothing was), and the old location it stands beside, which must hold
+# something (the application wrote the old layout; a document contracted already, or written in the new layout,
+# is not this). 2 removed, 1 nothing of the migration's there, 0 gone, -1 neither (nothing written).
 ONLINE_UNEXPAND = (
     _ONLINE_KEYS_HEAD
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local pending = {}
-for i = after, #ARGV, 3 do
+for i = after, #ARGV, 4 do
+  if get(KEYS[1], ARGV[i + 3]) == '' then return -1 end
   local now = get(KEYS[1], ARGV[i])
   if now ~= ARGV[i + 2] then
     if now ~= ARGV[i + 1] then return -1 end

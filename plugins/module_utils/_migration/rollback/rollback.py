@@ -210,11 +210,11 @@ class _States:
                 converted_state[at] = expanded[side_at]
         return [expanded, converted_state]
 
-    def _written(self) -> set:
-        """The locations an online rewrite writes beside the application's: side fields, renamed fields' new names."""
-        return {m.new_location.encode() for m in self.rewrites.moves} | {
-            side.side.encode() for side in self.layout.side_fields
-        }
+    def _written(self) -> Dict[bytes, bytes]:
+        """The locations an online rewrite writes beside the application's (side fields, renamed fields' new
+        names), each with the old location it stands beside."""
+        found = {m.new_location.encode(): m.old_location.encode() for m in self.rewrites.moves}
+        return {**found, **{side.side.encode(): side.location.encode() for side in self.layout.side_fields}}
 
     def _expanded(self, records: List[Record]) -> List[list]:
         """Each record's document as expand leaves it (the new bytes beside the originals)."""
@@ -233,7 +233,7 @@ class _States:
             args = [storage, b"0"]
             for i, (name, value) in enumerate(record.entries):
                 if name in written and expanded[i] is not None:
-                    args += [name, expanded[i], value if value is not None else b""]
+                    args += [name, expanded[i], value if value is not None else b"", written[name]]
             rows.append(args)
         return rows
 

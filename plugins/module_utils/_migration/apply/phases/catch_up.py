@@ -95,9 +95,12 @@ def _find(ctx: Context, places: _Locations, newest: Newest) -> Tuple[Dict[bytes,
     return changed, added
 
 
-def _record(ctx: Context, places: _Locations, changed: Dict[bytes, Record], added: List[bytes]) -> List[bytes]:
-    """The documents as they are now, appended to the backup (the header saved). Returns the keys left out:
-    gone meanwhile, or holding nothing the migration can rewrite (no vector, or one of the wrong size)."""
+def _record(
+    ctx: Context, places: _Locations, changed: Dict[bytes, Record], added: List[bytes]
+) -> Tuple[List[bytes], List[bytes]]:
+    """The documents as they are now, appended to the backup (the header saved). Returns the keys left out: (those
+    the migration cannot rewrite - a changed document whose vector or field is gone, a vector of the wrong size -,
+    the added documents with nothing to rewrite, which need none)."""
     store, rewrites = ctx.store, ctx.plan.rewrites
     params = {field: QuantParams.from_dict(p) for field, p in store.header.quant_params.items()}
     steps = OnlineSteps(ctx, EXPAND)
@@ -105,7 +108,7 @@ def _record(ctx: Context, places: _Locations, changed: Dict[bytes, Record], adde
     batch = max(ctx.options.batch_size, 1)
     data = store.data_appender()
     staged = store.staged_appender() if store.has_staged() else None
-    first, left_out = store.header.data_blocks, []
+    first, left_out, nothing = store.header.data_blocks, [], []
     with Wire(ctx.client) as wire:
         for at in range(0, len(keys), batch):
             part = keys[at : at + batch]
@@ -117,8 +120,12 @@ def _record(ctx: Context, places: _Locations, changed: Dict[bytes, Record], adde
                 converted = next(decode_records(conversion, 1))[1] if conversion is not None else None
                 if steps.items(record, converted):
                     kept.append((record, conversion))
-                else:
+                elif any(record.value(name.encode()) for name in places.compared) or (
+                    record.key in changed and ctx.client.exists(record.key)
+                ):
                     left_out.append(record.key)
+                else:
+                    nothing.append(record.key)  # deleted, or added with nothing to rewrite: as drop_recreate leaves it
             if kept:
                 data.write_block([encode_record(record.key, record.entries) for record, _c in kept])
                 if staged is not None:
@@ -140,7 +147,7 @@ def _record(ctx: Context, places: _Locations, changed: Dict[bytes, Record], adde
             record_staged(header, staged)
         header.catch_up_from = first if header.catch_up_from is None else header.catch_up_from
         store.save()
-    return left_out
+    return left_out, nothing
 
 
 def _now(places: _Locations, key: bytes, row: list, earlier: Optional[Record]) -> Record:
@@ -188,9 +195,9 @@ def run(ctx: Context) -> None:
             added=int(counters.get("added", 0)) + len(added),
         )
         ctx.progress(CATCH_UP, force=True)
-        skipped = _record(ctx, places, changed, added)
-        passed_over.update(skipped)
-        left_out += [key_to_text(key) for key in skipped]
+        skipped, nothing = _record(ctx, places, changed, added)
+        passed_over.update(skipped + nothing)
+        left_out += [key_to_text(key) for key in skipped if key_to_text(key) not in left_out]
         failpoints.hit(CATCH_UP, 0)  # recorded in the backup, nothing written yet
         totals = _write(ctx)
     counters.update(
