@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 import numpy
 import pytest
@@ -256,3 +257,31 @@ def test_a_document_changed_before_its_expand_is_caught_up_and_no_conflict(clean
     assert report.conflicts == 0 and report.caught_up == len(CHANGED) + len(ADDED), report.phases["catch_up"]
     check_new_index_finds_them(clean_redis, change)
     assert documents(clean_redis, storage, "a:") == expected_end(clean_redis, redis_url, tmp_path, patch, storage)
+
+
+def test_an_application_writing_while_the_migration_runs_is_caught_up(clean_redis, redis_url, tmp_path, monkeypatch):
+    """Not killed: the application writes from another connection while the migration runs, once every document
+    is expanded and while the new index is built (the migration holds a second at validate)."""
+    twins(clean_redis)
+    plan = make_plan(clean_redis, QUANT16, index="a")
+    expanded = threading.Event()
+
+    def application() -> None:
+        deadline = time.monotonic() + 60
+        while not clean_redis.hexists("a:299", "indexops-next:vec") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for prefix in ("a:", "b:"):
+            app_writes(clean_redis, "hash", prefix)
+        expanded.set()
+
+    monkeypatch.setenv("INDEXOPS_FAILPOINT", "validate:start:pause=1")
+    writer = threading.Thread(target=application, daemon=True)
+    writer.start()
+    outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
+    writer.join(timeout=30)
+    assert expanded.is_set()
+    assert outcome.report.result == "succeeded" and outcome.report.conflicts == 0
+    assert outcome.report.caught_up == len(CHANGED) + len(ADDED), outcome.report.phases["catch_up"]
+    check_new_index_finds_them(clean_redis, "hash-quantize")
+    monkeypatch.delenv("INDEXOPS_FAILPOINT")
+    assert dumps(clean_redis, "a:") == expected_end(clean_redis, redis_url, tmp_path, QUANT16, "hash")

@@ -91,6 +91,8 @@ def _find(ctx: Context, places: _Locations, newest: Newest) -> Tuple[Dict[bytes,
         replies = run_paced(client, _detect_calls(ctx, places, current, per_call), pacer)
         flags = b"".join(reply if isinstance(reply, bytes) else str(reply).encode() for reply in replies)
         changed.update((record.key, record) for record, flag in zip(current, flags) if flag == ord("1"))
+        # A safe point to stop too: nothing of the look is written.
+        ctx.progress(CATCH_UP, looked=len(known), documents=store.header.data_records)
     added = [key for keys in source_documents(ctx) for key in keys if key not in known]
     return changed, added
 
