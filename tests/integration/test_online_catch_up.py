@@ -17,6 +17,7 @@ import time
 
 import numpy
 import pytest
+from module_runner import run_module
 from test_online_migration import definition
 from test_online_rewrite import QUANT16, RENAME, RENAME16, dumps, json_documents, twins
 from test_redis_index_migrate import DIMS, load, make_plan, run, run_killed
@@ -26,6 +27,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.planning.plan import write_plan
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
+from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
 CHANGED, ADDED = (5, 6, 7), (300, 301)
 # change -> (patch, storage, the new index's vector field, its datatype)
@@ -102,7 +104,7 @@ def check_new_index_finds_them(client, change: str) -> None:
 
 
 @pytest.mark.parametrize("change", sorted(CASES))
-def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, redis_url, tmp_path, change):
+def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, redis_url, tmp_path, capsys, change):
     plan, patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
     last_write = documents(clean_redis, storage, "b:")  # the application's last write, nothing migrated
     outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
@@ -116,6 +118,9 @@ def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, re
         assert counters["changed"] == len(CHANGED) and counters["added"] == len(ADDED), counters
         assert counters["rounds"] == 1 and counters["still_changed"] == 0 and counters["written"] == 5, counters
         assert report.documents == 302  # each document once, its newest record
+        info = run_module(redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "a")}, capsys)
+        assert info["migrations"][-1]["documents"] == 302
+        assert info["migrations"][-1]["progress"]["catch_up"]["caught_up"] == 5
         assert any("caught up" in warning for warning in report.warnings), report.warnings
     check_new_index_finds_them(clean_redis, change)
     if storage == "hash":

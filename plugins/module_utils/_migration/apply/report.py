@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ..backup.store import BackupStore
+from ..backup.store import BackupStore, documents_of
 from ..core.deps import BaseModel, Field
 from ..core.files import write_atomic
 from ..core.yamlio import dump_yaml
@@ -58,8 +58,7 @@ def build_report(plan: MigrationPlan, result: str, store: Optional[BackupStore] 
     catch_up = header.phases.get("catch_up")
     counters = catch_up.counters if catch_up is not None else {}
     report.caught_up = int(counters.get("caught_up", 0))
-    # A caught-up document's newest record supersedes its earlier ones: each document counts once.
-    report.documents = header.data_records - int(counters.get("superseded", 0))
+    report.documents = documents_of(header)
     report.quant_params = header.quant_params
     report.quality = header.quality
     report.error = header.error

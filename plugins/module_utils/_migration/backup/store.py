@@ -90,6 +90,12 @@ STEPS = {
 }
 
 
+def documents_of(header: "BackupHeader") -> int:
+    """The documents the backup holds, each once: a catch-up's newer record of a key supersedes the earlier."""
+    catch_up = header.phases.get("catch_up")
+    return header.data_records - int(catch_up.counters.get("superseded", 0) if catch_up is not None else 0)
+
+
 def step_of(header: "BackupHeader") -> str:
     """The step a migration is in (or stopped in), or its status once it is over."""
     if header.status in ("completed", "rolled_back", "rolling_back", "side_by_side"):
@@ -281,7 +287,7 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
                     for name in PHASES
                     if name in header.phases and header.phases[name].counters
                 },
-                "documents": header.data_records,
+                "documents": documents_of(header),
                 "backup_bytes": header.data_bytes,
                 "created_at": header.created_at,
                 "updated_at": header.updated_at,
