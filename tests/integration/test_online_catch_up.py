@@ -29,7 +29,7 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.r
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.vectors.codec import convert_batch
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_info
 
-CHANGED, ADDED = (5, 6, 7), (300, 301)
+CHANGED, ADDED, DELETED = (5, 6, 7), (300, 301), 9
 # change -> (patch, storage, the new index's vector field, its datatype)
 CASES = {
     "hash-quantize": (QUANT16, "hash", "vec", "float16"),
@@ -45,7 +45,9 @@ def vector(seed: int) -> numpy.ndarray:
 
 
 def app_writes(client, storage: str, prefix: str) -> None:
-    """What the application writes in the old layout: new vectors for CHANGED, new documents ADDED."""
+    """What the application writes in the old layout: new vectors for CHANGED, new documents ADDED; and it deletes
+    DELETED."""
+    client.delete(f"{prefix}{DELETED}")
     for i in (*CHANGED, *ADDED):
         key, values = f"{prefix}{i}", vector(i)
         if storage == "hash":

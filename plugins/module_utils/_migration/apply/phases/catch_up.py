@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ...backup.format import Entry, Record, decode_records, encode_record
 from ...backup.newest import Newest
+from ...backup.store import documents_of
 from ...core import failpoints
 from ...redis.keyspace import key_to_text
 from ...redis.scripts import Scripts
@@ -92,7 +93,7 @@ def _find(ctx: Context, places: _Locations, newest: Newest) -> Tuple[Dict[bytes,
         flags = b"".join(reply if isinstance(reply, bytes) else str(reply).encode() for reply in replies)
         changed.update((record.key, record) for record, flag in zip(current, flags) if flag == ord("1"))
         # A safe point to stop too: nothing of the look is written.
-        ctx.progress(CATCH_UP, looked=len(known), documents=store.header.data_records)
+        ctx.progress(CATCH_UP, looked=len(known), documents=documents_of(store.header))
     added = [key for keys in source_documents(ctx) for key in keys if key not in known]
     return changed, added
 
@@ -110,7 +111,7 @@ def _record(
     batch = max(ctx.options.batch_size, 1)
     data = store.data_appender()
     staged = store.staged_appender() if store.has_staged() else None
-    first, left_out, nothing = store.header.data_blocks, [], []
+    first, left_out, nothing, superseding = store.header.data_blocks, [], [], 0
     with Wire(ctx.client) as wire:
         for at in range(0, len(keys), batch):
             part = keys[at : at + batch]
@@ -128,6 +129,7 @@ def _record(
                     left_out.append(record.key)
                 else:
                     nothing.append(record.key)  # deleted, or added with nothing to rewrite: as drop_recreate leaves it
+            superseding += sum(record.key in changed for record, _c in kept)
             if kept:
                 data.write_block([encode_record(record.key, record.entries) for record, _c in kept])
                 if staged is not None:
@@ -139,11 +141,7 @@ def _record(
         header = store.header
         # Saved with the blocks: each document is counted once (report.py).
         counters = store.phase(CATCH_UP).counters
-        counters["superseded"] = (
-            int(counters.get("superseded", 0))
-            + sum(key in changed for key in keys)
-            - sum(key in changed for key in left_out)
-        )
+        counters["superseded"] = int(counters.get("superseded", 0)) + superseding
         record_data(header, data)
         if staged is not None:
             record_staged(header, staged)
