@@ -120,6 +120,8 @@ def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, re
         assert counters["changed"] == len(CHANGED) and counters["added"] == len(ADDED), counters
         assert counters["rounds"] == 1 and counters["still_changed"] == 0 and counters["written"] == 5, counters
         assert report.documents == 302  # each document once, its newest record
+        # contract (and convert) write each caught-up document from its newest record only.
+        assert report.phases["contract"]["counters"]["superseded"] == len(CHANGED)
         info = run_module(redis_index_info, {"redis_url": redis_url, "backup_dir": str(tmp_path / "a")}, capsys)
         assert info["migrations"][-1]["documents"] == 302
         assert info["migrations"][-1]["progress"]["catch_up"]["caught_up"] == 5

@@ -120,7 +120,8 @@ class OnlineSteps:
         staged = self._staged(block_no, records)
         kept = [i for i, record in enumerate(records) if not self.newest.superseded(block_no, record.key)]
         counts = self._write(client, [records[i] for i in kept], [staged[i] for i in kept])
-        counts["superseded"] = len(records) - len(kept)
+        if len(kept) < len(records):
+            counts["superseded"] = len(records) - len(kept)
         return counts
 
     def _write(self, client, records: list, staged: list) -> Dict[str, object]:
