@@ -12,16 +12,11 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.b
     BackupStore,
 )
 
+IDENTITY = {"plan_checksum": "sha256:" + "0" * 64, "plan_id": "0" * 12, "source_index": "idx"}
+
 
 def _store(tmp_path) -> BackupStore:
-    header = BackupHeader(
-        plan_checksum="sha256:" + "0" * 64,
-        plan_id="0" * 12,
-        source_index="idx",
-        target_index="idx",
-        storage="hash",
-        batch_size=2,
-    )
+    header = BackupHeader(**IDENTITY, target_index="idx", storage="hash", batch_size=2)
     store = BackupStore.create(str(tmp_path), header, "plan: {}\n")
     writer = store.data_writer()
     writer.write_block([encode_record(b"doc:1", [(b"vec", b"a")]), encode_record(b"doc:2", [(b"vec", b"b")])])
