@@ -240,7 +240,8 @@ migrations:
     step:
       description: >-
         The step of an online migration the phase belongs to - V(expand) (the new bytes written beside the old
-        ones), V(build) (an index built beside the serving one and validated), V(side_by_side), V(swap) or
+        ones), V(build) (an index built beside the serving one and validated), V(side_by_side), V(catch_up) (documents
+        the application changed or added since the backup, re-expanded from their current bytes), V(swap) or
         V(contract) (the old bytes removed; for a datatype change in place also the converted bytes written to the
         original location) - or the status once it is over (V(completed), V(rolled_back), ...). For the backup and
         a drop_recreate migration, the phase.

@@ -136,6 +136,11 @@ report:
     - The migration report - phases with their durations and counters (documents written, already done, gone,
       conflicts), downtime_seconds, quant_params (for int8/uint8, how applications must encode queries), quality
       (recall@10 and errors on a sample, for lossy conversions), validation and warnings.
+    - C(conflicts) counts the documents left as the application wrote them. C(caught_up) counts the documents an
+      online rewrite's catch-up (phase C(catch_up), right before the swap) found changed or added by the
+      application since the backup and expanded again from their current bytes, each once; the phase's counters
+      add C(changed), C(added), C(rounds), C(still_changed) and C(not_rewritable), and a warning says what a
+      write after the catch-up's last look is left as. C(documents) counts each document once.
   returned: always
   type: dict
 plan:

@@ -172,6 +172,25 @@ conflict_keys:
   returned: always
   type: list
   elements: raw
+superseded:
+  description: >-
+    Records an online rewrite's catch-up recorded again, after the application changed their documents in the
+    online window: each such document goes back to its newest record (the application's last write before the
+    catch-up), not to the bytes from before the window; the older records are not restored.
+  returned: always
+  type: int
+application_writes:
+  description: >-
+    Documents of an online rewrite that the application changed after their expand and no catch-up recorded (a
+    write after the catch-up's last look, or a rollback before the catch-up ran): kept as the application wrote
+    them, with what the migration had added beside them (a side field, a renamed field's new name) removed.
+  returned: always
+  type: int
+application_keys:
+  description: The first 100 of those documents.
+  returned: always
+  type: list
+  elements: raw
 unverified:
   description: With O(partial), records that failed verification and were not restored (block, record, key).
   returned: always

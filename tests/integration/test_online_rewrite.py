@@ -85,7 +85,7 @@ def test_rewrite_runs_online_by_default_and_ends_as_drop_recreate(clean_redis, r
     run(clean_redis, redis_url, offline, tmp_path / "b")
     assert report.result == "succeeded" and report.downtime_seconds == 0.0
     done = [p for p, state in report.phases.items() if state["done"]]
-    expected = ["backup", "expand", "create", "wait", "validate", "swap"]
+    expected = ["backup", "expand", "create", "wait", "validate", "catch_up", "swap"]
     expected += ["convert", "rebuild", "swap_final"] if in_place else []
     assert sorted(done) == sorted(expected + ["contract"])
     # Every document exactly as drop_recreate left its twin (DUMP: encoding, order, bytes; TTL kept).
@@ -469,15 +469,16 @@ def test_standalone_validation_of_an_online_rewrite(clean_redis, redis_url, tmp_
     assert result.passed and result.validation["keys_checked"] == len(plan.source.key_sample), result
 
 
-def test_a_document_the_application_changes_in_the_window_is_kept_and_reported(clean_redis, redis_url, tmp_path):
-    """Without the quiesce role: the compare-and-set never overwrites what the application wrote (a conflict,
-    listed); the rest converge as usual."""
+def test_a_document_the_application_changes_after_the_catch_up_is_kept_and_reported(clean_redis, redis_url, tmp_path):
+    """Without the quiesce role, a write after the catch-up's last look (test_online_catch_up.py: before it, it
+    is caught up): the compare-and-set never overwrites what the application wrote (a conflict, listed); the rest
+    converge as usual."""
     load(clean_redis, docs=300)
     plan = make_plan(clean_redis, QUANT16)
     write_plan(plan, str(tmp_path / "plan.yaml"))
-    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "create:0").returncode == -signal.SIGKILL
+    assert run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "b", "swap:0").returncode == -signal.SIGKILL
     written = numpy.ones(16, dtype=numpy.float32).tobytes()
-    clean_redis.hset("doc:5", "vec", written)  # after its expand, before the swap
+    clean_redis.hset("doc:5", "vec", written)  # after the catch-up, before the swap
     outcome = run(clean_redis, redis_url, plan, tmp_path / "b")
     assert outcome.report.result == "succeeded" and outcome.report.conflicts >= 1
     contract = outcome.report.phases["convert"]["counters"]
@@ -486,6 +487,8 @@ def test_a_document_the_application_changes_in_the_window_is_kept_and_reported(c
     assert len(clean_redis.hget("doc:6", "vec")) == 32 and not clean_redis.hexists("doc:6", "indexops-next:vec")
     _changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "b"), "idx"))
     assert clean_redis.hget("doc:5", "vec") == written  # left as the application wrote it
+    assert not clean_redis.hexists("doc:5", "indexops-next:vec")  # what the migration had added, removed
+    assert result.application_writes == 1 and result.application_keys == ["doc:5"] and result.conflicts == 0
 
 
 def test_a_second_online_rewrite_of_a_migrated_index_and_its_rollback(clean_redis, redis_url, tmp_path):

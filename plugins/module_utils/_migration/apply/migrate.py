@@ -285,6 +285,8 @@ def _clean_up_online(client, plan: MigrationPlan, store: Optional[BackupStore]) 
             client.execute_command("FT.DROPINDEX", name)
         for phase in ONLINE_BUILD:
             store.header.phases[phase] = PhaseState()
+        # And the catch-up, before the swap of the rebuilt index (its records and counters stay).
+        store.phase("catch_up").done = False
         store.header.phases["create"].counters["dropped_after_failure"] = name
     except Exception:  # pylint: disable=broad-exception-caught
         pass  # the re-run finds the index and goes on with it, or a rollback drops it

@@ -127,9 +127,10 @@ def run_blocks(
     lock=None,
     on_progress: Optional[Callable[[int, int], None]] = None,
     confirm: Optional[Confirm] = None,
+    first: int = 0,
 ) -> Dict[str, int]:
-    """Apply `function` to every block not yet in `phase`'s ledgers; return the summed counters. With
-    `confirm`, each block is recorded only once it says the replicas hold the block's writes."""
+    """Apply `function` to every block from `first` on not yet in `phase`'s ledgers; return the summed counters.
+    With `confirm`, each block is recorded only once it says the replicas hold the block's writes."""
     outcomes = store.block_outcomes(phase)
     # A resumed phase reports what the killed run's blocks found as well (conflicts, keys gone).
     earlier: Dict[str, int] = {}
@@ -138,7 +139,7 @@ def run_blocks(
     total_blocks = store.header.data_blocks
     with open(store.path(DATA), "rb") as stream:
         offsets = block_offsets(stream, store.header.data_bytes)
-    pending = [b for b in range(total_blocks) if b not in outcomes]
+    pending = [b for b in range(first, total_blocks) if b not in outcomes]
     if not pending:
         return earlier
     last = [time.monotonic()]
@@ -148,7 +149,7 @@ def run_blocks(
             lock.check()
         if on_progress and time.monotonic() - last[0] >= PROGRESS_SECONDS:
             last[0] = time.monotonic()
-            on_progress(len(store.done_blocks(phase)), total_blocks)
+            on_progress(len(store.done_blocks(phase)), total_blocks - first)
 
     if workers <= 1 or len(pending) < 2:
         _add(earlier, _apply_blocks(store, phase, 0, pending, offsets, client, function, tick, confirm=confirm))

@@ -52,7 +52,7 @@ DATA = "data.bin"
 # so that after the drop the quantize phase only writes.
 STAGED = "staged.bin"
 # Every phase either mode can run (an online migration: create, wait, validate, swap; one that rewrites
-# documents also expand, convert, rebuild, swap_final and contract).
+# documents also expand, catch_up, convert, rebuild, swap_final and contract).
 PHASES = (
     "backup",
     "drop",
@@ -64,6 +64,7 @@ PHASES = (
     "wait",
     "validate",
     "side_by_side",
+    "catch_up",
     "swap",
     "convert",
     "rebuild",
@@ -80,12 +81,19 @@ STEPS = {
     "wait": "build",
     "validate": "build",
     "side_by_side": "side_by_side",
+    "catch_up": "catch_up",
     "swap": "swap",
     "convert": "contract",
     "rebuild": "build",
     "swap_final": "swap",
     "contract": "contract",
 }
+
+
+def documents_of(header: "BackupHeader") -> int:
+    """The documents the backup holds, each once: a catch-up's newer record of a key supersedes the earlier."""
+    catch_up = header.phases.get("catch_up")
+    return header.data_records - int(catch_up.counters.get("superseded", 0) if catch_up is not None else 0)
 
 
 def step_of(header: "BackupHeader") -> str:
@@ -138,6 +146,9 @@ class BackupHeader(SealedRecord):
     staged_records: int = 0
     staged_bytes: int = 0
     staged_chain: str = EMPTY_CHAIN
+    # An online rewrite's catch-up (apply/phases/catch_up.py) appends blocks to both files: the first of them
+    # (None: none appended). Their records supersede the earlier records of the same keys (backup/newest.py).
+    catch_up_from: Optional[int] = None
     aliases: List[str] = Field(default_factory=list)
     quant_params: Dict[str, Any] = Field(default_factory=dict)
     quality: Dict[str, Any] = Field(default_factory=dict)
@@ -276,7 +287,7 @@ def describe_backups(backup_dir: str, index: Optional[str] = None) -> List[Dict[
                     for name in PHASES
                     if name in header.phases and header.phases[name].counters
                 },
-                "documents": header.data_records,
+                "documents": documents_of(header),
                 "backup_bytes": header.data_bytes,
                 "created_at": header.created_at,
                 "updated_at": header.updated_at,
@@ -369,6 +380,19 @@ class BackupStore:
 
     def staged_writer(self) -> "DataWriter":
         return DataWriter(self.path(STAGED))
+
+    def data_appender(self) -> "DataWriter":
+        """data.bin continued after the blocks the header records (bytes past them, a killed append, dropped)."""
+        header = self.header
+        return DataWriter.continuing(
+            self.path(DATA), header.data_blocks, header.data_records, header.data_bytes, header.data_chain
+        )
+
+    def staged_appender(self) -> "DataWriter":
+        header = self.header
+        return DataWriter.continuing(
+            self.path(STAGED), header.staged_blocks, header.staged_records, header.staged_bytes, header.staged_chain
+        )
 
     def has_staged(self) -> bool:
         return self.header.staged_blocks > 0
@@ -512,6 +536,18 @@ class DataWriter:
         self.blocks = 0
         self.records = 0
         self.chain = EMPTY_CHAIN
+
+    @classmethod
+    def continuing(cls, path: str, blocks: int, records: int, nbytes: int, fingerprint: str) -> "DataWriter":
+        """A writer that appends to `path` after its first `nbytes` (what a header recorded): whatever
+        follows them - blocks a killed run appended but never recorded - is cut off first."""
+        writer = cls.__new__(cls)
+        fd = os.open(path, os.O_WRONLY, FILE_MODE)
+        os.ftruncate(fd, nbytes)
+        writer.stream = os.fdopen(fd, "wb")
+        writer.stream.seek(nbytes)
+        writer.bytes, writer.blocks, writer.records, writer.chain = nbytes, blocks, records, fingerprint
+        return writer
 
     def write_block(self, records: List[bytes]) -> None:
         block = encode_block(self.blocks, records)

@@ -292,6 +292,76 @@ return 2
 """
 )
 
+# An online rewrite's catch-up: which documents the application changed since the backup read them, without
+# reading them out. KEYS: the documents; ARGV[1] "json" or "hash", ARGV[2] = F, the locations compared,
+# ARGV[3..F+2] the locations, then per document F SHA1s (hex) of the values the backup holds there ("" where it
+# holds nothing). Returns one character per document: 0 as the backup holds it, 1 changed, g gone (deleted).
+CHANGED_SINCE = """
+local json = ARGV[1] == 'json'
+local fields = tonumber(ARGV[2])
+local at = fields + 3
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local state = '0'
+  if redis.call('EXISTS', key) == 0 then
+    state = 'g'
+  else
+    for j = 1, fields do
+      local current
+      if json then
+        current = redis.call('JSON.GET', key, ARGV[j + 2])
+        if current == '[]' then current = false end
+      else
+        current = redis.call('HGET', key, ARGV[j + 2])
+      end
+      local expected = ARGV[at + j - 1]
+      if (current and redis.sha1hex(current) or '') ~= expected then state = '1' end
+    end
+  end
+  at = at + fields
+  out[i] = state
+end
+return table.concat(out)
+"""
+
+# Rollback of an online rewrite, for a document the application changed after its expand (not caught up): its
+# old locations stay as the application wrote them, and what the migration added beside them goes, where it is
+# still as the migration wrote it. KEYS[1] the key; ARGV[1] "json" or "hash", ARGV[2] "0", then items of four:
+# a location the migration writes (a side field, a renamed field's new name), the value it wrote there, the
+# value the backup holds there ("" where nothing was), and the old location it stands beside, which must hold
+# something (the application wrote the old layout; a document contracted already, or written in the new layout,
+# is not this). 2 removed, 1 nothing of the migration's there, 0 gone, -1 neither (nothing written).
+ONLINE_UNEXPAND = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local pending = {}
+for i = after, #ARGV, 4 do
+  if get(KEYS[1], ARGV[i + 3]) == '' then return -1 end
+  local now = get(KEYS[1], ARGV[i])
+  if now ~= ARGV[i + 2] then
+    if now ~= ARGV[i + 1] then return -1 end
+    pending[#pending + 1] = i
+  end
+end
+if #pending == 0 then return 1 end
+for _, i in ipairs(pending) do
+  local original = ARGV[i + 2]
+  if json and original == '' then
+    redis.call('JSON.DEL', KEYS[1], ARGV[i])
+  elseif json then
+    redis.call('JSON.SET', KEYS[1], ARGV[i], string.sub(original, 2, -2))
+  elseif original == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], original)
+  end
+end
+return 2
+"""
+)
+
 # KEYS[1] old name, KEYS[2] new name (same hash slot or a standalone server).
 KEY_RENAME = """
 local old = redis.call('EXISTS', KEYS[1])
@@ -447,6 +517,8 @@ class Scripts:
         self.online_copy = client.register_script(ONLINE_COPY)
         self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
         self.online_uncopy = client.register_script(ONLINE_UNCOPY)
+        self.changed_since = client.register_script(CHANGED_SINCE)
+        self.online_unexpand = client.register_script(ONLINE_UNEXPAND)
         self.hash_restore = client.register_script(HASH_RESTORE)
         self.json_restore = client.register_script(JSON_RESTORE)
 

@@ -35,6 +35,7 @@ from ..apply.commands import rollback_commands
 from ..apply.phases.create import create_once
 from ..apply.phases.drop import drop_once
 from ..backup.format import FormatError, Record, decode_records, iter_blocks
+from ..backup.newest import Newest
 from ..backup.store import DATA, BackupStore, read_header
 from ..core import failpoints, progress
 from ..core.deps import BaseModel, Field, redis_exceptions
@@ -58,8 +59,13 @@ from . import online as rollback_online
 LISTED = 100
 READ_BACK = 20  # restored documents of the first block whose bytes validation reads back
 # Script outcome -> the result's counter (and the list of keys it names).
-RESTORE = {2: "restored", 1: "already_restored", 0: "skipped_deleted", -1: "conflicts"}
-LISTED_KEYS = {"skipped_deleted": "skipped_keys", "conflicts": "conflict_keys"}
+KEPT = 3  # an online rewrite's document the application changed after its expand: kept as it wrote it
+RESTORE = {2: "restored", 1: "already_restored", 0: "skipped_deleted", -1: "conflicts", KEPT: "application_writes"}
+LISTED_KEYS = {
+    "skipped_deleted": "skipped_keys",
+    "conflicts": "conflict_keys",
+    "application_writes": "application_keys",
+}
 FINISHED_WITH_PROBLEMS = "rolled_back_validation_failed"
 
 
@@ -70,12 +76,17 @@ class RollbackResult(BaseModel):
     source_index: str
     target_index: str
     records: int = 0
+    superseded: int = 0  # records an online rewrite's catch-up recorded again (their newest one is restored)
     restored: int = 0
     already_restored: int = 0
     skipped_deleted: int = 0
     skipped_keys: List[Any] = Field(default_factory=list)
     conflicts: int = 0
     conflict_keys: List[Any] = Field(default_factory=list)
+    # An online rewrite's documents the application changed after their expand, not caught up: kept as it wrote
+    # them, the migration's new bytes beside them removed (see _keep_application_writes).
+    application_writes: int = 0
+    application_keys: List[Any] = Field(default_factory=list)
     unverified: List[Dict[str, Any]] = Field(default_factory=list)
     verification: Dict[str, Any] = Field(default_factory=dict)
     dropped_target: bool = False
@@ -89,8 +100,8 @@ class RollbackResult(BaseModel):
 
 
 def _usable_records(store: BackupStore, partial: bool, unverified: list):
-    """Records to restore, block by block. Without `partial` the whole backup was verified first;
-    with it, records of damaged blocks are appended to `unverified` instead."""
+    """(block number, records to restore), block by block. Without `partial` the whole backup was verified
+    first; with it, records of damaged blocks are appended to `unverified` instead."""
     if not store.has_data():
         return
     with open(store.path(DATA), "rb") as stream:
@@ -116,7 +127,7 @@ def _usable_records(store: BackupStore, partial: bool, unverified: list):
                         unverified.append({"block": block.block_no, "record": i, "key": None})
                     else:
                         good.append(record)
-                yield good
+                yield block.block_no, good
         except FormatError as err:
             if not partial:
                 raise BackupInvalid(f"backup data unreadable: {err}") from None
@@ -200,7 +211,50 @@ class _States:
                 converted_state[at] = expanded[side_at]
         return [expanded, converted_state]
 
-    def arguments(self, records: List[Record]) -> List[List[bytes]]:
+    def _written(self) -> Dict[bytes, bytes]:
+        """The locations an online rewrite writes beside the application's (side fields, renamed fields' new
+        names), each with the old location it stands beside."""
+        found = {m.new_location.encode(): m.old_location.encode() for m in self.rewrites.moves}
+        return {**found, **{side.side.encode(): side.location.encode() for side in self.layout.side_fields}}
+
+    def _expanded(self, records: List[Record]) -> List[list]:
+        """Each record's document as expand leaves it (the new bytes beside the originals)."""
+        converted = self._converted(records)
+        found = []
+        for n, record in enumerate(records):
+            where = {name: i for i, (name, _value) in enumerate(record.entries)}
+            found.append(self._online_states([value for _name, value in record.entries], where, converted, n)[0])
+        return found
+
+    def unexpand(self, records: List[Record], storage: bytes) -> List[List[bytes]]:
+        """ONLINE_UNEXPAND's arguments per record: what the migration wrote beside the originals, to remove."""
+        written = self._written()
+        rows = []
+        for record, expanded in zip(records, self._expanded(records)):
+            args = [storage, b"0"]
+            for i, (name, value) in enumerate(record.entries):
+                if name in written and expanded[i] is not None:
+                    args += [name, expanded[i], value if value is not None else b"", written[name]]
+            rows.append(args)
+        return rows
+
+    def _caught_up(self, record: Record, earlier: List[Record]) -> List[list]:
+        """A document an online rewrite's catch-up recorded again (`earlier`: its superseded records): the
+        state a catch-up killed between recording it and writing it leaves - the application's last write at
+        the old locations, an earlier record's expanded bytes where the migration writes."""
+        if not earlier or self.layout is None or self.layout.copy_keys:
+            return []
+        written = self._written()
+        return [
+            [expanded[i] if name in written else value for i, (name, value) in enumerate(record.entries)]
+            for expanded in self._expanded(earlier)
+        ]
+
+    def arguments(
+        self, records: List[Record], earlier: Optional[Dict[bytes, List[Record]]] = None
+    ) -> List[List[bytes]]:
+        """`earlier`: the superseded records of documents a catch-up recorded again, by key."""
+        earlier = earlier or {}
         converted = self._converted(records)
         # A hash field the migration renamed takes its place back (scripts.RENAME_FIELD): the original order.
         takes = (
@@ -226,6 +280,7 @@ class _States:
                 if None not in (at, source, value) and moved[at] == original[source]:
                     quantized[at] = converted[quant.field][n]
             states = [moved, quantized, *self._online_states(original, where, converted, n)]
+            states += self._caught_up(record, earlier.get(record.key, []))
             others = {state_digest(state) for state in states if state != original}
             args = [state_digest(original), str(len(others)).encode(), *sorted(others)]
             for name, value in record.entries:
@@ -247,8 +302,19 @@ def _restore_documents(
     states = _States(plan, store)
     read_back: List[Record] = []
     first_block = True
-    for records in _usable_records(store, partial, result.unverified):
-        arguments = states.arguments(records)
+    newest = Newest.of(store)
+    earlier: Dict[bytes, List[Record]] = {}
+    for block_no, found in _usable_records(store, partial, result.unverified):
+        # A document a catch-up recorded again goes back to its newest record (the application's last write).
+        records = []
+        for record in found:
+            if newest.superseded(block_no, record.key):
+                earlier.setdefault(record.key, []).append(record)
+            else:
+                records.append(record)
+        result.superseded += len(found) - len(records)
+        result.records += len(found) - len(records)
+        arguments = states.arguments(records, earlier)
         if cluster and prefix:
             outcomes = [_restore_across_slots(client, script, r, a, prefix) for r, a in zip(records, arguments)]
         else:
@@ -257,6 +323,7 @@ def _restore_documents(
                 new = renamed_key(record.key, prefix.old, prefix.new) if prefix else record.key
                 script(keys=[record.key, new], args=args, client=pipe)
             outcomes = pipe.execute() if records else []
+        outcomes = _keep_application_writes(client, plan, states, records, outcomes)
         for record, outcome in zip(records, outcomes):
             name = RESTORE.get(int(outcome), "conflicts")
             setattr(result, name, getattr(result, name) + 1)
@@ -275,6 +342,26 @@ def _restore_documents(
     return read_back
 
 
+def _keep_application_writes(client, plan: MigrationPlan, states: _States, records: List[Record], outcomes: list):
+    """An online rewrite: a document the application changed after its expand (no catch-up recorded it) is in no
+    state of the migration's (-1). It keeps what the application wrote, and loses what the migration added beside
+    it (scripts.ONLINE_UNEXPAND): then it is the application's last write (KEPT), not a conflict."""
+    layout = plan.online_layout
+    changed = [i for i, outcome in enumerate(outcomes) if int(outcome) == -1]
+    if layout is None or layout.copy_keys or not changed:
+        return outcomes
+    storage = b"json" if plan.rewrites.storage == "json" else b"hash"
+    script = Scripts(client).online_unexpand
+    pipe = client.pipeline(transaction=False)
+    for i, args in zip(changed, states.unexpand([records[i] for i in changed], storage)):
+        script(keys=[records[i].key], args=args, client=pipe)
+    found = list(outcomes)
+    for i, outcome in zip(changed, pipe.execute()):
+        if int(outcome) in (1, 2):
+            found[i] = KEPT
+    return found
+
+
 def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:
     """A prefix change online, before its contract: the copies under the new prefix go where the old key is still
     as the backup holds it (then the restore finds the original there); after the contract the restore renames the
@@ -282,7 +369,7 @@ def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, resu
     prefix = plan.rewrites.prefix
     scripts = Scripts(client)
     storage = b"json" if plan.rewrites.storage == "json" else b"hash"
-    for records in _usable_records(store, partial, []):
+    for _block_no, records in _usable_records(store, partial, []):
         pipe = client.pipeline(transaction=False)
         for record in records:
             checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]

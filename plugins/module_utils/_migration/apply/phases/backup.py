@@ -64,23 +64,31 @@ def _convert(quant, originals: List[Optional[bytes]], params=None) -> List[Optio
     return converted
 
 
+def staged_records(rewrites, records: list, params: Dict[str, QuantParams]) -> List[bytes]:
+    """The staged (converted) records of backup records: what staged.bin holds beside their block."""
+    names = [q.location.encode() for q in rewrites.quantize]
+    columns = [
+        _convert(q, [r.value(q.source_location.encode()) for r in records], params.get(q.field))
+        for q in rewrites.quantize
+    ]
+    return [_staged_record(r.key, [column[i] for column in columns], names) for i, r in enumerate(records)]
+
+
 def stage_from_backup(store, rewrites, params: Dict[str, QuantParams]) -> None:
     """Second pass (int8/uint8): convert data.bin's originals block by block into staged.bin."""
-    names = [q.location.encode() for q in rewrites.quantize]
     writer = store.staged_writer()
     for _block_no, records in store.iter_blocks():
-        columns = [
-            _convert(q, [r.value(q.source_location.encode()) for r in records], params.get(q.field))
-            for q in rewrites.quantize
-        ]
-        writer.write_block(
-            [_staged_record(r.key, [column[i] for column in columns], names) for i, r in enumerate(records)]
-        )
+        writer.write_block(staged_records(rewrites, records, params))
     writer.close()
-    _record_staged(store.header, writer)
+    record_staged(store.header, writer)
 
 
-def _record_staged(header, writer) -> None:
+def record_data(header, writer) -> None:
+    header.data_blocks, header.data_records = writer.blocks, writer.records
+    header.data_bytes, header.data_chain = writer.bytes, writer.chain
+
+
+def record_staged(header, writer) -> None:
     header.staged_blocks, header.staged_records = writer.blocks, writer.records
     header.staged_bytes, header.staged_chain = writer.bytes, writer.chain
 
@@ -266,32 +274,36 @@ class _Output:
             self.staged.close()
 
 
-def run(ctx: Context) -> None:
-    plan, store, client = ctx.plan, ctx.store, ctx.client
-    rewrites = plan.rewrites
-    work = BatchWork.of(rewrites, plan.backup_entries())
-    ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
-    findings = Findings([q.field for q in rewrites.quantize])
-    live = stats_from_info(read_info(client, ctx.source.name))
-    batches = iter_keys(
-        client,
+def source_documents(ctx: Context) -> Iterator[List[bytes]]:
+    """The source's documents in batches of keys: the index's own, or every key under its prefixes when it failed
+    some or has not reached them all (planner.whole_prefix)."""
+    live = stats_from_info(read_info(ctx.client, ctx.source.name))
+    return iter_keys(
+        ctx.client,
         ctx.source.name,
         ctx.source.index.prefix,
         ctx.source.storage,
         whole_prefix(ctx.source, live),
         ctx.options.batch_size,
     )
+
+
+def run(ctx: Context) -> None:
+    plan, store, client = ctx.plan, ctx.store, ctx.client
+    rewrites = plan.rewrites
+    work = BatchWork.of(rewrites, plan.backup_entries())
+    ranges: Dict[str, RangeStats] = {q.field: RangeStats() for q in rewrites.quantize if q.target in INT_DATATYPES}
+    findings = Findings([q.field for q in rewrites.quantize])
     output = _Output(ctx, work.inline, findings)
-    read_pass(client, ctx.connect, batches, work, ranges, findings, ctx.options.workers, output.write)
+    read_pass(client, ctx.connect, source_documents(ctx), work, ranges, findings, ctx.options.workers, output.write)
     output.close()
     findings.raise_for()
     writer, staged, documents = output.data, output.staged, output.documents
 
     header = store.header
-    header.data_blocks, header.data_records = writer.blocks, writer.records
-    header.data_bytes, header.data_chain = writer.bytes, writer.chain
+    record_data(header, writer)
     if staged is not None:
-        _record_staged(header, staged)
+        record_staged(header, staged)
     fitted: Dict[str, QuantParams] = {}
     for quant in rewrites.quantize:
         params = None

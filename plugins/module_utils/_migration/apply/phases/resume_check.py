@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Set
 
 from ...backup.format import block_offsets, decode_records, read_block_at
+from ...backup.newest import Newest
 from ...backup.store import DATA
 from ...core.errors import PreflightFailed
 from ...planning.modes import ONLINE
@@ -83,6 +84,10 @@ def _applied(ctx: Context) -> Dict[str, Optional[Set[int]]]:
     for phase in ONLINE_PHASES if _online(ctx) else REWRITE_PHASES:
         if needed[phase] and ctx.store.phase(phase).started_at:
             found[phase] = None if ctx.store.phase(phase).done else ctx.store.done_blocks(phase)
+    first = ctx.store.header.catch_up_from
+    if found.get("expand", set()) is None and first is not None:
+        # The catch-up's blocks came after expand, and are expanded once its own ledger holds them.
+        found["expand"] = set(range(first)) | ctx.store.done_blocks("catch_up")
     return found
 
 
@@ -207,13 +212,18 @@ def _check_documents(ctx: Context) -> None:
     if not applied or not ctx.store.has_data():
         return
     params = {f: QuantParams.from_dict(p) for f, p in ctx.store.header.quant_params.items()}
+    newest = Newest.of(ctx.store)
     with open(ctx.store.path(DATA), "rb") as stream:
         offsets = block_offsets(stream, ctx.store.header.data_bytes)
         for block_no in _blocks_to_check(ctx, applied):
             block = read_block_at(stream, offsets[block_no])
             phases = [p for p, blocks in applied.items() if blocks is None or block_no in blocks]
             conflicts = _conflicts(ctx, phases, block_no)
-            records = [r for _i, r in decode_records(block.payload, block.record_count, block_no) if r is not None]
+            records = [
+                r
+                for _i, r in decode_records(block.payload, block.record_count, block_no)
+                if r is not None and not newest.superseded(block_no, r.key)
+            ]
             # The last record too: a snapshot taken while a block was written holds its first part only.
             for record in _spread(records, SAMPLE_RECORDS):
                 if str(key_to_text(record.key)) in conflicts:

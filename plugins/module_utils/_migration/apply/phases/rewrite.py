@@ -243,7 +243,9 @@ def _convert_and_quantize(ctx: Context):
     return apply
 
 
-def run_block_phase(ctx: Context, phase: str, apply) -> Dict[str, object]:
+def run_block_phase(ctx: Context, phase: str, apply, first: int = 0) -> Dict[str, object]:
+    """`apply` to every block from `first` on that the phase's ledgers do not hold yet."""
+
     def progress(done: int, total: int) -> None:
         ctx.progress(phase, blocks_done=done, blocks=total)
 
@@ -257,6 +259,8 @@ def run_block_phase(ctx: Context, phase: str, apply) -> Dict[str, object]:
         lock=ctx.lock,
         on_progress=progress,
         confirm=ctx.durability.confirmer(ctx.lock) if ctx.durability else None,
+        first=first,
     )
-    ctx.progress(phase, force=True, blocks_done=ctx.store.header.data_blocks, blocks=ctx.store.header.data_blocks)
+    blocks = ctx.store.header.data_blocks - first
+    ctx.progress(phase, force=True, blocks_done=blocks, blocks=blocks)
     return totals
