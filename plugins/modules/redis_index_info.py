@@ -55,6 +55,10 @@ options:
     default: true
 seealso:
   - module: indexops.redis_search.redis_index_plan
+  - module: indexops.redis_search.redis_index_migrate
+    description: Runs the migrations this module lists under RV(migrations).
+  - module: indexops.redis_search.redis_index_rollback
+    description: Rolls back a migration listed here, from its backup.
 """
 
 EXAMPLES = r"""
