@@ -31,9 +31,9 @@ from ansible_collections.indexops.redis_search.plugins.module_utils._migration.c
     ValidationFailed,
 )
 from ansible_collections.indexops.redis_search.plugins.module_utils._migration.redis.snapshot import snapshot_index
-from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import (
-    _States,
-    rollback,
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.rollback import rollback
+from ansible_collections.indexops.redis_search.plugins.module_utils._migration.rollback.states import (
+    DocumentStates,
     state_digest,
 )
 from ansible_collections.indexops.redis_search.plugins.modules import redis_index_rollback
@@ -495,7 +495,7 @@ def test_forged_backup_is_refused_with_nothing_written(
 
 
 def test_the_server_computes_the_same_state_digest(clean_redis):
-    """The restore scripts and rollback.state_digest must agree on every kind of value."""
+    """The restore scripts and rollback/states.state_digest must agree on every kind of value."""
     values = [b"plain", None, b"", b"\x00\xff-+:", b"-", b"+1:x" * 1000]
     fields = {f"f{i}": v for i, v in enumerate(values) if v is not None}
     clean_redis.hset("probe", mapping=fields)
@@ -524,7 +524,7 @@ def test_states_cover_move_then_quantize_and_nothing_else(clean_redis, redis_url
     _block, records = next(store.iter_blocks())
     vec = records[0].value(b"vec")
     taken = Record(b"doc:0", (Entry(b"vec", vec), Entry(b"embedding", b"someone else's")))
-    rows = _States(plan, store).arguments([records[0], taken])
+    rows = DocumentStates(plan, store).arguments([records[0], taken])
     half = numpy.frombuffer(vec, numpy.float32).astype(numpy.float16).tobytes()
     assert rows[0][:2] == [state_digest([vec, None]), b"2"]
     assert sorted(rows[0][2:4]) == sorted([state_digest([None, vec]), state_digest([None, half])])

@@ -377,7 +377,7 @@ return 0
 # ARGV[2] how many other states are acceptable, then their SHA1s, then per backed-up location: location,
 # original value, and "1" when the location held nothing, "@<location>" when its value moved there (a
 # renamed field: the original takes its place back, see RENAME_FIELD), else "0". A state is the document's
-# values at those locations, in that order, each "-" when absent or "+<length>:<bytes>" (see rollback.state_digest).
+# values at those locations, in that order, each "-" when absent or "+<length>:<bytes>" (rollback/states.py).
 # Only a document in its original state (already restored) or in a state the migration produced is
 # written; anything else was changed by someone else and is left alone (-1). Returns 2 restored,
 # 1 already restored, 0 deleted (never recreated), -1 conflict (including both names existing).

@@ -86,11 +86,18 @@ def _drop_ours(client, plan: MigrationPlan) -> bool:
 
 
 def run(
-    client, store: BackupStore, plan: MigrationPlan, result, wait_timeout: float, restored: Optional[int] = None
+    client,
+    store: BackupStore,
+    plan: MigrationPlan,
+    result,
+    wait_timeout: float,
+    restored: Optional[int] = None,
+    not_restored: int = 0,
 ) -> None:
     """Roll the online migration back; fills `result` (dropped_target, recreated_source, aliases, validation).
     `restored`: the documents rollback.py restored (a migration that rewrote them), which the rebuilt source
-    must index."""
+    must index; `not_restored`: those it left as they are (conflicts, a partial rollback's unverified records),
+    which may stay in the migrated layout and so may fail to index, as drop_recreate's rollback allows too."""
     source = plan.source_schema()
     final = plan.final_index
     names = list(plan.online.names) if plan.online else list(plan.source.aliases)
@@ -131,12 +138,14 @@ def run(
     if not same_definition(client, source, rebuilt):
         problems.append(f"{rebuilt} does not have the source's definition")
     failures_before = int(plan.source.stats.get("hash_indexing_failures", 0))
-    refused = stats.hash_indexing_failures - failures_before
+    refused = stats.hash_indexing_failures - failures_before - not_restored
     if refused > 0:
         last = f" (last: {stats.last_indexing_error_key})" if stats.last_indexing_error_key else ""
         problems.append(
             f"{rebuilt} failed to index {refused} document(s){last}: indexing failures {stats.hash_indexing_failures}, "
-            f"the source had {failures_before} - documents the source's definition cannot index (written in the "
+            f"the source had {failures_before}"
+            + (f", {not_restored} left unrestored" if not_restored else "")
+            + " - documents the source's definition cannot index (written in the "
             f"migrated layout?); {rebuilt} was dropped, fix or delete them and re-run"
         )
     if restored is not None:
@@ -153,6 +162,7 @@ def run(
         "doc_count_expected": current,
         "indexing_failures_before": failures_before,
         "indexing_failures_after": stats.hash_indexing_failures,
+        "documents_not_restored": not_restored,
         "problems": problems,
     }
     if refused > 0:
