@@ -71,14 +71,16 @@ test-ruff: venv
 test-units: venv
 	$(BIN)/pytest tests/unit
 
+# The kill and failover matrices' other cases (marker `exhaustive`) run in `make test-faults`.
 test-integration: venv
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration -m "not exhaustive"
 
 # The fault suites (docs/reliability.md): kill anywhere, Redis faults, concurrent application writes, and with
 # them every bad-input and safety suite, so that the counts printed at the end (kill points survived, faults
 # injected, bad inputs tried; also in .build/faults/counts.json) cover them all. INDEXOPS_FAULT_SEED=<n> reseeds.
 FAULT_SUITES := tests/faults tests/integration/test_bad_input.py tests/integration/test_migrate_safety.py \
-	tests/integration/test_rollback_safety.py tests/integration/test_redis_index_migrate.py tests/integration/test_secrets.py
+	tests/integration/test_rollback_safety.py tests/integration/test_redis_index_migrate.py tests/integration/test_secrets.py \
+	tests/integration/test_online_rewrite.py tests/integration/test_online_catch_up.py tests/integration/test_failover_online.py
 test-faults: venv
 	$(BIN)/pytest $(FAULT_SUITES)
 

@@ -15,6 +15,7 @@ import time
 import numpy
 import pytest
 import redis
+from matrices import representative
 from module_runner import run_module
 from test_online_migration import READER, definition, load_big, names
 from test_redis_index_migrate import QUANT16, load, make_plan, run, run_killed
@@ -122,7 +123,18 @@ IN_PLACE_POINTS = [
     "contract:2",
 ]
 RENAME_POINTS = ["expand:3", "create:0", "swap:0", "contract:start", "contract:4"]
-KILLS = [("quantize", point) for point in IN_PLACE_POINTS] + [("rename+quantize", point) for point in RENAME_POINTS]
+KILLS = representative(
+    [("quantize", point) for point in IN_PLACE_POINTS] + [("rename+quantize", point) for point in RENAME_POINTS],
+    kept=[
+        ("quantize", "expand:2"),
+        ("quantize", "swap:0"),
+        ("quantize", "convert:3"),
+        ("quantize", "rebuild:0"),
+        ("quantize", "contract:2"),
+        ("rename+quantize", "expand:3"),
+        ("rename+quantize", "contract:4"),
+    ],
+)
 
 
 STEP = {"expand": "expand", "swap": "swap", "swap_final": "swap", "convert": "contract", "contract": "contract"}
