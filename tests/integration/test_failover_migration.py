@@ -204,8 +204,9 @@ def test_every_block_waits_for_the_replica_and_a_wait_that_times_out_fails_befor
     primary.close()
 
 
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check-mode"])
 def test_a_replicas_wait_count_above_the_connected_replicas_is_refused_before_anything_changes(
-    replica_set, tmp_path, capsys
+    replica_set, tmp_path, capsys, check_mode
 ):
     primary = replica_set.client(protocol=2)
     load(primary)
@@ -215,6 +216,7 @@ def test_a_replicas_wait_count_above_the_connected_replicas_is_refused_before_an
         redis_index_migrate,
         migrate_task(replica_set, tmp_path / "b", replicas_wait_count=2),
         capsys,
+        check_mode=check_mode,  # a dry run says so too, rather than would_migrate
         expect_failure=True,
     )
     endpoint = f"sentinel {replica_set.service}@" + ",".join(sorted(replica_set.sentinel_addresses()))

@@ -122,17 +122,13 @@ def migrate(
     require_applicable(plan, options, endpoint, {"report_out": report_out, "benchmark_out": benchmark_out})
     root = check_dir_readonly(backup_dir) if check_mode else check_backup_dir(backup_dir)
     store = _earlier_attempt(plan, root)
-    if store is not None and store.header.status == "completed" and target_matches(client, plan):
-        return Outcome(changed=False, report=build_report(plan, "already_completed", store))
-    if store is not None and store.header.status == online.SIDE_BY_SIDE and not options.finish:
-        return Outcome(changed=False, report=build_report(plan, online.SIDE_BY_SIDE, store))
     resume = store is not None and store.header.status in ("running", "failed", online.SIDE_BY_SIDE)
-    durability = Durability.for_run(client, options.replication)
+    done = _done_already(client, plan, options, store)
+    if done is not None:
+        return done
+    durability = Durability.for_run(client, options.replication)  # refuses too few replicas, in check mode too
     if check_mode:
-        if not resume:
-            preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
-        return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
-
+        return _dry_run(client, plan, options, root, store, resume)
     locks = acquire_locks(client, [plan.source.index, plan.target_index, plan.final_index], "migration", plan.plan_id)
     phase = "preflight"
     try:
@@ -176,6 +172,26 @@ def migrate(
     _save_completed_report(report, store, report_out)
     _save_benchmark(report, run_began, benchmark_out)
     return Outcome(changed=True, report=report)
+
+
+def _done_already(
+    client, plan: MigrationPlan, options: MigrateOptions, store: Optional[BackupStore]
+) -> Optional[Outcome]:
+    """Nothing to write: the migration completed, or stopped side by side (until a run with `finish`)."""
+    if store is not None and store.header.status == "completed" and target_matches(client, plan):
+        return Outcome(changed=False, report=build_report(plan, "already_completed", store))
+    if store is not None and store.header.status == online.SIDE_BY_SIDE and not options.finish:
+        return Outcome(changed=False, report=build_report(plan, online.SIDE_BY_SIDE, store))
+    return None
+
+
+def _dry_run(
+    client, plan: MigrationPlan, options: MigrateOptions, root: str, store: Optional[BackupStore], resume: bool
+) -> Outcome:
+    """Check mode: would_migrate after a read-only preflight, or would_resume."""
+    if not resume:
+        preflight(client, plan, options.model_copy(update={"wait_timeout": 0}), root, check_mode=True)
+    return Outcome(changed=True, report=build_report(plan, "would_resume" if resume else "would_migrate", store))
 
 
 def _earlier_attempt(plan: MigrationPlan, root: str) -> Optional[BackupStore]:
