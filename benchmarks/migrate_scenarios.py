@@ -2,7 +2,8 @@
 """Read downtime, apply time, re-index, validation and memory of a migration: ours next to redisvl's
 and next to the raw floor, per scenario, in one run. (`make bench-migrate`; docs/benchmarks.md.)
 
-    python benchmarks/migrate_scenarios.py [--scenarios a,b] [--scale 0.1] [--runs 1]
+    python benchmarks/migrate_scenarios.py [--scenarios a,b] [--scale 0.1] [--runs 1] [--tools a,b]
+        [--search-module-args 'ARG VALUE' ...]
 
 Scenarios (documents x dimensions, the change):
     flat-200k      200,000 x 384 FLAT, float32 -> float16        raw, redisvl, ours w1, ours w2
@@ -25,7 +26,9 @@ For the rewrite scenarios also: the server's CPU seconds (INFO cpu, user + sys) 
 polls with no answer (failed reads), and the peak of used_memory above where it started (sampled every poll)
 next to the plan's estimate of the online window's peak; for ours, the poller's longest gap within each phase
 (every phase a gap overlaps) and the server's SLOWLOG (commands over 10 ms) by phase.
---scale multiplies every document count (0.1 for a quick run).
+--scale multiplies every document count (0.1 for a quick run). --search-module-args 'BG_INDEX_SLEEP_GAP 10' starts
+every server with those search-module load arguments; repeated (with '' for the default server), each variant is
+measured in the same run, interleaved tool by tool, and reported as a scenario of its own.
 
 Each measurement gets a private Redis with search of its own (tools/redis_search_server.py), the
 same seeded documents, fully indexed. A poller process queries the index by its name (KNN 3 filtered
@@ -360,7 +363,7 @@ def _tool_spec(tool: str) -> dict:
     return {"tool": tool, "workers": 1}
 
 
-def _create_index(client, dims: int, algorithm: str) -> None:
+def create_index(client, dims: int, algorithm: str) -> None:
     params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if algorithm == "hnsw":
         params += ["M", "16", "EF_CONSTRUCTION", "200"]
@@ -440,7 +443,7 @@ def measure(scenario: dict, tool: str, docs: int, seed: int, search_args: tuple 
     ):
         client = redis.Redis.from_url(server.url, protocol=2)
         try:
-            _create_index(client, scenario["dims"], scenario["algorithm"])
+            create_index(client, scenario["dims"], scenario["algorithm"])
             load(client, docs, scenario["dims"], seed)
             wait_indexed(client, docs, CHILD_TIMEOUT)
             query = numpy.frombuffer(client.hget(f"{PREFIX}0", "embedding"), dtype=numpy.float32)
