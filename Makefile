@@ -31,7 +31,7 @@ CHECK_USER_STATE = @if [ -e "$(USER_STATE)" ] && [ -n "$$($(USER_STATE_CHANGED) 
 	       "(ANSIBLE_HOME, ANSIBLE_REMOTE_TEMP, ANSIBLE_COLLECTIONS_PATH). Changed:" >&2; \
 	  $(USER_STATE_CHANGED) | head -n 10 >&2; exit 1; fi
 
-.PHONY: demo dist test test-ruff test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module redis replica-set
+.PHONY: demo dist test test-ruff test-units test-integration test-faults test-faults-fast test-sanity test-lint test-molecule test-matrix test-publish test-awx venv clean bench bench-migrate bench-throughput bench-batch bench-module bench-build-pauses redis replica-set
 
 venv: $(STAMP) $(LINK)
 	@mkdir -p .build && touch $(STARTED)
@@ -167,6 +167,11 @@ bench-throughput: $(BENCH_STAMP) $(LINK)
 # BENCH_ARGS="--indexes 50 --docs 1000 --runs 10"
 bench-batch: $(BENCH_STAMP) $(LINK)
 	$(BENCH_BIN)/python benchmarks/batch_plan_latency.py $(BENCH_ARGS)
+
+# How long the server pauses its clients while an index builds, per BG_INDEX_SLEEP_GAP (a module load argument).
+# BENCH_ARGS="--gaps 100,20,10 --runs 2 --docs 20000 --dims 128"
+bench-build-pauses: $(BENCH_STAMP)
+	$(BENCH_BIN)/python benchmarks/build_pauses.py $(BENCH_ARGS)
 
 # What a migration costs as an Ansible task on top of the library call, and where it goes.
 # BENCH_ARGS="--docs 100000 --dims 384 --runs 5"

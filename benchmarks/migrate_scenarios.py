@@ -2,7 +2,8 @@
 """Read downtime, apply time, re-index, validation and memory of a migration: ours next to redisvl's
 and next to the raw floor, per scenario, in one run. (`make bench-migrate`; docs/benchmarks.md.)
 
-    python benchmarks/migrate_scenarios.py [--scenarios a,b] [--scale 0.1] [--runs 1]
+    python benchmarks/migrate_scenarios.py [--scenarios a,b] [--scale 0.1] [--runs 1] [--tools a,b]
+        [--search-module-args 'ARG VALUE' ...]
 
 Scenarios (documents x dimensions, the change):
     flat-200k      200,000 x 384 FLAT, float32 -> float16        raw, redisvl, ours w1, ours w2
@@ -25,7 +26,9 @@ For the rewrite scenarios also: the server's CPU seconds (INFO cpu, user + sys) 
 polls with no answer (failed reads), and the peak of used_memory above where it started (sampled every poll)
 next to the plan's estimate of the online window's peak; for ours, the poller's longest gap within each phase
 (every phase a gap overlaps) and the server's SLOWLOG (commands over 10 ms) by phase.
---scale multiplies every document count (0.1 for a quick run).
+--scale multiplies every document count (0.1 for a quick run). --search-module-args 'BG_INDEX_SLEEP_GAP 10' starts
+every server with those search-module load arguments; repeated (with '' for the default server), each variant is
+measured in the same run, interleaved tool by tool, and reported as a scenario of its own.
 
 Each measurement gets a private Redis with search of its own (tools/redis_search_server.py), the
 same seeded documents, fully indexed. A poller process queries the index by its name (KNN 3 filtered
@@ -360,7 +363,7 @@ def _tool_spec(tool: str) -> dict:
     return {"tool": tool, "workers": 1}
 
 
-def _create_index(client, dims: int, algorithm: str) -> None:
+def create_index(client, dims: int, algorithm: str) -> None:
     params = ["TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE"]
     if algorithm == "hnsw":
         params += ["M", "16", "EF_CONSTRUCTION", "200"]
@@ -426,12 +429,21 @@ def _server_cpu(client) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
+def _sleep_gap(client) -> str:
+    """The server's BG_INDEX_SLEEP_GAP as FT.CONFIG GET reports it (what a --search-module-args variant set)."""
+    reply = client.execute_command("FT.CONFIG", "GET", "BG_INDEX_SLEEP_GAP")
+    return reply[0][1].decode() if reply and reply[0][1] is not None else "?"
+
+
+def measure(scenario: dict, tool: str, docs: int, seed: int, search_args: tuple = ()) -> dict:
     spec = _tool_spec(tool)
-    with RedisSearchServer() as server, tempfile.TemporaryDirectory(prefix="migrate-scenarios-") as tmp:
+    with (
+        RedisSearchServer(search_args=search_args) as server,
+        tempfile.TemporaryDirectory(prefix="migrate-scenarios-") as tmp,
+    ):
         client = redis.Redis.from_url(server.url, protocol=2)
         try:
-            _create_index(client, scenario["dims"], scenario["algorithm"])
+            create_index(client, scenario["dims"], scenario["algorithm"])
             load(client, docs, scenario["dims"], seed)
             wait_indexed(client, docs, CHILD_TIMEOUT)
             query = numpy.frombuffer(client.hget(f"{PREFIX}0", "embedding"), dtype=numpy.float32)
@@ -489,6 +501,7 @@ def measure(scenario: dict, tool: str, docs: int, seed: int) -> dict:
             with open(poll["out"], encoding="utf-8") as handle:
                 result["poll"] = json.load(handle)
             result["server_cpu_seconds"] = cpu_after - cpu_before
+            result["bg_index_sleep_gap"] = _sleep_gap(client)
             result["slow"] = [
                 [entry["start_time"], entry["duration"], entry["command"].split(b" ")[0].decode(errors="replace")]
                 for entry in client.slowlog_get(-1)
@@ -528,9 +541,9 @@ def ratio(a, b) -> str:
     return "n/a" if not a or not b else f"{a / b:.2f}"
 
 
-def print_scenario(name: str, scenario: dict, docs: int, rows: dict) -> dict:
+def print_scenario(name: str, scenario: dict, docs: int, rows: dict, variant: tuple = ()) -> dict:
     print(
-        f"\n== {name}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
+        f"\n== {name}{_variant_label(variant)}: {docs:,} x {scenario['dims']} {scenario['algorithm'].upper()}, "
         f"{json.dumps(scenario['patch']['changes'])} =="
     )
     print(
@@ -663,6 +676,10 @@ def _print_rewrite_figures(scenario: dict, rows: dict) -> None:
             _print_phases(tool, run, result)
 
 
+def _variant_label(variant: tuple) -> str:
+    return f" [search module: {' '.join(variant)}]" if variant else ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated, of: {', '.join(SCENARIOS)}")
@@ -674,6 +691,14 @@ def main(argv=None) -> int:
         default=[],
         help="only these tools of each scenario (e.g. ours-online,ours-w1); default: all",
     )
+    parser.add_argument(
+        "--search-module-args",
+        dest="variants",
+        action="append",
+        type=lambda text: tuple(text.split()),
+        help="extra load arguments of the search module, e.g. 'BG_INDEX_SLEEP_GAP 10'; repeat it to measure "
+        "each variant in the same run ('' is the default server); default: the default server only",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--poller", help=argparse.SUPPRESS)
@@ -683,6 +708,7 @@ def main(argv=None) -> int:
     if args.poller:
         return poller_main(args.poller)
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    variants = list(dict.fromkeys(args.variants or [()]))
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or args.scale <= 0 or args.runs < 1:
         parser.error(f"unknown scenario(s) {unknown}" if unknown else "--scale and --runs must be positive")
@@ -700,24 +726,29 @@ def main(argv=None) -> int:
         for name in names:
             scenario = SCENARIOS[name]
             docs = max(int(scenario["docs"] * args.scale), 1000)
-            rows = {}
+            rows = {variant: {} for variant in variants}
             for run in range(args.runs):
                 chosen = [t for t in scenario["tools"] if not args.tools or t in args.tools]
                 tools = chosen if run % 2 == 0 else chosen[::-1]
+                # Variants interleaved tool by tool: on a loaded machine, each meets the same load.
                 for tool in tools:
-                    result = measure(scenario, tool, docs, args.seed)
-                    rows.setdefault(tool, []).append(result)
-                    print(
-                        f"  {name} {tool} run {run + 1}: apply {fmt(result.get('apply_seconds'))} s, read downtime "
-                        f"{fmt((result.get('poll') or {}).get('longest_gap_seconds'))} s"
-                        + (f", {result['error']}" if "error" in result else "")
-                        + (f", WRONG: {result['problems'][:2]}" if result.get("problems") else ""),
-                        flush=True,
-                    )
-            figures = print_scenario(name, scenario, docs, rows)
-            failed = failed or any(not f["ok"] for tool, f in figures.items() if tool.startswith("ours"))
-            if "ours-w1" in figures and scenario["dims"] == 64:
-                memory[docs] = figures["ours-w1"]["rss"]
+                    for variant in variants:
+                        result = measure(scenario, tool, docs, args.seed, variant)
+                        rows[variant].setdefault(tool, []).append(result)
+                        print(
+                            f"  {name}{_variant_label(variant)} {tool} run {run + 1}: apply "
+                            f"{fmt(result.get('apply_seconds'))} s, read downtime "
+                            f"{fmt((result.get('poll') or {}).get('longest_gap_seconds'))} s, BG_INDEX_SLEEP_GAP "
+                            f"{result.get('bg_index_sleep_gap', '?')}"
+                            + (f", {result['error']}" if "error" in result else "")
+                            + (f", WRONG: {result['problems'][:2]}" if result.get("problems") else ""),
+                            flush=True,
+                        )
+            for variant in variants:
+                figures = print_scenario(name, scenario, docs, rows[variant], variant)
+                failed = failed or any(not f["ok"] for tool, f in figures.items() if tool.startswith("ours"))
+                if "ours-w1" in figures and scenario["dims"] == 64:
+                    memory[docs] = figures["ours-w1"]["rss"]
         if len(memory) >= 2:
             low, high = min(memory), max(memory)
             print(

@@ -214,11 +214,19 @@ def _die_with_us() -> list[str]:
 class RedisSearchServer:
     """One private redis-server process with the search and JSON modules loaded."""
 
-    def __init__(self, data_dir: str | None = None, extra_args: tuple[str, ...] = (), password: str | None = None):
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        password: str | None = None,
+        search_args: tuple[str, ...] = (),
+    ):
         self._own_dir = data_dir is None
         self.password = password
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="indexops-redis-")
         self.extra_args = extra_args
+        # Load arguments of the search module after TIMEOUT 0 (e.g. BG_INDEX_SLEEP_GAP 10: settable only at load).
+        self.search_args = search_args
         self.port: int | None = None
         self.run_id = ""
         self.process: subprocess.Popen | None = None
@@ -282,6 +290,7 @@ class RedisSearchServer:
             paths["search"],
             "TIMEOUT",
             "0",
+            *self.search_args,
             "--loadmodule",
             paths["json"],
             *self.extra_args,

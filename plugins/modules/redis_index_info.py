@@ -374,6 +374,12 @@ server:
     maxmemory_bytes:
       description: The server's memory limit, V(0) when unlimited.
       type: int
+    bg_index_sleep_gap:
+      description:
+        - Documents the search module indexes in the background per hold of the server's lock (C(BG_INDEX_SLEEP_GAP),
+          set when the module loads); each hold pauses every client while an index builds.
+        - V(null) when C(FT.CONFIG) is not permitted.
+      type: int
 """
 
 import os

@@ -497,6 +497,29 @@ def test_aof_growth_warning():
     assert any(w.startswith("AOF is on: rewriting 100 documents") for w in result.warnings)
 
 
+def test_background_indexing_advice_follows_the_servers_sleep_gap(clean_redis):
+    """The advice on BG_INDEX_SLEEP_GAP for an online HNSW build: given on the default server (100), not on one
+    whose search module was loaded with BG_INDEX_SLEEP_GAP 10; never for a FLAT index."""
+    hnsw_m24 = {"update_fields": [{"name": "embedding", "attrs": {"m": 24}}]}
+    with RedisSearchServer(search_args=("BG_INDEX_SLEEP_GAP", "10")) as server:
+        import redis  # pylint: disable=import-outside-toplevel
+
+        client = redis.Redis.from_url(server.url)
+        load_products(client, count=100, algorithm="HNSW")
+        small = plan(client, hnsw_m24)
+    load_products(clean_redis, count=100, algorithm="HNSW")
+    default = plan(clean_redis, hnsw_m24)
+    assert (small.server.bg_index_sleep_gap, default.server.bg_index_sleep_gap) == (10, 100)
+    assert small.mode == default.mode == "online"
+    assert not any(w.startswith("Background indexing") for w in small.warnings)
+    (advice,) = [w for w in default.warnings if w.startswith("Background indexing")]
+    assert "(BG_INDEX_SLEEP_GAP 100)" in advice and "--loadmodule redisearch.so BG_INDEX_SLEEP_GAP 10" in advice
+    clean_redis.flushall()
+    load_products(clean_redis, count=100)
+    flat = plan(clean_redis, QUANTIZE["changes"])
+    assert flat.mode == "online" and not any(w.startswith("Background indexing") for w in flat.warnings)
+
+
 def test_backup_dir_without_room(clean_redis, tmp_path, monkeypatch):
     load_products(clean_redis, count=50)
     fits = plan(clean_redis, QUANTIZE["changes"], backup_dir=str(tmp_path))

@@ -50,6 +50,9 @@ class ServerCapabilities(BaseModel):
     maxmemory_bytes: int = 0
     # MAXSEARCHRESULTS: the most rows one FT.SEARCH may ask for (None: not readable, e.g. by ACL).
     max_search_results: Optional[int] = None
+    # BG_INDEX_SLEEP_GAP: documents the module indexes in the background per hold of the server's lock, so
+    # the longest a reader waits while an index builds (None: not readable). Settable only when it loads.
+    bg_index_sleep_gap: Optional[int] = None
 
     def accepts_datatype(self, datatype: str) -> bool:
         return datatype.lower() in self.vector_datatypes
@@ -142,20 +145,26 @@ def _has_command(client, name: str) -> bool:
     return bool(reply) and reply[0] is not None
 
 
-def search_result_limit(client) -> Optional[int]:
-    """The server's MAXSEARCHRESULTS (an FT.SEARCH asking for more rows fails "LIMIT exceeds maximum");
-    None when it cannot be read (the user may not run FT.CONFIG) or is unlimited."""
+def _search_setting(client, name: str) -> Optional[int]:
+    """A numeric setting of the search module; None when it cannot be read (the user may not run FT.CONFIG)
+    or is not a number ("unlimited")."""
     try:
-        reply = client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS")
+        reply = client.execute_command("FT.CONFIG", "GET", name)
     except redis_exceptions.ResponseError:
         return None
     pairs = decode(reply)
-    value = dict(pairs).get("MAXSEARCHRESULTS") if isinstance(pairs, list) else (pairs or {}).get("MAXSEARCHRESULTS")
+    value = dict(pairs).get(name) if isinstance(pairs, list) else (pairs or {}).get(name)
     try:
-        number = int(str(text(value)))
+        return int(str(text(value)))
     except (TypeError, ValueError):
-        return None  # "unlimited"
-    return number if number >= 0 else None
+        return None
+
+
+def search_result_limit(client) -> Optional[int]:
+    """The server's MAXSEARCHRESULTS (an FT.SEARCH asking for more rows fails "LIMIT exceeds maximum");
+    None when it cannot be read or is unlimited."""
+    number = _search_setting(client, "MAXSEARCHRESULTS")
+    return number if number is not None and number >= 0 else None
 
 
 def require_search_results(client, what: str) -> Optional[int]:
@@ -197,6 +206,7 @@ def detect_capabilities(client, probe: bool = True) -> ServerCapabilities:
         used_memory_bytes=int(memory.get("used_memory", 0) or 0),
         maxmemory_bytes=int(memory.get("maxmemory", 0) or 0),
         max_search_results=search_result_limit(client),
+        bg_index_sleep_gap=_search_setting(client, "BG_INDEX_SLEEP_GAP"),
     )
     try:
         save = decode(client.config_get("save")).get("save")
