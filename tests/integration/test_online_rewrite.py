@@ -205,10 +205,12 @@ def reading(redis_url, tmp_path, index, vector, action, retry=None, tag="reader"
 TEXT_RENAME = {"rename_fields": [{"old_name": "title", "new_name": "headline"}]}
 
 
-@pytest.mark.parametrize("change", ["quantize", "rename"])
+@pytest.mark.parametrize("change", ["quantize", "rename", "prefix"])
 def test_a_reader_by_name_sees_no_gap_with_swap(clean_redis, redis_url, tmp_path, change):
     vectors = load_big(clean_redis, docs=20000)
-    plan = make_plan(clean_redis, QUANT16 if change == "quantize" else TEXT_RENAME)
+    # prefix: copies under new:, built, swapped, the doc: keys deleted - the reader must not notice either.
+    changes = {"quantize": QUANT16, "rename": TEXT_RENAME, "prefix": {"index": {"prefix": "new:"}}}[change]
+    plan = make_plan(clean_redis, changes)
     assert plan.mode == "online" and plan.online.cutover == "swap"
     query = vectors[7].tobytes()
     retry = vectors[7].astype(numpy.float16).tobytes() if change == "quantize" else None
@@ -224,6 +226,9 @@ def test_a_reader_by_name_sees_no_gap_with_swap(clean_redis, redis_url, tmp_path
     assert seen["answered"] > 50 and seen["errors"] == 0 and seen["empty"] == 0, seen
     assert seen["longest_gap_ms"] <= 50, seen
     assert seen["retried"] == (1 if change == "quantize" else 0), seen  # once, at the swap
+    if change == "prefix":
+        moved = (sum(1 for _ in clean_redis.scan_iter(f"{prefix}*", count=1000)) for prefix in ("doc:", "new:"))
+        assert tuple(moved) == (0, 20000)
 
 
 # An HNSW index: every write of a document re-indexes it there (0.1 to 0.6 ms a document here), and the server
