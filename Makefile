@@ -72,8 +72,11 @@ test-units: venv
 	$(BIN)/pytest tests/unit
 
 # The kill and failover matrices' other cases (marker `exhaustive`) run in `make test-faults`.
+# Two processes, a file to each at a time (each process has its own Redis server; a file's replica set stays
+# in one process); then the tests that measure read gaps or Sentinel's timing (marker `timing`), alone.
 test-integration: venv
-	$(BIN)/pytest tests/integration -m "not exhaustive"
+	$(BIN)/pytest tests/integration -m "not exhaustive and not timing" -n 2 --dist loadfile
+	$(BIN)/pytest tests/integration -m "timing and not exhaustive"
 
 # The fault suites (docs/reliability.md): kill anywhere, Redis faults, concurrent application writes, and with
 # them every bad-input and safety suite, so that the counts printed at the end (kill points survived, faults
@@ -102,7 +105,7 @@ test-publish: venv dist
 
 # The jobs of docs/awx.md, run through ansible-runner the way AWX runs them (tests/awx/).
 test-awx: venv
-	$(BIN)/pytest tests/awx
+	$(BIN)/pytest tests/awx -n 2
 
 test-sanity: venv
 	VENV_BIN=$(BIN) tests/sanity/run_sanity.sh

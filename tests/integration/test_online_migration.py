@@ -389,6 +389,7 @@ def read_during(redis_url, tmp_path, vector, action, **reader):
     return json.loads(out.read_text())
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("mode", ["online", "drop_recreate"])
 def test_readers_by_the_original_name_see_no_gap_online_and_the_outage_otherwise(
     clean_redis, redis_url, tmp_path, mode
@@ -421,6 +422,7 @@ def gaps_within(seen: dict, phase: dict) -> list:
     return [b - a for a, b in zip(times, times[1:]) if start <= (a + b) / 2 <= end]
 
 
+@pytest.mark.timing
 def test_online_validation_leaves_a_reader_room_between_its_knn_queries(clean_redis, redis_url, tmp_path, monkeypatch):
     """On a large FLAT index each of the validation's KNN queries is a brute-force pass (several ms here, 24 to 39 ms
     at 200k x 384). A reader that sends three commands for each answer (its query, FT.INFO, INFO), sent while the

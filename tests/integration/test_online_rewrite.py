@@ -205,6 +205,7 @@ def reading(redis_url, tmp_path, index, vector, action, retry=None, tag="reader"
 TEXT_RENAME = {"rename_fields": [{"old_name": "title", "new_name": "headline"}]}
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("change", ["quantize", "rename", "prefix"])
 def test_a_reader_by_name_sees_no_gap_with_swap(clean_redis, redis_url, tmp_path, change):
     vectors = load_big(clean_redis, docs=20000)
@@ -275,6 +276,7 @@ class ServerPasses:
         return f"server passes over {LONG_MS} ms: {self.long}, longest {self.longest_ms:.1f} ms"
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("change", ["quantize", "rename"])
 def test_a_reader_of_an_hnsw_index_waits_behind_no_long_call(clean_redis, redis_url, tmp_path, change):
     """Each online step's writes go in rounds of about 10 ms of the server's time (apply/phases/paced.py). Sent a
@@ -411,6 +413,7 @@ def test_json_rename_online_ends_as_drop_recreate_and_rolls_back(clean_redis, re
     assert {k: json.loads(v) for k, v in restored.items()} == {k: json.loads(v) for k, v in originals.items()}
 
 
+@pytest.mark.timing
 def test_json_quantization_online_with_a_reader(clean_redis, redis_url, tmp_path):
     vectors = load(clean_redis, storage="json", prefix="j:", docs=3000)
     originals = json_documents(clean_redis, "j:")

@@ -107,6 +107,7 @@ def test_sentinel_reports_the_primary_and_the_replica_and_every_process_is_ours(
     assert replica_set.timings["start"] < 8  # about 0.2 s here
 
 
+@pytest.mark.timing
 def test_sigkill_of_the_primary_promotes_the_replica_which_has_the_data_and_the_old_one_comes_back_as_replica(
     replica_set,
 ):
