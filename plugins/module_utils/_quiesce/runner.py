@@ -176,7 +176,53 @@ def quiesce(
     me = whoami(client)
     lines = acl_lines(client)
     state = store.load()
-    saved = state["users"] if state else {}
+    targets = _targets(lines, state["users"] if state else {}, me, users, exclude_users)
+    commands = _commands(client)
+    strange = unknown_commands(commands, extra_commands)
+    if strange:
+        raise QuiesceRefused(f"the server has no command {', '.join(strange)}", hint="check extra_commands")
+    deny = sorted(set(commands_to_deny(commands, extra_commands)) | set(state["denied_commands"] if state else ()))
+    warnings: List[str] = []
+    if sentinel_users is None:
+        sentinel_users = sentinel_support.users_of_sentinels(client, endpoint, warnings)
+    kept_for_sentinel = sorted(set(sentinel_users) & set(targets))
+    left_alone = sorted(set(lines) - set(targets) - {me})
+    new_window = state is None
+    state, deny_changed = _window_state(
+        client, endpoint, state, me, deny, left_alone, kept_for_sentinel, lines, warnings
+    )
+    todo = _users_to_quiesce(state, targets, lines, deny_changed, warnings)
+    if not check_mode and (todo or new_window):
+        # The originals are on disk before the first ACL change: a run killed from here on can be released.
+        store.save(state)
+    if todo and not check_mode:
+        _deny(client, state, todo, lines, deny, kept_for_sentinel)
+        store.save(state)
+    exposed = _left_alone_exposed(client, endpoint, left_alone, commands, extra_commands, warnings)
+    if kept_for_sentinel:
+        warnings.append(sentinel_support.kept_warning(endpoint, kept_for_sentinel))
+    if exposed:
+        warnings.append(
+            f"ACL user(s) left alone for the window can still write or break it: "
+            f"{'; '.join(_describe_exposed(entry) for entry in exposed)} - quiesce them unless they must "
+            "keep these rights"
+        )
+    return {
+        "changed": bool(todo),
+        "migrating_user": me,
+        "users": _quiesce_report(state, targets, todo),
+        "denied_commands": deny,
+        "users_left_alone": exposed,
+        "sentinel_users": kept_for_sentinel,
+        "state_file": store.path,
+        "warnings": warnings,
+    }
+
+
+def _targets(
+    lines: Dict[str, str], saved: Dict[str, Any], me: str, users: Sequence[str], exclude_users: Sequence[str]
+) -> List[str]:
+    """The users the window quiesces: those listed, or every user but the connecting one and the excluded."""
     targets = list(dict.fromkeys(users)) if users else sorted(set(lines) - {me} - set(exclude_users))
     if me in targets:
         raise QuiesceRefused(
@@ -190,25 +236,25 @@ def quiesce(
             hint="ACL USERS lists the users",
             details={"known_users": sorted(lines)},
         )
-    commands = _commands(client)
-    strange = unknown_commands(commands, extra_commands)
-    if strange:
-        raise QuiesceRefused(f"the server has no command {', '.join(strange)}", hint="check extra_commands")
-    deny = sorted(set(commands_to_deny(commands, extra_commands)) | set(state["denied_commands"] if state else ()))
+    return targets
+
+
+def _window_state(
+    client,
+    endpoint: str,
+    state: Optional[Dict[str, Any]],
+    me: str,
+    deny: List[str],
+    left_alone: List[str],
+    kept_for_sentinel: List[str],
+    lines: Dict[str, str],
+    warnings: List[str],
+) -> tuple:
+    """(the window's state: new, or the saved one brought up to date, whether its denials changed)."""
     run_id = _run_id(client)
-    warnings: List[str] = []
-    if sentinel_users is None:
-        sentinel_users = sentinel_support.users_of_sentinels(client, endpoint, warnings)
-    kept_for_sentinel = sorted(set(sentinel_users) & set(targets))
-    new_window = state is None
     if state is None:
         state = state_store.new_state(
-            endpoint,
-            run_id,
-            me,
-            deny,
-            left_alone=set(lines) - set(targets) - {me},
-            acl_file=acl_file.before_window(client, lines, run_id),
+            endpoint, run_id, me, deny, left_alone=left_alone, acl_file=acl_file.before_window(client, lines, run_id)
         )
     elif state.get("run_id") != run_id:
         warnings.append(
@@ -219,7 +265,14 @@ def quiesce(
     deny_changed = state["denied_commands"] != deny or state.get("sentinel_users", []) != kept_for_sentinel
     state["denied_commands"] = deny
     state["sentinel_users"] = kept_for_sentinel
+    return state, deny_changed
 
+
+def _users_to_quiesce(
+    state: Dict[str, Any], targets: Sequence[str], lines: Dict[str, str], deny_changed: bool, warnings: List[str]
+) -> List[str]:
+    """The targets whose denials must be set now (new ones, those whose denials were lost, all of them when the
+    denied commands changed); refused when someone else changed a target's command rules during the window."""
     todo: List[str] = []
     tampered: List[str] = []
     for name in targets:
@@ -244,29 +297,40 @@ def quiesce(
             "start the window again",
             details={"users": [{"name": name, "rules_now": acl_rules.redact(lines[name])} for name in tampered]},
         )
+    return todo
 
-    if not check_mode and (todo or new_window):
-        # The originals are on disk before the first ACL change: a run killed from here on can be released.
-        store.save(state)
-    if todo and not check_mode:
-        for name in todo:
-            _name, current_rules = acl_rules.split_line(lines[name])
-            _name, original_rules = acl_rules.split_line(state["users"][name]["original"])
-            # Only the command rules come from the saved line: a password rotated meanwhile is kept.
-            _setuser(
-                client,
-                name,
-                acl_rules.quiesced_rules(
-                    acl_rules.with_commands_of(current_rules, original_rules),
-                    sentinel_support.denied_to(name, deny, kept_for_sentinel),
-                ),
-            )
-        after = acl_lines(client)
-        for name in todo:
-            state["users"][name]["quiesced"] = after.get(name)
-        store.save(state)
 
-    left_alone = sorted(set(lines) - set(targets) - {me})
+def _deny(
+    client,
+    state: Dict[str, Any],
+    todo: Sequence[str],
+    lines: Dict[str, str],
+    deny: Sequence[str],
+    kept_for_sentinel: Sequence[str],
+) -> None:
+    """Each user of `todo` gets the window's denials on its command rules from before the window; the lines read
+    back go to the state."""
+    for name in todo:
+        _name, current_rules = acl_rules.split_line(lines[name])
+        _name, original_rules = acl_rules.split_line(state["users"][name]["original"])
+        # Only the command rules come from the saved line: a password rotated meanwhile is kept.
+        _setuser(
+            client,
+            name,
+            acl_rules.quiesced_rules(
+                acl_rules.with_commands_of(current_rules, original_rules),
+                sentinel_support.denied_to(name, deny, kept_for_sentinel),
+            ),
+        )
+    after = acl_lines(client)
+    for name in todo:
+        state["users"][name]["quiesced"] = after.get(name)
+
+
+def _left_alone_exposed(
+    client, endpoint: str, left_alone: List[str], commands, extra_commands: Sequence[str], warnings: List[str]
+) -> List[Dict[str, Any]]:
+    """The users the window leaves alone that can still write or break it (ACL DRYRUN)."""
     exposed = _exposed(
         client, left_alone, guarded_commands(commands, extra_commands), write_command_names(commands, extra_commands)
     )
@@ -275,38 +339,21 @@ def quiesce(
             f"{endpoint} cannot dry-run ACL rules (ACL DRYRUN, Redis 7+): whether the users left alone "
             f"({', '.join(left_alone)}) can write or break the window was not checked"
         )
-        exposed = []
-    if kept_for_sentinel:
-        warnings.append(sentinel_support.kept_warning(endpoint, kept_for_sentinel))
-    if exposed:
-        warnings.append(
-            f"ACL user(s) left alone for the window can still write or break it: "
-            f"{'; '.join(_describe_exposed(entry) for entry in exposed)} - quiesce them unless they must "
-            "keep these rights"
-        )
-    report = []
-    for name in targets:
-        entry = state["users"].get(name)
-        if entry is None:
-            continue
-        report.append(
-            {
-                "name": name,
-                "changed": name in todo,
-                "rules_before": acl_rules.redact(entry["original"]),
-                "rules_quiesced": acl_rules.redact(entry["quiesced"]) if entry["quiesced"] else None,
-            }
-        )
-    return {
-        "changed": bool(todo),
-        "migrating_user": me,
-        "users": report,
-        "denied_commands": deny,
-        "users_left_alone": exposed,
-        "sentinel_users": kept_for_sentinel,
-        "state_file": store.path,
-        "warnings": warnings,
-    }
+        return []
+    return exposed
+
+
+def _quiesce_report(state: Dict[str, Any], targets: Sequence[str], todo: Sequence[str]) -> List[Dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "changed": name in todo,
+            "rules_before": acl_rules.redact(entry["original"]),
+            "rules_quiesced": acl_rules.redact(entry["quiesced"]) if entry["quiesced"] else None,
+        }
+        for name, entry in ((name, state["users"].get(name)) for name in targets)
+        if entry is not None
+    ]
 
 
 def _since_seconds(since: Any) -> Optional[int]:
@@ -379,6 +426,36 @@ def release(
     if state["users"] and not locks_checked:
         check_locks(client, force, warnings)
     lines = acl_lines(client)
+    report, expected, settled, refused = _release_outcomes(state, lines, warnings)
+    lines, mismatched = _restore(client, state, expected, lines, check_mode, report, settled, warnings)
+    report.sort(key=lambda entry: entry["name"])
+    quiesced_lines = {name: entry["quiesced"] for name, entry in state["users"].items() if entry.get("quiesced")}
+    if refused or mismatched:
+        if not check_mode:
+            for name in settled:
+                del state["users"][name]
+            store.save(state)
+        raise _release_incomplete(refused, mismatched, state_file, report)
+    removed = True if check_mode else store.remove()
+    final_lines = {**lines, **expected} if check_mode else lines
+    file_outcome = acl_file.after_release(
+        client, state.get("acl_file"), final_lines, quiesced_lines, _run_id(client), check_mode=check_mode
+    )
+    warnings += file_outcome["warnings"]
+    changed = bool(expected) or removed or bool(file_outcome["report"] and file_outcome["report"]["saved"])
+    return {
+        "changed": changed,
+        "users": report,
+        "state_file": state_file,
+        "state_file_removed": removed,
+        "acl_file": file_outcome["report"],
+        "warnings": warnings,
+    }
+
+
+def _release_outcomes(state: Dict[str, Any], lines: Dict[str, str], warnings: List[str]) -> tuple:
+    """What release does with each user of the state: (the report's entries so far, the lines to set - the command
+    rules from before the window on what the user is now -, the users settled already, those refused)."""
     report: List[Dict[str, Any]] = []
     expected: Dict[str, str] = {}
     settled: List[str] = []  # nothing of the quiesce is left on them: out of the state file
@@ -435,6 +512,21 @@ def release(
         _name, current_rules = acl_rules.split_line(current)
         _name, original_rules = acl_rules.split_line(original)
         expected[name] = acl_rules.line_of(name, acl_rules.with_commands_of(current_rules, original_rules))
+    return report, expected, settled, refused
+
+
+def _restore(
+    client,
+    state: Dict[str, Any],
+    expected: Dict[str, str],
+    lines: Dict[str, str],
+    check_mode: bool,
+    report: List[Dict[str, Any]],
+    settled: List[str],
+    warnings: List[str],
+) -> tuple:
+    """Sets the lines of `expected` and reads each back: (the ACL lines now, the users whose line reads back
+    otherwise). Each restored user gets its report entry; those read back as set are settled."""
     if expected and not check_mode:
         for name, line in expected.items():
             _setuser(client, name, acl_rules.split_line(line)[1])
@@ -461,43 +553,27 @@ def release(
                 "rules": acl_rules.redact(line),
             }
         )
-    report.sort(key=lambda entry: entry["name"])
-    quiesced_lines = {name: entry["quiesced"] for name, entry in state["users"].items() if entry.get("quiesced")}
-    if refused or mismatched:
-        if not check_mode:
-            for name in settled:
-                del state["users"][name]
-            store.save(state)
-        problems = []
-        if refused:
-            problems.append(
-                f"the command rules of {', '.join(refused)} were changed during the window by someone "
-                "else: left as they are (still carrying the quiesce's denials)"
-            )
-        if mismatched:
-            problems.append(f"the restored rules of {', '.join(mismatched)} read back differently")
-        raise ReleaseIncomplete(
-            "; ".join(problems),
-            hint=f"set their rules by hand (ACL SETUSER; their rules before the window are in {state_file}), then "
-            "release again: a user whose command rules changed since this refusal is taken off the state file "
-            "as it is",
-            details={"users": report},
+    return lines, mismatched
+
+
+def _release_incomplete(
+    refused: List[str], mismatched: List[str], state_file: str, report: List[Dict[str, Any]]
+) -> ReleaseIncomplete:
+    problems = []
+    if refused:
+        problems.append(
+            f"the command rules of {', '.join(refused)} were changed during the window by someone "
+            "else: left as they are (still carrying the quiesce's denials)"
         )
-    removed = True if check_mode else store.remove()
-    final_lines = {**lines, **expected} if check_mode else lines
-    file_outcome = acl_file.after_release(
-        client, state.get("acl_file"), final_lines, quiesced_lines, _run_id(client), check_mode=check_mode
+    if mismatched:
+        problems.append(f"the restored rules of {', '.join(mismatched)} read back differently")
+    return ReleaseIncomplete(
+        "; ".join(problems),
+        hint=f"set their rules by hand (ACL SETUSER; their rules before the window are in {state_file}), then "
+        "release again: a user whose command rules changed since this refusal is taken off the state file "
+        "as it is",
+        details={"users": report},
     )
-    warnings += file_outcome["warnings"]
-    changed = bool(expected) or removed or bool(file_outcome["report"] and file_outcome["report"]["saved"])
-    return {
-        "changed": changed,
-        "users": report,
-        "state_file": state_file,
-        "state_file_removed": removed,
-        "acl_file": file_outcome["report"],
-        "warnings": warnings,
-    }
 
 
 def writers_not_quiesced(
