@@ -39,6 +39,24 @@ CASES = {
     "json-rename+quantize": (RENAME16, "json", "embedding", "float16"),
     "json-quantize": (QUANT16, "json", "vec", "float16"),
 }
+# A prefix change (copies under the new prefix, each twin its own: a: -> na:, b: -> nb:), the same way.
+PREFIX_CASES = {
+    "hash-prefix": ({}, "hash", "vec", "float32"),
+    "hash-prefix+quantize": (QUANT16, "hash", "vec", "float16"),
+    "hash-prefix+rename+quantize": (RENAME16, "hash", "embedding", "float16"),
+    "json-prefix": ({}, "json", "vec", "float32"),
+}
+ALL_CASES = {**CASES, **PREFIX_CASES}
+
+
+def patch_for(change: str, index: str) -> dict:
+    patch = ALL_CASES[change][0]
+    return {"index": {"prefix": f"n{index}:"}, **patch} if change in PREFIX_CASES else patch
+
+
+def where(change: str, index: str) -> str:
+    """The prefix the index's documents end under."""
+    return f"n{index}:" if change in PREFIX_CASES else f"{index}:"
 
 
 def vector(seed: int) -> numpy.ndarray:
@@ -73,37 +91,47 @@ def nearest(client, index: str, field: str, query: bytes) -> bytes:
     return reply[1]
 
 
+def retitle(client, storage: str, key: str) -> None:
+    """A write outside every location the migration rewrites (only a prefix change's copy holds it)."""
+    if storage == "hash":
+        client.hset(key, "title", "retitled")
+    else:
+        client.execute_command("JSON.SET", key, "$.title", json.dumps("retitled"))
+
+
 def prepare(client, url, tmp_path, change: str, stop_at: str = "create:0"):
     """Both twins loaded; a killed after its expand (its plan in tmp_path/plan.yaml), the application's writes done
-    to both. Returns (plan of a, patch, storage, a's definition)."""
-    patch, storage, _field, _datatype = CASES[change]
+    to both. Returns (plan of a, the patch b takes, storage, a's definition)."""
+    _patch, storage, _field, _datatype = ALL_CASES[change]
     if storage == "hash":
         twins(client)
     else:
         load(client, storage="json", index="a", prefix="a:")
         load(client, storage="json", index="b", prefix="b:")
     source = definition(client, "a")
-    plan = make_plan(client, patch, index="a")
+    plan = make_plan(client, patch_for(change, "a"), index="a")
     assert plan.mode == "online", plan.mode_reason
     write_plan(plan, str(tmp_path / "plan.yaml"))
     killed = run_killed(url, tmp_path / "plan.yaml", tmp_path / "a", stop_at)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     for prefix in ("a:", "b:"):
         app_writes(client, storage, prefix)
-    return plan, patch, storage, source
+        if change in PREFIX_CASES:
+            retitle(client, storage, f"{prefix}{CHANGED[0]}")
+    return plan, patch_for(change, "b"), storage, source
 
 
-def expected_end(client, url, tmp_path, patch, storage: str) -> dict:
+def expected_end(client, url, tmp_path, patch, storage: str, prefix: str = "b:") -> dict:
     """b through drop_recreate from the application's last write: what a must hold."""
     run(client, url, make_plan(client, patch, index="b", mode="drop_recreate"), tmp_path / "b")
-    return documents(client, storage, "b:")
+    return documents(client, storage, prefix)
 
 
 def check_new_index_finds_them(client, change: str) -> None:
-    _patch, _storage, field, datatype = CASES[change]
+    _patch, _storage, field, datatype = ALL_CASES[change]
     for i in (*CHANGED, *ADDED):
         query = convert_batch([vector(i).tobytes()], "float32", datatype, DIMS)[0]
-        assert nearest(client, "a", field, query) == f"a:{i}".encode(), (change, i)
+        assert nearest(client, "a", field, query) == f"{where(change, 'a')}{i}".encode(), (change, i)
 
 
 @pytest.mark.parametrize("change", sorted(CASES))
@@ -147,7 +175,47 @@ def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, re
     assert definition(clean_redis, "a") == source
 
 
-@pytest.mark.parametrize("change", ["hash-quantize", "hash-rename+quantize", "json-rename+quantize"])
+def found_by_title(client, index: str, word: str) -> list:
+    return client.execute_command("FT.SEARCH", index, f"@title:{word}", "NOCONTENT")[1:]
+
+
+@pytest.mark.parametrize("change", sorted(PREFIX_CASES))
+def test_a_prefix_change_catches_up_its_copies(clean_redis, redis_url, tmp_path, change):
+    """A prefix change copies each document under its new key in expand: the application's writes to the old keys
+    before the swap are copied again, a document added under the old prefix gets its copy, and a deleted one loses
+    its copy - ending where drop_recreate ends from the same writes, with no key left under the old prefix."""
+    plan, patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
+    assert plan.online.layout.copy_keys
+    last_write = documents(clean_redis, storage, "b:")  # the application's last write, nothing migrated
+    report = run(clean_redis, redis_url, plan, tmp_path / "a").report
+    assert report.result == "succeeded" and report.conflicts == 0, report
+    counters = report.phases["catch_up"]["counters"]
+    assert counters["changed"] == len(CHANGED) and counters["added"] == len(ADDED), counters
+    assert counters["deleted"] == 1 and counters["written"] == len(CHANGED) + len(ADDED), counters
+    assert counters["rounds"] == 1 and counters["still_changed"] == 0 and report.caught_up == 5, counters
+    assert report.phases["contract"]["counters"]["superseded"] == len(CHANGED)
+    assert documents(clean_redis, storage, "a:") == {}  # every old key deleted by the contract, none a conflict
+    assert not clean_redis.exists(f"na:{DELETED}")  # no phantom in the new index
+    check_new_index_finds_them(clean_redis, change)
+    assert found_by_title(clean_redis, "a", "retitled") == [f"na:{CHANGED[0]}".encode()]
+    # The copies byte for byte (DUMP, TTL; JSON.GET) as drop_recreate's renamed keys from the same writes.
+    online_end = documents(clean_redis, storage, "na:")
+    assert online_end == expected_end(clean_redis, redis_url, tmp_path, patch, storage, "nb:")
+
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+    assert changed and result.result == "rolled_back" and result.conflicts == 0, result
+    assert result.superseded == len(CHANGED) and result.skipped_deleted == 1, result
+    restored = documents(clean_redis, storage, "a:")
+    if storage == "json":
+        restored = {key: json.loads(value) for key, value in restored.items()}
+        last_write = {key: json.loads(value) for key, value in last_write.items()}
+    assert restored == last_write and documents(clean_redis, storage, "na:") == {}
+    assert definition(clean_redis, "a") == source
+
+
+@pytest.mark.parametrize(
+    "change", ["hash-quantize", "hash-rename+quantize", "json-rename+quantize", "hash-prefix", "hash-prefix+quantize"]
+)
 @pytest.mark.parametrize(
     "failpoint", representative(["catch_up:start", "catch_up:0", "catch_up:1"], kept=["catch_up:0"])
 )
@@ -165,17 +233,24 @@ def test_killed_inside_the_catch_up_converges(clean_redis, redis_url, tmp_path, 
         assert outcome.report.result == "succeeded" and outcome.report.conflicts == 0, outcome.report
         assert outcome.report.caught_up == 5 and outcome.report.documents == 302
         check_new_index_finds_them(clean_redis, change)
-        assert documents(clean_redis, storage, "a:") == expected_end(clean_redis, redis_url, tmp_path, patch, storage)
+        end = expected_end(clean_redis, redis_url, tmp_path, patch, storage, where(change, "b"))
+        assert documents(clean_redis, storage, where(change, "a")) == end
+        if change in PREFIX_CASES:
+            assert documents(clean_redis, storage, "a:") == {}
         return
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert changed and result.result == "rolled_back" and result.conflicts == 0, result
-    # Not recorded by the catch-up yet: kept as the application wrote them, the migration's new bytes removed.
-    assert result.application_writes == (len(CHANGED) if failpoint == "catch_up:start" else 0), result
+    # Not recorded by the catch-up yet: kept as the application wrote them, the migration's new bytes (a prefix
+    # change: the copies) removed. A prefix change alone backs up no location: any old key is "as backed up" and
+    # its copy simply goes (already restored, not counted as the application's).
+    kept = len(CHANGED) if failpoint == "catch_up:start" and change != "hash-prefix" else 0
+    assert result.application_writes == kept, result
     restored = documents(clean_redis, storage, "a:")
     if storage == "json":
         restored = {key: json.loads(value) for key, value in restored.items()}
         last_write = {key: json.loads(value) for key, value in last_write.items()}
-    assert restored == last_write
+    assert restored == last_write  # the deleted document stays deleted
+    assert documents(clean_redis, storage, "na:") == {}
     assert definition(clean_redis, "a") == source
 
 
