@@ -5,7 +5,8 @@ its new index finds them, and a rollback returns the application's last bytes - 
 catch-up and run again.
 
 Each test runs twice over the same documents: index a online (killed after its expand, the application's writes,
-then resumed), index b with drop_recreate after the same writes - the expected end state, byte for byte.
+then resumed), index b with drop_recreate after the same writes - the expected end state, byte for byte. A prefix
+change (PREFIX_CASES) moves a: to na: and b: to nb:, so that the copies compare with drop_recreate's renamed keys.
 """
 
 from __future__ import annotations
@@ -278,19 +279,24 @@ def test_a_document_changed_again_after_its_catch_up_is_caught_up_again(clean_re
     assert documents(clean_redis, storage, "a:") == last_write
 
 
-def test_side_by_side_catches_up_before_its_finish_swaps(clean_redis, redis_url, tmp_path):
+@pytest.mark.parametrize("change", ["hash-quantize", "hash-prefix+quantize"])
+def test_side_by_side_catches_up_before_its_finish_swaps(clean_redis, redis_url, tmp_path, change):
     """The side-by-side stop serves both indexes for as long as the operator likes; the application's writes in
-    the old layout meanwhile are caught up by the run with finish, before its swap."""
+    the old layout meanwhile are caught up by the run with finish, before its swap (a prefix change too: after
+    its validation, which the first run did)."""
     twins(clean_redis)
-    plan = make_plan(clean_redis, QUANT16, index="a", cutover="side_by_side")
+    plan = make_plan(clean_redis, patch_for(change, "a"), index="a", cutover="side_by_side")
     assert run(clean_redis, redis_url, plan, tmp_path / "a").report.result == "side_by_side"
     for prefix in ("a:", "b:"):
         app_writes(clean_redis, "hash", prefix)
     outcome = run(clean_redis, redis_url, plan, tmp_path / "a", finish=True)
     assert outcome.report.result == "succeeded" and outcome.report.conflicts == 0
     assert outcome.report.caught_up == len(CHANGED) + len(ADDED)
-    check_new_index_finds_them(clean_redis, "hash-quantize")
-    assert dumps(clean_redis, "a:") == expected_end(clean_redis, redis_url, tmp_path, QUANT16, "hash")
+    check_new_index_finds_them(clean_redis, change)
+    end = expected_end(clean_redis, redis_url, tmp_path, patch_for(change, "b"), "hash", where(change, "b"))
+    assert dumps(clean_redis, where(change, "a")) == end
+    if change in PREFIX_CASES:
+        assert dumps(clean_redis, "a:") == {} and outcome.report.phases["catch_up"]["counters"]["deleted"] == 1
 
 
 def test_a_document_the_application_keeps_changing_is_reported_after_the_last_round(
@@ -333,7 +339,7 @@ def test_a_document_the_application_keeps_changing_is_reported_after_the_last_ro
     assert clean_redis.hget("a:5", "vec") == written(writes[0])  # the application's last write
 
 
-@pytest.mark.parametrize("change", ["hash-quantize", "hash-rename"])
+@pytest.mark.parametrize("change", ["hash-quantize", "hash-rename", "hash-prefix+quantize"])
 def test_a_document_changed_before_its_expand_is_caught_up_and_no_conflict(clean_redis, redis_url, tmp_path, change):
     """Changed before its expand: expand's compare-and-set leaves it (a conflict there), the catch-up records and
     expands it, and the report counts no conflict."""
@@ -343,7 +349,8 @@ def test_a_document_changed_before_its_expand_is_caught_up_and_no_conflict(clean
     assert report.phases["expand"]["counters"]["conflict"] == len(CHANGED)
     assert report.conflicts == 0 and report.caught_up == len(CHANGED) + len(ADDED), report.phases["catch_up"]
     check_new_index_finds_them(clean_redis, change)
-    assert documents(clean_redis, storage, "a:") == expected_end(clean_redis, redis_url, tmp_path, patch, storage)
+    end = expected_end(clean_redis, redis_url, tmp_path, patch, storage, where(change, "b"))
+    assert documents(clean_redis, storage, where(change, "a")) == end
 
 
 def test_an_application_writing_while_the_migration_runs_is_caught_up(clean_redis, redis_url, tmp_path, monkeypatch):
