@@ -16,7 +16,15 @@ documents the application wrote since the backup read them, expanded again from 
 and again while it finds some, at most ROUNDS times. What the application writes after the last round's
 look (or to the documents the rounds ran out on, listed in a warning) is not caught up: the convert and
 contract phases find such a document changed and leave it as the application wrote it (a conflict). The
-write_quiesce role stays the strict answer. A prefix change (copies under the new prefix) has no catch-up.
+write_quiesce role stays the strict answer.
+
+A prefix change (copy_keys: each document copied whole under its new key, nothing of the old key written) runs
+it before the validation that precedes the swap, since the new index holds only the copies. Find compares every
+backed-up location, and the old key with its copy outside them (scripts.COPIES_CHANGED: any field the
+application wrote, or no copy); write copies the recorded documents again (scripts.ONLINE_RECOPY, COPY ...
+REPLACE with the copy's moves and conversions); and each look deletes the copy of a document the application
+deleted under its old key (ONLINE_DROP_COPY, only where the old key is gone), which needs no record: the
+rollback finds both keys gone and leaves the document deleted.
 """
 
 from __future__ import annotations
@@ -45,7 +53,8 @@ LISTED = 100
 
 
 def before_swap(layout, build_and_swap: list) -> list:
-    """online.py's phases with the catch-up right before the swap (after a side_by_side stop: its finish)."""
+    """online.py's phases with the catch-up right before the swap (after a side_by_side stop: its finish; a prefix
+    change: before the validation right before the swap)."""
     names = [name for name, _run in build_and_swap]
     at = names.index("swap")
     if layout.copy_keys and names[at - 1] == "validate":
