@@ -165,8 +165,11 @@ def _record(
         for at in range(0, len(keys), batch):
             part = keys[at : at + batch]
             # A prefix change alone backs up no location: its records name the documents only.
-            rows = read_values(wire, part, places.entries, rewrites.storage == "json") if places.entries else []
-            rows = rows or [[] for _key in part]
+            rows = (
+                read_values(wire, part, places.entries, rewrites.storage == "json")
+                if places.entries
+                else [[] for _key in part]
+            )
             records = [_now(places, key, row, changed.get(key)) for key, row in zip(part, rows)]
             conversions = staged_records(rewrites, records, params) if staged is not None else [None] * len(records)
             kept = []
