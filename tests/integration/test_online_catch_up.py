@@ -214,6 +214,29 @@ def test_a_prefix_change_catches_up_its_copies(clean_redis, redis_url, tmp_path,
     assert definition(clean_redis, "a") == source
 
 
+@pytest.mark.parametrize("change", ["hash-prefix+quantize", "json-prefix"])
+@pytest.mark.parametrize("stop", representative(["contract:start", "contract:3"], kept=["contract:start"]))
+def test_a_caught_up_prefix_change_rolled_back_after_its_swap(clean_redis, redis_url, tmp_path, change, stop):
+    """Caught up, swapped, killed before or inside its contract: the rollback returns every old key to the
+    application's last write (the caught-up copies renamed back or deleted beside it), the deleted document
+    stays deleted, and no copy is left."""
+    plan, _patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
+    last_write = documents(clean_redis, storage, "b:")
+    killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", stop, batch_size=3)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    store = BackupStore.for_plan(str(tmp_path / "a"), plan.checksum)
+    assert store.phase("swap").done and store.phase("catch_up").counters["deleted"] == 1
+    changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
+    assert changed and result.result == "rolled_back" and result.conflicts == 0, result
+    assert result.superseded == len(CHANGED) and result.skipped_deleted == 1 and result.application_writes == 0
+    restored = documents(clean_redis, storage, "a:")
+    if storage == "json":
+        restored = {key: json.loads(value) for key, value in restored.items()}
+        last_write = {key: json.loads(value) for key, value in last_write.items()}
+    assert restored == last_write and documents(clean_redis, storage, "na:") == {}
+    assert definition(clean_redis, "a") == source
+
+
 @pytest.mark.parametrize(
     "change", ["hash-quantize", "hash-rename+quantize", "json-rename+quantize", "hash-prefix", "hash-prefix+quantize"]
 )
