@@ -199,9 +199,11 @@ def test_a_prefix_change_catches_up_its_copies(clean_redis, redis_url, tmp_path,
     assert not clean_redis.exists(f"na:{DELETED}")  # no phantom in the new index
     check_new_index_finds_them(clean_redis, change)
     assert found_by_title(clean_redis, "a", "retitled") == [f"na:{CHANGED[0]}".encode()]
-    # The copies byte for byte (DUMP, TTL; JSON.GET) as drop_recreate's renamed keys from the same writes.
+    # The copies byte for byte as drop_recreate's renamed keys from the same writes: DUMP and TTL (a JSON
+    # document's DUMP too), and JSON.GET.
     online_end = documents(clean_redis, storage, "na:")
     assert online_end == expected_end(clean_redis, redis_url, tmp_path, patch, storage, "nb:")
+    assert dumps(clean_redis, "na:") == dumps(clean_redis, "nb:")
 
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert changed and result.result == "rolled_back" and result.conflicts == 0, result
