@@ -85,6 +85,13 @@ def documents(client, storage: str, prefix: str) -> dict:
     return dumps(client, prefix) if storage == "hash" else json_documents(client, prefix)
 
 
+def comparable(client, storage: str, prefix: str) -> dict:
+    """The documents under `prefix` as a rollback is compared: a JSON path moved back comes at the end of the
+    object, as drop_recreate's rollback leaves it, so JSON documents are compared parsed."""
+    found = documents(client, storage, prefix)
+    return {key: json.loads(value) for key, value in found.items()} if storage == "json" else found
+
+
 def nearest(client, index: str, field: str, query: bytes) -> bytes:
     reply = client.execute_command(
         "FT.SEARCH", index, f"*=>[KNN 1 @{field} $v]", "PARAMS", "2", "v", query, "NOCONTENT", "DIALECT", "2"
@@ -138,7 +145,7 @@ def check_new_index_finds_them(client, change: str) -> None:
 @pytest.mark.parametrize("change", sorted(CASES))
 def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, redis_url, tmp_path, capsys, change):
     plan, patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
-    last_write = documents(clean_redis, storage, "b:")  # the application's last write, nothing migrated
+    last_write = comparable(clean_redis, storage, "b:")  # the application's last write, nothing migrated
     outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
     report = outcome.report
     assert report.result == "succeeded" and report.conflicts == 0, report
@@ -168,11 +175,8 @@ def test_documents_written_between_expand_and_swap_are_caught_up(clean_redis, re
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert changed and result.result == "rolled_back", result
     assert result.conflicts == 0 and result.superseded == (len(CHANGED) if rewrites else 0), result
-    restored = documents(clean_redis, storage, "a:")
-    if storage == "json":  # a moved path comes back at the end of the object, as drop_recreate's rollback leaves it
-        restored = {key: json.loads(value) for key, value in restored.items()}
-        last_write = {key: json.loads(value) for key, value in last_write.items()}
-    assert restored == last_write  # the application's last bytes, not the pre-window originals
+    # The application's last bytes, not the pre-window originals.
+    assert comparable(clean_redis, storage, "a:") == last_write
     assert definition(clean_redis, "a") == source
 
 
@@ -187,7 +191,7 @@ def test_a_prefix_change_catches_up_its_copies(clean_redis, redis_url, tmp_path,
     its copy - ending where drop_recreate ends from the same writes, with no key left under the old prefix."""
     plan, patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
     assert plan.online.layout.copy_keys
-    last_write = documents(clean_redis, storage, "b:")  # the application's last write, nothing migrated
+    last_write = comparable(clean_redis, storage, "b:")  # the application's last write, nothing migrated
     report = run(clean_redis, redis_url, plan, tmp_path / "a").report
     assert report.result == "succeeded" and report.conflicts == 0, report
     counters = report.phases["catch_up"]["counters"]
@@ -208,11 +212,7 @@ def test_a_prefix_change_catches_up_its_copies(clean_redis, redis_url, tmp_path,
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert changed and result.result == "rolled_back" and result.conflicts == 0, result
     assert result.superseded == len(CHANGED) and result.skipped_deleted == 1, result
-    restored = documents(clean_redis, storage, "a:")
-    if storage == "json":
-        restored = {key: json.loads(value) for key, value in restored.items()}
-        last_write = {key: json.loads(value) for key, value in last_write.items()}
-    assert restored == last_write and documents(clean_redis, storage, "na:") == {}
+    assert comparable(clean_redis, storage, "a:") == last_write and documents(clean_redis, storage, "na:") == {}
     assert definition(clean_redis, "a") == source
 
 
@@ -223,7 +223,7 @@ def test_a_caught_up_prefix_change_rolled_back_after_its_swap(clean_redis, redis
     application's last write (the caught-up copies renamed back or deleted beside it), the deleted document
     stays deleted, and no copy is left."""
     plan, _patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
-    last_write = documents(clean_redis, storage, "b:")
+    last_write = comparable(clean_redis, storage, "b:")
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", stop, batch_size=3)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     store = BackupStore.for_plan(str(tmp_path / "a"), plan.checksum)
@@ -231,11 +231,7 @@ def test_a_caught_up_prefix_change_rolled_back_after_its_swap(clean_redis, redis
     changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert changed and result.result == "rolled_back" and result.conflicts == 0, result
     assert result.superseded == len(CHANGED) and result.skipped_deleted == 1 and result.application_writes == 0
-    restored = documents(clean_redis, storage, "a:")
-    if storage == "json":
-        restored = {key: json.loads(value) for key, value in restored.items()}
-        last_write = {key: json.loads(value) for key, value in last_write.items()}
-    assert restored == last_write and documents(clean_redis, storage, "na:") == {}
+    assert comparable(clean_redis, storage, "a:") == last_write and documents(clean_redis, storage, "na:") == {}
     assert definition(clean_redis, "a") == source
 
 
@@ -248,7 +244,7 @@ def test_a_caught_up_prefix_change_rolled_back_after_its_swap(clean_redis, redis
 @pytest.mark.parametrize("then", ["resume", "rollback"])
 def test_killed_inside_the_catch_up_converges(clean_redis, redis_url, tmp_path, change, failpoint, then):
     plan, patch, storage, source = prepare(clean_redis, redis_url, tmp_path, change)
-    last_write = documents(clean_redis, storage, "b:")
+    last_write = comparable(clean_redis, storage, "b:")
     killed = run_killed(redis_url, tmp_path / "plan.yaml", tmp_path / "a", failpoint, batch_size=3)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     store = BackupStore.for_plan(str(tmp_path / "a"), plan.checksum)
@@ -271,11 +267,7 @@ def test_killed_inside_the_catch_up_converges(clean_redis, redis_url, tmp_path, 
     # its copy simply goes (already restored, not counted as the application's).
     kept = len(CHANGED) if failpoint == "catch_up:start" and change != "hash-prefix" else 0
     assert result.application_writes == kept, result
-    restored = documents(clean_redis, storage, "a:")
-    if storage == "json":
-        restored = {key: json.loads(value) for key, value in restored.items()}
-        last_write = {key: json.loads(value) for key, value in last_write.items()}
-    assert restored == last_write  # the deleted document stays deleted
+    assert comparable(clean_redis, storage, "a:") == last_write  # the deleted document stays deleted
     assert documents(clean_redis, storage, "na:") == {}
     assert definition(clean_redis, "a") == source
 
@@ -291,7 +283,7 @@ def test_a_document_changed_again_after_its_catch_up_is_caught_up_again(clean_re
     again = numpy.full(DIMS, 0.5, dtype=numpy.float32).tobytes()
     for prefix in ("a:", "b:"):
         clean_redis.hset(f"{prefix}5", "vec", again)
-    last_write = documents(clean_redis, storage, "b:")
+    last_write = comparable(clean_redis, storage, "b:")
     outcome = run(clean_redis, redis_url, plan, tmp_path / "a")
     counters = outcome.report.phases["catch_up"]["counters"]
     assert outcome.report.conflicts == 0 and outcome.report.caught_up == 5, counters
@@ -301,7 +293,7 @@ def test_a_document_changed_again_after_its_catch_up_is_caught_up_again(clean_re
     assert documents(clean_redis, storage, "a:") == expected_end(clean_redis, redis_url, tmp_path, patch, storage)
     _changed, result = rollback(clean_redis, choose_backup(str(tmp_path / "a"), "a"))
     assert result.conflicts == 0 and result.superseded == len(CHANGED) + 1, result
-    assert documents(clean_redis, storage, "a:") == last_write
+    assert comparable(clean_redis, storage, "a:") == last_write
 
 
 @pytest.mark.parametrize("change", ["hash-quantize", "hash-prefix+quantize"])
