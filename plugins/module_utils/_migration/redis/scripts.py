@@ -245,15 +245,8 @@ end
 local after = 3 + 2 * tonumber(ARGV[2])
 """
 )
-# Expand: copy the old key (TTL kept) under the new name with its moves and conversions. 2 copied, 1 the copy
-# exists already, 0 old key gone, -1 conflict (changed since the backup).
-ONLINE_COPY = (
-    _ONLINE_KEYS_HEAD
-    + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if not original(KEYS[1]) then return -1 end
-redis.call('COPY', KEYS[1], KEYS[2])
+# What the copy (KEYS[2]) gets after its COPY: the items of four from ARGV[after] on.
+_COPY_ITEMS = """
 for i = after, #ARGV, 4 do
   if ARGV[i] == 'M' then
     if json then
@@ -268,7 +261,37 @@ for i = after, #ARGV, 4 do
 end
 return 2
 """
+# Expand: copy the old key (TTL kept) under the new name with its moves and conversions. 2 copied, 1 the copy
+# exists already, 0 old key gone, -1 conflict (changed since the backup).
+ONLINE_COPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if not original(KEYS[1]) then return -1 end
+redis.call('COPY', KEYS[1], KEYS[2])
+"""
+    + _COPY_ITEMS
 )
+# The catch-up (a document the application changed or added since its expand, recorded again): the copy made
+# again from the old key as it is now, replacing the stale one, where the old key still holds its newest record.
+# 2 copied, 0 old key gone, -1 conflict (changed again since the catch-up recorded it). Run again, it copies again.
+ONLINE_RECOPY = (
+    _ONLINE_KEYS_HEAD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if not original(KEYS[1]) then return -1 end
+redis.call('COPY', KEYS[1], KEYS[2], 'REPLACE')
+"""
+    + _COPY_ITEMS
+)
+# Before the contract, the copy of a document the application deleted (ARGV[1] "0": the old key must be gone; the
+# catch-up, a rollback) or changed and no catch-up recorded (ARGV[1] "1": the old key must exist; a rollback, which
+# keeps the application's write) goes too. 2 deleted, 1 no copy, -1 the old key is not so (nothing deleted).
+ONLINE_DROP_COPY = """
+if redis.call('EXISTS', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
+return redis.call('DEL', KEYS[2]) == 1 and 2 or 1
+"""
 # Contract: the old key deleted where it is unchanged since the copy and the copy exists. 2 deleted, 1 gone
 # already, -1 conflict (changed, or the copy was deleted: left as it is).
 ONLINE_DROP_OLD = (
@@ -296,34 +319,92 @@ return 2
 # reading them out. KEYS: the documents; ARGV[1] "json" or "hash", ARGV[2] = F, the locations compared,
 # ARGV[3..F+2] the locations, then per document F SHA1s (hex) of the values the backup holds there ("" where it
 # holds nothing). Returns one character per document: 0 as the backup holds it, 1 changed, g gone (deleted).
-CHANGED_SINCE = """
+_CHANGED_HEAD = """
 local json = ARGV[1] == 'json'
 local fields = tonumber(ARGV[2])
-local at = fields + 3
-local out = {}
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local state = '0'
-  if redis.call('EXISTS', key) == 0 then
-    state = 'g'
-  else
-    for j = 1, fields do
-      local current
-      if json then
-        current = redis.call('JSON.GET', key, ARGV[j + 2])
-        if current == '[]' then current = false end
-      else
-        current = redis.call('HGET', key, ARGV[j + 2])
-      end
-      local expected = ARGV[at + j - 1]
-      if (current and redis.sha1hex(current) or '') ~= expected then state = '1' end
+local function state_of(key, at)
+  if redis.call('EXISTS', key) == 0 then return 'g' end
+  for j = 1, fields do
+    local current
+    if json then
+      current = redis.call('JSON.GET', key, ARGV[j + 2])
+      if current == '[]' then current = false end
+    else
+      current = redis.call('HGET', key, ARGV[j + 2])
     end
+    if (current and redis.sha1hex(current) or '') ~= ARGV[at + j - 1] then return '1' end
   end
+  return '0'
+end
+"""
+CHANGED_SINCE = (
+    _CHANGED_HEAD
+    + """
+local at, out = fields + 3, {}
+for i = 1, #KEYS do
+  out[i] = state_of(KEYS[i], at)
   at = at + fields
-  out[i] = state
 end
 return table.concat(out)
 """
+)
+# The same for a prefix change, whose copies hold the whole document: KEYS are pairs (old key, its copy). A
+# document is changed too where, outside the compared locations (what the copy's moves and conversions
+# rewrite), the old key and its copy differ, or where it has no copy (changed before its expand).
+COPIES_CHANGED = (
+    _CHANGED_HEAD
+    + """
+local function same_hash(old, new)
+  local compared, outside = {}, 0
+  for j = 1, fields do compared[ARGV[j + 2]] = true end
+  local all = redis.call('HGETALL', old)
+  for i = 1, #all, 2 do
+    if not compared[all[i]] then
+      outside = outside + 1
+      if redis.call('HGET', new, all[i]) ~= all[i + 1] then return false end
+    end
+  end
+  local copied = redis.call('HLEN', new)
+  for j = 1, fields do copied = copied - redis.call('HEXISTS', new, ARGV[j + 2]) end
+  return copied == outside
+end
+local function without(doc, path)
+  local node, last = doc, nil
+  for part in string.gmatch(string.sub(path, 3), '[^.]+') do
+    if last then node = type(node) == 'table' and node[last] or nil end
+    last = part
+  end
+  if type(node) == 'table' and last then node[last] = nil end
+end
+local function equal(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if not equal(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+local function same_json(old, new)
+  local a = cjson.decode(redis.call('JSON.GET', old, '$'))[1]
+  local b = cjson.decode(redis.call('JSON.GET', new, '$'))[1]
+  for j = 1, fields do
+    without(a, ARGV[j + 2])
+    without(b, ARGV[j + 2])
+  end
+  return equal(a, b)
+end
+local same = json and same_json or same_hash
+local at, out = fields + 3, {}
+for i = 1, #KEYS, 2 do
+  local state = state_of(KEYS[i], at)
+  if state == '0' and (redis.call('EXISTS', KEYS[i + 1]) == 0 or not same(KEYS[i], KEYS[i + 1])) then
+    state = '1'
+  end
+  out[#out + 1] = state
+  at = at + fields
+end
+return table.concat(out)
+"""
+)
 
 # Rollback of an online rewrite, for a document the application changed after its expand (not caught up): its
 # old locations stay as the application wrote them, and what the migration added beside them goes, where it is
@@ -515,6 +596,9 @@ class Scripts:
         self.online_step = client.register_script(ONLINE_STEP)
         self.online_json_step = client.register_script(ONLINE_JSON_STEP)
         self.online_copy = client.register_script(ONLINE_COPY)
+        self.online_recopy = client.register_script(ONLINE_RECOPY)
+        self.online_drop_copy = client.register_script(ONLINE_DROP_COPY)
+        self.copies_changed = client.register_script(COPIES_CHANGED)
         self.online_drop_old = client.register_script(ONLINE_DROP_OLD)
         self.online_uncopy = client.register_script(ONLINE_UNCOPY)
         self.changed_since = client.register_script(CHANGED_SINCE)

@@ -166,7 +166,7 @@ def _restore_documents(
                 new = renamed_key(record.key, prefix.old, prefix.new) if prefix else record.key
                 script(keys=[record.key, new], args=args, client=pipe)
             outcomes = pipe.execute() if records else []
-        outcomes = _keep_application_writes(client, plan, states, records, outcomes)
+        outcomes = _keep_application_writes(client, plan, states, records, outcomes, _before_contract(store))
         for record, outcome in zip(records, outcomes):
             name = RESTORE.get(int(outcome), "conflicts")
             setattr(result, name, getattr(result, name) + 1)
@@ -186,15 +186,26 @@ def _restore_documents(
 
 
 def _keep_application_writes(
-    client, plan: MigrationPlan, states: DocumentStates, records: List[Record], outcomes: list
+    client, plan: MigrationPlan, states: DocumentStates, records: List[Record], outcomes: list, uncontracted: bool
 ):
     """An online rewrite: a document the application changed after its expand (no catch-up recorded it) is in no
     state of the migration's (-1). It keeps what the application wrote, and loses what the migration added beside
-    it (scripts.ONLINE_UNEXPAND): then it is the application's last write (KEPT), not a conflict."""
+    it (scripts.ONLINE_UNEXPAND; a prefix change before its contract: the copy, ONLINE_DROP_COPY): then it is the
+    application's last write (KEPT), not a conflict."""
     layout = plan.online_layout
     changed = [i for i, outcome in enumerate(outcomes) if int(outcome) == -1]
-    if layout is None or layout.copy_keys or not changed:
+    if layout is None or not changed or (layout.copy_keys and not uncontracted):
         return outcomes
+    if layout.copy_keys:
+        prefix, script = plan.rewrites.prefix, Scripts(client).online_drop_copy
+        pipe = client.pipeline(transaction=False)
+        for i in changed:
+            script(keys=[records[i].key, renamed_key(records[i].key, prefix.old, prefix.new)], args=[b"1"], client=pipe)
+        found = list(outcomes)
+        for i, outcome in zip(changed, pipe.execute()):
+            if int(outcome) in (1, 2):
+                found[i] = KEPT
+        return found
     storage = b"json" if plan.rewrites.storage == "json" else b"hash"
     script = Scripts(client).online_unexpand
     pipe = client.pipeline(transaction=False)
@@ -207,22 +218,29 @@ def _keep_application_writes(
     return found
 
 
+def _before_contract(store: BackupStore) -> bool:
+    """Whether the migration's contract never started: every old key gone is one the application deleted."""
+    contract = store.header.phases.get("contract")
+    return contract is None or not contract.started_at
+
+
 def _uncopy(client, store: BackupStore, plan: MigrationPlan, partial: bool, result: RollbackResult) -> None:
     """A prefix change online, before its contract: the copies under the new prefix go where the old key is still
-    as the backup holds it (then the restore finds the original there); after the contract the restore renames the
-    copy back, as after drop_recreate."""
+    as the backup holds it (then the restore finds the original there), or gone (the application deleted the
+    document, which stays deleted, as in place); after the contract the restore renames the copy back, as after
+    drop_recreate."""
     prefix = plan.rewrites.prefix
     scripts = Scripts(client)
     storage = b"json" if plan.rewrites.storage == "json" else b"hash"
+    uncontracted = _before_contract(store)
     for _block_no, records in _usable_records(store, partial, []):
         pipe = client.pipeline(transaction=False)
         for record in records:
             checks = [part for name, value in record.entries for part in (name, value if value is not None else b"")]
-            scripts.online_uncopy(
-                keys=[record.key, renamed_key(record.key, prefix.old, prefix.new)],
-                args=[storage, b"%d" % len(record.entries), *checks],
-                client=pipe,
-            )
+            keys = [record.key, renamed_key(record.key, prefix.old, prefix.new)]
+            scripts.online_uncopy(keys=keys, args=[storage, b"%d" % len(record.entries), *checks], client=pipe)
+            if uncontracted:
+                scripts.online_drop_copy(keys=keys, args=[b"0"], client=pipe)
         if records:
             pipe.execute()
     failpoints.hit("rollback_uncopy", 0)

@@ -16,7 +16,15 @@ documents the application wrote since the backup read them, expanded again from 
 and again while it finds some, at most ROUNDS times. What the application writes after the last round's
 look (or to the documents the rounds ran out on, listed in a warning) is not caught up: the convert and
 contract phases find such a document changed and leave it as the application wrote it (a conflict). The
-write_quiesce role stays the strict answer. A prefix change (copies under the new prefix) has no catch-up.
+write_quiesce role stays the strict answer.
+
+A prefix change (copy_keys: each document copied whole under its new key, nothing of the old key written) runs
+it before the validation that precedes the swap, since the new index holds only the copies. Find compares every
+backed-up location, and the old key with its copy outside them (scripts.COPIES_CHANGED: any field the
+application wrote, or no copy); write copies the recorded documents again (scripts.ONLINE_RECOPY, COPY ...
+REPLACE with the copy's moves and conversions); and each look deletes the copy of a document the application
+deleted under its old key (ONLINE_DROP_COPY, only where the old key is gone), which needs no record: the
+rollback finds both keys gone and leaves the document deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from ...backup.format import Entry, Record, decode_records, encode_record
 from ...backup.newest import Newest
 from ...backup.store import documents_of
 from ...core import failpoints
-from ...redis.keyspace import key_to_text
+from ...redis.keyspace import key_to_text, renamed_key
 from ...redis.scripts import Scripts
 from ...redis.wire import Wire, read_values
 from ...vectors.quantization import QuantParams
@@ -45,10 +53,13 @@ LISTED = 100
 
 
 def before_swap(layout, build_and_swap: list) -> list:
-    """online.py's phases with the catch-up right before the swap (after a side_by_side stop: its finish)."""
-    if layout.copy_keys:
-        return build_and_swap
-    at = [name for name, _run in build_and_swap].index("swap")
+    """online.py's phases with the catch-up right before the swap (after a side_by_side stop: its finish; a prefix
+    change: before the validation right before the swap)."""
+    names = [name for name, _run in build_and_swap]
+    at = names.index("swap")
+    if layout.copy_keys and names[at - 1] == "validate":
+        # The new index holds only the copies: its counts and KNN agree with the source's once they are caught up.
+        at -= 1
     return [*build_and_swap[:at], (CATCH_UP, run), *build_and_swap[at:]]
 
 
@@ -58,7 +69,9 @@ class _Locations:
     def __init__(self, ctx: Context):
         layout, rewrites = ctx.plan.online_layout, ctx.plan.rewrites
         self.entries = [location for location, _size, _absent in ctx.plan.backup_entries()]
-        written = {move.new_location for move in rewrites.moves} | set(layout.side_locations)
+        # A prefix change writes only the copies: every location of the old key is the application's.
+        written = set() if layout.copy_keys else {move.new_location for move in rewrites.moves}
+        written |= set(layout.side_locations)
         self.compared = [location for location in self.entries if location not in written]
         self.written = written
 
@@ -66,36 +79,71 @@ class _Locations:
 def _detect_calls(ctx: Context, places: _Locations, records: List[Record], per_call: int) -> list:
     storage = b"json" if ctx.plan.rewrites.storage == "json" else b"hash"
     head = [storage, b"%d" % len(places.compared), *(location.encode() for location in places.compared)]
-    script = Scripts(ctx.client).changed_since
+    copies = ctx.plan.online_layout.copy_keys
+    scripts = Scripts(ctx.client)
+    script = scripts.copies_changed if copies else scripts.changed_since
     calls = []
     for at in range(0, len(records), per_call):
         part = records[at : at + per_call]
+        keys = [key for record in part for key in ([record.key, _copy_of(ctx, record.key)] if copies else [record.key])]
         digests = [
             hashlib.sha1(value).hexdigest().encode() if value is not None else b""
             for record in part
             for value in (record.value(location.encode()) for location in places.compared)
         ]
-        calls.append((script, [record.key for record in part], [*head, *digests]))
+        calls.append((script, keys, [*head, *digests]))
     return calls
 
 
-def _find(ctx: Context, places: _Locations, newest: Newest) -> Tuple[Dict[bytes, Record], List[bytes]]:
-    """(the documents changed since their newest record -> that record, the documents added since the backup)."""
+def _copy_of(ctx: Context, key: bytes) -> bytes:
+    prefix = ctx.plan.rewrites.prefix
+    return renamed_key(key, prefix.old, prefix.new)
+
+
+class _Found:
+    """One look: the documents changed since their newest record (-> that record), those added since the backup,
+    and those the application deleted (a prefix change: their copies go too)."""
+
+    def __init__(self):
+        self.changed: Dict[bytes, Record] = {}
+        self.added: List[bytes] = []
+        self.gone: List[bytes] = []
+
+
+def _find(ctx: Context, places: _Locations, newest: Newest) -> _Found:
     store, client = ctx.store, ctx.client
     per_call = 1 if ctx.plan.server.cluster_enabled else DETECT_DOCUMENTS
     pacer = Pacer(ROUND_SECONDS)
-    changed: Dict[bytes, Record] = {}
+    found = _Found()
     known = set()
     for block_no, records in store.iter_blocks():
         known.update(record.key for record in records)
         current = [record for record in records if not newest.superseded(block_no, record.key)]
         replies = run_paced(client, _detect_calls(ctx, places, current, per_call), pacer)
         flags = b"".join(reply if isinstance(reply, bytes) else str(reply).encode() for reply in replies)
-        changed.update((record.key, record) for record, flag in zip(current, flags) if flag == ord("1"))
+        found.changed.update((record.key, record) for record, flag in zip(current, flags) if flag == ord("1"))
+        found.gone += [record.key for record, flag in zip(current, flags) if flag == ord("g")]
         # A safe point to stop too: nothing of the look is written.
         ctx.progress(CATCH_UP, looked=len(known), documents=documents_of(store.header))
-    added = [key for keys in source_documents(ctx) for key in keys if key not in known]
-    return changed, added
+    found.added = [key for keys in source_documents(ctx) for key in keys if key not in known]
+    return found
+
+
+def _drop_copies(ctx: Context, gone: List[bytes]) -> int:
+    """A prefix change: the copies of the documents the application deleted under their old keys (ONLINE_DROP_COPY,
+    which keeps a copy whose old key exists again). Returns how many it deleted; run again, none."""
+    if not ctx.plan.online_layout.copy_keys or not gone:
+        return 0
+    script = Scripts(ctx.client).online_drop_copy
+    calls = [(script, [key, _copy_of(ctx, key)], [b"0"]) for key in gone]
+    return sum(int(reply) == 2 for reply in run_paced(ctx.client, calls, Pacer(ROUND_SECONDS)))
+
+
+def _existing(client, keys: List[bytes]) -> List[bool]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return [bool(found) for found in pipe.execute()]
 
 
 def _record(
@@ -105,6 +153,7 @@ def _record(
     the migration cannot rewrite - a changed document whose vector or field is gone, a vector of the wrong size -,
     the added documents with nothing to rewrite, which need none)."""
     store, rewrites = ctx.store, ctx.plan.rewrites
+    copies = ctx.plan.online_layout.copy_keys  # the whole document is copied: each one there is kept
     params = {field: QuantParams.from_dict(p) for field, p in store.header.quant_params.items()}
     steps = OnlineSteps(ctx, EXPAND)
     keys = [*changed, *added]
@@ -115,16 +164,24 @@ def _record(
     with Wire(ctx.client) as wire:
         for at in range(0, len(keys), batch):
             part = keys[at : at + batch]
-            rows = read_values(wire, part, places.entries, rewrites.storage == "json")
+            # A prefix change alone backs up no location: its records name the documents only.
+            rows = (
+                read_values(wire, part, places.entries, rewrites.storage == "json")
+                if places.entries
+                else [[] for _key in part]
+            )
             records = [_now(places, key, row, changed.get(key)) for key, row in zip(part, rows)]
             conversions = staged_records(rewrites, records, params) if staged is not None else [None] * len(records)
             kept = []
-            for record, conversion in zip(records, conversions):
+            exists = _existing(ctx.client, part) if copies else [False] * len(part)
+            for record, conversion, there in zip(records, conversions, exists):
                 converted = next(decode_records(conversion, 1))[1] if conversion is not None else None
-                if steps.items(record, converted):
+                if there or (not copies and steps.items(record, converted)):
                     kept.append((record, conversion))
-                elif any(record.value(name.encode()) for name in places.compared) or (
-                    record.key in changed and ctx.client.exists(record.key)
+                elif (
+                    not copies
+                    and any(record.value(name.encode()) for name in places.compared)
+                    or (record.key in changed and ctx.client.exists(record.key))
                 ):
                     left_out.append(record.key)
                 else:
@@ -166,7 +223,7 @@ def _write(ctx: Context) -> Dict[str, object]:
     store = ctx.store
     if store.header.catch_up_from is None:
         return {}
-    steps = OnlineSteps(ctx, EXPAND, Newest.of(store))
+    steps = OnlineSteps(ctx, EXPAND, Newest.of(store), again=True)
     try:
         return run_block_phase(ctx, CATCH_UP, steps, first=store.header.catch_up_from)
     finally:
@@ -181,7 +238,12 @@ def run(ctx: Context) -> None:
     passed_over: set = set()  # this run's documents the migration cannot rewrite: not looked for again
     remaining: List[bytes] = []
     for look in range(ROUNDS + 1):
-        changed, added = _find(ctx, places, Newest.of(ctx.store))
+        found = _find(ctx, places, Newest.of(ctx.store))
+        deleted = _drop_copies(ctx, found.gone)
+        if deleted:
+            counters["deleted"] = int(counters.get("deleted", 0)) + deleted
+            ctx.store.save()  # counted once: run again, the script finds no copy
+        changed, added = found.changed, found.added
         changed = {key: record for key, record in changed.items() if key not in passed_over}
         added = [key for key in added if key not in passed_over]
         if not changed and not added:

@@ -26,8 +26,9 @@ class OnlineSteps:
     """Per block: each document's ONLINE_STEP items for one phase, from its backup record and its staged
     conversions. Per process: its own handle on staged.bin."""
 
-    def __init__(self, ctx: Context, phase: str, newest: Optional[Newest] = None):
-        self.ctx, self.phase = ctx, phase
+    def __init__(self, ctx: Context, phase: str, newest: Optional[Newest] = None, again: bool = False):
+        # again: the catch-up's expand, whose copies (a prefix change) replace the stale ones (ONLINE_RECOPY)
+        self.ctx, self.phase, self.again = ctx, phase, again
         self.newest = newest if newest is not None else Newest({})
         self.rewrites = ctx.plan.rewrites
         self.layout = ctx.plan.online_layout
@@ -107,7 +108,10 @@ class OnlineSteps:
 
     def _copies(self, client, records: list, staged: list) -> Dict[str, object]:
         scripts = Scripts(client)
-        script = scripts.online_copy if self.phase == EXPAND else scripts.online_drop_old
+        if self.phase != EXPAND:
+            script = scripts.online_drop_old
+        else:
+            script = scripts.online_recopy if self.again else scripts.online_copy
         prefix = self.rewrites.prefix
         keys = [record.key for record in records]
         calls = [
