@@ -454,6 +454,7 @@ def test_online_validation_leaves_a_reader_room_between_its_knn_queries(clean_re
             "queries": report.validation["knn_queries"],
             "validate_s": report.phases["validate"]["seconds"],
             "answers": len(gaps),
+            "gap_ms_median": round(float(numpy.median(gaps)) * 1000, 1) if gaps else None,
             "gap_ms_p90": round(float(numpy.percentile(gaps, 90)) * 1000, 1) if gaps else None,
             "gap_ms_max": round(max(gaps) * 1000, 1) if gaps else None,
             # What a reader waits for when it waits behind one query: its own pause and that query, and its
@@ -461,12 +462,15 @@ def test_online_validation_leaves_a_reader_room_between_its_knn_queries(clean_re
             "bound_ms": round((0.005 + 2 * query) * 1000, 1),
         }
     back_to_back, spaced = found[0.0], found[online.KNN_IDLE_RATIO]
-    assert back_to_back["queries"] == spaced["queries"] >= 20 and spaced["answers"] >= 20, found
-    # Most of the reader's answers during validation came behind one query at most; back to back, most did not.
-    # (The 90th percentile, not the longest: on a loaded machine the reader itself may wait for a CPU now and then.)
-    assert spaced["gap_ms_p90"] <= spaced["bound_ms"], found
-    assert back_to_back["gap_ms_p90"] > back_to_back["bound_ms"], found
-    print(found)
+    shown = json.dumps(found)
+    assert back_to_back["queries"] == spaced["queries"] >= 20 and spaced["answers"] >= 20, shown
+    # Most of the reader's answers during validation came behind one query at most (the 90th percentile, not the
+    # longest: on a loaded machine the reader itself may wait for a CPU now and then). Back to back the same reader
+    # typically waited half as long again at least (the back-to-back p90 sits near the one-query bound, so that
+    # bound alone does not tell the two apart; the medians do).
+    assert spaced["gap_ms_p90"] <= spaced["bound_ms"], shown
+    assert back_to_back["gap_ms_median"] >= 1.5 * spaced["gap_ms_median"], shown
+    print(shown)
 
 
 def test_module_reports_the_mode_and_no_downtime(clean_redis, redis_url, capsys, tmp_path):
