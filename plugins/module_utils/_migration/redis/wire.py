@@ -87,6 +87,8 @@ def read_values(wire: Wire, keys: Sequence[bytes], locations: Sequence[str], jso
     """Each key's values at `locations` (None where absent), one packed round trip: HGET/HMGET for
     hashes, JSON.GET per path for JSON (its reply '[value]', or None for no match)."""
     names = [location.encode() for location in locations]
+    if not names:  # nothing backed up (a prefix change alone): no round trip
+        return [[] for _key in keys]
     if json_storage:
         wire.send(b"".join(pack(b"JSON.GET", key, name) for key in keys for name in names), len(keys) * len(names))
         replies = wire.read(len(keys) * len(names))

@@ -153,7 +153,7 @@ def _record(
     the migration cannot rewrite - a changed document whose vector or field is gone, a vector of the wrong size -,
     the added documents with nothing to rewrite, which need none)."""
     store, rewrites = ctx.store, ctx.plan.rewrites
-    copies = ctx.plan.online_layout.copy_keys  # the whole document is copied: each one there is kept
+    copies = ctx.plan.online_layout.copy_keys
     params = {field: QuantParams.from_dict(p) for field, p in store.header.quant_params.items()}
     steps = OnlineSteps(ctx, EXPAND)
     keys = [*changed, *added]
@@ -164,24 +164,18 @@ def _record(
     with Wire(ctx.client) as wire:
         for at in range(0, len(keys), batch):
             part = keys[at : at + batch]
-            # A prefix change alone backs up no location: its records name the documents only.
-            rows = (
-                read_values(wire, part, places.entries, rewrites.storage == "json")
-                if places.entries
-                else [[] for _key in part]
-            )
+            rows = read_values(wire, part, places.entries, rewrites.storage == "json")
             records = [_now(places, key, row, changed.get(key)) for key, row in zip(part, rows)]
             conversions = staged_records(rewrites, records, params) if staged is not None else [None] * len(records)
             kept = []
-            exists = _existing(ctx.client, part) if copies else [False] * len(part)
-            for record, conversion, there in zip(records, conversions, exists):
+            for record, conversion, there in zip(records, conversions, _existing(ctx.client, part)):
                 converted = next(decode_records(conversion, 1))[1] if conversion is not None else None
-                if there or (not copies and steps.items(record, converted)):
+                # A prefix change copies the whole document: each one still there is kept.
+                rewritable = there if copies else steps.items(record, converted)
+                if rewritable:
                     kept.append((record, conversion))
-                elif (
-                    not copies
-                    and any(record.value(name.encode()) for name in places.compared)
-                    or (record.key in changed and ctx.client.exists(record.key))
+                elif not copies and (
+                    any(record.value(name.encode()) for name in places.compared) or (record.key in changed and there)
                 ):
                     left_out.append(record.key)
                 else:
